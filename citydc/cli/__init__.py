@@ -1,0 +1,1 @@
+"""The ``citydc`` command line: one command, a group per concern."""

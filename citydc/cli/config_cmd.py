@@ -1,0 +1,71 @@
+"""``citydc config``: check, show, sample and schema."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from citydc.cli.output import out, print_json, report_invalid
+from citydc.config import sample
+from citydc.config.loader import ConfigInvalid, load
+
+
+@click.group("config")
+def config_group() -> None:
+    """Validate and inspect citydc.yaml."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check(file: str, as_json: bool) -> None:
+    """Validate FILE; report every error with its path and line; exit 2 if any."""
+    try:
+        loaded = load(file)
+    except ConfigInvalid as exc:
+        report_invalid(exc, as_json)
+    cfg = loaded.config
+    summary = {"file": file, "valid": True, "sites": [s.id for s in cfg.sites], "devices": len(cfg.devices),
+               "snmp_auth_profiles": len(cfg.snmp_auth), "backup_jobs": len(cfg.backup.jobs),
+               "ldap_sources": len(cfg.ldap), "sso_sources": len(cfg.sso),
+               "netflow_listeners": len(cfg.netflow.listeners), "security_log": cfg.security_log.sink.kind}
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"{file}: valid", show_header=False)
+    for key, value in summary.items():
+        if key not in ("file", "valid"):
+            table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
+    out.print(table)
+
+
+@config_group.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def show(file: str) -> None:
+    """Print FILE as validated, defaults filled in (secrets stay references)."""
+    try:
+        loaded = load(file)
+    except ConfigInvalid as exc:
+        report_invalid(exc)
+    print_json(loaded.config.model_dump(mode="json"))
+
+
+@config_group.command("sample")
+@click.option("--check", "check_only", is_flag=True,
+              help="Exit 1 if the committed example differs from what the models generate.")
+def sample_cmd(check_only: bool) -> None:
+    """Print the commented lab example config, generated from the models."""
+    text = sample.render(sample.lab_example())
+    if check_only:
+        same = sample.EXAMPLE_PATH.read_text(encoding="utf-8") == text
+        click.echo(f"{sample.EXAMPLE_PATH}: {'up to date' if same else 'STALE, regenerate it'}")
+        sys.exit(0 if same else 1)
+    click.echo(text, nl=False)
+
+
+@config_group.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of citydc.yaml."""
+    click.echo(sample.json_schema(), nl=False)

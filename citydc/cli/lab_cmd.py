@@ -1,0 +1,67 @@
+"""``citydc lab``: start, stop and list the real services the demo and the tests use."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from citydc.cli.output import err, fail, out, print_json
+from citydc.lab import registry
+from citydc.lab.base import LabContext, LabError
+
+
+def lab_context() -> LabContext:
+    return LabContext(log=lambda msg: err.print(f"[dim]lab: {msg}[/]"))
+
+
+def status_table(statuses: list[registry.ServiceStatus]) -> Table:
+    table = Table(title="citydc lab")
+    for col in ("service", "state", "pids", "endpoints"):
+        table.add_column(col)
+    for st in statuses:
+        state = "[green]running[/]" if st.running else "[dim]stopped[/]"
+        table.add_row(st.name, state, " ".join(map(str, st.pids)), " ".join(st.endpoints.values()))
+    return table
+
+
+@click.group("lab")
+def lab_group() -> None:
+    """Run the lab's real services on loopback (snmpd, Elasticsearch, ...)."""
+
+
+@lab_group.command("up")
+@click.argument("services", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def up(services: tuple[str, ...], as_json: bool) -> None:
+    """Install what is missing and start SERVICES (all when none given); wait until ready."""
+    ctx = lab_context()
+    try:
+        with err.status("starting lab services…"):
+            statuses = registry.up(ctx, services)
+    except LabError as exc:
+        fail(str(exc), hint="`citydc lab status` shows what runs; `citydc lab down` stops it")
+    print_json([s.to_json() for s in statuses]) if as_json else out.print(status_table(statuses))
+
+
+@lab_group.command("down")
+@click.argument("services", nargs=-1)
+def down(services: tuple[str, ...]) -> None:
+    """Stop SERVICES (all when none given): exactly the processes the lab started."""
+    try:
+        stopped = registry.down(lab_context(), services)
+    except LabError as exc:
+        fail(str(exc), code=2)
+    for name, count in stopped.items():
+        err.print(f"{name}: stopped {count} process(es)")
+
+
+@lab_group.command("status")
+@click.argument("services", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def status(services: tuple[str, ...], as_json: bool) -> None:
+    """Show which lab services run, their PIDs and endpoints."""
+    try:
+        statuses = registry.status(lab_context(), services)
+    except LabError as exc:
+        fail(str(exc), code=2)
+    print_json([s.to_json() for s in statuses]) if as_json else out.print(status_table(statuses))

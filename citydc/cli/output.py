@@ -1,0 +1,68 @@
+"""Terminal output shared by every command: results on stdout, messages on stderr.
+
+Exit codes mean the same everywhere: 0 ok, 1 findings or a failed job, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from citydc.config.loader import ConfigInvalid, LoadedConfig, load
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "fail", "load_config", "out", "print_json"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[dim]{escape(hint)}[/]")
+    sys.exit(code)
+
+
+def config_path(explicit: str | None) -> Path:
+    """Return the config file: --config, then $CITYDC_CONFIG, then ./citydc.yaml, then /etc/citydc."""
+    for candidate in (explicit, os.environ.get("CITYDC_CONFIG"), "citydc.yaml", "/etc/citydc/citydc.yaml"):
+        if candidate and (explicit == candidate or Path(candidate).exists()):
+            return Path(candidate)
+    fail("no config file found", EXIT_CONFIG,
+         "pass --config FILE, set CITYDC_CONFIG, or start from `citydc config sample > citydc.yaml`")
+
+
+def report_invalid(exc: ConfigInvalid, as_json: bool = False) -> NoReturn:
+    if as_json:
+        print_json({"file": exc.filename, "valid": False,
+                    "errors": [{"path": e.path, "line": e.line, "message": e.message} for e in exc.errors]})
+    else:
+        for e in exc.errors:
+            err.print(f"[red]{escape(e.format(exc.filename))}[/]")
+        err.print(f"[bold red]{len(exc.errors)} error(s)[/] in {escape(exc.filename)}; nothing was run.")
+    sys.exit(EXIT_CONFIG)
+
+
+def load_config(ctx: click.Context) -> LoadedConfig:
+    """Load the config named on the command line (cached on the context); exit 2 if invalid."""
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "config" not in root.obj:
+        try:
+            root.obj["config"] = load(config_path(root.obj.get("config_path")))
+        except ConfigInvalid as exc:
+            report_invalid(exc)
+    return root.obj["config"]

@@ -1,0 +1,214 @@
+"""The typed models of ``citydc.yaml``: the one schema of the project.
+
+Every model forbids unknown keys, so a typo is an error with its path instead of a silently
+ignored setting. Field descriptions are the documentation: the JSON Schema and the commented
+sample config are generated from them (``citydc config schema`` / ``citydc config sample``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from citydc.secrets import SecretRef
+
+SiteId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", description="site id, e.g. siwei or fengshan")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length=1, max_length=64)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Site(Model):
+    id: SiteId = Field(description="short lowercase id used in labels.site and metric labels")
+    name: str = Field(description="display name, e.g. '四維 Siwei'")
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="management prefixes of the site")
+
+
+class SnmpV2c(Model):
+    version: Literal["2c"] = "2c"
+    community: SecretRef = Field(description="community string, by reference")
+
+
+class SnmpV3(Model):
+    version: Literal["3"] = "3"
+    username: str = Field(min_length=1, description="USM user name")
+    security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "authPriv"
+    auth_protocol: Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"] = "SHA256"
+    auth_key: SecretRef | None = Field(default=None, description="authentication pass phrase")
+    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
+    priv_key: SecretRef | None = Field(default=None, description="privacy pass phrase")
+    context_name: str = ""
+
+    @model_validator(mode="after")
+    def keys_match_level(self) -> SnmpV3:
+        if self.security_level in ("authNoPriv", "authPriv") and self.auth_key is None:
+            raise ValueError(f"auth_key is required for security_level {self.security_level}")
+        if self.security_level == "authPriv" and self.priv_key is None:
+            raise ValueError("priv_key is required for security_level authPriv")
+        return self
+
+
+SnmpAuth = Annotated[SnmpV2c | SnmpV3, Field(discriminator="version")]
+
+
+class Device(Model):
+    name: Name = Field(description="device name, used as the device label")
+    address: str = Field(description="host or host:port of the SNMP agent / management interface")
+    site: SiteId = Field(description="id of a site in sites")
+    role: Literal["core", "distribution", "access", "firewall", "lb", "hypervisor", "router", "server"]
+    snmp_auth: str | None = Field(default=None, description="name of a profile in snmp_auth")
+    snmp_module: str = Field(default="if_mib", description="SNMP module polled for this device")
+    netmiko_device_type: str | None = Field(
+        default=None, description="netmiko device_type for config backup, e.g. cisco_ios")
+
+    @field_validator("address")
+    @classmethod
+    def address_has_host(cls, value: str) -> str:
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+        if not host:
+            raise ValueError("expected host or host:port")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"port must be 1-65535, got {port!r}")
+        return value
+
+
+class NetflowListener(Model):
+    address: str = Field(default="127.0.0.1", description="address to bind")
+    port: int = Field(ge=1, le=65535, description="UDP port")
+    site: SiteId
+    receive_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=65536,
+                                      description="SO_RCVBUF requested for the socket")
+
+
+class Agency(Model):
+    name: Name = Field(description="agency label, e.g. civil-affairs")
+    prefixes: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(min_length=1)
+
+
+class NetflowExporter(Model):
+    address: str = Field(description="exporter source address")
+    sampling_rate: int = Field(default=1, ge=1, description="1-in-N, used when the exporter does not announce it")
+
+
+class Netflow(Model):
+    listeners: list[NetflowListener] = Field(default_factory=list)
+    agencies: list[Agency] = Field(default_factory=list)
+    exporters: list[NetflowExporter] = Field(default_factory=list)
+
+
+class Repository(Model):
+    url: str = Field(description="restic repository: a path, sftp:host:/path, rest:https://..., s3:...")
+    password: SecretRef = Field(description="repository password, by reference")
+    site: SiteId
+
+
+class Retention(Model):
+    keep_daily: int = Field(default=7, ge=0)
+    keep_weekly: int = Field(default=4, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
+
+
+class BackupJob(Model):
+    name: Name
+    site: SiteId
+    sources: list[Path] = Field(min_length=1)
+    excludes: list[str] = Field(default_factory=list)
+    pre_commands: list[list[str]] = Field(default_factory=list,
+                                          description="argv lists run before the backup, e.g. slapcat")
+    local_repo: Repository
+    offsite_repo: Repository | None = None
+    retention: Retention = Field(default_factory=Retention)
+    tags: list[str] = Field(default_factory=list)
+    offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
+    check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
+
+
+class Backup(Model):
+    jobs: list[BackupJob] = Field(default_factory=list)
+
+
+class LdapSource(Model):
+    name: Name
+    url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port or ldaps://host:port")
+    bind_dn: str
+    bind_password: SecretRef
+    base_dn: str
+    start_tls: bool = True
+    ca_file: Path | None = None
+    site: SiteId
+
+
+class SsoSource(Model):
+    name: Name
+    log_path: Path = Field(description="authentication log of the SSO service")
+    format: Literal["keycloak-json", "syslog"] = "keycloak-json"
+    site: SiteId
+
+
+class SqliteSink(Model):
+    kind: Literal["sqlite"] = "sqlite"
+    path: Path = Field(default=Path("var/seclog.db"), description="database file (relative to the config file)")
+
+
+class ElasticsearchSink(Model):
+    kind: Literal["elasticsearch"] = "elasticsearch"
+    url: str = Field(pattern=r"^https?://", description="cluster URL")
+    api_key: SecretRef | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle for TLS verification")
+    index_prefix: str = Field(default="citydc-seclog", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+    @model_validator(mode="after")
+    def credentials_complete(self) -> ElasticsearchSink:
+        if self.api_key is not None and (self.username or self.password):
+            raise ValueError("give either api_key or username/password, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+class SecurityLog(Model):
+    spool_dir: Path = Field(default=Path("var/spool"), description="durable spool (relative to the config file)")
+    sink: Annotated[SqliteSink | ElasticsearchSink, Field(discriminator="kind")] = Field(
+        default_factory=SqliteSink)
+
+
+class Alerting(Model):
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+    webhook_receivers: list[str] = Field(default_factory=list)
+
+
+class Tools(Model):
+    """Paths of external programs; every one can be overridden (tests, non-standard installs)."""
+
+    restic: str = "restic"
+    snmpget: str = "snmpget"
+    snmpbulkwalk: str = "snmpbulkwalk"
+    snmpd: str = "/usr/sbin/snmpd"
+    haproxy: str = "haproxy"
+    promtool: str = "promtool"
+    ansible_playbook: str = "ansible-playbook"
+
+
+class Config(Model):
+    sites: list[Site] = Field(min_length=1)
+    snmp_auth: dict[Name, SnmpAuth] = Field(default_factory=dict)
+    devices: list[Device] = Field(default_factory=list)
+    netflow: Netflow = Field(default_factory=Netflow)
+    backup: Backup = Field(default_factory=Backup)
+    ldap: list[LdapSource] = Field(default_factory=list)
+    sso: list[SsoSource] = Field(default_factory=list)
+    security_log: SecurityLog = Field(default_factory=SecurityLog)
+    alerting: Alerting = Field(default_factory=Alerting)
+    tools: Tools = Field(default_factory=Tools)
+
+    def site_ids(self) -> set[str]:
+        return {s.id for s in self.sites}

@@ -1,0 +1,195 @@
+"""The one place where citydc runs external programs.
+
+Callers build argv in pure functions (unit-tested as tuples) and hand it here with the tool's
+name. This module logs the command with every known secret masked, passes secrets only
+through the environment or files, enforces a timeout, and interprets the exit code through
+the tool's table: an exit code the table does not know is a failure, never a success.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "EXIT_CODES",
+    "Outcome",
+    "Result",
+    "ToolFailed",
+    "interpret_exit_code",
+    "mask",
+    "run",
+    "stream_lines",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILURE = "failure"
+
+
+# Per-tool exit-code tables: code -> (outcome, meaning). Unknown codes are failures.
+EXIT_CODES: dict[str, dict[int, tuple[Outcome, str]]] = {
+    # restic doc/075_scripting.rst
+    "restic": {
+        0: (Outcome.SUCCESS, "success"),
+        1: (Outcome.FAILURE, "fatal error"),
+        3: (Outcome.PARTIAL, "some source files could not be read"),
+        10: (Outcome.FAILURE, "repository does not exist"),
+        11: (Outcome.FAILURE, "failed to lock repository"),
+        12: (Outcome.FAILURE, "wrong password"),
+        130: (Outcome.FAILURE, "cancelled"),
+    },
+    "snmpget": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "error or timeout")},
+    "haproxy": {0: (Outcome.SUCCESS, "valid"), 1: (Outcome.FAILURE, "invalid configuration")},
+    "promtool": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "check failed")},
+    "ansible-playbook": {
+        0: (Outcome.SUCCESS, "success"),
+        2: (Outcome.FAILURE, "one or more hosts failed"),
+        4: (Outcome.FAILURE, "one or more hosts unreachable"),
+        99: (Outcome.FAILURE, "interrupted"),
+    },
+}
+DEFAULT_EXIT_CODES = {0: (Outcome.SUCCESS, "success")}
+
+
+def interpret_exit_code(tool: str, rc: int) -> tuple[Outcome, str]:
+    """Given a tool name and its exit code, return (outcome, meaning); unknown codes are failures."""
+    if rc < 0:
+        return Outcome.FAILURE, f"killed by signal {-rc}"
+    table = EXIT_CODES.get(tool, DEFAULT_EXIT_CODES)
+    return table.get(rc, (Outcome.FAILURE, f"unknown exit code {rc}"))
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """Given text and secret values, return the text with each value replaced by ``***``."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Result:
+    tool: str
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    duration_seconds: float
+    outcome: Outcome
+    meaning: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+    def masked_command(self) -> str:
+        return mask(shlex.join(self.argv), self.secrets)
+
+    def masked_stderr(self) -> str:
+        return mask(self.stderr, self.secrets)
+
+
+class ToolFailed(RuntimeError):
+    """A tool could not be started or timed out; the message never holds secret values."""
+
+
+def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
+    # Secrets go through the environment or files; an argv is world-readable in /proc.
+    for arg in argv:
+        for secret in secrets:
+            if secret and secret in arg:
+                raise ValueError("refusing to run: a secret value appears in argv (pass it by env or file)")
+
+
+def run(
+    tool: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+    timeout: float | None = 600,
+    input_text: str | None = None,
+    cwd: str | None = None,
+) -> Result:
+    """Given a tool name and argv, run it and return its Result.
+
+    ``env`` is added to the current environment. ``secrets`` are values that must never
+    be shown: they are masked in logs and refused if they appear in argv. Raise ToolFailed if
+    the program is missing or times out.
+    """
+    argv = tuple(str(a) for a in argv)
+    _check_argv(argv, secrets)
+    full_env = {**os.environ, **(env or {})}
+    log.debug("run %s: %s", tool, mask(shlex.join(argv), secrets))
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout,
+                              input=input_text, cwd=cwd, check=False, errors="replace")
+    except FileNotFoundError:
+        raise ToolFailed(f"{tool}: program not found: {argv[0]} (install it or set tools.* in citydc.yaml)") from None
+    except subprocess.TimeoutExpired:
+        raise ToolFailed(f"{tool}: timed out after {timeout} s: {mask(shlex.join(argv), secrets)}") from None
+    outcome, meaning = interpret_exit_code(tool, proc.returncode)
+    return Result(tool, argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started,
+                  outcome, meaning, tuple(s for s in secrets if s))
+
+
+@dataclass
+class Streamed:
+    """Filled in by stream_lines once the process has ended."""
+
+    rc: int | None = None
+    stderr: str = ""
+    outcome: Outcome | None = None
+    meaning: str = ""
+
+
+def stream_lines(
+    tool: str,
+    argv: Sequence[str],
+    done: Streamed,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+    timeout: float | None = None,
+) -> Iterator[str]:
+    """Given argv, yield stdout lines as they come; fill ``done`` when the process ends.
+
+    For tools with progress output (``restic --json``). The process is killed if the consumer
+    stops early or ``timeout`` passes.
+    """
+    argv = tuple(str(a) for a in argv)
+    _check_argv(argv, secrets)
+    log.debug("stream %s: %s", tool, mask(shlex.join(argv), secrets))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+    except FileNotFoundError:
+        raise ToolFailed(f"{tool}: program not found: {argv[0]}") from None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ToolFailed(f"{tool}: timed out after {timeout} s")
+            yield line.rstrip("\n")
+        proc.wait()
+        assert proc.stderr is not None
+        done.stderr = mask(proc.stderr.read(), secrets)
+        done.rc = proc.returncode
+        done.outcome, done.meaning = interpret_exit_code(tool, proc.returncode)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,97 @@
+"""Secrets by reference.
+
+A secret in ``citydc.yaml`` is never written inline: it is ``env:NAME`` (read from the
+environment) or ``file:PATH`` (first line of a file). The reference is harmless and may be
+shown; the value is resolved only at the moment of use, and the object holding it never prints
+it (``repr``, ``str``, ``model_dump`` and JSON all show the reference).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+__all__ = ["SecretRef", "SecretUnavailable"]
+
+
+class SecretUnavailable(RuntimeError):
+    """The reference points at nothing (unset variable, unreadable file). Never holds the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A reference to a secret: ``env:NAME`` or ``file:PATH``."""
+
+    scheme: str
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> SecretRef:
+        """Given ``env:NAME`` or ``file:PATH``, return the reference. Raise ValueError otherwise.
+
+        The error message never repeats the text, because a user who pasted the password
+        itself would otherwise see it echoed in logs.
+        """
+        scheme, sep, target = text.partition(":")
+        if not sep or scheme not in ("env", "file") or not target:
+            raise ValueError(
+                "expected a secret reference 'env:NAME' or 'file:PATH' "
+                "(secrets are never written inline in the config)"
+            )
+        if scheme == "env" and not target.replace("_", "a").isalnum():
+            raise ValueError("expected an environment variable name after 'env:' (letters, digits, _)")
+        return cls(scheme, target)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.scheme}:{self.target}"
+
+    def reveal(self, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+        """Return the secret's value. Raise SecretUnavailable if it cannot be read."""
+        if self.scheme == "env":
+            env = os.environ if environ is None else environ
+            value = env.get(self.target)
+            if value is None:
+                raise SecretUnavailable(f"environment variable {self.target} is not set")
+            return value
+        try:
+            text = Path(self.target).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from None
+        return text.splitlines()[0] if text else ""
+
+    def file_path(self) -> Path | None:
+        """Return the file holding the secret for ``file:`` references (tools can read it themselves)."""
+        return Path(self.target) if self.scheme == "file" else None
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.reference!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def validate(value: Any) -> SecretRef:
+            if isinstance(value, SecretRef):
+                return value
+            if not isinstance(value, str):
+                raise ValueError("expected a secret reference string 'env:NAME' or 'file:PATH'")
+            return cls.parse(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.reference),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": r"^(env:[A-Za-z0-9_]+|file:.+)$",
+                "description": "secret reference: env:NAME or file:PATH"}

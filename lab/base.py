@@ -1,0 +1,156 @@
+"""The lab's service framework: what a service is, where it keeps its state, how it installs.
+
+Each service installs what it lacks (Debian packages, PyPI, the Java package repository),
+starts its real program on 127.0.0.1 with its own data directory and port, waits until the
+program answers, and records the PIDs it started so that ``down`` stops exactly those.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citydc.lab import processes
+from citydc.lab.processes import ProcessRecord
+
+__all__ = ["LabContext", "LabError", "Service", "apt_install", "wait_until"]
+
+DEFAULT_LAB_DIR = Path(os.environ.get("CITYDC_LAB_DIR", "/tmp/citydc-lab"))
+# Downloads are cached outside the repository. As root the cache is system-wide, because the
+# unprivileged lab user must be able to read it (root's home is not traversable).
+DEFAULT_CACHE_DIR = Path(os.environ.get(
+    "CITYDC_CACHE_DIR", "/var/cache/citydc" if os.geteuid() == 0 else Path.home() / ".cache" / "citydc"))
+
+
+class LabError(RuntimeError):
+    """A lab service could not be installed or started; the message says what to do."""
+
+
+@dataclass
+class LabContext:
+    root: Path = DEFAULT_LAB_DIR
+    cache: Path = DEFAULT_CACHE_DIR
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+    def service_dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Service:
+    """A real program the lab runs. Subclasses set ``name`` and implement the four steps."""
+
+    name: str = ""
+    description: str = ""
+
+    def install(self, ctx: LabContext) -> None:
+        """Make sure the program is present; install it if it is not."""
+
+    def start(self, ctx: LabContext) -> subprocess.Popen:
+        raise NotImplementedError
+
+    def ready(self, ctx: LabContext) -> bool:
+        raise NotImplementedError
+
+    def endpoints(self, ctx: LabContext) -> dict[str, str]:
+        return {}
+
+    ready_timeout: float = 60.0
+
+    # -- state kept by the framework ---------------------------------------------------------
+
+    def pid_file(self, ctx: LabContext) -> Path:
+        return ctx.service_dir(self.name) / "pids.json"
+
+    def records(self, ctx: LabContext) -> list[ProcessRecord]:
+        return processes.load(self.pid_file(ctx))
+
+    def running(self, ctx: LabContext) -> bool:
+        recs = self.records(ctx)
+        return bool(recs) and all(processes.alive(r) for r in recs)
+
+    def up(self, ctx: LabContext) -> None:
+        """Install, start, wait until ready, record PIDs. Idempotent when already running."""
+        if self.running(ctx) and self.ready(ctx):
+            return
+        self.down(ctx)
+        try:
+            self.install(ctx)
+            proc = self.start(ctx)
+        except OSError as exc:
+            raise LabError(f"{self.name} could not be started: {exc}") from None
+        recs = [processes.record(proc.pid, self.name)]
+        processes.save(self.pid_file(ctx), recs)
+        try:
+            wait_until(lambda: self._ready_or_dead(ctx, proc), self.ready_timeout,
+                       f"{self.name} did not become ready")
+        except LabError:
+            processes.stop(recs)
+            raise LabError(f"{self.name} did not become ready within {self.ready_timeout:.0f} s; "
+                           f"see {self.log_path(ctx)}") from None
+        # Record the children too (e.g. the Elasticsearch launcher's server JVM).
+        recs += [processes.record(pid, self.name) for pid in processes.descendants(proc.pid)]
+        processes.save(self.pid_file(ctx), recs)
+
+    def _ready_or_dead(self, ctx: LabContext, proc: subprocess.Popen) -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"{self.name} exited with code {proc.returncode} while starting; "
+                           f"see {self.log_path(ctx)}")
+        return self.ready(ctx)
+
+    def down(self, ctx: LabContext) -> int:
+        """Stop the recorded processes; return how many were running."""
+        recs = self.records(ctx)
+        stopped = processes.stop(list(reversed(recs)))
+        self.pid_file(ctx).unlink(missing_ok=True)
+        return len(stopped)
+
+    def log_path(self, ctx: LabContext) -> Path:
+        return ctx.service_dir(self.name) / f"{self.name}.log"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except LabError:
+            raise
+        except Exception:  # noqa: S110 - a service that is still starting may refuse or reset
+            pass
+        time.sleep(interval)
+    raise LabError(f"{what} within {timeout:.0f} s")
+
+
+_apt_updated = False
+
+
+def apt_install(packages: list[str], ctx: LabContext, *, no_recommends: bool = True) -> None:
+    """Install Debian packages (updating the package lists once per process)."""
+    global _apt_updated
+    if shutil.which("apt-get") is None:
+        raise LabError(f"missing {', '.join(packages)} and apt-get is not available; install them by hand")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ctx.log(f"apt-get install {' '.join(packages)}")
+    if not _apt_updated:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        _apt_updated = True
+    argv = ["apt-get", "install", "-y", "-qq"] + (["--no-install-recommends"] if no_recommends else []) + packages
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"apt-get install {' '.join(packages)} failed: {proc.stderr.strip()[-500:]}")
+
+
+def need_binaries(binaries: dict[str, str], ctx: LabContext) -> None:
+    """Given {binary: debian package}, install the packages of the binaries not on PATH."""
+    missing = sorted({pkg for binary, pkg in binaries.items()
+                      if shutil.which(binary) is None and not Path(binary).exists()})
+    if missing:
+        apt_install(missing, ctx)

@@ -1,0 +1,142 @@
+"""Elasticsearch for the lab: the integ-test distribution from the Java package repository.
+
+Fetched once with ``mvn dependency:copy`` into the cache (outside the repository), run with a
+Java 21+ JDK from /usr/lib/jvm as an unprivileged user (Elasticsearch refuses root), single
+node on 127.0.0.1 with a small heap.
+
+What this distribution lacks, found by running it (README, "The lab"): it ships only the
+modules transport-netty4, x-pack-core, x-pack-security and apm. So there is no ``GET /``
+(the rest-root module: the Python client's ``info()`` gets HTTP 405), no data streams, no
+ILM, no ingest processors, no painless scripts, no reindex/delete-by-query, and security is
+off. citydc uses only core APIs: index templates, aliases, bulk, search, aggregations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from citydc.lab import ports, processes
+from citydc.lab.base import LabContext, LabError, Service, need_binaries
+
+ES_VERSION = "9.2.4"
+ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
+LAB_USER = "citydc-lab"
+MIN_JAVA = 21
+
+
+def find_jdk(jvm_root: Path = Path("/usr/lib/jvm"), minimum: int = MIN_JAVA) -> Path:
+    """Return the newest JDK home under ``jvm_root`` whose major version is >= ``minimum``."""
+    best: tuple[int, Path] | None = None
+    for home in sorted(jvm_root.glob("*")) if jvm_root.is_dir() else []:
+        release = home / "release"
+        if not (home / "bin" / "java").exists() or not release.is_file():
+            continue
+        m = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(errors="replace"), re.M)
+        if m and int(m.group(1)) >= minimum and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), home)
+    if best is None:
+        raise LabError(f"Elasticsearch {ES_VERSION} needs a Java {minimum}+ JDK under {jvm_root}; "
+                       "none found (install e.g. a Temurin JDK 21 or newer)")
+    return best[1]
+
+
+def node_config(data: Path, logs: Path) -> str:
+    return "\n".join([
+        "cluster.name: citydc-lab",
+        "node.name: lab-1",
+        "discovery.type: single-node",
+        f"network.host: {ports.HOST}",
+        f"http.port: {ports.ELASTICSEARCH}",
+        f"transport.port: {ports.ELASTICSEARCH_TRANSPORT}",
+        f"path.data: {data}",
+        f"path.logs: {logs}",
+        "xpack.security.enabled: false",
+        # The lab disk may be fuller than a production one; never flip indices read-only.
+        "cluster.routing.allocation.disk.threshold_enabled: false",
+        "action.destructive_requires_name: false",
+        "",
+    ])
+
+
+class Elasticsearch(Service):
+    name = "elasticsearch"
+    description = f"Elasticsearch {ES_VERSION} (integ-test distribution), single node"
+    ready_timeout = 120.0
+
+    def home(self, ctx: LabContext) -> Path:
+        return ctx.cache / "elasticsearch" / f"elasticsearch-{ES_VERSION}"
+
+    def install(self, ctx: LabContext) -> None:
+        home = self.home(ctx)
+        if (home / "bin" / "elasticsearch").exists():
+            return
+        need_binaries({"mvn": "maven"}, ctx)
+        dest = home.parent
+        dest.mkdir(parents=True, exist_ok=True)
+        zip_path = dest / f"elasticsearch-{ES_VERSION}.zip"
+        if not zip_path.exists():
+            ctx.log(f"fetching {ARTIFACT} with mvn")
+            proc = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
+                                   f"-DoutputDirectory={dest}"], capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or not zip_path.exists():
+                raise LabError(f"mvn could not fetch {ARTIFACT}: {(proc.stdout + proc.stderr)[-800:]}")
+        with zipfile.ZipFile(zip_path) as zf:
+            for info in zf.infolist():
+                zf.extract(info, dest)
+                # zipfile does not restore modes; the archive keeps them in external_attr.
+                mode = (info.external_attr >> 16) & 0o777
+                (dest / info.filename).chmod((mode or (0o755 if info.is_dir() else 0o644)) | 0o444)
+
+    def user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None  # not root: run as ourselves
+        try:
+            pwd.getpwnam(LAB_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", LAB_USER],
+                           check=True, capture_output=True)
+        return LAB_USER
+
+    def start(self, ctx: LabContext) -> subprocess.Popen:
+        d = ctx.service_dir(self.name)
+        conf, data, logs, tmp = d / "config", d / "data", d / "logs", d / "tmp"
+        for p in (data, logs, tmp):
+            p.mkdir(exist_ok=True)
+        if conf.exists():
+            shutil.rmtree(conf)
+        shutil.copytree(self.home(ctx) / "config", conf)
+        (conf / "elasticsearch.yml").write_text(node_config(data, logs))
+        (conf / "jvm.options.d").mkdir(exist_ok=True)
+        (conf / "jvm.options.d" / "lab-heap.options").write_text("-Xms512m\n-Xmx512m\n")
+        user = self.user()
+        if user:
+            uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+            d.chmod(0o755)
+            for p in [d, *d.rglob("*")]:
+                os.chown(p, uid, gid)
+            ctx.root.chmod(0o755)
+        env = {"ES_JAVA_HOME": str(find_jdk()), "ES_PATH_CONF": str(conf), "ES_TMPDIR": str(tmp),
+               "JAVA_HOME": str(find_jdk())}
+        return processes.spawn([str(self.home(ctx) / "bin" / "elasticsearch")], log_path=self.log_path(ctx),
+                               env=env, cwd=d, user=user)
+
+    def url(self) -> str:
+        return f"http://{ports.HOST}:{ports.ELASTICSEARCH}"
+
+    def ready(self, ctx: LabContext) -> bool:
+        with urllib.request.urlopen(f"{self.url()}/_cluster/health", timeout=3) as resp:  # noqa: S310
+            return json.load(resp).get("status") in ("green", "yellow")
+
+    def endpoints(self, ctx: LabContext) -> dict[str, str]:
+        return {"http": self.url()}
+
+
+__all__ = ["ES_VERSION", "Elasticsearch", "find_jdk", "need_binaries"]

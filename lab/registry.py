@@ -1,0 +1,57 @@
+"""Every lab service by name, and the up/down/status operations over a selection of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from citydc.lab import processes
+from citydc.lab.base import LabContext, LabError, Service
+from citydc.lab.elasticsearch import Elasticsearch
+from citydc.lab.snmpd import Snmpd
+
+__all__ = ["SERVICES", "ServiceStatus", "down", "select", "status", "up"]
+
+SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch())}
+
+
+def select(names: Sequence[str]) -> list[Service]:
+    """Given service names (empty = all), return the services. Raise LabError on an unknown name."""
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise LabError(f"unknown lab service {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+    return [SERVICES[n] for n in names] if names else list(SERVICES.values())
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    description: str
+    running: bool
+    pids: tuple[int, ...]
+    endpoints: dict[str, str]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "description": self.description, "running": self.running,
+                "pids": list(self.pids), "endpoints": self.endpoints}
+
+
+def up(ctx: LabContext, names: Sequence[str] = ()) -> list[ServiceStatus]:
+    for svc in select(names):
+        ctx.log(f"starting {svc.name}")
+        svc.up(ctx)
+    return status(ctx, names)
+
+
+def down(ctx: LabContext, names: Sequence[str] = ()) -> dict[str, int]:
+    return {svc.name: svc.down(ctx) for svc in reversed(select(names))}
+
+
+def status(ctx: LabContext, names: Sequence[str] = ()) -> list[ServiceStatus]:
+    out = []
+    for svc in select(names):
+        recs = svc.records(ctx)
+        live = tuple(r.pid for r in recs if processes.alive(r))
+        out.append(ServiceStatus(svc.name, svc.description, bool(recs) and len(live) == len(recs),
+                                 live, svc.endpoints(ctx)))
+    return out

@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,15 +179,19 @@ def stream_lines(
                                 stderr=subprocess.PIPE, text=True, errors="replace")
     except FileNotFoundError:
         raise ToolFailed(f"{tool}: program not found: {argv[0]}") from None
+    # stderr is drained by a thread so a chatty tool never blocks on a full pipe.
+    stderr_chunks: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+    drain.start()
     try:
-        assert proc.stdout is not None
         for line in proc.stdout:
             if deadline is not None and time.monotonic() > deadline:
                 raise ToolFailed(f"{tool}: timed out after {timeout} s")
             yield line.rstrip("\n")
         proc.wait()
-        assert proc.stderr is not None
-        done.stderr = mask(proc.stderr.read(), secrets)
+        drain.join(timeout=10)
+        done.stderr = mask("".join(stderr_chunks), secrets)
         done.rc = proc.returncode
         done.outcome, done.meaning = interpret_exit_code(tool, proc.returncode)
     finally:

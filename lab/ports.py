@@ -5,6 +5,7 @@ SNMPD = 11161
 ELASTICSEARCH = 19200
 ELASTICSEARCH_TRANSPORT = 19300
 ELASTICSEARCH_TLS = 19243
+SFTP = 12222
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.

@@ -8,18 +8,23 @@ from dataclasses import dataclass
 from citydc.lab import processes
 from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
+from citydc.lab.sftp import Sftp
 from citydc.lab.snmpd import Snmpd
 
-__all__ = ["SERVICES", "ServiceStatus", "down", "select", "status", "up"]
+__all__ = ["SERVICES", "ServiceStatus", "UnknownService", "down", "select", "status", "up"]
 
-SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch())}
+SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), Sftp())}
+
+
+class UnknownService(LabError):
+    """A service name the lab does not know (a usage error)."""
 
 
 def select(names: Sequence[str]) -> list[Service]:
     """Given service names (empty = all), return the services. Raise LabError on an unknown name."""
     unknown = [n for n in names if n not in SERVICES]
     if unknown:
-        raise LabError(f"unknown lab service {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+        raise UnknownService(f"unknown lab service {', '.join(unknown)} (known: {', '.join(SERVICES)})")
     return [SERVICES[n] for n in names] if names else list(SERVICES.values())
 
 

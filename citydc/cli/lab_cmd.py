@@ -38,6 +38,8 @@ def up(services: tuple[str, ...], as_json: bool) -> None:
     try:
         with err.status("starting lab services…"):
             statuses = registry.up(ctx, services)
+    except registry.UnknownService as exc:
+        fail(str(exc), code=2)
     except LabError as exc:
         fail(str(exc), hint="`citydc lab status` shows what runs; `citydc lab down` stops it")
     print_json([s.to_json() for s in statuses]) if as_json else out.print(status_table(statuses))

@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both do all set-up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down
+
+$(STAMP): pyproject.toml lab/apt-packages.txt
+	bash lab/bootstrap.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/citydc demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Every tier: unit tests and lab tests against the real services. pytest exit code 5 means
+# nothing was collected: in this project that is a broken suite, so it fails loudly.
+test: lint
+	$(PY) -m pytest -q --durations=15; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; \
+	  exit $$rc
+	$(MAKE) --no-print-directory wheel-check
+
+test-unit: setup
+	$(PY) -m pytest -q -m "not lab"
+
+test-lab: setup
+	$(PY) -m pytest -q -m lab
+
+# Test as installed: build the wheel, install it in a clean venv, import every module.
+wheel-check: setup
+	$(PY) .ci/check_wheel.py
+
+lab-down:
+	-$(VENV)/bin/citydc lab down

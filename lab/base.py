@@ -18,6 +18,8 @@ from pathlib import Path
 from citydc.lab import processes
 from citydc.lab.processes import ProcessRecord
 
+from citydc import execute
+
 __all__ = ["LabContext", "LabError", "Service", "apt_install", "wait_until"]
 
 DEFAULT_LAB_DIR = Path(os.environ.get("CITYDC_LAB_DIR", "/tmp/citydc-lab"))
@@ -137,15 +139,15 @@ def apt_install(packages: list[str], ctx: LabContext, *, no_recommends: bool = T
     global _apt_updated
     if shutil.which("apt-get") is None:
         raise LabError(f"missing {', '.join(packages)} and apt-get is not available; install them by hand")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
     ctx.log(f"apt-get install {' '.join(packages)}")
     if not _apt_updated:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        execute.run("apt-get", ["apt-get", "update", "-qq"], env=env, timeout=600)
         _apt_updated = True
     argv = ["apt-get", "install", "-y", "-qq"] + (["--no-install-recommends"] if no_recommends else []) + packages
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise LabError(f"apt-get install {' '.join(packages)} failed: {proc.stderr.strip()[-500:]}")
+    res = execute.run("apt-get", argv, env=env, timeout=1800)
+    if not res.ok:
+        raise LabError(f"apt-get install {' '.join(packages)} failed: {res.stderr.strip()[-500:]}")
 
 
 def need_binaries(binaries: dict[str, str], ctx: LabContext) -> None:

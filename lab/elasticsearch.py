@@ -26,6 +26,8 @@ from pathlib import Path
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
 
+from citydc import execute
+
 ES_VERSION = "9.2.4"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
 LAB_USER = "citydc-lab"
@@ -84,10 +86,10 @@ class Elasticsearch(Service):
         zip_path = dest / f"elasticsearch-{ES_VERSION}.zip"
         if not zip_path.exists():
             ctx.log(f"fetching {ARTIFACT} with mvn")
-            proc = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
-                                   f"-DoutputDirectory={dest}"], capture_output=True, text=True, check=False)
-            if proc.returncode != 0 or not zip_path.exists():
-                raise LabError(f"mvn could not fetch {ARTIFACT}: {(proc.stdout + proc.stderr)[-800:]}")
+            res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
+                                      f"-DoutputDirectory={dest}"], timeout=1200)
+            if not res.ok or not zip_path.exists():
+                raise LabError(f"mvn could not fetch {ARTIFACT}: {(res.stdout + res.stderr)[-800:]}")
         with zipfile.ZipFile(zip_path) as zf:
             for info in zf.infolist():
                 zf.extract(info, dest)
@@ -101,8 +103,10 @@ class Elasticsearch(Service):
         try:
             pwd.getpwnam(LAB_USER)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", LAB_USER],
-                           check=True, capture_output=True)
+            res = execute.run("useradd", ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                                          LAB_USER], timeout=60)
+            if not res.ok:
+                raise LabError(f"cannot create the lab user {LAB_USER}: {res.stderr.strip()}") from None
         return LAB_USER
 
     def start(self, ctx: LabContext) -> subprocess.Popen:

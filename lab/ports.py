@@ -7,6 +7,24 @@ ELASTICSEARCH_TRANSPORT = 19300
 ELASTICSEARCH_TLS = 19243
 SFTP = 12222
 
+# SNMP collector lab (issue 3): snmpsim full responder (recordings on 127.0.1.k, v3 switches on
+# 127.0.2.k, all on port SNMPSIM), lite responders with one port per switch, Prometheus, exporters.
+SNMPSIM = 11611
+SNMPSIM_SWITCHES = 11620  # k-th generated switch on SNMPSIM_SWITCHES + k
+SNMPSIM_SLOW = 11640
+SNMPSIM_REBOOT = 11641
+SNMPSIM_FLEET = 13000  # 190 small switches on 13000-13189; 13190-13199 stay closed (dead devices)
+SNMP_EXPORTER = 19116  # citydc collect snmp in the lab
+SNMP_EXPORTER_PEER = 19117  # Debian prometheus-snmp-exporter (benchmark)
+PROMETHEUS = 19090
+
+# NetFlow collector lab (issue 4): softflowd in netns citydc-nf exports to 10.99.78.1 on these ports;
+# nfcapd / nfacctd used for cross-checks and the benchmark listen on loopback from NFCAPD on.
+NETFLOW_V5 = 12065
+NETFLOW_V9 = 12066
+NETFLOW_IPFIX = 12067
+NFCAPD = 12070
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {

@@ -13,6 +13,7 @@ from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load
 from citydc.lab import ports, registry
 from citydc.lab.base import LabError
+from citydc.seclog.demo import record_demo_started
 
 
 @click.command("demo")
@@ -36,6 +37,7 @@ def demo(services: str, as_json: bool) -> None:
         steps.append({"step": "config check", "ok": True, "detail": str(sample.EXAMPLE_PATH)})
     except ConfigInvalid as exc:
         fail(f"the example config is invalid: {exc}")
+    steps.append(record_demo_started(loaded, [s.name for s in statuses]))
     del loaded
     if as_json:
         print_json({"steps": steps, "services": [s.to_json() for s in statuses]})

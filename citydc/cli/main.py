@@ -8,9 +8,12 @@ import sys
 import click
 
 from citydc import __version__
+from citydc.cli.backup_cmd import backup_group
+from citydc.cli.collect_cmd import collect_group
 from citydc.cli.config_cmd import config_group
 from citydc.cli.demo_cmd import demo
 from citydc.cli.lab_cmd import lab_group
+from citydc.cli.log_cmd import log_group
 from citydc.cli.output import EXIT_CONFIG, err
 
 
@@ -41,15 +44,13 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 cli.add_command(config_group)
 cli.add_command(lab_group)
-cli.add_command(_planned("collect", "SNMP and NetFlow/IPFIX collectors exporting bandwidth to Prometheus.",
-                         "issue #3 (SNMP) and #4 (NetFlow)"))
+cli.add_command(collect_group)
 cli.add_command(_planned("play", "Ansible playbooks for the virtualization and load-balancer tiers.",
                          "the playbooks issue"))
-cli.add_command(_planned("backup", "restic backup jobs, off-site copy, retention, checks and restore drills.",
-                         "issue #5"))
+cli.add_command(backup_group)
 cli.add_command(_planned("audit", "LDAP and SSO audits of weak, stale and risky accounts and logins.",
                          "the SSO audit issue"))
-cli.add_command(_planned("log", "The security log: ship, search, stats and verify.", "issue #6"))
+cli.add_command(log_group)
 cli.add_command(_planned("noc", "Alert rules, Alertmanager routing and the NOC page.", "the alerts issue"))
 cli.add_command(_planned("report", "Reports for auditors and the NOC.", "the reports issue"))
 cli.add_command(demo)

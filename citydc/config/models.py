@@ -57,6 +57,44 @@ class SnmpV3(Model):
 SnmpAuth = Annotated[SnmpV2c | SnmpV3, Field(discriminator="version")]
 
 
+IfMibColumn = Literal[
+    "ifDescr", "ifType", "ifMtu", "ifSpeed", "ifPhysAddress", "ifAdminStatus", "ifOperStatus", "ifLastChange",
+    "ifInOctets", "ifInUcastPkts", "ifInDiscards", "ifInErrors", "ifOutOctets", "ifOutUcastPkts",
+    "ifOutDiscards", "ifOutErrors", "ifName", "ifInMulticastPkts", "ifInBroadcastPkts", "ifOutMulticastPkts",
+    "ifOutBroadcastPkts", "ifHCInOctets", "ifHCInUcastPkts", "ifHCInMulticastPkts", "ifHCInBroadcastPkts",
+    "ifHCOutOctets", "ifHCOutUcastPkts", "ifHCOutMulticastPkts", "ifHCOutBroadcastPkts", "ifHighSpeed",
+    "ifAlias", "ifCounterDiscontinuityTime",
+]
+
+
+class SnmpInterfaceFilter(Model):
+    """Which interfaces a module exports; decided on the cached static columns, before the counters are walked."""
+
+    alias_required: bool = Field(default=False, description="only interfaces with a non-empty ifAlias")
+    name_pattern: str | None = Field(default=None, description="regular expression ifName must match, e.g. ^Te")
+    if_types: list[int] = Field(default_factory=list, description="only these ifType values (empty = all)")
+
+
+class SnmpModule(Model):
+    columns: list[IfMibColumn] = Field(min_length=1, description="IF-MIB ifTable/ifXTable columns to walk")
+    max_repetitions: int = Field(default=25, ge=1, le=200, description="GETBULK max-repetitions")
+    filter: SnmpInterfaceFilter = Field(default_factory=SnmpInterfaceFilter)
+
+
+class SnmpCollector(Model):
+    listen: str = Field(default="127.0.0.1:9116", description="host:port the exporter serves HTTP on")
+    timeout_seconds: float = Field(default=1.0, gt=0, le=60, description="wait per SNMP request")
+    retries: int = Field(default=1, ge=0, le=5, description="resends per SNMP request")
+    scrape_timeout_seconds: float = Field(
+        default=9.5, gt=0, le=120,
+        description="budget of one poll; Prometheus' X-Prometheus-Scrape-Timeout-Seconds lowers it")
+    static_refresh_seconds: float = Field(
+        default=300, ge=0, description="re-walk ifName/ifAlias/ifDescr/speeds after this long (0 = every scrape)")
+    max_concurrent_polls: int = Field(default=256, ge=1, description="polls in flight at once")
+    modules: dict[Name, SnmpModule] = Field(
+        default_factory=dict, description="modules added to (or replacing) the built-in if_mib")
+
+
 class Device(Model):
     name: Name = Field(description="device name, used as the device label")
     address: str = Field(description="host or host:port of the SNMP agent / management interface")
@@ -106,6 +144,8 @@ class Repository(Model):
     url: str = Field(description="restic repository: a path, sftp:host:/path, rest:https://..., s3:...")
     password: SecretRef = Field(description="repository password, by reference")
     site: SiteId
+    ssh_config: Path | None = Field(
+        default=None, description="for sftp: repositories, the ssh client config restic's ssh uses (ssh -F FILE)")
 
 
 class Retention(Model):
@@ -127,10 +167,21 @@ class BackupJob(Model):
     tags: list[str] = Field(default_factory=list)
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
     check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
+    drill_sample_files: int = Field(default=0, ge=0, le=10000,
+                                    description="restore drill: files restored at random (0 = the whole snapshot)")
+    drill_smoke_command: list[str] = Field(
+        default_factory=list, description="argv run after a drill's restore, e.g. load a dump and query it; "
+                                          "{restore_dir} is replaced by the scratch directory")
 
 
 class Backup(Model):
     jobs: list[BackupJob] = Field(default_factory=list)
+    state_dir: Path = Field(default=Path("var/backup"),
+                            description="run state, check cycle progress and drill evidence (relative to the config)")
+    textfile_dir: Path | None = Field(
+        default=None, description="node_exporter textfile collector directory for the backup metrics")
+    lock_stale_seconds: int = Field(
+        default=3600, ge=0, description="a lock is removed only when older than this and its process is gone")
 
 
 class LdapSource(Model):
@@ -202,6 +253,7 @@ class Config(Model):
     sites: list[Site] = Field(min_length=1)
     snmp_auth: dict[Name, SnmpAuth] = Field(default_factory=dict)
     devices: list[Device] = Field(default_factory=list)
+    snmp: SnmpCollector = Field(default_factory=SnmpCollector)
     netflow: Netflow = Field(default_factory=Netflow)
     backup: Backup = Field(default_factory=Backup)
     ldap: list[LdapSource] = Field(default_factory=list)

@@ -1,0 +1,481 @@
+"""Backup job actions: run (backup locally, then copy off-site), check, prune, drill, init and status.
+
+Each action works step by step; a step's result is recorded in the job's state, turned into an
+ECS event and returned, and a failing step never hides another's result: an unreachable off-site
+repository fails the copy step only, and the next run's copy catches up (restic copies every
+snapshot of the job the destination lacks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from citydc.backup import events, locks, restic, state
+from citydc.backup.restic import Outcome, RepoAccess, Restic, Status
+
+from citydc import execute
+from citydc.config.models import BackupJob
+
+__all__ = ["JobRunner", "StepResult", "worst"]
+
+REPOS = ("local", "offsite")
+
+
+@dataclass
+class StepResult:
+    step: str
+    repo: str
+    status: str  # success | partial | failure
+    duration_seconds: float
+    exit_code: int | None = None
+    error: str = ""
+    snapshot_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worst(results: Sequence[StepResult]) -> str:
+    """Given step results, return the overall status: failure, else partial, else success."""
+    statuses = {r.status for r in results}
+    return "failure" if "failure" in statuses else "partial" if "partial" in statuses else "success"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mtime_ns(text: str) -> int | None:
+    """Given restic's RFC 3339 node time (nanoseconds), return nanoseconds since the epoch, or None."""
+    try:
+        whole = locks.parse_time(text)
+    except ValueError:
+        return None
+    frac = text.split(".", 1)[1] if "." in text else "0"
+    digits = "".join(ch for ch in frac if ch.isdigit())[:9].ljust(9, "0")
+    return int(whole.replace(microsecond=0).timestamp()) * 1_000_000_000 + int(digits)
+
+
+@dataclass
+class JobRunner:
+    """Runs the steps of one configured job and records each one (state, event)."""
+
+    job: BackupJob
+    restic: Restic
+    state_dir: Path
+    emit: Callable[[list[dict]], None]
+    lock_stale_seconds: float = 3600
+    host: str = field(default_factory=socket.gethostname)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    on_status: Callable[[Status], None] | None = None
+    on_step: Callable[[str, str], None] | None = None
+    emitted: list[dict] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def repo(self, kind: str):
+        return self.job.local_repo if kind == "local" else self.job.offsite_repo
+
+    def repos(self, only: str | None = None) -> list[str]:
+        kinds = [k for k in REPOS if self.repo(k) is not None]
+        return [k for k in kinds if only in (None, k)]
+
+    def access(self, kind: str) -> RepoAccess:
+        repo = self.repo(kind)
+        if repo is None:
+            raise ValueError(f"job {self.job.name} has no {kind} repository")
+        return restic.repo_access(repo)
+
+    def _emit(self, evs: list[dict]) -> None:
+        self.emitted.extend(evs)
+        self.emit(evs)
+
+    def _start(self, step: str, kind: str) -> float:
+        if self.on_step is not None:
+            self.on_step(step, kind)
+        repo = self.repo(kind)
+        if step in ("backup", "copy"):
+            self._emit([events.step_start(step=step, job=self.job.name, repo=kind, url=repo.url, site=self.job.site,
+                                          run_id=self.run_id, host=self.host)])
+        return time.monotonic()
+
+    def _finish(self, result: StepResult, started_wall: float) -> StepResult:
+        repo = self.repo(result.repo)
+        st = state.load(self.state_dir, self.job.name)
+        entry = st["steps"].setdefault(state.step_key(result.repo, result.step), {})
+        entry.update(last_attempt=started_wall, status=result.status, duration_seconds=result.duration_seconds,
+                     exit_code=result.exit_code, error=result.error, snapshot_id=result.snapshot_id)
+        if result.ok:
+            entry["last_success"] = started_wall
+        if result.step == "backup":
+            entry["bytes_added"] = result.details.get("bytes_added")
+        if result.step == "drill":
+            st["drill"][result.repo] = {k: result.details.get(k, 0) for k in
+                                        ("verified_files", "verified_bytes", "failed_files")}
+            st["drill"][result.repo].update(status=result.status, time=started_wall)
+        if result.step == "check" and "cycle" in result.details:
+            st["check_cycle"][result.repo] = result.details["cycle"]
+        if "snapshots" in result.details:
+            st["repos"].setdefault(result.repo, {})["snapshots"] = result.details["snapshots"]
+        state.save(self.state_dir, self.job.name, st)
+        details = {k: v for k, v in result.details.items() if k not in ("cycle", "manifest")}
+        self._emit([events.step_end(step=result.step, job=self.job.name, repo=result.repo, url=repo.url,
+                                    site=self.job.site, run_id=self.run_id, host=self.host, status=result.status,
+                                    duration_seconds=result.duration_seconds, exit_code=result.exit_code,
+                                    error=result.error or None, snapshot_id=result.snapshot_id, extra=details)])
+        return result
+
+    def _clear_locks(self, kind: str, access: RepoAccess, force: bool = False) -> list[str]:
+        """Remove stale locks of a repository; emit an event per removed lock; return notes on kept ones.
+
+        Asking a remote repository for its locks costs a restic start (key derivation, a round
+        trip), so without ``force`` only a local repository's ``locks/`` folder is looked at; a
+        remote stale lock is handled when it gets in the way (see ``_locked``).
+        """
+        directory = locks.local_path(access.url)
+        if not force and (directory is None or not any((directory / "locks").glob("*"))):
+            return []
+        report = locks.clear_stale(self.restic, access, self.lock_stale_seconds)
+        repo = self.repo(kind)
+        evs = [events.lock_removed(job=self.job.name, repo=kind, url=repo.url, site=self.job.site, host=self.host,
+                                   lock_id=lk.id, lock_host=lk.hostname, lock_pid=lk.pid, lock_time=lk.time,
+                                   age_seconds=age, exclusive=lk.exclusive)
+               for lk, age in report.removed]
+        if evs:
+            self._emit(evs)
+        return locks.describe(report.kept)
+
+    def _locked(self, kind: str, access: RepoAccess, stderr: str) -> bool:
+        """Given a failed step's stderr, clear stale locks if a lock was in the way; return True if any went."""
+        if "repository is already locked" not in stderr and "repository locked" not in stderr:
+            return False
+        before = len(self.emitted)
+        self._clear_locks(kind, access, force=True)
+        return len(self.emitted) > before
+
+    def _snapshot_count(self, access: RepoAccess) -> int | None:
+        res = self.restic.run(restic.snapshots_argv(self.restic.binary, access, tags=[restic.job_tag(self.job.name)]),
+                              access, timeout=600)
+        return len(restic.parse_snapshots(res.stdout)) if res.ok else None
+
+    # -- init --------------------------------------------------------------------------------------
+
+    def init(self) -> list[StepResult]:
+        """Create the repositories that do not exist yet (off-site with the local chunker parameters)."""
+        out = []
+        for kind in self.repos():
+            started = time.monotonic()
+            access = self.access(kind)
+            probe = self.restic.run((*restic.base_argv(self.restic.binary, access), "cat", "config"), access,
+                                    timeout=300)
+            if probe.ok:
+                out.append(StepResult("init", kind, "success", time.monotonic() - started, 0,
+                                      details={"created": False}))
+                continue
+            chunker = self.access("local") if kind == "offsite" else None
+            res = self.restic.run(restic.init_argv(self.restic.binary, access, chunker), access, source=chunker,
+                                  timeout=600)
+            status = "success" if res.ok else "failure"
+            repo_id = restic.parse_init(res.stdout) if res.ok else None
+            out.append(StepResult("init", kind, status, time.monotonic() - started, res.rc,
+                                  "" if res.ok else restic.classify_failure(res.masked_stderr()),
+                                  details={"created": res.ok, "repository_id": repo_id}))
+        return out
+
+    # -- run ---------------------------------------------------------------------------------------
+
+    def run(self) -> list[StepResult]:
+        """Back up to the local repository, then copy the job's snapshots off-site."""
+        results = [self._backup()]
+        if self.job.offsite_repo is not None:
+            results.append(self._copy())
+        return results
+
+    def _pre_commands(self) -> str:
+        for argv in self.job.pre_commands:
+            try:
+                res = execute.run("pre-command", argv, timeout=3600)
+            except execute.ToolFailed as exc:
+                return str(exc)
+            if not res.ok:
+                return f"pre-command {argv[0]} exited {res.rc}: {res.masked_stderr().strip()[-300:]}"
+        return ""
+
+    def _backup(self) -> StepResult:
+        wall = time.time()
+        started = self._start("backup", "local")
+        pre_error = self._pre_commands()
+        if pre_error:
+            return self._finish(StepResult("backup", "local", "failure", time.monotonic() - started, None,
+                                           f"not backed up: {pre_error}"), wall)
+        access = self.access("local")
+        kept = self._clear_locks("local", access)
+        # Checked up front as well: restic 0.14 only warns about a missing source and exits 0.
+        missing_now = [str(s) for s in self.job.sources if not Path(s).exists()]
+        argv = restic.backup_argv(self.restic.binary, access, self.job.sources, excludes=self.job.excludes,
+                                  tags=restic.tagged(self.job.tags, self.job.name), host=self.host)
+        out = self.restic.backup(argv, access, self.on_status)
+        if out.outcome is Outcome.FAILURE and out.summary is None and self._locked("local", access, out.error):
+            out = self.restic.backup(argv, access, self.on_status)
+        missing = sorted(set(out.missing_sources) | set(missing_now))
+        if missing and out.outcome is not Outcome.FAILURE:
+            out = restic.judge_backup(out.rc, out.summary, out.read_errors, missing, "")
+        summary = out.summary
+        details: dict[str, Any] = {
+            "files_new": summary.files_new if summary else None,
+            "files_changed": summary.files_changed if summary else None,
+            "bytes_added": summary.data_added if summary else None,
+            "bytes_processed": summary.total_bytes_processed if summary else None,
+            "unreadable_files": [e.item for e in out.read_errors],
+            "missing_sources": missing,
+            "locks_kept": kept,
+        }
+        return self._finish(StepResult("backup", "local", out.outcome.value, time.monotonic() - started, out.rc,
+                                       out.error, summary.snapshot_id if summary else None, details), wall)
+
+    def _copy(self) -> StepResult:
+        wall = time.time()
+        started = self._start("copy", "offsite")
+        src, dst = self.access("local"), self.access("offsite")
+        kept = self._clear_locks("offsite", dst)
+        argv = restic.copy_argv(self.restic.binary, dst, src, tags=[restic.job_tag(self.job.name)],
+                                limit_upload_kib=self.job.offsite_limit_kib)
+        try:
+            res = self.restic.run(argv, dst, source=src)
+            if not res.ok and self._locked("offsite", dst, res.stderr):
+                res = self.restic.run(argv, dst, source=src)
+        except execute.ToolFailed as exc:
+            return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, None,
+                                           str(exc)), wall)
+        copied, skipped = restic.parse_copy(res.stdout)
+        details: dict[str, Any] = {"snapshots_copied": copied, "snapshots_already_there": len(skipped),
+                                   "locks_kept": kept}
+        if res.ok:
+            # Every snapshot of the job in the local repository was either copied or already there.
+            details["snapshots"] = len(copied) + len(skipped)
+            return self._finish(StepResult("copy", "offsite", "success", time.monotonic() - started, res.rc,
+                                           snapshot_id=copied[-1] if copied else None, details=details), wall)
+        error = f"{res.meaning}: {restic.classify_failure(res.masked_stderr())}"
+        return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc, error,
+                                       details=details), wall)
+
+    # -- check -------------------------------------------------------------------------------------
+
+    def check(self, only: str | None = None) -> list[StepResult]:
+        """Check structure and read the next data subset n/N of each repository (N = check_read_data_days)."""
+        return [self._check(kind) for kind in self.repos(only)]
+
+    def _check(self, kind: str) -> StepResult:
+        wall = time.time()
+        started = self._start("check", kind)
+        access = self.access(kind)
+        kept = self._clear_locks(kind, access, force=True)
+        total = self.job.check_read_data_days
+        cycle = dict(state.load(self.state_dir, self.job.name)["check_cycle"].get(kind) or {})
+        if cycle.get("total") != total:  # first check, or the period changed: start a new cycle
+            cycle = {"total": total, "next": 1, "read": [], "cycle_started": wall}
+        n = int(cycle["next"])
+        res = self.restic.run(restic.check_argv(self.restic.binary, access, (n, total)), access)
+        report = restic.parse_check(res.stdout, res.masked_stderr(), res.rc)
+        if report.clean:
+            read = sorted(set(cycle["read"]) | {n})
+            cycle.update(read=read, next=n % total + 1)
+            if len(read) >= total:
+                cycle.update(read=[], cycle_started=wall, last_full_cycle=wall)
+        details = {"subset": f"{n}/{total}", "packs_read": report.packs_read, "packs_total": report.packs_total,
+                   "errors": list(report.errors[:20]), "cycle": cycle, "cycle_read": len(cycle["read"]),
+                   "locks_kept": kept}
+        error = "" if report.clean else (restic.classify_failure(res.masked_stderr()) or "check failed")
+        return self._finish(StepResult("check", kind, "success" if report.clean else "failure",
+                                       time.monotonic() - started, res.rc, error, details=details), wall)
+
+    # -- prune -------------------------------------------------------------------------------------
+
+    def prune(self, only: str | None = None) -> list[StepResult]:
+        """Forget the job's snapshots outside the retention policy and prune unreferenced data."""
+        return [self._prune(kind) for kind in self.repos(only)]
+
+    def _prune(self, kind: str) -> StepResult:
+        wall = time.time()
+        started = self._start("prune", kind)
+        access = self.access(kind)
+        kept = self._clear_locks(kind, access, force=True)
+        argv = restic.forget_argv(self.restic.binary, access, self.job.retention,
+                                  tags=[restic.job_tag(self.job.name)])
+        res = self.restic.run(argv, access)
+        details: dict[str, Any] = {"locks_kept": kept}
+        try:
+            details["snapshots_kept"], details["snapshots_removed"] = restic.parse_forget(res.stdout)
+        except restic.ResticError as exc:
+            if res.ok:
+                return self._finish(StepResult("prune", kind, "failure", time.monotonic() - started, res.rc,
+                                               str(exc), details=details), wall)
+        if res.ok:
+            details["snapshots"] = details.get("snapshots_kept")
+        error = "" if res.ok else f"{res.meaning}: {restic.classify_failure(res.masked_stderr())}"
+        return self._finish(StepResult("prune", kind, "success" if res.ok else "failure",
+                                       time.monotonic() - started, res.rc, error, details=details), wall)
+
+    # -- drill -------------------------------------------------------------------------------------
+
+    def drill(self, kind: str = "local", scratch_root: Path | None = None) -> StepResult:
+        """Restore the job's latest snapshot (or a random sample of its files) and verify every file.
+
+        Verification: restic's ``restore --verify`` re-reads each restored file against the
+        snapshot's content hashes; then each expected file must exist with the snapshot's size, its
+        SHA-256 is recorded as evidence, and where the live source file still has the snapshot's
+        size and mtime, the SHA-256 must equal the source's.
+        """
+        wall = time.time()
+        started = self._start("drill", kind)
+        access = self.access(kind)
+        kept = self._clear_locks(kind, access)
+        details: dict[str, Any] = {"locks_kept": kept, "verified_files": 0, "verified_bytes": 0, "failed_files": 0}
+
+        def fail(error: str, rc: int | None = None) -> StepResult:
+            return self._finish(StepResult("drill", kind, "failure", time.monotonic() - started, rc, error,
+                                           snapshot_id=details.get("snapshot"), details=details), wall)
+
+        snaps_res = self.restic.run(restic.snapshots_argv(self.restic.binary, access,
+                                                          tags=[restic.job_tag(self.job.name)]), access)
+        if not snaps_res.ok:
+            return fail(f"cannot list snapshots: {restic.classify_failure(snaps_res.masked_stderr())}", snaps_res.rc)
+        snaps = restic.parse_snapshots(snaps_res.stdout)
+        if not snaps:
+            return fail("no snapshot of this job in the repository")
+        snap = max(snaps, key=lambda s: s.time)
+        details["snapshot"] = snap.short_id
+        ls = self.restic.run(restic.ls_argv(self.restic.binary, access, snap.id), access)
+        if not ls.ok:
+            return fail(f"cannot list snapshot {snap.short_id}: {restic.classify_failure(ls.masked_stderr())}", ls.rc)
+        files = [n for n in restic.parse_ls(ls.stdout) if n.type == "file"]
+        sample = self.job.drill_sample_files
+        chosen = self.rng.sample(files, sample) if 0 < sample < len(files) else files
+        details.update(mode="sample" if len(chosen) < len(files) else "full", files_in_snapshot=len(files),
+                       files_expected=len(chosen))
+        root = scratch_root or self.state_dir / "drill"
+        root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{self.job.name}-{kind}-", dir=root))
+        try:
+            includes = [n.path for n in chosen] if details["mode"] == "sample" else []
+            res = self.restic.run(restic.restore_argv(self.restic.binary, access, snap.id, scratch, includes), access)
+            report = restic.parse_restore(res.stdout, res.masked_stderr())
+            details["restic_verified_files"] = report.verified_files
+            failures, manifest = self._verify(chosen, scratch, details)
+            details["failed_files"] = len(failures) if res.ok else max(len(failures), 1)
+            details["failures"] = failures[:20]
+            if not res.ok:
+                return fail(f"restore failed: {'; '.join(report.errors[-3:]) or res.meaning}", res.rc)
+            if failures:
+                return fail(f"{len(failures)} file(s) failed verification, first: {failures[0]}", res.rc)
+            smoke_error = self._smoke(scratch)
+            if smoke_error:
+                return fail(smoke_error, res.rc)
+            self._save_evidence(kind, snap.id, manifest)
+            return self._finish(StepResult("drill", kind, "success", time.monotonic() - started, res.rc,
+                                           snapshot_id=snap.short_id, details=details), wall)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _verify(self, chosen: Sequence[restic.Node], scratch: Path,
+                details: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        failures: list[str] = []
+        manifest: dict[str, str] = {}
+        matched_source = 0
+        for node in chosen:
+            restored = scratch / node.path.lstrip("/")
+            try:
+                size = restored.stat().st_size
+            except OSError:
+                failures.append(f"{node.path}: not restored")
+                continue
+            if size != node.size:
+                failures.append(f"{node.path}: size {size}, snapshot says {node.size}")
+                continue
+            digest = sha256_file(restored)
+            manifest[node.path] = digest
+            source = Path(node.path)
+            try:
+                st = source.stat()
+            except OSError:
+                st = None
+            if st is not None and st.st_size == node.size and st.st_mtime_ns == mtime_ns(node.mtime):
+                if sha256_file(source) != digest:
+                    failures.append(f"{node.path}: SHA-256 differs from the unchanged source file")
+                    continue
+                matched_source += 1
+            details["verified_files"] += 1
+            details["verified_bytes"] += size
+        details["matched_source_files"] = matched_source
+        return failures, manifest
+
+    def _smoke(self, scratch: Path) -> str:
+        if not self.job.drill_smoke_command:
+            return ""
+        argv = [a.replace("{restore_dir}", str(scratch)) for a in self.job.drill_smoke_command]
+        try:
+            res = execute.run("drill-smoke", argv, timeout=1800)
+        except execute.ToolFailed as exc:
+            return f"smoke command: {exc}"
+        return "" if res.ok else f"smoke command exited {res.rc}: {res.masked_stderr().strip()[-300:]}"
+
+    def _save_evidence(self, kind: str, snapshot: str, manifest: dict[str, str]) -> None:
+        directory = self.state_dir / "evidence"
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = directory / f"{self.job.name}-{kind}-{stamp}.json"
+        path.write_text(json.dumps({"job": self.job.name, "repo": kind, "snapshot": snapshot, "run_id": self.run_id,
+                                    "sha256": manifest}, indent=1, sort_keys=True))
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def status(self, live: bool = True, now: float | None = None) -> list[dict[str, Any]]:
+        """Return one row per repository: last success/attempt, age, snapshots, size, last drill."""
+        now = now or time.time()
+        st = state.load(self.state_dir, self.job.name)
+        rows = []
+        for kind in self.repos():
+            step = "backup" if kind == "local" else "copy"
+            entry = st["steps"].get(state.step_key(kind, step), {})
+            repo_info = dict(st["repos"].get(kind, {}))
+            error = ""
+            if live:
+                access = self.access(kind)
+                count = self._snapshot_count(access)
+                stats = self.restic.run(restic.stats_argv(self.restic.binary, access), access, timeout=600)
+                if count is None or not stats.ok:
+                    error = restic.classify_failure(stats.masked_stderr())
+                else:
+                    repo_info.update(snapshots=count, size_bytes=restic.parse_stats(stats.stdout).get("total_size"))
+                    st["repos"][kind] = repo_info
+            last_success = entry.get("last_success")
+            rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),
+                         "last_attempt": entry.get("last_attempt"), "last_success": last_success,
+                         "age_seconds": None if last_success is None else round(now - last_success, 1),
+                         "snapshots": repo_info.get("snapshots"), "size_bytes": repo_info.get("size_bytes"),
+                         "last_drill": st["drill"].get(kind), "error": error})
+        if live:
+            state.save(self.state_dir, self.job.name, st)
+        return rows

@@ -1,0 +1,604 @@
+"""restic: argv builders (pure), output parsers (pure) and the one wrapper that runs it through citydc.execute.
+
+Handles restic 0.14.0 (Debian 12) and newer. In 0.14 only backup, snapshots, diff, forget (first
+line), stats, ls and version print JSON; init, copy, check, restore, prune and unlock print text,
+so those are parsed from text and their exit code is the signal. Unknown JSON keys are ignored.
+Passwords reach restic through its environment (RESTIC_PASSWORD / RESTIC_PASSWORD_FILE and the
+RESTIC_FROM_* pair for copy), never argv.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from citydc import execute
+from citydc.config.models import Repository, Retention
+from citydc.execute import Outcome
+
+__all__ = [
+    "MIN_VERSION",
+    "BackupOutcome",
+    "BackupSummary",
+    "ReadError",
+    "RepoAccess",
+    "Restic",
+    "ResticError",
+    "Snapshot",
+    "Status",
+    "parse_version",
+]
+
+MIN_VERSION = (0, 14, 0)
+TOOL = "restic"
+
+
+class ResticError(RuntimeError):
+    """restic output that breaks the format this module expects; names the command and the line."""
+
+
+# -- repository access ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """How to reach one repository: its URL, ``-o`` options and the environment holding its password."""
+
+    url: str
+    options: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def from_env(self) -> dict[str, str]:
+        """Return this repository's environment renamed for ``copy``'s source side (RESTIC_FROM_*)."""
+        names = {"RESTIC_PASSWORD": "RESTIC_FROM_PASSWORD", "RESTIC_PASSWORD_FILE": "RESTIC_FROM_PASSWORD_FILE"}
+        return {names[k]: v for k, v in self.env.items() if k in names}
+
+
+def sftp_command(url: str, ssh_config: Path) -> str:
+    """Given an ``sftp:`` repository URL and an ssh client config, return restic's ``sftp.command``.
+
+    Raise ValueError if the URL is not an sftp URL with a host.
+    """
+    if url.startswith("sftp://"):
+        parts = urlsplit(url)
+        user, host, port = parts.username, parts.hostname, parts.port
+    elif url.startswith("sftp:"):
+        hostpart = url[len("sftp:"):].split(":", 1)[0]
+        user, _, host = hostpart.rpartition("@")
+        port = None
+    else:
+        raise ValueError(f"ssh_config is only for sftp: repositories, got {url!r}")
+    if not host:
+        raise ValueError(f"expected sftp:user@host:/path, got {url!r}")
+    argv = ["ssh", "-F", str(ssh_config)]
+    if port:
+        argv += ["-p", str(port)]
+    argv += [f"{user}@{host}" if user else host, "-s", "sftp"]
+    return shlex.join(argv)
+
+
+def repo_access(repo: Repository, environ: Mapping[str, str] | None = None) -> RepoAccess:
+    """Given a configured repository, return its RepoAccess. Raise SecretUnavailable if the password is unset.
+
+    A ``file:`` password is handed over as RESTIC_PASSWORD_FILE (restic reads the file itself);
+    an ``env:`` password as RESTIC_PASSWORD in the child's environment, which only the same user
+    can read, unlike argv.
+    """
+    value = repo.password.reveal(dict(environ) if environ is not None else None)
+    path = repo.password.file_path()
+    env = {"RESTIC_PASSWORD_FILE": str(path)} if path else {"RESTIC_PASSWORD": value}
+    options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config)}",) if repo.ssh_config else ()
+    return RepoAccess(repo.url, options, env, (value,))
+
+
+# -- argv builders ----------------------------------------------------------------------------------
+
+
+def base_argv(binary: str, access: RepoAccess, *, json_output: bool = False) -> tuple[str, ...]:
+    """Return ``restic -r URL [-o OPT]... [--json]``."""
+    out: list[str] = [binary, "-r", access.url]
+    for opt in access.options:
+        out += ["-o", opt]
+    return (*out, "--json") if json_output else tuple(out)
+
+
+def backup_argv(binary: str, access: RepoAccess, sources: Sequence[Path | str], *, excludes: Sequence[str] = (),
+                tags: Sequence[str] = (), host: str | None = None) -> tuple[str, ...]:
+    """Return the argv of ``restic backup --json`` for the sources, excludes and tags."""
+    out = [*base_argv(binary, access, json_output=True), "backup"]
+    for pattern in excludes:
+        out += ["--exclude", pattern]
+    for tag in tags:
+        out += ["--tag", tag]
+    if host:
+        out += ["--host", host]
+    return (*out, *(str(s) for s in sources))
+
+
+def init_argv(binary: str, access: RepoAccess, copy_chunker_from: RepoAccess | None = None) -> tuple[str, ...]:
+    """Return ``restic init``; an off-site repo takes the local repo's chunker parameters so copies deduplicate."""
+    out = [*base_argv(binary, access), "init"]
+    if copy_chunker_from is not None:
+        out += ["--copy-chunker-params", "--from-repo", copy_chunker_from.url]
+    return tuple(out)
+
+
+def copy_argv(binary: str, dest: RepoAccess, source: RepoAccess, *, tags: Sequence[str] = (),
+              limit_upload_kib: int | None = None) -> tuple[str, ...]:
+    """Return ``restic -r DEST copy --from-repo SOURCE``; the source password goes in RESTIC_FROM_*."""
+    out = list(base_argv(binary, dest))
+    if limit_upload_kib:
+        out += ["--limit-upload", str(limit_upload_kib)]
+    out += ["copy", "--from-repo", source.url]
+    if tags:
+        out += ["--tag", ",".join(tags)]
+    return tuple(out)
+
+
+def check_argv(binary: str, access: RepoAccess, subset: tuple[int, int] | None = None) -> tuple[str, ...]:
+    """Return ``restic check``, reading data group ``n/N`` when ``subset`` is given."""
+    out = [*base_argv(binary, access), "check"]
+    if subset is not None:
+        n, total = subset
+        if not 1 <= n <= total:
+            raise ValueError(f"read-data subset must be 1 <= n <= N, got {n}/{total}")
+        out.append(f"--read-data-subset={n}/{total}")
+    return tuple(out)
+
+
+def forget_argv(binary: str, access: RepoAccess, retention: Retention, *, tags: Sequence[str] = (),
+                prune: bool = True) -> tuple[str, ...]:
+    """Return ``restic forget --json`` with the retention policy (and ``--prune``), limited to ``tags``."""
+    out = [*base_argv(binary, access, json_output=True), "forget",
+           "--keep-daily", str(retention.keep_daily), "--keep-weekly", str(retention.keep_weekly),
+           "--keep-monthly", str(retention.keep_monthly)]
+    if tags:
+        out += ["--tag", ",".join(tags)]
+    if prune:
+        out.append("--prune")
+    return tuple(out)
+
+
+def snapshots_argv(binary: str, access: RepoAccess, *, tags: Sequence[str] = (),
+                   latest: int | None = None) -> tuple[str, ...]:
+    out = [*base_argv(binary, access, json_output=True), "snapshots"]
+    if tags:
+        out += ["--tag", ",".join(tags)]
+    if latest:
+        out += ["--latest", str(latest)]
+    return tuple(out)
+
+
+def stats_argv(binary: str, access: RepoAccess) -> tuple[str, ...]:
+    return (*base_argv(binary, access, json_output=True), "stats", "--mode", "raw-data")
+
+
+def ls_argv(binary: str, access: RepoAccess, snapshot: str) -> tuple[str, ...]:
+    return (*base_argv(binary, access, json_output=True), "ls", snapshot)
+
+
+def restore_argv(binary: str, access: RepoAccess, snapshot: str, target: Path,
+                 includes: Sequence[str] = ()) -> tuple[str, ...]:
+    """Return ``restic restore SNAPSHOT --target DIR --verify`` (restic re-reads and checks every file)."""
+    out = [*base_argv(binary, access), "restore", snapshot, "--target", str(target), "--verify"]
+    for path in includes:
+        out += ["--include", path]
+    return tuple(out)
+
+
+def list_locks_argv(binary: str, access: RepoAccess) -> tuple[str, ...]:
+    return (*base_argv(binary, access), "list", "locks", "--no-lock")
+
+
+def cat_lock_argv(binary: str, access: RepoAccess, lock_id: str) -> tuple[str, ...]:
+    return (*base_argv(binary, access), "--no-lock", "cat", "lock", lock_id)
+
+
+def unlock_argv(binary: str, access: RepoAccess) -> tuple[str, ...]:
+    return (*base_argv(binary, access), "unlock")
+
+
+def version_argv(binary: str) -> tuple[str, ...]:
+    return (binary, "version")
+
+
+# -- parsers ---------------------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Given ``restic version`` output, return (major, minor, patch). Raise ResticError if absent."""
+    m = re.search(r"restic (\d+)\.(\d+)\.(\d+)", text)
+    if not m:
+        raise ResticError(f"restic version: expected 'restic X.Y.Z', got {text.strip()[:80]!r}")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+@dataclass(frozen=True)
+class Status:
+    """A ``backup --json`` status line (keys are omitempty: missing means 0)."""
+
+    percent_done: float = 0.0
+    total_files: int = 0
+    files_done: int = 0
+    total_bytes: int = 0
+    bytes_done: int = 0
+    seconds_elapsed: int = 0
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    data_added: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+    total_duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """A source item restic could not read (0.14: JSON on stderr; newer: JSON on stdout)."""
+
+    item: str
+    op: str
+    errno: int | None
+    during: str
+
+
+def _pick(cls: type, data: Mapping) -> dict:
+    # Ignore keys this version does not know; restic adds fields over time.
+    return {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+
+
+def parse_backup_line(line: str, where: str = "backup") -> Status | BackupSummary | ReadError | None:
+    """Given one line of ``backup --json`` output, return its Status, BackupSummary or ReadError.
+
+    Return None for blank lines and message types this module does not use (e.g. ``verbose_status``).
+    Raise ResticError if a line is not JSON or a summary lacks its snapshot id.
+    """
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ResticError(f"{where}: expected a JSON line, got {line[:120]!r}") from None
+    if not isinstance(data, dict):
+        raise ResticError(f"{where}: expected a JSON object, got {line[:120]!r}")
+    kind = data.get("message_type")
+    if kind == "status":
+        return Status(**_pick(Status, data))
+    if kind == "summary":
+        if not data.get("snapshot_id"):
+            raise ResticError(f"{where}: summary without snapshot_id: {line[:200]!r}")
+        return BackupSummary(**_pick(BackupSummary, data))
+    if kind == "error":
+        err = data.get("error") if isinstance(data.get("error"), dict) else {}
+        errno = err.get("Err") if isinstance(err.get("Err"), int) else None
+        return ReadError(str(data.get("item", err.get("Path", ""))), str(err.get("Op", "")), errno,
+                         str(data.get("during", "")))
+    return None
+
+
+_MISSING = re.compile(r"^(?P<path>.+) does not exist, skipping$")
+
+
+def parse_backup_stderr(text: str) -> tuple[list[ReadError], list[str], list[str]]:
+    """Given ``backup --json`` stderr, return (read errors, missing source paths, other lines).
+
+    0.14 reports a missing source only as ``PATH does not exist, skipping`` with exit 0.
+    """
+    errors: list[ReadError] = []
+    missing: list[str] = []
+    other: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                parsed = parse_backup_line(line, "backup stderr")
+            except ResticError:
+                other.append(line)
+                continue
+            if isinstance(parsed, ReadError):
+                errors.append(parsed)
+                continue
+        m = _MISSING.match(line.strip())
+        if m:
+            missing.append(m["path"])
+        elif line.strip():
+            other.append(line.strip())
+    return errors, missing, other
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: str
+    paths: tuple[str, ...]
+    hostname: str
+    tags: tuple[str, ...]
+
+
+def parse_snapshots(text: str) -> list[Snapshot]:
+    """Given ``snapshots --json`` output, return the snapshots. Raise ResticError if it is not a JSON array."""
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        raise ResticError(f"snapshots: expected a JSON array, got {text.strip()[:120]!r}") from None
+    if not isinstance(data, list):
+        raise ResticError("snapshots: expected a JSON array")
+    return [Snapshot(str(d["id"]), str(d.get("short_id", d["id"][:8])), str(d.get("time", "")),
+                     tuple(d.get("paths") or ()), str(d.get("hostname", "")), tuple(d.get("tags") or ()))
+            for d in data if isinstance(d, dict) and "id" in d]
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """Given ``stats --json --mode raw-data`` output, return its integer fields (total_size, ...)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ResticError(f"stats: expected a JSON object, got {text.strip()[:120]!r}") from None
+    return {k: int(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def parse_forget(text: str) -> tuple[int, int]:
+    """Given ``forget --json [--prune]`` stdout, return (kept, removed) snapshot counts.
+
+    0.14 prints one JSON line and then plain-text prune output on the same stream, so only the
+    first line is JSON.
+    """
+    first = text.lstrip().split("\n", 1)[0] if text.strip() else "[]"
+    try:
+        groups = json.loads(first)
+    except ValueError:
+        raise ResticError(f"forget: expected a JSON array on the first line, got {first[:120]!r}") from None
+    kept = sum(len(g.get("keep") or []) for g in groups if isinstance(g, dict))
+    removed = sum(len(g.get("remove") or []) for g in groups if isinstance(g, dict))
+    return kept, removed
+
+
+_COPIED = re.compile(r"^snapshot (?P<dst>[0-9a-f]{8,64}) saved$")
+_SKIPPED = re.compile(r"^skipping source snapshot (?P<src>[0-9a-f]{8,64}), was already copied to snapshot "
+                      r"(?P<dst>[0-9a-f]{8,64})$")
+
+
+def parse_copy(text: str) -> tuple[list[str], list[str]]:
+    """Given ``copy`` text output, return (new destination snapshot ids, skipped source snapshot ids)."""
+    copied, skipped = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if m := _COPIED.match(line):
+            copied.append(m["dst"])
+        elif m := _SKIPPED.match(line):
+            skipped.append(m["src"])
+    return copied, skipped
+
+
+_CREATED = re.compile(r"created restic repository (?P<id>[0-9a-f]+) at ")
+
+
+def parse_init(text: str) -> str:
+    """Given ``init`` output, return the new repository's id. Raise ResticError if it is not there."""
+    m = _CREATED.search(text)
+    if not m:
+        raise ResticError(f"init: expected 'created restic repository <id>', got {text.strip()[:120]!r}")
+    return m["id"]
+
+
+_GROUP = re.compile(r"read group #(?P<n>\d+) of (?P<packs>\d+) data packs \(out of total (?P<total>\d+) packs "
+                    r"in (?P<groups>\d+) groups\)")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    clean: bool
+    packs_read: int | None
+    packs_total: int | None
+    errors: tuple[str, ...]
+
+
+def parse_check(stdout: str, stderr: str, rc: int) -> CheckReport:
+    """Given ``check`` text output and exit code, return the report; clean only with rc 0 and 'no errors'."""
+    m = _GROUP.search(stdout)
+    noise = ("using temporary cache", "create exclusive lock", "load indexes", "check all packs")
+    errors = tuple(line.strip() for line in stderr.splitlines()
+                   if line.strip() and not line.strip().startswith(noise))
+    clean = rc == 0 and "no errors were found" in stdout
+    return CheckReport(clean, int(m["packs"]) if m else None, int(m["total"]) if m else None, errors)
+
+
+_VERIFIED = re.compile(r"finished verifying (?P<n>\d+) files in ")
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    verified_files: int | None
+    errors: tuple[str, ...]
+
+
+def parse_restore(stdout: str, stderr: str) -> RestoreReport:
+    """Given ``restore --verify`` text output, return files verified by restic and the error lines."""
+    m = _VERIFIED.search(stdout)
+    errors = tuple(line.strip() for line in stderr.splitlines() if line.strip())
+    return RestoreReport(int(m["n"]) if m else None, errors)
+
+
+@dataclass(frozen=True)
+class Node:
+    path: str
+    type: str
+    size: int
+    mtime: str
+
+
+def parse_ls(text: str) -> list[Node]:
+    """Given ``ls --json`` output (a snapshot line, then one node per line), return the nodes."""
+    nodes = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise ResticError(f"ls: line {n}: expected JSON, got {line[:120]!r}") from None
+        if data.get("struct_type") == "node":
+            nodes.append(Node(str(data["path"]), str(data.get("type", "")), int(data.get("size") or 0),
+                              str(data.get("mtime", ""))))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Lock:
+    id: str
+    time: str
+    exclusive: bool
+    hostname: str
+    pid: int
+    username: str = ""
+
+
+def parse_lock(lock_id: str, text: str) -> Lock:
+    """Given a lock id and ``cat lock`` JSON, return the Lock. Raise ResticError on missing fields."""
+    try:
+        data = json.loads(text)
+        return Lock(lock_id, str(data["time"]), bool(data.get("exclusive", False)), str(data["hostname"]),
+                    int(data["pid"]), str(data.get("username", "")))
+    except (ValueError, KeyError, TypeError):
+        raise ResticError(f"cat lock {lock_id[:8]}: expected JSON with time, hostname, pid") from None
+
+
+def classify_failure(stderr: str) -> str:
+    """Given restic's stderr after a failure, return a short reason (for people and events)."""
+    checks = [
+        ("wrong password", "wrong password or no key found"),
+        ("no repository", "Is there a repository at the following location?"),
+        ("no repository", "unable to open config file"),
+        ("repository locked", "repository is already locked"),
+        ("repository unreachable", "unable to start the sftp session"),
+        ("repository unreachable", "connection refused"),
+        ("repository unreachable", "Connection refused"),
+        ("repository contains errors", "repository contains errors"),
+    ]
+    for reason, marker in checks:
+        if marker in stderr:
+            return reason
+    fatal = [line for line in stderr.splitlines() if line.startswith("Fatal:")]
+    return fatal[-1][len("Fatal: "):].strip() if fatal else (stderr.strip().splitlines() or ["failed"])[-1]
+
+
+# -- the runner --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    """What one ``restic backup`` achieved, judged honestly."""
+
+    outcome: Outcome
+    rc: int | None
+    summary: BackupSummary | None
+    read_errors: tuple[ReadError, ...]
+    missing_sources: tuple[str, ...]
+    error: str
+
+
+def judge_backup(rc: int | None, summary: BackupSummary | None, read_errors: Sequence[ReadError],
+                 missing: Sequence[str], stderr: str) -> BackupOutcome:
+    """Given what a backup printed and its exit code, return the outcome.
+
+    Success needs exit 0 AND a summary with a snapshot id AND no missing source. Exit 3 with a
+    summary is partial. Anything else, including an unknown exit code, is a failure.
+    """
+    errs, miss = tuple(read_errors), tuple(missing)
+    if rc is None:
+        return BackupOutcome(Outcome.FAILURE, rc, summary, errs, miss, "restic did not finish")
+    outcome, meaning = execute.interpret_exit_code(TOOL, rc)
+    if outcome is Outcome.FAILURE:
+        return BackupOutcome(outcome, rc, summary, errs, miss, f"{meaning}: {classify_failure(stderr)}")
+    if summary is None:
+        return BackupOutcome(Outcome.FAILURE, rc, None, errs, miss, "restic printed no summary")
+    if miss:
+        return BackupOutcome(Outcome.FAILURE, rc, summary, errs, miss,
+                             f"source does not exist: {', '.join(miss)}")
+    if outcome is Outcome.PARTIAL or errs:
+        items = ", ".join(e.item for e in errs) or "see restic output"
+        return BackupOutcome(Outcome.PARTIAL, rc, summary, errs, miss, f"unreadable source files: {items}")
+    return BackupOutcome(Outcome.SUCCESS, rc, summary, errs, miss, "")
+
+
+@dataclass
+class Restic:
+    """Runs restic through citydc.execute with a repository's environment and a cache directory."""
+
+    binary: str = "restic"
+    cache_dir: Path | None = None
+    timeout: float = 6 * 3600
+
+    def _env(self, *accesses: RepoAccess, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for a in accesses:
+            env.update(a.env)
+        if self.cache_dir is not None:
+            env["RESTIC_CACHE_DIR"] = str(self.cache_dir)
+        # restic prefers RESTIC_PASSWORD over the file: one left in the caller's environment must
+        # not override this repository's password file.
+        if "RESTIC_PASSWORD_FILE" in env:
+            env.setdefault("RESTIC_PASSWORD", "")
+        return {**env, **(extra or {})}
+
+    def run(self, argv: Sequence[str], access: RepoAccess, *, source: RepoAccess | None = None,
+            timeout: float | None = None) -> execute.Result:
+        """Run a restic argv for ``access`` (and ``source`` for copy); return the execute.Result."""
+        extra = source.from_env() if source is not None else None
+        secrets = access.secrets + (source.secrets if source else ())
+        return execute.run(TOOL, argv, env=self._env(access, extra=extra), secrets=secrets,
+                           timeout=timeout or self.timeout)
+
+    def backup(self, argv: Sequence[str], access: RepoAccess,
+               on_status: Callable[[Status], None] | None = None) -> BackupOutcome:
+        """Run ``backup --json``, calling ``on_status`` per status line; return the judged outcome."""
+        done = execute.Streamed()
+        summary: BackupSummary | None = None
+        errors: list[ReadError] = []
+        try:
+            for line in execute.stream_lines(TOOL, argv, done, env=self._env(access), secrets=access.secrets,
+                                             timeout=self.timeout):
+                try:
+                    parsed = parse_backup_line(line)
+                except ResticError:
+                    continue  # a stray text line (newer versions print some) is not a result
+                if isinstance(parsed, Status) and on_status is not None:
+                    on_status(parsed)
+                elif isinstance(parsed, BackupSummary):
+                    summary = parsed
+                elif isinstance(parsed, ReadError):
+                    errors.append(parsed)
+        except execute.ToolFailed as exc:
+            return BackupOutcome(Outcome.FAILURE, None, summary, tuple(errors), (), str(exc))
+        stderr_errors, missing, _ = parse_backup_stderr(done.stderr)
+        return judge_backup(done.rc, summary, [*errors, *stderr_errors], missing, done.stderr)
+
+    def version(self) -> tuple[int, int, int]:
+        """Return the installed restic version. Raise ResticError if it is older than MIN_VERSION."""
+        res = execute.run(TOOL, version_argv(self.binary), timeout=30)
+        found = parse_version(res.stdout)
+        if found < MIN_VERSION:
+            want = ".".join(map(str, MIN_VERSION))
+            raise ResticError(f"restic {'.'.join(map(str, found))} is too old; citydc needs {want} or newer")
+        return found
+
+
+def tagged(tags: Iterable[str], job: str) -> tuple[str, ...]:
+    """Given a job's tags and name, return the snapshot tags: the job's own plus ``citydc.job=<name>``."""
+    return (*tags, job_tag(job))
+
+
+def job_tag(job: str) -> str:
+    return f"citydc.job={job}"

@@ -1,0 +1,203 @@
+"""Security-log benchmark, side by side in one run (issue 6).
+
+(a) Elasticsearch: events/s delivered by citydc's shipper (spool -> Shipper -> ElasticsearchStore.put
+    in the shipper's batches) against the engine's own limit: the same NDJSON, pre-built, sent with
+    the client's ``bulk`` in the same batch sizes. Same event count, same refresh policy (none: the
+    index's 1 s refresh_interval), fresh indices from the same template for every run, medians of
+    RUNS runs, alternating. The cost of ``refresh="wait_for"`` on every batch is measured once.
+(b) SQLite: events/s emitted and stored end to end: emit() into a spool in batches of EMIT_BATCH
+    (fsync once per emit call, before it returns; the spool's policy), then the shipper into a
+    SqliteStore (WAL, synchronous=FULL, one transaction per shipper batch). Building the event
+    dicts (make_event) is not timed; everything from emit() on is.
+
+Run: ``.venv/bin/python bench/seclog.py`` (starts the lab's Elasticsearch if it is not running and
+stops it again afterwards in that case). The last two lines are the figures for the issue note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from citydc.lab import ports, registry
+from citydc.lab.base import LabContext
+from elasticsearch import Elasticsearch
+
+from citydc.seclog import emit, make_event
+from citydc.seclog.shipper import Shipper
+from citydc.seclog.spool import Spool
+from citydc.seclog.store_es import ElasticsearchStore
+from citydc.seclog.store_es_template import template_body, template_name
+from citydc.seclog.store_sqlite import SqliteStore
+
+ES_URL = f"http://{ports.HOST}:{ports.ELASTICSEARCH}"
+T0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+
+
+def make_events(n: int, tag: str) -> list[dict]:
+    """Return n realistic, valid (unchained) events: logins and backups over two sites."""
+    users = [f"user{i:03d}" for i in range(200)]
+    out = []
+    for i in range(n):
+        login = i % 5 != 0
+        out.append(make_event(
+            action="sso-login" if login else "backup-run", dataset="citydc.sso_audit" if login else "citydc.backup",
+            kind="event", category=["authentication"] if login else ["process"],
+            type=["start"] if login else ["end"], outcome="failure" if i % 9 == 0 else "success",
+            message=(f"login by {users[i % 200]} from 10.10.{i % 7}.{i % 250 + 1} at 四維" if login
+                     else f"backup job siwei-ldap snapshot {i:08x} finished, 1234 files, 56 MiB"),
+            site="siwei" if i % 2 else "fengshan", id_key=f"{tag}#{i}", user=users[i % 200],
+            source_ip=f"10.10.{i % 7}.{i % 250 + 1}", host=f"host-{i % 20}",
+            timestamp=T0 + timedelta(milliseconds=i), duration_ns=i * 1000,
+            details={"attempt": i % 3, "client": "sso-gw"} if login else {"snapshot": f"{i:08x}", "files": 1234}))
+    return out
+
+
+def fresh_spool(root: Path, name: str, events: list[dict], batch: int) -> tuple[Spool, float]:
+    """Emit events into a new spool in batches of ``batch``; return the spool and the seconds it took."""
+    spool = Spool(root / name, writer=f"bench:{name}")
+    started = time.perf_counter()
+    for i in range(0, len(events), batch):
+        emit(events[i:i + batch], spool_dir=spool.dir, writer=spool.writer)
+    return spool, time.perf_counter() - started
+
+
+def reset_prefix(client: Elasticsearch, prefix: str) -> None:
+    client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+    client.indices.put_index_template(name=template_name(prefix), **template_body(prefix))
+
+
+def drop_prefix(client: Elasticsearch, prefix: str) -> None:
+    client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+    client.options(ignore_status=404).indices.delete_index_template(name=template_name(prefix))
+
+
+def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: int, refresh: bool | str) -> float:
+    """Ship a copy of the pre-filled spool into fresh indices; return events/s."""
+    prefix = "bench-seclog-shipper"
+    reset_prefix(client, prefix)
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    shutil.copytree(base.dir, spool_dir)
+    spool = Spool(spool_dir, writer=base.writer)
+    store = ElasticsearchStore(Elasticsearch(ES_URL, max_retries=0, request_timeout=120), endpoint=ES_URL,
+                               index_prefix=prefix, refresh_on_put=refresh)
+    store.ensure_template()  # one-time setup (the baseline's template is installed untimed too)
+    started = time.perf_counter()
+    result = Shipper(spool, store, batch_size=batch).ship()
+    elapsed = time.perf_counter() - started
+    assert result.ok and result.stored == result.delivered, result
+    store.close()
+    return result.delivered / elapsed
+
+
+def es_bulk_run(client: Elasticsearch, bodies: list[bytes], n: int) -> float:
+    """Send pre-built NDJSON bodies with the client's bulk into fresh indices; return events/s."""
+    prefix = "bench-seclog-bulk"
+    reset_prefix(client, prefix)
+    started = time.perf_counter()
+    for body in bodies:
+        resp = client.bulk(operations=body, refresh=False)
+        assert all(item["create"]["status"] == 201 for item in resp["items"])
+    return n / (time.perf_counter() - started)
+
+
+def es_put_run(client: Elasticsearch, events: list[dict], batch: int) -> float:
+    """store.put alone (events already read from the spool) in the shipper's batches; return events/s."""
+    prefix = "bench-seclog-put"
+    reset_prefix(client, prefix)
+    store = ElasticsearchStore(Elasticsearch(ES_URL, max_retries=0, request_timeout=120), endpoint=ES_URL,
+                               index_prefix=prefix)
+    store.ensure_template()
+    started = time.perf_counter()
+    stored = sum(store.put(events[i:i + batch]) for i in range(0, len(events), batch))
+    elapsed = time.perf_counter() - started
+    assert stored == len(events)
+    store.close()
+    return len(events) / elapsed
+
+
+def prebuilt_bodies(events: list[dict]) -> list[bytes]:
+    """Return the NDJSON the store sends for the events, one body per bulk request it makes."""
+    shaper = ElasticsearchStore(None, endpoint=ES_URL, index_prefix="bench-seclog-bulk")  # type: ignore[arg-type]
+    step = shaper.bulk_events
+    return [b"".join(shaper._action(j, ev)[1] for j, ev in enumerate(events[i:i + step]))
+            for i in range(0, len(events), step)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--es-events", type=int, default=20_000)
+    parser.add_argument("--sqlite-events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
+    parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    ctx = LabContext()
+    es_service = registry.SERVICES["elasticsearch"]
+    started_es = not es_service.running(ctx)
+    work = Path(tempfile.mkdtemp(prefix="citydc-bench-seclog-"))
+    client = None
+    try:
+        registry.up(ctx, ["elasticsearch"])
+        client = Elasticsearch(ES_URL, max_retries=0, request_timeout=120)
+        print(f"# Elasticsearch {client.nodes.info(filter_path='nodes.*.version')['nodes'].popitem()[1]['version']}"
+              f" at {ES_URL}; {args.es_events} events, batches of {args.batch}, {args.runs} runs each")
+        es_events = make_events(args.es_events, "es")
+        base, emit_s = fresh_spool(work, "es-base", es_events, args.emit_batch)
+        print(f"# spool filled in {emit_s:.2f} s (not part of the ES figures)")
+        chained = base.read(None, 10**9).events
+        bodies = prebuilt_bodies(chained)
+        print(f"# requests: {len(bodies)} bulk requests of up to {len(chained) // max(len(bodies), 1)} events "
+              "on both sides, one in flight at a time")
+        es_bulk_run(client, bodies, args.es_events)  # warm-up (JIT, caches), not counted
+        shipper_rates, put_rates, bulk_rates = [], [], []
+        for run in range(args.runs):
+            shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False))
+            put_rates.append(es_put_run(client, chained, args.batch))
+            bulk_rates.append(es_bulk_run(client, bodies, args.es_events))
+            print(f"run {run + 1}: shipper {shipper_rates[-1]:,.0f} ev/s   store.put only {put_rates[-1]:,.0f} ev/s"
+                  f"   plain bulk {bulk_rates[-1]:,.0f} ev/s")
+        wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for")
+        es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
+        es_put = statistics.median(put_rates)
+        print(f"ES medians: shipper {es_ship:,.0f} ev/s; store.put only {es_put:,.0f} ev/s "
+              f"({es_put / es_bulk:.3f} of bulk); plain bulk {es_bulk:,.0f} ev/s")
+        print(f"ES shipper with refresh=wait_for on every batch (1 run): {wait_for:,.0f} ev/s "
+              f"({wait_for / es_ship:.2f} of no-refresh)")
+        for prefix in ("bench-seclog-shipper", "bench-seclog-put", "bench-seclog-bulk"):
+            drop_prefix(client, prefix)
+
+        sqlite_events = make_events(args.sqlite_events, "sqlite")
+        rates = []
+        for run in range(args.runs):
+            spool_dir = work / f"sqlite-spool-{run}"
+            store = SqliteStore(work / f"seclog-{run}.db")
+            started = time.perf_counter()
+            spool, _ = fresh_spool(spool_dir.parent, spool_dir.name, sqlite_events, args.emit_batch)
+            result = Shipper(spool, store, batch_size=args.batch).ship()
+            elapsed = time.perf_counter() - started
+            assert result.ok and result.stored == args.sqlite_events == store.count(), result
+            store.close()
+            rates.append(args.sqlite_events / elapsed)
+            print(f"sqlite run {run + 1}: {rates[-1]:,.0f} ev/s end to end (emit + ship)")
+        sqlite_rate = statistics.median(rates)
+        print(f"# SQLite: {args.sqlite_events} events, emit() batches of {args.emit_batch} with one fsync each, "
+              f"shipper batches of {args.batch}, store synchronous=FULL; median {sqlite_rate:,.0f} ev/s")
+        print(f"RATIO es_shipper_vs_bulk {es_ship / es_bulk:.3f}")
+        print(f"RATE sqlite_events_per_s {sqlite_rate:.0f}")
+    finally:
+        if client is not None:
+            client.close()
+        shutil.rmtree(work, ignore_errors=True)
+        if started_es:
+            registry.down(ctx, ["elasticsearch"])
+
+
+if __name__ == "__main__":
+    main()

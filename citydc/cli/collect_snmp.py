@@ -1,0 +1,75 @@
+"""``citydc collect snmp`` (the multi-target exporter) and ``citydc collect snmp-targets`` (file_sd)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from citydc.cli.output import EXIT_CONFIG, err, fail, load_config, out
+from citydc.collectors.snmp.exporter import Exporter, serve
+from citydc.collectors.snmp.modules import build_modules
+from citydc.collectors.snmp.poller import parse_address
+from citydc.collectors.snmp.targets import file_sd, scrape_config, write_atomic
+
+__all__ = ["snmp", "snmp_targets"]
+
+
+@click.command("snmp")
+@click.option("--listen", default=None, help="HOST:PORT to serve on (default: snmp.listen in citydc.yaml).")
+@click.pass_context
+def snmp(ctx: click.Context, listen: str | None) -> None:
+    """Serve the SNMP exporter: GET /snmp?target=HOST[:PORT]&module=if_mib&auth=PROFILE, and /metrics.
+
+    Prometheus schedules the polls (see `citydc collect snmp-targets`); a dead device gives
+    citydc_snmp_up 0 for that scrape only. Stop with Ctrl-C or SIGTERM.
+    """
+    loaded = load_config(ctx)
+    cfg = loaded.config
+    try:
+        build_modules(cfg.snmp.modules)
+        host, port = parse_address(listen or cfg.snmp.listen, default_port=9116)
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    exporter = Exporter(cfg)
+    exporter.start()
+    try:
+        server = serve(exporter, host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another port with --listen")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    err.print(f"citydc SNMP exporter on http://{host}:{port}/snmp ({len(cfg.devices)} devices, "
+              f"modules: {', '.join(sorted(exporter.modules))})")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        exporter.stop()
+
+
+@click.command("snmp-targets")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the file_sd JSON here (atomically); default: print it.")
+@click.option("--exporter", "exporter_address", default=None,
+              help="HOST:PORT Prometheus reaches the exporter on (default: snmp.listen).")
+@click.option("--scrape-interval", default="30s", show_default=True)
+@click.option("--scrape-timeout", default="20s", show_default=True)
+@click.pass_context
+def snmp_targets(ctx: click.Context, output: Path | None, exporter_address: str | None, scrape_interval: str,
+                 scrape_timeout: str) -> None:
+    """Write Prometheus file_sd targets for every SNMP device in citydc.yaml and print the scrape config."""
+    cfg = load_config(ctx).config
+    groups = file_sd(cfg.devices)
+    if output is None:
+        out.print(json.dumps(groups, indent=2, ensure_ascii=False), markup=False)
+        path: str | Path = "citydc-snmp-targets.json"
+    else:
+        write_atomic(output, groups)
+        path = output.resolve()
+        err.print(f"wrote {len(groups)} targets to {output}")
+    err.print("# add to prometheus.yml under scrape_configs:")
+    click.echo(scrape_config(path, exporter_address or cfg.snmp.listen, scrape_interval=scrape_interval,
+                             scrape_timeout=scrape_timeout), err=output is None)

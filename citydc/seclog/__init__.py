@@ -1,0 +1,31 @@
+"""The security log: ECS events → durable spool → shipper → SQLite or Elasticsearch store.
+
+Every component records events with ``emit(make_event(...), spool_dir=...)``; the shipper
+(``citydc log ship``) delivers them; auditors query them with ``citydc log search``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from citydc.seclog.emit import emit, emit_configured
+from citydc.seclog.event import EventInvalid, make_event, validate_event
+from citydc.seclog.store import DeliveryError, Query, Store
+
+if TYPE_CHECKING:
+    from citydc.config.loader import LoadedConfig
+
+__all__ = ["DeliveryError", "EventInvalid", "Query", "Store", "emit", "emit_configured", "make_event", "open_store",
+           "validate_event"]
+
+
+def open_store(loaded: LoadedConfig) -> Store:
+    """Given the loaded config, return its security-log store (SQLite, or Elasticsearch imported lazily)."""
+    sink = loaded.config.security_log.sink
+    if sink.kind == "elasticsearch":
+        from citydc.seclog.store_es import ElasticsearchStore  # the ES client is only loaded when used
+
+        return ElasticsearchStore.from_config(sink, loaded.base_dir)
+    from citydc.seclog.store_sqlite import SqliteStore
+
+    return SqliteStore.from_config(sink, loaded.base_dir)

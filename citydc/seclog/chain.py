@@ -1,0 +1,212 @@
+"""Tamper evidence: a hash chain per writer, and the walk that verifies it.
+
+Each writer (one spool: host name + spool directory name) numbers its events 1, 2, 3, ... and
+hashes each event together with the previous hash:
+
+    hash = sha256(prev + "|" + writer + "|" + seq + "|" + canonical(event without chain fields))
+
+``canonical`` is JSON with sorted keys, no whitespace, UTF-8. Writer and seq are hashed too, so
+a row cannot be renumbered unnoticed. The last (seq, hash) of each writer, the chain head, is
+kept in a file outside the store (``<spool_dir>/chain-head.json``, included by the backup jobs):
+an event appended to the store after the head, even with a correctly computed hash, is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GENESIS", "ChainHead", "Finding", "canonical", "chain_hash", "default_writer", "link", "read_head",
+           "verify", "write_head"]
+
+GENESIS = "0" * 64
+HEAD_FILE = "chain-head.json"
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    writer: str
+    seq: int
+    hash: str
+
+    def to_json(self) -> dict:
+        return {"writer": self.writer, "seq": self.seq, "hash": self.hash}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The first break of a writer's chain: ``problem`` is changed, removed or inserted."""
+
+    problem: str
+    writer: str
+    seq: int | None
+    event_id: str | None
+    reason: str
+
+    def format(self) -> str:
+        where = f"writer {self.writer} seq {self.seq}" if self.seq is not None else f"writer {self.writer}"
+        ident = f" (event.id {self.event_id})" if self.event_id else ""
+        return f"{self.problem}: {where}{ident}: {self.reason}"
+
+    def to_json(self) -> dict:
+        return {"problem": self.problem, "writer": self.writer, "seq": self.seq, "event_id": self.event_id,
+                "reason": self.reason}
+
+
+def default_writer(spool_dir: Path) -> str:
+    """Given the spool directory, return the writer id ``<host name>:<spool dir name>``."""
+    return f"{socket.gethostname()}:{Path(spool_dir).name}"
+
+
+def canonical(doc: Mapping) -> bytes:
+    """Given an event, return its canonical JSON without the chain fields (sorted keys, no whitespace, UTF-8)."""
+    body = dict(doc)
+    event = dict(body.get("event") or {})
+    event.pop("hash", None)
+    body["event"] = event
+    citydc = body.get("citydc")
+    if isinstance(citydc, Mapping) and "chain" in citydc:
+        rest = {k: v for k, v in citydc.items() if k != "chain"}
+        if rest:
+            body["citydc"] = rest
+        else:
+            del body["citydc"]
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def chain_hash(prev: str, writer: str, seq: int, doc: Mapping) -> str:
+    """Given the previous hash, the writer, the sequence number and the event, return the event's hash."""
+    h = hashlib.sha256(f"{prev}|{writer}|{seq}|".encode())
+    h.update(canonical(doc))
+    return h.hexdigest()
+
+
+def link(doc: Mapping, writer: str, seq: int, prev: str) -> dict:
+    """Given a validated event and its chain position, return a copy carrying the chain fields."""
+    # Shallow copies of the two objects that change: the caller's event stays untouched.
+    out = dict(doc)
+    out["event"] = {**doc["event"], "hash": chain_hash(prev, writer, seq, doc)}
+    out["citydc"] = {**(doc.get("citydc") or {}), "chain": {"writer": writer, "seq": seq, "prev": prev}}
+    return out
+
+
+def read_head(spool_dir: Path) -> dict[str, Any]:
+    """Given the spool directory, return the chain-head file's content ({} when absent)."""
+    path = Path(spool_dir) / HEAD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+def write_head(spool_dir: Path, data: Mapping[str, Any]) -> None:
+    """Given the spool directory and the head record, write ``chain-head.json`` atomically (tmp, fsync, rename)."""
+    path = Path(spool_dir) / HEAD_FILE
+    atomic_write(path, json.dumps(dict(data), sort_keys=True).encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Given a path and bytes, replace the file atomically and durably (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _chain_fields(doc: Mapping) -> tuple[str, int, str, str] | None:
+    try:
+        chain = doc["citydc"]["chain"]
+        writer, seq, prev, hsh = chain["writer"], chain["seq"], chain["prev"], doc["event"]["hash"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(writer, str) or not isinstance(seq, int) or not isinstance(prev, str) or not isinstance(hsh, str):
+        return None
+    return writer, seq, prev, hsh
+
+
+def verify(events: Iterable[Mapping], *, partial: bool = False,
+           delivered: Mapping[str, ChainHead] | None = None,
+           emitted: Callable[[], Mapping[str, ChainHead]] | None = None) -> list[Finding]:
+    """Given events ordered by (writer, seq), return the first break of each writer's chain ([] when intact).
+
+    ``delivered`` are heads the shipper recorded as acknowledged (read before the walk): a store
+    ending before one lost its tail. ``emitted`` returns the spool's chain heads (read after the
+    walk): a store going beyond one holds an inserted event. With ``partial`` (a walk that starts
+    at --since), a writer's first event is trusted as a start instead of having to be seq 1.
+    """
+    findings: list[Finding] = []
+    state: dict[str, tuple[int, str, str | None]] = {}  # writer -> (last seq, last hash, last event id)
+    broken: set[str] = set()
+    for doc in events:
+        fields = _chain_fields(doc)
+        event = doc.get("event")
+        event_id = event.get("id") if isinstance(event, Mapping) else None
+        if fields is None:
+            if "<none>" not in broken:
+                findings.append(Finding("inserted", "<none>", None, event_id, "event has no chain fields"))
+                broken.add("<none>")
+            continue
+        writer, seq, prev, stored_hash = fields
+        if writer in broken:
+            continue
+        finding = _check_one(doc, writer, seq, prev, stored_hash, state.get(writer), partial, event_id)
+        if finding is not None:
+            findings.append(finding)
+            broken.add(writer)
+            continue
+        state[writer] = (seq, stored_hash, event_id)
+    for writer, head in (delivered or {}).items():
+        last = state.get(writer)
+        if writer in broken or (last is None and partial):
+            continue  # a --since walk may legitimately hold nothing of this writer
+        if last is None or last[0] < head.seq:
+            have = f"the store ends at seq {last[0]}" if last else "the store has none of its events"
+            findings.append(Finding("removed", writer, (last[0] + 1) if last else 1, None,
+                                    f"{have}, but seq {head.seq} was delivered"))
+            broken.add(writer)
+    for writer, head in (emitted() if emitted else {}).items():
+        last = state.get(writer)
+        if writer in broken or last is None:
+            continue
+        if last[0] > head.seq:
+            findings.append(Finding("inserted", writer, last[0], last[2],
+                                    f"the store goes beyond the chain head (seq {head.seq})"))
+        elif last[0] == head.seq and last[1] != head.hash:
+            findings.append(Finding("changed", writer, last[0], last[2], "event.hash differs from the chain head"))
+    return findings
+
+
+def _check_one(doc: Mapping, writer: str, seq: int, prev: str, stored_hash: str,
+               last: tuple[int, str, str | None] | None, partial: bool, event_id: str | None) -> Finding | None:
+    """Given one event and its writer's state so far, return the break it shows, or None."""
+    if last is None:
+        expected_seq, expected_prev = (seq, prev) if partial else (1, GENESIS)
+    else:
+        expected_seq, expected_prev = last[0] + 1, last[1]
+    if last is not None and seq <= last[0]:
+        return Finding("inserted", writer, seq, event_id, f"duplicate sequence number (after seq {last[0]})")
+    if seq > expected_seq:
+        missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
+        return Finding("removed", writer, expected_seq, None, f"{missing} missing (next present is seq {seq})")
+    if chain_hash(prev, writer, seq, doc) != stored_hash:
+        differ = doc.get("store_columns_differ")
+        reason = (f"the store's indexed columns ({', '.join(differ)}) differ from the stored document" if differ
+                  else "content does not match event.hash")
+        return Finding("changed", writer, seq, event_id, reason)
+    if prev != expected_prev:
+        if last is None:
+            return Finding("inserted", writer, seq, event_id, "first event of the writer does not start the chain")
+        # This event is intact but the previous one's hash was rewritten along with its content.
+        return Finding("changed", writer, last[0], last[2],
+                       f"event.hash was rewritten (seq {seq} still points at the original)")
+    return None

@@ -1,0 +1,42 @@
+"""``emit()``: the one way every component records a security event.
+
+The events are validated (all of them, before anything is written), chained and appended to the
+local spool, fsynced, and only then does ``emit`` return. Delivery to the store is the shipper's
+job; nothing here talks to a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from citydc.config.loader import LoadedConfig
+from citydc.seclog.metrics import SeclogMetrics
+from citydc.seclog.spool import Spool
+
+__all__ = ["emit", "emit_configured", "spool_for"]
+
+
+def emit(events: Mapping | Sequence[Mapping], *, spool_dir: str | Path, writer: str | None = None,
+         metrics: SeclogMetrics | None = None) -> int:
+    """Given one event or a batch, spool them durably; return how many were new (not spooled before).
+
+    Raise EventInvalid naming the event and field if any event is invalid; then nothing of the
+    batch is written.
+    """
+    batch = [events] if isinstance(events, Mapping) else list(events)
+    written = Spool(spool_dir, writer=writer).append(batch)
+    if metrics is not None:
+        metrics.count_emitted(written, batch)
+    return len(written)
+
+
+def spool_for(loaded: LoadedConfig) -> Spool:
+    """Given the loaded config, return its spool (``security_log.spool_dir``, relative to the config file)."""
+    return Spool(loaded.resolve(loaded.config.security_log.spool_dir))
+
+
+def emit_configured(loaded: LoadedConfig, events: Mapping | Sequence[Mapping],
+                    metrics: SeclogMetrics | None = None) -> int:
+    """Given the loaded config and events, emit them to the configured spool; return how many were new."""
+    return emit(events, spool_dir=loaded.resolve(loaded.config.security_log.spool_dir), metrics=metrics)

@@ -1,0 +1,299 @@
+"""Security events as ECS 9.x documents: build them, give them deterministic ids, validate them.
+
+An event is a plain dict shaped as Elastic Common Schema (``event.*``, ``user.name``, ...),
+so it can be written to the spool and to either store without conversion. Component details
+live under ``citydc.<component>`` where the component is the dataset without ``citydc.``.
+The chain fields (``event.hash``, ``citydc.chain.*``) are added later by the spool.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["ECS_VERSION", "EventInvalid", "event_id", "format_timestamp", "make_event", "parse_timestamp",
+           "validate_event"]
+
+ECS_VERSION = "9.0.0"
+
+# ECS 9.x allowed values (https://www.elastic.co/docs/reference/ecs/ecs-allowed-values-event-*).
+KINDS = frozenset({"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"})
+CATEGORIES = frozenset({"api", "authentication", "configuration", "database", "driver", "email", "file", "host",
+                        "iam", "intrusion_detection", "library", "malware", "network", "package", "process",
+                        "registry", "session", "threat", "vulnerability", "web"})
+TYPES = frozenset({"access", "admin", "allowed", "change", "connection", "creation", "deletion", "denied", "end",
+                   "error", "group", "indicator", "info", "installation", "protocol", "start", "user"})
+OUTCOMES = frozenset({"failure", "success", "unknown"})
+
+_DATASET = re.compile(r"^citydc\.[a-z][a-z0-9_]*$")
+_ACTION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Allowed keys per object; anything else is refused so both stores map the same fields.
+_TOP = frozenset({"@timestamp", "ecs", "event", "user", "source", "host", "labels", "message", "rule", "related",
+                  "error", "citydc"})
+_EVENT = frozenset({"id", "kind", "category", "type", "action", "outcome", "dataset", "severity", "duration",
+                    "hash"})
+_REQUIRED_EVENT = ("id", "kind", "category", "type", "action", "outcome", "dataset")
+
+
+class EventInvalid(ValueError):
+    """An event does not match the model. ``field`` is the dotted ECS path that is wrong."""
+
+    def __init__(self, field: str, expected: str, index: int | None = None):
+        self.field = field
+        self.expected = expected
+        self.index = index
+        where = f"event #{index}: " if index is not None else ""
+        super().__init__(f"{where}{field}: {expected}")
+
+
+def event_id(dataset: str, id_key: str) -> str:
+    """Given the dataset and the source's own identity (snapshot id, run id + task, ...), return the event id.
+
+    The same source identity always gives the same id, so a retried emit is stored once.
+    """
+    return hashlib.sha256(f"{dataset}\x1f{id_key}".encode()).hexdigest()[:32]
+
+
+def format_timestamp(when: datetime) -> str:
+    """Given an aware datetime, return it as ECS ``@timestamp`` text in UTC with milliseconds.
+
+    Milliseconds, because Elasticsearch's ``date`` type keeps milliseconds: both stores then sort
+    and filter on exactly the same instant.
+    """
+    if when.tzinfo is None:
+        raise EventInvalid("@timestamp", "expected a timezone-aware datetime")
+    utc = when.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Given ``@timestamp`` text, return the aware datetime. Raise EventInvalid if malformed or naive."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise EventInvalid("@timestamp", f"expected ISO-8601 date-time, got {text!r}") from None
+    if value.tzinfo is None:
+        raise EventInvalid("@timestamp", "expected a timezone (Z or +08:00)")
+    return value
+
+
+def make_event(*, action: str, dataset: str, kind: str, category: Sequence[str], type: Sequence[str],
+               outcome: str, message: str, site: str, id_key: str, user: str | None = None,
+               user_target: str | None = None, source_ip: str | None = None, host: str | None = None,
+               rule: Mapping[str, str] | None = None, error: str | None = None, severity: int | None = None,
+               duration_ns: int | None = None, related: Mapping[str, Sequence[str]] | None = None,
+               details: Mapping[str, Any] | None = None, timestamp: datetime | None = None) -> dict:
+    """Given the facts of one security event, return the validated ECS document.
+
+    ``details`` go under ``citydc.<component>`` (component = dataset without ``citydc.``).
+    Raise EventInvalid naming the field if anything does not match the model.
+    """
+    if not isinstance(dataset, str) or not _DATASET.match(dataset):
+        raise EventInvalid("event.dataset", f"expected 'citydc.<component>' in lowercase, got {dataset!r}")
+    if not isinstance(id_key, str) or not id_key:
+        raise EventInvalid("event.id", "expected a non-empty id_key (the source's own identity)")
+    doc: dict[str, Any] = {
+        "@timestamp": format_timestamp(timestamp or datetime.now(UTC)),
+        "ecs": {"version": ECS_VERSION},
+        "event": {"id": event_id(dataset, id_key), "kind": kind, "category": list(category), "type": list(type),
+                  "action": action, "outcome": outcome, "dataset": dataset},
+        "labels": {"site": site},
+        "message": message,
+    }
+    if severity is not None:
+        doc["event"]["severity"] = severity
+    if duration_ns is not None:
+        doc["event"]["duration"] = duration_ns
+    if user is not None or user_target is not None:
+        doc["user"] = {k: v for k, v in (("name", user), ("target", {"name": user_target} if user_target else None))
+                       if v is not None}
+    if source_ip is not None:
+        doc["source"] = {"ip": _normal_ip(source_ip, "source.ip")}
+    if host is not None:
+        doc["host"] = {"name": host}
+    if rule is not None:
+        doc["rule"] = dict(rule)
+    if error is not None:
+        doc["error"] = {"message": error}
+    if related is not None:
+        doc["related"] = {k: list(v) for k, v in related.items()}
+    if details:
+        doc["citydc"] = {dataset.removeprefix("citydc."): dict(details)}
+    validate_event(doc)
+    return doc
+
+
+def _normal_ip(value: Any, field: str) -> str:
+    try:
+        return _canonical_ip(value)
+    except (ValueError, TypeError):
+        raise EventInvalid(field, f"expected an IPv4 or IPv6 address, got {value!r}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_ip(value: str) -> str:
+    # Addresses repeat a lot within a batch (a brute force comes from few sources); parsing is costly.
+    return str(ipaddress.ip_address(value))
+
+
+def _str(doc: dict, key: str, field: str, pattern: re.Pattern | None = None, what: str = "") -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise EventInvalid(field, f"expected a non-empty string{what}, got {value!r}")
+    if pattern is not None and not pattern.match(value):
+        raise EventInvalid(field, f"expected {what.strip(' ,') or pattern.pattern}, got {value!r}")
+    return value
+
+
+def _obj(doc: dict, key: str, field: str, allowed: frozenset[str]) -> dict | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):  # plain dicts only: what JSON gives, and much cheaper than an ABC check
+        raise EventInvalid(field, f"expected an object, got {type(value).__name__}")
+    for sub in value:
+        if sub not in allowed:
+            raise EventInvalid(f"{field}.{sub}", f"unknown field (expected one of {', '.join(sorted(allowed))})")
+    return value
+
+
+def _str_list(value: Any, field: str, allowed: frozenset[str] | None = None, empty_ok: bool = True) -> None:
+    if not isinstance(value, list) or (not empty_ok and not value):
+        raise EventInvalid(field, f"expected a {'non-empty ' if not empty_ok else ''}list of strings, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or (allowed is not None and item not in allowed):
+            expected = f"one of {', '.join(sorted(allowed))}" if allowed else "a string"
+            raise EventInvalid(field, f"expected {expected}, got {item!r}")
+
+
+def _int(value: Any, field: str, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise EventInvalid(field, f"expected an integer >= {minimum}, got {value!r}")
+
+
+def _json_value(value: Any, field: str, depth: int = 0) -> None:
+    """Refuse anything that is not plain JSON (a SecretRef, bytes, a datetime, NaN...)."""
+    if depth > 16:
+        raise EventInvalid(field, "expected at most 16 levels of nesting")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventInvalid(field, "expected a finite number")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise EventInvalid(field, f"expected string keys, got {k!r}")
+            _json_value(v, f"{field}.{k}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _json_value(v, f"{field}[{i}]", depth + 1)
+        return
+    if type(value).__name__ == "SecretRef":
+        raise EventInvalid(field, "a secret reference never goes into an event; record its name, not the secret")
+    raise EventInvalid(field, f"expected a JSON value (string, number, bool, null, list, object), "
+                              f"got {type(value).__name__}")
+
+
+def validate_event(doc: Any, *, chained: bool = False) -> None:
+    """Given an event document, return None if it matches the model. Raise EventInvalid naming the field.
+
+    With ``chained``, the chain fields (``event.hash``, ``citydc.chain``) are required too.
+    """
+    if not isinstance(doc, dict):
+        raise EventInvalid("<event>", f"expected an object, got {type(doc).__name__}")
+    for key in doc:
+        if key not in _TOP:
+            raise EventInvalid(str(key), f"unknown field (expected one of {', '.join(sorted(_TOP))})")
+    parse_timestamp(_str(doc, "@timestamp", "@timestamp"))
+    _str(doc, "message", "message")
+    event = _obj(doc, "event", "event", _EVENT)
+    if event is None:
+        raise EventInvalid("event", "expected an object with id, kind, category, type, action, outcome, dataset")
+    for key in _REQUIRED_EVENT:
+        if key not in event:
+            raise EventInvalid(f"event.{key}", "required field is missing")
+    _str(event, "id", "event.id", _ID, " (32 lowercase hex digits from event_id())")
+    if event["kind"] not in KINDS:
+        raise EventInvalid("event.kind", f"expected one of {', '.join(sorted(KINDS))}, got {event['kind']!r}")
+    _str_list(event["category"], "event.category", CATEGORIES)
+    _str_list(event["type"], "event.type", TYPES, empty_ok=False)
+    _str(event, "action", "event.action", _ACTION, " (lowercase words joined by '-')")
+    if event["outcome"] not in OUTCOMES:
+        raise EventInvalid("event.outcome", f"expected one of failure, success, unknown, got {event['outcome']!r}")
+    dataset = _str(event, "dataset", "event.dataset", _DATASET, " ('citydc.<component>')")
+    if "severity" in event:
+        _int(event["severity"], "event.severity")
+    if "duration" in event:
+        _int(event["duration"], "event.duration")
+    ecs = _obj(doc, "ecs", "ecs", frozenset({"version"}))
+    if ecs is not None:
+        _str(ecs, "version", "ecs.version")
+    labels = _obj(doc, "labels", "labels", frozenset({"site"}))
+    if labels is None:
+        raise EventInvalid("labels.site", "required field is missing")
+    _str(labels, "site", "labels.site", _SITE, " (a site id such as siwei or fengshan)")
+    user = _obj(doc, "user", "user", frozenset({"name", "target"}))
+    if user is not None:
+        if "name" in user:
+            _str(user, "name", "user.name")
+        target = _obj(user, "target", "user.target", frozenset({"name"}))
+        if target is not None:
+            _str(target, "name", "user.target.name")
+    source = _obj(doc, "source", "source", frozenset({"ip"}))
+    if source is not None:
+        ip = _str(source, "ip", "source.ip")
+        if _normal_ip(ip, "source.ip") != ip:
+            raise EventInvalid("source.ip", f"expected the canonical form {_normal_ip(ip, 'source.ip')!r}, got {ip!r}")
+    host = _obj(doc, "host", "host", frozenset({"name"}))
+    if host is not None:
+        _str(host, "name", "host.name")
+    rule = _obj(doc, "rule", "rule", frozenset({"id", "name", "description"}))
+    if rule is not None:
+        for key in rule:
+            _str(rule, key, f"rule.{key}")
+    error = _obj(doc, "error", "error", frozenset({"message"}))
+    if error is not None:
+        _str(error, "message", "error.message")
+    related = _obj(doc, "related", "related", frozenset({"user", "ip", "hosts"}))
+    if related is not None:
+        for key, value in related.items():
+            _str_list(value, f"related.{key}")
+            if key == "ip":
+                for i, ip in enumerate(value):
+                    _normal_ip(ip, f"related.ip[{i}]")
+    component = dataset.removeprefix("citydc.")
+    citydc = _obj(doc, "citydc", "citydc", frozenset({component, "chain"}))
+    if citydc is not None and component in citydc:
+        if not isinstance(citydc[component], dict):
+            raise EventInvalid(f"citydc.{component}", "expected an object of component details")
+        _json_value(citydc[component], f"citydc.{component}")
+    chain = citydc.get("chain") if citydc is not None else None
+    if chained or chain is not None or "hash" in event:
+        _validate_chain(event, chain)
+
+
+def _validate_chain(event: dict, chain: Any) -> None:
+    if not isinstance(chain, dict):
+        raise EventInvalid("citydc.chain", "expected an object with writer, seq, prev")
+    for key in chain:
+        if key not in ("writer", "seq", "prev"):
+            raise EventInvalid(f"citydc.chain.{key}", "unknown field (expected writer, seq, prev)")
+    _str(chain, "writer", "citydc.chain.writer")
+    if "seq" not in chain:
+        raise EventInvalid("citydc.chain.seq", "required field is missing")
+    _int(chain["seq"], "citydc.chain.seq", 1)
+    _str(chain, "prev", "citydc.chain.prev", _HEX64, " (64 lowercase hex digits)")
+    _str(event, "hash", "event.hash", _HEX64, " (64 lowercase hex digits)")

@@ -1,0 +1,132 @@
+"""Auditor questions: time ranges from the command line, Query objects, and the saved questions.
+
+Times are ISO-8601 with a timezone (``2025-03-01T08:00:00+08:00``, ``2025-03-01T00:00Z``) or
+relative to now (``15m``, ``24h``, ``7d``, ``2w``). A saved question is a Query plus, for counting
+questions, the fields to count by; ``stale-backups`` compares the configured jobs with the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from citydc.seclog.store import FILTER_FIELDS, Query, Store
+
+__all__ = ["SAVED", "QueryError", "SavedQuery", "build_query", "parse_time", "stale_backups"]
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class QueryError(ValueError):
+    """A query option is wrong; the message names the option and what was expected."""
+
+
+def parse_time(text: str, option: str = "--since", now: datetime | None = None) -> datetime:
+    """Given ``7d`` or an ISO-8601 time with timezone, return an aware datetime. Raise QueryError if neither."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{option}: expected a relative time like 15m, 24h, 7d, 2w or an ISO-8601 time "
+                         f"like 2025-03-01T08:00:00+08:00, got {text!r}") from None
+    if value.tzinfo is None:
+        raise QueryError(f"{option}: {text!r} has no timezone; add Z (UTC) or an offset such as +08:00")
+    return value
+
+
+def build_query(*, since: str | None = None, until: str | None = None, text: str | None = None,
+                limit: int | None = None, oldest_first: bool = False, now: datetime | None = None,
+                **options: str | None) -> Query:
+    """Given CLI option values (``user=...``, ``source_ip=...``), return the Query.
+
+    Raise QueryError naming the option if a value is wrong.
+    """
+    filters: dict[str, str] = {}
+    for option, value in options.items():
+        if option not in FILTER_FIELDS:
+            raise QueryError(f"unknown filter --{option.replace('_', '-')}")
+        if value is None or value == "":
+            continue
+        if option == "source_ip":
+            try:
+                value = str(ipaddress.ip_address(value))
+            except ValueError:
+                raise QueryError(f"--source-ip: expected an IPv4 or IPv6 address, got {value!r}") from None
+        filters[FILTER_FIELDS[option]] = value
+    start = parse_time(since, "--since", now) if since else None
+    end = parse_time(until, "--until", now) if until else None
+    if start and end and start >= end:
+        raise QueryError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
+    if limit is not None and limit < 1:
+        raise QueryError(f"--limit: expected a positive number, got {limit}")
+    return Query(since=start, until=end, filters=filters, text=text or None, limit=limit,
+                 newest_first=not oldest_first)
+
+
+@dataclass(frozen=True)
+class SavedQuery:
+    """A named auditor question: a Query (built at run time from ``now``) and the fields to count by, if any."""
+
+    name: str
+    description: str
+    make: Callable[[datetime], Query]
+    by: tuple[str, ...] = ()
+
+
+def _failed_logins(now: datetime) -> Query:
+    return Query(since=now - timedelta(hours=24),
+                 filters={"event.category": "authentication", "event.outcome": "failure", "event.kind": "event"})
+
+
+SAVED: dict[str, SavedQuery] = {q.name: q for q in (
+    SavedQuery("failed-logins", "Failed authentications per user in the last 24 hours.", _failed_logins,
+               by=("user.name",)),
+    SavedQuery("privileged-changes", "Changes of privileged group membership (who, which group, when).",
+               lambda now: Query(filters={"event.action": "privileged-membership-changed"})),
+    SavedQuery("stale-backups", "Backup jobs without a successful backup-run in the last 26 hours.",
+               lambda now: Query(since=now - timedelta(hours=26),
+                                 filters={"event.action": "backup-run", "event.outcome": "success"}),
+               by=("citydc.backup.job",)),
+    SavedQuery("playbook-runs", "Who ran which playbook against which site.",
+               lambda now: Query(filters={"event.action": "playbook-run"}),
+               by=("user.name", "citydc.playbook.name", "labels.site")),
+)}
+
+
+def stale_backups(store: Store, configured_jobs: Iterable[str], now: datetime | None = None,
+                  lookback: timedelta = timedelta(days=30)) -> list[dict]:
+    """Given the store and the configured job names, return jobs without a successful run in 26 h.
+
+    Jobs seen in backup-run events of the last ``lookback`` count too (a job removed from the
+    config but still running elsewhere). Each row holds ``job`` and ``last_success`` (or None).
+    """
+    now = now or datetime.now(UTC)
+    recent = {values[0] for values, _ in store.stats(SAVED["stale-backups"].make(now), ["citydc.backup.job"])}
+    seen = {values[0] for values, _ in store.stats(
+        Query(since=now - lookback, filters={"event.action": "backup-run"}), ["citydc.backup.job"])}
+    rows = []
+    for job in sorted((set(configured_jobs) | seen) - recent - {""}):
+        last = next(iter(store.search(Query(filters={"event.action": "backup-run", "event.outcome": "success",
+                                                      "citydc.backup.job": job}, limit=1))), None)
+        rows.append({"job": job, "last_success": last["@timestamp"] if last else None})
+    return rows
+
+
+def describe(query: Query) -> Mapping[str, str]:
+    """Given a Query, return its parts as strings (for the table title and --json output)."""
+    out = {k: v for k, v in query.filters.items()}
+    if query.since:
+        out["since"] = query.since.isoformat()
+    if query.until:
+        out["until"] = query.until.isoformat()
+    if query.text:
+        out["text"] = query.text
+    return out

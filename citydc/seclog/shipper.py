@@ -1,0 +1,160 @@
+"""The shipper: spool → store, acknowledging only what the store acknowledged.
+
+It reads a batch after the acknowledged position, hands it to ``store.put``, and only then
+records the new position. Killed at any point, it re-reads from the last recorded position on
+restart; the store ignores ids it already holds, so every event ends up stored exactly once.
+A failed delivery is retried with exponential backoff (bounded delay; bounded attempts unless
+following); its reason is counted and kept in ``last_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from citydc.seclog.metrics import SeclogMetrics
+from citydc.seclog.spool import CorruptLine, Spool, SpoolBusy
+from citydc.seclog.store import DeliveryError, Store
+
+__all__ = ["BackgroundShipper", "ShipResult", "Shipper"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShipResult:
+    delivered: int = 0  # events acknowledged by the store
+    stored: int = 0  # of those, newly stored (the rest were redeliveries)
+    batches: int = 0
+    corrupt: list[CorruptLine] = field(default_factory=list)
+    error: DeliveryError | None = None  # set when delivery gave up
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Shipper:
+    """Delivers one spool to one store."""
+
+    def __init__(self, spool: Spool, store: Store, *, batch_size: int = 5000, metrics: SeclogMetrics | None = None,
+                 max_attempts: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        self.spool = spool
+        self.store = store
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.sleep = sleep
+        self.clock = clock
+        self.last_error: DeliveryError | None = None
+
+    def backoff(self, attempt: int) -> float:
+        """Given the 1-based number of failed attempts, return the delay before the next one (capped)."""
+        return min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max)
+
+    def _deliver(self, events: list[dict], stop: threading.Event | None, forever: bool) -> int:
+        """Given a batch, put it into the store, retrying; return how many were new. Raise the last DeliveryError."""
+        attempt = 0
+        while True:
+            try:
+                return self.store.put(events)
+            except DeliveryError as exc:
+                attempt += 1
+                self.last_error = exc
+                if self.metrics is not None:
+                    self.metrics.errors.labels(self.metrics.site, exc.reason).inc()
+                log.warning("delivery failed (attempt %d, %s): %s", attempt, exc.reason, exc)
+                if (not forever and attempt >= self.max_attempts) or (stop is not None and stop.is_set()):
+                    raise
+                delay = self.backoff(attempt)
+                if stop is not None:
+                    if stop.wait(delay):
+                        raise
+                else:
+                    self.sleep(delay)
+
+    def ship(self, *, max_batches: int | None = None, stop: threading.Event | None = None,
+             forever: bool = False) -> ShipResult:
+        """Deliver what the spool holds when called (at most ``max_batches``); return what happened.
+
+        Delivery failures are retried (``forever``: without limit on attempts) and end the run with
+        ``result.error`` set when given up.
+        """
+        result = ShipResult()
+        pos = self.spool.ack_position()
+        # Bounded: deliver what was spooled when the round began; later events wait for the next round.
+        stop_at = self.spool.end()
+        while (max_batches is None or result.batches < max_batches) and (pos is None or stop_at is None or
+                                                                          (pos.segment, pos.offset) < stop_at):
+            batch = self.spool.read(pos, self.batch_size)
+            for bad in batch.corrupt:
+                log.error("%s", bad.format())
+                if self.metrics is not None:
+                    self.metrics.corrupt.labels(self.metrics.site).inc()
+            result.corrupt.extend(batch.corrupt)
+            if batch.end is None or batch.end == pos:
+                break
+            if batch.events:
+                try:
+                    result.stored += self._deliver(batch.events, stop, forever)
+                except DeliveryError as exc:
+                    result.error = exc
+                    break
+                result.delivered += len(batch.events)
+                if self.metrics is not None:
+                    self.metrics.count_delivered(batch.events, self.clock())
+            self.spool.acknowledge(batch.end, batch.events)
+            pos = batch.end
+            result.batches += 1
+        if self.metrics is not None:
+            self.metrics.set_backlog(*self.spool.backlog())
+        return result
+
+    def follow(self, stop: threading.Event, poll: float = 1.0,
+               on_round: Callable[[ShipResult], None] | None = None) -> None:
+        """Ship, then wait ``poll`` seconds, until ``stop`` is set; retry failed deliveries without limit."""
+        while not stop.is_set():
+            result = self.ship(stop=stop, forever=True)
+            if on_round is not None:
+                on_round(result)
+            stop.wait(poll)
+
+
+class BackgroundShipper:
+    """Ship in a daemon thread while a long-running command works; ``with`` stops it after a final round."""
+
+    def __init__(self, shipper: Shipper, poll: float = 1.0):
+        self.shipper = shipper
+        self.poll = poll
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="citydc-seclog-shipper", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with self.shipper.spool.shipping():
+                self.shipper.follow(self.stop, self.poll)
+        except SpoolBusy:
+            log.info("another shipper delivers %s; the background shipper stands aside", self.shipper.spool.dir)
+
+    def __enter__(self) -> BackgroundShipper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, timeout: float = 30.0) -> ShipResult:
+        """Stop the thread, then deliver what is left once; return that last round's result."""
+        self.stop.set()
+        self.thread.join(timeout)
+        try:
+            with self.shipper.spool.shipping():
+                return self.shipper.ship()
+        except SpoolBusy:
+            return ShipResult()  # the other shipper delivers what is left

@@ -1,0 +1,422 @@
+"""The durable spool: JSON-lines segment files that events reach before anyone is told they were recorded.
+
+Layout of ``<spool_dir>``:
+
+- ``seg-NNNNNNNNNN.jsonl``: segments, one chained event per line; a new one starts past a size limit.
+- ``writer.lock``: held (fcntl) by whoever appends, so several processes can emit safely.
+- ``chain-head.json``: the chain head (last seq and hash per writer) and where the last batch ended.
+- ``ack.json``: the shipper's acknowledged position (segment, byte offset, line) and delivered heads.
+- ``ids.db``: ids spooled in the last days, so a re-emitted event (same source identity) is dropped
+  here instead of leaving a hole in the chain once the store ignores its id.
+
+An append writes every line of the batch, fsyncs once, then records the head. A writer killed
+mid-batch leaves at most a partial last line: the next writer drops that fragment (it was never
+acknowledged to anyone) and adopts the complete lines after the recorded head, so sequence
+numbers stay gap-free.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from citydc.seclog import chain
+from citydc.seclog.event import EventInvalid, validate_event
+
+__all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent"]
+
+log = logging.getLogger(__name__)
+
+SEGMENT_GLOB = "seg-*.jsonl"
+ACK_FILE = "ack.json"
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+
+
+class SpoolBusy(RuntimeError):
+    """Another shipper holds this spool."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in the spool: segment file name, byte offset, and lines before that offset."""
+
+    segment: str
+    offset: int = 0
+    line: int = 0
+
+    def to_json(self) -> dict:
+        return {"segment": self.segment, "offset": self.offset, "line": self.line}
+
+
+@dataclass(frozen=True)
+class CorruptLine:
+    file: str
+    line: int
+    reason: str
+
+    def format(self) -> str:
+        return f"{self.file}:{self.line}: skipped corrupted spool line: {self.reason}"
+
+
+@dataclass
+class Batch:
+    events: list[dict] = field(default_factory=list)
+    end: Position | None = None
+    corrupt: list[CorruptLine] = field(default_factory=list)
+
+
+def _segment_name(number: int) -> str:
+    return f"seg-{number:010d}.jsonl"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """One spool directory. Safe for several emitting processes and one shipper."""
+
+    def __init__(self, spool_dir: str | Path, *, writer: str | None = None,
+                 max_segment_bytes: int = DEFAULT_SEGMENT_BYTES, id_retention_days: int = 8):
+        self.dir = Path(spool_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.writer = writer or chain.default_writer(self.dir)
+        self.max_segment_bytes = max_segment_bytes
+        self.id_retention_days = id_retention_days
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def segments(self) -> list[str]:
+        """Return the segment file names, oldest first."""
+        return sorted(p.name for p in self.dir.glob(SEGMENT_GLOB))
+
+    @contextmanager
+    def _lock(self, name: str, blocking: bool = True) -> Iterator[None]:
+        fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise SpoolBusy(f"another shipper is delivering from {self.dir}") from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock; a killed process releases it too
+
+    @contextmanager
+    def shipping(self) -> Iterator[None]:
+        """Hold the shipper lock for the duration. Raise SpoolBusy if another shipper holds it."""
+        with self._lock("shipper.lock", blocking=False):
+            yield
+
+    def append(self, events: Sequence[dict]) -> list[dict]:
+        """Given validated events, spool the ones not spooled before, chained; return those written.
+
+        All lines are written and fsynced before this returns. Raise EventInvalid if an event is
+        invalid (then nothing of the batch is written).
+        """
+        for i, doc in enumerate(events):
+            try:
+                validate_event(doc)
+            except EventInvalid as exc:
+                raise EventInvalid(exc.field, exc.expected, i) from None
+        if not events:
+            return []
+        with self._lock("writer.lock"), self._ids() as ids:
+            head = self._recover(ids)
+            fresh = self._unseen(ids, events)
+            if not fresh:
+                return []
+            writers = head["writers"]
+            seq, prev = (writers[self.writer]["seq"], writers[self.writer]["hash"]) \
+                if self.writer in writers else (0, chain.GENESIS)
+            linked, lines = [], []
+            for doc in fresh:
+                seq += 1
+                doc = chain.link(doc, self.writer, seq, prev)
+                prev = doc["event"]["hash"]
+                linked.append(doc)
+                lines.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+            segment, offset = self._write(data)
+            self._remember(ids, linked)
+            writers[self.writer] = {"seq": seq, "hash": prev}
+            chain.write_head(self.dir, {"writers": writers, "segment": segment, "offset": offset})
+            return linked
+
+    def _write(self, data: bytes) -> tuple[str, int]:
+        """Append data to the current segment (a new one past the size limit), fsync; return (segment, end)."""
+        segments = self.segments()
+        created = False
+        if not segments:
+            name, created = _segment_name(1), True
+        else:
+            name = segments[-1]
+            if (self.dir / name).stat().st_size >= self.max_segment_bytes:
+                name, created = _segment_name(int(name[4:14]) + 1), True
+        fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            end = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.dir)
+        return name, end
+
+    def _recover(self, ids: sqlite3.Connection) -> dict[str, Any]:
+        """Return the chain head, adopting complete lines a killed writer left after it; drop a partial tail."""
+        head = chain.read_head(self.dir)
+        head.setdefault("writers", {})
+        segments = self.segments()
+        if not segments:
+            return head
+        start_seg, start_off = head.get("segment"), head.get("offset", 0)
+        if start_seg == segments[-1] and (self.dir / start_seg).stat().st_size == start_off:
+            return head  # the common case: nothing happened since the last batch
+        todo = [s for s in segments if start_seg is None or s >= start_seg]
+        adopted: list[dict] = []
+        writers = head["writers"]
+        for name in todo:
+            offset = start_off if name == start_seg else 0
+            path = self.dir / name
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+            complete, _, partial = data.rpartition(b"\n")
+            if partial and name == segments[-1]:
+                log.warning("%s: dropping a partial last line of %d bytes left by a killed writer", path,
+                            len(partial))
+                os.truncate(path, offset + len(complete) + (1 if complete else 0))
+            for raw in complete.split(b"\n") if complete else []:
+                try:
+                    doc = json.loads(raw)
+                    c = doc["citydc"]["chain"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # corrupted: the reader reports it
+                last = writers.get(c["writer"], {"seq": 0})
+                if c["seq"] == last["seq"] + 1:
+                    writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
+                    adopted.append(doc)
+        if adopted:
+            log.warning("%s: adopted %d events written by a writer killed before recording the chain head",
+                        self.dir, len(adopted))
+            self._remember(ids, adopted)
+        head["segment"] = segments[-1]
+        head["offset"] = (self.dir / segments[-1]).stat().st_size
+        chain.write_head(self.dir, head)
+        return head
+
+    @contextmanager
+    def _ids(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.dir / "ids.db", timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # the spool's fsync and the head are the durable record
+            conn.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, day INTEGER NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS ids_day ON ids(day)")
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _unseen(ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
+        wanted = [doc["event"]["id"] for doc in events]
+        seen: set[str] = set()
+        for i in range(0, len(wanted), 900):
+            chunk = wanted[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            seen.update(row[0] for row in ids.execute(f"SELECT id FROM ids WHERE id IN ({marks})", chunk))  # noqa: S608
+        fresh = []
+        for doc in events:
+            if doc["event"]["id"] not in seen:
+                seen.add(doc["event"]["id"])
+                fresh.append(doc)
+        if len(fresh) < len(events):
+            log.info("dropped %d event(s) already spooled (same event.id)", len(events) - len(fresh))
+        return fresh
+
+    def _remember(self, ids: sqlite3.Connection, docs: Sequence[dict]) -> None:
+        day = int(time.time() // 86400)
+        ids.execute("BEGIN")
+        ids.executemany("INSERT OR IGNORE INTO ids (id, day) VALUES (?, ?)", ((d["event"]["id"], day) for d in docs))
+        ids.execute("DELETE FROM ids WHERE day < ?", (day - self.id_retention_days,))
+        ids.execute("COMMIT")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def ack(self) -> dict[str, Any]:
+        """Return the ack record ({} before the first acknowledgement)."""
+        try:
+            return json.loads((self.dir / ACK_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def ack_position(self) -> Position | None:
+        """Return the acknowledged position, or None when nothing was acknowledged yet."""
+        data = self.ack()
+        return Position(data["segment"], data["offset"], data["line"]) if "segment" in data else None
+
+    def delivered_heads(self) -> dict[str, chain.ChainHead]:
+        """Return the last delivered (seq, hash) per writer, as recorded with the acks."""
+        return {w: chain.ChainHead(w, h["seq"], h["hash"]) for w, h in self.ack().get("writers", {}).items()}
+
+    def emitted_heads(self) -> dict[str, chain.ChainHead]:
+        """Return the chain head per writer as spooled."""
+        return {w: chain.ChainHead(w, h["seq"], h["hash"])
+                for w, h in chain.read_head(self.dir).get("writers", {}).items()}
+
+    def read(self, start: Position | None, max_events: int) -> Batch:
+        """Given a position (None: the oldest segment's start), return up to ``max_events`` complete lines after it.
+
+        A line that is not a valid chained event is reported in ``corrupt`` (file, line, reason)
+        and skipped; the lines around it are returned.
+        """
+        segments = self.segments()
+        batch = Batch(end=start)
+        if not segments:
+            return batch
+        if start is None or start.segment < segments[0]:
+            start = Position(segments[0])
+        pos = start
+        while len(batch.events) < max_events and pos.segment in segments:
+            new = self._read_segment(pos, max_events - len(batch.events), batch, last=pos.segment == segments[-1])
+            progressed, pos = new != pos, new
+            batch.end = pos
+            if len(batch.events) >= max_events:
+                break
+            if pos.offset < (self.dir / pos.segment).stat().st_size:
+                if progressed:
+                    continue  # the segment holds more than one read block
+                break  # a line still being written by an emitter: wait for it
+            later = [s for s in segments if s > pos.segment]
+            if not later:
+                break
+            pos = Position(later[0])
+            batch.end = pos
+        return batch
+
+    def _read_segment(self, pos: Position, room: int, batch: Batch, last: bool) -> Position:
+        path = self.dir / pos.segment
+        with path.open("rb") as f:
+            f.seek(pos.offset)
+            data = f.read(READ_BLOCK)
+            if not data:
+                return pos
+            while b"\n" not in data:  # a line longer than one block
+                more = f.read(READ_BLOCK)
+                if not more:
+                    break
+                data += more
+        offset, line = pos.offset, pos.line
+        start = 0
+        while room > 0:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                if not last and start < len(data) and len(data) < READ_BLOCK:
+                    # A fragment at the end of a closed segment will never be completed.
+                    line += 1
+                    batch.corrupt.append(CorruptLine(str(path), line, "incomplete last line"))
+                    offset += len(data) - start
+                break
+            raw = data[start:nl]
+            line += 1
+            offset += nl + 1 - start
+            start = nl + 1
+            doc, reason = _parse_line(raw)
+            if doc is None:
+                batch.corrupt.append(CorruptLine(str(path), line, reason))
+                continue
+            batch.events.append(doc)
+            room -= 1
+        return Position(pos.segment, offset, line)
+
+    def acknowledge(self, pos: Position, delivered: Sequence[dict]) -> None:
+        """Given the position after a stored batch and its events, record it atomically; delete fully acked segments."""
+        data = self.ack()
+        writers = data.get("writers", {})
+        for doc in delivered:
+            c = doc["citydc"]["chain"]
+            if c["seq"] > writers.get(c["writer"], {}).get("seq", 0):
+                writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
+        chain.atomic_write(self.dir / ACK_FILE,
+                           json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True).encode())
+        for name in self.segments():
+            if name < pos.segment:
+                (self.dir / name).unlink(missing_ok=True)
+
+    def end(self) -> tuple[str, int] | None:
+        """Return (newest segment, its size) now, or None for an empty spool."""
+        segments = self.segments()
+        if not segments:
+            return None
+        try:
+            return segments[-1], (self.dir / segments[-1]).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def backlog(self) -> tuple[int, int]:
+        """Return (events, bytes) spooled but not acknowledged yet."""
+        pos = self.ack_position()
+        total = 0
+        for name in self.segments():
+            if pos is None or name >= pos.segment:
+                try:
+                    total += (self.dir / name).stat().st_size
+                except FileNotFoundError:
+                    continue
+        if pos is not None and pos.segment in self.segments():
+            total -= pos.offset
+        emitted = sum(h.seq for h in self.emitted_heads().values())
+        delivered = sum(h.seq for h in self.delivered_heads().values())
+        return max(emitted - delivered, 0), max(total, 0)
+
+
+class SpooledEvent(dict):
+    """An event read from the spool, with its line (``raw``) so a store can keep it without encoding it again."""
+
+    __slots__ = ("raw",)
+
+
+def _parse_line(raw: bytes) -> tuple[dict | None, str]:
+    """Given one spool line, return (event, "") or (None, why it is not a valid chained event)."""
+    try:
+        doc = json.loads(raw)
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except ValueError as exc:
+        return None, f"not JSON ({exc.msg} at column {exc.colno})"
+    # Lines were fully validated before they were spooled; this cheaper check catches what damage
+    # does to a line (truncation, garbage, a foreign object) without validating every field again.
+    try:
+        if not isinstance(doc, dict):
+            return None, f"not an event object (a JSON {type(doc).__name__})"
+        event, chain_fields = doc["event"], doc["citydc"]["chain"]
+        for value, name in ((event["id"], "event.id"), (event["hash"], "event.hash"), (event["dataset"],
+                            "event.dataset"), (doc["@timestamp"], "@timestamp"), (doc["message"], "message"),
+                            (doc["labels"]["site"], "labels.site"), (chain_fields["writer"], "citydc.chain.writer")):
+            if not isinstance(value, str):
+                return None, f"not a valid event ({name}: expected a string)"
+        if not isinstance(chain_fields["seq"], int):
+            return None, "not a valid event (citydc.chain.seq: expected an integer)"
+    except (KeyError, TypeError) as exc:
+        return None, f"not a valid event (missing {exc})"
+    event = SpooledEvent(doc)
+    event.raw = raw.decode("utf-8")  # the line is exactly the store's compact encoding of this event
+    return event, ""

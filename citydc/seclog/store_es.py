@@ -1,0 +1,508 @@
+"""The Elasticsearch security-log store, through the official ``elasticsearch`` 9.x client.
+
+Events are written with bulk ``create`` and ``_id`` = event.id into monthly indices behind a read
+alias (store_es_template.py), so a retried batch never duplicates: a 409 conflict means the
+event is already stored. Throttling (429), server errors (5xx) and connection failures are retried
+with exponential backoff; when the budget is spent the batch fails with DeliveryError and the
+shipper keeps it in the spool. Queries page with ``search_after`` on (@timestamp, event.id),
+which is unique, so a search streams every hit without a cap and in the SQLite store's order.
+
+Credentials are revealed only to build the client and never appear in messages: every error
+text passes through ``execute.mask`` with the secret values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import elastic_transport
+import orjson
+from elasticsearch import ApiError, Elasticsearch
+
+from citydc.config.models import ElasticsearchSink
+from citydc.execute import mask
+from citydc.seclog.store import DeliveryError, Query
+from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
+from citydc.seclog.store_es_template import index_for, template_body, template_name, template_version
+from citydc.secrets import SecretUnavailable
+
+__all__ = ["ElasticsearchStore", "ElasticsearchStoreError", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Bulk answers only what put() needs: per-item status and error (smaller responses to parse).
+_BULK_FILTER = ["errors", "items.*.status", "items.*.error.type", "items.*.error.reason"]
+
+
+class ElasticsearchStoreError(DeliveryError):
+    """The cluster could not be used. ``reason`` is a bounded metric label; ``retriable`` says whether
+    trying again later may help (the cluster was down or busy) or a person must fix something."""
+
+    def __init__(self, message: str, reason: str, *, retriable: bool):
+        super().__init__(message, reason)
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for 429/5xx/connection errors, bounded in attempts and time."""
+
+    attempts: int = 6
+    base_seconds: float = 0.25
+    max_seconds: float = 5.0
+    deadline_seconds: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Given the 0-based number of the failed attempt, return the pause before the next one."""
+        return min(self.max_seconds, self.base_seconds * 2 ** attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+class ElasticsearchStore:
+    """A Store (citydc.seclog.store) on an Elasticsearch cluster."""
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        *,
+        endpoint: str,
+        index_prefix: str = "citydc-seclog",
+        secrets: Sequence[str] = (),
+        hints: dict[str, str] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        refresh_on_put: bool | str = False,
+        refresh_before_read: bool = True,
+        page_size: int = 1000,
+        bulk_events: int = 1000,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.client = client
+        self.endpoint = endpoint
+        self.prefix = index_prefix
+        self.retry = retry
+        # "wait_for" makes a batch searchable before put() returns (slow: up to refresh_interval);
+        # the default instead refreshes once before a read, which is what an auditor needs.
+        self.refresh_on_put = refresh_on_put
+        self.refresh_before_read = refresh_before_read
+        self.page_size = page_size
+        self.bulk_events = bulk_events
+        self._executor: ThreadPoolExecutor | None = None
+        self._secrets = tuple(s for s in secrets if s)
+        self._hints = {"tls": "check security_log.sink.ca_file (the CA that signed the server certificate) "
+                              "and that the URL's host name is in the certificate",
+                       "auth": "check security_log.sink.username and the secret its password/api_key "
+                               "reference points to",
+                       **(hints or {})}
+        self._sleep = sleep
+        self._template_ready = False
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, sink: ElasticsearchSink, base_dir: Path, **options: Any) -> ElasticsearchStore:
+        """Given the sink config and the config file's directory, return a store.
+
+        ``ca_file`` is resolved relative to ``base_dir``. Raise ElasticsearchStoreError (reason
+        ``credentials``) if a secret reference cannot be read; the message names the reference only.
+        """
+        kwargs: dict[str, Any] = {"request_timeout": 30, "max_retries": 0, "retry_on_timeout": False}
+        secrets: list[str] = []
+        ca_file = None
+        if sink.ca_file is not None:
+            ca_file = sink.ca_file if sink.ca_file.is_absolute() else (base_dir / sink.ca_file)
+            if not ca_file.is_file():
+                raise ElasticsearchStoreError(
+                    f"security_log.sink.ca_file: {ca_file} is not a readable file", "tls", retriable=False)
+            kwargs["ca_certs"] = str(ca_file)
+        try:
+            if sink.api_key is not None:
+                kwargs["api_key"] = sink.api_key.reveal()
+                secrets.append(kwargs["api_key"])
+                auth_hint = f"check the API key that security_log.sink.api_key ({sink.api_key.reference}) holds"
+            elif sink.password is not None and sink.username is not None:
+                password = sink.password.reveal()
+                kwargs["basic_auth"] = (sink.username, password)
+                secrets.append(password)
+                auth_hint = (f"check security_log.sink.username ({sink.username}) and the password that "
+                             f"{sink.password.reference} holds")
+            else:
+                auth_hint = "the cluster wants credentials: set security_log.sink.username/password or api_key"
+        except SecretUnavailable as exc:
+            raise ElasticsearchStoreError(f"Elasticsearch credentials for {sink.url}: {exc}", "credentials",
+                                          retriable=False) from None
+        tls_hint = (f"check security_log.sink.ca_file ({ca_file}): it must hold the CA that signed the "
+                    f"certificate of {sink.url}, whose names must include the URL's host"
+                    if ca_file else "set security_log.sink.ca_file to the CA that signed the server certificate")
+        client = Elasticsearch(sink.url, **kwargs)
+        return cls(client, endpoint=sink.url, index_prefix=sink.index_prefix, secrets=secrets,
+                   hints={"tls": tls_hint, "auth": auth_hint}, **options)
+
+    # -- error handling ----------------------------------------------------------------------
+
+    def _error(self, exc: Exception, doing: str) -> ElasticsearchStoreError:
+        """Given a client exception, return the store error that says what to check."""
+        where = f"Elasticsearch at {self.endpoint}"
+        if isinstance(exc, elastic_transport.TlsError):
+            err = ElasticsearchStoreError(
+                f"{doing}: TLS verification failed for {where} ({_short(exc)}); {self._hints['tls']}",
+                "tls", retriable=False)
+        elif isinstance(exc, elastic_transport.ConnectionTimeout):
+            err = ElasticsearchStoreError(f"{doing}: {where} did not answer in time", "timeout", retriable=True)
+        elif isinstance(exc, elastic_transport.ConnectionError):
+            err = ElasticsearchStoreError(f"{doing}: cannot connect to {where} ({_short(exc)})", "unavailable",
+                                          retriable=True)
+        elif isinstance(exc, ApiError) and exc.status_code == 401:
+            err = ElasticsearchStoreError(f"{doing}: {where} rejected the credentials (HTTP 401); "
+                                          f"{self._hints['auth']}", "auth", retriable=False)
+        elif isinstance(exc, ApiError) and exc.status_code == 403:
+            err = ElasticsearchStoreError(f"{doing}: {where} refused the operation (HTTP 403): the user or API "
+                                          f"key lacks privileges on {self.prefix}-* ({_short(exc)})", "forbidden",
+                                          retriable=False)
+        elif isinstance(exc, ApiError) and _retriable_status(exc.status_code):
+            reason = "overloaded" if exc.status_code == 429 else "server_error"
+            err = ElasticsearchStoreError(f"{doing}: {where} answered HTTP {exc.status_code} ({_short(exc)})",
+                                          reason, retriable=True)
+        elif isinstance(exc, ApiError):
+            err = ElasticsearchStoreError(f"{doing}: {where} answered HTTP {exc.status_code} ({_short(exc)})",
+                                          "rejected", retriable=False)
+        else:
+            err = ElasticsearchStoreError(f"{doing}: {where}: {type(exc).__name__}: {_short(exc)}", "client",
+                                          retriable=False)
+        # Belt and braces: a server or proxy could echo a header; never let a secret through.
+        err.args = (mask(str(err), self._secrets),)
+        return err
+
+    def _call(self, doing: str, fn: Callable[[], T]) -> T:
+        """Run one client call with the retry policy. Raise ElasticsearchStoreError when giving up."""
+        started = time.monotonic()
+        for attempt in range(self.retry.attempts):
+            try:
+                return fn()
+            except (elastic_transport.TransportError, ApiError) as exc:
+                err = self._error(exc, doing)
+            if not err.retriable or attempt + 1 >= self.retry.attempts:
+                break
+            pause = self.retry.delay(attempt)
+            if time.monotonic() - started + pause > self.retry.deadline_seconds:
+                break
+            log.info("%s; retrying in %.2f s", err, pause)
+            self._sleep(pause)
+        if err.retriable:
+            err.args = (f"{err} (gave up after {attempt + 1} attempt(s) in {time.monotonic() - started:.1f} s)",)
+        raise err
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def ensure_template(self) -> None:
+        """Install the index template unless the cluster holds this very version. Done once per store
+        before its first put; reading the template first means an unchanged one is never rewritten."""
+        if self._template_ready:
+            return
+        name = template_name(self.prefix)
+        resp = self._call("reading the index template", lambda: self.client.options(ignore_status=404).indices
+                          .get_index_template(name=name))
+        have = [t["index_template"].get("_meta", {}).get("citydc_template_version")
+                for t in resp.get("index_templates", [])]
+        if have != [template_version()]:
+            self._call("installing the index template", lambda: self.client.indices.put_index_template(
+                name=name, **template_body(self.prefix)))
+        self._template_ready = True
+
+    def put(self, events: Sequence[dict]) -> int:
+        """Given a batch of events, store those not yet stored; return how many were new.
+
+        The batch goes out as bulk requests of ``bulk_events`` events, one at a time; the next
+        request is serialized while the previous one is in flight. Items refused with 429/5xx are
+        retried with backoff. Raise ElasticsearchStoreError (a DeliveryError) if the batch could not
+        be stored in full within the retry policy; a retry later is safe because ids are deterministic.
+        """
+        if not events:
+            return 0
+        heads = [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a bad event before sending any
+        self.ensure_template()
+        started = time.monotonic()
+        new, pending, worst = self._send_pipelined(events, heads)
+        attempt = 0
+        while pending:
+            pause = self.retry.delay(attempt)
+            attempt += 1
+            if attempt >= self.retry.attempts or time.monotonic() - started + pause > self.retry.deadline_seconds:
+                status, text = worst or (0, "")
+                raise ElasticsearchStoreError(
+                    f"Elasticsearch at {self.endpoint} kept refusing {len(pending)} event(s) with HTTP {status} "
+                    f"({text}); gave up after {attempt} attempt(s)",
+                    "overloaded" if status == 429 else "server_error", retriable=True)
+            self._sleep(pause)
+            again: list[tuple[str, bytes]] = []
+            for i in range(0, len(pending), self.bulk_events):
+                chunk = pending[i:i + self.bulk_events]
+                last = i + self.bulk_events >= len(pending)
+                n, retry_these, worst_now = self._tally(chunk, self._bulk(chunk, last))
+                new += n
+                again += retry_these
+                worst = worst_now or worst
+            pending = again
+        return new
+
+    def _bulk(self, lines: Sequence[tuple[str, bytes]], last: bool) -> dict:
+        body = b"".join(line for _, line in lines)
+        # A refresh covers every earlier request too, so only the batch's last request waits for it.
+        refresh = self.refresh_on_put if last else False
+        return self._call(f"storing {len(lines)} event(s)", lambda: self.client.bulk(
+            operations=body, refresh=refresh, filter_path=_BULK_FILTER))
+
+    def _send_pipelined(self, events: Sequence[dict], heads: Sequence[tuple[str, bytes]],
+                        ) -> tuple[int, list[tuple[str, bytes]], tuple[int, str] | None]:
+        """Send every event once; return (new, items to retry, worst retriable status seen)."""
+        new, again, worst = 0, [], None
+        in_flight: tuple[Future, list[tuple[str, bytes]]] | None = None
+        try:
+            for start in range(0, len(events), self.bulk_events):
+                chunk = [(heads[i][0], self._line(heads[i][1], events[i]))
+                         for i in range(start, min(start + self.bulk_events, len(events)))]
+                if in_flight is not None:  # at most one request in flight, as a plain bulk client
+                    future, lines, in_flight = *in_flight, None
+                    n, retry_these, worst_now = self._tally(lines, future.result())
+                    new, again, worst = new + n, again + retry_these, worst_now or worst
+                last = start + self.bulk_events >= len(events)
+                in_flight = (self._sender().submit(self._bulk, chunk, last), chunk)
+            future, lines, in_flight = *in_flight, None
+            n, retry_these, worst_now = self._tally(lines, future.result())
+            return new + n, again + retry_these, worst_now or worst
+        finally:
+            if in_flight is not None:  # never leave a request running behind the caller's back
+                wait([in_flight[0]])
+
+    def _sender(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-es-bulk")
+        return self._executor
+
+    def _tally(self, lines: Sequence[tuple[str, bytes]], resp: dict,
+               ) -> tuple[int, list[tuple[str, bytes]], tuple[int, str] | None]:
+        """Given sent lines and the bulk response, return (new, lines to retry, worst retriable status).
+
+        Raise ElasticsearchStoreError naming the event if one was refused for good (not 409/429/5xx).
+        """
+        new, again, worst = 0, [], None
+        for (event_id, line), item in zip(lines, resp["items"], strict=True):
+            result = item["create"]
+            status = result["status"]
+            if status == 201:
+                new += 1
+            elif status == 409:
+                continue  # already stored: a retry of a batch that had arrived
+            elif _retriable_status(status):
+                again.append((event_id, line))
+                worst = (status, _item_error(result))
+            else:
+                raise ElasticsearchStoreError(
+                    f"Elasticsearch at {self.endpoint} refused event {event_id} (HTTP {status}: "
+                    f"{_item_error(result)})", "rejected", retriable=False)
+        return new, again, worst
+
+    def _head(self, position: int, event: dict) -> tuple[str, bytes]:
+        """Given an event and its position in the batch, return (its id, its bulk action line).
+
+        Raise ElasticsearchStoreError if it has no usable event.id or @timestamp.
+        """
+        try:
+            event_id = event["event"]["id"]
+            timestamp = event["@timestamp"]
+        except (KeyError, TypeError):
+            raise ElasticsearchStoreError(f"event {position} of the batch has no event.id or @timestamp",
+                                          "invalid_event", retriable=False) from None
+        if not isinstance(event_id, str) or not event_id or not isinstance(timestamp, str):
+            raise ElasticsearchStoreError(f"event {position} of the batch: event.id and @timestamp must be "
+                                          "non-empty strings", "invalid_event", retriable=False)
+        try:
+            index = index_for(self.prefix, timestamp)
+        except ValueError as exc:
+            raise ElasticsearchStoreError(f"event {event_id}: {exc}", "invalid_event", retriable=False) from None
+        return event_id, f'{{"create":{{"_index":"{index}","_id":{json.dumps(event_id)}}}}}\n'.encode()
+
+    @staticmethod
+    def _line(head: bytes, event: dict) -> bytes:
+        """Given the action line and the event, return both NDJSON lines with the search aid spliced in."""
+        # orjson: serializing is most of the client's CPU per event, and on a small machine the
+        # client's CPU is taken from Elasticsearch's (bench/seclog.py measures it).
+        try:
+            doc = orjson.dumps(event)
+        except (orjson.JSONEncodeError, TypeError):
+            doc = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()  # e.g. ints beyond 64 bits
+        words = orjson.dumps(message_words(str(event.get("message", ""))))
+        # Splice the search aid into the JSON text (the event dict is not copied or changed).
+        return b"".join((head, doc[:-1], b',"citydc_index":{"words":', words, b"}}\n"))
+
+    def _action(self, position: int, event: dict) -> tuple[str, bytes]:
+        """Given an event and its position in the batch, return (id, its two NDJSON bulk lines)."""
+        event_id, head = self._head(position, event)
+        return event_id, self._line(head, event)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Make everything stored so far searchable."""
+        self._call("refreshing", lambda: self.client.indices.refresh(
+            index=self.prefix, ignore_unavailable=True, allow_no_indices=True))
+
+    def _before_read(self) -> None:
+        if not self.refresh_before_read:
+            return
+        try:
+            self.refresh()
+        except ElasticsearchStoreError as exc:
+            if exc.reason != "forbidden":
+                raise
+            # A read-only auditor key may lack the maintenance privilege: search what the
+            # cluster's own refresh (1 s) made visible instead of failing the question.
+            log.warning("not refreshing before reads: %s", exc)
+            self.refresh_before_read = False
+
+    def _hits(self, doing: str, query: dict, sort: list[dict], limit: int | None) -> Iterator[dict]:
+        """Yield the _source of every hit, page by page with search_after, up to ``limit``."""
+        after: list | None = None
+        left = limit
+        while left is None or left > 0:
+            size = self.page_size if left is None else min(self.page_size, left)
+            extra = {"search_after": after} if after is not None else {}
+            resp = self._call(doing, lambda size=size, extra=extra: self.client.search(
+                index=self.prefix, query=query, sort=sort, size=size, track_total_hits=False,
+                ignore_unavailable=True, allow_no_indices=True, **extra))
+            hits = resp["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            if left is not None:
+                left -= len(hits)
+            if len(hits) < size:
+                return
+            after = hits[-1]["sort"]
+
+    def search(self, query: Query) -> Iterator[dict]:
+        """Given a Query, yield the matching events ordered by @timestamp then event.id (newest first if
+        asked). Raise ElasticsearchStoreError if the cluster cannot be queried."""
+        self._before_read()
+        yield from self._hits("searching", bool_query(query), search_sort(query.newest_first), query.limit)
+
+    def stats(self, query: Query, by: Sequence[str]) -> list[tuple[tuple[str, ...], int]]:
+        """Given a Query and ECS fields, return (values, count) per combination, largest count first
+        (ties by values ascending). A missing value is "" (as in the SQLite store)."""
+        sources = composite_sources(by)
+        self._before_read()
+        counts: list[tuple[tuple[str, ...], int]] = []
+        after: dict | None = None
+        while True:
+            composite: dict = {"sources": sources, "size": 1000}
+            if after is not None:
+                composite["after"] = after
+            resp = self._call("counting", lambda composite=composite: self.client.search(
+                index=self.prefix, query=bool_query(query), size=0, track_total_hits=False,
+                ignore_unavailable=True, allow_no_indices=True, aggregations={"by": {"composite": composite}}))
+            agg = resp.get("aggregations", {}).get("by", {})
+            for bucket in agg.get("buckets", []):
+                key = tuple(_key_text(bucket["key"][f"f{i}"]) for i in range(len(by)))
+                counts.append((key, bucket["doc_count"]))
+            after = agg.get("after_key")
+            if not agg.get("buckets") or after is None:
+                break
+        # Several buckets may fold into one key ("" for missing); merge them, then order as SQLite.
+        merged: dict[tuple[str, ...], int] = {}
+        for key, n in counts:
+            merged[key] = merged.get(key, 0) + n
+        counts = sorted(merged.items(), key=lambda kc: (-kc[1], kc[0]))
+        return counts
+
+    def chain(self, since: datetime | None = None) -> Iterator[dict]:
+        """Yield stored events ordered by (writer, seq); with ``since``, each writer from its first event
+        at or after ``since`` on (as the SQLite store does), so a partial walk has no holes."""
+        self._before_read()
+        query: dict = {"match_all": {}}
+        if since is not None:
+            starts = self._chain_starts(since)
+            if not starts:
+                return
+            query = {"bool": {"should": [
+                {"bool": {"filter": [{"term": {"citydc.chain.writer": writer}},
+                                     {"range": {"citydc.chain.seq": {"gte": seq}}}]}}
+                for writer, seq in sorted(starts.items())], "minimum_should_match": 1}}
+        yield from self._hits("reading the chain", query, chain_sort(), None)
+
+    def _chain_starts(self, since: datetime) -> dict[str, int]:
+        """Given a time, return each writer's lowest seq among its events at or after it."""
+        starts: dict[str, int] = {}
+        after: dict | None = None
+        while True:
+            composite: dict = {"sources": [{"writer": {"terms": {"field": "citydc.chain.writer"}}}], "size": 500}
+            if after is not None:
+                composite["after"] = after
+            resp = self._call("reading the chain", lambda composite=composite: self.client.search(
+                index=self.prefix, query=bool_query(Query(), since=since), size=0, track_total_hits=False,
+                ignore_unavailable=True, allow_no_indices=True,
+                aggregations={"w": {"composite": composite,
+                                    "aggregations": {"first": {"min": {"field": "citydc.chain.seq"}}}}}))
+            agg = resp.get("aggregations", {}).get("w", {})
+            for bucket in agg.get("buckets", []):
+                starts[bucket["key"]["writer"]] = int(bucket["first"]["value"])
+            after = agg.get("after_key")
+            if not agg.get("buckets") or after is None:
+                return starts
+
+    def count(self) -> int:
+        """Return how many events are stored."""
+        self._before_read()
+        resp = self._call("counting", lambda: self.client.count(
+            index=self.prefix, ignore_unavailable=True, allow_no_indices=True))
+        return int(resp["count"])
+
+    def health(self) -> dict:
+        """Return the cluster's health and version (``GET /`` may be absent, see lab/elasticsearch.py)."""
+        health = self._call("checking the cluster", lambda: self.client.cluster.health())
+        nodes = self._call("checking the cluster", lambda: self.client.nodes.info(filter_path="nodes.*.version"))
+        versions = sorted({n.get("version", "") for n in nodes.get("nodes", {}).values()})
+        return {"status": health["status"], "cluster": health["cluster_name"], "versions": versions}
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.client.close()
+
+
+def _retriable_status(status: int) -> bool:
+    return status == 429 or 500 <= status <= 599
+
+
+def _item_error(result: dict) -> str:
+    error = result.get("error") or {}
+    return f"{error.get('type', '?')}: {str(error.get('reason', ''))[:300]}"
+
+
+def _short(exc: Exception) -> str:
+    """Given a client exception, return a one-line summary (its body may be long)."""
+    if isinstance(exc, ApiError):
+        info = exc.info if isinstance(exc.info, dict) else {}
+        err = info.get("error")
+        if isinstance(err, dict):
+            return f"{err.get('type', '')}: {str(err.get('reason', ''))[:300]}"
+        return str(exc.message)[:300]
+    # TransportError's str() is a generic "TLS error"; the first argument holds the cause.
+    text = str(exc.args[0]) if exc.args else str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return text[text.index("certificate verify failed"):].split(" (_ssl")[0]
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _key_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,258 @@
+"""The default security-log store: one SQLite file, WAL mode, full text on ``message``.
+
+The fields auditors filter by are indexed columns next to the full JSON document; ``event.id``
+is the primary key and batches go in with ``INSERT OR IGNORE``, so a redelivered event is stored
+once. Semantics shared with the Elasticsearch store (same Query, same results):
+
+- ``since`` is inclusive, ``until`` exclusive, compared in milliseconds (ES ``date`` precision);
+- order is (@timestamp, event.id), both descending when ``newest_first``;
+- filters are exact matches; a field holding a list matches when any element equals the value;
+- ``text``: every word must occur in ``message`` (case-insensitive word match);
+- stats count a missing value as ``""``; order is count descending, then values ascending.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from citydc.seclog.event import parse_timestamp
+from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query
+
+__all__ = ["SqliteStore"]
+
+# ECS field -> column. The filter fields of store.FILTER_FIELDS, each indexed.
+COLUMNS: dict[str, str] = {
+    "user.name": "user_name",
+    "event.action": "action",
+    "event.outcome": "outcome",
+    "event.dataset": "dataset",
+    "labels.site": "site",
+    "source.ip": "source_ip",
+    "event.kind": "kind",
+    "host.name": "host_name",
+}
+assert set(COLUMNS) == set(FILTER_FIELDS.values())
+
+_FIELD = re.compile(r"^[A-Za-z0-9_@]+(\.[A-Za-z0-9_@]+)*$")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    user_name TEXT, action TEXT, outcome TEXT, dataset TEXT, site TEXT, source_ip TEXT, kind TEXT, host_name TEXT,
+    writer TEXT, seq INTEGER,
+    message TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms, id);
+CREATE INDEX IF NOT EXISTS events_chain ON events(writer, seq);
+CREATE INDEX IF NOT EXISTS events_user ON events(user_name, ts_ms);
+CREATE INDEX IF NOT EXISTS events_action ON events(action, ts_ms);
+CREATE INDEX IF NOT EXISTS events_outcome ON events(outcome, ts_ms);
+CREATE INDEX IF NOT EXISTS events_dataset ON events(dataset, ts_ms);
+CREATE INDEX IF NOT EXISTS events_site ON events(site, ts_ms);
+CREATE INDEX IF NOT EXISTS events_source_ip ON events(source_ip, ts_ms);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, ts_ms);
+CREATE INDEX IF NOT EXISTS events_host ON events(host_name, ts_ms);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(message, content='events', content_rowid='rowid');
+-- New rows are indexed in bulk by put() (a per-row trigger costs 25 times more); deletions and
+-- edits, including direct ones by hand, keep the full-text index in step through these triggers.
+CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events BEGIN
+    INSERT INTO events_fts(events_fts, rowid, message) VALUES ('delete', old.rowid, old.message);
+END;
+CREATE TRIGGER IF NOT EXISTS events_au AFTER UPDATE OF message ON events BEGIN
+    INSERT INTO events_fts(events_fts, rowid, message) VALUES ('delete', old.rowid, old.message);
+    INSERT INTO events_fts(rowid, message) VALUES (new.rowid, new.message);
+END;
+"""
+
+
+def _get(doc: dict, path: str) -> object:
+    value: object = doc
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000) if when.tzinfo else _naive(when)
+
+
+def _naive(when: datetime) -> int:
+    raise ValueError(f"expected a timezone-aware datetime, got {when.isoformat()}")
+
+
+def _json_path(field: str) -> str:
+    if not _FIELD.match(field):
+        raise ValueError(f"not an ECS field name: {field!r}")
+    return "$." + ".".join(f'"{part}"' for part in field.split("."))
+
+
+def fts_query(text: str) -> str | None:
+    """Given free text, return an FTS5 query requiring every word (quoted, so no operators), or None."""
+    words = _WORD.findall(text)
+    return " ".join(f'"{w}"' for w in words) if words else None
+
+
+def _checked(row: tuple) -> dict:
+    """Given a chain() row, return its document; one whose columns disagree with it comes back altered.
+
+    Searches read the columns and verification reads the document, so an edit of either must
+    break the hash: a mismatch is folded into the document, and then its hash no longer matches.
+    """
+    event_id, writer, seq, ts_ms, *values, message, raw = row
+    try:
+        doc = json.loads(raw)
+        derived = (doc["event"]["id"], _ms(parse_timestamp(doc["@timestamp"])),
+                   *(_get(doc, f) for f in COLUMNS), doc["message"])
+        chain = doc["citydc"]["chain"]
+    except (ValueError, KeyError, TypeError):
+        # No longer a document at all: keep its place in the chain so it is reported as changed.
+        return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
+    stored = (event_id, ts_ms, *values, message)
+    if derived != stored or (chain.get("writer"), chain.get("seq")) != (writer, seq):
+        doc["store_columns_differ"] = [f for f, a, b in zip(("event.id", "@timestamp", *COLUMNS, "message"),
+                                                           derived, stored, strict=True) if a != b] or ["chain"]
+    return doc
+
+
+class SqliteStore:
+    """The embedded store. Implements citydc.seclog.store.Store."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a batch is on disk before the shipper records it as acknowledged.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+
+    @classmethod
+    def from_config(cls, sink, base_dir: Path) -> SqliteStore:
+        """Given a SqliteSink and the config file's directory, return the store."""
+        path = sink.path if sink.path.is_absolute() else base_dir / sink.path
+        return cls(path)
+
+    def put(self, events: Sequence[dict]) -> int:
+        """Given a batch of chained events, store the new ones in one transaction; return how many were new.
+
+        Raise DeliveryError if the database refuses the batch (then none of it is stored).
+        """
+        rows = []
+        for doc in events:
+            chain = (doc.get("citydc") or {}).get("chain") or {}
+            rows.append((doc["event"]["id"], _ms(parse_timestamp(doc["@timestamp"])),
+                         *(_get(doc, f) for f in COLUMNS), chain.get("writer"), chain.get("seq"), doc["message"],
+                         getattr(doc, "raw", None) or json.dumps(doc, ensure_ascii=False, separators=(",", ":"))))
+        marks = ",".join("?" * (len(COLUMNS) + 6))
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                top = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0]
+                # rowcount sums the rows each INSERT added (an ignored duplicate adds none).
+                new = self.conn.executemany(f"INSERT OR IGNORE INTO events VALUES ({marks})", rows).rowcount  # noqa: S608
+                # New rows got rowids above the previous maximum: index their messages in one statement.
+                self.conn.execute("INSERT INTO events_fts(rowid, message) SELECT rowid, message FROM events "
+                                  "WHERE rowid > ?", (top,))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            reason = "sqlite_busy" if "locked" in str(exc) or "busy" in str(exc) else "sqlite_error"
+            raise DeliveryError(f"{self.path}: {exc}", reason) from None
+        except sqlite3.DatabaseError as exc:
+            raise DeliveryError(f"{self.path}: {exc}", "sqlite_error") from None
+        return new
+
+    def _where(self, query: Query) -> tuple[str, list]:
+        clauses, params = [], []
+        if query.since is not None:
+            clauses.append("ts_ms >= ?")
+            params.append(_ms(query.since))
+        if query.until is not None:
+            clauses.append("ts_ms < ?")
+            params.append(_ms(query.until))
+        for field, value in sorted(query.filters.items()):
+            column = COLUMNS.get(field)
+            if column is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+            else:
+                # json_each yields a scalar as itself and a list element-wise: "any element equals".
+                clauses.append("EXISTS (SELECT 1 FROM json_each(events.doc, ?) WHERE json_each.value = ?)")
+                params.extend([_json_path(field), value])
+        if query.text:
+            match = fts_query(query.text)
+            if match is None:
+                clauses.append("0")
+            else:
+                clauses.append("rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+                params.append(match)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def search(self, query: Query) -> Iterator[dict]:
+        """Given a Query, yield the matching events ordered by (@timestamp, event.id), streamed."""
+        where, params = self._where(query)
+        direction = "DESC" if query.newest_first else "ASC"
+        sql = f"SELECT doc FROM events{where} ORDER BY ts_ms {direction}, id {direction}"  # noqa: S608
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(query.limit)
+        cursor = self.conn.cursor()
+        try:
+            for (doc,) in cursor.execute(sql, params):
+                yield json.loads(doc)
+        finally:
+            cursor.close()
+
+    def stats(self, query: Query, by: Sequence[str]) -> list[tuple[tuple[str, ...], int]]:
+        """Given a Query and ECS fields, return ((values...), count) per group, largest count first."""
+        if not by:
+            raise ValueError("stats needs at least one field to group by")
+        where, params = self._where(query)
+        exprs, extra = [], []
+        for field in by:
+            if field in COLUMNS:
+                exprs.append(f"COALESCE({COLUMNS[field]}, '')")
+            else:
+                exprs.append("COALESCE(json_extract(doc, ?), '')")
+                extra.append(_json_path(field))
+        cols = ", ".join(f"{e} AS g{i}" for i, e in enumerate(exprs))
+        groups = ", ".join(f"g{i}" for i in range(len(exprs)))
+        sql = (f"SELECT {cols}, COUNT(*) AS n FROM events{where} "  # noqa: S608
+               f"GROUP BY {groups} ORDER BY n DESC, {groups}")
+        rows = self.conn.execute(sql, extra + params).fetchall()
+        return [(tuple(str(v) for v in row[:-1]), row[-1]) for row in rows]
+
+    def chain(self, since: datetime | None = None) -> Iterator[dict]:
+        """Yield stored events ordered by (writer, seq); with ``since``, each writer from its first event then on."""
+        params: list = []
+        cols = "id, writer, seq, ts_ms, " + ", ".join(COLUMNS.values()) + ", message, doc"
+        sql = f"SELECT {cols} FROM events ORDER BY writer, seq, id"  # noqa: S608
+        if since is not None:
+            sql = (f"SELECT {cols} FROM events e WHERE seq >= COALESCE((SELECT MIN(seq) FROM events s "  # noqa: S608
+                   "WHERE s.writer IS e.writer AND s.ts_ms >= ?), 9223372036854775807) "
+                   "ORDER BY writer, seq, id")
+            params.append(_ms(since))
+        cursor = self.conn.cursor()
+        try:
+            for row in cursor.execute(sql, params):
+                yield _checked(row)
+        finally:
+            cursor.close()
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,133 @@
+"""Wiring of the stages: receive → decode → aggregate (→ optional flow output) → export.
+
+One thread waits on all listening sockets; each wake-up drains them, and every
+``flush_seconds`` (or when the decoder's buffer is full) the decoded records go to the
+aggregator in bulk. Prometheus reads the counters through metrics.NetflowMetrics.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from citydc.collectors.netflow import receive
+from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
+from citydc.collectors.netflow.decoder import Decoder, ExporterLabels
+from citydc.collectors.netflow.metrics import ListenerInfo, NetflowMetrics
+from citydc.collectors.netflow.records import FlowBatch
+
+from citydc.config.models import Netflow
+
+__all__ = ["Collector", "Listener", "build"]
+
+
+@dataclass
+class Listener:
+    """A bound socket and the site its exporters belong to."""
+
+    sock: socket.socket
+    site: str
+
+    @property
+    def name(self) -> str:
+        address, port = self.sock.getsockname()[:2]
+        return f"{address}:{port}"
+
+    def info(self) -> ListenerInfo:
+        return ListenerInfo(self.site, self.name, lambda: receive.receive_buffer(self.sock),
+                            lambda: receive.kernel_drops(self.sock))
+
+
+@dataclass
+class Collector:
+    """Given listeners, a decoder and an aggregator, run the pipeline (see module doc).
+
+    ``flow_sink``, when set, receives every decoded batch (forensic flow output); when None the
+    hot path does not even build the call.
+    """
+
+    listeners: Sequence[Listener]
+    decoder: Decoder
+    aggregator: Aggregator
+    flush_seconds: float = 0.25
+    flow_sink: Callable[[FlowBatch], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def metrics(self, sites: Sequence[str]) -> NetflowMetrics:
+        """Return the prometheus-client collector of this pipeline (register it on a registry)."""
+        return NetflowMetrics(self.decoder, self.aggregator, [lst.info() for lst in self.listeners], sites)
+
+    def run(self, until: float | None = None) -> None:
+        """Receive and decode until stop() is called or the monotonic time ``until`` passes."""
+        sel = selectors.DefaultSelector()
+        feeders = {}
+        for listener in self.listeners:
+            sel.register(listener.sock, selectors.EVENT_READ)
+            feeders[listener.sock] = self._feeder(listener.site)
+        next_flush = self.clock() + self.flush_seconds
+        try:
+            while not self.stopped.is_set() and (until is None or self.clock() < until):
+                for key, _ in sel.select(timeout=max(0.0, next_flush - self.clock())):
+                    receive.drain(key.fileobj, feeders[key.fileobj])  # type: ignore[arg-type]
+                now = self.clock()
+                if now >= next_flush or self.decoder.needs_flush:
+                    self.flush()
+                    next_flush = now + self.flush_seconds
+        finally:
+            self.flush()
+            sel.close()
+
+    def _feeder(self, site: str) -> Callable[[bytes, str], None]:
+        feed, clock = self.decoder.feed, self.clock
+
+        def handle(data: bytes, exporter: str) -> None:
+            feed(data, exporter, site, clock())
+
+        return handle
+
+    def flush(self) -> int:
+        """Move the decoded records to the aggregator (and the flow sink); return how many."""
+        n = 0
+        for batch in self.decoder.flush():
+            self.aggregator.add(batch)
+            if self.flow_sink is not None:
+                self.flow_sink(batch)
+            n += len(batch)
+        return n
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def close(self) -> None:
+        for listener in self.listeners:
+            listener.sock.close()
+
+
+def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = None,
+          flow_sink: Callable[[FlowBatch], None] | None = None, **aggregator_options: object) -> Collector:
+    """Given the netflow section of citydc.yaml, bind its listeners and return the Collector.
+
+    Raise OSError (naming the listener) if a socket cannot be bound.
+    """
+    listeners = []
+    try:
+        for cfg in config.listeners:
+            try:
+                sock = receive.open_socket(cfg.address, cfg.port, cfg.receive_buffer_bytes)
+            except OSError as exc:
+                raise OSError(f"netflow listener {cfg.address}:{cfg.port} (site {cfg.site}): {exc.strerror}") from None
+            listeners.append(Listener(sock, cfg.site))
+    except OSError:
+        for listener in listeners:
+            listener.sock.close()
+        raise
+    decoder = Decoder(sampling={e.address: e.sampling_rate for e in config.exporters},
+                      exporter_labels=ExporterLabels({e.address: e.address for e in config.exporters}))
+    agencies = [AgencyPrefixes.build(a.name, a.prefixes) for a in config.agencies]
+    aggregator = Aggregator(agencies, ifname=ifname, **aggregator_options)  # type: ignore[arg-type]
+    return Collector(listeners, decoder, aggregator, flow_sink=flow_sink)

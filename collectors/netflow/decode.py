@@ -1,0 +1,199 @@
+"""Bulk decoding: compile a (v9/IPFIX) template once into a numpy structured dtype, then turn
+the concatenated records of many datagrams into canonical columns with a few array operations.
+
+Templates with variable-length fields (IPFIX length 65535) are first rewritten record by record
+into a fixed "normalized" layout that leaves the variable fields out; that slow path only runs
+for such templates.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from citydc.collectors.netflow.records import COLUMNS, FlowBatch, Malformed
+
+__all__ = ["FIELD_COLUMNS", "SAMPLING_FIELDS", "Template", "batch_from_records", "compile_template", "normalize",
+           "uint_column"]
+
+VARIABLE = 65535
+# Largest sane template: a UDP payload cannot carry a record longer than this, and no real
+# exporter announces hundreds of fields. Anything beyond is garbage or an attack.
+MAX_FIELDS = 256
+MAX_RECORD_LEN = 65000
+
+# IANA IPFIX element id (same numbers as NetFlow v9 for these) -> column it feeds.
+FIELD_COLUMNS = {
+    1: "bytes", 2: "packets", 85: "bytes_total", 86: "packets_total",
+    4: "proto", 7: "sport", 11: "dport", 32: "icmp",  # 139 (ICMPv6) is not copied, as nfdump does not
+    8: "src4", 12: "dst4", 27: "src6", 28: "dst6",
+    10: "in_if", 14: "out_if",
+    34: "sampling", 50: "sampling", 305: "sampling",
+}
+# samplingInterval, samplerRandomInterval, samplingPacketInterval: "1 in N packets".
+SAMPLING_FIELDS = (34, 50, 305)
+_INT_COLUMNS = {"bytes", "packets", "bytes_total", "packets_total", "proto", "sport", "dport", "icmp",
+                "in_if", "out_if", "sampling"}
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """A compiled template: the wire layout and the numpy dtype that reads its records in bulk.
+
+    ``fields`` are (enterprise, element id, length); ``record_len`` is None when a field has
+    variable length. ``dtype`` reads the normalized record (variable fields removed).
+    """
+
+    template_id: int
+    fields: tuple[tuple[int, int, int], ...]
+    scope_count: int
+    record_len: int | None
+    dtype: np.dtype
+    columns: frozenset[str]
+
+    @property
+    def is_options(self) -> bool:
+        return self.scope_count > 0
+
+    @property
+    def norm_len(self) -> int:
+        return self.dtype.itemsize
+
+
+def compile_template(template_id: int, fields: list[tuple[int, int, int]], scope_count: int = 0) -> Template:
+    """Given a template id and its (enterprise, id, length) fields, return the compiled Template.
+
+    Raise Malformed('bad_template') if the field count or the record length is absurd (zero
+    fields, more than MAX_FIELDS, a record of zero length or longer than MAX_RECORD_LEN).
+    """
+    if not fields or len(fields) > MAX_FIELDS:
+        raise Malformed("bad_template", f"template {template_id}: {len(fields)} fields")
+    names: list[str] = []
+    formats: list = []
+    offsets: list[int] = []
+    offset = 0
+    variable = False
+    for enterprise, element, length in fields:
+        if length == VARIABLE:
+            variable = True
+            continue
+        column = FIELD_COLUMNS.get(element) if enterprise == 0 else None
+        if column is not None and column not in names and column + "_hi" not in names:
+            spec = _field_format(column, length)
+            if spec is not None:
+                for suffix, fmt, extra in spec:
+                    names.append(column + suffix)
+                    formats.append(fmt)
+                    offsets.append(offset + extra)
+        offset += length
+    if offset == 0 and not variable:
+        raise Malformed("bad_template", f"template {template_id}: record length 0")
+    if offset > MAX_RECORD_LEN:
+        raise Malformed("bad_template", f"template {template_id}: record length {offset}")
+    # A normalized record of only variable fields still needs one byte so counting works.
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)})
+    columns = frozenset(n[:-3] if n.endswith(("_hi", "_lo")) else n for n in names)
+    return Template(template_id, tuple(fields), scope_count, None if variable else offset, dtype, columns)
+
+
+def _field_format(column: str, length: int) -> list[tuple[str, object, int]] | None:
+    # Return (name suffix, numpy format, offset within the field) for a field we read, or None to skip it.
+    if column in ("src4", "dst4"):
+        return [("", ">u4", 0)] if length == 4 else None
+    if column in ("src6", "dst6"):
+        return [("_hi", ">u8", 0), ("_lo", ">u8", 8)] if length == 16 else None
+    if column in _INT_COLUMNS:
+        if length in (1, 2, 4, 8):
+            return [("", f">u{length}", 0)]
+        if 0 < length < 8:  # reduced-size encoding (RFC 7011 §6.2): big-endian, fewer bytes
+            return [("", (np.uint8, (length,)), 0)]
+    return None
+
+
+def normalize(template: Template, data: bytes | memoryview, start: int, end: int) -> tuple[bytes, int]:
+    """Given a template with variable-length fields and the data set body data[start:end],
+    return (normalized records concatenated, record count).
+
+    Raise Malformed('bad_record') if a length prefix runs past the set. Trailing bytes shorter
+    than the smallest possible record are padding.
+    """
+    out = bytearray()
+    count = 0
+    pos = start
+    # Every record consumes at least min_len >= 1 bytes (a variable field has a 1-byte length
+    # prefix), so the loop ends; what is left shorter than that is padding.
+    min_len = max(1, sum(1 if length == VARIABLE else length for _, _, length in template.fields))
+    only_variable = sum(length for _, _, length in template.fields if length != VARIABLE) == 0
+    while end - pos >= min_len:
+        for _, _, length in template.fields:
+            if length != VARIABLE:
+                if pos + length > end:
+                    raise Malformed("bad_record", f"template {template.template_id}: field past set end")
+                out += data[pos:pos + length]
+                pos += length
+                continue
+            if pos >= end:
+                raise Malformed("bad_record", f"template {template.template_id}: length prefix past set end")
+            vlen = data[pos]
+            pos += 1
+            if vlen == 255:
+                if pos + 2 > end:
+                    raise Malformed("bad_record", f"template {template.template_id}: long length past set end")
+                (vlen,) = struct.unpack_from("!H", data, pos)
+                pos += 2
+            if pos + vlen > end:
+                raise Malformed("bad_record", f"template {template.template_id}: value past set end")
+            pos += vlen
+        if only_variable:
+            out += b"\0"  # the normalized record of a template without fixed fields is one byte
+        count += 1
+    return bytes(out), count
+
+
+def uint_column(arr: np.ndarray, name: str, n: int) -> np.ndarray:
+    """Given records, a field name and their count, return the field as unsigned integers."""
+    col = arr[name]
+    if col.ndim == 2:  # reduced-size big-endian integer: fold the bytes
+        acc = np.zeros(n, np.uint64)
+        for i in range(col.shape[1]):
+            acc = (acc << np.uint64(8)) | col[:, i].astype(np.uint64)
+        return acc
+    return col
+
+
+def batch_from_records(template: Template, data: bytes, site: str, exporter: str, version: int,
+                       sampling_rate: int) -> FlowBatch:
+    """Given concatenated (normalized) records of one template, return their FlowBatch.
+
+    Bytes and packets are multiplied by the record's own sampling field when it has one, else
+    by ``sampling_rate`` (from options data or the exporter's config).
+    """
+    arr = np.frombuffer(data, dtype=template.dtype)
+    n = len(arr)
+    cols: dict[str, np.ndarray] = {}
+    have = template.columns
+    for name in ("bytes", "packets"):
+        src = name if name in have else (name + "_total" if name + "_total" in have else None)
+        cols[name] = uint_column(arr, src, n).astype(np.uint64) if src else np.zeros(n, np.uint64)
+    if "sampling" in have:
+        rate = uint_column(arr, "sampling", n).astype(np.uint64)
+        rate[rate == 0] = max(sampling_rate, 1)
+        cols["bytes"] *= rate
+        cols["packets"] *= rate
+    elif sampling_rate > 1:
+        cols["bytes"] *= np.uint64(sampling_rate)
+        cols["packets"] *= np.uint64(sampling_rate)
+    is6 = "src6" in have or "dst6" in have
+    cols["ip_version"] = np.full(n, 6 if is6 else 4, np.uint8)
+    for name in ("src4", "dst4", "proto", "sport", "dport", "in_if", "out_if"):
+        dtype = COLUMNS[name]
+        cols[name] = uint_column(arr, name, n).astype(dtype) if name in have else np.zeros(n, dtype)
+    if "icmp" in have and "dport" not in have:
+        # As nfdump does: ICMP type/code travels in the destination port column.
+        cols["dport"] = uint_column(arr, "icmp", n).astype(np.uint16)
+    for side in ("src6", "dst6"):
+        for half in ("_hi", "_lo"):
+            cols[side + half] = (arr[side + half].astype(np.uint64) if side in have
+                                 else np.zeros(n, np.uint64))
+    return FlowBatch(site, exporter, version, cols)

@@ -1,0 +1,229 @@
+"""Poll one device with one module and turn what it answered into metric samples.
+
+Flow: static columns (ifName, ifAlias, speeds; cached per target for ``static_refresh_seconds``)
+→ interface filter → dynamic columns (counters, status), walked for all interfaces or fetched
+with GET for the filtered few → 32-bit fallback columns where a 64-bit one had no value →
+counter carry/reset logic (``counters.py``) → samples with labels site, device, ifName, ifAlias,
+ifIndex. A failure anywhere gives ``up=False`` and a reason; partial data gives error counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from citydc.collectors.snmp.counters import TICKS_PER_SECOND, TargetCounters
+from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, SYS_UPTIME, Module
+from citydc.collectors.snmp.poller import PollError, Session, WalkResult, get_columns, to_python, walk_columns
+
+__all__ = ["Sample", "ScrapeResult", "TargetState", "poll_target"]
+
+SPEED_SATURATED = 4294967295  # ifSpeed tops out here; ifHighSpeed (Mbit/s) holds the real speed
+
+
+@dataclass(frozen=True)
+class Sample:
+    metric: str
+    kind: str  # counter | gauge
+    help: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass
+class TargetState:
+    """What survives between scrapes of one target: counter state and the static-column cache."""
+
+    counters: TargetCounters = field(default_factory=TargetCounters)
+    static: dict[str, dict[int, object]] | None = None
+    static_at: float = float("-inf")
+    fallbacks: set[str] = field(default_factory=set)  # 32-bit columns this device needs
+    last_poll_at: float | None = None
+
+
+@dataclass
+class ScrapeResult:
+    up: bool
+    reason: str = ""
+    message: str = ""
+    duration_seconds: float = 0.0
+    varbinds: int = 0
+    requests: int = 0
+    errors: Counter = field(default_factory=Counter)
+    samples: list[Sample] = field(default_factory=list)
+    interfaces: int = 0
+    uptime_seconds: float | None = None
+    rebooted: bool = False
+
+
+def text(value: object) -> str:
+    """Given an SNMP string value, return text; invalid UTF-8 is repaired, never fatal."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").replace("\x00", "")
+    return "" if value is None else str(value)
+
+
+def _merge(into: WalkResult, other: WalkResult) -> None:
+    for name, cells in other.columns.items():
+        into.columns.setdefault(name, {}).update(cells)
+    into.scalars.update(other.scalars)
+    into.varbinds += other.varbinds
+    into.requests += other.requests
+    into.errors.update(other.errors)
+
+
+async def _read(session: Session, module: Module, state: TargetState, now: float, deadline: float,
+                static_refresh: float) -> tuple[WalkResult, list[int]]:
+    """Given a session and module, return the cells read and the ifIndexes to export."""
+    oids = {n: COLUMNS[n].oid for n in (*module.static_columns, *module.dynamic_columns, *state.fallbacks)}
+    static_names = [n for n in module.static_columns]
+    dynamic_names = [n for n in (*module.dynamic_columns, *sorted(state.fallbacks)) if n not in static_names]
+    refresh = state.static is None or now - state.static_at >= static_refresh
+    data = WalkResult()
+    if refresh and not module.has_filter:
+        # One walk for everything: the fewest round trips when nothing needs deciding first.
+        _merge(data, await walk_columns(session, {n: oids[n] for n in (*static_names, *dynamic_names)},
+                                        module.max_repetitions, deadline, scalars=(SYS_UPTIME,)))
+        static = {n: data.columns.get(n, {}) for n in static_names}
+        indexes = sorted(set().union(*(data.columns.get(n, {}) for n in (*static_names, *dynamic_names))))
+        return data, _remember_static(state, static, now, indexes)
+    if refresh:
+        _merge(data, await walk_columns(session, {n: oids[n] for n in static_names}, module.max_repetitions,
+                                        deadline, scalars=(SYS_UPTIME,)))
+        _remember_static(state, {n: data.columns.get(n, {}) for n in static_names}, now, None)
+    assert state.static is not None
+    for name, cells in state.static.items():
+        data.columns.setdefault(name, cells)
+    known = sorted(set().union(*state.static.values()))
+    selected = [i for i in known if module.keep(state.static, i)] if module.has_filter else known
+    dyn = {n: oids[n] for n in dynamic_names}
+    if module.has_filter and len(selected) * 2 < len(known):
+        # Few interfaces wanted: GET exactly their counters instead of walking every port.
+        if SYS_UPTIME not in data.scalars:
+            for oid, value in await session.get([SYS_UPTIME]):
+                data.scalars[oid] = to_python(value)
+        if selected and dyn:
+            _merge(data, await get_columns(session, dyn, selected, deadline))
+        return data, selected
+    if dyn:
+        _merge(data, await walk_columns(session, dyn, module.max_repetitions, deadline,
+                                        scalars=() if SYS_UPTIME in data.scalars else (SYS_UPTIME,)))
+    seen = set().union(*(data.columns.get(n, {}) for n in dynamic_names)) if dynamic_names else set()
+    if seen - set(known):
+        state.static_at = float("-inf")  # a new interface appeared: refresh its name next time
+    if module.has_filter:
+        return data, selected
+    return data, sorted(set(known) | seen)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _remember_static(state: TargetState, static: dict[str, dict[int, object]], now: float,
+                     indexes: list[int] | None) -> list[int]:
+    state.static, state.static_at = static, now
+    return indexes if indexes is not None else sorted(set().union(*static.values()))
+
+
+async def _fallbacks(session: Session, module: Module, state: TargetState, data: WalkResult,
+                     indexes: list[int], deadline: float) -> None:
+    """Walk the 32-bit columns for 64-bit columns that had no value on some interface."""
+    needed = {}
+    for column in module.dynamic_columns:
+        fallback = FALLBACK_OF.get(column)
+        if fallback and fallback not in data.columns and fallback not in module.columns:
+            cells = data.columns.get(column, {})
+            if any(i not in cells for i in indexes):
+                needed[fallback] = COLUMNS[fallback].oid
+    if needed:
+        _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline))
+        state.fallbacks |= set(needed)
+
+
+def poll_samples(module: Module, state: TargetState, data: WalkResult, indexes: list[int], site: str,
+                 device: str, now: float) -> tuple[list[Sample], Counter, bool, float | None]:
+    """Given the cells read, return (samples, holes and other errors, rebooted, uptime seconds)."""
+    errors: Counter = Counter()
+    base = (("site", site), ("device", device))
+    uptime = _int(data.scalars.get(SYS_UPTIME))
+    counters = state.counters
+    rebooted = counters.observe_uptime(uptime, now)
+    if rebooted:
+        state.static_at = float("-inf")  # interfaces may have been renumbered: re-read names next time
+    elapsed = None if state.last_poll_at is None else max(now - state.last_poll_at, 0.001)
+    cols = data.columns
+    names, aliases, descrs = cols.get("ifName", {}), cols.get("ifAlias", {}), cols.get("ifDescr", {})
+    discontinuity = cols.get("ifCounterDiscontinuityTime", {})
+    samples: list[Sample] = []
+    for i in indexes:
+        name = text(names.get(i)) or text(descrs.get(i)) or str(i)
+        labels = (*base, ("ifName", name), ("ifAlias", text(aliases.get(i))), ("ifIndex", str(i)))
+        if i in discontinuity and not rebooted:
+            counters.observe_discontinuity(i, int(discontinuity[i]))
+        speed = _speed(cols, i)
+        for fam in FAMILIES:
+            column = next((c for c in (fam.column, fam.fallback) if c and i in cols.get(c, {})), None)
+            if column is None:
+                if fam.column in module.columns or (fam.fallback and fam.fallback in module.columns):
+                    errors["hole"] += 1
+                continue
+            raw = _int(cols[column][i])
+            if raw is None:
+                errors["bad_value"] += 1
+                continue
+            bits = 64 if COLUMNS[column].kind == "counter64" else 32
+            max_delta = None
+            if bits == 32 and speed and elapsed and column.endswith("Octets"):
+                max_delta = speed / 8 * elapsed * 1.5 + 1_000_000  # a wrap needing more than line rate is a reset
+            value = counters.update(column, i, raw, bits, max_delta)
+            samples.append(Sample(fam.metric, "counter", fam.help, (*labels, *fam.labels), value))
+        for column, metric, help_text in (
+                ("ifOperStatus", "citydc_snmp_if_oper_status", "IF-MIB ifOperStatus (1 up, 2 down, 7 lowerLayerDown)."),
+                ("ifAdminStatus", "citydc_snmp_if_admin_status", "IF-MIB ifAdminStatus (1 up, 2 down, 3 testing).")):
+            if column in module.columns:
+                value = _int(cols.get(column, {}).get(i))
+                if value is None:
+                    errors["hole"] += 1
+                else:
+                    samples.append(Sample(metric, "gauge", help_text, labels, value))
+        if speed is not None:
+            samples.append(Sample("citydc_snmp_if_speed_bits_per_second", "gauge",
+                                  "Interface speed (ifSpeed, or ifHighSpeed x 10^6 when ifSpeed saturates).",
+                                  labels, speed))
+    state.last_poll_at = now
+    return samples, errors, rebooted, None if uptime is None else uptime / TICKS_PER_SECOND
+
+
+def _speed(cols: dict[str, dict[int, object]], i: int) -> float | None:
+    low, high = _int(cols.get("ifSpeed", {}).get(i)), _int(cols.get("ifHighSpeed", {}).get(i))
+    if low is not None and (low < SPEED_SATURATED or high is None):
+        return float(low)
+    return None if high is None else high * 1e6
+
+
+async def poll_target(session: Session, module: Module, state: TargetState, site: str, device: str,
+                      deadline: float, static_refresh: float,
+                      clock: Callable[[], float] = time.monotonic) -> ScrapeResult:
+    """Given a session, module and the target's state, poll it and return the ScrapeResult.
+
+    Never raises for device problems: those become ``up=False`` with a reason.
+    """
+    started = clock()
+    try:
+        data, indexes = await _read(session, module, state, started, deadline, static_refresh)
+        await _fallbacks(session, module, state, data, indexes, deadline)
+    except PollError as exc:
+        return ScrapeResult(False, exc.reason, str(exc), clock() - started, errors=Counter({exc.reason: 1}))
+    if not data.varbinds and not indexes:
+        return ScrapeResult(False, "empty", "the agent returned no IF-MIB data", clock() - started,
+                            errors=Counter({"empty": 1}))
+    samples, errors, rebooted, uptime = poll_samples(module, state, data, indexes, site, device, clock())
+    errors.update(data.errors)
+    return ScrapeResult(True, "", "", clock() - started, data.varbinds, data.requests, errors, samples,
+                        len(indexes), uptime, rebooted)

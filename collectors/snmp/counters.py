@@ -1,0 +1,101 @@
+"""Counter correctness across scrapes, the part snmp_exporter leaves to ``rate()``.
+
+Per target we keep the last raw value of every counter, a carry, the last sysUpTime and each
+interface's ifCounterDiscontinuityTime:
+
+* a counter that goes down with no reboot is a wrap: 2^32 (or 2^64) is added to its carry, so
+  the exported value keeps rising and ``rate()`` never sees a false reset;
+* sysUpTime going backwards (a reboot) or a changed ifCounterDiscontinuityTime drops the carry:
+  the exported value falls back to the device's own value, which ``rate()`` treats as the reset it
+  is, and ``citydc_snmp_counter_resets_total{reason=...}`` counts it;
+* a decrease that cannot be a wrap (a 64-bit counter far from 2^64, or a 32-bit jump larger than
+  the line could carry) is flagged as ``reason="backwards"`` and also treated as a reset.
+
+The first value seen is exported as read, so exported values equal what the device answers until
+the first wrap. All times come from the caller (monotonic seconds), so the logic is testable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["TICKS_PER_SECOND", "TargetCounters"]
+
+TICKS_PER_SECOND = 100
+UPTIME_MODULUS = 2**32  # sysUpTime is TimeTicks, itself a 32-bit value that wraps after 497 days
+
+
+@dataclass
+class _Slot:
+    raw: int
+    carry: int = 0
+
+
+@dataclass
+class TargetCounters:
+    """Counter state of one target (one device polled with one module)."""
+
+    uptime_ticks: int | None = None
+    uptime_seen_at: float | None = None
+    wraps: int = 0
+    resets: Counter = field(default_factory=Counter)
+    _slots: dict[tuple[str, int], _Slot] = field(default_factory=dict)
+    _discontinuity: dict[int, int] = field(default_factory=dict)
+
+    def observe_uptime(self, ticks: int | None, now: float) -> bool:
+        """Given sysUpTime (ticks) read at ``now``, return True if the device rebooted since last time.
+
+        A decrease is a reboot unless the expected uptime crossed 2^32 ticks (sysUpTime's own wrap).
+        """
+        if ticks is None:
+            return False
+        previous, previous_at = self.uptime_ticks, self.uptime_seen_at
+        self.uptime_ticks, self.uptime_seen_at = ticks, now
+        if previous is None or previous_at is None or ticks >= previous:
+            return False
+        expected = previous + (now - previous_at) * TICKS_PER_SECOND
+        slack = 10 * TICKS_PER_SECOND + (now - previous_at) * TICKS_PER_SECOND * 0.05
+        if expected >= UPTIME_MODULUS and abs((expected - UPTIME_MODULUS) - ticks) <= slack:
+            return False
+        self.resets["reboot"] += 1
+        self._slots.clear()  # every counter restarted: drop every carry
+        self._discontinuity.clear()
+        return True
+
+    def observe_discontinuity(self, if_index: int, ticks: int) -> bool:
+        """Given an interface's ifCounterDiscontinuityTime, return True if it changed (counters reset)."""
+        previous = self._discontinuity.get(if_index)
+        self._discontinuity[if_index] = ticks
+        if previous is None or previous == ticks:
+            return False
+        self.resets["discontinuity"] += 1
+        for key in [k for k in self._slots if k[1] == if_index]:
+            del self._slots[key]
+        return True
+
+    def update(self, column: str, if_index: int, raw: int, bits: int, max_delta: float | None = None) -> int:
+        """Given a counter's raw value, return the value to export (raw plus carried wraps).
+
+        ``bits`` is 32 or 64; ``max_delta`` (optional) is the most the counter can have grown since
+        the last scrape (e.g. line rate x elapsed): a "wrap" that would need more is a reset.
+        """
+        key = (column, if_index)
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots[key] = _Slot(raw)
+            return raw
+        if raw < slot.raw:
+            modulus = 1 << bits
+            wrapped_delta = raw + modulus - slot.raw
+            plausible = wrapped_delta < (1 << 63) if bits == 64 else True
+            if max_delta is not None and wrapped_delta > max_delta:
+                plausible = False
+            if plausible:
+                slot.carry += modulus
+                self.wraps += 1
+            else:
+                self.resets["backwards"] += 1
+                slot.carry = 0
+        slot.raw = raw
+        return raw + slot.carry

@@ -1,0 +1,294 @@
+"""The multi-target SNMP exporter: ``GET /snmp?target=&module=&auth=`` polls one device.
+
+Prometheus keeps scheduling, service discovery and sharding (the snmp_exporter pattern). Each
+request gets a fresh CollectorRegistry with the device's metrics; ``/metrics`` has only the
+exporter's own. HTTP requests are served by threads; all SNMP work runs on one asyncio loop in
+its own thread, so a slow device only occupies its own coroutine. Two scrapes of the same
+target at once (an HA pair of Prometheus servers) share one poll, which also keeps the
+counter state in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from citydc.collectors.snmp.collector import ScrapeResult, TargetState, poll_target
+from citydc.collectors.snmp.modules import Module, build_modules
+from citydc.collectors.snmp.poller import PollError, Session, auth_data, parse_address
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+
+from citydc.config.models import Config, Device
+from citydc.secrets import SecretUnavailable
+
+__all__ = ["BadRequest", "Exporter", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(ValueError):
+    """The request's parameters are wrong; the message says which and what was expected."""
+
+
+@dataclass(frozen=True)
+class Job:
+    device: Device
+    host: str
+    port: int
+    module: Module
+    auth_name: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.host, self.port, self.module.name, self.auth_name)
+
+
+class Exporter:
+    """Given the config, poll devices on request. ``start()`` runs the SNMP loop thread."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None):
+        self.config = config
+        self.settings = config.snmp
+        self.modules = build_modules(config.snmp.modules)
+        self.environ = environ
+        self.devices: dict[tuple[str, int], Device] = {}
+        for dev in config.devices:
+            self.devices[parse_address(dev.address)] = dev
+        self.states: dict[tuple, TargetState] = {}
+        self.inflight: dict[tuple, asyncio.Future] = {}
+        self.loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self.engine = None
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests_total = Counter("citydc_snmp_exporter_requests", "Requests to /snmp by outcome.",
+                                      ["site", "module", "outcome"], registry=self.registry)
+        self.poll_errors_total = Counter("citydc_snmp_exporter_poll_errors", "Poll errors by reason.",
+                                         ["site", "reason"], registry=self.registry)
+        self.poll_seconds = Histogram("citydc_snmp_exporter_poll_duration_seconds", "Time to poll one device.",
+                                      ["site", "module"], registry=self.registry,
+                                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.in_flight = Gauge("citydc_snmp_exporter_polls_in_flight", "Polls running now.", registry=self.registry)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.loop.run_forever, name="snmp-loop", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._init(), self.loop).result(10)
+
+    async def _init(self) -> None:
+        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+        self.engine = SnmpEngine()
+        self.semaphore = asyncio.Semaphore(self.settings.max_concurrent_polls)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread:
+            self._thread.join(5)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def job(self, params: Mapping[str, list[str]]) -> Job:
+        """Given the query parameters, return the Job. Raise BadRequest saying what is wrong."""
+        for key, values in params.items():
+            if key not in ("target", "module", "auth"):
+                raise BadRequest(f"unknown parameter {key!r} (expected target, module, auth)")
+            if len(values) != 1:
+                raise BadRequest(f"parameter {key!r} given {len(values)} times, expected once")
+        target = params.get("target", [""])[0]
+        if not target:
+            raise BadRequest("missing parameter 'target' (host or host:port of a device in citydc.yaml)")
+        try:
+            host, port = parse_address(target)
+        except ValueError as exc:
+            raise BadRequest(f"target: {exc}") from None
+        device = self.devices.get((host, port))
+        if device is None:
+            raise BadRequest(f"target {target!r} is not a device in citydc.yaml (devices[].address)")
+        module_name = params.get("module", [device.snmp_module])[0]
+        module = self.modules.get(module_name)
+        if module is None:
+            raise BadRequest(f"unknown module {module_name!r} (known: {', '.join(sorted(self.modules))})")
+        auth_name = params.get("auth", [device.snmp_auth or ""])[0]
+        if not auth_name:
+            raise BadRequest(f"device {device.name} has no snmp_auth; pass auth=PROFILE")
+        if auth_name not in self.config.snmp_auth:
+            raise BadRequest(f"unknown auth profile {auth_name!r} (known: {', '.join(sorted(self.config.snmp_auth))})")
+        return Job(device, host, port, module, auth_name)
+
+    def budget(self, scrape_timeout_header: str | None) -> float:
+        """Given Prometheus' X-Prometheus-Scrape-Timeout-Seconds (if any), return this poll's budget."""
+        budget = self.settings.scrape_timeout_seconds
+        try:
+            if scrape_timeout_header:
+                budget = min(budget, max(float(scrape_timeout_header) - 0.5, 0.2))
+        except ValueError:
+            pass
+        return budget
+
+    def scrape(self, job: Job, budget: float) -> ScrapeResult:
+        """Run one poll on the SNMP loop and wait for it (called from HTTP threads)."""
+        future = asyncio.run_coroutine_threadsafe(self._shared_poll(job, budget), self.loop)
+        try:
+            return future.result(budget + 2)
+        except TimeoutError:
+            future.cancel()
+            return ScrapeResult(False, "timeout", "poll did not finish within its budget", budget)
+
+    async def _shared_poll(self, job: Job, budget: float) -> ScrapeResult:
+        running = self.inflight.get(job.key)
+        if running is None:
+            running = asyncio.ensure_future(self._poll(job, budget))
+            self.inflight[job.key] = running
+            running.add_done_callback(lambda _f: self.inflight.pop(job.key, None))
+        return await asyncio.shield(running)
+
+    async def _poll(self, job: Job, budget: float) -> ScrapeResult:
+        started = time.monotonic()
+        deadline = started + budget
+        auth = self.config.snmp_auth[job.auth_name]
+        # Each request may be resent: its timeout shrinks so all tries fit inside the budget.
+        per_try = min(self.settings.timeout_seconds, budget / (self.settings.retries + 1) * 0.9)
+        state = self.states.setdefault(job.key, TargetState())
+        async with self.semaphore:
+            self.in_flight.inc()
+            try:
+                session = await Session.open(self.engine, auth_data(auth, self.environ), job.host, job.port,
+                                             per_try, self.settings.retries, getattr(auth, "context_name", ""))
+                result = await asyncio.wait_for(
+                    poll_target(session, job.module, state, job.device.site, job.device.name, deadline,
+                                self.settings.static_refresh_seconds),
+                    timeout=max(deadline - time.monotonic(), 0.05))
+            except SecretUnavailable as exc:
+                result = ScrapeResult(False, "secret_unavailable", str(exc))
+            except PollError as exc:
+                result = ScrapeResult(False, exc.reason, str(exc))
+            except TimeoutError:
+                result = ScrapeResult(False, "timeout", "poll did not finish within its budget")
+            except Exception as exc:  # a bug must fail this scrape, never the exporter
+                log.exception("poll of %s failed", job.device.name)
+                result = ScrapeResult(False, "internal", f"{type(exc).__name__}")
+            finally:
+                self.in_flight.dec()
+        result.duration_seconds = time.monotonic() - started
+        if not result.up:
+            if not result.errors:
+                result.errors[result.reason] = 1
+            log.info("poll %s (%s): %s: %s", job.device.name, job.module.name, result.reason, result.message)
+        site = job.device.site
+        self.requests_total.labels(site, job.module.name, "up" if result.up else "down").inc()
+        self.poll_seconds.labels(site, job.module.name).observe(result.duration_seconds)
+        for reason, n in result.errors.items():
+            self.poll_errors_total.labels(site, reason).inc(n)
+        return result
+
+    def render(self, job: Job, result: ScrapeResult) -> bytes:
+        """Given a job and its result, return the Prometheus text exposition of that device."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ResultCollector(job, result, self.states.get(job.key)))
+        return generate_latest(registry)
+
+
+class _ResultCollector:
+    def __init__(self, job: Job, result: ScrapeResult, state: TargetState | None):
+        self.job, self.result, self.state = job, result, state
+
+    def collect(self):
+        r, dev = self.result, self.job.device
+        base = ["site", "device"]
+        vals = [dev.site, dev.name]
+
+        def gauge(name: str, doc: str, value: float, extra: Mapping[str, str] | None = None) -> GaugeMetricFamily:
+            g = GaugeMetricFamily(name, doc, labels=[*base, *(extra or {})])
+            g.add_metric([*vals, *(extra or {}).values()], value)
+            return g
+
+        yield gauge("citydc_snmp_up", "1 if the device answered the poll, 0 if not (see citydc_snmp_scrape_errors).",
+                    1 if r.up else 0)
+        yield gauge("citydc_snmp_scrape_duration_seconds", "Time this poll took.", r.duration_seconds)
+        yield gauge("citydc_snmp_scrape_varbinds", "Varbinds the device returned in this poll.", r.varbinds)
+        yield gauge("citydc_snmp_scrape_requests", "SNMP requests sent in this poll.", r.requests)
+        errors = GaugeMetricFamily("citydc_snmp_scrape_errors", "Errors in this poll by reason.",
+                                   labels=[*base, "reason"])
+        for reason, n in sorted(r.errors.items()):
+            errors.add_metric([*vals, reason], n)
+        yield errors
+        if not r.up:
+            return
+        yield gauge("citydc_snmp_interfaces", "Interfaces exported in this poll.", r.interfaces)
+        if r.uptime_seconds is not None:
+            yield gauge("citydc_snmp_sys_uptime_seconds", "sysUpTime of the agent.", r.uptime_seconds)
+        if self.state is not None:
+            c = self.state.counters
+            wraps = CounterMetricFamily("citydc_snmp_counter_wraps", "Counter wraps carried by the exporter.",
+                                        labels=base)
+            wraps.add_metric(vals, c.wraps)
+            yield wraps
+            resets = CounterMetricFamily(
+                "citydc_snmp_counter_resets",
+                "Counter resets seen: reboot (sysUpTime went back), discontinuity (ifCounterDiscontinuityTime "
+                "changed), backwards (decrease that cannot be a wrap).", labels=[*base, "reason"])
+            for reason in ("reboot", "discontinuity", "backwards"):
+                resets.add_metric([*vals, reason], c.resets[reason])
+            yield resets
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for s in r.samples:
+            fam = families.get(s.metric)
+            if fam is None:
+                cls = CounterMetricFamily if s.kind == "counter" else GaugeMetricFamily
+                fam = families[s.metric] = cls(s.metric, s.help, labels=[k for k, _ in s.labels])
+            fam.add_metric([v for _, v in s.labels], s.value)
+        yield from families.values()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    exporter: Exporter
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        exp = self.exporter
+        if url.path == "/metrics":
+            self._send(200, generate_latest(exp.registry), CONTENT_TYPE_LATEST)
+        elif url.path == "/snmp":
+            try:
+                job = exp.job(parse_qs(url.query, keep_blank_values=True))
+            except BadRequest as exc:
+                exp.requests_total.labels("", "", "bad_request").inc()
+                self._send(400, f"{exc}\n".encode())
+                return
+            result = exp.scrape(job, exp.budget(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")))
+            self._send(200, exp.render(job, result), CONTENT_TYPE_LATEST)
+        elif url.path == "/":
+            self._send(200, b"citydc SNMP exporter: /snmp?target=HOST[:PORT]&module=if_mib&auth=PROFILE, /metrics\n")
+        else:
+            self._send(404, b"not found: use /snmp or /metrics\n")
+
+
+def serve(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer:
+    """Given a started exporter, return an HTTP server bound to host:port (call serve_forever)."""
+    handler = type("Handler", (_Handler,), {"exporter": exporter})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,73 @@
+"""Counter carry, wrap, reboot and discontinuity logic (citydc.collectors.snmp.counters)."""
+
+from citydc.collectors.snmp.counters import TargetCounters
+
+
+def test_first_value_is_exported_as_read():
+    c = TargetCounters()
+    assert c.update("ifInOctets", 1, 123456, 32) == 123456
+
+
+def test_32bit_wrap_is_carried_into_a_monotonic_value():
+    c = TargetCounters()
+    c.update("ifInOctets", 1, 2**32 - 1000, 32)
+    assert c.update("ifInOctets", 1, 500, 32) == 2**32 + 500
+    assert c.update("ifInOctets", 1, 9000, 32) == 2**32 + 9000
+    assert c.wraps == 1
+    assert not c.resets
+
+
+def test_64bit_wrap_near_top_is_a_wrap_but_far_drop_is_flagged_backwards():
+    c = TargetCounters()
+    c.update("ifHCInOctets", 1, 2**64 - 10, 64)
+    assert c.update("ifHCInOctets", 1, 5, 64) == 2**64 + 5
+    c.update("ifHCOutOctets", 1, 10**12, 64)
+    assert c.update("ifHCOutOctets", 1, 7, 64) == 7  # a "clear counters": exported as a reset
+    assert c.resets["backwards"] == 1
+    assert c.wraps == 1
+
+
+def test_32bit_drop_larger_than_line_rate_allows_is_a_reset_not_a_wrap():
+    c = TargetCounters()
+    c.update("ifInOctets", 1, 3_000_000_000, 32)
+    assert c.update("ifInOctets", 1, 10, 32, max_delta=1_000_000) == 10
+    assert c.resets["backwards"] == 1 and c.wraps == 0
+
+
+def test_reboot_drops_carry_and_counts_once():
+    c = TargetCounters()
+    assert not c.observe_uptime(500_000, now=0.0)
+    c.update("ifInOctets", 1, 2**32 - 10, 32)
+    c.update("ifInOctets", 1, 20, 32)
+    assert c.observe_uptime(300, now=30.0)  # sysUpTime went back: reboot
+    assert c.update("ifInOctets", 1, 40, 32) == 40  # carry gone: the device's own value
+    assert c.resets["reboot"] == 1
+
+
+def test_uptime_increasing_is_not_a_reboot():
+    c = TargetCounters()
+    c.observe_uptime(1000, now=0.0)
+    assert not c.observe_uptime(4000, now=30.0)
+    assert not c.resets
+
+
+def test_sysuptime_own_32bit_wrap_is_not_a_reboot():
+    c = TargetCounters()
+    c.observe_uptime(2**32 - 1000, now=0.0)
+    assert not c.observe_uptime(2000, now=30.0)  # 3000 ticks later, across 2^32
+    assert c.resets["reboot"] == 0
+
+
+def test_discontinuity_time_change_resets_only_that_interface():
+    c = TargetCounters()
+    assert not c.observe_discontinuity(1, 0)
+    assert not c.observe_discontinuity(2, 0)
+    c.update("ifInOctets", 1, 2**32 - 5, 32)
+    c.update("ifInOctets", 1, 5, 32)
+    c.update("ifInOctets", 2, 2**32 - 5, 32)
+    c.update("ifInOctets", 2, 5, 32)
+    assert c.observe_discontinuity(1, 777)
+    assert not c.observe_discontinuity(2, 0)
+    assert c.update("ifInOctets", 1, 6, 32) == 6
+    assert c.update("ifInOctets", 2, 6, 32) == 2**32 + 6
+    assert c.resets["discontinuity"] == 1

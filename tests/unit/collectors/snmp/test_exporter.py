@@ -1,0 +1,104 @@
+"""Request parsing, HTTP status codes and rendering of the exporter (citydc.collectors.snmp.exporter)."""
+
+import urllib.error
+import urllib.request
+from collections import Counter
+from threading import Thread
+
+import pytest
+from citydc.collectors.snmp.collector import Sample, ScrapeResult
+from citydc.collectors.snmp.exporter import BadRequest, Exporter, serve
+
+from citydc.config.models import Config
+
+
+def config() -> Config:
+    return Config.model_validate({
+        "sites": [{"id": "siwei", "name": "Siwei"}],
+        "snmp_auth": {"v2": {"version": "2c", "community": "env:CITYDC_TEST_COMMUNITY"}},
+        "devices": [{"name": "sw1", "address": "127.0.0.1:1", "site": "siwei", "role": "access", "snmp_auth": "v2"},
+                    {"name": "sw2", "address": "127.0.0.2", "site": "siwei", "role": "access"}],
+    })
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({}, "missing parameter 'target'"),
+    ({"target": ["10.9.9.9"]}, "not a device in citydc.yaml"),
+    ({"target": ["127.0.0.1:1"], "module": ["nope"]}, "unknown module 'nope'"),
+    ({"target": ["127.0.0.1:1"], "auth": ["nope"]}, "unknown auth profile 'nope'"),
+    ({"target": ["127.0.0.2"]}, "has no snmp_auth"),
+    ({"target": ["127.0.0.1:1"], "bogus": ["1"]}, "unknown parameter 'bogus'"),
+    ({"target": ["127.0.0.1:1", "127.0.0.1:1"]}, "given 2 times"),
+    ({"target": ["h:99999"]}, "port must be 1-65535"),
+])
+def test_bad_parameters_say_what_is_wrong(params, message):
+    with pytest.raises(BadRequest, match=message):
+        Exporter(config()).job(params)
+
+
+def test_good_parameters_default_to_the_devices_module_and_auth():
+    job = Exporter(config()).job({"target": ["127.0.0.1:1"]})
+    assert (job.device.name, job.module.name, job.auth_name) == ("sw1", "if_mib", "v2")
+
+
+def test_budget_follows_prometheus_scrape_timeout_header():
+    exp = Exporter(config())
+    assert exp.budget(None) == 9.5
+    assert exp.budget("5") == 4.5
+    assert exp.budget("garbage") == 9.5
+
+
+def test_render_of_a_failed_scrape_has_up_zero_and_reason():
+    exp = Exporter(config())
+    job = exp.job({"target": ["127.0.0.1:1"]})
+    text = exp.render(job, ScrapeResult(False, "auth", "x", 0.5, errors=Counter({"auth": 1}))).decode()
+    assert 'citydc_snmp_up{device="sw1",site="siwei"} 0.0' in text
+    assert 'citydc_snmp_scrape_errors{device="sw1",reason="auth",site="siwei"} 1.0' in text
+    assert "citydc_snmp_if_" not in text
+
+
+def test_render_escapes_label_values():
+    exp = Exporter(config())
+    job = exp.job({"target": ["127.0.0.1:1"]})
+    labels = (("site", "siwei"), ("device", "sw1"), ("ifName", "Gi0/1"), ("ifAlias", 'to "core"\\1'),
+              ("ifIndex", "1"))
+    result = ScrapeResult(True, samples=[Sample("citydc_snmp_if_receive_bytes", "counter", "h", labels, 5)])
+    text = exp.render(job, result).decode()
+    assert 'ifAlias="to \\"core\\"\\\\1"' in text
+    assert "citydc_snmp_if_receive_bytes_total{" in text
+
+
+def test_http_400_for_bad_parameters_and_own_metrics_on_metrics_path():
+    exp = Exporter(config())
+    exp.start()
+    server = serve(exp, "127.0.0.1", 0)
+    Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/snmp?target=10.9.9.9", timeout=5)  # noqa: S310 - loopback test server
+        assert err.value.code == 400
+        assert b"not a device in citydc.yaml" in err.value.read()
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:  # noqa: S310 - loopback test server
+            body = resp.read().decode()
+        assert 'citydc_snmp_exporter_requests_total{module="",outcome="bad_request",site=""} 1.0' in body
+        assert "citydc_snmp_up" not in body
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/nope", timeout=5)  # noqa: S310 - loopback test server
+        assert err.value.code == 404
+    finally:
+        server.shutdown()
+        exp.stop()
+
+
+def test_unreadable_secret_is_a_down_scrape_not_a_crash(monkeypatch):
+    monkeypatch.delenv("CITYDC_TEST_COMMUNITY", raising=False)
+    exp = Exporter(config())
+    exp.start()
+    try:
+        job = exp.job({"target": ["127.0.0.1:1"]})
+        result = exp.scrape(job, 2)
+        assert not result.up and result.reason == "secret_unavailable"
+        assert "CITYDC_TEST_COMMUNITY" in result.message
+    finally:
+        exp.stop()

@@ -1,0 +1,140 @@
+"""Shipper: ack only after the store acknowledged, bounded backoff, reasons counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from citydc.seclog.event import make_event
+from citydc.seclog.metrics import SeclogMetrics, write_textfile
+from citydc.seclog.shipper import Shipper
+from citydc.seclog.spool import Spool
+from citydc.seclog.store import DeliveryError
+
+
+def ev(i: int) -> dict:
+    return make_event(action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"],
+                      type=["start"], outcome="success", message=f"login {i}", site="fengshan", id_key=str(i),
+                      timestamp=datetime(2026, 3, 1, tzinfo=UTC))
+
+
+class FlakyStore:
+    """A store that refuses the first ``failures`` puts, then keeps everything by id."""
+
+    def __init__(self, failures: int = 0):
+        self.failures = failures
+        self.docs: dict[str, dict] = {}
+        self.puts = 0
+
+    def put(self, events):
+        self.puts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise DeliveryError("store down", "unavailable")
+        new = [e for e in events if e["event"]["id"] not in self.docs]
+        self.docs.update((e["event"]["id"], e) for e in new)
+        return len(new)
+
+
+def test_ships_in_batches_and_acknowledges(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(25)])
+    registry = CollectorRegistry()
+    metrics = SeclogMetrics(registry, site="siwei")
+    store = FlakyStore()
+    result = Shipper(spool, store, batch_size=10, metrics=metrics, clock=lambda: 1234.5).ship()
+    assert (result.delivered, result.stored, result.batches, result.ok) == (25, 25, 3, True)
+    assert len(store.docs) == 25
+    assert spool.delivered_heads()["w:spool"].seq == 25
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 25
+    assert registry.get_sample_value("citydc_seclog_last_delivery_timestamp_seconds", {"site": "siwei"}) == 1234.5
+    assert registry.get_sample_value("citydc_seclog_spool_backlog_events", {"site": "siwei"}) == 0
+    # Nothing new: a second run delivers nothing.
+    assert Shipper(spool, store).ship().delivered == 0
+
+
+def test_retries_with_bounded_exponential_backoff_then_succeeds(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(5)])
+    sleeps: list[float] = []
+    registry = CollectorRegistry()
+    shipper = Shipper(spool, FlakyStore(failures=4), metrics=SeclogMetrics(registry, "siwei"), sleep=sleeps.append,
+                      backoff_base=0.5, backoff_max=2.0)
+    result = shipper.ship()
+    assert result.ok and result.delivered == 5
+    assert sleeps == [0.5, 1.0, 2.0, 2.0]
+    assert registry.get_sample_value("citydc_seclog_delivery_errors_total",
+                                     {"site": "siwei", "reason": "unavailable"}) == 4
+    assert shipper.last_error is not None and shipper.last_error.reason == "unavailable"
+
+
+def test_gives_up_without_acknowledging(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(5)])
+    store = FlakyStore(failures=100)
+    result = Shipper(spool, store, max_attempts=3, sleep=lambda s: None).ship()
+    assert not result.ok and result.error.reason == "unavailable"
+    assert store.puts == 3
+    assert spool.ack_position() is None and spool.backlog()[0] == 5
+    store.failures = 0
+    assert Shipper(spool, store).ship().delivered == 5  # the events waited in the spool
+
+
+def test_corrupt_lines_are_counted_and_passed(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(3)])
+    seg = tmp_path / spool.segments()[0]
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(lines[0] + b"garbage\n" + lines[1] + lines[2])
+    registry = CollectorRegistry()
+    store = FlakyStore()
+    result = Shipper(spool, store, metrics=SeclogMetrics(registry, "siwei")).ship()
+    assert result.delivered == 3 and [c.line for c in result.corrupt] == [2]
+    assert registry.get_sample_value("citydc_seclog_spool_corrupt_lines_total", {"site": "siwei"}) == 1
+
+
+def test_textfile_is_written(tmp_path):
+    registry = CollectorRegistry()
+    metrics = SeclogMetrics(registry, "siwei")
+    metrics.count_emitted([ev(1)], [ev(1), ev(1)])
+    path = tmp_path / "seclog.prom"
+    write_textfile(registry, path)
+    text = path.read_text()
+    assert 'citydc_seclog_events_emitted_total{dataset="citydc.sso_audit",site="fengshan"} 1.0' in text
+    assert 'citydc_seclog_events_duplicate_total{dataset="citydc.sso_audit",site="fengshan"} 1.0' in text
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_background_shipper_delivers_while_a_command_works(tmp_path):
+    from citydc.seclog.shipper import BackgroundShipper
+
+    spool = Spool(tmp_path, writer="w:spool")
+    store = FlakyStore()
+    with BackgroundShipper(Shipper(spool, store), poll=0.05) as background:
+        spool.append([ev(i) for i in range(10)])
+        for _ in range(200):  # bounded wait: 10 s at most
+            if len(store.docs) == 10:
+                break
+            background.stop.wait(0.05)
+        spool.append([ev(i) for i in range(10, 15)])  # emitted just before the command ends
+    assert not background.thread.is_alive()
+    assert sorted(store.docs) == sorted(ev(i)["event"]["id"] for i in range(15))
+    assert spool.backlog() == (0, 0)
+
+
+def test_one_round_delivers_what_was_spooled_when_it_began(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(6)])
+
+    class EmittingStore(FlakyStore):
+        """Each put makes an emitter add two more events: a round must still end."""
+
+        def put(self, events):
+            spool.append([ev(1000 + self.puts * 2), ev(1001 + self.puts * 2)])
+            return super().put(events)
+
+    store = EmittingStore()
+    result = Shipper(spool, store, batch_size=2).ship()
+    assert result.delivered == 6 and store.puts == 3
+    assert Shipper(spool, store, batch_size=100).ship().delivered == 6  # the next round takes the newcomers

@@ -16,11 +16,12 @@ def lab_context() -> LabContext:
 
 def status_table(statuses: list[registry.ServiceStatus]) -> Table:
     table = Table(title="citydc lab")
-    for col in ("service", "state", "pids", "endpoints"):
-        table.add_column(col)
+    for col in ("service", "state", "pids"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("endpoints", overflow="fold")
     for st in statuses:
         state = "[green]running[/]" if st.running else "[dim]stopped[/]"
-        table.add_row(st.name, state, " ".join(map(str, st.pids)), " ".join(st.endpoints.values()))
+        table.add_row(st.name, state, " ".join(map(str, st.pids)), "\n".join(f"{k}: {v}" for k, v in st.endpoints.items()))
     return table
 
 

@@ -352,6 +352,7 @@ def test_sigkill_mid_backup_then_next_run_succeeds_and_the_stale_lock_is_removed
 
     # The lock is younger than the 1 h threshold: check refuses to remove it and fails (restic is locked out).
     rc, out, _ = job.cli("check", "--repo", "local")
+    print(json.dumps(out, indent=1)[:3000], [p.name for p in locks.iterdir()])
     assert rc == 1 and "locked" in step(out, "check", "local")["error"]
     assert any("only" in note for note in step(out, "check", "local")["details"]["locks_kept"])
     assert lock_files[0].exists()

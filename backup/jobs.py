@@ -165,7 +165,7 @@ class JobRunner:
                for lk, age in report.removed]
         if evs:
             self._emit(evs)
-        return locks.describe(report.kept)
+        return locks.describe(report)
 
     def _locked(self, kind: str, access: RepoAccess, stderr: str) -> bool:
         """Given a failed step's stderr, clear stale locks if a lock was in the way; return True if any went."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,15 +26,20 @@ RESTIC_STALE_SECONDS = 30 * 60  # restic's own staleness timeout (internal/resti
 _REMOTE = re.compile(r"^(sftp|rest|s3|b2|azure|gs|swift|rclone):")
 
 
-def pid_alive(pid: int) -> bool:
-    """Return True if a process with this PID exists on this host."""
+def pid_alive(pid: int, proc_root: Path = Path("/proc")) -> bool:
+    """Return True if a process with this PID runs on this host (a zombie has ended: it holds nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    try:
+        stat = (proc_root / str(pid) / "stat").read_text()
+    except OSError:
+        return True  # no /proc to look at: trust the signal check
+    # The state follows the command name, which may itself contain ')'.
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -83,19 +88,31 @@ class LockReport:
     removed: tuple[tuple[Lock, float], ...]  # (lock, age in seconds)
     kept: tuple[tuple[Lock, str], ...]  # (lock, why it was kept)
     error: str = ""
+    unreadable: tuple[tuple[str, str], ...] = ()  # (lock id, why it cannot be read): kept, for a person to judge
 
 
-def list_locks(runner: Restic, access: RepoAccess) -> tuple[list[Lock], str]:
-    """Return the repository's locks (those that vanish while being read are skipped) and an error text."""
+def list_locks(runner: Restic, access: RepoAccess) -> tuple[list[Lock], list[tuple[str, str]], str]:
+    """Return the repository's readable locks, the unreadable ones as (id, why), and an error text.
+
+    A lock that vanishes while being read is skipped. One that cannot be read (a run killed while
+    writing it) has no PID to check, so it is never removed automatically.
+    """
     res = runner.run(restic.list_locks_argv(runner.binary, access), access, timeout=300)
     if not res.ok:
-        return [], restic.classify_failure(res.masked_stderr())
-    locks = []
+        return [], [], restic.classify_failure(res.masked_stderr())
+    locks, unreadable = [], []
     for lock_id in res.stdout.split():
         cat = runner.run(restic.cat_lock_argv(runner.binary, access, lock_id), access, timeout=120)
-        if cat.ok:
-            locks.append(restic.parse_lock(lock_id, cat.stdout))
-    return locks, ""
+        try:
+            if cat.ok:
+                locks.append(restic.parse_lock(lock_id, cat.stdout))
+                continue
+        except restic.ResticError as exc:
+            unreadable.append((lock_id, str(exc)))
+            continue
+        if "no such file" not in cat.stderr and "does not exist" not in cat.stderr:
+            unreadable.append((lock_id, restic.classify_failure(cat.masked_stderr())))
+    return locks, unreadable, ""
 
 
 def clear_stale(runner: Restic, access: RepoAccess, threshold_seconds: float, *, now: datetime | None = None,
@@ -103,34 +120,37 @@ def clear_stale(runner: Restic, access: RepoAccess, threshold_seconds: float, *,
     """Given a repository and the threshold, remove its stale locks; return what was removed and kept."""
     now = now or datetime.now(UTC)
     hostname = hostname or socket.gethostname()
-    locks, error = list_locks(runner, access)
+    locks, unreadable, error = list_locks(runner, access)
     if error or not locks:
-        return LockReport((), (), error)
+        return LockReport((), (), error, tuple(unreadable))
     verdicts = {lk.id: is_stale(lk, now=now, hostname=hostname, threshold_seconds=threshold_seconds, alive=alive)
                 for lk in locks}
     stale = [lk for lk in locks if verdicts[lk.id][0]]
     kept = [(lk, verdicts[lk.id][1]) for lk in locks if not verdicts[lk.id][0]]
     if not stale:
-        return LockReport((), tuple(kept))
+        return LockReport((), tuple(kept), unreadable=tuple(unreadable))
     extra = [lk for lk in locks if restic_would_remove(lk, now=now, hostname=hostname, alive=alive)
              and not verdicts[lk.id][0]]
     directory = local_path(access.url)
     if not extra:
         res = runner.run(restic.unlock_argv(runner.binary, access), access, timeout=300)
         if not res.ok:
-            return LockReport((), tuple(kept), f"unlock failed: {restic.classify_failure(res.masked_stderr())}")
+            return LockReport((), tuple(kept), f"unlock failed: {restic.classify_failure(res.masked_stderr())}",
+                              tuple(unreadable))
     elif directory is not None:
         for lk in stale:
             (directory / "locks" / lk.id).unlink(missing_ok=True)
     else:
         why = "restic unlock would also remove locks the policy keeps; remove them by hand"
-        return LockReport((), tuple(kept) + tuple((lk, why) for lk in stale))
-    remaining, _ = list_locks(runner, access)
+        return LockReport((), tuple(kept) + tuple((lk, why) for lk in stale), unreadable=tuple(unreadable))
+    remaining, _, _ = list_locks(runner, access)
     left = {lk.id for lk in remaining}
     removed = tuple((lk, lock_age_seconds(lk, now)) for lk in stale if lk.id not in left)
-    return LockReport(removed, tuple(kept))
+    return LockReport(removed, tuple(kept), unreadable=tuple(unreadable))
 
 
-def describe(kept: Sequence[tuple[Lock, str]]) -> list[str]:
-    """Given kept locks, return one line each for people."""
-    return [f"lock {lk.id[:8]} (pid {lk.pid} on {lk.hostname}): {why}" for lk, why in kept]
+def describe(report: LockReport) -> list[str]:
+    """Given a report, return one line per kept or unreadable lock, for people."""
+    return ([f"lock {lk.id[:8]} (pid {lk.pid} on {lk.hostname}): {why}" for lk, why in report.kept]
+            + [f"lock {lock_id[:8]}: unreadable ({why}); not removed, check it by hand"
+               for lock_id, why in report.unreadable])

@@ -62,6 +62,11 @@ def ssh_client_config(d: Path, port: int, user: str) -> str:
     ])
 
 
+def useradd_argv(user: str) -> tuple[str, ...]:
+    """Return the argv creating the lab's SFTP login as a system user without a home or shell."""
+    return ("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user)
+
+
 def keygen_argv(path: Path) -> tuple[str, ...]:
     """Return the ssh-keygen argv creating an unencrypted ed25519 key at ``path``."""
     return ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "citydc-lab", "-f", str(path))
@@ -79,13 +84,14 @@ class Sftp(Service):
         try:
             pwd.getpwnam(SFTP_USER)
         except KeyError:
-            proc = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                                   SFTP_USER], capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise LabError(f"useradd {SFTP_USER} failed: {proc.stderr.strip()}") from None
+            res = execute.run("useradd", useradd_argv(SFTP_USER), timeout=60)
+            if not res.ok:
+                raise LabError(f"useradd {SFTP_USER} failed: {res.stderr.strip()}") from None
         # useradd leaves the account locked ("!"), which sshd without PAM refuses even for key
         # logins; "*" means "no password" without the lock.
-        subprocess.run(["usermod", "-p", "*", SFTP_USER], capture_output=True, check=False)
+        res = execute.run("usermod", ("usermod", "-p", "*", SFTP_USER), timeout=60)
+        if not res.ok:
+            raise LabError(f"usermod {SFTP_USER} failed: {res.stderr.strip()}")
         return SFTP_USER
 
     def repo_root(self, ctx: LabContext) -> Path:

@@ -7,7 +7,7 @@ Five services, so a test can restart ("reboot") or load one without touching the
   context name = device name), all on port SNMPSIM.
 * ``snmpsim-switches``: generated 48-port access switches of both sites, one UDP port each,
   including a 32-bit-only device.
-* ``snmpsim-slow``: a switch whose first answer of every poll takes 3 s.
+* ``snmpsim-slow``: a switch whose first answer of every poll takes 8 s.
 * ``snmpsim-reboot``: a switch whose counters start at 0; ``reboot()`` restarts it.
 * ``snmpsim-fleet``: 190 small switches on consecutive ports (load tests); the next 10 ports
   are left closed, so they behave as dead devices.
@@ -30,7 +30,8 @@ from citydc.lab.snmpsim_data import SwitchSpec, records
 
 from citydc import execute
 
-__all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "parse_bulkwalk", "lab_devices", "lab_snmp_auth", "lab_snmp_env", "venv_python"]
+__all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "lab_devices", "lab_snmp_auth", "lab_snmp_env",
+           "parse_bulkwalk", "venv_python"]
 
 SNMPSIM_REQUIREMENTS = ("snmpsim==1.2.2", "pysmi>=1.5,<2", "pysnmp>=7.1,<8", "cryptography>=43")
 RECORDINGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "snmp" / "real"
@@ -62,7 +63,7 @@ RECORDED = ("cisco-c3750", "brocade-icx6430-24", "dlink-des3038", "brocade-ds-51
 SWITCHES = (SwitchSpec("sw-siwei-acc1", 1), SwitchSpec("sw-siwei-acc2", 2), SwitchSpec("sw-fengshan-acc1", 3),
             SwitchSpec("sw-fengshan-acc2", 4), SwitchSpec("sw-fengshan-old1", 5, hc=False))
 V3_SWITCHES = (SwitchSpec("sw-siwei-core1", 6, access_ports=8), SwitchSpec("sw-fengshan-core1", 7, access_ports=8))
-SLOW = SwitchSpec("sw-fengshan-slow", 8, access_ports=8, slow_ms=3000)
+SLOW = SwitchSpec("sw-fengshan-slow", 8, access_ports=8, slow_ms=8000)
 # Gi1/0/2 has only 32-bit counters and wraps 25 s after every (re)start at 25 MB/s.
 REBOOT = SwitchSpec("sw-siwei-reboot", 9, access_ports=8, zero_start=True, wrap32=(10102, 25_000_000.0, 25.0))
 
@@ -202,7 +203,7 @@ class SnmpsimSwitches(_LiteSnmpsim):
 
 class SnmpsimSlow(_LiteSnmpsim):
     name = "snmpsim-slow"
-    description = "snmpsim: a switch answering its first request of each poll after 3 s"
+    description = "snmpsim: a switch answering its first request of each poll after 8 s"
     base_port = ports.SNMPSIM_SLOW
 
     def specs(self) -> list[SwitchSpec]:

@@ -195,6 +195,8 @@ def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool) -> 
 @click.pass_context
 def drill_cmd(ctx: click.Context, job: str, repo: str, as_json: bool) -> None:
     """Restore JOB's latest snapshot (or a random sample) into scratch space and verify every file."""
+    if repo == "offsite" and _job(load_config(ctx), job).offsite_repo is None:
+        fail(f"job {job} has no offsite_repo to drill", EXIT_CONFIG)
     _act(ctx, job, as_json, lambda r: [r.drill(repo)])
 
 

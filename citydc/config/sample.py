@@ -76,8 +76,10 @@ def lab_example() -> Config:
             name="siwei-ldap", site="siwei", sources=[f"{LAB}/data/siwei-ldap"], excludes=["*.tmp"],
             local_repo=Repository(url=f"{LAB}/restic/siwei", password=ref("env:CITYDC_RESTIC_PASSWORD"),
                                   site="siwei"),
-            offsite_repo=Repository(url="sftp:citydc@127.0.0.1:/srv/restic/siwei",
-                                    password=ref("env:CITYDC_RESTIC_PASSWORD"), site="fengshan"),
+            # The lab's sshd (lab/sftp.py) stands in for the Fengshan site.
+            offsite_repo=Repository(url=f"sftp:citydc@127.0.0.1:{LAB}/sftp/repos/siwei",
+                                    password=ref("env:CITYDC_RESTIC_PASSWORD"), site="fengshan",
+                                    ssh_config=f"{LAB}/sftp/ssh_config"),
             tags=["ldap"],
         )]),
         security_log=SecurityLog(spool_dir=f"{LAB}/var/spool", sink=SqliteSink(path=f"{LAB}/var/seclog.db")),

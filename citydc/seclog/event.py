@@ -12,6 +12,7 @@ import functools
 import hashlib
 import ipaddress
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -43,6 +44,10 @@ _TOP = frozenset({"@timestamp", "ecs", "event", "user", "source", "host", "label
 _EVENT = frozenset({"id", "kind", "category", "type", "action", "outcome", "dataset", "severity", "duration",
                     "hash"})
 _REQUIRED_EVENT = ("id", "kind", "category", "type", "action", "outcome", "dataset")
+_ECS, _LABELS, _NAME, _IP, _ERROR = (frozenset({k}) for k in ("version", "site", "name", "ip", "message"))
+_USER = frozenset({"name", "target"})
+_RULE = frozenset({"id", "name", "description"})
+_RELATED = frozenset({"user", "ip", "hosts"})
 
 
 class EventInvalid(ValueError):
@@ -212,6 +217,116 @@ def validate_event(doc: Any, *, chained: bool = False) -> None:
 
     With ``chained``, the chain fields (``event.hash``, ``citydc.chain``) are required too.
     """
+    # Every emitted event is validated, so the common case gets a straight-line check; anything it
+    # is unsure about goes through the full walk below, which also names the wrong field.
+    try:
+        if _plainly_valid(doc, chained):
+            return
+    except (ValueError, TypeError, AttributeError, KeyError):  # EventInvalid is a ValueError
+        pass
+    _validate_fully(doc, chained)
+
+
+def _keys_within(value: Any, allowed: frozenset[str]) -> bool:
+    return type(value) is dict and allowed.issuperset(value)
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str and value != ""
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Given component details, return True if they are certainly plain JSON (the fast twin of _json_value)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= 16:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v, depth + 1) for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(v, depth + 1) for v in value)
+    return False
+
+
+_REQUIRED = operator.itemgetter(*_REQUIRED_EVENT)
+
+
+def _plainly_valid(doc: Any, chained: bool) -> bool:
+    """Given an event, return True if it certainly matches the model, False if the full walk must decide.
+
+    Stricter than the model (exact types only), never laxer: a test compares both on many variants.
+    Written out flat, with set operations instead of loops, because every emitted event comes here.
+    """
+    if type(doc) is not dict or not _TOP.issuperset(doc):
+        return False
+    timestamp, message, event, labels = doc.get("@timestamp"), doc.get("message"), doc.get("event"), doc.get("labels")
+    if not (type(timestamp) is str and type(message) is str and message and type(event) is dict
+            and _EVENT.issuperset(event) and type(labels) is dict and _LABELS.issuperset(labels)):
+        return False
+    parse_timestamp(timestamp)
+    ident, kind, category, types, action, outcome, dataset = _REQUIRED(event)  # KeyError: the full walk names it
+    site = labels.get("site")
+    # issuperset: a list element that is not a string (or unhashable) is not in the set (or raises TypeError).
+    if not (type(ident) is str and _ID.match(ident) and type(kind) is str and kind in KINDS
+            and type(category) is list and CATEGORIES.issuperset(category)
+            and type(types) is list and types and TYPES.issuperset(types)
+            and type(action) is str and _ACTION.match(action) and type(outcome) is str and outcome in OUTCOMES
+            and type(dataset) is str and _DATASET.match(dataset) and type(site) is str and _SITE.match(site)):
+        return False
+    if ("severity" in event and not (type(event["severity"]) is int and event["severity"] >= 0)) or (
+            "duration" in event and not (type(event["duration"]) is int and event["duration"] >= 0)):
+        return False
+    ecs, user, source, host = doc.get("ecs"), doc.get("user"), doc.get("source"), doc.get("host")
+    if ecs is not None and not (_keys_within(ecs, _ECS) and _text(ecs.get("version"))):
+        return False
+    if user is not None:
+        if not _keys_within(user, _USER) or ("name" in user and not _text(user["name"])):
+            return False
+        target = user.get("target")
+        if target is not None and not (_keys_within(target, _NAME) and _text(target.get("name"))):
+            return False
+    if source is not None and not (_keys_within(source, _IP) and _text(source.get("ip"))
+                                   and _canonical_ip(source["ip"]) == source["ip"]):
+        return False
+    if host is not None and not (_keys_within(host, _NAME) and _text(host.get("name"))):
+        return False
+    if len(doc) > 7 and not _plainly_valid_rest(doc):  # rule, error, related, citydc: not in every event
+        return False
+    citydc = doc.get("citydc")
+    chain = citydc.get("chain") if type(citydc) is dict else None
+    if chained or chain is not None or "hash" in event:
+        _validate_chain(event, chain)
+    return True
+
+
+def _plainly_valid_rest(doc: dict) -> bool:
+    rule, error, related, citydc = doc.get("rule"), doc.get("error"), doc.get("related"), doc.get("citydc")
+    if rule is not None and not (_keys_within(rule, _RULE) and all(_text(v) for v in rule.values())):
+        return False
+    if error is not None and not (_keys_within(error, _ERROR) and _text(error.get("message"))):
+        return False
+    if related is not None:
+        if not _keys_within(related, _RELATED):
+            return False
+        for key, values in related.items():
+            if type(values) is not list or not all(type(v) is str for v in values):
+                return False
+            if key == "ip":
+                for ip in values:
+                    _canonical_ip(ip)  # raises ValueError on a bad address: then the full walk names it
+    if citydc is not None:
+        component = doc["event"]["dataset"][7:]  # without "citydc."
+        if type(citydc) is not dict or not all(k == component or k == "chain" for k in citydc):
+            return False
+        if component in citydc and not (type(citydc[component]) is dict and _plain_json(citydc[component])):
+            return False
+    return True
+
+
+def _validate_fully(doc: Any, chained: bool) -> None:
     if not isinstance(doc, dict):
         raise EventInvalid("<event>", f"expected an object, got {type(doc).__name__}")
     for key in doc:
@@ -226,12 +341,12 @@ def validate_event(doc: Any, *, chained: bool = False) -> None:
         if key not in event:
             raise EventInvalid(f"event.{key}", "required field is missing")
     _str(event, "id", "event.id", _ID, " (32 lowercase hex digits from event_id())")
-    if event["kind"] not in KINDS:
+    if not isinstance(event["kind"], str) or event["kind"] not in KINDS:
         raise EventInvalid("event.kind", f"expected one of {', '.join(sorted(KINDS))}, got {event['kind']!r}")
     _str_list(event["category"], "event.category", CATEGORIES)
     _str_list(event["type"], "event.type", TYPES, empty_ok=False)
     _str(event, "action", "event.action", _ACTION, " (lowercase words joined by '-')")
-    if event["outcome"] not in OUTCOMES:
+    if not isinstance(event["outcome"], str) or event["outcome"] not in OUTCOMES:
         raise EventInvalid("event.outcome", f"expected one of failure, success, unknown, got {event['outcome']!r}")
     dataset = _str(event, "dataset", "event.dataset", _DATASET, " ('citydc.<component>')")
     if "severity" in event:

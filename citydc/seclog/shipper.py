@@ -1,7 +1,7 @@
 """The shipper: spool → store, acknowledging only what the store acknowledged.
 
 It reads a batch after the acknowledged position, hands it to ``store.put``, and only then
-records the new position. Killed at any point, it re-reads from the last recorded position on
+records the new position (reading the next batch meanwhile). Killed at any point, it re-reads from the last recorded position on
 restart; the store ignores ids it already holds, so every event ends up stored exactly once.
 A failed delivery is retried with exponential backoff (bounded delay; bounded attempts unless
 following); its reason is counted and kept in ``last_error``.
@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from citydc.seclog.metrics import SeclogMetrics
-from citydc.seclog.spool import CorruptLine, Spool, SpoolBusy
+from citydc.seclog.spool import Batch, CorruptLine, Position, Spool, SpoolBusy
 from citydc.seclog.store import DeliveryError, Store
 
 __all__ = ["BackgroundShipper", "ShipResult", "Shipper"]
@@ -83,35 +84,58 @@ class Shipper:
              forever: bool = False) -> ShipResult:
         """Deliver what the spool holds when called (at most ``max_batches``); return what happened.
 
-        Delivery failures are retried (``forever``: without limit on attempts) and end the run with
-        ``result.error`` set when given up.
+        Pipelined: while batch k is with the store, batch k+1 is read from the spool in a helper
+        thread (the store waits on the network or the disk, so reading costs no time). Positions
+        are acknowledged strictly in order, each only after the store acknowledged its batch; a
+        batch read ahead of a failed one is dropped and read again next time. Delivery failures
+        are retried (``forever``: without limit on attempts) and end the run with ``result.error``
+        set when given up.
         """
         result = ShipResult()
         pos = self.spool.ack_position()
         # Bounded: deliver what was spooled when the round began; later events wait for the next round.
         stop_at = self.spool.end()
-        while (max_batches is None or result.batches < max_batches) and (pos is None or stop_at is None or
-                                                                          (pos.segment, pos.offset) < stop_at):
+
+        def wanted(at: Position | None, batches: int) -> bool:
+            return (max_batches is None or batches < max_batches) and (
+                at is None or stop_at is None or (at.segment, at.offset) < stop_at)
+
+        if not wanted(pos, 0):
+            return self._finish(result)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-seclog-read") as reader:
             batch = self.spool.read(pos, self.batch_size)
-            for bad in batch.corrupt:
-                log.error("%s", bad.format())
-                if self.metrics is not None:
-                    self.metrics.corrupt.labels(self.metrics.site).inc()
-            result.corrupt.extend(batch.corrupt)
-            if batch.end is None or batch.end == pos:
-                break
-            if batch.events:
-                try:
-                    result.stored += self._deliver(batch.events, stop, forever)
-                except DeliveryError as exc:
-                    result.error = exc
+            while True:
+                self._report_corrupt(batch, result)
+                if batch.end is None or batch.end == pos:
                     break
-                result.delivered += len(batch.events)
-                if self.metrics is not None:
-                    self.metrics.count_delivered(batch.events, self.clock())
-            self.spool.acknowledge(batch.end, batch.events)
-            pos = batch.end
-            result.batches += 1
+                # Read ahead only what this round would read next anyway (the same positions in the same order).
+                ahead = (reader.submit(self.spool.read, batch.end, self.batch_size)
+                         if wanted(batch.end, result.batches + 1) else None)
+                if batch.events:
+                    try:
+                        result.stored += self._deliver(batch.events, stop, forever)
+                    except DeliveryError as exc:
+                        result.error = exc
+                        break  # the batch read ahead is not acknowledged: the next round reads it again
+                    result.delivered += len(batch.events)
+                    if self.metrics is not None:
+                        self.metrics.count_delivered(batch.events, self.clock())
+                self.spool.acknowledge(batch.end, batch.events)
+                pos = batch.end
+                result.batches += 1
+                if ahead is None:
+                    break
+                batch = ahead.result()
+        return self._finish(result)
+
+    def _report_corrupt(self, batch: Batch, result: ShipResult) -> None:
+        for bad in batch.corrupt:
+            log.error("%s", bad.format())
+            if self.metrics is not None:
+                self.metrics.corrupt.labels(self.metrics.site).inc()
+        result.corrupt.extend(batch.corrupt)
+
+    def _finish(self, result: ShipResult) -> ShipResult:
         if self.metrics is not None:
             self.metrics.set_backlog(*self.spool.backlog())
         return result

@@ -335,10 +335,14 @@ class ElasticsearchStore:
         """Given the action line and the event, return both NDJSON lines with the search aid spliced in."""
         # orjson: serializing is most of the client's CPU per event, and on a small machine the
         # client's CPU is taken from Elasticsearch's (bench/seclog.py measures it).
-        try:
-            doc = orjson.dumps(event)
-        except (orjson.JSONEncodeError, TypeError):
-            doc = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()  # e.g. ints beyond 64 bits
+        raw = getattr(event, "raw", None)
+        if raw is not None and raw.endswith("}"):
+            doc = raw.encode("utf-8")  # read from the spool: its line is already this event's JSON
+        else:
+            try:
+                doc = orjson.dumps(event)
+            except (orjson.JSONEncodeError, TypeError):
+                doc = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()  # e.g. ints > 64 bits
         words = orjson.dumps(message_words(str(event.get("message", ""))))
         # Splice the search aid into the JSON text (the event dict is not copied or changed).
         return b"".join((head, doc[:-1], b',"citydc_index":{"words":', words, b"}}\n"))

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+
 from citydc.seclog.event import parse_timestamp
 from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query
 
@@ -80,6 +82,27 @@ def _get(doc: dict, path: str) -> object:
             return None
         value = value.get(part)
     return value
+
+
+def _sub(doc: dict, key: str) -> dict:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _row(doc: dict) -> tuple:
+    """Given a chained event, return its row for ``events`` (columns in table order; see COLUMNS)."""
+    event, chain = doc["event"], _sub(_sub(doc, "citydc"), "chain")
+    raw = getattr(doc, "raw", None)  # read from the spool: keep its line instead of encoding again
+    if raw is None:
+        try:
+            raw = orjson.dumps(doc).decode("utf-8")
+        except (orjson.JSONEncodeError, TypeError):
+            raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    # Spelled out rather than walking COLUMNS' paths: this runs for every stored event.
+    return (event["id"], _ms(parse_timestamp(doc["@timestamp"])), _sub(doc, "user").get("name"),
+            event.get("action"), event.get("outcome"), event.get("dataset"), _sub(doc, "labels").get("site"),
+            _sub(doc, "source").get("ip"), event.get("kind"), _sub(doc, "host").get("name"),
+            chain.get("writer"), chain.get("seq"), doc["message"], raw)
 
 
 def _ms(when: datetime) -> int:
@@ -147,12 +170,7 @@ class SqliteStore:
 
         Raise DeliveryError if the database refuses the batch (then none of it is stored).
         """
-        rows = []
-        for doc in events:
-            chain = (doc.get("citydc") or {}).get("chain") or {}
-            rows.append((doc["event"]["id"], _ms(parse_timestamp(doc["@timestamp"])),
-                         *(_get(doc, f) for f in COLUMNS), chain.get("writer"), chain.get("seq"), doc["message"],
-                         getattr(doc, "raw", None) or json.dumps(doc, ensure_ascii=False, separators=(",", ":"))))
+        rows = [_row(doc) for doc in events]
         marks = ",".join("?" * (len(COLUMNS) + 6))
         try:
             self.conn.execute("BEGIN IMMEDIATE")

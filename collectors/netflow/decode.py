@@ -162,14 +162,15 @@ def uint_column(arr: np.ndarray, name: str, n: int) -> np.ndarray:
     return col
 
 
-def batch_from_records(template: Template, data: bytes, site: str, exporter: str, version: int,
+def batch_from_records(template: Template, data: bytes | np.ndarray, site: str, exporter: str, version: int,
                        sampling_rate: int) -> FlowBatch:
-    """Given concatenated (normalized) records of one template, return their FlowBatch.
+    """Given (normalized) records of one template, as bytes or as an array of the template's
+    dtype, return their FlowBatch.
 
     Bytes and packets are multiplied by the record's own sampling field when it has one, else
     by ``sampling_rate`` (from options data or the exporter's config).
     """
-    arr = np.frombuffer(data, dtype=template.dtype)
+    arr = np.frombuffer(data, dtype=template.dtype) if isinstance(data, bytes) else data
     n = len(arr)
     cols: dict[str, np.ndarray] = {}
     have = template.columns

@@ -12,21 +12,19 @@ number and age) and decoded when the template arrives.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from citydc.collectors.netflow import ipfix, v5, v9
+from citydc.collectors.netflow import batch as batchmod
+from citydc.collectors.netflow import ipfix, receive, v5, v9
 from citydc.collectors.netflow.decode import Template, batch_from_records, compile_template, normalize, uint_column
-from citydc.collectors.netflow.records import FlowBatch, Malformed
+from citydc.collectors.netflow.pending import PendingRecords
+from citydc.collectors.netflow.records import REASONS, FlowBatch, Malformed
 from citydc.collectors.netflow.templates import TemplateCache, TemplateKey
 
 __all__ = ["DecodeStats", "Decoder", "ExporterLabels"]
-
-_SET = struct.Struct("!HH")
-_VERSION = struct.Struct("!H")
 
 
 class ExporterLabels:
@@ -90,9 +88,13 @@ class Decoder:
         self._held: deque[_Held] = deque(maxlen=hold_sets)
         # (site, exporter address, version, domain) -> sampling rate announced in options data
         self.announced_sampling: dict[tuple[str, str, int, int], int] = {}
-        # (site, label, version, id(template), rate) -> (template, rate, parts)
-        self._pending: dict[tuple, tuple[Template, int, list[bytes]]] = {}
-        self.pending_bytes = 0
+        # keyed by (site, label, version, id(template), rate)
+        self._pending = PendingRecords(max_pending_bytes)
+        self._compiled: dict[tuple[int, bool, bytes], list[Template | ipfix.Withdrawal]] = {}
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending.nbytes
 
     @property
     def needs_flush(self) -> bool:
@@ -103,67 +105,169 @@ class Decoder:
     def feed(self, data: bytes, exporter: str, site: str, now: float) -> None:
         """Given one datagram, its exporter address, the listener's site and the time, decode
         it into the pending buffers. Never raises for bad input: it is counted and dropped."""
-        label = self.labels(exporter)
+        self.feed_batch(receive.Received.of([(data, exporter)]), site, now)
+
+    def feed_batch(self, batch: receive.Received, site: str, now: float) -> None:
+        """Given received datagrams, the listener's site and the time, decode them into the
+        pending buffers with a fixed number of numpy operations per batch (see batch.py).
+
+        Never raises for bad input: each bad datagram is counted under its reason and dropped,
+        the good ones of the same batch are kept. Within one batch, templates and sampling
+        announcements take effect for the whole batch, except that a template whose layout
+        changes (or is withdrawn) splits the batch, so earlier records keep the old layout.
+        """
+        if len(batch) == 0:
+            return
+        labels = [self.labels(address) for address in batch.exporters]
         if self._held and now - self._held[0].arrived > self.hold_seconds:
             self._expire_held(now)
         try:
-            if len(data) < 2:
-                raise Malformed("truncated_header", f"{len(data)}-byte datagram")
-            (version,) = _VERSION.unpack_from(data)
-            if version == 5:
-                self.stats.datagrams[(site, label, "5")] += 1
-                self._feed_v5(data, site, label, exporter)
-            elif version == 9:
-                self.stats.datagrams[(site, label, "9")] += 1
-                self._feed_sets(data, site, label, exporter, 9, v9.parse_header(data), v9.HEADER_LEN, now)
-            elif version == 10:
-                self.stats.datagrams[(site, label, "10")] += 1
-                self._feed_sets(data, site, label, exporter, 10, ipfix.parse_header(data), ipfix.HEADER_LEN, now)
-            else:
-                self.stats.datagrams[(site, label, "other")] += 1
-                raise Malformed("unsupported_version", f"version {version}")
-        except Malformed as exc:
-            self.stats.errors[(site, label, exc.reason)] += 1
-        except Exception:  # crash guard: a decoder bug must cost one datagram, not the collector
-            self.stats.errors[(site, label, "internal_error")] += 1
+            heads = batchmod.read_headers(batch)
+            sets = batchmod.walk_sets(batch, heads)
+        except Exception:  # crash guard: a bug in the vectorised path costs nothing: decode one by one
+            if len(batch) == 1:
+                self.stats.errors[(site, labels[int(batch.exporter_index[0])], "internal_error")] += 1
+                return
+            for one in batchmod.split(batch):
+                self.feed_batch(one, site, now)
+            return
+        self._count_datagrams(heads, labels, site)
+        try:
+            self._feed_v5_batch(batch, heads, labels, site)
+            if len(sets.dg):
+                self._feed_set_batch(batch, heads, sets, labels, site, now)
+        except Exception:  # crash guard: a decoder bug costs this batch, never the collector
+            for exp in batch.exporter_index.tolist():
+                self.stats.errors[(site, labels[exp], "internal_error")] += 1
+            return
+        for reason_code, where in heads.errors():
+            self.stats.errors[(site, labels[where], REASONS[reason_code])] += 1
 
-    def _feed_v5(self, data: bytes, site: str, label: str, exporter: str) -> None:
-        count, rate = v5.parse_header(data)
-        if rate == 1:
-            rate = self.config_sampling.get(exporter, 1)
-        self._append(site, label, 5, v5.TEMPLATE, rate, data[v5.HEADER_LEN:])
-        self.stats.records[(site, label, "5")] += count
+    def _count_datagrams(self, heads: batchmod.Headers, labels: list[str], site: str) -> None:
+        for (exp, vcode), count in heads.datagram_counts().items():
+            self.stats.datagrams[(site, labels[exp], batchmod.VERSION_KEYS[vcode])] += count
 
-    def _feed_sets(self, data: bytes, site: str, label: str, exporter: str, version: int, domain: int,
-                   pos: int, now: float) -> None:
-        end = len(data)
-        tmpl_set, opt_set = (v9.TEMPLATE_SET, v9.OPTIONS_SET) if version == 9 else (ipfix.TEMPLATE_SET,
-                                                                                     ipfix.OPTIONS_SET)
-        while end - pos >= 4:
-            set_id, length = _SET.unpack_from(data, pos)
-            if length < 4 or pos + length > end:
-                raise Malformed("bad_set", f"set {set_id} of length {length} at offset {pos} of {end}")
-            body, body_end = pos + 4, pos + length
-            if set_id >= 256:
-                key = (site, exporter, version, domain, set_id)
-                template = self.templates.get(key, now)
-                if template is None:
-                    self._hold(_Held(key, data[body:body_end], now, site, label))
-                else:
-                    self._data_set(template, key, site, label, data, body, body_end)
-            elif set_id in (tmpl_set, opt_set):
-                self._template_set(data, body, body_end, site, label, exporter, version, domain,
-                                   set_id == opt_set, now)
-            # Other set ids below 256 are reserved: skipped by their length, as RFC 7011 asks.
-            pos = body_end
+    def _feed_v5_batch(self, batch: receive.Received, heads: batchmod.Headers, labels: list[str],
+                       site: str) -> None:
+        rows = heads.v5_rows()
+        if len(rows) == 0:
+            return
+        config = np.array([self.config_sampling.get(a, 1) for a in batch.exporters], np.int64)
+        rates = heads.v5_rates(rows, config)
+        exp = batch.exporter_index[rows]
+        starts = rows * batch.slot + v5.HEADER_LEN
+        counts = heads.count[rows]
+        for (e, rate), sel in batchmod.groups(exp, rates):
+            self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf,
+                         batchmod.record_offsets(starts[sel], counts[sel], v5.RECORD_LEN))
+            self.stats.records[(site, labels[e], "5")] += int(counts[sel].sum())
 
-    def _template_set(self, data: bytes, start: int, end: int, site: str, label: str, exporter: str,
-                      version: int, domain: int, options: bool, now: float) -> None:
+    def _feed_set_batch(self, batch: receive.Received, heads: batchmod.Headers, sets: batchmod.Sets,
+                        labels: list[str], site: str, now: float) -> None:
+        mv = memoryview(batch.buf)
+        version = np.where(heads.vcode[sets.dg] == batchmod.V9, 9, 10)
+        special = ((version == 9) & (sets.set_id <= v9.OPTIONS_SET)) | (
+            (version == 10) & ((sets.set_id == ipfix.TEMPLATE_SET) | (sets.set_id == ipfix.OPTIONS_SET)))
+        dropped = np.zeros(len(sets.dg), bool)  # sets after a bad template set in the same datagram
+        done = 0
+        for i in np.flatnonzero(special).tolist():
+            if dropped[i]:
+                continue
+            dg = int(sets.dg[i])
+            exporter = batch.exporters[int(batch.exporter_index[dg])]
+            label = labels[int(batch.exporter_index[dg])]
+            ver, domain, set_id = int(version[i]), int(heads.domain[dg]), int(sets.set_id[i])
+            options = set_id == (v9.OPTIONS_SET if ver == 9 else ipfix.OPTIONS_SET)
+            try:
+                records = self._parse_template_set(mv, int(sets.start[i]), int(sets.stop[i]), ver, options)
+            except Malformed as exc:
+                self.stats.errors[(site, label, exc.reason)] += 1
+                dropped[(sets.dg == dg) & (np.arange(len(dropped)) > i)] = True
+                continue
+            if self._disrupts(records, site, exporter, ver, domain):
+                # Records before this set must still be read with the templates they were sent with.
+                self._data_sets(batch, heads, sets, labels, site, now, done, i, special | dropped, version)
+                done = i
+            self._apply_templates(records, site, label, exporter, ver, domain, options, now)
+        self._data_sets(batch, heads, sets, labels, site, now, done, len(sets.dg), special | dropped, version)
+
+    def _parse_template_set(self, data: memoryview, start: int, end: int, version: int, options: bool
+                            ) -> list[Template | ipfix.Withdrawal]:
+        # Parse and compile a (options) template set; Malformed('bad_template') if any record is bad.
+        # Exporters resend the same template sets every few datagrams: compile each wire form once.
+        raw = (version, options, data[start:end].tobytes())
+        known = self._compiled.get(raw)
+        if known is None:
+            known = self._compile_set(data, start, end, version, options)
+            if len(self._compiled) >= 1024:  # bounded: ever-new template sets must not grow memory
+                self._compiled.clear()
+            self._compiled[raw] = known
+        return known
+
+    def _compile_set(self, data: memoryview, start: int, end: int, version: int, options: bool
+                     ) -> list[Template | ipfix.Withdrawal]:
         if version == 9:
             records = (v9.parse_options_templates(data, start, end) if options
                        else [(tid, fields, 0) for tid, fields in v9.parse_templates(data, start, end)])
         else:
             records = ipfix.parse_templates(data, start, end, options)
+        return [r if isinstance(r, ipfix.Withdrawal) else compile_template(*r) for r in records]
+
+    def _disrupts(self, records: list[Template | ipfix.Withdrawal], site: str, exporter: str, version: int,
+                  domain: int) -> bool:
+        # A withdrawal, or a known template id announced with another layout.
+        for record in records:
+            if isinstance(record, ipfix.Withdrawal):
+                return True
+            old = self.templates.peek((site, exporter, version, domain, record.template_id))
+            if old is not None and (old.fields != record.fields or old.scope_count != record.scope_count):
+                return True
+        return False
+
+    def _data_sets(self, batch: receive.Received, heads: batchmod.Headers, sets: batchmod.Sets,
+                   labels: list[str], site: str, now: float, lo: int, hi: int, skip: np.ndarray,
+                   version: np.ndarray) -> None:
+        # Decode the data sets among sets[lo:hi]: one template lookup per distinct
+        # (exporter, version, domain, set id), one gather per template.
+        rows = np.flatnonzero(~skip[lo:hi] & (sets.set_id[lo:hi] >= 256)) + lo
+        if len(rows) == 0:
+            return
+        dg = sets.dg[rows]
+        exp = batch.exporter_index[dg]
+        keys = np.stack([exp, version[rows], heads.domain[dg], sets.set_id[rows]])
+        for (e, ver, domain, set_id), sel in batchmod.groups(*keys):
+            exporter, label = batch.exporters[e], labels[e]
+            key = (site, exporter, ver, domain, set_id)
+            template = self.templates.get(key, now)
+            starts, stops = sets.start[rows[sel]], sets.stop[rows[sel]]
+            if template is None or template.record_len is None or template.is_options:
+                self._sets_one_by_one(template, key, site, label, batch.buf, starts, stops, now)
+                continue
+            counts = (stops - starts) // template.record_len  # the remainder is padding
+            n = int(counts.sum())
+            if n == 0:
+                continue
+            rate = self.announced_sampling.get(key[:4]) or self.config_sampling.get(exporter, 1)
+            self._gather(site, label, ver, template, rate, batch.buf,
+                         batchmod.record_offsets(starts, counts, template.record_len))
+            self.stats.records[(site, label, str(ver))] += n
+
+    def _sets_one_by_one(self, template: Template | None, key: TemplateKey, site: str, label: str,
+                         buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, now: float) -> None:
+        # The rare kinds of data set, in Python: no template yet (held), options data,
+        # templates with variable-length fields.
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            body = buf[start:stop].tobytes()
+            if template is None:
+                self._hold(_Held(key, body, now, site, label))
+                continue
+            try:
+                self._data_set(template, key, site, label, body, 0, len(body))
+            except Malformed as exc:
+                self.stats.errors[(site, label, exc.reason)] += 1
+
+    def _apply_templates(self, records: list[Template | ipfix.Withdrawal], site: str, label: str, exporter: str,
+                         version: int, domain: int, options: bool, now: float) -> None:
         for record in records:
             if isinstance(record, ipfix.Withdrawal):
                 if record < 256:
@@ -171,9 +275,8 @@ class Decoder:
                 else:
                     self.templates.withdraw((site, exporter, version, domain, int(record)))
                 continue
-            tid, fields, scope = record
-            key = (site, exporter, version, domain, tid)
-            self.templates.put(key, compile_template(tid, fields, scope), now)
+            key = (site, exporter, version, domain, record.template_id)
+            self.templates.put(key, record, now)
             if self._held:
                 self._replay_held(key, site, label)
 
@@ -203,13 +306,14 @@ class Decoder:
             if rate >= 1:
                 self.announced_sampling[key[:4]] = rate
 
-    def _append(self, site: str, label: str, version: int, template: Template, rate: int, body: bytes) -> None:
-        pkey = (site, label, version, id(template), rate)
-        entry = self._pending.get(pkey)
-        if entry is None:
-            entry = self._pending[pkey] = (template, rate, [])
-        entry[2].append(body)
-        self.pending_bytes += len(body)
+    def _append(self, site: str, label: str, version: int, template: Template, rate: int, records: bytes) -> None:
+        self._pending.add((site, label, version, id(template), rate), template, rate,
+                          np.frombuffer(records, template.dtype))
+
+    def _gather(self, site: str, label: str, version: int, template: Template, rate: int, buf: np.ndarray,
+                offsets: np.ndarray) -> None:
+        self._pending.gather((site, label, version, id(template), rate), template, rate,
+                             batchmod.items(buf, template.norm_len), offsets)
 
     # -- held data sets ------------------------------------------------------------------------
 
@@ -247,8 +351,5 @@ class Decoder:
 
     def flush(self) -> list[FlowBatch]:
         """Return the records fed since the last flush as FlowBatches (one per template and rate)."""
-        pending, self._pending, self.pending_bytes = self._pending, {}, 0
-        out = []
-        for (site, label, version, _, _), (template, rate, parts) in pending.items():
-            out.append(batch_from_records(template, b"".join(parts), site, label, version, rate))
-        return out
+        return [batch_from_records(template, records, site, label, version, rate)
+                for (site, label, version, _, _), template, rate, records in self._pending.take()]

@@ -46,6 +46,11 @@ class TemplateCache:
             return None
         return template
 
+    def peek(self, key: TemplateKey) -> Template | None:
+        """Given a key, return its template whatever its age (no expiry, no side effect)."""
+        item = self._items.get(key)
+        return None if item is None else item[0]
+
     def put(self, key: TemplateKey, template: Template, now: float) -> None:
         """Given a key, a compiled template and the time, store (or refresh) it, evicting the
         least recently refreshed template if the cache is full."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from citydc.collectors.snmp.counters import TICKS_PER_SECOND, TargetCounters
-from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, SYS_UPTIME, Module
+from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, IF_NUMBER, SYS_UPTIME, Module
 from citydc.collectors.snmp.poller import PollError, Session, WalkResult, get_columns, to_python, walk_columns
 
 __all__ = ["Sample", "ScrapeResult", "TargetState", "poll_target"]
@@ -82,16 +82,24 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
     dynamic_names = [n for n in (*module.dynamic_columns, *sorted(state.fallbacks)) if n not in static_names]
     refresh = state.static is None or now - state.static_at >= static_refresh
     data = WalkResult()
+    rows = None
+    if refresh:
+        # ifNumber (the number of ifTable rows) first: the walks then ask for just that many rows
+        # instead of max-repetitions rows past the end of every column.
+        for oid, value in await session.get([SYS_UPTIME, IF_NUMBER]):
+            data.scalars[oid] = to_python(value)
+        rows = data.scalars.get(IF_NUMBER)
+        rows = rows if isinstance(rows, int) and 0 < rows < 100_000 else None
     if refresh and not module.has_filter:
         # One walk for everything: the fewest round trips when nothing needs deciding first.
         _merge(data, await walk_columns(session, {n: oids[n] for n in (*static_names, *dynamic_names)},
-                                        module.max_repetitions, deadline, scalars=(SYS_UPTIME,)))
+                                        module.max_repetitions, deadline, expected_rows=rows))
         static = {n: data.columns.get(n, {}) for n in static_names}
         indexes = sorted(set().union(*(data.columns.get(n, {}) for n in (*static_names, *dynamic_names))))
         return data, _remember_static(state, static, now, indexes)
     if refresh:
         _merge(data, await walk_columns(session, {n: oids[n] for n in static_names}, module.max_repetitions,
-                                        deadline, scalars=(SYS_UPTIME,)))
+                                        deadline, expected_rows=rows))
         _remember_static(state, {n: data.columns.get(n, {}) for n in static_names}, now, None)
     assert state.static is not None
     for name, cells in state.static.items():
@@ -109,7 +117,8 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
         return data, selected
     if dyn:
         _merge(data, await walk_columns(session, dyn, module.max_repetitions, deadline,
-                                        scalars=() if SYS_UPTIME in data.scalars else (SYS_UPTIME,)))
+                                        scalars=() if SYS_UPTIME in data.scalars else (SYS_UPTIME,),
+                                        known_indexes=known))
     seen = set().union(*(data.columns.get(n, {}) for n in dynamic_names)) if dynamic_names else set()
     if seen - set(known):
         state.static_at = float("-inf")  # a new interface appeared: refresh its name next time
@@ -142,7 +151,7 @@ async def _fallbacks(session: Session, module: Module, state: TargetState, data:
             if any(i not in cells for i in indexes):
                 needed[fallback] = COLUMNS[fallback].oid
     if needed:
-        _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline))
+        _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline, known_indexes=indexes))
         state.fallbacks |= set(needed)
 
 

@@ -289,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
 def serve(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer:
     """Given a started exporter, return an HTTP server bound to host:port (call serve_forever)."""
     handler = type("Handler", (_Handler,), {"exporter": exporter})
-    server = ThreadingHTTPServer((host, port), handler)
+    # socketserver's default listen backlog is 5: a Prometheus scraping hundreds of targets at once
+    # would see connections dropped and retried seconds later.
+    server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 1024})
+    server = server_class((host, port), handler)
     server.daemon_threads = True
     return server

@@ -19,6 +19,7 @@ __all__ = ["BUILTIN_MODULES", "COLUMNS", "FAMILIES", "SYS_UPTIME", "Column", "Fa
 IF_TABLE = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 IFX_TABLE = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
 SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+IF_NUMBER = (1, 3, 6, 1, 2, 1, 2, 1, 0)
 
 Kind = Literal["counter32", "counter64", "gauge", "enum", "string", "timeticks"]
 

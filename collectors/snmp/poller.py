@@ -9,6 +9,7 @@ short, bounded ``reason`` (``timeout``, ``auth``, ``error_status``, ...) so the 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -176,21 +177,46 @@ class Session:
 
 
 async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]], max_repetitions: int,
-                       deadline: float, scalars: Sequence[tuple[int, ...]] = ()) -> WalkResult:
+                       deadline: float, scalars: Sequence[tuple[int, ...]] = (),
+                       known_indexes: Sequence[int] = (), expected_rows: int | None = None) -> WalkResult:
     """Given table columns (name -> column OID), walk them together with GETBULK; return what was read.
 
     ``scalars`` go as non-repeaters in the first request (e.g. sysUpTime.0). A column ends at the
-    first OID outside it; an OID that does not increase ends that column with an error. Raise
-    PollError if the first request fails (nothing read) or on timeout of the whole walk.
+    first OID outside it; an OID that does not increase ends that column with an error.
+    ``known_indexes`` (sorted ifIndexes from an earlier walk) let the walk ask for exactly the rows
+    left and stop a column at its last known row, instead of reading max-repetitions rows past the
+    end of every column. ``expected_rows`` (ifNumber) does the same when the indexes are not known
+    yet: a column that has that many rows is complete. Raise PollError if the first request fails
+    (nothing read) or on timeout.
     """
     result = WalkResult(columns={name: {} for name in columns})
     position = dict(columns)
     first = True
     reps = max_repetitions
+    last_known = known_indexes[-1] if known_indexes else None
     while position and result.requests < MAX_REQUESTS:
         if time.monotonic() > deadline:
             raise PollError("timeout", "poll ran out of its scrape budget")
         names = list(position)
+        if last_known is not None:
+            done = [len(position[n]) > len(columns[n]) and position[n][len(columns[n])] >= last_known for n in names]
+            for name, finished in zip(names, done, strict=True):
+                if finished:
+                    del position[name]
+            names = list(position)
+            if not names:
+                break
+            left = max(len(known_indexes) - bisect.bisect_right(
+                known_indexes, position[n][len(columns[n])] if len(position[n]) > len(columns[n]) else -1)
+                for n in names)
+            reps = max(1, min(reps, left))
+        elif expected_rows:
+            for name in [n for n in names if len(result.columns[n]) >= expected_rows]:
+                del position[name]
+            names = list(position)
+            if not names:
+                break
+            reps = max(1, min(reps, expected_rows - min(len(result.columns[n]) for n in names)))
         sent_scalars = scalars if first else ()
         try:
             # Non-repeaters are GETNEXTs: ask for the parent of each scalar (x.0) to get x.0 itself.

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Thread
 
 import pytest
+from citydc.collectors.snmp.exporter import Exporter, serve
+from citydc.lab.snmpsim import FLEET_SIZE, lab_config, lab_snmp_env
 from prometheus_client.parser import text_string_to_metric_families
 
-from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.config.models import Config
-from citydc.lab.snmpsim import FLEET_SIZE, lab_config, lab_snmp_env
 
 pytestmark = pytest.mark.lab
 
@@ -25,7 +25,7 @@ SCRAPE_TIMEOUT = 10.0
 
 def scrape(base: str, target: str) -> tuple[dict[str, float], float]:
     started = time.monotonic()
-    req = urllib.request.Request(f"{base}/snmp?target={target}",
+    req = urllib.request.Request(f"{base}/snmp?target={target}",  # noqa: S310 - loopback
                                  headers={"X-Prometheus-Scrape-Timeout-Seconds": str(SCRAPE_TIMEOUT)})
     with urllib.request.urlopen(req, timeout=SCRAPE_TIMEOUT + 5) as resp:  # noqa: S310 - loopback
         text = resp.read().decode()

@@ -64,3 +64,15 @@ def test_local_path_detection():
     assert locks.local_path("local:/srv/r") == Path("/srv/r")
     assert locks.local_path("sftp:u@h:/srv/r") is None
     assert locks.local_path("rest:https://h/") is None
+
+
+def test_pid_alive_treats_zombies_as_gone(tmp_path):
+    import os
+
+    me = os.getpid()
+    (tmp_path / str(me)).mkdir()
+    (tmp_path / str(me) / "stat").write_text(f"{me} (restic (x)) Z 1 1 1 0 -1")
+    assert not locks.pid_alive(me, proc_root=tmp_path)
+    (tmp_path / str(me) / "stat").write_text(f"{me} (restic) S 1 1 1 0 -1")
+    assert locks.pid_alive(me, proc_root=tmp_path)
+    assert locks.pid_alive(me)  # the real /proc

@@ -145,3 +145,25 @@ def test_auth_data_resolves_secrets_from_environment():
     assert isinstance(v3, UsmUserData)
     assert v3.userName == "u" and v3.authentication_key == "authkey123" and v3.privacy_key == "privkey123"
     assert v3.security_level == "authPriv"
+
+
+def test_known_indexes_ask_for_exactly_the_rows_left(agent_cls, make_table):
+    agent = agent_cls(make_table(7))
+    cols = {"ifName": (*IFX, 1), "ifHCInOctets": (*IFX, 6)}
+    res = run(walk_columns(agent, cols, 25, deadline(), known_indexes=list(range(1, 8))))
+    assert len(res.columns["ifName"]) == 7 and len(res.columns["ifHCInOctets"]) == 7
+    assert [r[3] for r in agent.requests] == [7]  # one request of 7 rows, nothing read past the end
+    assert res.varbinds == 14
+
+
+def test_expected_rows_from_ifnumber_stop_the_cold_walk(agent_cls, make_table):
+    agent = agent_cls(make_table(30))
+    res = run(walk_columns(agent, {"ifName": (*IFX, 1)}, 25, deadline(), expected_rows=30))
+    assert len(res.columns["ifName"]) == 30
+    assert [r[3] for r in agent.requests] == [25, 5]
+
+
+def test_a_new_interface_past_the_known_ones_waits_for_the_static_refresh(agent_cls, make_table):
+    agent = agent_cls(make_table(4))
+    res = run(walk_columns(agent, {"ifName": (*IFX, 1)}, 25, deadline(), known_indexes=[1, 2, 3]))
+    assert sorted(res.columns["ifName"]) == [1, 2, 3]

@@ -1,0 +1,210 @@
+"""SNMP polling cost, side by side: citydc's exporter vs Debian's prometheus-snmp-exporter vs snmpbulkwalk.
+
+    python bench/snmp.py [--devices 20] [--concurrency 4] [--rounds 5]
+
+Starts its own snmpsim (N generated switches x 54 interfaces, one UDP port each), ``citydc collect
+snmp`` and ``prometheus-snmp-exporter`` 0.21 (module written by hand: the same 13 IF-MIB columns,
+max-repetitions 25, ifName/ifAlias as labels), polls every switch once per round through each HTTP
+endpoint with bounded concurrency, and runs ``snmpbulkwalk -Cr25`` over the same columns. Reports
+per tool the poller's CPU seconds per 10,000 varbinds (denominator: the 13 x 54 varbinds each
+switch holds, the same for every tool) and the wall seconds of a full round; medians over the
+rounds after one warm-up round. The simulator's CPU is reported separately: on 2 cores it
+saturates first, so keep N x concurrency where its CPU share stays well below one core.
+citydc's warm rounds reuse its static-column cache (ifDescr, ifName, ifAlias, speeds; refresh
+period snmp.static_refresh_seconds): that is part of what is measured. Stops all it started.
+The last two lines are ``RATIO cpu_per_varbind_vs_snmp_exporter`` and ``RATIO wall_vs_snmp_exporter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from citydc.lab import processes
+from citydc.lab.base import LabContext, wait_until
+from citydc.lab.snmpd import client_conf_dir
+from citydc.lab.snmpsim import FILES, bulkwalk_argv, install_snmpsim, venv_python
+from citydc.lab.snmpsim_data import SwitchSpec, records
+
+from citydc import execute
+
+COMMUNITY = "citydc-bench"  # a benchmark-only community of simulated devices, not a secret
+BASE_PORT = 24000
+CITYDC_PORT, PEER_PORT = 24900, 24901
+COLUMNS = {  # the 13 columns of shared/data/snmp/synthetic/columns.txt
+    "ifDescr": ("1.3.6.1.2.1.2.2.1.2", "DisplayString"), "ifSpeed": ("1.3.6.1.2.1.2.2.1.5", "gauge"),
+    "ifAdminStatus": ("1.3.6.1.2.1.2.2.1.7", "gauge"), "ifOperStatus": ("1.3.6.1.2.1.2.2.1.8", "gauge"),
+    "ifInDiscards": ("1.3.6.1.2.1.2.2.1.13", "counter"), "ifInErrors": ("1.3.6.1.2.1.2.2.1.14", "counter"),
+    "ifOutDiscards": ("1.3.6.1.2.1.2.2.1.19", "counter"), "ifOutErrors": ("1.3.6.1.2.1.2.2.1.20", "counter"),
+    "ifName": ("1.3.6.1.2.1.31.1.1.1.1", "DisplayString"), "ifHCInOctets": ("1.3.6.1.2.1.31.1.1.1.6", "counter"),
+    "ifHCOutOctets": ("1.3.6.1.2.1.31.1.1.1.10", "counter"), "ifHighSpeed": ("1.3.6.1.2.1.31.1.1.1.15", "gauge"),
+    "ifAlias": ("1.3.6.1.2.1.31.1.1.1.18", "DisplayString"),
+}
+INTERFACES = 54
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Given a PID, return its user+system CPU seconds (all threads) from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peer_config() -> dict:
+    """Return prometheus-snmp-exporter 0.21's snmp.yml with the bench module (0.21: community inside the module)."""
+    index = [{"labelname": "ifIndex", "type": "gauge"}]
+    lookups = [{"labels": ["ifIndex"], "labelname": n, "oid": COLUMNS[n][0], "type": "DisplayString"}
+               for n in ("ifName", "ifAlias")]
+    metrics = [{"name": name, "oid": oid, "type": kind, "indexes": index, "lookups": lookups}
+               for name, (oid, kind) in COLUMNS.items() if name not in ("ifName", "ifAlias")]
+    return {"bench13": {"walk": [oid for oid, _ in COLUMNS.values()], "version": 2, "max_repetitions": 25,
+                        "retries": 1, "timeout": "5s", "auth": {"community": COMMUNITY}, "metrics": metrics}}
+
+
+def citydc_config(n: int) -> dict:
+    return {"sites": [{"id": "siwei", "name": "Siwei"}],
+            "snmp_auth": {"bench": {"version": "2c", "community": "env:CITYDC_BENCH_COMMUNITY"}},
+            "devices": [{"name": f"bench-{k:03d}", "address": f"127.0.0.1:{BASE_PORT + k}", "site": "siwei",
+                         "role": "access", "snmp_auth": "bench", "snmp_module": "bench13"} for k in range(n)],
+            "snmp": {"listen": f"127.0.0.1:{CITYDC_PORT}", "timeout_seconds": 5, "retries": 1,
+                     "modules": {"bench13": {"columns": list(COLUMNS), "max_repetitions": 25}}}}
+
+
+def http_round(url_of, n: int, concurrency: int, sample: bytes) -> float:
+    """Scrape n devices; each answer must hold one ``sample`` line per interface (a real, full poll)."""
+    def get(k: int) -> int:
+        with urllib.request.urlopen(url_of(k), timeout=30) as resp:  # noqa: S310 - loopback
+            body = resp.read()
+        if body.count(sample) != INTERFACES:
+            raise RuntimeError(f"device {k}: {body.count(sample)} {sample!r} samples, expected {INTERFACES}")
+        return len(body)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(get, range(n)))
+    return time.monotonic() - started
+
+
+def bulkwalk_round(n: int, concurrency: int, conf: Path) -> float:
+    def walk(k: int) -> None:
+        for oid, _ in COLUMNS.values():
+            res = execute.run("snmpbulkwalk", bulkwalk_argv(f"127.0.0.1:{BASE_PORT + k}", oid, 25),
+                              env={"SNMPCONFPATH": str(conf), "MIBS": ""}, timeout=30)
+            if not res.ok:
+                raise RuntimeError(f"snmpbulkwalk failed: {res.masked_stderr()}")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(walk, range(n)))
+    return time.monotonic() - started
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=20)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    if not (1 <= a.devices <= 200 and 1 <= a.concurrency <= 64 and 1 <= a.rounds <= 20):
+        ap.error("--devices 1-200, --concurrency 1-64, --rounds 1-20")
+    ctx = LabContext(log=lambda m: print(f"# {m}", file=sys.stderr))
+    install_snmpsim(ctx)
+    if not shutil.which("prometheus-snmp-exporter"):
+        from citydc.lab.base import apt_install
+        apt_install(["prometheus-snmp-exporter"], ctx)
+    work = Path(tempfile.mkdtemp(prefix="citydc-bench-snmp-"))
+    started: list[processes.ProcessRecord] = []
+    try:
+        data = work / "data" / COMMUNITY
+        data.mkdir(parents=True)
+        for k in range(a.devices):
+            (data / f"1.3.6.1.6.1.1.{k}.snmprec").write_text(records(SwitchSpec(f"bench-{k:03d}", 1000 + k)))
+        (work / "cache").mkdir()
+        sim = processes.spawn(
+            [str(venv_python(ctx)), str(FILES / "snmpsim_lite.py"), "--v2c-arch", "--logging-method=null",
+             f"--data-dir={work / 'data'}", f"--cache-dir={work / 'cache'}", "--max-var-binds=512",
+             *[f"--agent-udpv4-endpoint=127.0.0.1:{BASE_PORT + k}" for k in range(a.devices)]],
+            log_path=work / "snmpsim.log", env={"SNMPSIM_ALLOW_ROOT": "true"})
+        started.append(processes.record(sim.pid, "snmpsim"))
+        conf = client_conf_dir(COMMUNITY, work / "client")
+        wait_until(lambda: execute.run("snmpget", ("snmpget", "-t", "1", "-r", "0", f"127.0.0.1:{BASE_PORT}",
+                                                   "1.3.6.1.2.1.1.5.0"),
+                                       env={"SNMPCONFPATH": str(conf), "MIBS": ""}, timeout=5).ok, 120,
+                   "snmpsim answered")
+        (work / "citydc.yaml").write_text(yaml.safe_dump(citydc_config(a.devices)))
+        ours = processes.spawn([str(Path(sys.executable).with_name("citydc")), "-c", str(work / "citydc.yaml"),
+                                "collect", "snmp"], log_path=work / "citydc.log",
+                               env={"CITYDC_BENCH_COMMUNITY": COMMUNITY})
+        started.append(processes.record(ours.pid, "citydc"))
+        peer_yml = work / "snmp.yml"
+        peer_yml.write_text(yaml.safe_dump(peer_config()))
+        peer_yml.chmod(0o600)
+        peer = processes.spawn(["prometheus-snmp-exporter", f"--config.file={peer_yml}",
+                                f"--web.listen-address=127.0.0.1:{PEER_PORT}", "--log.level=warn"],
+                               log_path=work / "snmp_exporter.log")
+        started.append(processes.record(peer.pid, "snmp_exporter"))
+        for port in (CITYDC_PORT, PEER_PORT):
+            wait_until(lambda p=port: urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2).status == 200,
+                       30, f"exporter on {port} answered")
+
+        tools = {
+            "citydc": (ours.pid, lambda: http_round(
+                lambda k: f"http://127.0.0.1:{CITYDC_PORT}/snmp?target=127.0.0.1:{BASE_PORT + k}&module=bench13",
+                a.devices, a.concurrency, b"\ncitydc_snmp_if_receive_bytes_total{")),
+            "snmp_exporter": (peer.pid, lambda: http_round(
+                lambda k: f"http://127.0.0.1:{PEER_PORT}/snmp?target=127.0.0.1:{BASE_PORT + k}&module=bench13",
+                a.devices, a.concurrency, b"\nifHCInOctets{")),
+            "snmpbulkwalk": (None, lambda: bulkwalk_round(a.devices, a.concurrency, conf)),
+        }
+        varbinds = a.devices * INTERFACES * len(COLUMNS)
+        results: dict[str, dict[str, list[float]]] = {t: {"cpu": [], "wall": [], "sim": []} for t in tools}
+        deadline = time.monotonic() + 170  # every loop here is bounded in count and in time
+        for rnd in range(a.rounds + 1):
+            for name, (pid, run_round) in tools.items():
+                if time.monotonic() > deadline:
+                    break
+                cpu0 = cpu_seconds(pid) if pid else children_cpu()
+                sim0 = cpu_seconds(sim.pid)
+                wall = run_round()
+                cpu = (cpu_seconds(pid) if pid else children_cpu()) - cpu0
+                if rnd > 0:  # round 0 warms every tool up
+                    results[name]["cpu"].append(cpu)
+                    results[name]["wall"].append(wall)
+                    results[name]["sim"].append(cpu_seconds(sim.pid) - sim0)
+        print(f"# {a.devices} simulated switches x {INTERFACES} interfaces x {len(COLUMNS)} columns = "
+              f"{varbinds} varbinds per round; concurrency {a.concurrency}; max-repetitions 25; "
+              f"medians of {len(results['citydc']['cpu'])} rounds")
+        print(f"{'tool':15} {'cpu_s/10k_varbinds':>19} {'wall_s/round':>13} {'simulator_cpu_s/round':>22}")
+        med = {}
+        for name, r in results.items():
+            if not r["cpu"]:
+                continue
+            med[name] = (statistics.median(r["cpu"]) / varbinds * 10_000, statistics.median(r["wall"]),
+                         statistics.median(r["sim"]))
+            print(f"{name:15} {med[name][0]:19.3f} {med[name][1]:13.3f} {med[name][2]:22.3f}")
+        print(f"RATIO cpu_per_varbind_vs_snmp_exporter {med['citydc'][0] / med['snmp_exporter'][0]:.3f}")
+        print(f"RATIO wall_vs_snmp_exporter {med['citydc'][1] / med['snmp_exporter'][1]:.3f}")
+        return 0
+    finally:
+        processes.stop(list(reversed(started)))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Decoded records waiting for the next flush: one reusable array ("arena") per
+(site, exporter, version, template, sampling rate), filled in place by the batch gathers.
+
+Reusing the arenas from flush to flush keeps the hot path from allocating (and the kernel from
+zeroing) fresh memory for every batch. Memory is bounded: the decoder flushes once
+``nbytes`` reaches its limit, and arenas grown past twice that limit in total are released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+from citydc.collectors.netflow.decode import Template
+
+__all__ = ["PendingRecords"]
+
+
+@dataclass
+class _Arena:
+    template: Template
+    rate: int
+    items: np.ndarray  # capacity records of the template's dtype
+    fill: int = 0
+
+
+class PendingRecords:
+    """Given a byte limit, hold records per key until taken (see module doc)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self._arenas: dict[Hashable, _Arena] = {}
+        self.nbytes = 0
+
+    def _room(self, key: Hashable, template: Template, rate: int, n: int) -> np.ndarray:
+        # Return the n free items at the end of key's arena, growing it (doubling) if needed.
+        arena = self._arenas.get(key)
+        if arena is None or arena.template is not template:
+            arena = self._arenas[key] = _Arena(template, rate, np.empty(max(n, 4096), template.dtype))
+        if arena.fill + n > len(arena.items):
+            grown = np.empty(max(2 * len(arena.items), arena.fill + n), template.dtype)
+            grown[:arena.fill] = arena.items[:arena.fill]
+            arena.items = grown
+        out = arena.items[arena.fill:arena.fill + n]
+        arena.fill += n
+        self.nbytes += n * template.dtype.itemsize
+        return out
+
+    def add(self, key: Hashable, template: Template, rate: int, records: np.ndarray) -> None:
+        """Given a key, its template and rate, and records of the template's dtype, copy them in."""
+        self._room(key, template, rate, len(records))[:] = records
+
+    def gather(self, key: Hashable, template: Template, rate: int, items: np.ndarray, offsets: np.ndarray) -> None:
+        """Given a key, its template and rate, record-sized items and the offsets of the wanted
+        ones, copy those items into the key's arena."""
+        # Not np.take(out=...): it would first copy the whole (overlapping, non-contiguous) item view.
+        self._room(key, template, rate, len(offsets)).view(items.dtype)[:] = items[offsets]
+
+    def take(self) -> list[tuple[Hashable, Template, int, np.ndarray]]:
+        """Return (key, template, rate, records) of every non-empty arena and empty them.
+
+        The records are views into the arenas: use (copy) them before the next add or gather.
+        """
+        out = [(key, a.template, a.rate, a.items[:a.fill]) for key, a in self._arenas.items() if a.fill]
+        capacity = 0
+        for key in list(self._arenas):
+            arena = self._arenas[key]
+            if arena.fill == 0:  # unused for a whole flush period: release it
+                del self._arenas[key]
+                continue
+            arena.fill = 0
+            capacity += arena.items.nbytes
+        if capacity > 2 * self.limit_bytes:
+            self._arenas.clear()  # drops only our references; `out` keeps what the caller needs
+        self.nbytes = 0
+        return out

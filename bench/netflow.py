@@ -1,11 +1,15 @@
 """NetFlow collector benchmark: citydc vs nfdump's nfcapd vs pmacct's nfacctd, side by side.
 
 The same generated stream (v5, v9 and IPFIX; softflowd's IPv4 layout, 30 records per datagram)
-is sent over loopback, paced at --rate records/s, to each collector in turn; each collector's
-CPU (user+sys, from just before the first datagram until the collector has exited, so work
-done at exit counts) and the records it accounted are measured. Medians over --runs runs.
+is sent over loopback, paced at --rate records/s, to each collector in turn; the records each
+collector accounted and its CPU are measured the same way for all: the kernel's exact run time
+of every thread (/proc/<pid>/task/*/schedstat, nanoseconds) just before the first datagram, and
+after the last one, once the collector has gone idle (drained), its whole user+system time from
+wait4() when it exits, so work done at exit (nfcapd writes its file, citydc flushes) counts.
+nfacctd forks plugin processes, so for it both readings are schedstat sums over its process
+tree, the second taken once drained, before SIGINT. Medians over --runs runs.
 
-Run: python bench/netflow.py [--records 1000000] [--rate 500000] [--runs 3]
+Run: python bench/netflow.py [--records 2000000] [--rate 500000] [--runs 3]
 The last lines are `RATIO cpu_per_record_vs_nfcapd_<v5|v9|ipfix> <value>` and
 `LOST citydc_records <value>` (the worst run's loss summed over formats).
 """
@@ -13,6 +17,7 @@ The last lines are `RATIO cpu_per_record_vs_nfcapd_<v5|v9|ipfix> <value>` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -30,18 +35,30 @@ from citydc.lab import nfdump, ports, processes
 
 from citydc import execute
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PORT_CITYDC, PORT_NFCAPD, PORT_NFACCTD = ports.NFCAPD + 5, ports.NFCAPD + 6, ports.NFCAPD + 7
 BUFFER = 32 * 1024 * 1024
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """Given PIDs, return their summed user+system CPU seconds."""
+    """Given PIDs, return the CPU seconds their threads have run so far (exact, not in clock ticks)."""
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread may end while we read
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def wait_drained(pids: list[int], quiet: float = 0.3, limit: float = 20.0) -> None:
+    """Wait until the processes have used no CPU for ``quiet`` seconds (bounded by ``limit``)."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = cpu_seconds(pids)
+        if now - last < 0.002:  # idle wake-ups only
+            return
+        last = now
 
 
 def exit_cpu(pid: int) -> float:
@@ -103,7 +120,7 @@ def run_citydc(datagrams, per, rate) -> tuple[float, int]:
     assert proc.stdout.readline().strip() == "ready"
     before = cpu_seconds([proc.pid])
     send_paced(datagrams, per, rate, PORT_CITYDC)
-    time.sleep(0.6)  # let the last flush run
+    wait_drained([proc.pid])
     proc.send_signal(signal.SIGTERM)
     out = proc.stdout.read()
     cpu = exit_cpu(proc.pid) - before  # includes the work done at exit, as for nfcapd
@@ -117,7 +134,7 @@ def run_nfcapd(datagrams, per, rate, work: Path) -> tuple[float, int]:
     time.sleep(1.0)
     before = cpu_seconds([proc.pid])
     send_paced(datagrams, per, rate, PORT_NFCAPD)
-    time.sleep(0.6)
+    wait_drained([proc.pid])
     proc.terminate()  # nfcapd writes its file at exit: that work is counted too
     cpu = exit_cpu(proc.pid) - before
     res = execute.run("nfdump", nfdump.nfdump_stats_argv(flow_dir), timeout=120)
@@ -132,7 +149,7 @@ def run_nfacctd(datagrams, per, rate, work: Path, packets_per_record: float) -> 
     pids = children(proc.pid)
     before = cpu_seconds(pids)
     send_paced(datagrams, per, rate, PORT_NFACCTD)
-    time.sleep(0.6)
+    wait_drained(pids)
     cpu = cpu_seconds(pids) - before
     proc.send_signal(signal.SIGINT)  # nfacctd purges its print cache on SIGINT
     proc.wait(timeout=60)
@@ -148,7 +165,7 @@ def run_nfacctd(datagrams, per, rate, work: Path, packets_per_record: float) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--rate", type=float, default=500_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-nfacctd", action="store_true")

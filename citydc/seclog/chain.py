@@ -7,9 +7,10 @@ hashes each event together with the previous hash:
 
 ``canonical`` is JSON with sorted keys, no whitespace, UTF-8. Writer and seq are hashed too, so
 a row cannot be renumbered unnoticed. ``seal`` encodes an event once: its canonical bytes are
-hashed, and the spool line is those same bytes with the chain fields spliced in. The last (seq, hash) of each writer, the chain head, is
-kept in a file outside the store (``<spool_dir>/chain-head.json``, included by the backup jobs):
-an event appended to the store after the head, even with a correctly computed hash, is found.
+hashed, and the spool line is those same bytes with the chain fields spliced in. The last
+(seq, hash) of each writer, the chain head, is kept in a file outside the store
+(``<spool_dir>/chain-head.json``, included by the backup jobs): an event appended to the
+store after the head, even with a correctly computed hash, is found.
 """
 
 from __future__ import annotations
@@ -68,21 +69,25 @@ def default_writer(spool_dir: Path) -> str:
 
 
 def canonical(doc: Mapping) -> bytes:
-    """Given an event, return its canonical JSON without the chain fields (sorted keys, no whitespace, UTF-8)."""
+    """Given an event, return its canonical JSON without the chain fields (sorted keys, no whitespace, UTF-8).
+
+    A ``citydc`` object left empty (or null) is omitted, so an event hashes the same before and
+    after the chain fields are added to it.
+    """
     event, citydc = doc.get("event"), doc.get("citydc")
-    if isinstance(event, Mapping) and "hash" not in event and not (isinstance(citydc, Mapping) and "chain" in citydc):
+    if isinstance(event, Mapping) and "hash" not in event and (
+            "citydc" not in doc or (isinstance(citydc, Mapping) and citydc and "chain" not in citydc)):
         return _sorted_json(doc)  # nothing to strip (an event being chained): no copies
     body = dict(doc)
     event = dict(body.get("event") or {})
     event.pop("hash", None)
     body["event"] = event
-    citydc = body.get("citydc")
-    if isinstance(citydc, Mapping) and "chain" in citydc:
-        rest = {k: v for k, v in citydc.items() if k != "chain"}
+    if citydc is None or isinstance(citydc, Mapping):
+        rest = {k: v for k, v in (citydc or {}).items() if k != "chain"}
         if rest:
             body["citydc"] = rest
         else:
-            del body["citydc"]
+            body.pop("citydc", None)
     return _sorted_json(body)
 
 
@@ -102,6 +107,13 @@ def _sorted_json(body: Mapping) -> bytes:
 
 
 def _has_float(value: Any) -> bool:
+    if type(value) is dict:  # the usual shape, {component: {flat details}}, without building a stack
+        inner = [v for v in value.values() if type(v) is not str and type(v) is not int and v is not None]
+        if all(type(v) is dict for v in inner):
+            inner = [x for v in inner for x in v.values() if type(x) is not str and type(x) is not int
+                     and x is not None]
+        if not inner:
+            return False
     todo = [value]
     while todo:  # iterative: details are small, and this runs for every event
         value = todo.pop()
@@ -155,10 +167,7 @@ def seal(doc: Mapping, writer: str, seq: int, prev: str) -> tuple[dict, bytes]:
     chain_json = orjson.dumps(chain)
     if body.startswith(b',"citydc":{', ts_end):
         at = ts_end + 11
-        if body[at:at + 1] == b"}":
-            cit = b'"chain":' + chain_json
-        else:
-            cit = b'"chain":' + chain_json + b","
+        cit = b'"chain":' + chain_json + (b"" if body[at:at + 1] == b"}" else b",")  # defensive: {} is omitted
     else:
         at, cit = ts_end, b',"citydc":{"chain":' + chain_json + b"}"
     return out, b"".join((body[:at], cit, body[at:ev_at], b'"hash":"', hsh.encode(), b'",', body[ev_at:]))

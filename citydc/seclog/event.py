@@ -48,6 +48,7 @@ _ECS, _LABELS, _NAME, _IP, _ERROR = (frozenset({k}) for k in ("version", "site",
 _USER = frozenset({"name", "target"})
 _RULE = frozenset({"id", "name", "description"})
 _RELATED = frozenset({"user", "ip", "hosts"})
+_COMMON = frozenset({"@timestamp", "message", "event", "labels", "ecs", "user", "source", "host"})
 
 
 class EventInvalid(ValueError):
@@ -237,13 +238,13 @@ def _text(value: Any) -> bool:
 
 def _plain_json(value: Any, depth: int = 0) -> bool:
     """Given component details, return True if they are certainly plain JSON (the fast twin of _json_value)."""
+    if depth > 16:
+        return False
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return True
     if kind is float:
         return math.isfinite(value)
-    if depth >= 16:
-        return False
     if kind is dict:
         return all(type(k) is str and _plain_json(v, depth + 1) for k, v in value.items())
     if kind is list:
@@ -293,7 +294,7 @@ def _plainly_valid(doc: Any, chained: bool) -> bool:
         return False
     if host is not None and not (_keys_within(host, _NAME) and _text(host.get("name"))):
         return False
-    if len(doc) > 7 and not _plainly_valid_rest(doc):  # rule, error, related, citydc: not in every event
+    if not _COMMON.issuperset(doc) and not _plainly_valid_rest(doc):  # rule, error, related, citydc are rarer
         return False
     citydc = doc.get("citydc")
     chain = citydc.get("chain") if type(citydc) is dict else None

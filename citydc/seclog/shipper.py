@@ -1,10 +1,11 @@
 """The shipper: spool → store, acknowledging only what the store acknowledged.
 
 It reads a batch after the acknowledged position, hands it to ``store.put``, and only then
-records the new position (reading the next batch meanwhile). Killed at any point, it re-reads from the last recorded position on
-restart; the store ignores ids it already holds, so every event ends up stored exactly once.
-A failed delivery is retried with exponential backoff (bounded delay; bounded attempts unless
-following); its reason is counted and kept in ``last_error``.
+records the new position (reading the next batch meanwhile). Killed at any point, it re-reads
+from the last recorded position on restart; the store ignores ids it already holds, so every
+event ends up stored exactly once. A failed delivery is retried with exponential backoff
+(bounded delay; bounded attempts unless following); its reason is counted and kept in
+``last_error``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from citydc.seclog import chain
+from citydc.seclog import chain, spool_ids
 from citydc.seclog.event import EventInvalid, validate_event
 
 __all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent", "gc_paused"]
@@ -246,15 +246,13 @@ class Spool:
 
     @contextmanager
     def _ids(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.dir / "ids.db", timeout=30, isolation_level=None)
+        conn = spool_ids.connection(self.dir)  # kept open: opening it per emit cost more than the emit
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # the spool's fsync and the head are the durable record
-            conn.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, day INTEGER NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS ids_day ON ids(day)")
             yield conn
-        finally:
-            conn.close()
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # the next append in this process reuses the connection
+            raise
 
     @staticmethod
     def _unseen(ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:

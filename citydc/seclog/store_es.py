@@ -328,7 +328,7 @@ class ElasticsearchStore:
             index = index_for(self.prefix, timestamp)
         except ValueError as exc:
             raise ElasticsearchStoreError(f"event {event_id}: {exc}", "invalid_event", retriable=False) from None
-        return event_id, f'{{"create":{{"_index":"{index}","_id":{json.dumps(event_id)}}}}}\n'.encode()
+        return event_id, b'{"create":{"_index":"%s","_id":%s}}\n' % (index.encode(), orjson.dumps(event_id))
 
     @staticmethod
     def _line(head: bytes, event: dict) -> bytes:

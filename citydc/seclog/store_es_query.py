@@ -37,7 +37,10 @@ def _fold(token: str) -> str:
 
 def message_words(message: str) -> list[str]:
     """Given a message, return its distinct words as FTS5's unicode61 tokenizer makes them, sorted."""
-    return sorted({_fold(t) for t in _TOKEN.findall(message)})
+    if message.isascii():  # ASCII lowercasing is per character, so the whole message folds at once
+        return sorted(set(_TOKEN.findall(message.lower())))
+    # Otherwise token by token: lowercasing can depend on neighbours (Greek final sigma).
+    return sorted({t.lower() if t.isascii() else _fold(t) for t in set(_TOKEN.findall(message))})
 
 
 def text_terms(text: str) -> list[str] | None:

@@ -128,7 +128,6 @@ class _MMsgHdr(ctypes.Structure):
 
 
 _MSG_DONTWAIT = 0x40
-_MSG_TRUNC = 0x20
 _NAME_LEN = 28  # sizeof(struct sockaddr_in6), enough for either family
 
 
@@ -147,13 +146,16 @@ def _recvmmsg() -> Callable | None:
 
 class BatchReceiver:
     """Given a non-blocking UDP socket, receive up to ``slots`` datagrams per call into a
-    preallocated buffer (memory: slots * slot_bytes, fixed).
+    preallocated buffer.
 
-    A datagram longer than ``slot_bytes`` is cut by the kernel; its length is then reported as
-    slot_bytes + 1 so the decoder counts it as malformed instead of reading a partial datagram.
+    Each datagram lands in a compact ``slot_bytes`` slot (2 KiB: any MTU-sized export), so a
+    batch's headers and records sit close together in memory; the kernel writes the rest of a
+    longer datagram (up to 64 KiB) into a per-slot overflow area that is only touched when used.
+    A batch holding such a datagram is reassembled (copied) before decoding. Memory is fixed:
+    slots * 64 KiB at most.
     """
 
-    def __init__(self, sock: socket.socket, slots: int = 256, slot_bytes: int = MAX_DATAGRAM + 1,
+    def __init__(self, sock: socket.socket, slots: int = 256, slot_bytes: int = 2048,
                  use_recvmmsg: bool = True) -> None:
         self.sock = sock
         self.slots = slots
@@ -164,15 +166,19 @@ class BatchReceiver:
         self._addresses: dict[bytes, str] = {}
         self._fn = _recvmmsg() if use_recvmmsg else None
         if self._fn is not None:
+            spill = MAX_DATAGRAM + 1 - slot_bytes
+            self._overflow = np.zeros(slots * spill, np.uint8)  # calloc: untouched pages cost nothing
             self._names = np.zeros(slots * _NAME_LEN, np.uint8)
-            self._iov = (_IOVec * slots)()
+            self._iov = (_IOVec * (2 * slots))()
             self._msgs = (_MMsgHdr * slots)()
-            base, names = self.buf.ctypes.data, self._names.ctypes.data
+            base, extra, names = self.buf.ctypes.data, self._overflow.ctypes.data, self._names.ctypes.data
             for i in range(slots):
-                self._iov[i].iov_base, self._iov[i].iov_len = base + i * slot_bytes, slot_bytes
+                self._iov[2 * i].iov_base, self._iov[2 * i].iov_len = base + i * slot_bytes, slot_bytes
+                self._iov[2 * i + 1].iov_base, self._iov[2 * i + 1].iov_len = extra + i * spill, spill
                 hdr = self._msgs[i].msg_hdr
                 hdr.msg_name, hdr.msg_namelen = names + i * _NAME_LEN, _NAME_LEN
-                hdr.msg_iov, hdr.msg_iovlen = ctypes.addressof(self._iov[i]), 1
+                hdr.msg_iov, hdr.msg_iovlen = ctypes.addressof(self._iov[2 * i]), 2
+            self._spill = spill
             # numpy views of the fields the kernel writes, so a whole batch is read in a few operations
             raw = np.frombuffer(self._msgs, np.uint8).reshape(slots, ctypes.sizeof(_MMsgHdr))
             self._namelen = raw[:, _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_namelen.offset:][:, :4].view(np.uint32)
@@ -194,9 +200,6 @@ class BatchReceiver:
                 return None
             raise OSError(err, os.strerror(err))
         lengths = self._msg_len[:n, 0].astype(np.int64)
-        cut = (self._flags[:n, 0] & _MSG_TRUNC) != 0
-        if cut.any():
-            lengths[cut] = self.slot + 1
         names = self._names[:n * _NAME_LEN].reshape(n, _NAME_LEN)
         if self.family == socket.AF_INET:
             keys = names[:, 4:8].copy().view(np.uint32)[:, 0]
@@ -206,7 +209,19 @@ class BatchReceiver:
             index, uniq = np.zeros(n, np.intp), keys[:1]
         else:
             uniq, index = np.unique(keys, return_inverse=True)
-        return Received(self.buf, self.slot, lengths, index.reshape(-1), [self._address(k) for k in uniq])
+        batch = Received(self.buf, self.slot, lengths, index.reshape(-1), [self._address(k) for k in uniq])
+        if int(lengths.max()) > self.slot:
+            return self._reassemble(batch)
+        return batch
+
+    def _reassemble(self, batch: Received) -> Received:
+        # Rare: some datagram overflowed its slot. Copy every datagram of the batch out whole.
+        out = []
+        for i, length in enumerate(batch.lengths.tolist()):
+            head = self.buf[i * self.slot:i * self.slot + min(length, self.slot)].tobytes()
+            tail = self._overflow[i * self._spill:i * self._spill + max(0, length - self.slot)].tobytes()
+            out.append((head + tail, batch.exporters[int(batch.exporter_index[i])]))
+        return Received.of(out)
 
     def _address(self, key: np.generic) -> str:
         raw = key.tobytes()
@@ -219,16 +234,10 @@ class BatchReceiver:
         return text
 
     def _receive_loop(self) -> Received | None:
-        lengths, addresses = [], []
-        view = memoryview(self.buf)
+        # Without recvmmsg (non-Linux): one recvfrom per datagram, then the same batch decoding.
+        got: list[tuple[bytes, str]] = []
         with contextlib.suppress(BlockingIOError, InterruptedError):
-            while len(lengths) < self.slots:
-                i = len(lengths)
-                nbytes, addr = self.sock.recvfrom_into(view[i * self.slot:(i + 1) * self.slot])
-                lengths.append(nbytes)
-                addresses.append(addr[0])
-        if not lengths:
-            return None
-        names: dict[str, int] = {}
-        index = np.array([names.setdefault(a, len(names)) for a in addresses], np.intp)
-        return Received(self.buf, self.slot, np.array(lengths, np.int64), index, list(names))
+            while len(got) < self.slots:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+                got.append((data, addr[0]))
+        return Received.of(got) if got else None

@@ -20,14 +20,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from citydc.collectors.snmp.collector import ScrapeResult, TargetState, poll_target
+from citydc.collectors.snmp.exposition import samples_text
 from citydc.collectors.snmp.modules import Module, build_modules
 from citydc.collectors.snmp.poller import PollError, Session, auth_data, parse_address
+from citydc.collectors.snmp.v2c import V2cSession
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
-from citydc.config.models import Config, Device
+from citydc.config.models import Config, Device, SnmpV2c
 from citydc.secrets import SecretUnavailable
 
 __all__ = ["BadRequest", "Exporter", "serve"]
@@ -78,6 +80,9 @@ class Exporter:
                                       ["site", "module"], registry=self.registry,
                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
         self.in_flight = Gauge("citydc_snmp_exporter_polls_in_flight", "Polls running now.", registry=self.registry)
+        self.polls_total = Counter("citydc_snmp_exporter_polls", "Polls by the path that ran them: fast_v2c "
+                                   "(citydc's BER codec) or pysnmp (SNMPv3, or snmp.v2c_path: pysnmp).",
+                                   ["site", "path"], registry=self.registry)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -163,9 +168,11 @@ class Exporter:
         state = self.states.setdefault(job.key, TargetState())
         async with self.semaphore:
             self.in_flight.inc()
+            session: Session | V2cSession | None = None
             try:
-                session = await Session.open(self.engine, auth_data(auth, self.environ), job.host, job.port,
-                                             per_try, self.settings.retries, getattr(auth, "context_name", ""))
+                session = await self._open(job, auth, per_try)
+                self.polls_total.labels(job.device.site, session.path).inc()
+                log.debug("poll %s (%s) via %s", job.device.name, job.module.name, session.path)
                 result = await asyncio.wait_for(
                     poll_target(session, job.module, state, job.device.site, job.device.name, deadline,
                                 self.settings.static_refresh_seconds),
@@ -180,6 +187,8 @@ class Exporter:
                 log.exception("poll of %s failed", job.device.name)
                 result = ScrapeResult(False, "internal", f"{type(exc).__name__}")
             finally:
+                if session is not None:
+                    session.close()
                 self.in_flight.dec()
         result.duration_seconds = time.monotonic() - started
         if not result.up:
@@ -193,11 +202,20 @@ class Exporter:
             self.poll_errors_total.labels(site, reason).inc(n)
         return result
 
+    async def _open(self, job: Job, auth, per_try: float) -> Session | V2cSession:
+        """Given a job and its auth profile, return the session for its path: v2c on citydc's codec unless
+        ``snmp.v2c_path`` is ``pysnmp``; SNMPv3 always on pysnmp (USM needs its engine)."""
+        if isinstance(auth, SnmpV2c) and self.settings.v2c_path == "fast":
+            return await V2cSession.open(auth.community.reveal(self.environ), job.host, job.port, per_try,
+                                         self.settings.retries)
+        return await Session.open(self.engine, auth_data(auth, self.environ), job.host, job.port,
+                                  per_try, self.settings.retries, getattr(auth, "context_name", ""))
+
     def render(self, job: Job, result: ScrapeResult) -> bytes:
         """Given a job and its result, return the Prometheus text exposition of that device."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_ResultCollector(job, result, self.states.get(job.key)))
-        return generate_latest(registry)
+        return generate_latest(registry) + samples_text(result.samples)
 
 
 class _ResultCollector:
@@ -242,14 +260,7 @@ class _ResultCollector:
             for reason in ("reboot", "discontinuity", "backwards"):
                 resets.add_metric([*vals, reason], c.resets[reason])
             yield resets
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for s in r.samples:
-            fam = families.get(s.metric)
-            if fam is None:
-                cls = CounterMetricFamily if s.kind == "counter" else GaugeMetricFamily
-                fam = families[s.metric] = cls(s.metric, s.help, labels=[k for k, _ in s.labels])
-            fam.add_metric([v for _, v in s.labels], s.value)
-        yield from families.values()
+        # The interface samples follow, written by exposition.samples_text (see render).
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from citydc.collectors.snmp import ber
 from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -56,7 +57,7 @@ AUTH_FAILURES = {"WrongDigest", "UnknownUserName", "DecryptionError", "Authentic
                  "UnsupportedSecLevel", "UnknownSecurityName", "UnknownEngineID", "NotInTimeWindow",
                  "AuthenticationError"}
 MAX_REQUESTS = 2000  # per walk: a misbehaving agent cannot keep a poll busy forever
-_END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance)
+_END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance, ber.SnmpException)
 
 
 class PollError(Exception):
@@ -101,7 +102,14 @@ def auth_data(auth: SnmpV2c | SnmpV3, environ: Mapping[str, str] | None = None) 
 
 
 def to_python(value: object) -> int | str | bytes | None:
-    """Given a pyasn1 SNMP value, return int, bytes (octet strings) or None (no such / end of view)."""
+    """Given an SNMP value, return int, bytes (octet strings), str (OIDs) or None (no such / end of view).
+
+    Values from the fast v2c path (``ber``) are already int, bytes or str and pass through; pysnmp's
+    pyasn1 objects are converted so both paths give the same result.
+    """
+    kind = type(value)
+    if kind is int or kind is bytes or kind is str:
+        return value  # type: ignore[return-value]
     if isinstance(value, _END):
         return None
     if isinstance(value, univ.OctetString):
@@ -125,7 +133,9 @@ class WalkResult:
 
 
 class Session:
-    """One agent reached with one auth profile, sharing the exporter's SnmpEngine."""
+    """One agent reached with one auth profile, sharing the exporter's SnmpEngine (SNMPv3, and v2c on request)."""
+
+    path = "pysnmp"  # the value of the exporter's ``path`` label for polls on this session
 
     def __init__(self, engine: SnmpEngine, auth: CommunityData | UsmUserData, transport: UdpTransportTarget,
                  context_name: str = ""):
@@ -143,6 +153,9 @@ class Session:
         except Exception as exc:  # pysnmp wraps socket.gaierror in its own error types
             raise PollError("resolve", f"cannot resolve {host}: {exc}") from None
         return cls(engine, auth, transport, context_name)
+
+    def close(self) -> None:
+        """Nothing to release: the transport belongs to the shared SnmpEngine."""
 
     async def _request(self, coro) -> list[tuple[tuple[int, ...], object]]:
         try:
@@ -225,7 +238,7 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
             if exc.reason == "error_status" and "tooBig" in str(exc) and reps > 1:
                 reps = max(1, reps // 2)  # the agent cannot fit the answer: ask for fewer rows
                 continue
-            if first or exc.reason not in ("timeout", "decode"):
+            if first or exc.reason not in ("timeout", "decode", "truncated"):
                 raise
             # Later requests failing after data arrived: keep what was read, mark it partial.
             result.errors[exc.reason] += 1
@@ -249,7 +262,8 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
             if name in closed:
                 continue
             col = columns[name]
-            if isinstance(value, rfc1905.EndOfMibView) or oid[:len(col)] != col or len(oid) <= len(col):
+            if (value is ber.END_OF_MIB_VIEW or isinstance(value, rfc1905.EndOfMibView) or oid[:len(col)] != col
+                    or len(oid) <= len(col)):
                 closed.add(name)
                 continue
             if oid <= position[name]:

@@ -138,3 +138,91 @@ def test_one_round_delivers_what_was_spooled_when_it_began(tmp_path):
     result = Shipper(spool, store, batch_size=2).ship()
     assert result.delivered == 6 and store.puts == 3
     assert Shipper(spool, store, batch_size=100).ship().delivered == 6  # the next round takes the newcomers
+
+
+class RecordingSpool(Spool):
+    """A spool that records reads and acknowledgements in one timeline with the store's puts."""
+
+    def __init__(self, *args, timeline: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timeline = timeline
+
+    def read(self, start, max_events):
+        batch = super().read(start, max_events)
+        self.timeline.append(("read", batch.end))
+        return batch
+
+    def acknowledge(self, pos, delivered):
+        self.timeline.append(("ack", pos))
+        super().acknowledge(pos, delivered)
+
+
+def test_next_batch_is_read_while_the_store_holds_the_current_one(tmp_path):
+    import threading
+
+    timeline: list = []
+    spool = RecordingSpool(tmp_path, writer="w:spool", timeline=timeline)
+    spool.append([ev(i) for i in range(30)])
+    next_read = threading.Event()
+
+    class SlowStore(FlakyStore):
+        """put() returns only once the shipper has read the following batch (or after 10 s)."""
+
+        def put(self, events):
+            reads_before = sum(1 for kind, _ in timeline if kind == "read")
+            timeline.append(("put", len(events)))
+            for _ in range(1000):  # bounded: 10 s
+                if sum(1 for kind, _ in timeline if kind == "read") > reads_before or self.puts == 2:
+                    break
+                next_read.wait(0.01)
+            return super().put(events)
+
+    result = Shipper(spool, SlowStore(), batch_size=10).ship()
+    assert (result.delivered, result.batches) == (30, 3)
+    kinds = [kind for kind, _ in timeline]
+    # Batch k+1 is read during put k; acks follow their own put, strictly in order.
+    assert kinds == ["read", "put", "read", "ack", "put", "read", "ack", "put", "ack"]
+    acks = [pos for kind, pos in timeline if kind == "ack"]
+    reads = [pos for kind, pos in timeline if kind == "read"]
+    assert acks == reads and [p.line for p in acks] == [10, 20, 30]
+
+
+def test_a_batch_read_ahead_of_a_failed_one_is_not_acknowledged(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(30)])
+
+    class FailsSecond(FlakyStore):
+        def put(self, events):
+            if self.puts == 1:
+                self.puts += 1
+                raise DeliveryError("store down", "unavailable")
+            return super().put(events)
+
+    store = FailsSecond()
+    result = Shipper(spool, store, batch_size=10, max_attempts=1).ship()
+    assert not result.ok and result.delivered == 10
+    assert spool.ack_position().line == 10  # not past the failed batch, nor the one read after it
+    assert spool.delivered_heads()["w:spool"].seq == 10
+    again = Shipper(spool, store, batch_size=10).ship()
+    assert again.ok and again.delivered == 20 and len(store.docs) == 30
+
+
+def test_big_integers_and_floats_survive_spool_and_store_and_verify(tmp_path):
+    from citydc.seclog.chain import verify
+    from citydc.seclog.store import Query
+    from citydc.seclog.store_sqlite import SqliteStore
+
+    details = {"big": 2**70, "ratio": 0.00001, "huge": 1e300}
+    doc = make_event(action="backup-run", dataset="citydc.backup", kind="event", category=["process"],
+                     type=["end"], outcome="success", message="numbers", site="siwei", id_key="n",
+                     details=details, timestamp=datetime(2026, 3, 1, tzinfo=UTC))
+    spool = Spool(tmp_path / "spool", writer="w:spool")
+    spool.append([doc, ev(1)])
+    store = SqliteStore(tmp_path / "log.db")
+    try:
+        assert Shipper(spool, store).ship().stored == 2
+        assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
+        found = [e for e in store.search(Query()) if e["message"] == "numbers"]
+        assert found[0]["citydc"]["backup"] == details  # exactly: the spool line is stored as written
+    finally:
+        store.close()

@@ -122,3 +122,17 @@ def test_a_column_edited_behind_the_documents_back_is_found(store, tmp_path):
 def test_fts_query_quotes_words():
     assert fts_query('a OR b" NEAR(x)') == '"a" "OR" "b" "NEAR" "x"'
     assert fts_query("  ") is None
+
+
+def test_row_columns_are_the_ecs_fields_they_are_named_after():
+    from citydc.seclog.store_sqlite import COLUMNS, _get, _row
+
+    docs = chained(3)
+    docs.append(link(make_event(action="backup-run", dataset="citydc.backup", kind="event", category=["process"],
+                                type=["end"], outcome="unknown", message="bare", site="siwei", id_key="bare",
+                                host="backup-1", timestamp=T0), "w:spool", 4, docs[-1]["event"]["hash"]))
+    for doc in docs:
+        row = _row(doc)
+        assert row[2:2 + len(COLUMNS)] == tuple(_get(doc, field) for field in COLUMNS)
+        assert row[-4:-1] == (doc["citydc"]["chain"]["writer"], doc["citydc"]["chain"]["seq"], doc["message"])
+    assert _row(docs[-1])[2] is None and _row(docs[-1])[-5] == "backup-1"  # no user; host.name present

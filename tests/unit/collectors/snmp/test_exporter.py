@@ -102,3 +102,25 @@ def test_unreadable_secret_is_a_down_scrape_not_a_crash(monkeypatch):
         assert "CITYDC_TEST_COMMUNITY" in result.message
     finally:
         exp.stop()
+
+
+@pytest.mark.parametrize(("v2c_path", "auth", "expected"), [
+    ("fast", "v2", "fast_v2c"), ("pysnmp", "v2", "pysnmp"), ("fast", "v3", "pysnmp")])
+def test_the_polling_path_is_counted_on_metrics(monkeypatch, v2c_path, auth, expected):
+    monkeypatch.setenv("CITYDC_TEST_COMMUNITY", "unit-community")
+    doc = config().model_dump(mode="json")
+    doc["snmp"]["v2c_path"] = v2c_path
+    doc["snmp_auth"]["v3"] = {"version": "3", "username": "u", "security_level": "noAuthNoPriv"}
+    exp = Exporter(Config.model_validate(doc))
+    exp.start()
+    try:
+        # Nothing answers on 127.0.0.1:1: the poll times out, but its path is already counted.
+        result = exp.scrape(exp.job({"target": ["127.0.0.1:1"], "auth": [auth]}), 0.3)
+        assert not result.up and result.reason == "timeout"
+        assert exp.registry.get_sample_value("citydc_snmp_exporter_polls_total",
+                                             {"site": "siwei", "path": expected}) == 1
+        other = {"fast_v2c": "pysnmp", "pysnmp": "fast_v2c"}[expected]
+        assert exp.registry.get_sample_value("citydc_snmp_exporter_polls_total",
+                                             {"site": "siwei", "path": other}) is None
+    finally:
+        exp.stop()

@@ -1,0 +1,67 @@
+"""The id index stays open per process, is reopened when its spool is replaced, and never crosses a fork."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from datetime import UTC, datetime
+
+from citydc.seclog import spool_ids
+from citydc.seclog.chain import verify
+from citydc.seclog.event import make_event
+from citydc.seclog.spool import Spool
+
+
+def ev(i: int) -> dict:
+    return make_event(action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"],
+                      type=["start"], outcome="success", message=f"login {i}", site="siwei", id_key=str(i),
+                      timestamp=datetime(2026, 3, 1, tzinfo=UTC))
+
+
+def read_all(spool: Spool) -> list[dict]:
+    return spool.read(None, 10_000).events
+
+
+def test_one_connection_per_spool_is_reused_by_every_append(tmp_path):
+    Spool(tmp_path, writer="w:s").append([ev(1)])
+    first = spool_ids.connection(tmp_path)
+    Spool(tmp_path, writer="w:s").append([ev(2)])
+    assert spool_ids.connection(tmp_path) is first
+    assert Spool(tmp_path, writer="w:s").append([ev(1), ev(2)]) == []  # still deduplicates
+
+
+def test_a_replaced_spool_directory_gets_a_fresh_index(tmp_path):
+    spool_dir = tmp_path / "spool"
+    Spool(spool_dir, writer="w:s").append([ev(1)])
+    shutil.rmtree(spool_dir)
+    written = Spool(spool_dir, writer="w:s").append([ev(1)])  # a new spool: the old ids do not apply
+    assert [e["citydc"]["chain"]["seq"] for e in written] == [1]
+    assert (spool_dir / "ids.db").exists()
+
+
+def test_the_least_recently_used_index_is_closed_beyond_the_bound(tmp_path):
+    for i in range(spool_ids.MAX_OPEN + 2):
+        Spool(tmp_path / f"s{i}", writer="w:s").append([ev(i)])
+    assert len(spool_ids._open) <= spool_ids.MAX_OPEN
+    assert Spool(tmp_path / "s0", writer="w:s").append([ev(0)]) == []  # reopened, still deduplicates
+
+
+def _child(path: str, start: int) -> None:
+    Spool(path, writer="w:s").append([ev(i) for i in range(start, start + 5)] + [ev(0)])
+
+
+def test_forked_children_open_their_own_and_the_chain_stays_gap_free(tmp_path):
+    spool = Spool(tmp_path, writer="w:s")
+    spool.append([ev(0)])  # the parent holds an open index when it forks
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_child, args=(str(tmp_path), 100 * (k + 1))) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert spool.append([ev(100), ev(1)]) != []  # ev(100) came from a child: dropped; ev(1) is new
+    events = read_all(spool)
+    assert len(events) == 1 + 15 + 1 and len({e["event"]["id"] for e in events}) == 17
+    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 18))
+    assert verify(events) == []

@@ -2,30 +2,63 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
 from citydc import __version__
-from citydc.cli.backup_cmd import backup_group
-from citydc.cli.collect_cmd import collect_group
-from citydc.cli.config_cmd import config_group
-from citydc.cli.demo_cmd import demo
-from citydc.cli.lab_cmd import lab_group
-from citydc.cli.log_cmd import log_group
 from citydc.cli.output import EXIT_CONFIG, err
+
+# Each concern's commands load only when used: a backup run at 2 a.m. should not pay for
+# importing the SNMP and NetFlow stacks. (name -> ("module:attribute", one-line help))
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("citydc.cli.config_cmd:config_group", "Validate and inspect citydc.yaml."),
+    "lab": ("citydc.cli.lab_cmd:lab_group", "Run the lab's real services on loopback."),
+    "collect": ("citydc.cli.collect_cmd:collect_group", "SNMP and NetFlow/IPFIX collectors for Prometheus."),
+    "backup": ("citydc.cli.backup_cmd:backup_group", "restic jobs: off-site copy, checks, prune, restore drills."),
+    "log": ("citydc.cli.log_cmd:log_group", "The security log: ship, search, stats, verify, saved questions."),
+    "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
+}
+PLANNED: dict[str, tuple[str, str]] = {
+    "play": ("Ansible playbooks for the virtualization and load-balancer tiers.", "the playbooks issue"),
+    "audit": ("LDAP and SSO audits of weak, stale and risky accounts and logins.", "the SSO audit issue"),
+    "noc": ("Alert rules, Alertmanager routing and the NOC page.", "the alerts issue"),
+    "report": ("Reports for auditors and the NOC.", "the reports issue"),
+}
 
 
 def _planned(name: str, summary: str, issue: str) -> click.Group:
-    @click.group(name, help=f"{summary}\n\nNot built yet: arrives with {issue}.")
+    @click.group(name, help=f"{summary}\n\nNot built yet: arrives with {issue}.", short_help=summary)
     def group() -> None:
         pass
 
     return group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use; the help list needs no import."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*LAZY_COMMANDS, *PLANNED])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in PLANNED:
+            return _planned(name, *PLANNED[name])
+        if name not in LAZY_COMMANDS:
+            return None
+        module, _, attr = LAZY_COMMANDS[name][0].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, LAZY_COMMANDS[name][1] if name in LAZY_COMMANDS else PLANNED[name][0] + " (planned)")
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="citydc")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), envvar="CITYDC_CONFIG",
               help="citydc.yaml to use (default: $CITYDC_CONFIG, ./citydc.yaml, /etc/citydc/citydc.yaml).")
@@ -40,20 +73,6 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
-
-
-cli.add_command(config_group)
-cli.add_command(lab_group)
-cli.add_command(collect_group)
-cli.add_command(_planned("play", "Ansible playbooks for the virtualization and load-balancer tiers.",
-                         "the playbooks issue"))
-cli.add_command(backup_group)
-cli.add_command(_planned("audit", "LDAP and SSO audits of weak, stale and risky accounts and logins.",
-                         "the SSO audit issue"))
-cli.add_command(log_group)
-cli.add_command(_planned("noc", "Alert rules, Alertmanager routing and the NOC page.", "the alerts issue"))
-cli.add_command(_planned("report", "Reports for auditors and the NOC.", "the reports issue"))
-cli.add_command(demo)
 
 
 def main() -> None:

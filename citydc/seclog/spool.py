@@ -432,18 +432,33 @@ def _parse_line(raw: bytes) -> tuple[dict | None, str]:
     # Lines were fully validated before they were spooled; this cheaper check catches what damage
     # does to a line (truncation, garbage, a foreign object) without validating every field again.
     try:
-        if not isinstance(doc, dict):
-            return None, f"not an event object (a JSON {type(doc).__name__})"
+        event, chain_fields = doc["event"], doc["citydc"]["chain"]
+        intact = (type(event["id"]) is str and type(event["hash"]) is str and type(event["dataset"]) is str
+                  and type(doc["@timestamp"]) is str and type(doc["message"]) is str
+                  and type(doc["labels"]["site"]) is str and type(chain_fields["writer"]) is str
+                  and type(chain_fields["seq"]) is int)
+    except (KeyError, TypeError, IndexError):
+        intact = False
+    if not intact:
+        return None, _damage(doc)
+    event = SpooledEvent(doc)
+    event.raw = text  # the line is a compact encoding of this event: stores keep it as it is
+    return event, ""
+
+
+def _damage(doc: Any) -> str:
+    """Given a parsed line that is not a chained event, return what is wrong with it (the slow, wordy check)."""
+    if not isinstance(doc, dict):
+        return f"not an event object (a JSON {type(doc).__name__})"
+    try:
         event, chain_fields = doc["event"], doc["citydc"]["chain"]
         for value, name in ((event["id"], "event.id"), (event["hash"], "event.hash"), (event["dataset"],
                             "event.dataset"), (doc["@timestamp"], "@timestamp"), (doc["message"], "message"),
                             (doc["labels"]["site"], "labels.site"), (chain_fields["writer"], "citydc.chain.writer")):
             if not isinstance(value, str):
-                return None, f"not a valid event ({name}: expected a string)"
-        if not isinstance(chain_fields["seq"], int):
-            return None, "not a valid event (citydc.chain.seq: expected an integer)"
-    except (KeyError, TypeError) as exc:
-        return None, f"not a valid event (missing {exc})"
-    event = SpooledEvent(doc)
-    event.raw = text  # the line is a compact encoding of this event: stores keep it as it is
-    return event, ""
+                return f"not a valid event ({name}: expected a string)"
+        if isinstance(chain_fields["seq"], bool) or not isinstance(chain_fields["seq"], int):
+            return "not a valid event (citydc.chain.seq: expected an integer)"
+    except (KeyError, TypeError, IndexError) as exc:
+        return f"not a valid event (missing {exc})"
+    return "not a valid event"

@@ -1,6 +1,6 @@
 """SNMP polling cost, side by side: citydc's exporter vs Debian's prometheus-snmp-exporter vs snmpbulkwalk.
 
-    python bench/snmp.py [--devices 20] [--concurrency 4] [--rounds 5]
+    python bench/snmp.py [--devices 20] [--concurrency 4] [--rounds 5] [--static-refresh 300]
 
 Starts its own snmpsim (N generated switches x 54 interfaces, one UDP port each), ``citydc collect
 snmp`` and ``prometheus-snmp-exporter`` 0.21 (module written by hand: the same 13 IF-MIB columns,
@@ -11,7 +11,9 @@ switch holds, the same for every tool) and the wall seconds of a full round; med
 rounds after one warm-up round. The simulator's CPU is reported separately: on 2 cores it
 saturates first, so keep N x concurrency where its CPU share stays well below one core.
 citydc's warm rounds reuse its static-column cache (ifDescr, ifName, ifAlias, speeds; refresh
-period snmp.static_refresh_seconds): that is part of what is measured. Stops all it started.
+period snmp.static_refresh_seconds, ``--static-refresh``; 0 re-walks all 13 columns every poll, as
+snmp_exporter does): that is part of what is measured. citydc's polls by path (``fast_v2c`` or
+``pysnmp``, from its /metrics) are printed before the table. Stops all it started.
 The last two lines are ``RATIO cpu_per_varbind_vs_snmp_exporter`` and ``RATIO wall_vs_snmp_exporter``.
 """
 
@@ -35,6 +37,7 @@ from citydc.lab.base import LabContext, wait_until
 from citydc.lab.snmpd import client_conf_dir
 from citydc.lab.snmpsim import FILES, bulkwalk_argv, install_snmpsim, venv_python
 from citydc.lab.snmpsim_data import SwitchSpec, records
+from prometheus_client.parser import text_string_to_metric_families
 
 from citydc import execute
 
@@ -72,12 +75,13 @@ def peer_config() -> dict:
                         "retries": 1, "timeout": "5s", "auth": {"community": COMMUNITY}, "metrics": metrics}}
 
 
-def citydc_config(n: int) -> dict:
+def citydc_config(n: int, static_refresh: float = 300) -> dict:
     return {"sites": [{"id": "siwei", "name": "Siwei"}],
             "snmp_auth": {"bench": {"version": "2c", "community": "env:CITYDC_BENCH_COMMUNITY"}},
             "devices": [{"name": f"bench-{k:03d}", "address": f"127.0.0.1:{BASE_PORT + k}", "site": "siwei",
                          "role": "access", "snmp_auth": "bench", "snmp_module": "bench13"} for k in range(n)],
             "snmp": {"listen": f"127.0.0.1:{CITYDC_PORT}", "timeout_seconds": 5, "retries": 1,
+                     "static_refresh_seconds": static_refresh,
                      "modules": {"bench13": {"columns": list(COLUMNS), "max_repetitions": 25}}}}
 
 
@@ -110,6 +114,14 @@ def bulkwalk_round(n: int, concurrency: int, conf: Path) -> float:
     return time.monotonic() - started
 
 
+def polls_by_path(url: str) -> dict[str, float]:
+    """Given citydc's /metrics URL, return its polls by path (fast_v2c, pysnmp)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    return {s.labels["path"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+            if s.name == "citydc_snmp_exporter_polls_total"}
+
+
 def children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -120,9 +132,10 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--static-refresh", type=float, default=300, help="citydc's snmp.static_refresh_seconds")
     a = ap.parse_args()
-    if not (1 <= a.devices <= 200 and 1 <= a.concurrency <= 64 and 1 <= a.rounds <= 20):
-        ap.error("--devices 1-200, --concurrency 1-64, --rounds 1-20")
+    if not (1 <= a.devices <= 200 and 1 <= a.concurrency <= 64 and 1 <= a.rounds <= 20 and a.static_refresh >= 0):
+        ap.error("--devices 1-200, --concurrency 1-64, --rounds 1-20, --static-refresh >= 0")
     ctx = LabContext(log=lambda m: print(f"# {m}", file=sys.stderr))
     install_snmpsim(ctx)
     if not shutil.which("prometheus-snmp-exporter"):
@@ -147,7 +160,7 @@ def main() -> int:
                                                    "1.3.6.1.2.1.1.5.0"),
                                        env={"SNMPCONFPATH": str(conf), "MIBS": ""}, timeout=5).ok, 120,
                    "snmpsim answered")
-        (work / "citydc.yaml").write_text(yaml.safe_dump(citydc_config(a.devices)))
+        (work / "citydc.yaml").write_text(yaml.safe_dump(citydc_config(a.devices, a.static_refresh)))
         ours = processes.spawn([str(Path(sys.executable).with_name("citydc")), "-c", str(work / "citydc.yaml"),
                                 "collect", "snmp"], log_path=work / "citydc.log",
                                env={"CITYDC_BENCH_COMMUNITY": COMMUNITY})
@@ -189,7 +202,8 @@ def main() -> int:
                     results[name]["sim"].append(cpu_seconds(sim.pid) - sim0)
         print(f"# {a.devices} simulated switches x {INTERFACES} interfaces x {len(COLUMNS)} columns = "
               f"{varbinds} varbinds per round; concurrency {a.concurrency}; max-repetitions 25; "
-              f"medians of {len(results['citydc']['cpu'])} rounds")
+              f"medians of {len(results['citydc']['cpu'])} rounds; citydc static refresh {a.static_refresh:g} s")
+        print(f"# citydc polls by path: {polls_by_path(f'http://127.0.0.1:{CITYDC_PORT}/metrics')}")
         print(f"{'tool':15} {'cpu_s/10k_varbinds':>19} {'wall_s/round':>13} {'simulator_cpu_s/round':>22}")
         med = {}
         for name, r in results.items():

@@ -92,7 +92,8 @@ class SnmpCollector(Model):
         default=300, ge=0, description="re-walk ifName/ifAlias/ifDescr/speeds after this long (0 = every scrape)")
     max_concurrent_polls: int = Field(default=256, ge=1, description="polls in flight at once")
     v2c_path: Literal["fast", "pysnmp"] = Field(
-        default="fast", description="SNMPv2c polls: fast (citydc's own BER codec) or pysnmp (reference); v3 uses pysnmp")
+        default="fast",
+        description="SNMPv2c polls: fast (citydc's own BER codec) or pysnmp (reference); v3 uses pysnmp")
     modules: dict[Name, SnmpModule] = Field(
         default_factory=dict, description="modules added to (or replacing) the built-in if_mib")
 

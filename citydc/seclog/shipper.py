@@ -10,6 +10,7 @@ event ends up stored exactly once. A failed delivery is retried with exponential
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,6 +25,8 @@ from citydc.seclog.store import DeliveryError, Store
 __all__ = ["BackgroundShipper", "ShipResult", "Shipper"]
 
 log = logging.getLogger(__name__)
+
+FIRST_BATCH = 1000  # events in a round's first batch (one bulk request of the Elasticsearch store)
 
 
 @dataclass
@@ -104,13 +107,14 @@ class Shipper:
         if not wanted(pos, 0):
             return self._finish(result)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-seclog-read") as reader:
-            batch = self.spool.read(pos, self.batch_size)
+            # A small first batch: the store gets work at once instead of after a full batch is read.
+            batch = self.spool.read(pos, min(self.batch_size, FIRST_BATCH))
             while True:
                 self._report_corrupt(batch, result)
                 if batch.end is None or batch.end == pos:
                     break
                 # Read ahead only what this round would read next anyway (the same positions in the same order).
-                ahead = (reader.submit(self.spool.read, batch.end, self.batch_size)
+                ahead = (reader.submit(self._read_ahead, batch.end)
                          if wanted(batch.end, result.batches + 1) else None)
                 if batch.events:
                     try:
@@ -128,6 +132,16 @@ class Shipper:
                     break
                 batch = ahead.result()
         return self._finish(result)
+
+    def _read_ahead(self, pos: Position) -> Batch:
+        """Given a position, return the next batch, with the store's requests built if it can (``prepare``)."""
+        batch = self.spool.read(pos, self.batch_size)
+        prepare = getattr(self.store, "prepare", None)
+        if prepare is not None and batch.events:
+            # A bad event: put() meets the same problem again and handles it (retries, then result.error).
+            with contextlib.suppress(DeliveryError):
+                batch.events = prepare(batch.events)
+        return batch
 
     def _report_corrupt(self, batch: Batch, result: ShipResult) -> None:
         for bad in batch.corrupt:

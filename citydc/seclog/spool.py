@@ -347,26 +347,28 @@ class Spool:
                     break
                 data += more
         offset, line = pos.offset, pos.line
-        start = 0
-        while room > 0:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                if not last and start < len(data) and len(data) < READ_BLOCK:
-                    # A fragment at the end of a closed segment will never be completed.
-                    line += 1
-                    batch.corrupt.append(CorruptLine(str(path), line, "incomplete last line"))
-                    offset += len(data) - start
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: nothing, or a line not complete (yet)
+        events, corrupt = batch.events, batch.corrupt
+        for raw in lines:
+            if room <= 0:
                 break
-            raw = data[start:nl]
+            if line % 128 == 0:
+                time.sleep(0)  # let_others_run(): see citydc.seclog.spool.YIELD_EVERY
             line += 1
-            offset += nl + 1 - start
-            start = nl + 1
+            offset += len(raw) + 1
             doc, reason = _parse_line(raw)
             if doc is None:
-                batch.corrupt.append(CorruptLine(str(path), line, reason))
+                corrupt.append(CorruptLine(str(path), line, reason))
                 continue
-            batch.events.append(doc)
+            events.append(doc)
             room -= 1
+        else:
+            if room > 0 and tail and not last and len(data) < READ_BLOCK:
+                # A fragment at the end of a closed segment will never be completed.
+                line += 1
+                corrupt.append(CorruptLine(str(path), line, "incomplete last line"))
+                offset += len(tail)
         return Position(pos.segment, offset, line)
 
     def acknowledge(self, pos: Position, delivered: Sequence[dict]) -> None:

@@ -35,13 +35,19 @@ from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sourc
 from citydc.seclog.store_es_template import index_for, template_body, template_name, template_version
 from citydc.secrets import SecretUnavailable
 
-__all__ = ["ElasticsearchStore", "ElasticsearchStoreError", "RetryPolicy"]
+__all__ = ["ElasticsearchStore", "ElasticsearchStoreError", "PreparedBatch", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Bulk answers only what put() needs: per-item status and error (smaller responses to parse).
 _BULK_FILTER = ["errors", "items.*.status", "items.*.error.type", "items.*.error.reason"]
+
+
+class PreparedBatch(list):
+    """A batch of events with its bulk lines already built by ``ElasticsearchStore.prepare``."""
+
+    __slots__ = ("lines", "store")
 
 
 class ElasticsearchStoreError(DeliveryError):
@@ -227,10 +233,11 @@ class ElasticsearchStore:
         """
         if not events:
             return 0
-        heads = [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a bad event before sending any
-        self.ensure_template()
+        prepared = events.lines if isinstance(events, PreparedBatch) and events.store is self else None
+        heads = None if prepared is not None else [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a
+        self.ensure_template()  # bad event before sending any
         started = time.monotonic()
-        new, pending, worst = self._send_pipelined(events, heads)
+        new, pending, worst = self._send_pipelined(events, heads, prepared)
         attempt = 0
         while pending:
             pause = self.retry.delay(attempt)
@@ -260,15 +267,36 @@ class ElasticsearchStore:
         return self._call(f"storing {len(lines)} event(s)", lambda: self.client.bulk(
             operations=body, refresh=refresh, filter_path=_BULK_FILTER))
 
-    def _send_pipelined(self, events: Sequence[dict], heads: Sequence[tuple[str, bytes]],
+    def prepare(self, events: Sequence[dict]) -> PreparedBatch:
+        """Given a batch, return it with its bulk lines built, for a later ``put`` of this store.
+
+        The shipper calls this in its read-ahead thread, while the previous batch is in flight, so
+        ``put`` can send at once. Raise ElasticsearchStoreError as ``put`` would for a bad event.
+        """
+        heads = [self._head(i, ev) for i, ev in enumerate(events)]
+        lines = []
+        for i, (head, ev) in enumerate(zip(heads, events, strict=True)):
+            if i % 128 == 127:
+                time.sleep(0)
+            lines.append((head[0], self._line(head[1], ev)))
+        batch = PreparedBatch(events)
+        batch.store, batch.lines = self, lines
+        return batch
+
+    def _send_pipelined(self, events: Sequence[dict], heads: Sequence[tuple[str, bytes]] | None,
+                        prepared: Sequence[tuple[str, bytes]] | None = None,
                         ) -> tuple[int, list[tuple[str, bytes]], tuple[int, str] | None]:
-        """Send every event once; return (new, items to retry, worst retriable status seen)."""
+        """Send every event once; return (new, items to retry, worst retriable status seen).
+
+        Lines come from ``prepared``, or are built from ``heads`` while the previous request is in flight.
+        """
         new, again, worst = 0, [], None
         in_flight: tuple[Future, list[tuple[str, bytes]]] | None = None
         try:
             for start in range(0, len(events), self.bulk_events):
-                chunk = [(heads[i][0], self._line(heads[i][1], events[i]))
-                         for i in range(start, min(start + self.bulk_events, len(events)))]
+                chunk = (prepared[start:start + self.bulk_events] if prepared is not None else  # type: ignore[index]
+                         [(heads[i][0], self._line(heads[i][1], events[i]))  # type: ignore[index]
+                          for i in range(start, min(start + self.bulk_events, len(events)))])
                 if in_flight is not None:  # at most one request in flight, as a plain bulk client
                     future, lines, in_flight = *in_flight, None
                     n, retry_these, worst_now = self._tally(lines, future.result())

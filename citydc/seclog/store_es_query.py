@@ -7,6 +7,7 @@ matches every word in ``message``, and hits are ordered by @timestamp then event
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ _QUERY_WORD = re.compile(r"\w+")  # how the SQLite store splits free text into q
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61 token characters: letters and numbers
 
 
+@functools.lru_cache(maxsize=8192)  # words repeat across events (names, places); folding costs microseconds
 def _fold(token: str) -> str:
     token = token.lower()
     if token.isascii():

@@ -155,8 +155,17 @@ class Decoder:
         config = np.array([self.config_sampling.get(a, 1) for a in batch.exporters], np.int64)
         rates = heads.v5_rates(rows, config)
         exp = batch.exporter_index[rows]
-        starts = rows * batch.slot + v5.HEADER_LEN
         counts = heads.count[rows]
+        n = len(rows)
+        if n == len(batch) and bool((counts == v5.MAX_COUNT).all()) and bool((rates == rates[0]).all()) and (
+                len(batch.exporters) == 1):
+            # The common case, full v5 datagrams from one exporter: one strided view, one copy.
+            grid = np.ndarray((n, v5.MAX_COUNT), np.dtype((np.void, v5.RECORD_LEN)), buffer=batch.buf,
+                              offset=v5.HEADER_LEN, strides=(batch.slot, v5.RECORD_LEN))
+            self._pending.add((site, labels[0], 5, id(v5.TEMPLATE), int(rates[0])), v5.TEMPLATE, int(rates[0]), grid)
+            self.stats.records[(site, labels[0], "5")] += n * v5.MAX_COUNT
+            return
+        starts = rows * batch.slot + v5.HEADER_LEN
         for (e, rate), sel in batchmod.groups(exp, rates):
             self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf,
                          batchmod.record_offsets(starts[sel], counts[sel], v5.RECORD_LEN))
@@ -170,41 +179,66 @@ class Decoder:
             (version == 10) & ((sets.set_id == ipfix.TEMPLATE_SET) | (sets.set_id == ipfix.OPTIONS_SET)))
         dropped = np.zeros(len(sets.dg), bool)  # sets after a bad template set in the same datagram
         done = 0
-        for i in np.flatnonzero(special).tolist():
-            if dropped[i]:
+        specials = np.flatnonzero(special).tolist()
+        raws = [mv[a:b].tobytes() for a, b in zip(sets.start[specials].tolist(), sets.stop[specials].tolist(),
+                                                   strict=True)]
+        sp_dg = sets.dg[specials].tolist()
+        # Exporters resend the same template sets every few datagrams: when a datagram carries
+        # exactly the template sets its source's previous one did, applying them again changes
+        # nothing (same templates, same time), so it is skipped.
+        last: dict[tuple[int, int, int], tuple[bytes, ...]] = {}
+        j = 0
+        while j < len(specials):
+            dg = sp_dg[j]
+            k = j + 1
+            while k < len(specials) and sp_dg[k] == dg:
+                k += 1
+            exp = int(batch.exporter_index[dg])
+            source = (exp, int(version[specials[j]]), int(heads.domain[dg]))
+            signature = tuple(raws[j:k])
+            if last.get(source) == signature:
+                j = k
                 continue
-            dg = int(sets.dg[i])
-            exporter = batch.exporters[int(batch.exporter_index[dg])]
-            label = labels[int(batch.exporter_index[dg])]
-            ver, domain, set_id = int(version[i]), int(heads.domain[dg]), int(sets.set_id[i])
-            options = set_id == (v9.OPTIONS_SET if ver == 9 else ipfix.OPTIONS_SET)
-            try:
-                records = self._parse_template_set(mv, int(sets.start[i]), int(sets.stop[i]), ver, options)
-            except Malformed as exc:
-                self.stats.errors[(site, label, exc.reason)] += 1
-                dropped[(sets.dg == dg) & (np.arange(len(dropped)) > i)] = True
-                continue
-            if self._disrupts(records, site, exporter, ver, domain):
-                # Records before this set must still be read with the templates they were sent with.
-                self._data_sets(batch, heads, sets, labels, site, now, done, i, special | dropped, version)
-                done = i
-            self._apply_templates(records, site, label, exporter, ver, domain, options, now)
+            clean = True
+            for m in range(j, k):
+                i = specials[m]
+                if dropped[i]:
+                    continue
+                ver, domain, set_id = source[1], source[2], int(sets.set_id[i])
+                exporter, label = batch.exporters[exp], labels[exp]
+                options = set_id == (v9.OPTIONS_SET if ver == 9 else ipfix.OPTIONS_SET)
+                try:
+                    records = self._parse_template_set(raws[m], ver, options)
+                except Malformed as exc:
+                    self.stats.errors[(site, label, exc.reason)] += 1
+                    dropped[(sets.dg == dg) & (np.arange(len(dropped)) > i)] = True
+                    clean = False
+                    continue
+                if self._disrupts(records, site, exporter, ver, domain):
+                    # Records before this set must still be read with the templates they were sent with.
+                    self._data_sets(batch, heads, sets, labels, site, now, done, i, special | dropped, version)
+                    done = i
+                self._apply_templates(records, site, label, exporter, ver, domain, options, now)
+            if clean:
+                last[source] = signature
+            else:
+                last.pop(source, None)
+            j = k
         self._data_sets(batch, heads, sets, labels, site, now, done, len(sets.dg), special | dropped, version)
 
-    def _parse_template_set(self, data: memoryview, start: int, end: int, version: int, options: bool
-                            ) -> list[Template | ipfix.Withdrawal]:
-        # Parse and compile a (options) template set; Malformed('bad_template') if any record is bad.
-        # Exporters resend the same template sets every few datagrams: compile each wire form once.
-        raw = (version, options, data[start:end].tobytes())
+    def _parse_template_set(self, body: bytes, version: int, options: bool) -> list[Template | ipfix.Withdrawal]:
+        # Parse and compile a (options) template set body; Malformed('bad_template') if any record
+        # is bad. Exporters resend the same template sets every few datagrams: compile each wire form once.
+        raw = (version, options, body)
         known = self._compiled.get(raw)
         if known is None:
-            known = self._compile_set(data, start, end, version, options)
+            known = self._compile_set(body, 0, len(body), version, options)
             if len(self._compiled) >= 1024:  # bounded: ever-new template sets must not grow memory
                 self._compiled.clear()
             self._compiled[raw] = known
         return known
 
-    def _compile_set(self, data: memoryview, start: int, end: int, version: int, options: bool
+    def _compile_set(self, data: bytes, start: int, end: int, version: int, options: bool
                      ) -> list[Template | ipfix.Withdrawal]:
         if version == 9:
             records = (v9.parse_options_templates(data, start, end) if options

@@ -21,7 +21,7 @@ __all__ = ["PendingRecords"]
 class _Arena:
     template: Template
     rate: int
-    items: np.ndarray  # capacity records of the template's dtype
+    items: np.ndarray  # capacity records, as opaque record-sized items (copies stay memcpy-like)
     fill: int = 0
 
 
@@ -36,10 +36,11 @@ class PendingRecords:
     def _room(self, key: Hashable, template: Template, rate: int, n: int) -> np.ndarray:
         # Return the n free items at the end of key's arena, growing it (doubling) if needed.
         arena = self._arenas.get(key)
+        raw = np.dtype((np.void, template.dtype.itemsize))
         if arena is None or arena.template is not template:
-            arena = self._arenas[key] = _Arena(template, rate, np.empty(max(n, 4096), template.dtype))
+            arena = self._arenas[key] = _Arena(template, rate, np.empty(max(n, 4096), raw))
         if arena.fill + n > len(arena.items):
-            grown = np.empty(max(2 * len(arena.items), arena.fill + n), template.dtype)
+            grown = np.empty(max(2 * len(arena.items), arena.fill + n), raw)
             grown[:arena.fill] = arena.items[:arena.fill]
             arena.items = grown
         out = arena.items[arena.fill:arena.fill + n]
@@ -48,21 +49,25 @@ class PendingRecords:
         return out
 
     def add(self, key: Hashable, template: Template, rate: int, records: np.ndarray) -> None:
-        """Given a key, its template and rate, and records of the template's dtype, copy them in."""
-        self._room(key, template, rate, len(records))[:] = records
+        """Given a key, its template and rate, and records of the template's dtype or plain
+        record-sized items (any shape), copy them in."""
+        # Copied as opaque items: a structured-dtype copy would go field by field (several times slower).
+        room = self._room(key, template, rate, records.size)
+        room.reshape(records.shape)[:] = records.view(room.dtype)
 
     def gather(self, key: Hashable, template: Template, rate: int, items: np.ndarray, offsets: np.ndarray) -> None:
         """Given a key, its template and rate, record-sized items and the offsets of the wanted
         ones, copy those items into the key's arena."""
         # Not np.take(out=...): it would first copy the whole (overlapping, non-contiguous) item view.
-        self._room(key, template, rate, len(offsets)).view(items.dtype)[:] = items[offsets]
+        self._room(key, template, rate, len(offsets))[:] = items[offsets]
 
     def take(self) -> list[tuple[Hashable, Template, int, np.ndarray]]:
         """Return (key, template, rate, records) of every non-empty arena and empty them.
 
         The records are views into the arenas: use (copy) them before the next add or gather.
         """
-        out = [(key, a.template, a.rate, a.items[:a.fill]) for key, a in self._arenas.items() if a.fill]
+        out = [(key, a.template, a.rate, a.items[:a.fill].view(a.template.dtype))
+               for key, a in self._arenas.items() if a.fill]
         capacity = 0
         for key in list(self._arenas):
             arena = self._arenas[key]

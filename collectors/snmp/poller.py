@@ -1,5 +1,9 @@
 """SNMP requests with pysnmp 7 (asyncio): GETBULK walks of several table columns at once, and GETs.
 
+``Session`` is the pysnmp path (SNMPv3, and v2c when asked); ``v2c.V2cSession`` is the fast v2c
+path with the same two calls. The walk logic here runs on either: values may be pyasn1 objects or
+the plain values of ``ber``, and ``to_python`` gives the same result for both.
+
 The walk sends one GETBULK for all the columns still open, so a module of 20 columns and 54
 interfaces costs a few round trips, not 20 walks. Every failure becomes a ``PollError`` with a
 short, bounded ``reason`` (``timeout``, ``auth``, ``error_status``, ...) so the exporter can say

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import click
 from rich.table import Table
 
+from citydc import demo as cycle
 from citydc.cli.lab_cmd import lab_context, status_table
-from citydc.cli.output import err, fail, out, print_json
+from citydc.cli.output import EXIT_FAILED, EXIT_OK, err, fail, out, print_json
 from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load
 from citydc.lab import ports, registry
@@ -17,36 +19,63 @@ from citydc.seclog.demo import record_demo_started
 
 
 @click.command("demo")
-@click.option("--services", default="", help="Comma-separated lab services to start (default: all).")
+@click.option("--services", default=",".join(cycle.DEMO_SERVICES), show_default=True,
+              help="Comma-separated lab services to start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(services: str, as_json: bool) -> None:
-    """Start the lab, validate the example config and run one cycle; print where everything listens."""
+@click.pass_context
+def demo(ctx: click.Context, services: str, as_json: bool) -> None:
+    """Start the lab and run one operations cycle on the example config (SQLite security log).
+
+    The cycle: validate the config, record demo-started, poll every device through the SNMP
+    exporter, back up each site locally and off-site to the other site and drill a restore, then
+    ship the security log and verify its hash chains. Ends with where every service listens.
+    """
     for name, value in ports.LAB_ENV.items():
         os.environ.setdefault(name, value)  # the lab's own credentials, referenced by the example
     names = [s for s in services.split(",") if s]
-    steps: list[dict] = []
-    ctx = lab_context()
+    lab = lab_context()
+    started = time.monotonic()
+    steps: list[cycle.Step] = []
     try:
         with err.status("starting the lab…"):
-            statuses = registry.up(ctx, names)
-        steps.append({"step": "lab up", "ok": True, "detail": f"{len(statuses)} service(s)"})
+            statuses = registry.up(lab, names)
     except LabError as exc:
-        fail(str(exc))
+        fail(str(exc), hint="`citydc lab status` shows what runs; `citydc lab down` stops it")
+    steps.append(cycle.Step("lab up", True, f"{len(statuses)} service(s) in {cycle.elapsed(started)}"))
     try:
         loaded = load(sample.EXAMPLE_PATH)
-        steps.append({"step": "config check", "ok": True, "detail": str(sample.EXAMPLE_PATH)})
     except ConfigInvalid as exc:
         fail(f"the example config is invalid: {exc}")
-    steps.append(record_demo_started(loaded, [s.name for s in statuses]))
-    del loaded
+    steps.append(cycle.Step("config check", True, str(sample.EXAMPLE_PATH)))
+    first = record_demo_started(loaded, [s.name for s in statuses])
+    steps.append(cycle.Step(first["step"], first["ok"], first["detail"]))
+    cycle.prepare_data(lab.root)
+    with err.status("polling every device through the SNMP exporter…"):
+        steps.append(cycle.snmp_step(loaded, lab))
+    with err.status("backups…") as status:
+        steps += cycle.backup_steps(loaded, lambda msg: status.update(msg + "…"))
+    with err.status("shipping and verifying the security log…"):
+        steps += cycle.security_log_steps(loaded)
+    ok = all(s.ok for s in steps)
     if as_json:
-        print_json({"steps": steps, "services": [s.to_json() for s in statuses]})
-        return
-    table = Table(title="citydc demo: one operations cycle")
+        print_json({"ok": ok, "steps": [s.to_json() for s in steps], "services": [s.to_json() for s in statuses]})
+        ctx.exit(EXIT_OK if ok else EXIT_FAILED)
+    summary = Table(title=f"citydc demo: one operations cycle ({cycle.elapsed(started)})")
     for col in ("step", "result", "detail"):
-        table.add_column(col)
+        summary.add_column(col, overflow="fold")
     for s in steps:
-        table.add_row(s["step"], "[green]ok[/]" if s["ok"] else "[red]failed[/]", s["detail"])
-    out.print(table)
+        summary.add_row(s.step, "[green]ok[/]" if s.ok else "[red]FAILED[/]", s.detail)
+    out.print(summary)
+    snmp = next((s for s in steps if s.step == "snmp"), None)
+    if snmp and snmp.rows:
+        table = Table(title="SNMP: one scrape per device (GET /snmp?target=…)")
+        for col in ("device", "site", "address", "up", "interfaces", "varbinds", "errors"):
+            table.add_column(col)
+        for r in snmp.rows:
+            table.add_row(r["device"], r["site"], r["address"], "[green]1[/]" if r["up"] else "[red]0[/]",
+                          str(r["interfaces"]), str(r["varbinds"]), r["reason"])
+        out.print(table)
     out.print(status_table(statuses))
-    out.print("Stop the lab with [bold]citydc lab down[/].")
+    out.print("Security log: [bold]citydc -c citydc/config/example.yaml log search --since 1h[/]. "
+              "Stop the lab with [bold]citydc lab down[/].")
+    ctx.exit(EXIT_OK if ok else EXIT_FAILED)

@@ -26,6 +26,7 @@ from citydc.config.models import (
     Repository,
     SecurityLog,
     Site,
+    SnmpCollector,
     SnmpV2c,
     SnmpV3,
     SqliteSink,
@@ -55,16 +56,26 @@ def lab_example() -> Config:
                Site(id="fengshan", name="鳳山 Fengshan", networks=["10.20.0.0/16"])],
         snmp_auth={
             "lab-v2c": SnmpV2c(community=ref("env:CITYDC_SNMP_COMMUNITY")),
-            "core-v3": SnmpV3(username="citydc", auth_protocol="SHA256", auth_key=ref("env:CITYDC_SNMP_V3_AUTH"),
-                              priv_protocol="AES", priv_key=ref("env:CITYDC_SNMP_V3_PRIV")),
+            # The simulated core switches pick their data by SNMPv3 context name (snmpsim).
+            "core-siwei-v3": SnmpV3(username="citydc", auth_protocol="SHA256", auth_key=ref("env:CITYDC_SNMP_V3_AUTH"),
+                                    priv_protocol="AES", priv_key=ref("env:CITYDC_SNMP_V3_PRIV"),
+                                    context_name="sw-siwei-core1"),
+            "core-fengshan-v3": SnmpV3(username="citydc256", auth_protocol="SHA512",
+                                       auth_key=ref("env:CITYDC_SNMP_V3_AUTH"), priv_protocol="AES256",
+                                       priv_key=ref("env:CITYDC_SNMP_V3_PRIV"), context_name="sw-fengshan-core1"),
         },
+        snmp=SnmpCollector(listen=f"{ports.HOST}:{ports.SNMP_EXPORTER}"),
         devices=[
             Device(name="sw-lab-snmpd", address=f"{ports.HOST}:{ports.SNMPD}", site="siwei", role="server",
                    snmp_auth="lab-v2c"),
-            Device(name="sw-siwei-core1", address="127.0.0.1:11170", site="siwei", role="core",
-                   snmp_auth="core-v3", netmiko_device_type="cisco_ios"),
-            Device(name="sw-fengshan-core1", address="127.0.0.1:11171", site="fengshan", role="core",
-                   snmp_auth="core-v3", netmiko_device_type="cisco_ios"),
+            Device(name="sw-siwei-core1", address=f"127.0.2.1:{ports.SNMPSIM}", site="siwei", role="core",
+                   snmp_auth="core-siwei-v3", netmiko_device_type="cisco_ios"),
+            Device(name="sw-fengshan-core1", address=f"127.0.2.2:{ports.SNMPSIM}", site="fengshan", role="core",
+                   snmp_auth="core-fengshan-v3", netmiko_device_type="cisco_ios"),
+            *[Device(name=name, address=f"{ports.HOST}:{ports.SNMPSIM_SWITCHES + k}",
+                     site="fengshan" if "fengshan" in name else "siwei", role="access", snmp_auth="lab-v2c")
+              for k, name in enumerate(("sw-siwei-acc1", "sw-siwei-acc2", "sw-fengshan-acc1", "sw-fengshan-acc2",
+                                        "sw-fengshan-old1"))],
         ],
         netflow=Netflow(
             listeners=[NetflowListener(port=12055, site="siwei"), NetflowListener(port=12056, site="fengshan")],
@@ -72,16 +83,24 @@ def lab_example() -> Config:
                       Agency(name="police", prefixes=["10.10.2.0/24", "10.20.2.0/24"])],
             exporters=[NetflowExporter(address="127.0.0.1", sampling_rate=1)],
         ),
-        backup=Backup(jobs=[BackupJob(
-            name="siwei-ldap", site="siwei", sources=[f"{LAB}/data/siwei-ldap"], excludes=["*.tmp"],
-            local_repo=Repository(url=f"{LAB}/restic/siwei", password=ref("env:CITYDC_RESTIC_PASSWORD"),
-                                  site="siwei"),
-            # The lab's sshd (lab/sftp.py) stands in for the Fengshan site.
-            offsite_repo=Repository(url=f"sftp:citydc@127.0.0.1:{LAB}/sftp/repos/siwei",
-                                    password=ref("env:CITYDC_RESTIC_PASSWORD"), site="fengshan",
-                                    ssh_config=f"{LAB}/sftp/ssh_config"),
-            tags=["ldap"],
-        )]),
+        # Each site backs up locally and copies off-site to the other; the lab's sshd (lab/sftp.py)
+        # stands in for the other site's backup server.
+        backup=Backup(state_dir=f"{LAB}/var/backup", textfile_dir=f"{LAB}/var/textfile", jobs=[
+            BackupJob(name="siwei-ldap", site="siwei", sources=[f"{LAB}/data/siwei-ldap"], excludes=["*.tmp"],
+                      local_repo=Repository(url=f"{LAB}/restic/siwei", password=ref("env:CITYDC_RESTIC_PASSWORD"),
+                                            site="siwei"),
+                      offsite_repo=Repository(url=f"sftp:citydc@127.0.0.1:{LAB}/sftp/repos/siwei",
+                                              password=ref("env:CITYDC_RESTIC_PASSWORD"), site="fengshan",
+                                              ssh_config=f"{LAB}/sftp/ssh_config"),
+                      tags=["ldap"]),
+            BackupJob(name="fengshan-device-configs", site="fengshan", sources=[f"{LAB}/data/fengshan-configs"],
+                      local_repo=Repository(url=f"{LAB}/restic/fengshan",
+                                            password=ref("env:CITYDC_RESTIC_PASSWORD"), site="fengshan"),
+                      offsite_repo=Repository(url=f"sftp:citydc@127.0.0.1:{LAB}/sftp/repos/fengshan",
+                                              password=ref("env:CITYDC_RESTIC_PASSWORD"), site="siwei",
+                                              ssh_config=f"{LAB}/sftp/ssh_config"),
+                      tags=["device-configs"], drill_sample_files=5),
+        ]),
         security_log=SecurityLog(spool_dir=f"{LAB}/var/spool", sink=SqliteSink(path=f"{LAB}/var/seclog.db")),
     )
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from citydc.seclog.metrics import SeclogMetrics
@@ -88,10 +88,10 @@ class Shipper:
              forever: bool = False) -> ShipResult:
         """Deliver what the spool holds when called (at most ``max_batches``); return what happened.
 
-        Pipelined: while batch k is with the store, batch k+1 is read from the spool in a helper
-        thread (the store waits on the network or the disk, so reading costs no time). Positions
-        are acknowledged strictly in order, each only after the store acknowledged its batch; a
-        batch read ahead of a failed one is dropped and read again next time. Delivery failures
+        Pipelined: while batch k is with the store, batch k+1 is read from the spool (and prepared
+        for the store, if it can) in a helper thread, and batch k-1's position is recorded there.
+        Positions are acknowledged strictly in order, each only after the store acknowledged its
+        batch; a batch read ahead of a failed one is dropped and read again next time. Delivery failures
         are retried (``forever``: without limit on attempts) and end the run with ``result.error``
         set when given up.
         """
@@ -106,7 +106,9 @@ class Shipper:
 
         if not wanted(pos, 0):
             return self._finish(result)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-seclog-read") as reader:
+        acked: Future | None = None
+        # One helper thread, first in first out: it reads ahead and records acknowledgements in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-seclog-read") as helper:
             # A small first batch: the store gets work at once instead of after a full batch is read.
             batch = self.spool.read(pos, min(self.batch_size, FIRST_BATCH))
             while True:
@@ -114,7 +116,7 @@ class Shipper:
                 if batch.end is None or batch.end == pos:
                     break
                 # Read ahead only what this round would read next anyway (the same positions in the same order).
-                ahead = (reader.submit(self._read_ahead, batch.end)
+                ahead = (helper.submit(self._read_ahead, batch.end)
                          if wanted(batch.end, result.batches + 1) else None)
                 if batch.events:
                     try:
@@ -125,12 +127,18 @@ class Shipper:
                     result.delivered += len(batch.events)
                     if self.metrics is not None:
                         self.metrics.count_delivered(batch.events, self.clock())
-                self.spool.acknowledge(batch.end, batch.events)
+                if acked is not None:
+                    acked.result()  # the previous acknowledgement is on disk (or its error surfaces here)
+                # Recorded by the helper, after the batch was stored and after the previous ack (its queue
+                # is in order), while the next batch goes to the store: its fsync costs no delivery time.
+                acked = helper.submit(self.spool.acknowledge, batch.end, batch.events)
                 pos = batch.end
                 result.batches += 1
                 if ahead is None:
                     break
                 batch = ahead.result()
+            if acked is not None:
+                acked.result()
         return self._finish(result)
 
     def _read_ahead(self, pos: Position) -> Batch:

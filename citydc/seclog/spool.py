@@ -34,6 +34,7 @@ import orjson
 
 from citydc.seclog import chain, spool_ids
 from citydc.seclog.event import EventInvalid, validate_event
+from citydc.seclog.pacing import let_others_run
 
 __all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent", "gc_paused"]
 
@@ -353,8 +354,7 @@ class Spool:
         for raw in lines:
             if room <= 0:
                 break
-            if line % 128 == 0:
-                time.sleep(0)  # let_others_run(): see citydc.seclog.spool.YIELD_EVERY
+            let_others_run(line)  # a shipper's store thread may be waiting for the GIL
             line += 1
             offset += len(raw) + 1
             doc, reason = _parse_line(raw)

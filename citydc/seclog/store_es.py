@@ -30,6 +30,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from citydc.config.models import ElasticsearchSink
 from citydc.execute import mask
+from citydc.seclog.pacing import let_others_run
 from citydc.seclog.store import DeliveryError, Query
 from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
 from citydc.seclog.store_es_template import index_for, template_body, template_name, template_version
@@ -276,8 +277,7 @@ class ElasticsearchStore:
         heads = [self._head(i, ev) for i, ev in enumerate(events)]
         lines = []
         for i, (head, ev) in enumerate(zip(heads, events, strict=True)):
-            if i % 128 == 127:
-                time.sleep(0)
+            let_others_run(i)  # runs beside the thread waiting for the previous batch's answers
             lines.append((head[0], self._line(head[1], ev)))
         batch = PreparedBatch(events)
         batch.store, batch.lines = self, lines
@@ -288,15 +288,22 @@ class ElasticsearchStore:
                         ) -> tuple[int, list[tuple[str, bytes]], tuple[int, str] | None]:
         """Send every event once; return (new, items to retry, worst retriable status seen).
 
-        Lines come from ``prepared``, or are built from ``heads`` while the previous request is in flight.
+        Lines come from ``prepared`` (sent one request after the other), or are built from ``heads``
+        while the previous request is in flight.
         """
         new, again, worst = 0, [], None
+        if prepared is not None:  # nothing left to build: send from this thread, one request after the other
+            for start in range(0, len(prepared), self.bulk_events):
+                chunk = prepared[start:start + self.bulk_events]
+                n, retry_these, worst_now = self._tally(chunk, self._bulk(chunk, start + self.bulk_events
+                                                                          >= len(prepared)))
+                new, again, worst = new + n, again + retry_these, worst_now or worst
+            return new, again, worst
         in_flight: tuple[Future, list[tuple[str, bytes]]] | None = None
         try:
             for start in range(0, len(events), self.bulk_events):
-                chunk = (prepared[start:start + self.bulk_events] if prepared is not None else  # type: ignore[index]
-                         [(heads[i][0], self._line(heads[i][1], events[i]))  # type: ignore[index]
-                          for i in range(start, min(start + self.bulk_events, len(events)))])
+                chunk = [(heads[i][0], self._line(heads[i][1], events[i]))  # type: ignore[index]
+                         for i in range(start, min(start + self.bulk_events, len(events)))]
                 if in_flight is not None:  # at most one request in flight, as a plain bulk client
                     future, lines, in_flight = *in_flight, None
                     n, retry_these, worst_now = self._tally(lines, future.result())

@@ -13,6 +13,7 @@ once. Semantics shared with the Elasticsearch store (same Query, same results):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -105,6 +106,17 @@ def _row(doc: dict) -> tuple:
             chain.get("writer"), chain.get("seq"), doc["message"], raw)
 
 
+_WIDTH = len(COLUMNS) + 6  # id, ts_ms, the columns, writer, seq, message, doc
+ROWS_PER_INSERT = 1000
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(rows: int) -> str:
+    """Given a row count, return the INSERT of that many rows (a few sizes per run: sqlite3 caches them)."""
+    values = "(" + ",".join("?" * _WIDTH) + ")"
+    return "INSERT OR IGNORE INTO events VALUES " + ",".join([values] * rows)  # noqa: S608
+
+
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000) if when.tzinfo else _naive(when)
 
@@ -171,13 +183,18 @@ class SqliteStore:
         Raise DeliveryError if the database refuses the batch (then none of it is stored).
         """
         rows = [_row(doc) for doc in events]
-        marks = ",".join("?" * (len(COLUMNS) + 6))
+        per = max(1, min(ROWS_PER_INSERT, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH))
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 top = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0]
-                # rowcount sums the rows each INSERT added (an ignored duplicate adds none).
-                new = self.conn.executemany(f"INSERT OR IGNORE INTO events VALUES ({marks})", rows).rowcount  # noqa: S608
+                # Many rows per statement: one step for SQLite, and the GIL stays free while it inserts
+                # them (executemany takes it back after every row, which stalls behind the shipper's
+                # read-ahead thread). rowcount is the rows added (an ignored duplicate adds none).
+                new = 0
+                for i in range(0, len(rows), per):
+                    part = rows[i:i + per]
+                    new += self.conn.execute(_insert_sql(len(part)), [v for row in part for v in row]).rowcount
                 # New rows got rowids above the previous maximum: index their messages in one statement.
                 self.conn.execute("INSERT INTO events_fts(rowid, message) SELECT rowid, message FROM events "
                                   "WHERE rowid > ?", (top,))

@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 
 import pytest
-
 from citydc.lab import ports, registry
 from citydc.lab.base import LabContext
 

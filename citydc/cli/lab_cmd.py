@@ -21,7 +21,8 @@ def status_table(statuses: list[registry.ServiceStatus]) -> Table:
     table.add_column("endpoints", overflow="fold")
     for st in statuses:
         state = "[green]running[/]" if st.running else "[dim]stopped[/]"
-        table.add_row(st.name, state, " ".join(map(str, st.pids)), "\n".join(f"{k}: {v}" for k, v in st.endpoints.items()))
+        endpoints = "\n".join(f"{k}: {v}" for k, v in st.endpoints.items())
+        table.add_row(st.name, state, " ".join(map(str, st.pids)), endpoints)
     return table
 
 

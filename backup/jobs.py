@@ -22,10 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from citydc import execute
 from citydc.backup import events, locks, restic, state
 from citydc.backup.restic import Outcome, RepoAccess, Restic, Status
-
-from citydc import execute
 from citydc.config.models import BackupJob
 
 __all__ = ["JobRunner", "StepResult", "worst"]

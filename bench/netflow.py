@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from citydc.collectors.netflow import synth
-from citydc.lab import nfdump, ports, processes
 
 from citydc import execute
+from citydc.collectors.netflow import synth
+from citydc.lab import nfdump, ports, processes
 
 PORT_CITYDC, PORT_NFCAPD, PORT_NFACCTD = ports.NFCAPD + 5, ports.NFCAPD + 6, ports.NFCAPD + 7
 BUFFER = 32 * 1024 * 1024
@@ -100,7 +100,6 @@ def serve(port: int) -> None:
     from citydc.collectors.netflow.aggregate import AgencyPrefixes
     from citydc.collectors.netflow.collector import Listener, build
     from citydc.collectors.netflow.receive import open_socket
-
     from citydc.config.models import Netflow
 
     collector = build(Netflow())

@@ -30,10 +30,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from citydc.lab import ports, registry
-from citydc.lab.base import LabContext
 from elasticsearch import Elasticsearch
 
+from citydc.lab import ports, registry
+from citydc.lab.base import LabContext
 from citydc.seclog import emit, make_event
 from citydc.seclog.rate import FSYNC_POLICY
 from citydc.seclog.shipper import Shipper

@@ -32,14 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from citydc import execute
 from citydc.lab import processes
 from citydc.lab.base import LabContext, wait_until
 from citydc.lab.snmpd import client_conf_dir
 from citydc.lab.snmpsim import FILES, bulkwalk_argv, install_snmpsim, venv_python
 from citydc.lab.snmpsim_data import SwitchSpec, records
-from prometheus_client.parser import text_string_to_metric_families
-
-from citydc import execute
 
 COMMUNITY = "citydc-bench"  # a benchmark-only community of simulated devices, not a secret
 BASE_PORT = 24000

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import processes
 from citydc.lab.processes import ProcessRecord
-
-from citydc import execute
 
 __all__ = ["LabContext", "LabError", "Service", "apt_install", "wait_until"]
 

@@ -23,10 +23,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
-
-from citydc import execute
 
 ES_VERSION = "9.2.4"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"

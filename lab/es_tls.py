@@ -17,11 +17,10 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
 from citydc.lab.elasticsearch import Elasticsearch
-
-from citydc import execute
 
 __all__ = ["USER", "EsTls", "ca_file", "haproxy_conf", "make_ca", "make_server_cert", "url"]
 

@@ -13,10 +13,9 @@ import pwd
 import subprocess
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
-
-from citydc import execute
 
 SSHD = "/usr/sbin/sshd"
 SFTP_USER = "citydc"

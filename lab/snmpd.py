@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, Service, need_binaries
-
-from citydc import execute
 
 SNMPD = "/usr/sbin/snmpd"
 SYS_NAME = "lab-snmpd"

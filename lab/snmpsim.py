@@ -23,12 +23,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, apt_install
 from citydc.lab.snmpd import client_conf_dir, snmpget_argv
 from citydc.lab.snmpsim_data import SwitchSpec, records
-
-from citydc import execute
 
 __all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "lab_devices", "lab_snmp_auth", "lab_snmp_env",
            "parse_bulkwalk", "venv_python"]

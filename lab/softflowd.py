@@ -14,10 +14,9 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
-
-from citydc import execute
 
 __all__ = ["HOST_ADDRESS", "NAMESPACE", "NS_ADDRESS", "SERVICES", "Softflowd", "expire_all_argv",
            "softflowd_argv"]

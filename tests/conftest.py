@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+
 from citydc.lab import ports, registry
 from citydc.lab.base import LabContext
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from citydc.collectors.netflow.records import FlowBatch
 from citydc.collectors.netflow.talkers import SlidingTopN
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
 from citydc.collectors.netflow import ipfix, v5, v9
 from citydc.collectors.netflow.receive import Received
 from citydc.collectors.netflow.records import REASONS

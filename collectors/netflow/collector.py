@@ -22,7 +22,6 @@ from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
 from citydc.collectors.netflow.decoder import Decoder, ExporterLabels
 from citydc.collectors.netflow.metrics import ListenerInfo, NetflowMetrics
 from citydc.collectors.netflow.records import FlowBatch
-
 from citydc.config.models import Netflow
 
 __all__ = ["Collector", "Listener", "build"]

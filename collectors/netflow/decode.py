@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+
 from citydc.collectors.netflow.records import COLUMNS, FlowBatch, Malformed
 
 __all__ = ["FIELD_COLUMNS", "SAMPLING_FIELDS", "Template", "batch_from_records", "compile_template", "normalize",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow import ipfix, receive, v5, v9
 from citydc.collectors.netflow.decode import Template, batch_from_records, compile_template, normalize, uint_column

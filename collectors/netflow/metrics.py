@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from citydc.collectors.netflow.aggregate import Aggregator
-from citydc.collectors.netflow.decoder import Decoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from citydc.collectors.netflow.aggregate import Aggregator
+from citydc.collectors.netflow.decoder import Decoder
 
 __all__ = ["ListenerInfo", "NetflowMetrics"]
 

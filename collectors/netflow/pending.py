@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
+
 from citydc.collectors.netflow.decode import Template
 
 __all__ = ["PendingRecords"]

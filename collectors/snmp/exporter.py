@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from citydc.collectors.snmp.collector import ScrapeResult, TargetState, poll_target
-from citydc.collectors.snmp.exposition import samples_text
-from citydc.collectors.snmp.modules import Module, build_modules
-from citydc.collectors.snmp.poller import PollError, Session, auth_data, parse_address
-from citydc.collectors.snmp.v2c import V2cSession
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
+from citydc.collectors.snmp.collector import ScrapeResult, TargetState, poll_target
+from citydc.collectors.snmp.exposition import samples_text
+from citydc.collectors.snmp.modules import Module, build_modules
+from citydc.collectors.snmp.poller import PollError, Session, auth_data, parse_address
+from citydc.collectors.snmp.v2c import V2cSession
 from citydc.config.models import Config, Device, SnmpV2c
 from citydc.secrets import SecretUnavailable
 

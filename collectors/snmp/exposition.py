@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from citydc.collectors.snmp.collector import Sample
 from prometheus_client.utils import floatToGoString
+
+from citydc.collectors.snmp.collector import Sample
 
 __all__ = ["samples_text"]
 

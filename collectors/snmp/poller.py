@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from citydc.collectors.snmp import ber
 from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -47,6 +46,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto import rfc1905
 
+from citydc.collectors.snmp import ber
 from citydc.config.models import SnmpV2c, SnmpV3
 
 __all__ = ["MAX_REQUESTS", "PollError", "Session", "WalkResult", "auth_data", "parse_address", "to_python"]

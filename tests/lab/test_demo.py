@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from citydc.lab import ports
 
 pytestmark = pytest.mark.lab

@@ -7,14 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from citydc.lab import ports, processes, registry
-from citydc.lab.elasticsearch import ES_VERSION
-from citydc.lab.snmpd import NO_MIBS, SYS_NAME, client_conf_dir, snmpget_argv
 from click.testing import CliRunner
 from elasticsearch import ApiError, Elasticsearch
 
 from citydc import execute
 from citydc.cli.main import cli
+from citydc.lab import ports, processes, registry
+from citydc.lab.elasticsearch import ES_VERSION
+from citydc.lab.snmpd import NO_MIBS, SYS_NAME, client_conf_dir, snmpget_argv
 
 pytestmark = pytest.mark.lab
 

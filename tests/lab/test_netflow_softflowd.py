@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+
+from citydc import execute
 from citydc.collectors.netflow import receive
 from citydc.collectors.netflow.decoder import Decoder
 from citydc.lab import nfdump, ports, processes
 from citydc.lab.softflowd import HOST_ADDRESS, NS_ADDRESS, SERVICES, expire_all_argv
-
-from citydc import execute
 
 PAYLOAD = 1000
 COUNT = 25

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from citydc.lab import es_tls, ports, registry
-from citydc.lab.elasticsearch import ES_VERSION
 from elasticsearch import ApiError, Elasticsearch
 
 from citydc.config.models import ElasticsearchSink
+from citydc.lab import es_tls, ports, registry
+from citydc.lab.elasticsearch import ES_VERSION
 from citydc.seclog import emit
 from citydc.seclog.chain import GENESIS, ChainHead, link, verify
 from citydc.seclog.event import make_event

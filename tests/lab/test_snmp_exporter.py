@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Thread
 
 import pytest
-from citydc.collectors.snmp.exporter import Exporter, serve
-from citydc.lab.snmpd import client_conf_dir
-from citydc.lab.snmpsim import RECORDED, bulkwalk_argv, lab_config, lab_snmp_env, parse_bulkwalk
 from prometheus_client.parser import text_string_to_metric_families
 
 from citydc import execute
+from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.config.models import Config
+from citydc.lab.snmpd import client_conf_dir
+from citydc.lab.snmpsim import RECORDED, bulkwalk_argv, lab_config, lab_snmp_env, parse_bulkwalk
 
 pytestmark = pytest.mark.lab
 

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Thread
 
 import pytest
-from citydc.collectors.snmp.exporter import Exporter, serve
-from citydc.lab.snmpsim import FLEET_SIZE, lab_config, lab_snmp_env
 from prometheus_client.parser import text_string_to_metric_families
 
+from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.config.models import Config
+from citydc.lab.snmpsim import FLEET_SIZE, lab_config, lab_snmp_env
 
 pytestmark = pytest.mark.lab
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, wait_until
 from citydc.lab.prometheus import file_sd_dir, query
 from citydc.lab.registry import SERVICES
 from citydc.lab.snmpsim import REBOOT, lab_config, lab_snmp_env
 from citydc.lab.snmpsim_data import rate_of
-
-from citydc import execute
 
 pytestmark = pytest.mark.lab
 

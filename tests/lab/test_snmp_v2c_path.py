@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from citydc.collectors.snmp.exporter import Exporter
-from citydc.lab.snmpsim import RECORDED, lab_config, lab_snmp_env
 from prometheus_client.parser import text_string_to_metric_families
 
+from citydc.collectors.snmp.exporter import Exporter
 from citydc.config.models import Config
+from citydc.lab.snmpsim import RECORDED, lab_config, lab_snmp_env
 
 pytestmark = pytest.mark.lab
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from citydc.backup import events
-
 from citydc.seclog import validate_event
 
 

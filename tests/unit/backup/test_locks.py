@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from citydc.backup import locks
 from citydc.backup.restic import Lock, parse_lock
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from citydc.backup import metrics, state
 from prometheus_client.parser import text_string_to_metric_families
+
+from citydc.backup import metrics, state
 
 
 def sample_state() -> dict:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from citydc.backup import restic
 from citydc.backup.restic import BackupSummary, ReadError, RepoAccess, Status
-
 from citydc.config.models import Repository, Retention
 from citydc.execute import Outcome
 from citydc.secrets import SecretRef

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from citydc.lab import nfdump, ports
 from citydc.lab.softflowd import expire_all_argv, softflowd_argv
 

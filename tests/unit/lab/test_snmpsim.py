@@ -1,6 +1,7 @@
 """The SNMP lab's pure parts: generated switch data, net-snmp argv and output parsing (citydc.lab.snmpsim)."""
 
 import pytest
+
 from citydc.lab.snmpsim import REBOOT, SWITCHES, bulkwalk_argv, lab_config, parse_bulkwalk
 from citydc.lab.snmpsim_data import SwitchSpec, rate_of, records
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
 from citydc.collectors.netflow import synth
 from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
 from citydc.collectors.netflow.decoder import Decoder
 from citydc.collectors.netflow.metrics import ListenerInfo, NetflowMetrics
 from citydc.collectors.netflow.talkers import MisraGries
-from prometheus_client import CollectorRegistry, generate_latest
 
 
 def decoded(flows: synth.Flows, version: int = 9):

@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from citydc.collectors.netflow import synth
 from citydc.collectors.netflow.aggregate import AgencyPrefixes, AgencyTable, key_sums
 from citydc.collectors.netflow.batch import VECTOR_WALK

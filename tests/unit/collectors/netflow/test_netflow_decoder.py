@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from citydc.collectors.netflow import synth
 from citydc.collectors.netflow.decoder import Decoder
 from citydc.collectors.netflow.pcapfile import udp_payloads

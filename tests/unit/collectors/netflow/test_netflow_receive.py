@@ -9,10 +9,10 @@ import time
 import click
 import numpy as np
 import pytest
-from citydc.collectors.netflow import receive, synth
-from citydc.collectors.netflow.collector import Listener, build
 
 from citydc.cli.collect_netflow import parse_host_port
+from citydc.collectors.netflow import receive, synth
+from citydc.collectors.netflow.collector import Listener, build
 from citydc.config.models import Netflow, NetflowExporter
 
 

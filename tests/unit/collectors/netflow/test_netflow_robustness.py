@@ -6,12 +6,13 @@ import random
 import struct
 import time
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from citydc.collectors.netflow import synth
 from citydc.collectors.netflow.decoder import Decoder, ExporterLabels
 from citydc.collectors.netflow.records import REASONS
 from citydc.collectors.netflow.templates import TemplateCache
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 GOOD_V9 = synth.v9_datagrams(synth.random_flows(10, seed=1), 9)[0]
 GOOD_IPFIX = synth.v9_datagrams(synth.random_flows(10, seed=1), 10)[0]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 
 import pytest
-from citydc.collectors.snmp.poller import PollError
 from pysnmp.proto import rfc1902, rfc1905
+
+from citydc.collectors.snmp.poller import PollError
 
 IFX = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
 IF = (1, 3, 6, 1, 2, 1, 2, 2, 1)

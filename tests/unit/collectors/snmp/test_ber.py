@@ -9,14 +9,15 @@ our decoder accepts, pyasn1 must accept with the same result.
 from __future__ import annotations
 
 import pytest
-from citydc.collectors.snmp import ber
-from citydc.collectors.snmp.poller import to_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pysnmp.proto import api, rfc1902, rfc1905
+
+from citydc.collectors.snmp import ber
+from citydc.collectors.snmp.poller import to_python
 
 V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 EXCEPTIONS = {rfc1905.NoSuchObject: ber.NO_SUCH_OBJECT, rfc1905.NoSuchInstance: ber.NO_SUCH_INSTANCE,

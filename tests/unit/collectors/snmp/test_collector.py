@@ -3,10 +3,10 @@
 import asyncio
 import time
 
-from citydc.collectors.snmp.collector import TargetState, poll_target
-from citydc.collectors.snmp.modules import BUILTIN_MODULES, build_modules
 from pysnmp.proto import rfc1902
 
+from citydc.collectors.snmp.collector import TargetState, poll_target
+from citydc.collectors.snmp.modules import BUILTIN_MODULES, build_modules
 from citydc.config.models import SnmpModule
 
 IF = (1, 3, 6, 1, 2, 1, 2, 2, 1)

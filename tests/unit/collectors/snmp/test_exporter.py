@@ -6,9 +6,9 @@ from collections import Counter
 from threading import Thread
 
 import pytest
+
 from citydc.collectors.snmp.collector import Sample, ScrapeResult
 from citydc.collectors.snmp.exporter import BadRequest, Exporter, serve
-
 from citydc.config.models import Config
 
 

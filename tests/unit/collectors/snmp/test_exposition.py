@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from citydc.collectors.snmp.collector import Sample
-from citydc.collectors.snmp.exposition import samples_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+
+from citydc.collectors.snmp.collector import Sample
+from citydc.collectors.snmp.exposition import samples_text
 
 METRICS = [("citydc_snmp_if_receive_bytes", "counter", "Octets received."),
            ("citydc_snmp_if_receive_packets", "counter", 'Packets "by" cast\\type.\nSecond line.'),

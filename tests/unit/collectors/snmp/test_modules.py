@@ -1,8 +1,8 @@
 """Modules as data (citydc.collectors.snmp.modules)."""
 
 import pytest
-from citydc.collectors.snmp.modules import BUILTIN_MODULES, COLUMNS, FAMILIES, build_modules
 
+from citydc.collectors.snmp.modules import BUILTIN_MODULES, COLUMNS, FAMILIES, build_modules
 from citydc.config.models import SnmpModule
 
 

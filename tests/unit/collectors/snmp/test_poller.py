@@ -4,6 +4,9 @@ import asyncio
 import time
 
 import pytest
+from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
+from pysnmp.proto import rfc1902, rfc1905
+
 from citydc.collectors.snmp.poller import (
     PollError,
     auth_data,
@@ -12,9 +15,6 @@ from citydc.collectors.snmp.poller import (
     to_python,
     walk_columns,
 )
-from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
-from pysnmp.proto import rfc1902, rfc1905
-
 from citydc.config.models import SnmpV2c, SnmpV3
 
 IFX = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)

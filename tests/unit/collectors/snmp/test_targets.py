@@ -3,8 +3,8 @@
 import json
 
 import yaml
-from citydc.collectors.snmp.targets import file_sd, scrape_config, write_atomic
 
+from citydc.collectors.snmp.targets import file_sd, scrape_config, write_atomic
 from citydc.config.models import Device
 
 

@@ -13,10 +13,11 @@ import socket
 import time
 
 import pytest
-from citydc.collectors.snmp.poller import PollError, walk_columns
-from citydc.collectors.snmp.v2c import V2cSession
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
+
+from citydc.collectors.snmp.poller import PollError, walk_columns
+from citydc.collectors.snmp.v2c import V2cSession
 
 V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 IFX = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)

@@ -1,4 +1,4 @@
-"""The receive stage: a UDP socket with a large receive buffer, drained without blocking, and
+"""The receive stage: a UDP socket with a large receive buffer, read without blocking, and
 the kernel's drop count for that socket (from /proc/net/udp, read only when metrics are scraped).
 
 The hot path uses ``BatchReceiver``: many datagrams per system call (Linux ``recvmmsg`` through
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BatchReceiver", "Received", "drain", "kernel_drops", "open_socket", "receive_buffer"]
+__all__ = ["BatchReceiver", "Received", "kernel_drops", "open_socket", "receive_buffer"]
 
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 MAX_DATAGRAM = 65535
@@ -51,19 +51,6 @@ def open_socket(address: str, port: int, receive_buffer_bytes: int) -> socket.so
 def receive_buffer(sock: socket.socket) -> int:
     """Return the receive buffer the kernel granted (it reports twice the requested size)."""
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-
-
-def drain(sock: socket.socket, handle: Callable[[bytes, str], None], limit: int = 512) -> int:
-    """Given a non-blocking socket and handle(datagram, exporter address), pass it up to
-    ``limit`` waiting datagrams; return how many."""
-    recv = sock.recvfrom
-    n = 0
-    with contextlib.suppress(BlockingIOError, InterruptedError):
-        while n < limit:
-            data, addr = recv(MAX_DATAGRAM)
-            handle(data, addr[0])
-            n += 1
-    return n
 
 
 def kernel_drops(sock: socket.socket, proc_root: Path = Path("/proc")) -> int | None:

@@ -231,3 +231,28 @@ def test_big_integers_and_floats_survive_spool_and_store_and_verify(tmp_path):
         assert found[0]["citydc"]["backup"] == details  # exactly: the spool line is stored as written
     finally:
         store.close()
+
+
+def test_the_stores_prepare_runs_ahead_and_its_refusal_is_handled_by_put(tmp_path):
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(30)])
+
+    class PreparingStore(FlakyStore):
+        prepared: list[int] = []  # noqa: RUF012 - per test
+
+        def prepare(self, events):
+            if any(e["message"] == "login 25" for e in events):
+                raise DeliveryError("event 25 is bad", "invalid_event")
+            self.prepared.append(len(events))
+            return [*events]
+
+        def put(self, events):
+            if any(e["message"] == "login 25" for e in events):
+                raise DeliveryError("event 25 is bad", "invalid_event")
+            return super().put(events)
+
+    store = PreparingStore()
+    result = Shipper(spool, store, batch_size=10, max_attempts=2, sleep=lambda s: None).ship()
+    assert store.prepared == [10]  # batch 2 was prepared ahead; batch 1 was read first, batch 3 refused
+    assert not result.ok and result.error.reason == "invalid_event" and result.delivered == 20
+    assert spool.ack_position().line == 20

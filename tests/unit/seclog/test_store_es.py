@@ -338,3 +338,34 @@ def test_a_reader_without_refresh_privilege_still_searches():
     store = ElasticsearchStore(client, endpoint=ENDPOINT)
     assert store.count() == 7
     assert store.refresh_before_read is False
+
+
+def test_a_prepared_batch_sends_the_same_requests_and_retries_the_same_way():
+    events = _events(5)
+    plain, plain_client, _ = _store([[201, 201, 201], [201, 201]], bulk_events=3)
+    prepared, prepared_client, _ = _store([[201, 429, 201], [201, 201], [201]], bulk_events=3)
+    batch = prepared.prepare(events)
+    assert list(batch) == events and len(batch.lines) == 5
+    assert plain.put(events) == 5
+    assert prepared.put(batch) == 5  # the throttled item went again, alone
+    assert prepared_client.bulks[:2] == plain_client.bulks
+    assert prepared_client.bulks[2] == plain_client.bulks[0][2:4]
+    other, other_client, _ = _store([[201, 201, 201], [201, 201]], bulk_events=3)
+    assert other.put(batch) == 5 and other_client.bulks == plain_client.bulks  # another store's batch: rebuilt
+
+
+def test_prepare_refuses_a_bad_event_as_put_does():
+    store, _, _ = _store([])
+    bad = _events(3)
+    del bad[1]["event"]["id"]
+    with pytest.raises(ElasticsearchStoreError, match="event 1 of the batch"):
+        store.prepare(bad)
+
+
+def test_spooled_events_are_sent_as_their_spool_line():
+    from citydc.seclog.spool import SpooledEvent
+
+    event = SpooledEvent(_events(1)[0])
+    event.raw = '{"message":"m 0","event":{"id":"%s"},"@timestamp":"2026-11-26T05:00:00.000Z"}' % ("0" * 32)
+    line = ElasticsearchStore._line(b"", event)
+    assert line.startswith(event.raw[:-1].encode()) and json.loads(line)["citydc_index"] == {"words": ["0", "m"]}

@@ -18,8 +18,9 @@ from citydc.seclog.store_sqlite import SqliteStore
 
 __all__ = ["FSYNC_POLICY", "sample_events", "sqlite_end_to_end"]
 
-FSYNC_POLICY = ("spool: one fsync per emitted batch before emit returns (plus the chain-head file); "
-                "SQLite: WAL with synchronous=FULL, one transaction (one WAL fsync) per shipped batch")
+FSYNC_POLICY = ("spool: one fsync per emitted batch before emit returns (plus the chain-head file; ids.db WAL "
+                "synchronous=NORMAL); SQLite: WAL with synchronous=FULL, one transaction (one WAL fsync) per "
+                "shipped batch, then the ack file (tmp + fsync + rename)")
 
 
 def sample_events(n: int, tag: str = "bench") -> list[dict]:

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from citydc.seclog.metrics import SeclogMetrics
-from citydc.seclog.spool import Batch, CorruptLine, Position, Spool, SpoolBusy
+from citydc.seclog.spool import Batch, CorruptLine, Position, Spool, SpoolBusy, gc_paused
 from citydc.seclog.store import DeliveryError, Store
 
 __all__ = ["BackgroundShipper", "ShipResult", "Shipper"]
@@ -147,7 +147,7 @@ class Shipper:
         prepare = getattr(self.store, "prepare", None)
         if prepare is not None and batch.events:
             # A bad event: put() meets the same problem again and handles it (retries, then result.error).
-            with contextlib.suppress(DeliveryError):
+            with contextlib.suppress(DeliveryError), gc_paused():  # acyclic bytes and tuples, as the read
                 batch.events = prepare(batch.events)
         return batch
 

@@ -25,6 +25,8 @@ __all__ = ["WORDS_FIELD", "bool_query", "chain_sort", "composite_sources", "es_t
 WORDS_FIELD = "citydc_index.words"
 _QUERY_WORD = re.compile(r"\w+")  # how the SQLite store splits free text into quoted FTS5 phrases
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61 token characters: letters and numbers
+# ASCII and CJK Unified Ideographs (with extension A) only: folding is then lowercasing the ASCII.
+_CASELESS = re.compile(r"[\x00-\x7f\u3400-\u4dbf\u4e00-\u9fff]*\Z")
 
 
 @functools.lru_cache(maxsize=8192)  # words repeat across events (names, places); folding costs microseconds
@@ -39,7 +41,8 @@ def _fold(token: str) -> str:
 
 def message_words(message: str) -> list[str]:
     """Given a message, return its distinct words as FTS5's unicode61 tokenizer makes them, sorted."""
-    if message.isascii():  # ASCII lowercasing is per character, so the whole message folds at once
+    if message.isascii() or _CASELESS.match(message):
+        # Lowercasing ASCII is per character and CJK ideographs have no case or marks: fold at once.
         return sorted(set(_TOKEN.findall(message.lower())))
     # Otherwise token by token: lowercasing can depend on neighbours (Greek final sigma).
     return sorted({t.lower() if t.isascii() else _fold(t) for t in set(_TOKEN.findall(message))})

@@ -15,11 +15,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from citydc.collectors.netflow.records import FlowBatch
 from citydc.collectors.netflow.talkers import SlidingTopN
+
+if TYPE_CHECKING:
+    from citydc.collectors.netflow.fastpath import Partial
 
 __all__ = ["PROTOCOLS", "SERVICES", "AgencyPrefixes", "AgencyTable", "Aggregator", "key_sums", "talker_text"]
 
@@ -216,9 +220,13 @@ class Aggregator:
         self.records = 0
         self._agency_table: AgencyTable | None = None
 
-    def add(self, batch: FlowBatch) -> None:
-        """Given a batch, add its bytes and packets to every aggregate."""
+    def add(self, batch: FlowBatch | Partial) -> None:
+        """Given a batch (or the compiled path's sums of one, fastpath.Partial), add its bytes and
+        packets to every aggregate."""
         if len(batch) == 0:
+            return
+        if not isinstance(batch, FlowBatch):
+            self._add_partial(batch)
             return
         # float64 weights for np.bincount, made once: exact while a batch sums below 2**53
         weights = [batch["bytes"].astype(np.float64), batch["packets"].astype(np.float64)]
@@ -256,11 +264,9 @@ class Aggregator:
         return labels[index]
 
     def _agencies(self, batch: FlowBatch, weights: list[np.ndarray]) -> None:
-        if not self.agencies:
+        table = self.agency_table()
+        if table is None:
             return
-        if self._agency_table is None or self._agency_table.agencies != tuple(self.agencies):
-            self._agency_table = AgencyTable(self.agencies)  # self.agencies may be reassigned
-        table = self._agency_table
         is4 = batch["ip_version"] == 4
         all4 = bool(is4.all())
         w4 = weights if all4 else [w[is4] for w in weights]
@@ -279,6 +285,53 @@ class Aggregator:
                     acc = self.agency[(batch.site, agency.name, direction)]
                     acc[0] += b
                     acc[1] += p
+
+    def agency_table(self) -> AgencyTable | None:
+        """Return the interval table of the current agencies, None when there are none."""
+        if not self.agencies:
+            return None
+        if self._agency_table is None or self._agency_table.agencies != tuple(self.agencies):
+            self._agency_table = AgencyTable(self.agencies)  # self.agencies may be reassigned
+        return self._agency_table
+
+    def _add_partial(self, part: Partial) -> None:
+        # The compiled path's sums, folded in with the same keys, order and rules as the column
+        # path above (its float sums are exact below 2**53; these are exact integers).
+        with self.lock:
+            self.records += part.records
+            labels = self._iface_labels[(part.site, part.exporter)]
+            for direction, rows, top in (("in", part.in_if, part.max_in), ("out", part.out_if, part.max_out)):
+                rows = rows[np.argsort(rows[:, 0], kind="stable")]
+                if top < _BINCOUNT_IFINDEX:  # np.bincount path above: interfaces without packets are left out
+                    rows = rows[rows[:, 2] != 0]
+                for index, b, p in rows.tolist():
+                    label = labels.get(index)
+                    if label is None:
+                        label = self._iface_label(part.exporter, index, labels)
+                    acc = self.interfaces[(part.site, part.exporter, label, direction)]
+                    acc[0] += b
+                    acc[1] += p
+            if part.table is not None:
+                member = part.table.member > 0
+                for a, agency in enumerate(part.table.agencies):
+                    for direction, col in (("in", 0), ("out", 2)):
+                        if part.is6:
+                            b, p = (int(v) for v in part.agencies6[a, col:col + 2]) if agency.v6 else (0, 0)
+                        else:
+                            b, p = (int(v) for v in part.intervals[member[:, a], col:col + 2].sum(axis=0))
+                        if p:
+                            acc = self.agency[(part.site, agency.name, direction)]
+                            acc[0] += b
+                            acc[1] += p
+            for k in np.flatnonzero(part.protocols[:, 1]).tolist():
+                acc = self.protocol[(part.site, _PROTO_NAMES[k // _NSVC], _SVC_NAMES[k % _NSVC])]
+                acc[0] += int(part.protocols[k, 0])
+                acc[1] += int(part.protocols[k, 1])
+            family = 6 if part.is6 else 4
+            window = self.talkers.get((part.site, family))
+            if window is None:
+                window = self.talkers[(part.site, family)] = SlidingTopN(self.talkers_k, self.window_seconds)
+            window.update(part.talkers[:, 0], part.talkers[:, 1].astype(np.float64), self.clock())
 
     def _protocols(self, batch: FlowBatch, weights: list[np.ndarray]) -> None:
         proto = batch["proto"]

@@ -10,6 +10,7 @@ through metrics.NetflowMetrics.
 
 from __future__ import annotations
 
+import logging
 import selectors
 import socket
 import threading
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from citydc.collectors.netflow import receive
+from citydc.collectors.netflow import fastpath, receive
 from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
 from citydc.collectors.netflow.decoder import Decoder, ExporterLabels
 from citydc.collectors.netflow.metrics import ListenerInfo, NetflowMetrics
@@ -25,6 +26,8 @@ from citydc.collectors.netflow.records import FlowBatch
 from citydc.config.models import Netflow
 
 __all__ = ["Collector", "Listener", "build"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,8 +131,12 @@ class Collector:
 
 
 def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = None,
-          flow_sink: Callable[[FlowBatch], None] | None = None, **aggregator_options: object) -> Collector:
+          flow_sink: Callable[[FlowBatch], None] | None = None, compiled: bool = True,
+          **aggregator_options: object) -> Collector:
     """Given the netflow section of citydc.yaml, bind its listeners and return the Collector.
+
+    The decoder runs the compiled path (fastpath.py) when ``compiled``, the extension is built
+    and there is no ``flow_sink``; otherwise the numpy path.
 
     Raise OSError (naming the listener) if a socket cannot be bound.
     """
@@ -149,4 +156,9 @@ def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = 
                       exporter_labels=ExporterLabels({e.address: e.address for e in config.exporters}))
     agencies = [AgencyPrefixes.build(a.name, a.prefixes) for a in config.agencies]
     aggregator = Aggregator(agencies, ifname=ifname, **aggregator_options)  # type: ignore[arg-type]
+    # The compiled path sums records without keeping them, so a flow sink needs the numpy path.
+    if compiled and flow_sink is None and fastpath.available():
+        decoder.use_compiled(aggregator)
+    log.info("netflow decode path: %s (compiled extension %s)", decoder.path,
+             "built" if fastpath.available() else "not built")
     return Collector(listeners, decoder, aggregator, flow_sink=flow_sink)

@@ -15,15 +15,20 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow import ipfix, receive, v5, v9
 from citydc.collectors.netflow.decode import Template, batch_from_records, compile_template, normalize, uint_column
+from citydc.collectors.netflow.fastpath import DirectAggregates, Partial
 from citydc.collectors.netflow.pending import PendingRecords
 from citydc.collectors.netflow.records import REASONS, FlowBatch, Malformed
 from citydc.collectors.netflow.templates import TemplateCache, TemplateKey
+
+if TYPE_CHECKING:
+    from citydc.collectors.netflow.aggregate import Aggregator
 
 __all__ = ["DecodeStats", "Decoder", "ExporterLabels"]
 
@@ -94,6 +99,18 @@ class Decoder:
         self._compiled: dict[tuple[int, bool, bytes], list[Template | ipfix.Withdrawal]] = {}
 
     @property
+    def path(self) -> str:
+        """Return which decode path runs: 'compiled' (fastpath.py, C) or 'numpy'."""
+        return "compiled" if isinstance(self._pending, DirectAggregates) else "numpy"
+
+    def use_compiled(self, aggregator: Aggregator) -> None:
+        """Given the aggregator the decoded records are for, sum records on arrival in C
+        (fastpath.py): flush() then returns fastpath.Partial sums instead of FlowBatches.
+
+        Call before feeding. Raise RuntimeError if the extension is not built (fastpath.available())."""
+        self._pending = DirectAggregates(aggregator, self.max_pending_bytes)
+
+    @property
     def pending_bytes(self) -> int:
         return self._pending.nbytes
 
@@ -161,15 +178,13 @@ class Decoder:
         if n == len(batch) and bool((counts == v5.MAX_COUNT).all()) and bool((rates == rates[0]).all()) and (
                 len(batch.exporters) == 1):
             # The common case, full v5 datagrams from one exporter: one strided view, one copy.
-            grid = np.ndarray((n, v5.MAX_COUNT), np.dtype((np.void, v5.RECORD_LEN)), buffer=batch.buf,
-                              offset=v5.HEADER_LEN, strides=(batch.slot, v5.RECORD_LEN))
-            self._pending.add((site, labels[0], 5, id(v5.TEMPLATE), int(rates[0])), v5.TEMPLATE, int(rates[0]), grid)
+            self._pending.grid((site, labels[0], 5, id(v5.TEMPLATE), int(rates[0])), v5.TEMPLATE, int(rates[0]),
+                               batch.buf, v5.HEADER_LEN, batch.slot, n, v5.MAX_COUNT)
             self.stats.records[(site, labels[0], "5")] += n * v5.MAX_COUNT
             return
         starts = rows * batch.slot + v5.HEADER_LEN
         for (e, rate), sel in batchmod.groups(exp, rates):
-            self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf,
-                         batchmod.record_offsets(starts[sel], counts[sel], v5.RECORD_LEN))
+            self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf, starts[sel], counts[sel])
             self.stats.records[(site, labels[e], "5")] += int(counts[sel].sum())
 
     def _feed_set_batch(self, batch: receive.Received, heads: batchmod.Headers, sets: batchmod.Sets,
@@ -283,8 +298,7 @@ class Decoder:
             if n == 0:
                 continue
             rate = self.announced_sampling.get(key[:4]) or self.config_sampling.get(exporter, 1)
-            self._gather(site, label, ver, template, rate, batch.buf,
-                         batchmod.record_offsets(starts, counts, template.record_len))
+            self._gather(site, label, ver, template, rate, batch.buf, starts, counts)
             self.stats.records[(site, label, str(ver))] += n
 
     def _sets_one_by_one(self, template: Template | None, key: TemplateKey, site: str, label: str,
@@ -346,9 +360,8 @@ class Decoder:
                           np.frombuffer(records, template.dtype))
 
     def _gather(self, site: str, label: str, version: int, template: Template, rate: int, buf: np.ndarray,
-                offsets: np.ndarray) -> None:
-        self._pending.gather((site, label, version, id(template), rate), template, rate,
-                             batchmod.items(buf, template.norm_len), offsets)
+                starts: np.ndarray, counts: np.ndarray) -> None:
+        self._pending.runs((site, label, version, id(template), rate), template, rate, buf, starts, counts)
 
     # -- held data sets ------------------------------------------------------------------------
 
@@ -384,7 +397,10 @@ class Decoder:
 
     # -- flushing ------------------------------------------------------------------------------
 
-    def flush(self) -> list[FlowBatch]:
-        """Return the records fed since the last flush as FlowBatches (one per template and rate)."""
+    def flush(self) -> list[FlowBatch] | list[Partial]:
+        """Return the records fed since the last flush as FlowBatches (one per template and rate),
+        or, on the compiled path, as their Partial sums in the same order."""
+        if isinstance(self._pending, DirectAggregates):
+            return self._pending.take()
         return [batch_from_records(template, records, site, label, version, rate)
                 for (site, label, version, _, _), template, rate, records in self._pending.take()]

@@ -111,6 +111,11 @@ class NetflowMetrics(Collector):
 
     def _collector_health(self) -> Iterator[Metric]:
         stats = self.decoder.stats
+        fam = GaugeMetricFamily("citydc_netflow_decoder_info",
+                                "Which decode path runs: compiled (C extension) or numpy; always 1.",
+                                labels=["path"])
+        fam.add_metric([self.decoder.path], 1)
+        yield fam
         for name, counter, text in (("datagrams", stats.datagrams, "Export datagrams received"),
                                     ("records", stats.records, "Flow data records decoded")):
             fam = CounterMetricFamily(f"citydc_netflow_{name}", f"{text} per exporter and protocol version.",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow.decode import Template
 
 __all__ = ["PendingRecords"]
@@ -61,6 +62,21 @@ class PendingRecords:
         ones, copy those items into the key's arena."""
         # Not np.take(out=...): it would first copy the whole (overlapping, non-contiguous) item view.
         self._room(key, template, rate, len(offsets))[:] = items[offsets]
+
+    def runs(self, key: Hashable, template: Template, rate: int, buf: np.ndarray, starts: np.ndarray,
+             counts: np.ndarray) -> None:
+        """Given a key, its template and rate, a buffer and runs of records in it (start offsets
+        and record counts, records of template.norm_len bytes), copy those records in."""
+        offsets = batchmod.record_offsets(starts, counts, template.norm_len)
+        self.gather(key, template, rate, batchmod.items(buf, template.norm_len), offsets)
+
+    def grid(self, key: Hashable, template: Template, rate: int, buf: np.ndarray, first: int, stride: int, rows: int,
+             per_row: int) -> None:
+        """Given a key, its template and rate, a buffer and a grid (``rows`` rows ``stride`` bytes
+        apart from offset ``first``, each of ``per_row`` consecutive records), copy the records in."""
+        grid = np.ndarray((rows, per_row), np.dtype((np.void, template.norm_len)), buffer=buf, offset=first,
+                          strides=(stride, template.norm_len))
+        self.add(key, template, rate, grid)
 
     def take(self) -> list[tuple[Hashable, Template, int, np.ndarray]]:
         """Return (key, template, rate, records) of every non-empty arena and empty them.

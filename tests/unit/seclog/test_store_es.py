@@ -369,3 +369,16 @@ def test_spooled_events_are_sent_as_their_spool_line():
     event.raw = '{"message":"m 0","event":{"id":"%s"},"@timestamp":"2026-11-26T05:00:00.000Z"}' % ("0" * 32)
     line = ElasticsearchStore._line(b"", event)
     assert line.startswith(event.raw[:-1].encode()) and json.loads(line)["citydc_index"] == {"words": ["0", "m"]}
+
+
+def test_message_words_fast_paths_fold_exactly_as_token_by_token():
+    import random
+
+    from citydc.seclog.store_es_query import _TOKEN, _fold
+
+    rng = random.Random(7)
+    alphabet = "aZ_ 9.'-éÉΣσςİıK\u212a四維鳳山\u3400\u4dbf\u9fff\ua000\uf900ßẞǅ\u0301"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(3000)]
+    samples += ["ΟΔΟΣ'Β", "İstanbul", "登入 USER001 從 10.10.1.2", "Kelvin \u212a"]
+    for message in samples:
+        assert message_words(message) == sorted({_fold(t) for t in _TOKEN.findall(message)}), message

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citydc.collectors.netflow import synth
+from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
 from citydc.collectors.netflow.decoder import Decoder, ExporterLabels
 from citydc.collectors.netflow.records import REASONS
 from citydc.collectors.netflow.templates import TemplateCache
@@ -111,11 +112,17 @@ def test_fuzz_mutated_datagrams_never_raise_nor_hit_the_crash_guard(base: bytes,
         if pos < len(data):
             data[pos] = value
     data = bytes(data[: max(cut, 0) or len(data)])
-    dec = Decoder()
-    started = time.monotonic()
-    dec.feed(data, "192.0.2.1", "siwei", 0.0)
-    dec.feed(data, "192.0.2.1", "siwei", 0.0)
-    for batch in dec.flush():
-        assert len(batch["bytes"]) == len(batch["src4"])
-    assert time.monotonic() - started < 5  # bounded work per datagram, generous against CI noise
-    assert ("siwei", "192.0.2.1", "internal_error") not in dec.stats.errors
+    for compiled in (False, True):  # the numpy path and the compiled one (fastpath.py)
+        dec, agg = Decoder(), Aggregator([AgencyPrefixes.build("a", ["10.0.0.0/8", "fd00::/8"])])
+        if compiled:
+            dec.use_compiled(agg)
+        started = time.monotonic()
+        dec.feed(data, "192.0.2.1", "siwei", 0.0)
+        dec.feed(data, "192.0.2.1", "siwei", 0.0)
+        for batch in dec.flush():
+            if not compiled:
+                assert len(batch["bytes"]) == len(batch["src4"])
+            agg.add(batch)
+        assert time.monotonic() - started < 5  # bounded work per datagram, generous against CI noise
+        assert ("siwei", "192.0.2.1", "internal_error") not in dec.stats.errors
+        assert agg.records == sum(dec.stats.records.values())

@@ -1,0 +1,212 @@
+"""The compiled path (fastpath.py, _fastflow.c) against the numpy path: the same batches fed to
+both decoders must give the same aggregates, talker summaries and decode counters."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from citydc.collectors.netflow import fastpath, synth
+from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
+from citydc.collectors.netflow.decoder import Decoder
+from citydc.collectors.netflow.receive import Received
+
+# Built by `pip install -e .` and the wheel; a missing build must fail here, not skip.
+assert fastpath.available(), "the _fastflow extension is not built: run `pip install -e .`"
+
+FLOWS = synth.random_flows(900, seed=7)
+AGENCIES = [AgencyPrefixes.build("civil-affairs", ["10.0.0.0/26", "10.0.0.32/27"]),
+            AgencyPrefixes.build("police", ["10.0.1.0/24", "fd00::/8"]),
+            AgencyPrefixes.build("v6-only", ["2001:db8:1::/48"])]
+
+
+def ipfix(*sets: bytes, domain: int = 1) -> bytes:
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), 0, 0, domain) + body
+
+
+def v9(*sets: bytes, source: int = 0) -> bytes:
+    return struct.pack("!HHIIII", 9, len(sets), 0, 0, 0, source) + b"".join(sets)
+
+
+def a_set(set_id: int, body: bytes) -> bytes:
+    return struct.pack("!HH", set_id, 4 + len(body)) + body
+
+
+def template(tid: int, fields: list[tuple[int, int]]) -> bytes:
+    return struct.pack("!HH", tid, len(fields)) + b"".join(struct.pack("!HH", *f) for f in fields)
+
+
+# IPv6 (27, 28 addresses), reduced-size counters (1: 3 bytes, 2: 2 bytes), 8-byte ifindexes.
+V6_FIELDS = [(27, 16), (28, 16), (1, 3), (2, 2), (4, 1), (7, 2), (11, 2), (10, 8), (14, 4)]
+# ICMP type/code instead of ports, totals instead of deltas, a per-record sampling interval.
+ICMP_FIELDS = [(8, 4), (12, 4), (85, 8), (86, 4), (4, 1), (32, 2), (34, 4), (10, 2), (14, 2)]
+
+
+def v6_record(rng: random.Random) -> bytes:
+    src = (0xFD00 << 112) | rng.randrange(1 << 64) if rng.random() < 0.5 else (0x20010DB80001 << 80) | rng.randrange(9)
+    dst = rng.choice([(0x20010DB80001 << 80) | 5, (0xFD12 << 112) | 7, (0x2001 << 112) | rng.randrange(4)])
+    return (src.to_bytes(16, "big") + dst.to_bytes(16, "big") + rng.randrange(1 << 24).to_bytes(3, "big")
+            + struct.pack("!HBHHQI", rng.randrange(1 << 16), rng.choice([6, 17, 58]), rng.choice([443, 53, 9999]),
+                          rng.randrange(1 << 16), rng.choice([1, 2, 70000]), rng.choice([0, 3, 1 << 20])))
+
+
+def icmp_record(rng: random.Random) -> bytes:
+    return struct.pack("!IIQIBHIHH", 0x0A000000 | rng.randrange(1 << 10), 0x0A000100 | rng.randrange(256),
+                       rng.randrange(1 << 32), rng.randrange(1 << 20), rng.choice([1, 6, 17, 250]),
+                       rng.randrange(1 << 16), rng.choice([0, 0, 10, 100]), rng.randrange(5), 0)
+
+
+def variable_ipfix(rng: random.Random) -> bytes:
+    # IPFIX template 400 with a variable-length field (interfaceName, 82): the normalize path.
+    tmpl = a_set(2, template(400, [(8, 4), (12, 4), (82, 65535), (1, 4), (2, 4), (10, 4)]))
+    recs = b""
+    for _ in range(rng.randrange(1, 5)):
+        name = bytes(rng.randrange(97, 123) for _ in range(rng.randrange(0, 9)))
+        recs += struct.pack("!II", 0x0A000001 + rng.randrange(100), 0x0A000140) + bytes([len(name)]) + name
+        recs += struct.pack("!III", rng.randrange(1 << 16), rng.randrange(1, 50), rng.randrange(3))
+    return ipfix(tmpl, a_set(400, recs), domain=9)
+
+
+def stream(rng: random.Random) -> list[tuple[bytes, str]]:
+    """Every kind of datagram the decoders know, from several exporters, some malformed."""
+    out = [(d, "192.0.2.1") for d in synth.v5_datagrams(FLOWS)]
+    out += [(d, "192.0.2.1") for d in synth.v5_datagrams(FLOWS, per_datagram=7, sampling=0x4000 | 64)]
+    out += [(d, "192.0.2.2") for d in synth.v9_datagrams(FLOWS, 9, template_every=7,
+                                                         prefix=synth.options_v9(260, 16))]
+    out += [(d, "192.0.2.3") for d in synth.v9_datagrams(FLOWS, 10, template_every=5, domain=4)]
+    v6_tmpl = a_set(0, template(500, V6_FIELDS))
+    icmp_tmpl = a_set(0, template(501, ICMP_FIELDS))
+    for i in range(40):
+        out.append((v9(v6_tmpl if i % 9 == 0 else b"", a_set(500, b"".join(v6_record(rng) for _ in range(5)) + b"\0"),
+                       source=3), "2001:db8::9"))
+        out.append((v9(icmp_tmpl, a_set(501, b"".join(icmp_record(rng) for _ in range(4)))), "192.0.2.4"))
+        out.append((variable_ipfix(rng), "192.0.2.5"))
+    # malformed: truncated, cut sets, flipped bytes, unknown versions, data before any template
+    bad = []
+    for data, exporter in rng.sample(out, 60):
+        data = bytearray(data)
+        for _ in range(rng.randrange(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        bad.append((bytes(data[:rng.randrange(len(data) + 1)]), exporter))
+    bad.append((v9(a_set(777, b"\1" * 40)), "192.0.2.6"))
+    out += bad
+    rng.shuffle(out)
+    return out
+
+
+def run(datagrams: list[tuple[bytes, str]], compiled: bool, batch: int, flush_every: int,
+        agencies: list[AgencyPrefixes], talkers_k: int = 64) -> tuple:
+    now = [0.0]
+    agg = Aggregator(agencies, clock=lambda: now[0], talkers_k=talkers_k, max_interfaces=4, talker_prefix_v4=30,
+                     talker_prefix_v6=48)
+    dec = Decoder(sampling={"192.0.2.1": 2, "192.0.2.3": 4})
+    if compiled:
+        dec.use_compiled(agg)
+    assert dec.path == ("compiled" if compiled else "numpy")
+    for n, start in enumerate(range(0, len(datagrams), batch)):
+        now[0] = n * 0.5
+        dec.feed_batch(Received.of(datagrams[start:start + batch]), "siwei", now[0])
+        if n % flush_every == flush_every - 1:
+            for b in dec.flush():
+                agg.add(b)
+    for b in dec.flush():
+        agg.add(b)
+    talkers = {key: [(start, pane.keys.tolist(), pane.counts.tolist(), pane.error, pane.total)
+                     for start, pane in window.panes] for key, window in agg.talkers.items()}
+    return (agg.records, dict(agg.interfaces), dict(agg.agency), dict(agg.protocol), talkers,
+            dict(dec.stats.records), dict(dec.stats.datagrams), dict(dec.stats.errors),
+            dict(dec.stats.unknown_template_sets), agg.top_talkers("siwei"))
+
+
+@pytest.mark.parametrize(("seed", "batch", "flush_every"), [(1, 64, 1), (2, 200, 3), (3, 1, 50), (4, 512, 1)])
+def test_compiled_path_aggregates_exactly_like_numpy(seed: int, batch: int, flush_every: int) -> None:
+    data = stream(random.Random(seed))
+    want = run(data, False, batch, flush_every, AGENCIES)
+    got = run(data, True, batch, flush_every, AGENCIES)
+    names = ["records", "interfaces", "agency", "protocol", "talkers", "decoded", "datagrams", "errors", "held", "top"]
+    for name, w, g in zip(names, want, got, strict=True):
+        assert g == w, name
+    # The comparison is not vacuous: every aggregate and both address families were exercised.
+    records, interfaces, agency, protocol, talkers, *_ = want
+    assert records > 2000 and len(interfaces) > 20 and {k[1] for k in agency} == {a.name for a in AGENCIES}
+    assert {k[1] for k in protocol} >= {"tcp", "udp", "icmp", "ipv6-icmp", "other"}
+    assert set(talkers) == {("siwei", 4), ("siwei", 6)}
+    assert {k[2] for k in interfaces} >= {"other", "70000"}
+
+
+def test_agencies_reassigned_between_batches_match_numpy() -> None:
+    data = stream(random.Random(5))
+    results = []
+    for compiled in (False, True):
+        agg = Aggregator([], clock=lambda: 0.0)
+        dec = Decoder()
+        if compiled:
+            dec.use_compiled(agg)
+        for i in range(0, len(data), 100):
+            if i == 300:
+                agg.agencies = AGENCIES  # as bench/netflow.py does after build()
+            dec.feed_batch(Received.of(data[i:i + 100]), "siwei", 0.0)
+            for b in dec.flush():
+                agg.add(b)
+        results.append((agg.records, dict(agg.interfaces), dict(agg.agency), dict(agg.protocol)))
+    assert results[0] == results[1]
+    assert results[0][2]
+
+
+def test_acc_rejects_runs_outside_the_buffer() -> None:
+    dec = Decoder()
+    agg = Aggregator()
+    dec.use_compiled(agg)
+    sink = dec._pending
+    from citydc.collectors.netflow import v5
+    buf = np.zeros(100, np.uint8)
+    for starts, counts in (([60], [1]), ([-1], [1]), ([0], [3]), ([0], [-1]), ([2**62], [2**40])):
+        with pytest.raises(ValueError, match="leave the"):
+            sink.runs(("s", "e", 5, 0, 1), v5.TEMPLATE, 1, buf, np.array(starts), np.array(counts))
+    with pytest.raises(ValueError, match="grid"):
+        sink.grid(("s", "e", 5, 0, 1), v5.TEMPLATE, 1, buf, 0, 48, 10, 1)
+    with pytest.raises(ValueError, match="layout"):
+        fastpath._fastflow.Acc(b"\0" * 8, 1, False, 0, 0, b"", b"", 0)
+
+
+def same(got: object, want: object) -> bool:
+    """Equal, except that sums past 2**53 may differ by float rounding: the numpy path adds
+    float64 (np.bincount), the compiled path exact integers (mutated counters reach 2**60)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        return want.keys() == got.keys() and all(same(got[k], want[k]) for k in want)
+    if isinstance(want, list | tuple) and isinstance(got, list | tuple):
+        return len(want) == len(got) and all(same(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, int | float) and isinstance(got, int | float) and abs(want) > 2**53:
+        return abs(got - want) <= abs(want) * 2**-40
+    return got == want
+
+
+_BASES = [synth.v5_datagrams(FLOWS)[0], synth.v9_datagrams(FLOWS, 9)[0], synth.v9_datagrams(FLOWS, 10)[0],
+          v9(a_set(0, template(500, V6_FIELDS)), a_set(500, v6_record(random.Random(1)) * 3)),
+          v9(a_set(0, template(501, ICMP_FIELDS)), a_set(501, icmp_record(random.Random(2)) * 3)),
+          variable_ipfix(random.Random(3))]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(range(len(_BASES))),
+                          st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 255)), max_size=8),
+                          st.integers(0, 1500)), min_size=1, max_size=6))
+def test_fuzz_compiled_path_never_crashes_and_matches_numpy(mutations: list) -> None:
+    datagrams = []
+    for base, flips, cut in mutations:
+        data = bytearray(_BASES[base])
+        for pos, value in flips:
+            if pos < len(data):
+                data[pos] = value
+        datagrams.append((bytes(data[:cut or len(data)]), "192.0.2.1"))
+    datagrams += datagrams  # the second copy finds the (mutated) templates known
+    want = run(datagrams, False, 4, 1, AGENCIES)
+    got = run(datagrams, True, 4, 1, AGENCIES)
+    assert same(got, want)
+    assert not any(reason == "internal_error" for (_, _, reason) in got[7])

@@ -109,11 +109,11 @@ def serve(port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
     print("ready", flush=True)
     collector.run()
-    print(json.dumps({"records": collector.aggregator.records,
+    print(json.dumps({"records": collector.aggregator.records, "path": collector.decoder.path,
                       "errors": sum(collector.decoder.stats.errors.values())}), flush=True)
 
 
-def run_citydc(datagrams, per, rate) -> tuple[float, int]:
+def run_citydc(datagrams, per, rate) -> tuple[float, int, str]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(PORT_CITYDC)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -123,7 +123,8 @@ def run_citydc(datagrams, per, rate) -> tuple[float, int]:
     proc.send_signal(signal.SIGTERM)
     out = proc.stdout.read()
     cpu = exit_cpu(proc.pid) - before  # includes the work done at exit, as for nfcapd
-    return cpu, json.loads(out.strip().splitlines()[-1])["records"]
+    result = json.loads(out.strip().splitlines()[-1])
+    return cpu, result["records"], result["path"]
 
 
 def run_nfcapd(datagrams, per, rate, work: Path) -> tuple[float, int]:
@@ -178,7 +179,7 @@ def main() -> None:
     streams = {"v5": synth.v5_datagrams(flows), "v9": synth.v9_datagrams(flows, 9),
                "ipfix": synth.v9_datagrams(flows, 10)}
     per = 30
-    results: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    results: dict[tuple[str, str], list[tuple]] = {}
     tools = ["citydc", "nfcapd"] + ([] if args.no_nfacctd else ["nfacctd"])
     for run in range(args.runs):
         for fmt, datagrams in streams.items():
@@ -191,7 +192,9 @@ def main() -> None:
                     else:
                         r = run_nfacctd(datagrams, per, args.rate, Path(tmp), packets_per_record)
                 results.setdefault((tool, fmt), []).append(r)
-                print(f"run {run + 1} {fmt:5} {tool:8} cpu {r[0]:.2f} s  records {r[1]}/{args.records}", flush=True)
+                path = f"  ({r[2]} decode path)" if len(r) > 2 else ""
+                print(f"run {run + 1} {fmt:5} {tool:8} cpu {r[0]:.3f} s  records {r[1]}/{args.records}{path}",
+                      flush=True)
     print(f"\n{args.records} records per stream, paced at {args.rate:.0f} records/s, medians of {args.runs} runs")
     print(f"{'format':6} {'tool':8} {'cpu s/M records':>16} {'records lost':>13}")
     per_m = {}

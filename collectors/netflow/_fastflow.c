@@ -5,7 +5,7 @@
  * reads every record's fields big-endian straight from the buffer and adds its bytes and
  * packets to the same aggregates aggregate.Aggregator keeps: per interface and direction, per
  * elementary agency interval (IPv4) or agency (IPv6), per protocol/service, per talker key.
- * take() hands the sums back as bytes of native uint64 for numpy, and resets.
+ * take() hands the sums back as bytes (native uint64 keys, float64 sums) for numpy, and resets.
  *
  * Hostile input: every run is checked against the buffer before any byte is read, and the
  * layout against the record length, so no read can leave the buffer. Plain C99 and the
@@ -27,7 +27,7 @@ static Py_ssize_t n_proto_keys = 0;
 
 /* ---- a small open-addressing hash table: uint64 key -> (bytes, packets) ---------------- */
 /* Entries interleaved, so a lookup touches one cache line. */
-typedef struct { uint64_t key, b, p, used; } Entry;
+typedef struct { uint64_t key; double b, p; uint64_t used; } Entry;
 typedef struct {
     Entry *e;
     size_t cap, n;
@@ -65,7 +65,7 @@ static int table_grow(Table *t) {
 }
 
 /* Add (b, p) to key; -1 when out of memory (nothing added then). */
-static inline int table_add(Table *t, uint64_t key, uint64_t b, uint64_t p) {
+static inline int table_add(Table *t, uint64_t key, double b, double p) {
     size_t s = slot_of(key, t->cap);
     while (t->e[s].used) {
         if (t->e[s].key == key) { t->e[s].b += b; t->e[s].p += p; return 0; }
@@ -85,19 +85,32 @@ static void table_clear(Table *t) {
     if (t->n) { memset(t->e, 0, t->cap * sizeof(Entry)); t->n = 0; }
 }
 
-/* Entries as bytes of (key, bytes, packets) uint64 triples, in table order. */
-static PyObject *table_bytes(const Table *t) {
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(t->n * 3 * sizeof(uint64_t)));
+/* Entries as bytes of (key uint64, bytes double, packets double) triples: the used ones of
+ * ``small`` (keys are their indexes), then the table's in table order. */
+static PyObject *entries_bytes(const Entry *small, size_t n_small, const Table *t) {
+    size_t used = 0;
+    for (size_t i = 0; i < n_small; i++) used += small[i].used != 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((t->n + used) * 3 * sizeof(uint64_t)));
     if (!out) return NULL;
-    uint64_t *o = (uint64_t *)PyBytes_AS_STRING(out);
+    char *o = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < n_small; i++) {
+        if (!small[i].used) continue;
+        uint64_t key = i;
+        memcpy(o, &key, 8); memcpy(o + 8, &small[i].b, 8); memcpy(o + 16, &small[i].p, 8);
+        o += 24;
+    }
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->e[i].used) continue;
-        *o++ = t->e[i].key; *o++ = t->e[i].b; *o++ = t->e[i].p;
+        memcpy(o, &t->e[i].key, 8); memcpy(o + 8, &t->e[i].b, 8); memcpy(o + 16, &t->e[i].p, 8);
+        o += 24;
     }
     return out;
 }
 
 /* ---- the accumulator ------------------------------------------------------------------- */
+#define SMALL_IF 256
+#define TALKER_BATCH 32
+
 typedef struct {
     PyObject_HEAD
     int32_t off[N_COLS], width[N_COLS];
@@ -109,11 +122,21 @@ typedef struct {
     uint32_t *bounds; Py_ssize_t m;            /* elementary IPv4 intervals */
     uint64_t *v6pfx; Py_ssize_t n_v6;          /* (agency, net_hi, net_lo, mask_hi, mask_lo) */
     Py_ssize_t n_agencies;
-    uint64_t *intervals;   /* m * 4: to bytes, to packets, from bytes, from packets */
-    uint64_t *agencies6;   /* n_agencies * 4, same order */
-    uint64_t *protos;      /* n_proto_keys * 2 */
+    /* Sums are float64, added record by record in arrival order: the arithmetic of the numpy
+     * path's np.bincount(weights=float64), so both agree bit for bit where it matters (and
+     * neither wraps around on absurd counters). */
+    double *intervals;   /* m * 4: to bytes, to packets, from bytes, from packets */
+    double *agencies6;   /* n_agencies * 4, same order */
+    double *protos;      /* n_proto_keys * 2 */
     uint8_t *hit_to, *hit_from;
     Table in_if, out_if, talkers;
+    Entry small_in[SMALL_IF], small_out[SMALL_IF];  /* the usual small ifindexes, without hashing */
+    /* Talker keys wait here, their table slots prefetched, and are added TALKER_BATCH at a time:
+     * the talker table is the one large random-access structure, and its cache misses overlap
+     * this way instead of stalling every record twice. */
+    uint64_t tk_key[TALKER_BATCH];
+    double tk_bytes[TALKER_BATCH];
+    int tk_n;
     uint64_t max_in, max_out, n;
 } Acc;
 
@@ -161,6 +184,10 @@ static int Acc_init(Acc *a, PyObject *args, PyObject *kwds) {
                                      &bounds, &v6, &n_agencies))
         return -1;
     int rc = -1;
+    if (a->bounds) {
+        PyErr_SetString(PyExc_RuntimeError, "Acc: already initialised");
+        goto done;
+    }
     if (layout.len != 2 * N_COLS * (Py_ssize_t)sizeof(int32_t) || bounds.len % 4 || v6.len % 40 || n_agencies < 0) {
         PyErr_SetString(PyExc_ValueError, "Acc: layout must be 2*N_COLS int32, bounds uint32, v6prefixes 5*uint64");
         goto done;
@@ -180,9 +207,9 @@ static int Acc_init(Acc *a, PyObject *args, PyObject *kwds) {
     a->n_agencies = n_agencies;
     a->bounds = copy_buffer(&bounds, 4, &a->m);
     a->v6pfx = copy_buffer(&v6, 40, &a->n_v6);
-    a->intervals = calloc((size_t)a->m * 4 + 1, sizeof(uint64_t));
-    a->agencies6 = calloc((size_t)n_agencies * 4 + 1, sizeof(uint64_t));
-    a->protos = calloc((size_t)n_proto_keys * 2 + 1, sizeof(uint64_t));
+    a->intervals = calloc((size_t)a->m * 4 + 1, sizeof(double));
+    a->agencies6 = calloc((size_t)n_agencies * 4 + 1, sizeof(double));
+    a->protos = calloc((size_t)n_proto_keys * 2 + 1, sizeof(double));
     a->hit_to = calloc((size_t)n_agencies + 1, 1);
     a->hit_from = calloc((size_t)n_agencies + 1, 1);
     if (!a->bounds || !a->v6pfx || !a->intervals || !a->agencies6 || !a->protos || !a->hit_to || !a->hit_from
@@ -206,31 +233,69 @@ done:
     return rc;
 }
 
-/* index of the last bound <= addr (bounds[0] == 0, sorted) */
+/* index of the last bound <= addr (bounds[0] == 0, sorted); branch-free, because addresses
+ * are as good as random to the branch predictor */
 static inline Py_ssize_t interval_of(const Acc *a, uint32_t addr) {
-    Py_ssize_t lo = 0, hi = a->m;  /* invariant: bounds[lo] <= addr, bounds[hi] > addr (or hi == m) */
-    while (hi - lo > 1) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (a->bounds[mid] <= addr) lo = mid; else hi = mid;
+    if (a->m <= 16) {
+        Py_ssize_t i = 0;
+        for (Py_ssize_t k = 1; k < a->m; k++) i += addr >= a->bounds[k];
+        return i;
     }
-    return lo;
+    const uint32_t *base = a->bounds;
+    Py_ssize_t n = a->m;
+    while (n > 1) {  /* invariant: base[0] <= addr, the answer lies in base[0 .. n-1] */
+        Py_ssize_t half = n / 2;
+        base = (base[half] <= addr) ? base + half : base;
+        n -= half;
+    }
+    return base - a->bounds;
+}
+
+static int talkers_flush(Acc *a) {
+    for (int i = 0; i < a->tk_n; i++) {
+        if (table_add(&a->talkers, a->tk_key[i], a->tk_bytes[i], 0.0) < 0) {
+            a->tk_n = 0;
+            return -1;
+        }
+    }
+    a->tk_n = 0;
+    return 0;
+}
+
+static inline int talker(Acc *a, uint64_t key, double bytes) {
+    __builtin_prefetch(&a->talkers.e[slot_of(key, a->talkers.cap)]);
+    a->tk_key[a->tk_n] = key;
+    a->tk_bytes[a->tk_n] = bytes;
+    if (++a->tk_n == TALKER_BATCH) return talkers_flush(a);
+    return 0;
 }
 
 /* One record: the rules of decode.batch_from_records and aggregate.Aggregator.add. */
 static inline int add_record(Acc *a, const uint8_t *rec) {
-    uint64_t bytes = col(a, rec, C_BYTES), packets = col(a, rec, C_PACKETS);
+    uint64_t ibytes = col(a, rec, C_BYTES), ipackets = col(a, rec, C_PACKETS);
     if (a->width[C_SAMPLING]) {
         uint64_t r = be(rec + a->off[C_SAMPLING], a->width[C_SAMPLING]);
         if (r == 0) r = a->rate ? a->rate : 1;
-        bytes *= r; packets *= r;
+        ibytes *= r; ipackets *= r;  /* uint64 products wrap as the numpy path's do */
     } else if (a->rate > 1) {
-        bytes *= a->rate; packets *= a->rate;
+        ibytes *= a->rate; ipackets *= a->rate;
     }
+    double bytes = (double)ibytes, packets = (double)ipackets;
     uint32_t in_if = (uint32_t)col(a, rec, C_IN_IF), out_if = (uint32_t)col(a, rec, C_OUT_IF);
     if (in_if > a->max_in) a->max_in = in_if;
     if (out_if > a->max_out) a->max_out = out_if;
-    if (table_add(&a->in_if, in_if, bytes, packets) < 0 || table_add(&a->out_if, out_if, bytes, packets) < 0)
+    if (in_if < SMALL_IF) {
+        Entry *e = &a->small_in[in_if];
+        e->b += bytes; e->p += packets; e->used = 1;
+    } else if (table_add(&a->in_if, in_if, bytes, packets) < 0) {
         return -1;
+    }
+    if (out_if < SMALL_IF) {
+        Entry *e = &a->small_out[out_if];
+        e->b += bytes; e->p += packets; e->used = 1;
+    } else if (table_add(&a->out_if, out_if, bytes, packets) < 0) {
+        return -1;
+    }
     unsigned proto = (unsigned)(col(a, rec, C_PROTO) & 0xFF);
     Py_ssize_t key = proto_base[proto];
     if (port_proto[proto]) {
@@ -242,11 +307,11 @@ static inline int add_record(Acc *a, const uint8_t *rec) {
     if (!a->is6) {
         uint32_t src = (uint32_t)col(a, rec, C_SRC4), dst = (uint32_t)col(a, rec, C_DST4);
         if (a->n_agencies && a->m) {
-            uint64_t *to = a->intervals + 4 * interval_of(a, dst), *from = a->intervals + 4 * interval_of(a, src);
+            double *to = a->intervals + 4 * interval_of(a, dst), *from = a->intervals + 4 * interval_of(a, src);
             to[0] += bytes; to[1] += packets; from[2] += bytes; from[3] += packets;
         }
-        if (table_add(&a->talkers, src & a->v4mask, bytes, 0) < 0) return -1;
-        return table_add(&a->talkers, dst & a->v4mask, bytes, 0);
+        if (talker(a, src & a->v4mask, bytes) < 0) return -1;
+        return talker(a, dst & a->v4mask, bytes);
     }
     uint64_t shi = col(a, rec, C_SRC6_HI), slo = col(a, rec, C_SRC6_LO);
     uint64_t dhi = col(a, rec, C_DST6_HI), dlo = col(a, rec, C_DST6_LO);
@@ -259,13 +324,13 @@ static inline int add_record(Acc *a, const uint8_t *rec) {
             if ((shi & p[3]) == p[1] && (slo & p[4]) == p[2]) a->hit_from[p[0]] = 1;
         }
         for (Py_ssize_t g = 0; g < a->n_agencies; g++) {
-            uint64_t *s = a->agencies6 + 4 * g;
+            double *s = a->agencies6 + 4 * g;
             if (a->hit_to[g]) { s[0] += bytes; s[1] += packets; }
             if (a->hit_from[g]) { s[2] += bytes; s[3] += packets; }
         }
     }
-    if (table_add(&a->talkers, shi & a->v6mask, bytes, 0) < 0) return -1;
-    return table_add(&a->talkers, dhi & a->v6mask, bytes, 0);
+    if (talker(a, shi & a->v6mask, bytes) < 0) return -1;
+    return talker(a, dhi & a->v6mask, bytes);
 }
 
 static PyObject *add_checked(Acc *a, Py_buffer *buf, const int64_t *starts, const int64_t *counts, Py_ssize_t runs,
@@ -290,6 +355,7 @@ static PyObject *add_checked(Acc *a, Py_buffer *buf, const int64_t *starts, cons
         }
         a->n += (uint64_t)count;
     }
+    if (talkers_flush(a) < 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -322,22 +388,94 @@ static PyObject *Acc_add_grid(Acc *a, PyObject *args) {
     return out;
 }
 
-static PyObject *u64_bytes(const uint64_t *v, Py_ssize_t n) {
-    return PyBytes_FromStringAndSize((const char *)v, n * (Py_ssize_t)sizeof(uint64_t));
+/* NetFlow v5 (v5.py): 24-byte header, count 1..30 records of 48 bytes, nothing else. */
+#define V5_HEADER 24
+#define V5_RECORD 48
+#define V5_MAX 30
+
+/* Given a batch, return the v5 sampling interval all its datagrams share (0 = none) when every
+ * datagram is a well-formed v5 one, else -1; *records gets their record count. */
+static long long v5_uniform(const Py_buffer *buf, Py_ssize_t slot, const int64_t *lengths, Py_ssize_t n,
+                            long long *records) {
+    long long interval = -1;
+    *records = 0;
+    if (n <= 0 || slot < V5_HEADER || slot > (1 << 20)) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t len = lengths[i];
+        if (len < V5_HEADER || len > slot || i > buf->len / slot || i * slot > buf->len - len) return -1;
+        const uint8_t *d = (const uint8_t *)buf->buf + i * slot;
+        unsigned version = be(d, 2), count = be(d + 2, 2), sampling = be(d + 22, 2) & 0x3FFF;
+        if (version != 5 || count == 0 || count > V5_MAX || len != V5_HEADER + (int64_t)count * V5_RECORD) return -1;
+        if (interval >= 0 && sampling != interval) return -1;
+        interval = sampling;
+        *records += count;
+    }
+    return interval;
+}
+
+static PyObject *v5_batch(PyObject *self, PyObject *args) {
+    Py_buffer buf, lengths;
+    Py_ssize_t slot;
+    if (!PyArg_ParseTuple(args, "y*ny*", &buf, &slot, &lengths)) return NULL;
+    long long records;
+    long long interval = v5_uniform(&buf, slot, lengths.buf, lengths.len / 8, &records);
+    PyBuffer_Release(&buf); PyBuffer_Release(&lengths);
+    if (interval < 0) Py_RETURN_NONE;
+    return Py_BuildValue("(LL)", records, interval);
+}
+
+static PyObject *Acc_add_v5(Acc *a, PyObject *args) {
+    Py_buffer buf, lengths;
+    Py_ssize_t slot;
+    if (!PyArg_ParseTuple(args, "y*ny*", &buf, &slot, &lengths)) return NULL;
+    long long records;
+    PyObject *out = NULL;
+    if (v5_uniform(&buf, slot, lengths.buf, lengths.len / 8, &records) < 0) {  /* checked again: never trust */
+        PyErr_SetString(PyExc_ValueError, "add_v5: not a batch of well-formed v5 datagrams of one sampling interval");
+    } else if (V5_RECORD < a->need) {
+        PyErr_SetString(PyExc_ValueError, "add_v5: layout longer than a v5 record");
+    } else {
+        const int64_t *len = lengths.buf;
+        for (Py_ssize_t i = 0; i < lengths.len / 8; i++) {
+            const uint8_t *rec = (const uint8_t *)buf.buf + i * slot + V5_HEADER;
+            int64_t count = (len[i] - V5_HEADER) / V5_RECORD;
+            for (int64_t r = 0; r < count; r++, rec += V5_RECORD) {
+                if (add_record(a, rec) < 0) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+            }
+            a->n += (uint64_t)count;
+        }
+        if (talkers_flush(a) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        out = Py_BuildValue("L", records);
+    }
+done:
+    PyBuffer_Release(&buf); PyBuffer_Release(&lengths);
+    return out;
+}
+
+static PyObject *f64_bytes(const double *v, Py_ssize_t n) {
+    return PyBytes_FromStringAndSize((const char *)v, n * (Py_ssize_t)sizeof(double));
 }
 
 /* Return (records, in_if, max_in, out_if, max_out, intervals, agencies6, protocols, talkers) and reset. */
 static PyObject *Acc_take(Acc *a, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = Py_BuildValue("(KNKNKNNNN)", (unsigned long long)a->n, table_bytes(&a->in_if),
-                                  (unsigned long long)a->max_in, table_bytes(&a->out_if),
-                                  (unsigned long long)a->max_out, u64_bytes(a->intervals, a->m * 4),
-                                  u64_bytes(a->agencies6, a->n_agencies * 4), u64_bytes(a->protos, n_proto_keys * 2),
-                                  table_bytes(&a->talkers));
+    PyObject *out = Py_BuildValue("(KNKNKNNNN)", (unsigned long long)a->n, entries_bytes(a->small_in, SMALL_IF, &a->in_if),
+                                  (unsigned long long)a->max_in, entries_bytes(a->small_out, SMALL_IF, &a->out_if),
+                                  (unsigned long long)a->max_out, f64_bytes(a->intervals, a->m * 4),
+                                  f64_bytes(a->agencies6, a->n_agencies * 4), f64_bytes(a->protos, n_proto_keys * 2),
+                                  entries_bytes(NULL, 0, &a->talkers));
     if (!out) return NULL;
     table_clear(&a->in_if); table_clear(&a->out_if); table_clear(&a->talkers);
-    memset(a->intervals, 0, (size_t)a->m * 4 * sizeof(uint64_t));
-    memset(a->agencies6, 0, (size_t)a->n_agencies * 4 * sizeof(uint64_t));
-    memset(a->protos, 0, (size_t)n_proto_keys * 2 * sizeof(uint64_t));
+    memset(a->small_in, 0, sizeof(a->small_in));
+    memset(a->small_out, 0, sizeof(a->small_out));
+    memset(a->intervals, 0, (size_t)a->m * 4 * sizeof(double));
+    memset(a->agencies6, 0, (size_t)a->n_agencies * 4 * sizeof(double));
+    memset(a->protos, 0, (size_t)n_proto_keys * 2 * sizeof(double));
     a->n = a->max_in = a->max_out = 0;
     return out;
 }
@@ -347,6 +485,8 @@ static PyMethodDef Acc_methods[] = {
      "add_runs(buf, starts, counts, record_len): add runs of records (int64 starts and counts)."},
     {"add_grid", (PyCFunction)Acc_add_grid, METH_VARARGS,
      "add_grid(buf, first, stride, rows, per_row, record_len): add rows of per_row records."},
+    {"add_v5", (PyCFunction)Acc_add_v5, METH_VARARGS,
+     "add_v5(buf, slot, lengths): add every record of a batch that v5_batch() accepted; return the count."},
     {"take", (PyCFunction)Acc_take, METH_NOARGS, "take(): return the sums since the last take and reset."},
     {NULL, NULL, 0, NULL},
 };
@@ -382,6 +522,9 @@ static PyObject *set_tables(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef module_methods[] = {
+    {"v5_batch", v5_batch, METH_VARARGS,
+     "v5_batch(buf, slot, lengths): (records, sampling interval) if every datagram is a well-formed v5 one "
+     "with one sampling interval, else None."},
     {"set_tables", set_tables, METH_VARARGS, "set_tables(proto_base, port_proto, svc_index, n_keys)."},
     {NULL, NULL, 0, NULL},
 };

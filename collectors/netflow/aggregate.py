@@ -295,43 +295,43 @@ class Aggregator:
         return self._agency_table
 
     def _add_partial(self, part: Partial) -> None:
-        # The compiled path's sums, folded in with the same keys, order and rules as the column
-        # path above (its float sums are exact below 2**53; these are exact integers).
+        # The compiled path's sums (float64 like np.bincount's above), folded in with the same
+        # keys, order and rules as the column path.
         with self.lock:
             self.records += part.records
             labels = self._iface_labels[(part.site, part.exporter)]
             for direction, rows, top in (("in", part.in_if, part.max_in), ("out", part.out_if, part.max_out)):
-                rows = rows[np.argsort(rows[:, 0], kind="stable")]
+                rows = rows[np.argsort(rows["key"], kind="stable")]
                 if top < _BINCOUNT_IFINDEX:  # np.bincount path above: interfaces without packets are left out
-                    rows = rows[rows[:, 2] != 0]
+                    rows = rows[rows["packets"] != 0]
                 for index, b, p in rows.tolist():
                     label = labels.get(index)
                     if label is None:
                         label = self._iface_label(part.exporter, index, labels)
                     acc = self.interfaces[(part.site, part.exporter, label, direction)]
-                    acc[0] += b
-                    acc[1] += p
+                    acc[0] += round(b)
+                    acc[1] += round(p)
             if part.table is not None:
                 member = part.table.member > 0
                 for a, agency in enumerate(part.table.agencies):
                     for direction, col in (("in", 0), ("out", 2)):
                         if part.is6:
-                            b, p = (int(v) for v in part.agencies6[a, col:col + 2]) if agency.v6 else (0, 0)
+                            b, p = part.agencies6[a, col:col + 2].tolist() if agency.v6 else (0, 0)
                         else:
-                            b, p = (int(v) for v in part.intervals[member[:, a], col:col + 2].sum(axis=0))
+                            b, p = part.intervals[member[:, a], col:col + 2].sum(axis=0).tolist()
                         if p:
                             acc = self.agency[(part.site, agency.name, direction)]
-                            acc[0] += b
-                            acc[1] += p
+                            acc[0] += round(b)
+                            acc[1] += round(p)
             for k in np.flatnonzero(part.protocols[:, 1]).tolist():
                 acc = self.protocol[(part.site, _PROTO_NAMES[k // _NSVC], _SVC_NAMES[k % _NSVC])]
-                acc[0] += int(part.protocols[k, 0])
-                acc[1] += int(part.protocols[k, 1])
+                acc[0] += round(part.protocols[k, 0])
+                acc[1] += round(part.protocols[k, 1])
             family = 6 if part.is6 else 4
             window = self.talkers.get((part.site, family))
             if window is None:
                 window = self.talkers[(part.site, family)] = SlidingTopN(self.talkers_k, self.window_seconds)
-            window.update(part.talkers[:, 0], part.talkers[:, 1].astype(np.float64), self.clock())
+            window.update(part.talkers["key"], part.talkers["bytes"], self.clock())
 
     def _protocols(self, batch: FlowBatch, weights: list[np.ndarray]) -> None:
         proto = batch["proto"]

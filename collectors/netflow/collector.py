@@ -107,7 +107,9 @@ class Collector:
             if batch is None:
                 return
             self.decoder.feed_batch(batch, site, self.clock())
-            if self.decoder.pending_bytes >= self.chunk_bytes or self.decoder.needs_flush:
+            # The compiled path keeps sums, not records: no cache-sized chunks, it flushes every flush_seconds.
+            chunked = self.decoder.path == "numpy" and self.decoder.pending_bytes >= self.chunk_bytes
+            if chunked or self.decoder.needs_flush:
                 self.flush()
             if len(batch) < receiver.slots:
                 return

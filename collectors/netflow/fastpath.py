@@ -24,6 +24,7 @@ from citydc.collectors.netflow.decode import Template
 
 if TYPE_CHECKING:
     from citydc.collectors.netflow.aggregate import AgencyTable, Aggregator
+    from citydc.collectors.netflow.receive import Received
 
 try:
     from citydc.collectors.netflow import _fastflow
@@ -79,14 +80,15 @@ class Partial:
     is6: bool
     table: AgencyTable | None
     records: int
-    in_if: np.ndarray      # (ifindex, bytes, packets) rows, uint64
+    # Sums are float64, as the numpy path's np.bincount sums (see _fastflow.c).
+    in_if: np.ndarray      # ENTRY (ifindex, bytes, packets) rows
     max_in: int
     out_if: np.ndarray
     max_out: int
     intervals: np.ndarray  # (interval, [to bytes, to packets, from bytes, from packets])
     agencies6: np.ndarray  # (agency, same four)
     protocols: np.ndarray  # (protocol/service key, [bytes, packets])
-    talkers: np.ndarray    # (talker key, bytes, 0) rows
+    talkers: np.ndarray    # ENTRY (talker key, bytes, 0) rows
 
     def __len__(self) -> int:
         return self.records
@@ -102,8 +104,12 @@ class _Entry:
     done: list[tuple] = field(default_factory=list)  # sums taken early (agency table changed)
 
 
+# (key, bytes, packets) entries of the C hash tables
+ENTRY = np.dtype([("key", np.uint64), ("bytes", np.float64), ("packets", np.float64)])
+
+
 def _rows(raw: bytes, width: int) -> np.ndarray:
-    return np.frombuffer(raw, np.uint64).reshape(-1, width)
+    return np.frombuffer(raw, np.float64).reshape(-1, width)
 
 
 class DirectAggregates:
@@ -170,6 +176,15 @@ class DirectAggregates:
         self._entry(key, template, rate, rows * per_row).acc.add_grid(buf, first, stride, rows, per_row,
                                                                        template.norm_len)
 
+    def v5_batch(self, batch: Received) -> tuple[int, int] | None:
+        """Given a batch, return (records, header sampling interval) when every datagram is a
+        well-formed v5 one with the same interval (the usual v5 batch), else None."""
+        return _fastflow.v5_batch(batch.buf, batch.slot, batch.lengths)
+
+    def add_v5(self, key: Hashable, template: Template, rate: int, batch: Received, records: int) -> None:
+        """Given a key, the v5 template and rate, a batch v5_batch() accepted and its record count, sum its records."""
+        self._entry(key, template, rate, records).acc.add_v5(batch.buf, batch.slot, batch.lengths)
+
     def take(self) -> list[Partial]:
         """Return the Partial sums of every key fed since the last take, in the order
         PendingRecords.take would return their records, and reset."""
@@ -183,9 +198,9 @@ class DirectAggregates:
             is6 = "src6" in entry.template.columns or "dst6" in entry.template.columns
             for table, sums in [*entry.done, (entry.table, entry.acc.take())]:
                 n, in_if, max_in, out_if, max_out, intervals, agencies6, protocols, talkers = sums
-                out.append(Partial(site, label, version, is6, table, n, _rows(in_if, 3), max_in, _rows(out_if, 3),
-                                   max_out, _rows(intervals, 4), _rows(agencies6, 4), _rows(protocols, 2),
-                                   _rows(talkers, 3)))
+                out.append(Partial(site, label, version, is6, table, n, np.frombuffer(in_if, ENTRY), max_in,
+                                   np.frombuffer(out_if, ENTRY), max_out, _rows(intervals, 4), _rows(agencies6, 4),
+                                   _rows(protocols, 2), np.frombuffer(talkers, ENTRY)))
             entry.done.clear()
             entry.fill = 0
         self.nbytes = 0

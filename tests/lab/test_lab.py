@@ -59,8 +59,8 @@ def test_elasticsearch_runs_unprivileged(lab_up, lab_ctx):
     assert 0 not in owners or os.geteuid() != 0
 
 
-def _lab_pids_in_proc(root: Path) -> list[int]:
-    """PIDs of any process whose command line mentions the lab directory."""
+def _lab_pids_in_proc(*dirs: Path) -> list[int]:
+    """PIDs of any live process whose command line mentions one of the services' lab directories."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -68,7 +68,7 @@ def _lab_pids_in_proc(root: Path) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if str(root) in cmdline and processes._start_time(int(entry.name)) is not None:
+            if any(f"{d}/" in cmdline for d in dirs) and processes._start_time(int(entry.name)) is not None:
                 found.append(int(entry.name))
     return found
 
@@ -79,13 +79,14 @@ def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
     assert up.exit_code == 0, up.output
     recs = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
     assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM
-    assert _lab_pids_in_proc(lab_ctx.root)
+    dirs = [lab_ctx.root / "snmpd", lab_ctx.root / "elasticsearch"]
+    assert _lab_pids_in_proc(*dirs)
     try:
         down = runner.invoke(cli, ["lab", "down", "snmpd", "elasticsearch"])
         assert down.exit_code == 0, down.output
         assert not [r for r in recs if processes.alive(r)]
-        assert _lab_pids_in_proc(lab_ctx.root) == []
-        status = runner.invoke(cli, ["lab", "status", "--json"])
+        assert _lab_pids_in_proc(*dirs) == []
+        status = runner.invoke(cli, ["lab", "status", "snmpd", "elasticsearch", "--json"])
         assert '"running": true' not in status.output
     finally:
         registry.up(lab_ctx, ["snmpd", "elasticsearch"])  # leave the lab as other tests expect it

@@ -84,7 +84,8 @@ def drop_prefix(client: Elasticsearch, prefix: str) -> None:
     client.options(ignore_status=404).indices.delete_index_template(name=template_name(prefix))
 
 
-def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: int, refresh: bool | str) -> float:
+def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: int, refresh: bool | str,
+                   bulk_events: int) -> float:
     """Ship a copy of the pre-filled spool into fresh indices; return events/s."""
     prefix = "bench-seclog-shipper"
     reset_prefix(client, prefix)
@@ -92,7 +93,7 @@ def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: i
     shutil.copytree(base.dir, spool_dir)
     spool = Spool(spool_dir, writer=base.writer)
     store = ElasticsearchStore(Elasticsearch(ES_URL, max_retries=0, request_timeout=120), endpoint=ES_URL,
-                               index_prefix=prefix, refresh_on_put=refresh)
+                               index_prefix=prefix, refresh_on_put=refresh, bulk_events=bulk_events)
     store.ensure_template()  # one-time setup (the baseline's template is installed untimed too)
     started = time.perf_counter()
     result = Shipper(spool, store, batch_size=batch).ship()
@@ -113,12 +114,12 @@ def es_bulk_run(client: Elasticsearch, bodies: list[bytes], n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def es_put_run(client: Elasticsearch, events: list[dict], batch: int) -> float:
+def es_put_run(client: Elasticsearch, events: list[dict], batch: int, bulk_events: int) -> float:
     """store.put alone (events already read from the spool) in the shipper's batches; return events/s."""
     prefix = "bench-seclog-put"
     reset_prefix(client, prefix)
     store = ElasticsearchStore(Elasticsearch(ES_URL, max_retries=0, request_timeout=120), endpoint=ES_URL,
-                               index_prefix=prefix)
+                               index_prefix=prefix, bulk_events=bulk_events)
     store.ensure_template()
     started = time.perf_counter()
     stored = sum(store.put(events[i:i + batch]) for i in range(0, len(events), batch))
@@ -128,9 +129,10 @@ def es_put_run(client: Elasticsearch, events: list[dict], batch: int) -> float:
     return len(events) / elapsed
 
 
-def prebuilt_bodies(events: list[dict]) -> list[bytes]:
+def prebuilt_bodies(events: list[dict], bulk_events: int) -> list[bytes]:
     """Return the NDJSON the store sends for the events, one body per bulk request it makes."""
-    shaper = ElasticsearchStore(None, endpoint=ES_URL, index_prefix="bench-seclog-bulk")  # type: ignore[arg-type]
+    shaper = ElasticsearchStore(None, endpoint=ES_URL, index_prefix="bench-seclog-bulk",  # type: ignore[arg-type]
+                                bulk_events=bulk_events)
     step = shaper.bulk_events
     return [b"".join(shaper._action(j, ev)[1] for j, ev in enumerate(events[i:i + step]))
             for i in range(0, len(events), step)]
@@ -141,6 +143,8 @@ def main() -> None:
     parser.add_argument("--es-events", type=int, default=20_000)
     parser.add_argument("--sqlite-events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
+    parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
+                        help="events per bulk request, on both sides (the store's default)")
     parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -162,7 +166,7 @@ def main() -> None:
         base, emit_s = fresh_spool(work, "es-base", es_events, args.emit_batch)
         print(f"# spool filled in {emit_s:.2f} s (not part of the ES figures)")
         chained = base.read(None, 10**9).events
-        bodies = prebuilt_bodies(chained)
+        bodies = prebuilt_bodies(chained, args.bulk_events)
         line_bytes = sum(len(e.raw.encode()) for e in chained) / len(chained)
         print(f"# event size: {line_bytes:.0f} bytes as a spool line, {sum(map(len, bodies)) / len(chained):.0f} "
               f"bytes as NDJSON (action line + document + search words); {len(bodies)} bulk requests of up to "
@@ -172,15 +176,15 @@ def main() -> None:
         for run in range(args.runs):
             if run % 2 == 0:
                 bulk_rates.append(es_bulk_run(client, bodies, args.es_events))
-                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False))
+                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False, args.bulk_events))
             else:
-                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False))
+                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False, args.bulk_events))
                 bulk_rates.append(es_bulk_run(client, bodies, args.es_events))
             ratios.append(shipper_rates[-1] / bulk_rates[-1])
-            put_rates.append(es_put_run(client, chained, args.batch))
+            put_rates.append(es_put_run(client, chained, args.batch, args.bulk_events))
             print(f"run {run + 1}: shipper {shipper_rates[-1]:,.0f} ev/s   plain bulk {bulk_rates[-1]:,.0f} ev/s"
                   f"   (ratio {ratios[-1]:.3f})   store.put only {put_rates[-1]:,.0f} ev/s")
-        wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for")
+        wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for", args.bulk_events)
         es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
         es_put = statistics.median(put_rates)
         print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; store.put only "

@@ -110,6 +110,14 @@ class Softflowd(Service):
                                           str(self.ctl(ctx)), "statistics"), timeout=10)
         return res.ok
 
+    def down(self, ctx: LabContext) -> int:
+        """Stop this softflowd; remove the namespace (and its veth) once nothing runs in it."""
+        stopped = super().down(ctx)
+        pids = execute.run("ip", ("ip", "netns", "pids", NAMESPACE), timeout=10)
+        if pids.ok and not pids.stdout.strip():
+            execute.run("ip", ("ip", "netns", "delete", NAMESPACE), timeout=10)
+        return stopped
+
     def endpoints(self, ctx: LabContext) -> dict[str, str]:
         return {"exports_to": f"udp://{HOST_ADDRESS}:{self.port}", "observes": f"{NAMESPACE}/{NS_IF}",
                 "control": str(self.ctl(ctx))}

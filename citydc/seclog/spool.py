@@ -413,9 +413,10 @@ class Spool:
 
 
 class SpooledEvent(dict):
-    """An event read from the spool, with its line (``raw``) so a store can keep it without encoding it again."""
+    """An event read from the spool, with its line so a store can keep it without encoding it again:
+    ``raw`` as text, ``line`` as the bytes read (what the Elasticsearch store sends)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("line", "raw")
 
 
 def _parse_line(raw: bytes) -> tuple[dict | None, str]:
@@ -445,6 +446,7 @@ def _parse_line(raw: bytes) -> tuple[dict | None, str]:
         return None, _damage(doc)
     event = SpooledEvent(doc)
     event.raw = text  # the line is a compact encoding of this event: stores keep it as it is
+    event.line = raw  # and its bytes, already in memory: sending them saves encoding the text again
     return event, ""
 
 

@@ -172,8 +172,10 @@ class FakeClient:
         if isinstance(step, Exception):
             raise step
         assert len(step) == len(lines) // 2
-        return {"errors": True, "items": [{"create": {"status": st, **({"error": {"type": "x", "reason": "y"}}
-                                                                       if st >= 400 else {})}} for st in step]}
+        # As Elasticsearch: "errors" is true when any item failed (a 409 conflict included).
+        items = [{"create": {"status": st, **({"error": {"type": "x", "reason": "y"}} if st >= 400 else {})}}
+                 for st in step]
+        return {"errors": any(st >= 400 for st in step), "items": items}
 
     def options(self, **kw):
         return self
@@ -369,6 +371,20 @@ def test_spooled_events_are_sent_as_their_spool_line():
     event.raw = '{"message":"m 0","event":{"id":"%s"},"@timestamp":"2026-11-26T05:00:00.000Z"}' % ("0" * 32)
     line = ElasticsearchStore._line(b"", event)
     assert line.startswith(event.raw[:-1].encode()) and json.loads(line)["citydc_index"] == {"words": ["0", "m"]}
+    event.line = event.raw.replace('"m 0"', '"m 1"').encode()  # the bytes read win over the text
+    assert ElasticsearchStore._line(b"", event).startswith(event.line[:-1])
+
+
+def test_search_words_are_spliced_as_valid_json_for_any_message():
+    import random
+
+    rng = random.Random(11)
+    alphabet = 'aZ_ 9."\\\n\t\x1f\x7f-é四維\u3000、ΣK\u212a'
+    for _ in range(500):
+        message = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        event = {"message": message, "event": {"id": "x"}, "@timestamp": "2026-11-26T05:00:00.000Z"}
+        doc = json.loads(ElasticsearchStore._line(b"", event))
+        assert doc["citydc_index"] == {"words": message_words(message)} and doc["message"] == message, message
 
 
 def test_message_words_fast_paths_fold_exactly_as_token_by_token():

@@ -9,7 +9,7 @@ node_exporter textfile (atomically), because a one-shot shipper is not scraped.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
@@ -53,7 +53,11 @@ class SeclogMetrics:
                 self.duplicates.labels(site, dataset).inc(n - spooled[(site, dataset)])
 
     def count_delivered(self, events: Iterable[dict], when: float) -> None:
-        for site, n in Tally(e["labels"]["site"] for e in events).items():
+        self.count_delivered_sites(Tally(e["labels"]["site"] for e in events), when)
+
+    def count_delivered_sites(self, sites: Mapping[str, int], when: float) -> None:
+        """Given the delivered events per labels.site and the time, count them."""
+        for site, n in sites.items():
             self.delivered.labels(site).inc(n)
         self.last_delivery.labels(self.site).set(when)
 

@@ -126,12 +126,16 @@ class Shipper:
                         break  # the batch read ahead is not acknowledged: the next round reads it again
                     result.delivered += len(batch.events)
                     if self.metrics is not None:
-                        self.metrics.count_delivered(batch.events, self.clock())
+                        if batch.sites is not None:
+                            self.metrics.count_delivered_sites(batch.sites, self.clock())
+                        else:
+                            self.metrics.count_delivered(batch.events, self.clock())
                 if acked is not None:
                     acked.result()  # the previous acknowledgement is on disk (or its error surfaces here)
                 # Recorded by the helper, after the batch was stored and after the previous ack (its queue
                 # is in order), while the next batch goes to the store: its fsync costs no delivery time.
-                acked = helper.submit(self.spool.acknowledge, batch.end, batch.events)
+                acked = helper.submit(self.spool.acknowledge, batch.end,
+                                      batch.events if batch.heads is None else batch.heads)
                 pos = batch.end
                 result.batches += 1
                 if ahead is None:
@@ -142,13 +146,21 @@ class Shipper:
         return self._finish(result)
 
     def _read_ahead(self, pos: Position) -> Batch:
-        """Given a position, return the next batch, with the store's requests built if it can (``prepare``)."""
-        batch = self.spool.read(pos, self.batch_size)
+        """Given a position, return the next batch, with the store's requests built if it can (``prepare``).
+
+        A prepared batch keeps the store's requests, its chain heads and site counts, not the event
+        dicts: they are freed while the garbage collector is paused. Re-enabling it with them alive
+        made it walk every one of them, about 2 µs per event (measured with a null store).
+        """
         prepare = getattr(self.store, "prepare", None)
-        if prepare is not None and batch.events:
-            # A bad event: put() meets the same problem again and handles it (retries, then result.error).
-            with contextlib.suppress(DeliveryError), gc_paused():  # acyclic bytes and tuples, as the read
-                batch.events = prepare(batch.events)
+        with gc_paused():
+            batch = self.spool.read(pos, self.batch_size)
+            if prepare is not None and batch.events:
+                # A bad event: put() meets the same problem again and handles it (retries, then result.error).
+                with contextlib.suppress(DeliveryError):
+                    prepared = prepare(batch.events)
+                    batch.summarise()
+                    batch.events = prepared
         return batch
 
     def _report_corrupt(self, batch: Batch, result: ShipResult) -> None:

@@ -77,6 +77,23 @@ class Batch:
     events: list[dict] = field(default_factory=list)
     end: Position | None = None
     corrupt: list[CorruptLine] = field(default_factory=list)
+    # Set when ``events`` was replaced by a store's prepared form (the event dicts dropped): the last
+    # event of each writer (all ``acknowledge`` needs) and the events per labels.site (for metrics).
+    heads: list[dict] | None = None
+    sites: dict[str, int] | None = None
+
+    def summarise(self) -> None:
+        """Record ``heads`` and ``sites`` of the events, so that ``events`` can be replaced."""
+        last: dict[str, dict] = {}
+        sites: dict[str, int] = {}
+        for doc in self.events:
+            c = doc["citydc"]["chain"]
+            held = last.get(c["writer"])
+            if held is None or c["seq"] > held["citydc"]["chain"]["seq"]:
+                last[c["writer"]] = doc
+            site = doc["labels"]["site"]
+            sites[site] = sites.get(site, 0) + 1
+        self.heads, self.sites = list(last.values()), sites
 
 
 def _segment_name(number: int) -> str:
@@ -372,7 +389,8 @@ class Spool:
         return Position(pos.segment, offset, line)
 
     def acknowledge(self, pos: Position, delivered: Sequence[dict]) -> None:
-        """Given the position after a stored batch and its events, record it atomically; delete fully acked segments."""
+        """Given the position after a stored batch and its events (at least each writer's last one: the
+        highest seq per writer is recorded), record it atomically; delete fully acked segments."""
         data = self.ack()
         writers = data.get("writers", {})
         for doc in delivered:

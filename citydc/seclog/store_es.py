@@ -46,9 +46,15 @@ _BULK_FILTER = ["errors", "items.*.status", "items.*.error.type", "items.*.error
 
 
 class PreparedBatch(list):
-    """A batch of events with its bulk lines already built by ``ElasticsearchStore.prepare``."""
+    """A batch's bulk lines, (event id, NDJSON bytes) per event, built by ``ElasticsearchStore.prepare``
+    for a later ``put`` of that store. It holds no event dicts: the shipper drops them once their
+    lines are built, before the garbage collector would walk them."""
 
-    __slots__ = ("lines", "store")
+    __slots__ = ("store",)
+
+    @property
+    def lines(self) -> list[tuple[str, bytes]]:
+        return self
 
 
 class ElasticsearchStoreError(DeliveryError):
@@ -238,7 +244,10 @@ class ElasticsearchStore:
         """
         if not events:
             return 0
-        prepared = events.lines if isinstance(events, PreparedBatch) and events.store is self else None
+        prepared = events if isinstance(events, PreparedBatch) else None
+        if prepared is not None and prepared.store is not self:
+            raise ValueError("a PreparedBatch goes to the store that prepared it (its lines name that store's "
+                             "indices)")
         heads = None if prepared is not None else [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a
         self.ensure_template()  # bad event before sending any
         started = time.monotonic()
@@ -273,18 +282,17 @@ class ElasticsearchStore:
             operations=body, refresh=refresh, filter_path=_BULK_FILTER))
 
     def prepare(self, events: Sequence[dict]) -> PreparedBatch:
-        """Given a batch, return it with its bulk lines built, for a later ``put`` of this store.
+        """Given a batch, return its bulk lines, for a later ``put`` of this store.
 
         The shipper calls this in its read-ahead thread, while the previous batch is in flight, so
         ``put`` can send at once. Raise ElasticsearchStoreError as ``put`` would for a bad event.
         """
         heads = [self._head(i, ev) for i, ev in enumerate(events)]
-        lines = []
+        batch = PreparedBatch()
+        batch.store = self
         for i, (head, ev) in enumerate(zip(heads, events, strict=True)):
             let_others_run(i)  # runs beside the thread waiting for the previous batch's answers
-            lines.append((head[0], self._line(head[1], ev)))
-        batch = PreparedBatch(events)
-        batch.store, batch.lines = self, lines
+            batch.append((head[0], self._line(head[1], ev)))
         return batch
 
     def _send_pipelined(self, events: Sequence[dict], heads: Sequence[tuple[str, bytes]] | None,

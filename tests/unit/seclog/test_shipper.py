@@ -256,3 +256,36 @@ def test_the_stores_prepare_runs_ahead_and_its_refusal_is_handled_by_put(tmp_pat
     assert store.prepared == [10]  # batch 2 was prepared ahead; batch 1 was read first, batch 3 refused
     assert not result.ok and result.error.reason == "invalid_event" and result.delivered == 20
     assert spool.ack_position().line == 20
+
+
+def test_a_prepared_batch_without_event_dicts_is_acknowledged_and_counted_as_its_events(tmp_path):
+    # Writers and sites interleave, so the heads and counts of each batch come from different events.
+    first, second = Spool(tmp_path, writer="w:one"), Spool(tmp_path, writer="w:two")
+    for i in range(0, 40, 4):
+        first.append([ev(i), ev(i + 1)])
+        second.append([{**ev(i + 2), "labels": {"site": "siwei"}}, ev(i + 3)])
+
+    class TokenStore(FlakyStore):
+        """prepare() returns opaque tokens, as the Elasticsearch store returns request lines."""
+
+        def prepare(self, events):
+            return [("token", e["event"]["id"]) for e in events]
+
+        tokens = 0
+
+        def put(self, events):
+            ids = [e[1] if isinstance(e, tuple) else e["event"]["id"] for e in events]
+            self.tokens += sum(isinstance(e, tuple) for e in events)
+            new = [i for i in ids if i not in self.docs]
+            self.docs.update((i, {}) for i in new)
+            return len(new)
+
+    registry = CollectorRegistry()
+    store = TokenStore()
+    result = Shipper(first, store, batch_size=7, metrics=SeclogMetrics(registry, "siwei")).ship()
+    assert (result.delivered, result.stored, result.ok) == (40, 40, True) and result.batches == 6
+    assert store.tokens == 33  # every batch but the first (read before the helper runs) went prepared
+    assert {w: (h.seq, h.hash) for w, h in first.delivered_heads().items()} == \
+        {w: (h.seq, h.hash) for w, h in first.emitted_heads().items()} and first.delivered_heads()["w:two"].seq == 20
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "siwei"}) == 10
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 30

@@ -142,4 +142,4 @@ class Elasticsearch(Service):
         return {"http": self.url()}
 
 
-__all__ = ["ES_VERSION", "Elasticsearch", "find_jdk", "need_binaries"]
+__all__ = ["ES_VERSION", "Elasticsearch", "find_jdk"]

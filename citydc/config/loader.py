@@ -134,7 +134,7 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
 
     def check_unique(key: str, field: str) -> None:
         seen: dict[Any, int] = {}
-        for i, item in items(key) if "." not in key else []:
+        for i, item in items(key):
             value = item.get(field)
             if value in seen:
                 errors.append((f"{key}[{i}].{field}", f'duplicate {field} "{value}" (first at {key}[{seen[value]}])'))

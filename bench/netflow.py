@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from citydc import execute
+from citydc.cli.output import exit_now
 from citydc.collectors.netflow import synth
 from citydc.lab import nfdump, ports, processes
 
@@ -111,6 +112,7 @@ def serve(port: int) -> None:
     collector.run()
     print(json.dumps({"records": collector.aggregator.records, "path": collector.decoder.path,
                       "errors": sum(collector.decoder.stats.errors.values())}), flush=True)
+    exit_now(0)  # as `citydc collect netflow` ends
 
 
 def run_citydc(datagrams, per, rate) -> tuple[float, int, str]:

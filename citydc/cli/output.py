@@ -5,7 +5,9 @@ Exit codes mean the same everywhere: 0 ok, 1 findings or a failed job, 2 usage o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -34,6 +36,19 @@ def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoRe
     if hint:
         err.print(f"[dim]{escape(hint)}[/]")
     sys.exit(code)
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """Given an exit code, flush stdout, stderr and the log handlers and end the process at once.
+
+    For long-running commands that have closed their own outputs: the interpreter's teardown
+    (collecting every module and array) costs tens of milliseconds of CPU and does nothing the
+    kernel does not do when the process ends."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken pipe: nothing left to flush
+            stream.flush()
+    os._exit(code)
 
 
 def config_path(explicit: str | None) -> Path:

@@ -25,8 +25,13 @@ static uint8_t port_proto[256];
 static uint8_t svc_index[65536];
 static Py_ssize_t n_proto_keys = 0;
 
-/* ---- a small open-addressing hash table: uint64 key -> (bytes, packets) ---------------- */
-/* Entries interleaved, so a lookup touches one cache line. */
+/* ---- small open-addressing hash tables ---------------------------------------------------- */
+static inline size_t slot_of(uint64_t key, size_t cap) {
+    return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
+}
+
+/* uint64 key -> (bytes, packets), for the rare ifIndex >= SMALL_IF. Entries interleaved, so a
+ * lookup touches one cache line. */
 typedef struct { uint64_t key; double b, p; uint64_t used; } Entry;
 typedef struct {
     Entry *e;
@@ -43,10 +48,6 @@ static int table_init(Table *t, size_t cap) {
 static void table_free(Table *t) {
     free(t->e);
     t->e = NULL; t->cap = t->n = 0;
-}
-
-static inline size_t slot_of(uint64_t key, size_t cap) {
-    return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
 }
 
 static int table_grow(Table *t) {
@@ -85,25 +86,99 @@ static void table_clear(Table *t) {
     if (t->n) { memset(t->e, 0, t->cap * sizeof(Entry)); t->n = 0; }
 }
 
+/* Talker key -> bytes: the one large random-access structure of the pass, so its entries are
+ * half the size of Entry (16 bytes, four per cache line). A free slot holds FREE_KEY; the key
+ * FREE_KEY itself (an all-ones IPv6 /64) is summed on the side. */
+#define FREE_KEY UINT64_MAX
+typedef struct { uint64_t key; double b; } TEntry;
+typedef struct {
+    TEntry *e;
+    size_t cap, n;
+    int has_free_key;
+    double free_key_b;
+} Talkers;
+
+static int talkers_init(Talkers *t, size_t cap) {
+    t->e = malloc(cap * sizeof(TEntry));
+    if (!t->e) return -1;
+    memset(t->e, 0xFF, cap * sizeof(TEntry));  /* every key FREE_KEY */
+    t->cap = cap; t->n = 0; t->has_free_key = 0; t->free_key_b = 0;
+    return 0;
+}
+
+static void talkers_free(Talkers *t) {
+    free(t->e);
+    t->e = NULL; t->cap = t->n = 0;
+}
+
+static int talkers_grow(Talkers *t) {
+    Talkers bigger;
+    if (talkers_init(&bigger, t->cap * 2) < 0) return -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->e[i].key == FREE_KEY) continue;
+        size_t s = slot_of(t->e[i].key, bigger.cap);
+        while (bigger.e[s].key != FREE_KEY) s = (s + 1) & (bigger.cap - 1);
+        bigger.e[s] = t->e[i];
+    }
+    bigger.n = t->n; bigger.has_free_key = t->has_free_key; bigger.free_key_b = t->free_key_b;
+    talkers_free(t);
+    *t = bigger;
+    return 0;
+}
+
+static inline int talkers_add(Talkers *t, uint64_t key, double b) {
+    if (key == FREE_KEY) { t->has_free_key = 1; t->free_key_b += b; return 0; }
+    size_t s = slot_of(key, t->cap);
+    while (t->e[s].key != FREE_KEY) {
+        if (t->e[s].key == key) { t->e[s].b += b; return 0; }
+        s = (s + 1) & (t->cap - 1);
+    }
+    if ((t->n + 1) * 2 > t->cap) {
+        if (talkers_grow(t) < 0) return -1;
+        s = slot_of(key, t->cap);
+        while (t->e[s].key != FREE_KEY) s = (s + 1) & (t->cap - 1);
+    }
+    t->e[s].key = key; t->e[s].b = b;
+    t->n++;
+    return 0;
+}
+
+static void talkers_clear(Talkers *t) {
+    if (t->n) memset(t->e, 0xFF, t->cap * sizeof(TEntry));
+    t->n = 0; t->has_free_key = 0; t->free_key_b = 0;
+}
+
+/* Sums of the usual small ifIndexes, without hashing. */
+typedef struct { double b, p; } Sum;
+
+static void put_entry(char **o, uint64_t key, double b, double p) {
+    memcpy(*o, &key, 8); memcpy(*o + 8, &b, 8); memcpy(*o + 16, &p, 8);
+    *o += 24;
+}
+
 /* Entries as bytes of (key uint64, bytes double, packets double) triples: the used ones of
  * ``small`` (keys are their indexes), then the table's in table order. */
-static PyObject *entries_bytes(const Entry *small, size_t n_small, const Table *t) {
-    size_t used = 0;
-    for (size_t i = 0; i < n_small; i++) used += small[i].used != 0;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((t->n + used) * 3 * sizeof(uint64_t)));
+static PyObject *entries_bytes(const Sum *small, const uint8_t *used, size_t n_small, const Table *t) {
+    size_t n_used = 0;
+    for (size_t i = 0; i < n_small; i++) n_used += used[i] != 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((t->n + n_used) * 3 * sizeof(uint64_t)));
     if (!out) return NULL;
     char *o = PyBytes_AS_STRING(out);
-    for (size_t i = 0; i < n_small; i++) {
-        if (!small[i].used) continue;
-        uint64_t key = i;
-        memcpy(o, &key, 8); memcpy(o + 8, &small[i].b, 8); memcpy(o + 16, &small[i].p, 8);
-        o += 24;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->e[i].used) continue;
-        memcpy(o, &t->e[i].key, 8); memcpy(o + 8, &t->e[i].b, 8); memcpy(o + 16, &t->e[i].p, 8);
-        o += 24;
-    }
+    for (size_t i = 0; i < n_small; i++)
+        if (used[i]) put_entry(&o, i, small[i].b, small[i].p);
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].used) put_entry(&o, t->e[i].key, t->e[i].b, t->e[i].p);
+    return out;
+}
+
+/* The talker table in the same triple form (packets 0), in table order, FREE_KEY last. */
+static PyObject *talkers_bytes(const Talkers *t) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((t->n + t->has_free_key) * 3 * sizeof(uint64_t)));
+    if (!out) return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].key != FREE_KEY) put_entry(&o, t->e[i].key, t->e[i].b, 0.0);
+    if (t->has_free_key) put_entry(&o, FREE_KEY, t->free_key_b, 0.0);
     return out;
 }
 
@@ -129,8 +204,10 @@ typedef struct {
     double *agencies6;   /* n_agencies * 4, same order */
     double *protos;      /* n_proto_keys * 2 */
     uint8_t *hit_to, *hit_from;
-    Table in_if, out_if, talkers;
-    Entry small_in[SMALL_IF], small_out[SMALL_IF];  /* the usual small ifindexes, without hashing */
+    Table in_if, out_if;
+    Talkers talkers;
+    Sum small_in[SMALL_IF], small_out[SMALL_IF];  /* the usual small ifindexes, without hashing */
+    uint8_t used_in[SMALL_IF], used_out[SMALL_IF];
     /* Talker keys wait here, their table slots prefetched, and are added TALKER_BATCH at a time:
      * the talker table is the one large random-access structure, and its cache misses overlap
      * this way instead of stalling every record twice. */
@@ -139,6 +216,15 @@ typedef struct {
     int tk_n;
     uint64_t max_in, max_out, n;
 } Acc;
+
+/* The fields of one record the aggregates need, already scaled by the sampling rate. */
+typedef struct {
+    double bytes, packets;
+    uint32_t in_if, out_if;
+    unsigned proto, sport, dport;
+    uint64_t src, dst;              /* IPv4 addresses, or the high halves of IPv6 ones */
+    uint64_t src_lo, dst_lo;        /* low halves of IPv6 addresses */
+} Fields;
 
 static inline uint64_t be(const uint8_t *p, int w) {
     /* memcpy + byte swap compiles to one load and one bswap for the usual widths */
@@ -162,7 +248,7 @@ static inline uint64_t col(const Acc *a, const uint8_t *rec, int c) {
 static void Acc_dealloc(Acc *a) {
     free(a->bounds); free(a->v6pfx); free(a->intervals); free(a->agencies6); free(a->protos);
     free(a->hit_to); free(a->hit_from);
-    table_free(&a->in_if); table_free(&a->out_if); table_free(&a->talkers);
+    table_free(&a->in_if); table_free(&a->out_if); talkers_free(&a->talkers);
     Py_TYPE(a)->tp_free((PyObject *)a);
 }
 
@@ -213,7 +299,7 @@ static int Acc_init(Acc *a, PyObject *args, PyObject *kwds) {
     a->hit_to = calloc((size_t)n_agencies + 1, 1);
     a->hit_from = calloc((size_t)n_agencies + 1, 1);
     if (!a->bounds || !a->v6pfx || !a->intervals || !a->agencies6 || !a->protos || !a->hit_to || !a->hit_from
-        || table_init(&a->in_if, 64) < 0 || table_init(&a->out_if, 64) < 0 || table_init(&a->talkers, 1024) < 0) {
+        || table_init(&a->in_if, 64) < 0 || table_init(&a->out_if, 64) < 0 || talkers_init(&a->talkers, 1024) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -253,7 +339,7 @@ static inline Py_ssize_t interval_of(const Acc *a, uint32_t addr) {
 
 static int talkers_flush(Acc *a) {
     for (int i = 0; i < a->tk_n; i++) {
-        if (table_add(&a->talkers, a->tk_key[i], a->tk_bytes[i], 0.0) < 0) {
+        if (talkers_add(&a->talkers, a->tk_key[i], a->tk_bytes[i]) < 0) {
             a->tk_n = 0;
             return -1;
         }
@@ -270,42 +356,65 @@ static inline int talker(Acc *a, uint64_t key, double bytes) {
     return 0;
 }
 
-/* One record: the rules of decode.batch_from_records and aggregate.Aggregator.add. */
-static inline int add_record(Acc *a, const uint8_t *rec) {
-    uint64_t ibytes = col(a, rec, C_BYTES), ipackets = col(a, rec, C_PACKETS);
-    if (a->width[C_SAMPLING]) {
-        uint64_t r = be(rec + a->off[C_SAMPLING], a->width[C_SAMPLING]);
+/* Scale counters by the record's own sampling interval (0: the batch's), else the batch's rate.
+ * uint64 products wrap as the numpy path's do. */
+static inline void scale(const Acc *a, uint64_t ibytes, uint64_t ipackets, int has_sampling, uint64_t r, Fields *f) {
+    if (has_sampling) {
         if (r == 0) r = a->rate ? a->rate : 1;
-        ibytes *= r; ipackets *= r;  /* uint64 products wrap as the numpy path's do */
+        ibytes *= r; ipackets *= r;
     } else if (a->rate > 1) {
         ibytes *= a->rate; ipackets *= a->rate;
     }
-    double bytes = (double)ibytes, packets = (double)ipackets;
-    uint32_t in_if = (uint32_t)col(a, rec, C_IN_IF), out_if = (uint32_t)col(a, rec, C_OUT_IF);
-    if (in_if > a->max_in) a->max_in = in_if;
-    if (out_if > a->max_out) a->max_out = out_if;
-    if (in_if < SMALL_IF) {
-        Entry *e = &a->small_in[in_if];
-        e->b += bytes; e->p += packets; e->used = 1;
-    } else if (table_add(&a->in_if, in_if, bytes, packets) < 0) {
-        return -1;
+    f->bytes = (double)ibytes; f->packets = (double)ipackets;
+}
+
+/* One record's fields through the template's layout table. */
+static inline void read_layout(const Acc *a, const uint8_t *rec, Fields *f) {
+    scale(a, col(a, rec, C_BYTES), col(a, rec, C_PACKETS), a->width[C_SAMPLING] != 0, col(a, rec, C_SAMPLING), f);
+    f->in_if = (uint32_t)col(a, rec, C_IN_IF); f->out_if = (uint32_t)col(a, rec, C_OUT_IF);
+    f->proto = (unsigned)(col(a, rec, C_PROTO) & 0xFF);
+    f->sport = (unsigned)(col(a, rec, C_SPORT) & 0xFFFF); f->dport = (unsigned)(col(a, rec, C_DPORT) & 0xFFFF);
+    if (!a->is6) {
+        f->src = col(a, rec, C_SRC4); f->dst = col(a, rec, C_DST4);
+        f->src_lo = f->dst_lo = 0;
+    } else {
+        f->src = col(a, rec, C_SRC6_HI); f->src_lo = col(a, rec, C_SRC6_LO);
+        f->dst = col(a, rec, C_DST6_HI); f->dst_lo = col(a, rec, C_DST6_LO);
     }
-    if (out_if < SMALL_IF) {
-        Entry *e = &a->small_out[out_if];
-        e->b += bytes; e->p += packets; e->used = 1;
-    } else if (table_add(&a->out_if, out_if, bytes, packets) < 0) {
-        return -1;
-    }
-    unsigned proto = (unsigned)(col(a, rec, C_PROTO) & 0xFF);
-    Py_ssize_t key = proto_base[proto];
-    if (port_proto[proto]) {
-        unsigned svc = svc_index[col(a, rec, C_DPORT) & 0xFFFF];
-        if (svc == 0) svc = svc_index[col(a, rec, C_SPORT) & 0xFFFF];
+}
+
+/* A NetFlow v5 record (v5.py), at its fixed offsets: the compiler reads each field with one load. */
+static inline void read_v5(const Acc *a, const uint8_t *rec, Fields *f) {
+    scale(a, be(rec + 20, 4), be(rec + 16, 4), 0, 0, f);
+    f->in_if = (uint32_t)be(rec + 12, 2); f->out_if = (uint32_t)be(rec + 14, 2);
+    f->proto = rec[38];
+    f->sport = (unsigned)be(rec + 32, 2); f->dport = (unsigned)be(rec + 34, 2);
+    f->src = be(rec, 4); f->dst = be(rec + 4, 4);
+    f->src_lo = f->dst_lo = 0;
+}
+
+static inline void add_if(Sum *small, uint8_t *used, uint32_t index, double b, double p) {
+    small[index].b += b; small[index].p += p; used[index] = 1;
+}
+
+/* One record: the rules of decode.batch_from_records and aggregate.Aggregator.add. */
+static inline __attribute__((always_inline)) int add_fields(Acc *a, const Fields *f) {
+    double bytes = f->bytes, packets = f->packets;
+    if (f->in_if > a->max_in) a->max_in = f->in_if;
+    if (f->out_if > a->max_out) a->max_out = f->out_if;
+    if (f->in_if < SMALL_IF) add_if(a->small_in, a->used_in, f->in_if, bytes, packets);
+    else if (table_add(&a->in_if, f->in_if, bytes, packets) < 0) return -1;
+    if (f->out_if < SMALL_IF) add_if(a->small_out, a->used_out, f->out_if, bytes, packets);
+    else if (table_add(&a->out_if, f->out_if, bytes, packets) < 0) return -1;
+    Py_ssize_t key = proto_base[f->proto];
+    if (port_proto[f->proto]) {
+        unsigned svc = svc_index[f->dport];
+        if (svc == 0) svc = svc_index[f->sport];
         key += svc;
     }
     if (key >= 0 && key < n_proto_keys) { a->protos[2 * key] += bytes; a->protos[2 * key + 1] += packets; }
     if (!a->is6) {
-        uint32_t src = (uint32_t)col(a, rec, C_SRC4), dst = (uint32_t)col(a, rec, C_DST4);
+        uint32_t src = (uint32_t)f->src, dst = (uint32_t)f->dst;
         if (a->n_agencies && a->m) {
             double *to = a->intervals + 4 * interval_of(a, dst), *from = a->intervals + 4 * interval_of(a, src);
             to[0] += bytes; to[1] += packets; from[2] += bytes; from[3] += packets;
@@ -313,8 +422,7 @@ static inline int add_record(Acc *a, const uint8_t *rec) {
         if (talker(a, src & a->v4mask, bytes) < 0) return -1;
         return talker(a, dst & a->v4mask, bytes);
     }
-    uint64_t shi = col(a, rec, C_SRC6_HI), slo = col(a, rec, C_SRC6_LO);
-    uint64_t dhi = col(a, rec, C_DST6_HI), dlo = col(a, rec, C_DST6_LO);
+    uint64_t shi = f->src, slo = f->src_lo, dhi = f->dst, dlo = f->dst_lo;
     if (a->n_v6) {
         memset(a->hit_to, 0, (size_t)a->n_agencies);
         memset(a->hit_from, 0, (size_t)a->n_agencies);
@@ -331,6 +439,12 @@ static inline int add_record(Acc *a, const uint8_t *rec) {
     }
     if (talker(a, shi & a->v6mask, bytes) < 0) return -1;
     return talker(a, dhi & a->v6mask, bytes);
+}
+
+static inline int add_record(Acc *a, const uint8_t *rec) {
+    Fields f;
+    read_layout(a, rec, &f);
+    return add_fields(a, &f);
 }
 
 static PyObject *add_checked(Acc *a, Py_buffer *buf, const int64_t *starts, const int64_t *counts, Py_ssize_t runs,
@@ -440,7 +554,9 @@ static PyObject *Acc_add_v5(Acc *a, PyObject *args) {
             const uint8_t *rec = (const uint8_t *)buf.buf + i * slot + V5_HEADER;
             int64_t count = (len[i] - V5_HEADER) / V5_RECORD;
             for (int64_t r = 0; r < count; r++, rec += V5_RECORD) {
-                if (add_record(a, rec) < 0) {
+                Fields f;
+                read_v5(a, rec, &f);
+                if (add_fields(a, &f) < 0) {
                     PyErr_NoMemory();
                     goto done;
                 }
@@ -458,21 +574,161 @@ done:
     return out;
 }
 
+/* ---- the header read and set walk of a whole batch (batch.read_headers + batch.walk_sets) ---- */
+enum { V_5, V_9, V_IPFIX, V_OTHER, V_NONE };
+/* 1 + index into records.REASONS; 0 = no defect */
+enum { RS_OK, RS_TRUNCATED_HEADER, RS_UNSUPPORTED_VERSION, RS_LENGTH_MISMATCH, RS_BAD_SET };
+#define V9_HEADER 20
+#define IPFIX_HEADER 16
+#define HEAD_COLS 5   /* vcode, count, domain, sampling, reason */
+#define SET_COLS 7    /* dg, set id, body start, body stop, version (9/10), special, dup */
+#define MAX_SOURCES 16
+
+static inline int is_special(int version, unsigned set_id) {
+    return version == 9 ? set_id <= 1 : (set_id == 2 || set_id == 3);
+}
+
+/* The previous datagram's run of template/options sets per source, for the dup flag. */
+typedef struct { int64_t exp, version, domain; Py_ssize_t first, n; } Source;
+
+/* Given the sets [a, a+n) and [b, b+n) of the output (same count), return whether their ids and
+ * bodies are equal byte for byte. */
+static int same_sets(const uint8_t *base, const int64_t *col_id, const int64_t *col_start, const int64_t *col_stop,
+                     Py_ssize_t a, Py_ssize_t b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t la = col_stop[a + i] - col_start[a + i], lb = col_stop[b + i] - col_start[b + i];
+        if (col_id[a + i] != col_id[b + i] || la != lb || memcmp(base + col_start[a + i], base + col_start[b + i], la))
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *walk(PyObject *self, PyObject *args) {
+    Py_buffer buf, lengths_buf, exporters_buf;
+    Py_ssize_t slot;
+    if (!PyArg_ParseTuple(args, "y*ny*y*", &buf, &slot, &lengths_buf, &exporters_buf)) return NULL;
+    PyObject *heads = NULL, *sets = NULL, *out = NULL;
+    int64_t *tmp = NULL;
+    Py_ssize_t n = lengths_buf.len / 8;
+    const int64_t *lengths = lengths_buf.buf, *exporter = exporters_buf.buf;
+    if (lengths_buf.len % 8 || exporters_buf.len != lengths_buf.len || slot < 24 || n > buf.len / slot) {
+        PyErr_SetString(PyExc_ValueError, "walk: lengths and exporter indexes must be int64 of one length, "
+                        "slot >= 24, n * slot within the buffer");
+        goto done;
+    }
+    const uint8_t *base = buf.buf;
+    Py_ssize_t max_sets = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lengths[i] < 0 || lengths[i] > slot) {
+            PyErr_Format(PyExc_ValueError, "walk: datagram %zd of %lld bytes does not fit its %zd-byte slot", i,
+                         (long long)lengths[i], slot);
+            goto done;
+        }
+        max_sets += lengths[i] / 4;
+    }
+    heads = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(HEAD_COLS * n * 8));
+    tmp = malloc((size_t)(max_sets ? max_sets : 1) * SET_COLS * 8);
+    if (!heads || !tmp) { PyErr_NoMemory(); goto done; }
+    int64_t *h = (int64_t *)PyByteArray_AS_STRING(heads);
+    int64_t *vcode = h, *count = h + n, *domain = h + 2 * n, *sampling = h + 3 * n, *reason = h + 4 * n;
+    /* columns of the set table, max_sets apart while filling */
+    int64_t *s_dg = tmp, *s_id = tmp + max_sets, *s_start = tmp + 2 * max_sets, *s_stop = tmp + 3 * max_sets,
+            *s_ver = tmp + 4 * max_sets, *s_special = tmp + 5 * max_sets, *s_dup = tmp + 6 * max_sets;
+    Source sources[MAX_SOURCES];
+    int n_sources = 0;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *d = base + i * slot;
+        int64_t len = lengths[i];
+        unsigned version = be(d, 2);
+        count[i] = be(d + 2, 2);
+        sampling[i] = be(d + 22, 2);
+        int v = version == 5 ? V_5 : version == 9 ? V_9 : version == 10 ? V_IPFIX : V_OTHER;
+        if (len < 2) v = V_NONE;
+        vcode[i] = v;
+        domain[i] = v == V_9 ? be(d + 16, 4) : be(d + 12, 4);
+        int r = RS_OK;
+        if (v == V_OTHER) r = RS_UNSUPPORTED_VERSION;
+        if (v == V_5 && (count[i] == 0 || count[i] > V5_MAX || len != V5_HEADER + count[i] * V5_RECORD))
+            r = RS_LENGTH_MISMATCH;
+        if (v == V_IPFIX && count[i] != len) r = RS_LENGTH_MISMATCH;
+        if (len < 2 || (v == V_5 && len < V5_HEADER) || (v == V_9 && len < V9_HEADER)
+            || (v == V_IPFIX && len < IPFIX_HEADER))
+            r = RS_TRUNCATED_HEADER;
+        reason[i] = r;
+        if (r != RS_OK || (v != V_9 && v != V_IPFIX)) continue;
+        int ver = v == V_9 ? 9 : 10;
+        int64_t pos = i * slot + (v == V_9 ? V9_HEADER : IPFIX_HEADER), end = i * slot + len;
+        Py_ssize_t first_special = -1, n_special = 0;
+        while (end - pos >= 4) {
+            unsigned set_id = be(base + pos, 2);
+            int64_t set_len = be(base + pos + 2, 2);
+            if (set_len < 4 || pos + set_len > end) { reason[i] = RS_BAD_SET; break; }
+            int special = is_special(ver, set_id);
+            s_dg[m] = i; s_id[m] = set_id; s_start[m] = pos + 4; s_stop[m] = pos + set_len;
+            s_ver[m] = ver; s_special[m] = special; s_dup[m] = 0;
+            if (special) {
+                if (first_special < 0) first_special = m;
+                n_special++;
+            }
+            m++;
+            pos += set_len;
+        }
+        if (n_special == 0) continue;
+        /* dup: this datagram's template/options sets equal, id for id and byte for byte, those of the
+         * previous datagram of the same source that had any (exporters resend them every few datagrams). */
+        Source *src = NULL;
+        for (int k = 0; k < n_sources; k++)
+            if (sources[k].exp == exporter[i] && sources[k].version == ver && sources[k].domain == domain[i]) src = &sources[k];
+        if (src == NULL && n_sources < MAX_SOURCES) {
+            src = &sources[n_sources++];
+            src->exp = exporter[i]; src->version = ver; src->domain = domain[i]; src->n = 0;
+        }
+        if (src == NULL) continue;  /* too many sources in one batch: no dup flags, every set is parsed */
+        /* the specials of a datagram are not contiguous in the output when data sets lie between them */
+        Py_ssize_t idx[64], nidx = 0;
+        for (Py_ssize_t k = first_special; k < m && nidx < 64; k++) if (s_special[k]) idx[nidx++] = k;
+        int dup = 0;
+        if (nidx == n_special && src->n == n_special) {
+            dup = 1;
+            Py_ssize_t prev = src->first, seen = 0;
+            for (Py_ssize_t k = prev; seen < n_special && dup; k++) {
+                if (!s_special[k]) continue;
+                if (!same_sets(base, s_id, s_start, s_stop, k, idx[seen], 1)) dup = 0;
+                seen++;
+            }
+        }
+        if (dup) for (Py_ssize_t k = 0; k < nidx; k++) s_dup[idx[k]] = 1;
+        src->first = first_special;
+        src->n = nidx == n_special ? n_special : -1;  /* over 64 specials: never a dup base */
+    }
+    sets = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(SET_COLS * m * 8));
+    if (!sets) goto done;
+    int64_t *o = (int64_t *)PyByteArray_AS_STRING(sets);
+    for (int c = 0; c < SET_COLS; c++) memcpy(o + c * m, tmp + c * max_sets, (size_t)m * 8);
+    out = Py_BuildValue("(OOn)", heads, sets, m);
+done:
+    free(tmp);
+    Py_XDECREF(heads); Py_XDECREF(sets);
+    PyBuffer_Release(&buf); PyBuffer_Release(&lengths_buf); PyBuffer_Release(&exporters_buf);
+    return out;
+}
+
 static PyObject *f64_bytes(const double *v, Py_ssize_t n) {
     return PyBytes_FromStringAndSize((const char *)v, n * (Py_ssize_t)sizeof(double));
 }
 
 /* Return (records, in_if, max_in, out_if, max_out, intervals, agencies6, protocols, talkers) and reset. */
 static PyObject *Acc_take(Acc *a, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = Py_BuildValue("(KNKNKNNNN)", (unsigned long long)a->n, entries_bytes(a->small_in, SMALL_IF, &a->in_if),
-                                  (unsigned long long)a->max_in, entries_bytes(a->small_out, SMALL_IF, &a->out_if),
+    PyObject *out = Py_BuildValue("(KNKNKNNNN)", (unsigned long long)a->n, entries_bytes(a->small_in, a->used_in, SMALL_IF, &a->in_if),
+                                  (unsigned long long)a->max_in, entries_bytes(a->small_out, a->used_out, SMALL_IF, &a->out_if),
                                   (unsigned long long)a->max_out, f64_bytes(a->intervals, a->m * 4),
                                   f64_bytes(a->agencies6, a->n_agencies * 4), f64_bytes(a->protos, n_proto_keys * 2),
-                                  entries_bytes(NULL, 0, &a->talkers));
+                                  talkers_bytes(&a->talkers));
     if (!out) return NULL;
-    table_clear(&a->in_if); table_clear(&a->out_if); table_clear(&a->talkers);
-    memset(a->small_in, 0, sizeof(a->small_in));
-    memset(a->small_out, 0, sizeof(a->small_out));
+    table_clear(&a->in_if); table_clear(&a->out_if); talkers_clear(&a->talkers);
+    memset(a->small_in, 0, sizeof(a->small_in)); memset(a->used_in, 0, sizeof(a->used_in));
+    memset(a->small_out, 0, sizeof(a->small_out)); memset(a->used_out, 0, sizeof(a->used_out));
     memset(a->intervals, 0, (size_t)a->m * 4 * sizeof(double));
     memset(a->agencies6, 0, (size_t)a->n_agencies * 4 * sizeof(double));
     memset(a->protos, 0, (size_t)n_proto_keys * 2 * sizeof(double));
@@ -525,6 +781,10 @@ static PyMethodDef module_methods[] = {
     {"v5_batch", v5_batch, METH_VARARGS,
      "v5_batch(buf, slot, lengths): (records, sampling interval) if every datagram is a well-formed v5 one "
      "with one sampling interval, else None."},
+    {"walk", walk, METH_VARARGS,
+     "walk(buf, slot, lengths, exporter_index): (heads, sets, n_sets) as int64 column blocks: the header facts of "
+     "every datagram (vcode, count, domain, sampling, reason) and every v9/IPFIX set (dg, id, start, stop, "
+     "version, special, dup), as batch.read_headers and batch.walk_sets find them."},
     {"set_tables", set_tables, METH_VARARGS, "set_tables(proto_base, port_proto, svc_index, n_keys)."},
     {NULL, NULL, 0, NULL},
 };

@@ -82,6 +82,11 @@ class Sets:
     set_id: np.ndarray
     start: np.ndarray
     stop: np.ndarray
+    # From the compiled walk (fastpath.walk) only: 9 or 10 per set, whether it is a (options)
+    # template set, and whether it repeats the previous template sets of its source (see there).
+    version: np.ndarray | None = None
+    special: np.ndarray | None = None
+    dup: np.ndarray | None = None
 
 
 def read_headers(batch: Received) -> Headers:

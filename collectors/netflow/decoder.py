@@ -22,7 +22,7 @@ import numpy as np
 from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow import ipfix, receive, v5, v9
 from citydc.collectors.netflow.decode import Template, batch_from_records, compile_template, normalize, uint_column
-from citydc.collectors.netflow.fastpath import DirectAggregates, Partial
+from citydc.collectors.netflow.fastpath import DirectAggregates, Partial, walk
 from citydc.collectors.netflow.pending import PendingRecords
 from citydc.collectors.netflow.records import REASONS, FlowBatch, Malformed
 from citydc.collectors.netflow.templates import TemplateCache, TemplateKey
@@ -147,8 +147,11 @@ class Decoder:
                 self.stats.errors[(site, labels[0], "internal_error")] += len(batch)
                 return
         try:
-            heads = batchmod.read_headers(batch)
-            sets = batchmod.walk_sets(batch, heads)
+            if isinstance(self._pending, DirectAggregates):
+                heads, sets = walk(batch)
+            else:
+                heads = batchmod.read_headers(batch)
+                sets = batchmod.walk_sets(batch, heads)
         except Exception:  # crash guard: a bug in the vectorised path costs nothing: decode one by one
             if len(batch) == 1:
                 self.stats.errors[(site, labels[int(batch.exporter_index[0])], "internal_error")] += 1
@@ -212,19 +215,22 @@ class Decoder:
     def _feed_set_batch(self, batch: receive.Received, heads: batchmod.Headers, sets: batchmod.Sets,
                         labels: list[str], site: str, now: float) -> None:
         mv = memoryview(batch.buf)
-        version = np.where(heads.vcode[sets.dg] == batchmod.V9, 9, 10)
-        special = ((version == 9) & (sets.set_id <= v9.OPTIONS_SET)) | (
-            (version == 10) & ((sets.set_id == ipfix.TEMPLATE_SET) | (sets.set_id == ipfix.OPTIONS_SET)))
+        if sets.version is not None and sets.special is not None:
+            version, special = sets.version, sets.special
+        else:
+            version = np.where(heads.vcode[sets.dg] == batchmod.V9, 9, 10)
+            special = ((version == 9) & (sets.set_id <= v9.OPTIONS_SET)) | (
+                (version == 10) & ((sets.set_id == ipfix.TEMPLATE_SET) | (sets.set_id == ipfix.OPTIONS_SET)))
         dropped = np.zeros(len(sets.dg), bool)  # sets after a bad template set in the same datagram
         done = 0
         specials = np.flatnonzero(special).tolist()
-        raws = [mv[a:b].tobytes() for a, b in zip(sets.start[specials].tolist(), sets.stop[specials].tolist(),
-                                                   strict=True)]
         sp_dg = sets.dg[specials].tolist()
+        dup = sets.dup[specials].tolist() if sets.dup is not None else None
         # Exporters resend the same template sets every few datagrams: when a datagram carries
         # exactly the template sets its source's previous one did, applying them again changes
-        # nothing (same templates, same time), so it is skipped.
-        last: dict[tuple[int, int, int], tuple[bytes, ...]] = {}
+        # nothing (same templates, same time), so it is skipped. The compiled walk has compared
+        # the bytes already (``dup``); otherwise they are compared here.
+        last: dict[tuple[int, int, int], tuple[bytes, ...] | bool] = {}
         j = 0
         while j < len(specials):
             dg = sp_dg[j]
@@ -233,10 +239,17 @@ class Decoder:
                 k += 1
             exp = int(batch.exporter_index[dg])
             source = (exp, int(version[specials[j]]), int(heads.domain[dg]))
-            signature = tuple(raws[j:k])
-            if last.get(source) == signature:
-                j = k
-                continue
+            if dup is not None:
+                if dup[j] and last.get(source) is True:  # same as the previous, cleanly applied, sets
+                    j = k
+                    continue
+                signature: tuple[bytes, ...] | bool = True
+            else:
+                signature = tuple(mv[a:b].tobytes() for a, b in zip(sets.start[specials[j:k]].tolist(),
+                                                                    sets.stop[specials[j:k]].tolist(), strict=True))
+                if last.get(source) == signature:
+                    j = k
+                    continue
             clean = True
             for m in range(j, k):
                 i = specials[m]
@@ -246,7 +259,8 @@ class Decoder:
                 exporter, label = batch.exporters[exp], labels[exp]
                 options = set_id == (v9.OPTIONS_SET if ver == 9 else ipfix.OPTIONS_SET)
                 try:
-                    records = self._parse_template_set(raws[m], ver, options)
+                    records = self._parse_template_set(mv[int(sets.start[i]):int(sets.stop[i])].tobytes(), ver,
+                                                       options)
                 except Malformed as exc:
                     self.stats.errors[(site, label, exc.reason)] += 1
                     dropped[(sets.dg == dg) & (np.arange(len(dropped)) > i)] = True

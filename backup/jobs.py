@@ -120,25 +120,39 @@ class JobRunner:
                                           run_id=self.run_id, host=self.host)])
         return time.monotonic()
 
-    def _finish(self, result: StepResult, started_wall: float) -> StepResult:
+    def _finish(self, result: StepResult, started_wall: float,
+                merge: Callable[[dict[str, Any]], None] | None = None) -> StepResult:
+        """Given a step's result, merge it into the job's current state, emit its event and return it.
+
+        Only this step's own fields are written (``merge`` adds step-specific ones), under the job's
+        state lock, so a command finishing at the same time on the same job keeps its result too.
+        """
         repo = self.repo(result.repo)
-        st = state.load(self.state_dir, self.job.name)
-        entry = st["steps"].setdefault(state.step_key(result.repo, result.step), {})
-        entry.update(last_attempt=started_wall, status=result.status, duration_seconds=result.duration_seconds,
-                     exit_code=result.exit_code, error=result.error, snapshot_id=result.snapshot_id)
-        if result.ok:
-            entry["last_success"] = started_wall
-        if result.step == "backup":
-            entry["bytes_added"] = result.details.get("bytes_added")
-        if result.step == "drill":
-            st["drill"][result.repo] = {k: result.details.get(k, 0) for k in
-                                        ("verified_files", "verified_bytes", "failed_files")}
-            st["drill"][result.repo].update(status=result.status, time=started_wall)
-        if result.step == "check" and "cycle" in result.details:
-            st["check_cycle"][result.repo] = result.details["cycle"]
-        if "snapshots" in result.details:
-            st["repos"].setdefault(result.repo, {})["snapshots"] = result.details["snapshots"]
-        state.save(self.state_dir, self.job.name, st)
+
+        def record(st: dict[str, Any]) -> None:
+            entry = st["steps"].setdefault(state.step_key(result.repo, result.step), {})
+            entry.update(last_attempt=started_wall, status=result.status, duration_seconds=result.duration_seconds,
+                         exit_code=result.exit_code, error=result.error, snapshot_id=result.snapshot_id)
+            if result.ok:
+                entry["last_success"] = started_wall
+            if result.step == "backup":
+                entry["bytes_added"] = result.details.get("bytes_added")
+                if result.snapshot_id and result.details.get("bytes_processed") is not None:
+                    # restic's own summary: the size of the snapshot just made, free to record (no scan).
+                    st["repos"].setdefault(result.repo, {}).update(
+                        latest_snapshot_bytes=result.details["bytes_processed"],
+                        latest_snapshot_id=result.snapshot_id, latest_snapshot_time=started_wall)
+            if result.step == "drill":
+                st["drill"][result.repo] = {k: result.details.get(k, 0) for k in
+                                            ("verified_files", "verified_bytes", "failed_files")}
+                st["drill"][result.repo].update(status=result.status, time=started_wall)
+            if "snapshots" in result.details:
+                st["repos"].setdefault(result.repo, {}).update(snapshots=result.details["snapshots"],
+                                                               snapshots_time=time.time())
+            if merge is not None:
+                merge(st)
+
+        state.update(self.state_dir, self.job.name, record)
         details = {k: v for k, v in result.details.items() if k not in ("cycle", "manifest")}
         self._emit([events.step_end(step=result.step, job=self.job.name, repo=result.repo, url=repo.url,
                                     site=self.job.site, run_id=self.run_id, host=self.host, status=result.status,
@@ -292,23 +306,22 @@ class JobRunner:
         access = self.access(kind)
         kept = self._clear_locks(kind, access, force=True)
         total = self.job.check_read_data_days
-        cycle = dict(state.load(self.state_dir, self.job.name)["check_cycle"].get(kind) or {})
-        if cycle.get("total") != total:  # first check, or the period changed: start a new cycle
-            cycle = {"total": total, "next": 1, "read": [], "cycle_started": wall}
-        n = int(cycle["next"])
+        # Read without the lock: restic's exclusive lock stops a second check of this repository, and
+        # the result is merged into the then-current cycle (advance_check_cycle), not this copy.
+        n = state.next_check_subset(state.load(self.state_dir, self.job.name)["check_cycle"].get(kind), total)
         res = self.restic.run(restic.check_argv(self.restic.binary, access, (n, total)), access)
         report = restic.parse_check(res.stdout, res.masked_stderr(), res.rc)
-        if report.clean:
-            read = sorted(set(cycle["read"]) | {n})
-            cycle.update(read=read, next=n % total + 1)
-            if len(read) >= total:
-                cycle.update(read=[], cycle_started=wall, last_full_cycle=wall)
         details = {"subset": f"{n}/{total}", "packs_read": report.packs_read, "packs_total": report.packs_total,
-                   "errors": list(report.errors[:20]), "cycle": cycle, "cycle_read": len(cycle["read"]),
-                   "locks_kept": kept}
+                   "errors": list(report.errors[:20]), "locks_kept": kept}
+
+        def merge(st: dict[str, Any]) -> None:
+            new = state.advance_check_cycle(st["check_cycle"].get(kind), n, total, clean=report.clean, now=wall)
+            st["check_cycle"][kind] = new
+            details.update(cycle=new, cycle_read=len(new["read"]))
+
         error = "" if report.clean else (restic.classify_failure(res.masked_stderr()) or "check failed")
         return self._finish(StepResult("check", kind, "success" if report.clean else "failure",
-                                       time.monotonic() - started, res.rc, error, details=details), wall)
+                                       time.monotonic() - started, res.rc, error, details=details), wall, merge)
 
     # -- prune -------------------------------------------------------------------------------------
 
@@ -451,30 +464,49 @@ class JobRunner:
     # -- status ------------------------------------------------------------------------------------
 
     def status(self, live: bool = True, now: float | None = None) -> list[dict[str, Any]]:
-        """Return one row per repository: last success/attempt, age, snapshots, size, last drill."""
+        """Return one row per repository: last success/attempt, age, snapshots, size, last drill.
+
+        With ``live``, ask each repository for its snapshot count and size (``restic stats``, a full
+        scan) without holding the state lock, then merge only those figures into the current state,
+        so a run or check that finished meanwhile keeps its result.
+        """
         now = now or time.time()
-        st = state.load(self.state_dir, self.job.name)
+        measured: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        if live:
+            for kind in self.repos():
+                access = self.access(kind)
+                asked = time.time()
+                count = self._snapshot_count(access)
+                stats = self.restic.run(restic.stats_argv(self.restic.binary, access), access, timeout=600)
+                if count is None or not stats.ok:
+                    errors[kind] = restic.classify_failure(stats.masked_stderr())
+                else:
+                    measured[kind] = {"snapshots": count, "snapshots_time": asked, "size_time": time.time(),
+                                      "size_bytes": restic.parse_stats(stats.stdout).get("total_size")}
+
+        def merge(st: dict[str, Any]) -> None:
+            for kind, info in measured.items():
+                repo = st["repos"].setdefault(kind, {})
+                if repo.get("snapshots_time", 0) > info["snapshots_time"]:
+                    # a run or prune counted after this scan began: its count is the newer one
+                    info = {k: v for k, v in info.items() if not k.startswith("snapshots")}
+                repo.update(info)
+
+        st = (state.update(self.state_dir, self.job.name, merge) if live
+              else state.load(self.state_dir, self.job.name))
         rows = []
         for kind in self.repos():
             step = "backup" if kind == "local" else "copy"
             entry = st["steps"].get(state.step_key(kind, step), {})
-            repo_info = dict(st["repos"].get(kind, {}))
-            error = ""
-            if live:
-                access = self.access(kind)
-                count = self._snapshot_count(access)
-                stats = self.restic.run(restic.stats_argv(self.restic.binary, access), access, timeout=600)
-                if count is None or not stats.ok:
-                    error = restic.classify_failure(stats.masked_stderr())
-                else:
-                    repo_info.update(snapshots=count, size_bytes=restic.parse_stats(stats.stdout).get("total_size"))
-                    st["repos"][kind] = repo_info
+            repo_info = st["repos"].get(kind, {})
             last_success = entry.get("last_success")
             rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),
                          "last_attempt": entry.get("last_attempt"), "last_success": last_success,
                          "age_seconds": None if last_success is None else round(now - last_success, 1),
                          "snapshots": repo_info.get("snapshots"), "size_bytes": repo_info.get("size_bytes"),
-                         "last_drill": st["drill"].get(kind), "error": error})
-        if live:
-            state.save(self.state_dir, self.job.name, st)
+                         "size_time": repo_info.get("size_time"),
+                         "latest_snapshot_bytes": repo_info.get("latest_snapshot_bytes"),
+                         "latest_snapshot_time": repo_info.get("latest_snapshot_time"),
+                         "last_drill": st["drill"].get(kind), "error": errors.get(kind, "")})
         return rows

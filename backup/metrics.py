@@ -39,6 +39,9 @@ def registry_from_states(states: Iterable[Mapping[str, Any]], sites: Mapping[str
                       registry=reg)
     size = Gauge("citydc_backup_repository_size_bytes", "Raw data size of the repository.", repo_labels,
                  registry=reg)
+    latest = Gauge("citydc_backup_latest_snapshot_size_bytes",
+                   "Size of the files in the job's last snapshot (restic's backup summary, total_bytes_processed).",
+                   repo_labels, registry=reg)
     drill_files = Gauge("citydc_backup_drill_verified_files", "Files the last drill restored and verified.",
                         repo_labels, registry=reg)
     drill_bytes = Gauge("citydc_backup_drill_verified_bytes", "Bytes the last drill restored and verified.",
@@ -69,6 +72,8 @@ def registry_from_states(states: Iterable[Mapping[str, Any]], sites: Mapping[str
                 snapshots.labels(site, job, repo).set(info["snapshots"])
             if info.get("size_bytes") is not None:
                 size.labels(site, job, repo).set(info["size_bytes"])
+            if info.get("latest_snapshot_bytes") is not None:
+                latest.labels(site, job, repo).set(info["latest_snapshot_bytes"])
         for repo, drill in st.get("drill", {}).items():
             drill_files.labels(site, job, repo).set(drill.get("verified_files", 0))
             drill_bytes.labels(site, job, repo).set(drill.get("verified_bytes", 0))

@@ -66,7 +66,12 @@ def _write_metrics(loaded: LoadedConfig) -> None:
     if cfg.textfile_dir is None:
         return
     sites = {j.name: j.site for j in cfg.jobs}
-    metrics.write(loaded.resolve(cfg.textfile_dir), state.load_all(loaded.resolve(cfg.state_dir)), sites)
+    state_dir = loaded.resolve(cfg.state_dir)
+    try:
+        with state.metrics_locked(state_dir):
+            metrics.write(loaded.resolve(cfg.textfile_dir), state.load_all(state_dir), sites)
+    except state.StateLocked as exc:
+        err.print(f"[yellow]metrics not rewritten:[/] {escape(str(exc))}")  # the next command writes them
 
 
 def _human_bytes(n: int | None) -> str:
@@ -137,6 +142,9 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
             results = action(runner)
         except SecretUnavailable as exc:
             fail(f"job {name}: repository password: {exc}", EXIT_CONFIG)
+        except state.StateLocked as exc:
+            fail(str(exc), EXIT_FAILED, hint="the lock is held only while a command records a result; "
+                                             "a long wait means that command hangs (look at it with ps -p PID)")
         finally:
             _write_metrics(loaded)
     ctx.exit(_report(name, results, runner, as_json))
@@ -216,12 +224,15 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
             rows += runner.status(live=not offline)
         except SecretUnavailable as exc:
             fail(f"job {name}: repository password: {exc}", EXIT_CONFIG)
+        except state.StateLocked as exc:
+            fail(str(exc), EXIT_FAILED)
     _write_metrics(loaded)
     if as_json:
         print_json(rows)
     else:
         table = Table(title="backup status")
-        for col in ("job", "repo", "last", "last success", "age", "snapshots", "size", "last drill", "error"):
+        for col in ("job", "repo", "last", "last success", "age", "snapshots", "repo size (measured)",
+                    "last snapshot size", "last drill", "error"):
             table.add_column(col)
         def when(t: float | None) -> str:
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "never"
@@ -230,7 +241,9 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
             drill = r["last_drill"] or {}
             table.add_row(r["job"], r["repo"], r["status"] or "-", when(r["last_success"]),
                           "-" if r["age_seconds"] is None else f"{r['age_seconds'] / 3600:.1f} h",
-                          str(r["snapshots"] if r["snapshots"] is not None else "-"), _human_bytes(r["size_bytes"]),
+                          str(r["snapshots"] if r["snapshots"] is not None else "-"),
+                          _human_bytes(r["size_bytes"]) + (f" ({when(r['size_time'])})" if r["size_time"] else ""),
+                          _human_bytes(r["latest_snapshot_bytes"]),
                           f"{drill.get('status', '-')} ({drill.get('verified_files', 0)} files)" if drill else "never",
                           escape(r["error"]))
         out.print(table)

@@ -416,3 +416,58 @@ def test_drill_of_a_random_sample(make_job, dataset):
     d = step(out, "drill", "offsite")["details"]
     assert d["mode"] == "sample" and d["files_expected"] == 25 and d["verified_files"] == 25
     assert d["restic_verified_files"] == 25 and d["files_in_snapshot"] == 302
+
+
+def test_concurrent_run_check_and_status_on_one_job_keep_every_result(make_job, tmp_path):
+    # A cron `run`, an operator's `check` and a `status` scan of the same job at the same time: each
+    # result each command reported must be in the state, `status --json` and the metrics afterwards.
+    src = tmp_path / "concurrent-src"
+    src.mkdir()
+    rnd = random.Random(11)
+    for i in range(40):
+        (src / f"f{i:02}.bin").write_bytes(rnd.randbytes(16 * 1024))
+    job = make_job([str(src)])
+    rc, _, err = job.cli("run")
+    assert rc == 0, err
+    (src / "new.bin").write_bytes(rnd.randbytes(256 * 1024))  # the concurrent run has something to add
+    before = time.time()
+    commands = {"run": ("run",), "check": ("check", "--repo", "local"), "status": ("status",)}
+    procs = {name: subprocess.Popen([*job.argv(*args), "--json"], env=job.env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, args in commands.items()}
+    outs = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert PASSWORD not in stdout + stderr
+        assert "state lock" not in stderr, stderr
+        outs[name] = json.loads(stdout)
+    reported = {"local/backup": step(outs["run"], "backup", "local"),
+                "offsite/copy": step(outs["run"], "copy", "offsite"),
+                "local/check": step(outs["check"], "check", "local")}
+    st = json.loads((job.dir / "state" / f"{job.name}.json").read_text())
+    for key, res in reported.items():
+        entry = st["steps"][key]
+        assert entry["last_attempt"] >= before, key
+        assert (entry["status"], entry["exit_code"], entry["snapshot_id"]) == (
+            res["status"], res["exit_code"], res["snapshot_id"]), key
+    check = reported["local/check"]
+    assert check["details"]["subset"] == "1/3"
+    # restic's exclusive check lock may turn the other one away; whichever ran clean left its mark
+    assert st["check_cycle"]["local"]["read"] == ([1] if check["status"] == "success" else [])
+    backup = reported["local/backup"]
+    if backup["status"] == "success":
+        assert st["repos"]["local"]["latest_snapshot_bytes"] == backup["details"]["bytes_processed"] > 256 * 1024
+    # the metrics file was rendered last by whichever command finished last, from the full state
+    for key in reported:
+        repo, name = key.split("/")
+        assert job.metric("citydc_backup_last_attempt_timestamp_seconds", repo=repo, step=name) >= before, key
+
+    rc, rows, _ = job.cli("status", "--offline")
+    local = next(r for r in rows if r["repo"] == "local")
+    offsite = next(r for r in rows if r["repo"] == "offsite")
+    assert (local["status"], local["last_attempt"]) == (backup["status"], st["steps"]["local/backup"]["last_attempt"])
+    assert offsite["status"] == reported["offsite/copy"]["status"]
+    # the live status scan's figures were merged in as well, never a stale copy over the others
+    if not any(r["error"] for r in outs["status"]):
+        assert local["size_bytes"] > 0 and local["size_time"] >= before
+    print({name: [s["status"] for s in out["steps"]] if "steps" in out else [r["error"] for r in out]
+           for name, out in outs.items()})

@@ -13,7 +13,7 @@ def sample_state() -> dict:
     st["steps"]["local/backup"] = {"last_attempt": 200.0, "last_success": 100.0, "status": "partial",
                                    "duration_seconds": 2.5, "bytes_added": 1234}
     st["steps"]["offsite/drill"] = {"last_attempt": 300.0, "status": "failure", "duration_seconds": 1.0}
-    st["repos"]["local"] = {"snapshots": 3, "size_bytes": 999}
+    st["repos"]["local"] = {"snapshots": 3, "size_bytes": 999, "latest_snapshot_bytes": 4321}
     st["drill"]["offsite"] = {"verified_files": 10, "verified_bytes": 2048, "failed_files": 1}
     st["check_cycle"]["local"] = {"total": 4, "next": 3, "read": [1, 2]}
     return st
@@ -38,6 +38,7 @@ def test_textfile_metrics(tmp_path):
                                                ("step", "backup")))] == 1
     assert got[("citydc_backup_last_added_bytes", base)] == 1234
     assert got[("citydc_backup_snapshots", base)] == 3
+    assert got[("citydc_backup_latest_snapshot_size_bytes", base)] == 4321
     assert got[("citydc_backup_check_cycle_progress_ratio", base)] == 0.5
     off = (("job", "j"), ("repo", "offsite"), ("site", "siwei"))
     assert got[("citydc_backup_drill_failed_files", off)] == 1

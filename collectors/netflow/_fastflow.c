@@ -12,9 +12,17 @@
  * Python C API (buffer protocol only); no numpy headers, so it builds with any numpy.
  */
 #define PY_SSIZE_T_CLEAN
+#ifdef __linux__
+#define _GNU_SOURCE  /* recvmmsg */
+#endif
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __linux__
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
 
 enum { C_BYTES, C_PACKETS, C_SAMPLING, C_SRC4, C_DST4, C_SRC6_HI, C_SRC6_LO, C_DST6_HI, C_DST6_LO,
        C_PROTO, C_SPORT, C_DPORT, C_IN_IF, C_OUT_IF, N_COLS };
@@ -714,6 +722,89 @@ done:
     return out;
 }
 
+/* ---- the receive call (receive.BatchReceiver) ------------------------------------------------ */
+#ifdef __linux__
+/* recv(fd, buf, slot, slots, overflow, spill, scratch): up to ``slots`` datagrams in one recvmmsg,
+ * datagram i into buf[i*slot:] with its rest (past ``slot`` bytes, up to 64 KiB) in
+ * overflow[i*spill:]. ``scratch`` (RECV_SCRATCH bytes per slot) holds the message headers, filled
+ * here on each call so Python keeps no pointers. Return None when nothing waits, else (lengths,
+ * exporter index, distinct exporter address keys, longest length): int64 bytes, int64 bytes, list
+ * of bytes (4 or 16 long). */
+typedef struct { struct iovec iov[2]; struct sockaddr_in6 name; } Slot;
+#define RECV_SCRATCH (sizeof(struct mmsghdr) + sizeof(Slot))
+
+static PyObject *recv_batch(PyObject *self, PyObject *args) {
+    int fd;
+    Py_ssize_t slot, slots, spill;
+    Py_buffer buf, overflow, scratch;
+    if (!PyArg_ParseTuple(args, "iw*nnw*nw*", &fd, &buf, &slot, &slots, &overflow, &spill, &scratch)) return NULL;
+    PyObject *out = NULL, *lengths = NULL, *index = NULL, *keys = NULL;
+    if (slot <= 0 || slots <= 0 || spill < 0 || buf.len / slot < slots || (spill && overflow.len / spill < slots)
+        || scratch.len / (Py_ssize_t)RECV_SCRATCH < slots || slots > (1 << 16)) {
+        PyErr_SetString(PyExc_ValueError, "recv: buffers smaller than slots * (slot, spill, header)");
+        goto done;
+    }
+    struct mmsghdr *msgs = scratch.buf;
+    Slot *sl = (Slot *)(msgs + slots);  /* mmsghdr is 8-byte aligned in size, so Slot is too */
+    for (Py_ssize_t i = 0; i < slots; i++) {
+        sl[i].iov[0].iov_base = (char *)buf.buf + i * slot; sl[i].iov[0].iov_len = (size_t)slot;
+        sl[i].iov[1].iov_base = spill ? (char *)overflow.buf + i * spill : NULL; sl[i].iov[1].iov_len = (size_t)spill;
+        memset(&msgs[i], 0, sizeof(msgs[i]));
+        msgs[i].msg_hdr.msg_name = &sl[i].name; msgs[i].msg_hdr.msg_namelen = sizeof(sl[i].name);
+        msgs[i].msg_hdr.msg_iov = sl[i].iov; msgs[i].msg_hdr.msg_iovlen = spill ? 2 : 1;
+    }
+    /* non-blocking and short: the GIL stays held */
+    int n = recvmmsg(fd, msgs, (unsigned)slots, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+        int err = errno;
+        if (n == 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) out = Py_NewRef(Py_None);
+        else { errno = err; PyErr_SetFromErrno(PyExc_OSError); }
+        goto done;
+    }
+    lengths = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
+    index = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 8);
+    keys = PyList_New(0);
+    if (!lengths || !index || !keys) goto done;
+    int64_t *len = (int64_t *)PyBytes_AS_STRING(lengths), *idx = (int64_t *)PyBytes_AS_STRING(index);
+    int64_t longest = 0;
+    /* exporters of this batch: usually one, so a linear search; at most n distinct */
+    const uint8_t *seen[64];
+    int seen_len[64], n_seen = 0;
+    for (int i = 0; i < n; i++) {
+        len[i] = msgs[i].msg_len;
+        if (len[i] > longest) longest = len[i];
+        const struct sockaddr *sa = (const struct sockaddr *)&sl[i].name;
+        const uint8_t *key;
+        int key_len;
+        if (sa->sa_family == AF_INET) { key = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr; key_len = 4; }
+        else { key = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr; key_len = 16; }
+        int found = -1;
+        for (int k = 0; k < n_seen && k < 64; k++)
+            if (seen_len[k] == key_len && !memcmp(seen[k], key, (size_t)key_len)) { found = k; break; }
+        if (found < 0) {
+            Py_ssize_t total = PyList_GET_SIZE(keys);
+            for (Py_ssize_t k = 64; k < total && found < 0; k++) {  /* beyond 64 exporters: compare the list */
+                PyObject *b = PyList_GET_ITEM(keys, k);
+                if (PyBytes_GET_SIZE(b) == key_len && !memcmp(PyBytes_AS_STRING(b), key, (size_t)key_len)) found = (int)k;
+            }
+        }
+        if (found < 0) {
+            PyObject *b = PyBytes_FromStringAndSize((const char *)key, key_len);
+            if (!b || PyList_Append(keys, b) < 0) { Py_XDECREF(b); goto done; }
+            Py_DECREF(b);
+            found = (int)PyList_GET_SIZE(keys) - 1;
+            if (n_seen < 64) { seen[n_seen] = key; seen_len[n_seen] = key_len; n_seen++; }
+        }
+        idx[i] = found;
+    }
+    out = Py_BuildValue("(OOOL)", lengths, index, keys, (long long)longest);
+done:
+    Py_XDECREF(lengths); Py_XDECREF(index); Py_XDECREF(keys);
+    PyBuffer_Release(&buf); PyBuffer_Release(&overflow); PyBuffer_Release(&scratch);
+    return out;
+}
+#endif
+
 static PyObject *f64_bytes(const double *v, Py_ssize_t n) {
     return PyBytes_FromStringAndSize((const char *)v, n * (Py_ssize_t)sizeof(double));
 }
@@ -785,6 +876,11 @@ static PyMethodDef module_methods[] = {
      "walk(buf, slot, lengths, exporter_index): (heads, sets, n_sets) as int64 column blocks: the header facts of "
      "every datagram (vcode, count, domain, sampling, reason) and every v9/IPFIX set (dg, id, start, stop, "
      "version, special, dup), as batch.read_headers and batch.walk_sets find them."},
+#ifdef __linux__
+    {"recv", recv_batch, METH_VARARGS,
+     "recv(fd, buf, slot, slots, overflow, spill, scratch): one recvmmsg of up to slots datagrams; None when "
+     "nothing waits, else (lengths int64, exporter index int64, exporter address keys, longest length)."},
+#endif
     {"set_tables", set_tables, METH_VARARGS, "set_tables(proto_base, port_proto, svc_index, n_keys)."},
     {NULL, NULL, 0, NULL},
 };
@@ -798,5 +894,8 @@ PyMODINIT_FUNC PyInit__fastflow(void) {
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Acc", (PyObject *)&AccType) < 0) { Py_DECREF(m); return NULL; }
     PyModule_AddIntConstant(m, "N_COLS", N_COLS);
+#ifdef __linux__
+    PyModule_AddIntConstant(m, "RECV_SCRATCH", (long)RECV_SCRATCH);
+#endif
     return m;
 }

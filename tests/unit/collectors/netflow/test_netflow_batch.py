@@ -120,8 +120,9 @@ def test_data_before_its_template_in_the_same_batch_is_decoded() -> None:
     assert dec.held_sets == 0
 
 
-@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom-loop"])
-def test_batch_receiver_hands_over_every_datagram_whole(use_recvmmsg: bool) -> None:
+@pytest.mark.parametrize(("use_recvmmsg", "compiled"), [(True, True), (True, False), (False, False)],
+                         ids=["recvmmsg-compiled", "recvmmsg-ctypes", "recvfrom-loop"])
+def test_batch_receiver_hands_over_every_datagram_whole(use_recvmmsg: bool, compiled: bool) -> None:
     sock = open_socket("127.0.0.1", 0, 4 << 20)
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     for i, s in enumerate(senders):
@@ -134,7 +135,8 @@ def test_batch_receiver_hands_over_every_datagram_whole(use_recvmmsg: bool) -> N
             payload = bytes([i % 251]) * size
             senders[i % 2].sendto(payload, sock.getsockname())
             sent.append((payload, f"127.0.0.{i % 2 + 2}"))
-        receiver = BatchReceiver(sock, slots=64, use_recvmmsg=use_recvmmsg)
+        receiver = BatchReceiver(sock, slots=64, use_recvmmsg=use_recvmmsg, compiled=compiled)
+        assert receiver._compiled == compiled
         got: list[tuple[bytes, str]] = []
         for _ in range(100):
             batch = receiver.receive()
@@ -202,3 +204,19 @@ def test_agency_table_with_many_prefixes_uses_binary_search_alike() -> None:
     addresses = np.array([0x0A050001, 0xAC100301, 0x0B000000, 0x0A140000], np.uint32)
     ((to, _),) = table.sums(addresses, addresses, [np.ones(4)])
     assert to.tolist() == [1.0 if i in (3, 5) else 0.0 for i in range(20)]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "ctypes"])
+def test_batch_receiver_names_ipv6_exporters(compiled: bool) -> None:
+    sock = open_socket("::1", 0, 1 << 20)
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        for i in range(5):
+            sender.sendto(bytes([i]) * (100 + i), sock.getsockname()[:2])
+        batch = BatchReceiver(sock, slots=8, compiled=compiled).receive()
+    finally:
+        sock.close()
+        sender.close()
+    assert batch is not None and batch.exporters == ["::1"]
+    assert batch.lengths.tolist() == [100, 101, 102, 103, 104] and batch.exporter_index.tolist() == [0] * 5
+    assert batch.buf[3 * batch.slot:3 * batch.slot + 103].tobytes() == bytes([3]) * 103

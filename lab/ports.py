@@ -23,6 +23,8 @@ PROMETHEUS = 19090
 NETFLOW_V5 = 12065
 NETFLOW_V9 = 12066
 NETFLOW_IPFIX = 12067
+NETFLOW_RECONCILE = 12068  # softflowd with the host's ifIndex of cdnf0 (flow-vs-SNMP test)
+NETFLOW_RECONCILE_METRICS = 12069  # /metrics of citydc collect netflow in that test
 NFCAPD = 12070
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the

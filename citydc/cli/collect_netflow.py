@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from citydc.cli.output import EXIT_CONFIG, err, fail, load_config
+from citydc.cli.output import EXIT_CONFIG, err, exit_now, fail, load_config
 from citydc.collectors.netflow.collector import build
 from citydc.collectors.netflow.flowlog import JsonLinesFlowLog
+from citydc.collectors.netflow.snmp_feed import SnmpFeed, SnmpPoller, links
 
 __all__ = ["netflow", "parse_host_port"]
 
@@ -35,22 +36,50 @@ def parse_host_port(text: str) -> tuple[str, int]:
               help="Top talkers exported per site.")
 @click.option("--window", "window_seconds", type=click.FloatRange(min=10), default=300, show_default=True,
               help="Sliding window of the top talkers, seconds.")
+@click.option("--no-snmp", is_flag=True, default=False,
+              help="Do not poll the exporters' SNMP devices (no ifName labels, no flow-vs-SNMP ratio).")
+@click.option("--snmp-interval", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Seconds between SNMP polls of the exporters' devices.")
+@click.option("--snmp-window", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Window of the flow-vs-SNMP byte ratio, seconds (at least --snmp-interval).")
 @click.pass_context
 def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, duration: float | None,
-            top_n: int, window_seconds: float) -> None:
+            top_n: int, window_seconds: float, no_snmp: bool, snmp_interval: float, snmp_window: float) -> None:
     """Listen on the netflow.listeners of citydc.yaml, decode NetFlow v5/v9/IPFIX and export
-    bounded aggregates (per interface, agency, protocol/service, top talkers) to Prometheus."""
+    bounded aggregates (per interface, agency, protocol/service, top talkers) to Prometheus.
+
+    Exporters linked to an SNMP device (netflow.exporters[].snmp_device, or a device at the same
+    address) get ifName interface labels and citydc_netflow_snmp_bytes_ratio (docs/netflow.md)."""
     host, port = parse_host_port(metrics_address)
     cfg = load_config(ctx).config
     if not cfg.netflow.listeners:
         fail("netflow.listeners is empty in the config", EXIT_CONFIG, "add at least one {port, site} listener")
-    sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    if snmp_window < snmp_interval:
+        fail(f"--snmp-window {snmp_window:g} is shorter than --snmp-interval {snmp_interval:g}", EXIT_CONFIG)
     try:
-        collector = build(cfg.netflow, flow_sink=sink, top_n=top_n, window_seconds=window_seconds)
+        feed_links = [] if no_snmp else links(cfg)
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG, "name a device of devices[] that has an snmp_auth profile")
+    sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    feed = poller = None
+    if feed_links:
+        poller = SnmpPoller(cfg)
+        feed = SnmpFeed(feed_links, poller, interval=snmp_interval, window=snmp_window)
+    try:
+        collector = build(cfg.netflow, ifname=feed.ifname if feed else None, flow_sink=sink, top_n=top_n,
+                          window_seconds=window_seconds)
     except OSError as exc:
         fail(str(exc), hint="is another collector bound to that port?")
     registry = CollectorRegistry()
     registry.register(collector.metrics([s.id for s in cfg.sites]))
+    if feed is not None:
+        registry.register(feed)
+        # One poll round before the first datagram is decoded (they wait in the socket buffers), so
+        # interfaces are labelled with their ifName from the start.
+        feed.start(collector.aggregator.interface_snapshot)
+        err.print(f"netflow: SNMP feed for {', '.join(f'{k.exporter} ({k.device.name})' for k in feed_links)}")
+        if feed.skipped:
+            err.print(f"netflow: {len(feed.skipped)} exporter-device links over the cap are not polled")
     server, _ = start_http_server(port, host, registry=registry)
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
     names = ", ".join(f"{lst.name} ({lst.site})" for lst in collector.listeners)
@@ -62,8 +91,13 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
     finally:
         collector.close()
         server.shutdown()
+        if feed is not None:
+            feed.stop()
+        if poller is not None:
+            poller.close()
         if sink is not None:
             sink.close()
     stats = collector.decoder.stats
     err.print(f"netflow: {sum(stats.datagrams.values())} datagrams, {sum(stats.records.values())} records, "
               f"{sum(stats.errors.values())} decode errors")
+    exit_now(0)  # everything is flushed and closed: skip the interpreter's teardown

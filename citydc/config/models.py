@@ -135,6 +135,9 @@ class Agency(Model):
 class NetflowExporter(Model):
     address: str = Field(description="exporter source address")
     sampling_rate: int = Field(default=1, ge=1, description="1-in-N, used when the exporter does not announce it")
+    snmp_device: Name | None = Field(
+        default=None, description="device (devices[].name) polled for this exporter's interface names and octet "
+                                  "counters (flow-vs-SNMP reconciliation); default: the device at the same address")
 
 
 class Netflow(Model):

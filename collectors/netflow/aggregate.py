@@ -256,6 +256,13 @@ class Aggregator:
                 acc[0] += round(b)
                 acc[1] += round(p)
 
+    def interface_snapshot(self) -> tuple[dict[tuple[str, str, str, str], int], dict[tuple[str, str], dict[int, str]]]:
+        """Return (bytes by (site, exporter, interface label, direction), the ifIndex -> label map of
+        each (site, exporter)), copied under the lock (snmp_feed.py reconciles them with SNMP)."""
+        with self.lock:
+            return ({k: v[0] for k, v in self.interfaces.items()},
+                    {k: dict(v) for k, v in self._iface_labels.items()})
+
     def _iface_label(self, exporter: str, index: int, labels: dict[int, str]) -> str:
         if len(labels) >= self.max_interfaces:
             return "other"

@@ -35,13 +35,11 @@ class NetflowMetrics(Collector):
     """Given the decoder, the aggregator, the listeners and the sites, yield the metric families."""
 
     def __init__(self, decoder: Decoder, aggregator: Aggregator, listeners: Sequence[ListenerInfo] = (),
-                 sites: Sequence[str] = (), snmp_bytes: Callable[[], dict[tuple[str, str, str, str], float]] | None
-                 = None) -> None:
+                 sites: Sequence[str] = ()) -> None:
         self.decoder = decoder
         self.aggregator = aggregator
         self.listeners = list(listeners)
         self.sites = list(sites)
-        self.snmp_bytes = snmp_bytes
 
     def collect(self) -> Iterator[Metric]:
         yield from self._traffic()
@@ -74,22 +72,6 @@ class NetflowMetrics(Collector):
             for key, values in sorted(protocol.items()):
                 fam.add_metric(list(key), values[index])
             yield fam
-        if self.snmp_bytes is not None:
-            yield self._reconciliation(interfaces)
-
-    def _reconciliation(self, interfaces: dict) -> Metric:
-        # Flow bytes / SNMP bytes per interface: about 1 when sampling is right, about 1/N when a
-        # 1-in-N sampling rate is missing.
-        fam = GaugeMetricFamily("citydc_netflow_snmp_bytes_ratio",
-                                "Flow-derived bytes divided by SNMP-counted bytes of the same interface "
-                                "and direction, since the collector started.",
-                                labels=["site", "exporter", "interface", "direction"])
-        assert self.snmp_bytes is not None
-        for key, snmp in sorted(self.snmp_bytes().items()):
-            flow = interfaces.get(key)
-            if flow is not None and snmp > 0:
-                fam.add_metric(list(key), flow[0] / snmp)
-        return fam
 
     def _talkers(self) -> Iterator[Metric]:
         top = GaugeMetricFamily("citydc_netflow_top_talker_bytes",

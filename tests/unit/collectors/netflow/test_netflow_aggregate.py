@@ -92,14 +92,13 @@ def test_metrics_families_and_labels() -> None:
         agg.add(b)
     registry = CollectorRegistry()
     registry.register(NetflowMetrics(dec, agg, [ListenerInfo("siwei", "127.0.0.1:2055", lambda: 425984, lambda: 3)],
-                                     ["siwei"], snmp_bytes=lambda: {("siwei", "192.0.2.1", "1", "in"): 1e12}))
+                                     ["siwei"]))
     text = generate_latest(registry).decode()
     assert 'citydc_netflow_records_total{exporter="192.0.2.1",site="siwei",version="ipfix"} 300.0' in text
     assert 'citydc_netflow_decode_errors_total{exporter="192.0.2.1",reason="unsupported_version",site="siwei"} 1.0' \
         in text
     assert 'citydc_netflow_socket_drops_total{listener="127.0.0.1:2055",site="siwei"} 3.0' in text
     assert 'citydc_netflow_top_talker_bytes{rank="1",site="siwei",talker="10.0.0.' in text
-    assert "citydc_netflow_snmp_bytes_ratio" in text
     in1 = int(flows.bytes[flows.in_if == 1].astype(np.uint64).sum())
     assert registry.get_sample_value("citydc_netflow_interface_bytes_total", {
         "site": "siwei", "exporter": "192.0.2.1", "interface": "1", "direction": "in"}) == in1

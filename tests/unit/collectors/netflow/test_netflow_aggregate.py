@@ -102,5 +102,3 @@ def test_metrics_families_and_labels() -> None:
     in1 = int(flows.bytes[flows.in_if == 1].astype(np.uint64).sum())
     assert registry.get_sample_value("citydc_netflow_interface_bytes_total", {
         "site": "siwei", "exporter": "192.0.2.1", "interface": "1", "direction": "in"}) == in1
-    assert registry.get_sample_value("citydc_netflow_snmp_bytes_ratio", {
-        "site": "siwei", "exporter": "192.0.2.1", "interface": "1", "direction": "in"}) == in1 / 1e12

@@ -157,6 +157,17 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     for i, lst in enumerate(netflow.get("listeners") or []):
         if isinstance(lst, dict):
             check_site(f"netflow.listeners[{i}].site", lst.get("site"))
+    devices = {d.get("name"): d for _, d in items("devices")}
+    for i, exp in enumerate(netflow.get("exporters") or []):
+        name = exp.get("snmp_device") if isinstance(exp, dict) else None
+        if not isinstance(name, str):
+            continue
+        where = f"netflow.exporters[{i}].snmp_device"
+        if name not in devices:
+            known = ", ".join(sorted(str(n) for n in devices if n)) or "none"
+            errors.append((where, f'unknown device "{name}" (known: {known})'))
+        elif not devices[name].get("snmp_auth"):
+            errors.append((where, f'device "{name}" has no snmp_auth profile, so it cannot be polled'))
     backup = raw.get("backup") if isinstance(raw.get("backup"), dict) else {}
     seen_jobs: dict[Any, int] = {}
     for i, job in enumerate(backup.get("jobs") or []):

@@ -60,6 +60,23 @@ def test_cross_reference_and_duplicates():
     assert "duplicate name" in paths["devices[3].name"]
 
 
+def test_netflow_exporter_snmp_device_must_name_a_pollable_device():
+    text = GOOD.replace("  - {name: sw4, address: 127.0.0.1:11164, site: siwei, role: core, snmp_auth: lab-v2c}\n",
+                        "  - {name: sw4, address: 127.0.0.1:11164, site: siwei, role: core}\n") + """
+netflow:
+  exporters:
+    - {address: 10.1.1.1, snmp_device: sw1}
+    - {address: 10.1.1.2, snmp_device: core9}
+    - {address: 10.1.1.3, snmp_device: sw4}
+"""
+    with pytest.raises(ConfigInvalid) as exc:
+        load_text(text)
+    paths = {e.path: e.message for e in exc.value.errors}
+    assert set(paths) == {"netflow.exporters[1].snmp_device", "netflow.exporters[2].snmp_device"}
+    assert paths["netflow.exporters[1].snmp_device"].startswith('unknown device "core9" (known: sw1, sw2, sw3, sw4)')
+    assert "no snmp_auth profile" in paths["netflow.exporters[2].snmp_device"]
+
+
 def test_invalid_yaml_is_one_error_with_line():
     with pytest.raises(ConfigInvalid) as exc:
         load_text("sites:\n  - id: [unclosed\n")

@@ -26,6 +26,7 @@ NETFLOW_IPFIX = 12067
 NETFLOW_RECONCILE = 12068  # softflowd with the host's ifIndex of cdnf0 (flow-vs-SNMP test)
 NETFLOW_RECONCILE_METRICS = 12069  # /metrics of citydc collect netflow in that test
 NFCAPD = 12070
+NETFLOW_DEMO_METRICS = 12059  # /metrics of citydc collect netflow in `citydc demo` (listeners 12055/12056)
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from citydc.lab import ports
 
 pytestmark = pytest.mark.lab
+
+# nfdump's totals for the shared captures the demo replays (shared/ sits beside the repository).
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "netflow"
 
 
 def test_demo_runs_one_healthy_cycle(lab_env):
@@ -23,6 +27,14 @@ def test_demo_runs_one_healthy_cycle(lab_env):
     snmp = steps["snmp"]["rows"]
     assert snmp and all(r["up"] == 1 and r["interfaces"] > 0 for r in snmp)
     assert {r["site"] for r in snmp} == {"siwei", "fengshan"}
+    netflow = {r["version"]: r for r in steps["netflow"]["rows"]}
+    assert set(netflow) == {"v5", "v9", "ipfix"}, steps["netflow"]
+    for version, site in (("v5", "siwei"), ("v9", "siwei"), ("ipfix", "fengshan")):
+        sidecar = json.loads((CAPTURES / f"softflowd-{version}-shared.json").read_text())
+        row = netflow[version]
+        assert (row["exporter"], row["site"]) == ("127.0.0.1", site)
+        assert (row["records"], row["bytes"]) == (sidecar["flows"], sidecar["bytes"]), row
+    assert "collector exit 0" in steps["netflow"]["detail"]
     for job in ("siwei-ldap", "fengshan-device-configs"):
         rows = steps[f"backup {job}"]["rows"]
         assert {(r["step"], r["repo"]) for r in rows if r["status"] == "success"} >= {

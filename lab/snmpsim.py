@@ -34,7 +34,7 @@ __all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "lab_device
 
 SNMPSIM_REQUIREMENTS = ("snmpsim==1.2.2", "pysmi>=1.5,<2", "pysnmp>=7.1,<8", "cryptography>=43")
 RECORDINGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "snmp" / "real"
-FILES = Path(__file__).with_name("files")
+FILES = Path(__file__).with_name("lab-data")
 COMMUNITY_ENV = "CITYDC_SNMP_COMMUNITY"
 FLEET_SIZE, FLEET_DEAD = 190, 10
 

@@ -72,7 +72,7 @@ def build_shim(ctx: LabContext) -> Path:
     if out.exists():
         return out
     src = ctx.service_dir("softflowd") / "pcap_immediate.c"
-    src.write_text(resources.files("citydc.lab").joinpath("files/pcap_immediate.c").read_text())
+    src.write_text(resources.files("citydc.lab").joinpath("lab-data/pcap_immediate.c").read_text())
     res = execute.run("gcc", ("gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(src), "-ldl", "-lpcap"),
                       timeout=120)
     if not res.ok:

@@ -20,7 +20,7 @@ def discovered_packages() -> set[str]:
     for package, folder in SETUPTOOLS["package-dir"].items():
         base = ROOT / folder
         for path in [base, *sorted(p for p in base.rglob("*") if p.is_dir())]:
-            if "__pycache__" in path.parts or path.name == "files":
+            if "__pycache__" in path.parts or path.name == "lab-data":
                 continue
             if any(path.glob("*.py")):
                 rel = path.relative_to(base)

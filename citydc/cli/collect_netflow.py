@@ -76,7 +76,7 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
         registry.register(feed)
         # One poll round before the first datagram is decoded (they wait in the socket buffers), so
         # interfaces are labelled with their ifName from the start.
-        feed.start(collector.aggregator.interface_snapshot)
+        feed.start(collector.aggregator.interface_snapshot, collector.aggregator.name_interfaces)
         err.print(f"netflow: SNMP feed for {', '.join(f'{k.exporter} ({k.device.name})' for k in feed_links)}")
         if feed.skipped:
             err.print(f"netflow: {len(feed.skipped)} exporter-device links over the cap are not polled")

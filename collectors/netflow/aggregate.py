@@ -263,6 +263,31 @@ class Aggregator:
             return ({k: v[0] for k, v in self.interfaces.items()},
                     {k: dict(v) for k, v in self._iface_labels.items()})
 
+    def name_interfaces(self) -> int:
+        """Relabel interfaces first seen while their name was unknown (their SNMP device had not
+        answered yet) with the name ``ifname`` knows now; return how many were renamed.
+
+        Each keeps its counters: the ifIndex series ends and the named one continues from the same
+        values, so ``rate()`` sees a new series, not a jump."""
+        if self.ifname is None:
+            return 0
+        renamed = 0
+        with self.lock:
+            for (site, exporter), labels in self._iface_labels.items():
+                for index, label in list(labels.items()):
+                    name = self.ifname(exporter, index) if label == str(index) else None
+                    if not name or name == label:
+                        continue
+                    labels[index] = name
+                    for direction in ("in", "out"):
+                        old = self.interfaces.pop((site, exporter, label, direction), None)
+                        if old is not None:
+                            new = self.interfaces[(site, exporter, name, direction)]
+                            new[0] += old[0]
+                            new[1] += old[1]
+                    renamed += 1
+        return renamed
+
     def _iface_label(self, exporter: str, index: int, labels: dict[int, str]) -> str:
         if len(labels) >= self.max_interfaces:
             return "other"

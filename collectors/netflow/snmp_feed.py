@@ -233,6 +233,7 @@ class SnmpFeed(Collector):
         self.workers = max(1, min(workers, len(self.states) or 1))
         self.clock, self.wall = clock, wall
         self.flows: Callable[[], FlowSnapshot] | None = None
+        self.on_names: Callable[[], object] | None = None
         self.rounds = 0
         self._names: dict[str, dict[int, str]] = {}
         self._lock = threading.Lock()
@@ -269,6 +270,8 @@ class SnmpFeed(Collector):
             for state, (result, duration) in zip(self.states, results, strict=True):
                 self._record(state, result, duration, snapshot, now)
             self.rounds += 1
+        if self.on_names is not None and any(result.up for result, _ in results):
+            self.on_names()  # interfaces seen before their device answered get their names now
 
     def _record(self, state: _State, result: DevicePoll, duration: float, snapshot: FlowSnapshot,
                 now: float) -> None:
@@ -362,9 +365,11 @@ class SnmpFeed(Collector):
 
     # -- thread ---------------------------------------------------------------------------------
 
-    def start(self, flows: Callable[[], FlowSnapshot]) -> None:
-        """Given the aggregator's snapshot function, poll once now, then every interval on a thread."""
+    def start(self, flows: Callable[[], FlowSnapshot], on_names: Callable[[], object] | None = None) -> None:
+        """Given the aggregator's snapshot function (and what to call after a round that got
+        interface names: ``Aggregator.name_interfaces``), poll once now, then every interval on a thread."""
         self.flows = flows
+        self.on_names = on_names
         self.poll_once()
         self._thread = threading.Thread(target=self._run, name="netflow-snmp-feed", daemon=True)
         self._thread.start()

@@ -102,3 +102,26 @@ def test_metrics_families_and_labels() -> None:
     in1 = int(flows.bytes[flows.in_if == 1].astype(np.uint64).sum())
     assert registry.get_sample_value("citydc_netflow_interface_bytes_total", {
         "site": "siwei", "exporter": "192.0.2.1", "interface": "1", "direction": "in"}) == in1
+
+
+def test_interfaces_seen_before_their_name_is_known_are_renamed_keeping_their_counters() -> None:
+    early, late = synth.random_flows(1000, seed=15), synth.random_flows(1000, seed=16)
+    names: dict[int, str] = {}
+    agg = Aggregator(ifname=lambda exporter, index: names.get(index))
+    for b in decoded(early)[1]:
+        agg.add(b)
+    before = dict(agg.interfaces)
+    assert ("siwei", "192.0.2.1", "1", "in") in before  # the device had not answered: ifIndex labels
+    assert agg.name_interfaces() == 0
+    names.update({1: "Gi0/1", 3: "Gi0/3"})
+    assert agg.name_interfaces() == 2
+    for index, name, direction in ((1, "Gi0/1", "in"), (3, "Gi0/3", "out")):
+        assert ("siwei", "192.0.2.1", str(index), direction) not in agg.interfaces
+        assert agg.interfaces[("siwei", "192.0.2.1", name, direction)] == before[("siwei", "192.0.2.1", str(index),
+                                                                                  direction)]
+    assert agg.interfaces[("siwei", "192.0.2.1", "2", "in")] == before[("siwei", "192.0.2.1", "2", "in")]
+    for b in decoded(late)[1]:  # later flows count under the name, on top of what the ifIndex series had
+        agg.add(b)
+    total_in1 = sum(int(f.bytes[f.in_if == 1].astype(np.uint64).sum()) for f in (early, late))
+    assert agg.interfaces[("siwei", "192.0.2.1", "Gi0/1", "in")][0] == total_in1
+    assert agg.name_interfaces() == 0  # named ones are never renamed again

@@ -351,3 +351,22 @@ def test_cli_reports_a_bad_snmp_device_link_before_binding(tmp_path) -> None:
     res = CliRunner().invoke(cli, ["-c", str(path), "collect", "netflow", "--snmp-interval", "60",
                                    "--snmp-window", "30"])
     assert res.exit_code == 2 and "--snmp-window 30 is shorter than --snmp-interval 60" in res.output
+
+
+def test_a_round_with_an_answering_device_renames_interfaces_seen_before_it() -> None:
+    from citydc.collectors.netflow.aggregate import Aggregator
+
+    feed = SnmpFeed([Link(EXP, DEV)], Script({"core1": [DevicePoll(False, "timeout"), up({1: (10, 20)},
+                                                                                         {1: "ge-0/0/1"})]}),
+                    interval=60, clock=Clock(), wall=lambda: 1.7e9)
+    agg = Aggregator(ifname=feed.ifname)
+    agg._iface_labels[(SITE, EXP)][1] = agg._iface_label(EXP, 1, agg._iface_labels[(SITE, EXP)])  # seen early
+    agg.interfaces[(SITE, EXP, "1", "in")] = [500, 5]
+    calls = []
+    feed.on_names = lambda: calls.append(agg.name_interfaces())
+    feed.flows = agg.interface_snapshot
+    feed.poll_once()  # device down: nothing to rename, the hook is not called
+    assert calls == [] and (SITE, EXP, "1", "in") in agg.interfaces
+    feed.poll_once()
+    assert calls == [1]
+    assert agg.interfaces[(SITE, EXP, "ge-0/0/1", "in")] == [500, 5] and (SITE, EXP, "1", "in") not in agg.interfaces

@@ -13,6 +13,7 @@ from citydc.cli.lab_cmd import lab_context, status_table
 from citydc.cli.output import EXIT_FAILED, EXIT_OK, err, fail, out, print_json
 from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load
+from citydc.demo_netflow import netflow_step
 from citydc.lab import ports, registry
 from citydc.lab.base import LabError
 from citydc.seclog.demo import record_demo_started
@@ -55,7 +56,7 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     with err.status("polling every device through the SNMP exporter…"):
         steps.append(cycle.snmp_step(loaded, lab))
     with err.status("replaying NetFlow captures to the collector…"):
-        steps.append(cycle.netflow_step(loaded, lab))
+        steps.append(netflow_step(loaded, lab))
     with err.status("backups…") as status:
         steps += cycle.backup_steps(loaded, lambda msg: status.update(msg + "…"))
     with err.status("shipping and verifying the security log…"):

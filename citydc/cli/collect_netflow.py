@@ -42,9 +42,13 @@ def parse_host_port(text: str) -> tuple[str, int]:
               help="Seconds between SNMP polls of the exporters' devices.")
 @click.option("--snmp-window", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Window of the flow-vs-SNMP byte ratio, seconds (at least --snmp-interval).")
+@click.option("--site", "only_site", default=None, metavar="SITE",
+              help="Bind only this site's listeners and poll only its devices (one collector per site, one "
+                   "shared citydc.yaml).")
 @click.pass_context
 def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, duration: float | None,
-            top_n: int, window_seconds: float, no_snmp: bool, snmp_interval: float, snmp_window: float) -> None:
+            top_n: int, window_seconds: float, no_snmp: bool, snmp_interval: float, snmp_window: float,
+            only_site: str | None) -> None:
     """Listen on the netflow.listeners of citydc.yaml, decode NetFlow v5/v9/IPFIX and export
     bounded aggregates (per interface, agency, protocol/service, top talkers) to Prometheus.
 
@@ -54,10 +58,19 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
     cfg = load_config(ctx).config
     if not cfg.netflow.listeners:
         fail("netflow.listeners is empty in the config", EXIT_CONFIG, "add at least one {port, site} listener")
+    sites = [s.id for s in cfg.sites]
+    if only_site is not None:
+        listeners = [lst for lst in cfg.netflow.listeners if lst.site == only_site]
+        if not listeners:
+            with_listeners = sorted({lst.site for lst in cfg.netflow.listeners})
+            fail(f"--site {only_site}: no netflow.listeners of that site (listeners exist for: "
+                 f"{', '.join(with_listeners)})", EXIT_CONFIG)
+        cfg = cfg.model_copy(update={"netflow": cfg.netflow.model_copy(update={"listeners": listeners})})
+        sites = [only_site]
     if snmp_window < snmp_interval:
         fail(f"--snmp-window {snmp_window:g} is shorter than --snmp-interval {snmp_interval:g}", EXIT_CONFIG)
     try:
-        feed_links = [] if no_snmp else links(cfg)
+        feed_links = [] if no_snmp else [k for k in links(cfg) if only_site in (None, k.device.site)]
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG, "name a device of devices[] that has an snmp_auth profile")
     sink = JsonLinesFlowLog(flow_output) if flow_output else None
@@ -71,7 +84,7 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
     except OSError as exc:
         fail(str(exc), hint="is another collector bound to that port?")
     registry = CollectorRegistry()
-    registry.register(collector.metrics([s.id for s in cfg.sites]))
+    registry.register(collector.metrics(sites))
     if feed is not None:
         registry.register(feed)
         # One poll round before the first datagram is decoded (they wait in the socket buffers), so

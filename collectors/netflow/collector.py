@@ -160,6 +160,12 @@ def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = 
             except OSError as exc:
                 raise OSError(f"netflow listener {cfg.address}:{cfg.port} (site {cfg.site}): {exc.strerror}") from None
             listeners.append(Listener(sock, cfg.site))
+            granted = receive.receive_buffer(sock) // 2  # the kernel reports twice what it grants
+            if granted < cfg.receive_buffer_bytes:
+                log.warning("netflow listener %s:%d (site %s): receive buffer %d bytes, %d asked: net.core.rmem_max "
+                            "caps it for a process without CAP_NET_ADMIN; bursts beyond it are dropped "
+                            "(citydc_netflow_socket_drops_total)", cfg.address, cfg.port, cfg.site, granted,
+                            cfg.receive_buffer_bytes)
     except OSError:
         for listener in listeners:
             listener.sock.close()

@@ -5,7 +5,8 @@ The hot path uses ``BatchReceiver``: many datagrams per system call (Linux ``rec
 preallocated buffer of fixed-size slots, so the decoder can read all their headers and records in
 bulk instead of a Python step per datagram. The call and its bookkeeping (lengths, exporter
 addresses) run in the compiled extension when it is built (with v5 at 500k records/s, this
-bookkeeping in numpy and ctypes was about 0.01 of the collector's 0.077 CPU s per million records), else through ctypes, else (non-Linux) as a recvfrom loop.
+bookkeeping in numpy and ctypes was about 0.01 of the collector's 0.077 CPU s per million records),
+else through ctypes, else (non-Linux) as a recvfrom loop.
 """
 
 from __future__ import annotations

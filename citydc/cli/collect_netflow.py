@@ -29,7 +29,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
 @click.option("--metrics", "metrics_address", default="127.0.0.1:9310", show_default=True,
               help="HOST:PORT of the Prometheus /metrics endpoint.")
 @click.option("--flow-output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also append every flow record as a JSON line to this file (forensics; off by default).")
+              help="Also append every flow record as a JSON line to this file (forensics; off by default; SIGHUP "
+                   "reopens it for logrotate).")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until interrupted).")
 @click.option("--top", "top_n", type=click.IntRange(1, 100), default=10, show_default=True,
@@ -95,6 +96,8 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
             err.print(f"netflow: {len(feed.skipped)} exporter-device links over the cap are not polled")
     server, _ = start_http_server(port, host, registry=registry)
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
+    if sink is not None:
+        signal.signal(signal.SIGHUP, lambda *_: sink.reopen())  # logrotate: postrotate kill -HUP
     names = ", ".join(f"{lst.name} ({lst.site})" for lst in collector.listeners)
     err.print(f"netflow: listening on {names}; metrics on http://{host}:{port}/metrics")
     try:

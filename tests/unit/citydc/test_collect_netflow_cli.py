@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import subprocess
@@ -62,3 +63,54 @@ def test_a_capped_receive_buffer_is_logged_with_its_cause(monkeypatch, caplog) -
     message = record.getMessage()
     assert f"127.0.0.1:{port} (site siwei): receive buffer 212992 bytes, 8388608 asked" in message
     assert "net.core.rmem_max" in message and "citydc_netflow_socket_drops_total" in message
+
+
+def test_flow_output_lines_carry_a_timestamp_and_sighup_starts_a_new_file_after_rotation(tmp_path) -> None:
+    import json
+    import os
+    import signal
+    import time
+
+    from citydc.collectors.netflow import synth
+
+    siwei = free_port()
+    path = write_config(tmp_path, siwei, free_port())
+    out = tmp_path / "flows.jsonl"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("citydc")), "-c", str(path), "collect", "netflow",
+                             "--site", "siwei", "--flow-output", str(out), "--duration", "20",
+                             "--metrics", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flows = synth.random_flows(60, seed=3)
+    first, second = synth.v5_datagrams(flows)  # 30 records each
+
+    def lines(p: Path, n: int) -> list[dict]:
+        deadline = time.monotonic() + 10  # bounded: the collector writes within its 1 s flush
+        while time.monotonic() < deadline:
+            got = [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+            if len(got) >= n:
+                return got
+            time.sleep(0.1)
+        raise AssertionError(f"{p}: {len(got)} of {n} lines")
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            deadline = time.monotonic() + 10
+            while "listening on" not in (proc.stderr.readline() if time.monotonic() < deadline else "listening on"):
+                pass
+            tx.sendto(first, ("127.0.0.1", siwei))
+            old = lines(out, 30)
+            out.rename(tmp_path / "flows.jsonl.1")  # what logrotate does
+            os.kill(proc.pid, signal.SIGHUP)
+            time.sleep(0.2)
+            tx.sendto(second, ("127.0.0.1", siwei))
+            new = lines(out, 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert len(old) == 30 and len((tmp_path / "flows.jsonl.1").read_text().splitlines()) == 30
+    sent_second = {str(ipaddress.IPv4Address(a)) for a in flows.src[30:].tolist()}
+    assert len(new) == 30 and {r["source.ip"] for r in new} <= sent_second
+    for record in old + new:
+        assert record["@timestamp"].endswith("Z") and record["labels.site"] == "siwei"
+        assert record["netflow.version"] == 5 and record["network.bytes"] > 0

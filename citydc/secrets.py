@@ -9,6 +9,7 @@ it (``repr``, ``str``, ``model_dump`` and JSON all show the reference).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,23 @@ class SecretRef:
         except OSError as exc:
             raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from None
         return text.splitlines()[0] if text else ""
+
+    def file_problem(self) -> str | None:
+        """For a ``file:`` reference, return what is wrong with the file without reading it (missing,
+        not a regular file, any access for others, write access for the group), else None. Group
+        read is allowed: a dedicated group is how a service user gets a root-owned secret."""
+        if self.scheme != "file":
+            return None
+        try:
+            st = Path(self.target).stat()
+        except OSError as exc:
+            return f"{self.target}: {exc.strerror}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{self.target}: not a regular file"
+        if st.st_mode & 0o027:
+            return (f"{self.target}: mode {stat.S_IMODE(st.st_mode):04o} gives others access or the group write "
+                    "access; chmod 600 (or 640 with a dedicated group)")
+        return None
 
     def file_path(self) -> Path | None:
         """Return the file holding the secret for ``file:`` references (tools can read it themselves)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from citydc.cli.output import out, print_json, report_invalid
+from citydc.cli.output import err, out, print_json, report_invalid
 from citydc.config import sample
-from citydc.config.loader import ConfigInvalid, load
+from citydc.config.loader import ConfigInvalid, load, secret_refs
 
 
 @click.group("config")
@@ -27,7 +28,10 @@ def check(file: str, as_json: bool) -> None:
     except ConfigInvalid as exc:
         report_invalid(exc, as_json)
     cfg = loaded.config
-    summary = {"file": file, "valid": True, "sites": [s.id for s in cfg.sites], "devices": len(cfg.devices),
+    warnings = [f"{path}: secret file {problem}" for path, ref in secret_refs(cfg)
+                if (problem := ref.file_problem()) is not None]
+    summary = {"file": file, "valid": True, "warnings": warnings, "sites": [s.id for s in cfg.sites],
+               "devices": len(cfg.devices),
                "snmp_auth_profiles": len(cfg.snmp_auth), "backup_jobs": len(cfg.backup.jobs),
                "ldap_sources": len(cfg.ldap), "sso_sources": len(cfg.sso),
                "netflow_listeners": len(cfg.netflow.listeners), "security_log": cfg.security_log.sink.kind}
@@ -36,9 +40,11 @@ def check(file: str, as_json: bool) -> None:
         return
     table = Table(title=f"{file}: valid", show_header=False)
     for key, value in summary.items():
-        if key not in ("file", "valid"):
+        if key not in ("file", "valid", "warnings"):
             table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
     out.print(table)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @config_group.command("show")

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from citydc.config.models import Config
+from citydc.secrets import SecretRef
 
 __all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_text"]
 
@@ -227,3 +228,19 @@ def load(path: str | Path) -> LoadedConfig:
     except OSError as exc:
         raise ConfigInvalid(str(path), [ConfigError("", f"cannot read: {exc.strerror}")]) from None
     return LoadedConfig(load_text(text, str(path)), path.resolve())
+
+
+def secret_refs(node: Any, path: str = "") -> Iterator[tuple[str, SecretRef]]:
+    """Given a config (or any part of it), yield (path, reference) for every secret reference in it,
+    paths written as in error messages (``snmp_auth.core-v3.auth_key``)."""
+    if isinstance(node, SecretRef):
+        yield path, node
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from secret_refs(getattr(node, name), f"{path}.{name}" if path else name)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from secret_refs(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            yield from secret_refs(value, f"{path}[{i}]")

@@ -93,6 +93,27 @@ def test_cli_check_reports_three_mistakes_and_exits_2(tmp_path):
     assert {"devices[2].snmp_auth", "devices[1].address", "devices[0].rol"} <= paths
 
 
+def test_check_warns_about_secret_files_others_can_read_without_reading_them(tmp_path):
+    loose, tight, missing = tmp_path / "loose", tmp_path / "tight", tmp_path / "missing"
+    loose.write_text("s3cr3t-loose\n")
+    loose.chmod(0o644)
+    tight.write_text("s3cr3t-tight\n")
+    tight.chmod(0o640)  # group read: allowed
+    text = GOOD.replace("lab-v2c: {version: 2c, community: env:CITYDC_TEST_COMMUNITY}",
+                        f"lab-v2c: {{version: 2c, community: 'file:{loose}'}}\n"
+                        f"  tight: {{version: 2c, community: 'file:{tight}'}}\n"
+                        f"  gone: {{version: 2c, community: 'file:{missing}'}}")
+    path = tmp_path / "citydc.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["config", "check", str(path), "--json"])
+    assert result.exit_code == 0, result.output  # valid: warnings do not fail the check
+    warnings = json.loads(result.output)["warnings"]
+    assert warnings == [f"snmp_auth.lab-v2c.community: secret file {loose}: mode 0644 gives others access or the "
+                        "group write access; chmod 600 (or 640 with a dedicated group)",
+                        f"snmp_auth.gone.community: secret file {missing}: No such file or directory"]
+    assert "s3cr3t" not in result.output
+
+
 def test_secret_value_never_appears_in_any_output(tmp_path):
     """An env: secret is resolved nowhere in config handling: not in check, show, errors or logs."""
     secret = "Sup3r-S3cret-Community"

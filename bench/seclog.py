@@ -4,9 +4,11 @@
     in the shipper's batches) against the engine's own limit: the same NDJSON bytes, pre-built, sent
     with the client's ``bulk`` in the same request sizes. Both sides: the same events, the same
     request parameters (no refresh, so the index's 1 s refresh_interval; the same response
-    filter_path), one request in flight, fresh indices from the same template for every run. The
-    order of the two alternates from run to run (ABBA), and the ratio is the median of the paired
-    per-run ratios, so drift in the machine's load (shared by other work) cancels. The cost of
+    filter_path), one request in flight, fresh indices from the same template for every run. Two
+    untimed rounds of both sides warm the cluster up first. The order of the sides alternates from
+    run to run (ABBA), and the ratio is the median of the paired per-run ratios, so drift in the
+    machine's load (shared by other work) cancels. ``--compare-full-parse`` adds, in the same runs,
+    the shipper parsing every spool line in full (the read path before spool_scan.py). The cost of
     ``refresh="wait_for"`` on every batch is measured once.
 (b) SQLite: events/s emitted and stored end to end: emit() into a spool in batches of EMIT_BATCH
     (fsync once per emit call, before it returns; the spool's policy), then the shipper into a
@@ -15,14 +17,22 @@
     (make_event) is not timed, and they are frozen out of the garbage collector's sight (a
     producer holds one batch, not the whole run); everything from emit() on is timed.
 
+(c) ``--null-client``: the shipper's own CPU per event (user + system of the process, all threads), with
+    an ElasticsearchStore whose client answers every bulk request at once as all created, so no
+    cluster runs beside it. Median of ``--runs`` runs, in microseconds per event; ``--profile`` adds a
+    cProfile of one run. This is what to compare when changing the shipper's read/prepare path.
+
 Run: ``.venv/bin/python bench/seclog.py`` (starts the lab's Elasticsearch if it is not running and
 stops it again afterwards in that case). The last two lines are the figures for the issue note.
+``.venv/bin/python bench/seclog.py --null-client`` needs no service.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
+import pstats
 import shutil
 import statistics
 import tempfile
@@ -85,8 +95,11 @@ def drop_prefix(client: Elasticsearch, prefix: str) -> None:
 
 
 def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: int, refresh: bool | str,
-                   bulk_events: int) -> float:
-    """Ship a copy of the pre-filled spool into fresh indices; return events/s."""
+                   bulk_events: int, full_parse: bool = False) -> float:
+    """Ship a copy of the pre-filled spool into fresh indices; return events/s.
+
+    ``full_parse``: every spool line parsed in full, as before lines were recognised by their hash.
+    """
     prefix = "bench-seclog-shipper"
     reset_prefix(client, prefix)
     shutil.rmtree(spool_dir, ignore_errors=True)
@@ -94,6 +107,7 @@ def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: i
     spool = Spool(spool_dir, writer=base.writer)
     store = ElasticsearchStore(Elasticsearch(ES_URL, max_retries=0, request_timeout=120), endpoint=ES_URL,
                                index_prefix=prefix, refresh_on_put=refresh, bulk_events=bulk_events)
+    store.takes_spooled_lines = not full_parse
     store.ensure_template()  # one-time setup (the baseline's template is installed untimed too)
     started = time.perf_counter()
     result = Shipper(spool, store, batch_size=batch).ship()
@@ -138,6 +152,76 @@ def prebuilt_bodies(events: list[dict], bulk_events: int) -> list[bytes]:
             for i in range(0, len(events), step)]
 
 
+class NullClient:
+    """Stands in for the Elasticsearch client: every bulk request is answered at once, all created."""
+
+    def bulk(self, *, operations: bytes, refresh: bool | str, filter_path: list[str]) -> dict:
+        return {"errors": False, "items": [{"create": {"status": 201}}] * (operations.count(b"\n") // 2)}
+
+    def close(self) -> None:
+        pass
+
+
+def null_client_run(spool_dir: Path, base: Spool, batch: int, bulk_events: int, profile: bool = False,
+                    full_parse: bool = False) -> float:
+    """Ship a copy of the pre-filled spool into a NullClient; return the process's CPU seconds per event."""
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    shutil.copytree(base.dir, spool_dir)
+    spool = Spool(spool_dir, writer=base.writer)
+    store = ElasticsearchStore(NullClient(), endpoint="null:", bulk_events=bulk_events)  # type: ignore[arg-type]
+    store._template_ready = True  # no cluster: nothing to install
+    store.takes_spooled_lines = not full_parse
+    if profile:  # cProfile sees one thread: run the shipper's steps one after the other in this one
+        profiler = cProfile.Profile()
+        profiler.enable()
+        shipper, pos, n = Shipper(spool, store, batch_size=batch), None, 0
+        for _ in range(10**6):  # bounded: ends when the spool is read
+            read = shipper._read_ahead(pos)
+            if read.end == pos:
+                break
+            n += store.put(read.events)
+            spool.acknowledge(read.end, read.heads if read.heads is not None else read.events)
+            pos = read.end
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(22)
+        return 0.0
+    started = time.process_time()
+    result = Shipper(spool, store, batch_size=batch).ship()
+    cpu = time.process_time() - started
+    assert result.ok and result.stored == result.delivered and not result.corrupt, result
+    store.close()
+    return cpu / result.delivered
+
+
+def null_client_main(args: argparse.Namespace) -> None:
+    """The shipper's own CPU per event, without a cluster (see the module docstring, (c))."""
+    work = Path(tempfile.mkdtemp(prefix="citydc-bench-seclog-null-"))
+    try:
+        events = make_events(args.es_events, "es")
+        gc.collect()
+        gc.freeze()
+        base, _ = fresh_spool(work, "base", events, args.emit_batch)
+        null_client_run(work / "run", base, args.batch, args.bulk_events)  # warm-up: caches, page cache
+        costs, full_costs = [], []
+        for run in range(args.runs):
+            costs.append(null_client_run(work / "run", base, args.batch, args.bulk_events))
+            full = ""
+            if args.compare_full_parse:
+                full_costs.append(null_client_run(work / "run", base, args.batch, args.bulk_events, full_parse=True))
+                full = f"   (full parse: {full_costs[-1] * 1e6:.2f} µs)"
+            print(f"null-client run {run + 1}: {costs[-1] * 1e6:.2f} µs CPU per event{full}")
+        if args.profile:
+            null_client_run(work / "run", base, args.batch, args.bulk_events, profile=True)
+        print(f"CPU shipper_us_per_event {statistics.median(costs) * 1e6:.2f} (median of {args.runs}, "
+              f"range {min(costs) * 1e6:.2f}-{max(costs) * 1e6:.2f}; {args.es_events} events, batches of "
+              f"{args.batch}, {args.bulk_events} per bulk request)")
+        if full_costs:
+            print(f"CPU full_parse_shipper_us_per_event {statistics.median(full_costs) * 1e6:.2f} (the previous read "
+                  f"path, in the same runs; range {min(full_costs) * 1e6:.2f}-{max(full_costs) * 1e6:.2f})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--es-events", type=int, default=20_000)
@@ -147,7 +231,15 @@ def main() -> None:
                         help="events per bulk request, on both sides (the store's default)")
     parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-full-parse", action="store_true",
+                        help="also run the shipper parsing every spool line in full (the previous read path)")
+    parser.add_argument("--null-client", action="store_true",
+                        help="only measure the shipper's own CPU per event against a client that answers at once")
+    parser.add_argument("--profile", action="store_true", help="with --null-client: print a cProfile of one run")
     args = parser.parse_args()
+    if args.null_client:
+        null_client_main(args)
+        return
 
     ctx = LabContext()
     es_service = registry.SERVICES["elasticsearch"]
@@ -171,25 +263,40 @@ def main() -> None:
         print(f"# event size: {line_bytes:.0f} bytes as a spool line, {sum(map(len, bodies)) / len(chained):.0f} "
               f"bytes as NDJSON (action line + document + search words); {len(bodies)} bulk requests of up to "
               f"{len(chained) // max(len(bodies), 1)} events on both sides, one in flight at a time")
-        es_bulk_run(client, bodies, args.es_events)  # warm-up (JIT, caches), not counted
-        shipper_rates, put_rates, bulk_rates, ratios = [], [], [], []
+        sides = {"bulk": lambda: es_bulk_run(client, bodies, args.es_events),
+                 "shipper": lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
+                                                   args.bulk_events)}
+        if args.compare_full_parse:
+            sides["full"] = lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
+                                                   args.bulk_events, full_parse=True)
+        for _ in range(2):  # warm-up, not counted: the cluster's JIT and caches kept speeding up over the first runs
+            for side in sides.values():
+                side()
+        es_rates: dict[str, list[float]] = {name: [] for name in sides}
+        shipper_rates, bulk_rates, full_rates = es_rates["shipper"], es_rates["bulk"], es_rates.get("full", [])
+        put_rates, ratios, full_ratios = [], [], []
         for run in range(args.runs):
-            if run % 2 == 0:
-                bulk_rates.append(es_bulk_run(client, bodies, args.es_events))
-                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False, args.bulk_events))
-            else:
-                shipper_rates.append(es_shipper_run(client, work / "es-run", base, args.batch, False, args.bulk_events))
-                bulk_rates.append(es_bulk_run(client, bodies, args.es_events))
+            # Alternate the order (A B C, C B A, ...) so that drift in the machine's load favours no side.
+            for name in list(sides) if run % 2 == 0 else list(sides)[::-1]:
+                es_rates[name].append(sides[name]())
             ratios.append(shipper_rates[-1] / bulk_rates[-1])
             put_rates.append(es_put_run(client, chained, args.batch, args.bulk_events))
+            full = ""
+            if args.compare_full_parse:
+                full_ratios.append(full_rates[-1] / bulk_rates[-1])
+                full = f"   full-parse shipper {full_rates[-1]:,.0f} ev/s (ratio {full_ratios[-1]:.3f})"
             print(f"run {run + 1}: shipper {shipper_rates[-1]:,.0f} ev/s   plain bulk {bulk_rates[-1]:,.0f} ev/s"
-                  f"   (ratio {ratios[-1]:.3f})   store.put only {put_rates[-1]:,.0f} ev/s")
+                  f"   (ratio {ratios[-1]:.3f})   store.put only {put_rates[-1]:,.0f} ev/s{full}")
         wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for", args.bulk_events)
         es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
         es_put = statistics.median(put_rates)
         print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; store.put only "
               f"{es_put:,.0f} ev/s; paired ratio shipper/bulk {statistics.median(ratios):.3f} "
-              f"(ratio of medians {es_ship / es_bulk:.3f})")
+              f"(ratio of medians {es_ship / es_bulk:.3f}; per-run {min(ratios):.3f}-{max(ratios):.3f})")
+        if full_rates:
+            print(f"ES full-parse shipper (previous read path): median {statistics.median(full_rates):,.0f} ev/s; "
+                  f"paired ratio to bulk {statistics.median(full_ratios):.3f} "
+                  f"(per-run {min(full_ratios):.3f}-{max(full_ratios):.3f})")
         print(f"ES shipper with refresh=wait_for on every batch (1 run): {wait_for:,.0f} ev/s "
               f"({wait_for / es_ship:.2f} of no-refresh)")
         for prefix in ("bench-seclog-shipper", "bench-seclog-put", "bench-seclog-bulk"):

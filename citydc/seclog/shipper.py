@@ -58,6 +58,9 @@ class Shipper:
         self.sleep = sleep
         self.clock = clock
         self.last_error: DeliveryError | None = None
+        # A store that takes SpooledLine objects (the Elasticsearch store sends the lines as they are) gets
+        # them instead of parsed events: an intact line is then recognised by its chain hash, not parsed.
+        self.lines = bool(getattr(store, "takes_spooled_lines", False))
 
     def backoff(self, attempt: int) -> float:
         """Given the 1-based number of failed attempts, return the delay before the next one (capped)."""
@@ -110,7 +113,9 @@ class Shipper:
         # One helper thread, first in first out: it reads ahead and records acknowledgements in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-seclog-read") as helper:
             # A small first batch: the store gets work at once instead of after a full batch is read.
-            batch = self.spool.read(pos, min(self.batch_size, FIRST_BATCH))
+            batch = self.spool.read(pos, min(self.batch_size, FIRST_BATCH), lines=self.lines)
+            if self.lines:
+                batch.summarise()  # heads and site counts from the lines' fields (events are not dicts)
             while True:
                 self._report_corrupt(batch, result)
                 if batch.end is None or batch.end == pos:
@@ -154,12 +159,15 @@ class Shipper:
         """
         prepare = getattr(self.store, "prepare", None)
         with gc_paused():
-            batch = self.spool.read(pos, self.batch_size)
+            batch = self.spool.read(pos, self.batch_size, lines=self.lines)
+            if self.lines:
+                batch.summarise()
             if prepare is not None and batch.events:
                 # A bad event: put() meets the same problem again and handles it (retries, then result.error).
                 with contextlib.suppress(DeliveryError):
                     prepared = prepare(batch.events)
-                    batch.summarise()
+                    if batch.heads is None:
+                        batch.summarise()
                     batch.events = prepared
         return batch
 

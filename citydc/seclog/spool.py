@@ -35,8 +35,9 @@ import orjson
 from citydc.seclog import chain, spool_ids
 from citydc.seclog.event import EventInvalid, validate_event
 from citydc.seclog.pacing import let_others_run
+from citydc.seclog.spool_scan import SpooledLine, scan_line
 
-__all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent", "gc_paused"]
+__all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent", "SpooledLine", "gc_paused"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class CorruptLine:
 
 @dataclass
 class Batch:
-    events: list[dict] = field(default_factory=list)
+    events: list = field(default_factory=list)  # event dicts, or SpooledLine objects from read(lines=True)
     end: Position | None = None
     corrupt: list[CorruptLine] = field(default_factory=list)
     # Set when ``events`` was replaced by a store's prepared form (the event dicts dropped): the last
@@ -86,6 +87,9 @@ class Batch:
         """Record ``heads`` and ``sites`` of the events, so that ``events`` can be replaced."""
         last: dict[str, dict] = {}
         sites: dict[str, int] = {}
+        if self.events and type(self.events[0]) is SpooledLine:
+            self._summarise_lines()
+            return
         for doc in self.events:
             c = doc["citydc"]["chain"]
             held = last.get(c["writer"])
@@ -94,6 +98,19 @@ class Batch:
             site = doc["labels"]["site"]
             sites[site] = sites.get(site, 0) + 1
         self.heads, self.sites = list(last.values()), sites
+
+    def _summarise_lines(self) -> None:
+        last: dict[str, SpooledLine] = {}
+        sites: dict[str, int] = {}
+        for item in self.events:
+            held = last.get(item.writer)
+            if held is None or item.seq > held.seq:
+                last[item.writer] = item
+            sites[item.site] = sites.get(item.site, 0) + 1
+        # In the shape acknowledge() reads: only the chain position and hash are needed.
+        self.heads = [{"citydc": {"chain": {"writer": h.writer, "seq": h.seq}}, "event": {"hash": h.hash}}
+                      for h in last.values()]
+        self.sites = sites
 
 
 def _segment_name(number: int) -> str:
@@ -319,11 +336,14 @@ class Spool:
         return {w: chain.ChainHead(w, h["seq"], h["hash"])
                 for w, h in chain.read_head(self.dir).get("writers", {}).items()}
 
-    def read(self, start: Position | None, max_events: int) -> Batch:
+    def read(self, start: Position | None, max_events: int, *, lines: bool = False) -> Batch:
         """Given a position (None: the oldest segment's start), return up to ``max_events`` complete lines after it.
 
         A line that is not a valid chained event is reported in ``corrupt`` (file, line, reason)
-        and skipped; the lines around it are returned.
+        and skipped; the lines around it are returned. With ``lines``, the batch holds SpooledLine
+        objects (the line and the few fields a shipper needs) instead of parsed events: an intact
+        line is recognised by its chain hash without parsing it (spool_scan.py); any other line is
+        parsed and judged exactly as without ``lines``.
         """
         segments = self.segments()
         batch = Batch(end=start)
@@ -332,11 +352,12 @@ class Spool:
         if start is None or start.segment < segments[0]:
             start = Position(segments[0])
         with gc_paused():
-            return self._read_batch(start, max_events, segments, batch)
+            return self._read_batch(start, max_events, segments, batch, lines)
 
-    def _read_batch(self, pos: Position, max_events: int, segments: list[str], batch: Batch) -> Batch:
+    def _read_batch(self, pos: Position, max_events: int, segments: list[str], batch: Batch, lines: bool) -> Batch:
         while len(batch.events) < max_events and pos.segment in segments:
-            new = self._read_segment(pos, max_events - len(batch.events), batch, last=pos.segment == segments[-1])
+            new = self._read_segment(pos, max_events - len(batch.events), batch, last=pos.segment == segments[-1],
+                                     scan=lines)
             progressed, pos = new != pos, new
             batch.end = pos
             if len(batch.events) >= max_events:
@@ -352,7 +373,7 @@ class Spool:
             batch.end = pos
         return batch
 
-    def _read_segment(self, pos: Position, room: int, batch: Batch, last: bool) -> Position:
+    def _read_segment(self, pos: Position, room: int, batch: Batch, last: bool, scan: bool) -> Position:
         path = self.dir / pos.segment
         with path.open("rb") as f:
             f.seek(pos.offset)
@@ -374,11 +395,17 @@ class Spool:
             let_others_run(line)  # a shipper's store thread may be waiting for the GIL
             line += 1
             offset += len(raw) + 1
-            doc, reason = _parse_line(raw)
+            if scan:
+                item = scan_line(raw)
+                if item is not None:
+                    events.append(item)
+                    room -= 1
+                    continue
+            doc, reason = _parse_line(raw)  # the full parse: not proven intact by its hash, or not asked to
             if doc is None:
                 corrupt.append(CorruptLine(str(path), line, reason))
                 continue
-            events.append(doc)
+            events.append(SpooledLine.of(raw, doc) if scan else doc)
             room -= 1
         else:
             if room > 0 and tail and not last and len(data) < READ_BLOCK:

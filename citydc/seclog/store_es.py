@@ -31,6 +31,7 @@ from elasticsearch import ApiError, Elasticsearch
 from citydc.config.models import ElasticsearchSink
 from citydc.execute import mask
 from citydc.seclog.pacing import let_others_run
+from citydc.seclog.spool_scan import SpooledLine
 from citydc.seclog.store import DeliveryError, Query
 from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
 from citydc.seclog.store_es_template import index_for, template_body, template_name, template_version
@@ -84,6 +85,9 @@ class ElasticsearchStore:
     """A Store (citydc.seclog.store) on an Elasticsearch cluster."""
 
     DEFAULT_BULK_EVENTS = 1000  # events per bulk request (bench/seclog.py --bulk-events compares sizes)
+    # The shipper may hand over SpooledLine objects (spool_scan.py): the line is the document sent, and
+    # the few fields needed here come with it, so intact lines need not be parsed at all.
+    takes_spooled_lines = True
 
     def __init__(
         self,
@@ -365,12 +369,15 @@ class ElasticsearchStore:
 
         Raise ElasticsearchStoreError if it has no usable event.id or @timestamp.
         """
-        try:
-            event_id = event["event"]["id"]
-            timestamp = event["@timestamp"]
-        except (KeyError, TypeError):
-            raise ElasticsearchStoreError(f"event {position} of the batch has no event.id or @timestamp",
-                                          "invalid_event", retriable=False) from None
+        if type(event) is SpooledLine:
+            event_id, timestamp = event.event_id, event.timestamp
+        else:
+            try:
+                event_id = event["event"]["id"]
+                timestamp = event["@timestamp"]
+            except (KeyError, TypeError):
+                raise ElasticsearchStoreError(f"event {position} of the batch has no event.id or @timestamp",
+                                              "invalid_event", retriable=False) from None
         if not isinstance(event_id, str) or not event_id or not isinstance(timestamp, str):
             raise ElasticsearchStoreError(f"event {position} of the batch: event.id and @timestamp must be "
                                           "non-empty strings", "invalid_event", retriable=False)
@@ -389,15 +396,19 @@ class ElasticsearchStore:
         """Given the action line and the event, return both NDJSON lines with the search aid spliced in."""
         # orjson: serializing is most of the client's CPU per event, and on a small machine the
         # client's CPU is taken from Elasticsearch's (bench/seclog.py measures it).
-        doc = getattr(event, "line", None)  # read from the spool: its line is already this event's JSON
-        if doc is None and getattr(event, "raw", None) is not None:
-            doc = event.raw.encode("utf-8")
-        if doc is None or not doc.endswith(b"}"):
-            try:
-                doc = orjson.dumps(event)
-            except (orjson.JSONEncodeError, TypeError):
-                doc = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()  # e.g. ints > 64 bits
-        words = message_words(str(event.get("message", "")))
+        if type(event) is SpooledLine:  # an intact spool line (its hash verified): sent as it is
+            doc, message = event.line, event.message
+        else:
+            doc = getattr(event, "line", None)  # read from the spool: its line is already this event's JSON
+            if doc is None and getattr(event, "raw", None) is not None:
+                doc = event.raw.encode("utf-8")
+            if doc is None or not doc.endswith(b"}"):
+                try:
+                    doc = orjson.dumps(event)
+                except (orjson.JSONEncodeError, TypeError):
+                    doc = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()  # ints > 64 bits
+            message = str(event.get("message", ""))
+        words = message_words(message)
         # Splice the search aid into the JSON text (the event dict is not copied or changed). Words are
         # letters and digits only (unicode61 tokens), never a quote, backslash or control character, so
         # joining them is their JSON encoding, at a fraction of a general encoder's cost per event.

@@ -6,6 +6,7 @@ each other's events. A lab service that cannot start fails the test (lab_up rais
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from elasticsearch import ApiError, Elasticsearch
 
@@ -319,6 +321,29 @@ def test_verify_finds_a_document_tampered_with_in_elasticsearch(store, es, prefi
         expected = ("inserted", 21)
     findings = verify(store.chain(), emitted=lambda: heads)
     assert [(f.problem, f.seq) for f in findings] == [expected]
+
+
+def test_a_damaged_spool_ships_its_intact_lines_unparsed_and_verify_names_the_damage(store, tmp_path):
+    # The shipper recognises intact lines by their chain hash (spool_scan.py) and parses the rest in full.
+    spool = Spool(tmp_path / "spool", writer="lab-host:damaged")
+    events = unchained(chained_events(40, tag="damaged"))
+    for i in range(0, 40, 10):
+        emit(events[i:i + 10], spool_dir=spool.dir, writer=spool.writer)
+    seg = spool.dir / spool.segments()[0]
+    lines = seg.read_bytes().split(b"\n")
+    lines[5] = lines[5][:-30]  # truncated: reported, skipped
+    lines[17] = lines[17].replace(b'"message":"login', b'"message":"LOGIN')  # edited, still JSON: shipped
+    seg.write_bytes(b"\n".join(lines))
+    result = Shipper(spool, store, batch_size=15).ship()
+    assert result.ok and result.delivered == result.stored == 39
+    assert [c.line for c in result.corrupt] == [6]
+    stored = {e["event"]["id"]: e for e in store.search(Query(newest_first=False))}
+    assert len(stored) == 39 and stored[events[17]["event"]["id"]]["message"].startswith("LOGIN")
+    # Every intact event reads back byte for byte as its spool line (the search words are not in _source).
+    line_of = {json.loads(x)["event"]["id"]: x for i, x in enumerate(lines[:40]) if i != 5}
+    assert all(orjson.dumps(doc) == line_of[i] for i, doc in stored.items())
+    findings = verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads)
+    assert [(f.problem, f.seq) for f in findings] == [("removed", 6)]  # the first break of the one writer
 
 
 # -- through the TLS + basic-auth front -------------------------------------------------------

@@ -147,8 +147,8 @@ class RecordingSpool(Spool):
         super().__init__(*args, **kwargs)
         self.timeline = timeline
 
-    def read(self, start, max_events):
-        batch = super().read(start, max_events)
+    def read(self, start, max_events, **options):
+        batch = super().read(start, max_events, **options)
         self.timeline.append(("read", batch.end))
         return batch
 

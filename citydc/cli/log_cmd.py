@@ -210,8 +210,14 @@ def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
     loaded = load_config(ctx)
-    spool = spool_for(loaded)
-    delivered = spool.delivered_heads()  # read before the walk: the store holds at least these
+    spool_dir = loaded.resolve(loaded.config.security_log.spool_dir)
+    # On a host without the spool (an auditor's), the store's chains are still walked, but a store
+    # that lost the end of a chain, or holds events past it, cannot be told from an intact one.
+    spool = spool_for(loaded) if spool_dir.is_dir() else None
+    delivered = spool.delivered_heads() if spool else {}  # read before the walk: the store holds at least these
+    if spool is None and not as_json:
+        err.print(f"[yellow]warning:[/] no spool at {escape(str(spool_dir))} on this host: the chains are checked, "
+                  "but not against the heads the shipper delivered (a lost tail would go unnoticed)")
     with _store(loaded) as store:
         walked = 0
 
@@ -222,9 +228,10 @@ def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
                 yield doc
 
         findings = verify_chain(counted(store.chain(start)), partial=start is not None, delivered=delivered,
-                                emitted=spool.emitted_heads)
+                                emitted=spool.emitted_heads if spool else None)
     if as_json:
-        print_json({"ok": not findings, "events": walked, "findings": [f.to_json() for f in findings]})
+        print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
+                    "findings": [f.to_json() for f in findings]})
     elif findings:
         for f in findings:
             err.print(f"[bold red]{escape(f.format())}[/]")

@@ -128,7 +128,7 @@ def test_shipper_killed_with_sigkill_repeatedly_delivers_exactly_once(cfg):
     assert len(ids) == len(events), f"seed {seed}"
     assert sorted(ids) == sorted(e["event"]["id"] for e in events)
     assert json.loads(citydc(cfg, "log", "verify", "--json").stdout) == {"ok": True, "events": 24_000,
-                                                                          "findings": []}
+                                                                          "spool_checked": True, "findings": []}
     ndjson = citydc(cfg, "log", "search", "--ndjson", "--user", "alice").stdout.splitlines()
     assert len(ndjson) == 6000  # streamed, no cap
     assert spool_for(load(cfg)).backlog() == (0, 0)
@@ -254,3 +254,26 @@ def test_follow_ships_new_events_and_stops_cleanly_on_sigterm(cfg):
     delivered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith("citydc_seclog_events_delivered_total{"))
     assert delivered == 300
+
+
+def test_verify_on_a_host_without_the_spool_walks_the_store_and_says_what_it_cannot_check(cfg, tmp_path):
+    _ship_20(cfg)
+    # An auditor's host: the same store (copied), the same config, no spool directory.
+    auditor = tmp_path / "auditor"
+    (auditor / "var").mkdir(parents=True)
+    for f in (cfg.parent / "var").glob("seclog.db*"):
+        (auditor / "var" / f.name).write_bytes(f.read_bytes())
+    (auditor / "citydc.yaml").write_text(CONFIG, encoding="utf-8")
+    result = citydc(auditor / "citydc.yaml", "log", "verify")
+    assert "OK: 20 event(s)" in result.stdout
+    assert f"no spool at {auditor / 'var' / 'spool'} on this host" in " ".join(result.stderr.split())
+    assert not (auditor / "var" / "spool").exists()  # verify never creates it
+    report = json.loads(citydc(auditor / "citydc.yaml", "log", "verify", "--json").stdout)
+    assert report == {"ok": True, "events": 20, "spool_checked": False, "findings": []}
+    # What it cannot see without the spool: the last event deleted goes unnoticed there, not at home.
+    conn = _raw(auditor / "citydc.yaml")
+    conn.execute("DELETE FROM events WHERE seq = 20")
+    conn.commit()
+    conn.close()
+    assert json.loads(citydc(auditor / "citydc.yaml", "log", "verify", "--json").stdout)["ok"] is True
+    assert json.loads(citydc(cfg, "log", "verify", "--json").stdout)["spool_checked"] is True

@@ -25,7 +25,8 @@ def snmp(ctx: click.Context, listen: str | None) -> None:
     """Serve the SNMP exporter: GET /snmp?target=HOST[:PORT]&module=if_mib&auth=PROFILE, and /metrics.
 
     Prometheus schedules the polls (see `citydc collect snmp-targets`); a dead device gives
-    citydc_snmp_up 0 for that scrape only. Stop with Ctrl-C or SIGTERM.
+    citydc_snmp_up 0 for that scrape only. Stop with Ctrl-C or SIGTERM. Counter wrap carries are
+    saved in snmp.state_dir and continue after a restart when the device did not reboot meanwhile.
     """
     loaded = load_config(ctx)
     cfg = loaded.config
@@ -34,7 +35,10 @@ def snmp(ctx: click.Context, listen: str | None) -> None:
         host, port = parse_address(listen or cfg.snmp.listen, default_port=9116)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
-    exporter = Exporter(cfg)
+    state_path = None
+    if cfg.snmp.state_dir is not None:
+        state_path = loaded.resolve(cfg.snmp.state_dir) / state_file_name(host, port)
+    exporter = Exporter(cfg, state_path=state_path)
     exporter.start()
     try:
         server = serve(exporter, host, port)
@@ -48,6 +52,11 @@ def snmp(ctx: click.Context, listen: str | None) -> None:
     finally:
         server.server_close()
         exporter.stop()
+
+
+def state_file_name(host: str, port: int) -> str:
+    """Given the listen address, return the state file name: one file per exporter process on a host."""
+    return f"counters-{host.replace(':', '_').strip('[]')}-{port}.json"
 
 
 @click.command("snmp-targets")

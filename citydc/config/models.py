@@ -96,6 +96,12 @@ class SnmpCollector(Model):
         description="SNMPv2c polls: fast (citydc's own BER codec) or pysnmp (reference); v3 uses pysnmp")
     modules: dict[Name, SnmpModule] = Field(
         default_factory=dict, description="modules added to (or replacing) the built-in if_mib")
+    state_dir: Path | None = Field(
+        default=Path("var/snmp-state"),
+        description="counter wrap carries saved here survive an exporter restart (relative to the config; null = off)")
+    state_save_seconds: float = Field(default=60, gt=0, le=3600, description="save the counter state this often")
+    state_max_age_seconds: float = Field(
+        default=3600, gt=0, description="saved counter state older than this at a target's first poll is dropped")
 
 
 class Device(Model):

@@ -64,7 +64,7 @@ def lab_example() -> Config:
                                        auth_key=ref("env:CITYDC_SNMP_V3_AUTH"), priv_protocol="AES256",
                                        priv_key=ref("env:CITYDC_SNMP_V3_PRIV"), context_name="sw-fengshan-core1"),
         },
-        snmp=SnmpCollector(listen=f"{ports.HOST}:{ports.SNMP_EXPORTER}"),
+        snmp=SnmpCollector(listen=f"{ports.HOST}:{ports.SNMP_EXPORTER}", state_dir=f"{LAB}/var/snmp-state"),
         devices=[
             Device(name="sw-lab-snmpd", address=f"{ports.HOST}:{ports.SNMPD}", site="siwei", role="server",
                    snmp_auth="lab-v2c"),

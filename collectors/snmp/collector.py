@@ -18,7 +18,7 @@ from citydc.collectors.snmp.counters import TICKS_PER_SECOND, TargetCounters
 from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, IF_NUMBER, SYS_UPTIME, Module
 from citydc.collectors.snmp.poller import PollError, Session, WalkResult, get_columns, to_python, walk_columns
 
-__all__ = ["Sample", "ScrapeResult", "TargetState", "poll_target"]
+__all__ = ["Resume", "Sample", "ScrapeResult", "TargetState", "poll_target"]
 
 SPEED_SATURATED = 4294967295  # ifSpeed tops out here; ifHighSpeed (Mbit/s) holds the real speed
 
@@ -33,6 +33,15 @@ class Sample:
 
 
 @dataclass
+class Resume:
+    """Counter state a previous exporter process saved, times already on this process's monotonic clock."""
+
+    counters: TargetCounters
+    last_poll_at: float | None
+    max_age: float  # older than this at the first poll after the restart: dropped
+
+
+@dataclass
 class TargetState:
     """What survives between scrapes of one target: counter state and the static-column cache."""
 
@@ -41,6 +50,8 @@ class TargetState:
     static_at: float = float("-inf")
     fallbacks: set[str] = field(default_factory=set)  # 32-bit columns this device needs
     last_poll_at: float | None = None
+    resume: Resume | None = None  # saved state waiting for the first successful poll to check it
+    resume_outcome: str | None = None  # what that check decided (counters.RESUME_OUTCOMES), reported once
 
 
 @dataclass
@@ -56,6 +67,7 @@ class ScrapeResult:
     interfaces: int = 0
     uptime_seconds: float | None = None
     rebooted: bool = False
+    resume_outcome: str | None = None  # set on the first poll after a restart that had saved state
 
 
 def text(value: object) -> str:
@@ -162,6 +174,12 @@ def poll_samples(module: Module, state: TargetState, data: WalkResult, indexes: 
     base = (("site", site), ("device", device))
     uptime = _int(data.scalars.get(SYS_UPTIME))
     counters = state.counters
+    if state.resume is not None:
+        saved, state.resume = state.resume, None
+        state.resume_outcome = counters.resume(saved.counters, uptime, now, saved.max_age)
+        if state.resume_outcome == "restored":
+            # The line-rate check of a wrap during the downtime needs the time since the saved poll.
+            state.last_poll_at = saved.last_poll_at
     rebooted = counters.observe_uptime(uptime, now)
     if rebooted:
         state.static_at = float("-inf")  # interfaces may have been renumbered: re-read names next time
@@ -234,5 +252,6 @@ async def poll_target(session: Session, module: Module, state: TargetState, site
                             errors=Counter({"empty": 1}))
     samples, errors, rebooted, uptime = poll_samples(module, state, data, indexes, site, device, clock())
     errors.update(data.errors)
+    outcome, state.resume_outcome = state.resume_outcome, None
     return ScrapeResult(True, "", "", clock() - started, data.varbinds, data.requests, errors, samples,
-                        len(indexes), uptime, rebooted)
+                        len(indexes), uptime, rebooted, outcome)

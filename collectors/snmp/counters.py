@@ -13,6 +13,10 @@ interface's ifCounterDiscontinuityTime:
 
 The first value seen is exported as read, so exported values equal what the device answers until
 the first wrap. All times come from the caller (monotonic seconds), so the logic is testable.
+
+An exporter restart need not lose the carries: ``resume`` adopts the state a previous process saved
+(``state.py`` moved its wall-clock times onto this process's monotonic clock) when the device's own
+sysUpTime confirms it did not restart meanwhile.
 """
 
 from __future__ import annotations
@@ -20,10 +24,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["TICKS_PER_SECOND", "TargetCounters"]
+__all__ = ["RESUME_OUTCOMES", "TICKS_PER_SECOND", "TargetCounters"]
 
 TICKS_PER_SECOND = 100
 UPTIME_MODULUS = 2**32  # sysUpTime is TimeTicks, itself a 32-bit value that wraps after 497 days
+# sysUpTime and the host's clock both count real seconds: across a restart they may disagree only by the
+# poll's own duration (sysUpTime is read during the walk, the time is taken after it) and clock slew
+# (NTP slews at most 500 ppm). A device reboot shows as at least its boot time missing.
+RESUME_SLACK_SECONDS = 10.0
+RESUME_SLACK_RATIO = 0.001
+RESUME_OUTCOMES = ("restored", "stale", "reboot", "clock", "no_uptime")
 
 
 @dataclass
@@ -62,6 +72,53 @@ class TargetCounters:
         self._slots.clear()  # every counter restarted: drop every carry
         self._discontinuity.clear()
         return True
+
+    def resume(self, saved: TargetCounters, ticks: int | None, now: float, max_age: float) -> str:
+        """Given the state a previous exporter process saved (times on this process's monotonic clock),
+        this poll's sysUpTime and ``now``, adopt the saved carries when it is safe; return the outcome.
+
+        Outcomes: ``restored`` (sysUpTime advanced by the time that passed: carries continue),
+        ``stale`` (saved more than ``max_age`` seconds ago, or in the future), ``reboot`` (sysUpTime is
+        behind: the device restarted meanwhile, counted as a reboot reset), ``clock`` (sysUpTime is ahead
+        of the clock: the wall clock was stepped, nothing can be trusted), ``no_uptime`` (nothing to check
+        with). Anything but ``restored`` starts afresh: the first value is exported as read.
+        Call it on a fresh TargetCounters, before ``observe_uptime``.
+        """
+        if ticks is None or saved.uptime_ticks is None or saved.uptime_seen_at is None:
+            return "no_uptime"
+        age = now - saved.uptime_seen_at
+        if age < 0 or age > max_age:
+            return "stale"
+        self.wraps, self.resets = saved.wraps, Counter(saved.resets)
+        expected = saved.uptime_ticks + age * TICKS_PER_SECOND
+        # Fold into [-2^31, 2^31) ticks so sysUpTime's own 497-day wrap is no drift.
+        drift = (ticks - expected + UPTIME_MODULUS // 2) % UPTIME_MODULUS - UPTIME_MODULUS // 2
+        slack = (RESUME_SLACK_SECONDS + age * RESUME_SLACK_RATIO) * TICKS_PER_SECOND
+        if drift < -slack:
+            self.resets["reboot"] += 1
+            return "reboot"
+        if drift > slack:
+            return "clock"
+        self.uptime_ticks, self.uptime_seen_at = saved.uptime_ticks, saved.uptime_seen_at
+        self._slots = {key: _Slot(slot.raw, slot.carry) for key, slot in saved._slots.items()}
+        self._discontinuity = dict(saved._discontinuity)
+        return "restored"
+
+    def slots(self) -> list[tuple[str, int, int, int]]:
+        """Return every counter's (column, ifIndex, last raw value, carry), for saving."""
+        return [(column, if_index, slot.raw, slot.carry) for (column, if_index), slot in self._slots.items()]
+
+    def discontinuities(self) -> dict[int, int]:
+        """Return the last ifCounterDiscontinuityTime of each interface, for saving."""
+        return dict(self._discontinuity)
+
+    @classmethod
+    def from_saved(cls, uptime_ticks: int | None, uptime_seen_at: float | None, wraps: int,
+                   resets: dict[str, int], slots: list[tuple[str, int, int, int]],
+                   discontinuity: dict[int, int]) -> TargetCounters:
+        """Given what ``slots``/``discontinuities`` and the public fields returned, return the TargetCounters."""
+        return cls(uptime_ticks, uptime_seen_at, wraps, Counter(resets),
+                   {(column, i): _Slot(raw, carry) for column, i, raw, carry in slots}, dict(discontinuity))
 
     def observe_discontinuity(self, if_index: int, ticks: int) -> bool:
         """Given an interface's ifCounterDiscontinuityTime, return True if it changed (counters reset)."""

@@ -6,6 +6,10 @@ exporter's own. HTTP requests are served by threads; all SNMP work runs on one a
 its own thread, so a slow device only occupies its own coroutine. Two scrapes of the same
 target at once (an HA pair of Prometheus servers) share one poll, which also keeps the
 counter state in order.
+
+With a state file, the counter state (the 32-bit wrap carries) is saved every
+``snmp.state_save_seconds`` and at stop, and loaded at start (``state.py``), so a restart does not
+show up in Prometheus as a reset of every carried counter.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,7 +29,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
+from citydc.collectors.snmp import state as state_file
 from citydc.collectors.snmp.collector import ScrapeResult, TargetState, poll_target
+from citydc.collectors.snmp.counters import RESUME_OUTCOMES
 from citydc.collectors.snmp.exposition import samples_text
 from citydc.collectors.snmp.modules import Module, build_modules
 from citydc.collectors.snmp.poller import PollError, Session, auth_data, parse_address
@@ -57,8 +64,15 @@ class Job:
 class Exporter:
     """Given the config, poll devices on request. ``start()`` runs the SNMP loop thread."""
 
-    def __init__(self, config: Config, environ: Mapping[str, str] | None = None):
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None, state_path: Path | None = None,
+                 wall_clock=time.time, clock=time.monotonic):
+        """``state_path``: the counter state file (None: carries are not kept across restarts)."""
         self.config = config
+        self.state_path = state_path
+        self.wall_clock, self.clock = wall_clock, clock
+        self._saver: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._save_lock = threading.Lock()
         self.settings = config.snmp
         self.modules = build_modules(config.snmp.modules)
         self.environ = environ
@@ -83,13 +97,68 @@ class Exporter:
         self.polls_total = Counter("citydc_snmp_exporter_polls", "Polls by the path that ran them: fast_v2c "
                                    "(citydc's BER codec) or pysnmp (SNMPv3, or snmp.v2c_path: pysnmp).",
                                    ["site", "path"], registry=self.registry)
+        self.state_restored_total = Counter(
+            "citydc_snmp_counter_state_restored", "First polls after a restart with saved counter state, by "
+            "outcome: restored (carries continue), stale, reboot, clock (sysUpTime disagrees with the time "
+            "passed), no_uptime.", ["site", "outcome"], registry=self.registry)
+        self.state_writes_total = Counter("citydc_snmp_counter_state_writes", "Writes of the counter state file.",
+                                          ["outcome"], registry=self.registry)
+        self.state_load_problems_total = Counter(
+            "citydc_snmp_counter_state_load_problems", "Counter state files or entries ignored at start "
+            "(unreadable, corrupted, wrong version).", registry=self.registry)
+        for outcome in ("ok", "error"):
+            self.state_writes_total.labels(outcome)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.state_path is not None:
+            self.load_state()
         self._thread = threading.Thread(target=self.loop.run_forever, name="snmp-loop", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._init(), self.loop).result(10)
+        if self.state_path is not None:
+            self._saver = threading.Thread(target=self._save_every, name="snmp-state", daemon=True)
+            self._saver.start()
+
+    def load_state(self) -> None:
+        """Load the state file: each saved target waits for its first poll to check the saved state."""
+        assert self.state_path is not None
+        resumes, problems = state_file.load(self.state_path, self.clock(), self.wall_clock(),
+                                            self.settings.state_max_age_seconds)
+        self.state_load_problems_total.inc(problems)
+        for key, resume in resumes.items():
+            self.states.setdefault(key, TargetState()).resume = resume
+        if resumes:
+            log.info("loaded SNMP counter state of %d targets from %s", len(resumes), self.state_path)
+
+    def save_state(self) -> bool:
+        """Write the state file now; return False (logged, counted) if it could not be written."""
+        assert self.state_path is not None
+        if self._thread is not None and self._thread.is_alive() and self.loop.is_running():
+            # The states change on the loop thread: take the snapshot there, between two polls' steps.
+            doc = asyncio.run_coroutine_threadsafe(self._snapshot(), self.loop).result(30)
+        else:
+            doc = state_file.dump(self.states, self.clock(), self.wall_clock())
+        with self._save_lock:
+            try:
+                state_file.write_atomic(self.state_path, doc)
+            except OSError as exc:
+                log.warning("cannot write SNMP counter state %s: %s", self.state_path, exc)
+                self.state_writes_total.labels("error").inc()
+                return False
+        self.state_writes_total.labels("ok").inc()
+        return True
+
+    async def _snapshot(self) -> dict:
+        return state_file.dump(self.states, self.clock(), self.wall_clock())
+
+    def _save_every(self) -> None:
+        while not self._stopping.wait(self.settings.state_save_seconds):
+            try:
+                self.save_state()
+            except Exception:  # the next interval tries again; the exporter keeps serving
+                log.exception("saving the SNMP counter state failed")
 
     async def _init(self) -> None:
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
@@ -98,9 +167,14 @@ class Exporter:
         self.semaphore = asyncio.Semaphore(self.settings.max_concurrent_polls)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._saver:
+            self._saver.join(30)  # before the loop stops: a save in progress needs the loop for its snapshot
         self.loop.call_soon_threadsafe(self.loop.stop)
         if self._thread:
             self._thread.join(5)
+        if self.state_path is not None:
+            self.save_state()  # the loop has stopped: the states no longer change
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -196,6 +270,8 @@ class Exporter:
                 result.errors[result.reason] = 1
             log.info("poll %s (%s): %s: %s", job.device.name, job.module.name, result.reason, result.message)
         site = job.device.site
+        if result.resume_outcome in RESUME_OUTCOMES:
+            self.state_restored_total.labels(site, result.resume_outcome).inc()
         self.requests_total.labels(site, job.module.name, "up" if result.up else "down").inc()
         self.poll_seconds.labels(site, job.module.name).observe(result.duration_seconds)
         for reason, n in result.errors.items():

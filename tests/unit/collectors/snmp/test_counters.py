@@ -71,3 +71,33 @@ def test_discontinuity_time_change_resets_only_that_interface():
     assert c.update("ifInOctets", 1, 6, 32) == 6
     assert c.update("ifInOctets", 2, 6, 32) == 2**32 + 6
     assert c.resets["discontinuity"] == 1
+
+
+def saved_after_wrap(uptime_ticks: int, at: float) -> TargetCounters:
+    saved = TargetCounters()
+    saved.observe_uptime(uptime_ticks, now=at)
+    saved.update("ifInOctets", 1, 2**32 - 10, 32)
+    saved.update("ifInOctets", 1, 20, 32)
+    return saved
+
+
+def test_resume_across_sysuptime_own_wrap_keeps_the_carry():
+    saved = saved_after_wrap(2**32 - 1000, at=0.0)
+    c = TargetCounters()
+    assert c.resume(saved, 2000, now=30.0, max_age=3600) == "restored"  # 3000 ticks later, across 2^32
+    assert not c.observe_uptime(2000, now=30.0)
+    assert c.update("ifInOctets", 1, 30, 32) == 2**32 + 30
+
+
+def test_resume_does_not_share_slots_with_the_saved_state():
+    saved = saved_after_wrap(1000, at=0.0)
+    c = TargetCounters()
+    assert c.resume(saved, 1000 + 500, now=5.0, max_age=3600) == "restored"
+    c.update("ifInOctets", 1, 5, 32)  # a second wrap in the live state only
+    assert saved.slots() == [("ifInOctets", 1, 20, 2**32)]
+
+
+def test_resume_without_sysuptime_starts_afresh():
+    c = TargetCounters()
+    assert c.resume(saved_after_wrap(1000, at=0.0), None, now=5.0, max_age=3600) == "no_uptime"
+    assert c.update("ifInOctets", 1, 30, 32) == 30

@@ -13,7 +13,7 @@ import ipaddress
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -238,7 +238,6 @@ class Aggregator:
             self._talkers(batch)
 
     def _interfaces(self, batch: FlowBatch, weights: list[np.ndarray]) -> None:
-        labels = self._iface_labels[(batch.site, batch.exporter)]
         for direction, column in (("in", "in_if"), ("out", "out_if")):
             col = batch[column]
             if int(col.max()) < _BINCOUNT_IFINDEX:
@@ -248,13 +247,20 @@ class Aggregator:
             else:
                 uniq, inverse = np.unique(col, return_inverse=True)
                 sums_b, sums_p = (np.bincount(inverse, w) for w in weights)
-            for index, b, p in zip(uniq.tolist(), sums_b.tolist(), sums_p.tolist(), strict=True):
-                label = labels.get(index)
-                if label is None:
-                    label = self._iface_label(batch.exporter, index, labels)
-                acc = self.interfaces[(batch.site, batch.exporter, label, direction)]
-                acc[0] += round(b)
-                acc[1] += round(p)
+            self._add_interfaces(batch.site, batch.exporter, direction,
+                                 zip(uniq.tolist(), sums_b.tolist(), sums_p.tolist(), strict=True))
+
+    def _add_interfaces(self, site: str, exporter: str, direction: str,
+                        sums: Iterable[tuple[int, float, float]]) -> None:
+        # (ifIndex, bytes, packets) sums of one direction, under their labels (both paths; lock held).
+        labels = self._iface_labels[(site, exporter)]
+        for index, b, p in sums:
+            label = labels.get(index)
+            if label is None:
+                label = self._iface_label(exporter, index, labels)
+            acc = self.interfaces[(site, exporter, label, direction)]
+            acc[0] += round(b)
+            acc[1] += round(p)
 
     def interface_snapshot(self) -> tuple[dict[tuple[str, str, str, str], int], dict[tuple[str, str], dict[int, str]]]:
         """Return (bytes by (site, exporter, interface label, direction), the ifIndex -> label map of
@@ -331,18 +337,11 @@ class Aggregator:
         # keys, order and rules as the column path.
         with self.lock:
             self.records += part.records
-            labels = self._iface_labels[(part.site, part.exporter)]
             for direction, rows, top in (("in", part.in_if, part.max_in), ("out", part.out_if, part.max_out)):
                 rows = rows[np.argsort(rows["key"], kind="stable")]
                 if top < _BINCOUNT_IFINDEX:  # np.bincount path above: interfaces without packets are left out
                     rows = rows[rows["packets"] != 0]
-                for index, b, p in rows.tolist():
-                    label = labels.get(index)
-                    if label is None:
-                        label = self._iface_label(part.exporter, index, labels)
-                    acc = self.interfaces[(part.site, part.exporter, label, direction)]
-                    acc[0] += round(b)
-                    acc[1] += round(p)
+                self._add_interfaces(part.site, part.exporter, direction, rows.tolist())
             if part.table is not None:
                 member = part.table.member > 0
                 for a, agency in enumerate(part.table.agencies):

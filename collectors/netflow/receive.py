@@ -180,7 +180,6 @@ class BatchReceiver:
             # numpy views of the fields the kernel writes, so a whole batch is read in a few operations
             raw = np.frombuffer(self._msgs, np.uint8).reshape(slots, ctypes.sizeof(_MMsgHdr))
             self._namelen = raw[:, _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_namelen.offset:][:, :4].view(np.uint32)
-            self._flags = raw[:, _MsgHdr.msg_flags.offset:][:, :4].view(np.int32)
             self._msg_len = raw[:, _MMsgHdr.msg_len.offset:][:, :4].view(np.uint32)
 
     def receive(self) -> Received | None:

@@ -94,9 +94,6 @@ class Result:
     def ok(self) -> bool:
         return self.outcome is Outcome.SUCCESS
 
-    def masked_command(self) -> str:
-        return mask(shlex.join(self.argv), self.secrets)
-
     def masked_stderr(self) -> str:
         return mask(self.stderr, self.secrets)
 

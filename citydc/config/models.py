@@ -273,6 +273,3 @@ class Config(Model):
     security_log: SecurityLog = Field(default_factory=SecurityLog)
     alerting: Alerting = Field(default_factory=Alerting)
     tools: Tools = Field(default_factory=Tools)
-
-    def site_ids(self) -> set[str]:
-        return {s.id for s in self.sites}

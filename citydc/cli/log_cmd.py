@@ -17,7 +17,7 @@ from rich.table import Table
 from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, err, fail, load_config, out, print_json
 from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
-from citydc.seclog.chain import verify as verify_chain
+from citydc.seclog.chain import verify_report
 from citydc.seclog.emit import spool_for
 from citydc.seclog.query import SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import SpoolBusy
@@ -204,7 +204,12 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
-    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event."""
+    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event.
+
+    A chain is a writer's (one spool's) in one incarnation of its spool: a spool re-created from
+    scratch starts a new chain, reported as information with where the previous one ended, as is
+    an event re-emitted after the store had it. Exit 0 when every chain is intact, 1 otherwise.
+    """
     try:
         start = parse_time(since, "--since") if since else None
     except QueryError as exc:
@@ -227,14 +232,20 @@ def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
                 walked += 1
                 yield doc
 
-        findings = verify_chain(counted(store.chain(start)), partial=start is not None, delivered=delivered,
-                                emitted=spool.emitted_heads if spool else None)
+        report = verify_report(counted(store.chain(start)), partial=start is not None, delivered=delivered,
+                               emitted=spool.emitted_heads if spool else None)
+    findings = report.findings
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
-                    "findings": [f.to_json() for f in findings]})
-    elif findings:
+                    "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]})
+        if findings:
+            sys.exit(EXIT_FAILED)
+        return
+    for notice in report.notices:
+        out.print(f"info: {escape(notice.format())}", soft_wrap=True)
+    if findings:
         for f in findings:
-            err.print(f"[bold red]{escape(f.format())}[/]")
+            err.print(f"[bold red]{escape(f.format())}[/]", soft_wrap=True)
     else:
         out.print(f"OK: {walked} event(s), every chain intact")
     if findings:

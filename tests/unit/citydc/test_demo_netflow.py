@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from citydc import demo_netflow as demo
-from citydc.config import sample
 from citydc.config.models import Netflow, NetflowListener
 from citydc.lab.base import LabError
+from citydc.lab.config import lab_config
 
 SHARED = demo.NETFLOW_CAPTURES  # shared/ lies beside the repository, in CI too
 
@@ -47,7 +47,7 @@ def test_listener_targets_take_the_first_listener_per_site_on_loopback():
     listeners = [NetflowListener(port=2055, site="siwei", address="0.0.0.0"),  # noqa: S104 - what a bind-all listener looks like
                  NetflowListener(port=2056, site="siwei"),
                  NetflowListener(port=2057, site="fengshan", address="127.0.0.5")]
-    cfg = sample.lab_example().model_copy(update={"netflow": Netflow(listeners=listeners)})
+    cfg = lab_config(Path("/tmp/citydc-lab")).model_copy(update={"netflow": Netflow(listeners=listeners)})
     assert demo.listener_targets(cfg) == {"siwei": ("127.0.0.1", 2055), "fengshan": ("127.0.0.5", 2057)}
 
 

@@ -120,6 +120,10 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "unknown key (not part of the schema; check its spelling)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if len(loc) >= 2 and loc[-1] == "[key]":  # a mapping key of the wrong type: name the key itself
+            loc, msg = loc[:-1], f"key: {msg}"
+            out.append((f"{format_loc(loc[:-1])}.{loc[-1]}" if len(loc) > 1 else str(loc[0]), msg))
+            continue
         out.append((format_loc(loc), msg))
     return out
 

@@ -6,14 +6,15 @@ import os
 import time
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from citydc.cli.lab_cmd import lab_context, status_table
 from citydc.cli.output import EXIT_FAILED, EXIT_OK, err, fail, out, print_json
-from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load
 from citydc.lab import ports, registry
 from citydc.lab.base import LabError
+from citydc.lab.config import write_lab_config
 from citydc.lab.demo import cycle
 from citydc.lab.demo.netflow import netflow_step
 from citydc.lab.demo.record import record_captures
@@ -26,13 +27,13 @@ from citydc.lab.demo.seclog_event import record_demo_started
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def demo(ctx: click.Context, services: str, as_json: bool) -> None:
-    """Start the lab and run one operations cycle on the example config (SQLite security log).
+    """Start the lab and run one operations cycle on the lab's config (SQLite security log).
 
     The cycle: validate the config, record demo-started, poll every device through the SNMP
     exporter, record the lab softflowd's NetFlow v5/v9/IPFIX exports, replay them to the NetFlow
-    collector and check its records and bytes against nfdump's, back up each site locally and off-site to the other site
-    and drill a restore, then ship the security log and verify its hash chains. Ends with where
-    every service listens.
+    collector and check its records and bytes against nfdump's, back up each site locally and
+    off-site to the other site and drill a restore, then ship the security log and verify its
+    hash chains. Ends with where every service listens.
     """
     for name, value in ports.LAB_ENV.items():
         os.environ.setdefault(name, value)  # the lab's own credentials, referenced by the example
@@ -46,11 +47,14 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     except LabError as exc:
         fail(str(exc), hint="`citydc lab status` shows what runs; `citydc lab down` stops it")
     steps.append(cycle.Step("lab up", True, f"{len(statuses)} service(s) in {cycle.elapsed(started)}"))
-    try:
-        loaded = load(sample.EXAMPLE_PATH)
+    try:  # written after lab up: the sftp service writes the ssh_config the config names
+        config_path = write_lab_config(lab)
+        loaded = load(config_path)
+    except OSError as exc:
+        fail(f"cannot write the lab config: {exc}")
     except ConfigInvalid as exc:
-        fail(f"the example config is invalid: {exc}")
-    steps.append(cycle.Step("config check", True, str(sample.EXAMPLE_PATH)))
+        fail(f"the lab config is invalid: {exc}")
+    steps.append(cycle.Step("config check", True, str(config_path)))
     first = record_demo_started(loaded, [s.name for s in statuses])
     steps.append(cycle.Step(first["step"], first["ok"], first["detail"]))
     cycle.prepare_data(lab.root)
@@ -91,7 +95,7 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     if netflow and netflow.rows:
         out.print(_netflow_table(netflow.rows))
     out.print(status_table(statuses))
-    out.print("Security log: [bold]citydc -c citydc/config/example.yaml log search --since 1h[/]. "
+    out.print(f"Security log: [bold]citydc -c {escape(str(config_path))} log search --since 1h[/]. "
               "Stop the lab with [bold]citydc lab down[/].")
     ctx.exit(EXIT_OK if ok else EXIT_FAILED)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
@@ -28,7 +30,7 @@ def status_table(statuses: list[registry.ServiceStatus]) -> Table:
 
 @click.group("lab")
 def lab_group() -> None:
-    """Run the lab's real services on loopback (snmpd, Elasticsearch, ...)."""
+    """Run the lab's real services on loopback (snmpd, Elasticsearch, ...) and write their config."""
 
 
 @lab_group.command("up")
@@ -69,3 +71,25 @@ def status(services: tuple[str, ...], as_json: bool) -> None:
     except LabError as exc:
         fail(str(exc), code=2)
     print_json([s.to_json() for s in statuses]) if as_json else out.print(status_table(statuses))
+
+
+@lab_group.command("config")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of <lab dir>/citydc.yaml; '-' prints it.")
+def config(output: Path | None) -> None:
+    """Write the lab's citydc.yaml: its loopback devices and ports, paths under $CITYDC_LAB_DIR.
+
+    Prints the path written. Load the file after `citydc lab up sftp`, which writes the
+    ssh_config its off-site repositories name.
+    """
+    from citydc.lab.config import lab_config_text, write_lab_config
+
+    ctx = lab_context()
+    if output is not None and str(output) == "-":
+        click.echo(lab_config_text(ctx.root.absolute()), nl=False)
+        return
+    try:
+        path = write_lab_config(ctx, output)
+    except OSError as exc:
+        fail(f"cannot write the lab config: {exc.strerror}: {exc.filename}", code=1)
+    click.echo(str(path))

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from citydc.collectors.netflow.pcapfile import udp_payloads
-from citydc.config import sample
 from citydc.config.models import Netflow, NetflowListener
+from citydc.lab.config import lab_config
 from citydc.lab.demo import netflow as demo
 from citydc.lab.demo import record
 
@@ -52,7 +52,7 @@ def test_listener_targets_take_the_first_listener_per_site_on_loopback():
     listeners = [NetflowListener(port=2055, site="siwei", address="0.0.0.0"),  # noqa: S104 - what a bind-all listener looks like
                  NetflowListener(port=2056, site="siwei"),
                  NetflowListener(port=2057, site="fengshan", address="127.0.0.5")]
-    cfg = sample.lab_example().model_copy(update={"netflow": Netflow(listeners=listeners)})
+    cfg = lab_config(Path("/tmp/citydc-lab")).model_copy(update={"netflow": Netflow(listeners=listeners)})
     assert demo.listener_targets(cfg) == {"siwei": ("127.0.0.1", 2055), "fengshan": ("127.0.0.5", 2057)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -273,3 +274,14 @@ class Config(Model):
     security_log: SecurityLog = Field(default_factory=SecurityLog)
     alerting: Alerting = Field(default_factory=Alerting)
     tools: Tools = Field(default_factory=Tools)
+    timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
+                          "(events, --json and CSV stay UTC)")
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
+        return value

@@ -191,11 +191,23 @@ def backup_group() -> None:
     """
 
 
+def _complete_jobs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a JOB argument: the job names of the config in use (none if it cannot be read)."""
+    from citydc.cli.output import config_path
+    from citydc.config.loader import load
+
+    try:
+        loaded = load(config_path(ctx.find_root().params.get("config_path")))
+    except (Exception, SystemExit):  # completion must never print an error into the shell
+        return []
+    return [j.name for j in loaded.config.backup.jobs if j.name.startswith(incomplete)]
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result (and its events) as JSON.")
 
 
 @backup_group.command("init", epilog=examples("citydc backup init siwei-files"))
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @json_option
 @wide_option
 @click.pass_context
@@ -205,7 +217,7 @@ def init_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
 
 
 @backup_group.command("run", epilog=examples("citydc backup run siwei-files", "citydc backup run siwei-files --json"))
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @json_option
 @wide_option
 @click.pass_context
@@ -216,7 +228,7 @@ def run_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
 
 @backup_group.command("check", epilog=examples("citydc backup check siwei-files", "citydc backup check siwei-files "
                                                                                   "--repo offsite"))
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
 @json_option
 @wide_option
@@ -227,7 +239,7 @@ def check_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
 
 
 @backup_group.command("prune", epilog=examples("citydc backup prune siwei-files --repo local"))
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
 @json_option
 @wide_option
@@ -239,7 +251,7 @@ def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
 
 @backup_group.command("drill", epilog=examples("citydc backup drill siwei-files", "citydc backup drill siwei-files "
                                                                                   "--repo offsite"))
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, default="local", show_default=True, help="Repository to restore from.")
 @json_option
 @wide_option
@@ -287,7 +299,7 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 @backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-files --offline "
                                                                        "--utc"))
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, shell_complete=_complete_jobs)
 @click.option("--offline", is_flag=True, help="Only the recorded state; do not ask the repositories.")
 @json_option
 @wide_option

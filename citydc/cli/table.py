@@ -138,7 +138,10 @@ def _print_blocks(console: Console, columns: Sequence[Column], cells: list[list[
         for i in order:
             if row[i] in EMPTY:
                 continue
+            style = (columns[i].style(row[i]) if columns[i].style else None) or ""
+            first, *more = row[i].split("\n")
             line = Text(f"{columns[i].header}: ", style="bold")
-            line.append(row[i].replace("\n", "; "), style=(columns[i].style(row[i]) if columns[i].style else None)
-                        or "")
+            line.append(first, style=style)
             console.print(line, overflow="fold", soft_wrap=False)
+            for extra in more:  # a multi-line value (endpoints): one indented line each
+                console.print(Text(f"  {extra}", style=style), overflow="fold", soft_wrap=False)

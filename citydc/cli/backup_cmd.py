@@ -182,7 +182,7 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
     ctx.exit(_report(name, results, runner, as_json, wide))
 
 
-@click.group("backup", epilog=examples("citydc backup run siwei-files", "citydc backup status --offline"))
+@click.group("backup", epilog=examples("citydc backup run siwei-ldap", "citydc backup status --offline"))
 def backup_group() -> None:
     """restic backup jobs: backup, off-site copy, retention, checks and restore drills.
 
@@ -206,7 +206,7 @@ def _complete_jobs(ctx: click.Context, param: click.Parameter, incomplete: str) 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result (and its events) as JSON.")
 
 
-@backup_group.command("init", epilog=examples("citydc backup init siwei-files"))
+@backup_group.command("init", epilog=examples("citydc backup init siwei-ldap"))
 @click.argument("job", shell_complete=_complete_jobs)
 @json_option
 @wide_option
@@ -216,7 +216,7 @@ def init_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
     _act(ctx, job, as_json, lambda r: r.init(), wide)
 
 
-@backup_group.command("run", epilog=examples("citydc backup run siwei-files", "citydc backup run siwei-files --json"))
+@backup_group.command("run", epilog=examples("citydc backup run siwei-ldap", "citydc backup run siwei-ldap --json"))
 @click.argument("job", shell_complete=_complete_jobs)
 @json_option
 @wide_option
@@ -226,7 +226,7 @@ def run_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
     _act(ctx, job, as_json, lambda r: r.run(), wide)
 
 
-@backup_group.command("check", epilog=examples("citydc backup check siwei-files", "citydc backup check siwei-files "
+@backup_group.command("check", epilog=examples("citydc backup check siwei-ldap", "citydc backup check siwei-ldap "
                                                                                   "--repo offsite"))
 @click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
@@ -238,7 +238,7 @@ def check_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
     _act(ctx, job, as_json, lambda r: r.check(repo), wide)
 
 
-@backup_group.command("prune", epilog=examples("citydc backup prune siwei-files --repo local"))
+@backup_group.command("prune", epilog=examples("citydc backup prune siwei-ldap --repo local"))
 @click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
 @json_option
@@ -249,7 +249,7 @@ def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
     _act(ctx, job, as_json, lambda r: r.prune(repo), wide)
 
 
-@backup_group.command("drill", epilog=examples("citydc backup drill siwei-files", "citydc backup drill siwei-files "
+@backup_group.command("drill", epilog=examples("citydc backup drill siwei-ldap", "citydc backup drill siwei-ldap "
                                                                                   "--repo offsite"))
 @click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, default="local", show_default=True, help="Repository to restore from.")
@@ -297,7 +297,7 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     return failures_first(table, 2)
 
 
-@backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-files --offline "
+@backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-ldap --offline "
                                                                        "--utc"))
 @click.argument("jobs", nargs=-1, shell_complete=_complete_jobs)
 @click.option("--offline", is_flag=True, help="Only the recorded state; do not ask the repositories.")

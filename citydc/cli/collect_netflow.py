@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from citydc.cli.output import EXIT_CONFIG, err, exit_now, fail, load_config
+from citydc.cli.output import EXIT_CONFIG, err, examples, exit_now, fail, load_config
 from citydc.collectors.netflow.collector import build
 from citydc.collectors.netflow.flowlog import JsonLinesFlowLog
 from citydc.collectors.netflow.snmp_feed import SnmpFeed, SnmpPoller, links
@@ -27,7 +27,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command("netflow")
+@click.command("netflow", epilog=examples("citydc collect netflow", "citydc collect netflow --site fengshan --metrics "
+                                                                   "127.0.0.1:9311"))
 @click.option("--metrics", "metrics_address", default="127.0.0.1:9310", show_default=True,
               help="HOST:PORT of the Prometheus /metrics endpoint.")
 @click.option("--flow-output", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -325,3 +326,14 @@ class Config(Model):
     security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
     tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
+    timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
+                          "(events, --json and CSV stay UTC)")
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
+        return value

@@ -85,8 +85,8 @@ def lab_config(root: Path) -> Config:
             listeners=[NetflowListener(port=12055, site="siwei"), NetflowListener(port=12056, site="fengshan")],
             agencies=[Agency(name="civil-affairs", prefixes=["10.10.1.0/24"]),
                       Agency(name="police", prefixes=["10.10.2.0/24", "10.20.2.0/24"]),
-                      # the hosts of the softflowd captures the demo replays
-                      Agency(name="information-center", prefixes=["10.99.77.0/24"])],
+                      # the hosts whose traffic the lab's softflowd accounts (lab/softflowd.py)
+                      Agency(name="information-center", prefixes=["10.99.78.0/24"])],
             exporters=[NetflowExporter(address=ports.HOST, sampling_rate=1)],
         ),
         # Each site backs up locally and copies off-site to the other; the lab's sshd (lab/sftp.py)

@@ -9,15 +9,16 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from citydc import demo as cycle
 from citydc.cli.lab_cmd import lab_context, status_table
 from citydc.cli.output import EXIT_FAILED, EXIT_OK, err, fail, out, print_json
 from citydc.config.loader import ConfigInvalid, load
-from citydc.demo_netflow import netflow_step
 from citydc.lab import ports, registry
 from citydc.lab.base import LabError
 from citydc.lab.config import write_lab_config
-from citydc.seclog.demo import record_demo_started
+from citydc.lab.demo import cycle
+from citydc.lab.demo.netflow import netflow_step
+from citydc.lab.demo.record import record_captures
+from citydc.lab.demo.seclog_event import record_demo_started
 
 
 @click.command("demo")
@@ -29,10 +30,10 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     """Start the lab and run one operations cycle on the lab's config (SQLite security log).
 
     The cycle: validate the config, record demo-started, poll every device through the SNMP
-    exporter, replay real NetFlow v5/v9/IPFIX captures to the NetFlow collector and check its
-    records and bytes against nfdump's, back up each site locally and off-site to the other site
-    and drill a restore, then ship the security log and verify its hash chains. Ends with where
-    every service listens.
+    exporter, record the lab softflowd's NetFlow v5/v9/IPFIX exports, replay them to the NetFlow
+    collector and check its records and bytes against nfdump's, back up each site locally and
+    off-site to the other site and drill a restore, then ship the security log and verify its
+    hash chains. Ends with where every service listens.
     """
     for name, value in ports.LAB_ENV.items():
         os.environ.setdefault(name, value)  # the lab's own credentials, referenced by the example
@@ -59,8 +60,14 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     cycle.prepare_data(lab.root)
     with err.status("polling every device through the SNMP exporter…"):
         steps.append(cycle.snmp_step(loaded, lab))
-    with err.status("replaying NetFlow captures to the collector…"):
-        steps.append(netflow_step(loaded, lab))
+    with err.status("recording softflowd's exports and nfdump's totals…") as status:
+        try:
+            captures = record_captures(lab, lambda msg: status.update(msg + "…"))
+        except LabError as exc:
+            steps.append(cycle.Step("netflow", False, str(exc)))
+        else:
+            status.update("replaying the recorded exports to the NetFlow collector…")
+            steps.append(netflow_step(loaded, lab, captures))
     with err.status("backups…") as status:
         steps += cycle.backup_steps(loaded, lambda msg: status.update(msg + "…"))
     with err.status("shipping and verifying the security log…"):
@@ -94,7 +101,7 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
 
 
 def _netflow_table(rows: list[dict]) -> Table:
-    table = Table(title="NetFlow: shared softflowd captures replayed to citydc collect netflow, vs nfdump")
+    table = Table(title="NetFlow: softflowd exports recorded now, replayed to citydc collect netflow, vs nfdump")
     # Addresses, sites and numbers are never cut short on a narrow terminal; the top lines fold.
     for col, width in (("exporter", 9), ("site", 8), ("format", 6), ("records", 7), ("bytes", 9), ("nfdump", 6),
                        ("top protocol", None), ("top agency", None)):

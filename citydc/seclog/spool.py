@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from citydc import atomicfile
 from citydc.seclog import chain, spool_ids
 from citydc.seclog.event import EventInvalid, validate_event
 from citydc.seclog.pacing import let_others_run
@@ -424,7 +425,7 @@ class Spool:
             c = doc["citydc"]["chain"]
             if c["seq"] > writers.get(c["writer"], {}).get("seq", 0):
                 writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
-        chain.atomic_write(self.dir / ACK_FILE,
+        atomicfile.write(self.dir / ACK_FILE,
                            json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True).encode())
         for name in self.segments():
             if name < pos.segment:

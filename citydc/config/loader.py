@@ -112,7 +112,11 @@ _REMOVED_TOOLS = {"snmpget", "snmpbulkwalk", "snmpd", "haproxy", "promtool", "an
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+        loc = list(err["loc"])
+        # The tag pydantic adds for a discriminated union (snmp_auth.<name>.<tag>, security_log.sink.<tag>)
+        # is no key of the file; drop it there only, so a profile named "3" keeps its name.
+        if len(loc) > 2 and (loc[0] == "snmp_auth" or loc[:2] == ["security_log", "sink"]) and loc[2] in _UNION_TAGS:
+            del loc[2]
         msg = err["msg"]
         if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "tools" and loc[1] in _REMOVED_TOOLS:
             msg = "no longer a setting: citydc does not run this program itself (the lab finds its own); remove it"

@@ -247,3 +247,11 @@ def test_no_deferred_import_of_lab_collectors_or_backup_in_config_or_seclog():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 offenders += [f"{path.name}: {n}" for n in names if n.startswith(FORBIDDEN)]
     assert offenders == []
+
+
+def test_union_tags_are_dropped_from_paths_but_a_profile_named_like_one_keeps_its_name():
+    text = HEAD + "snmp_auth:\n  '3': {version: '3', username: u, security_level: authNoPriv, bogus: 1}\n" \
+                  "  sqlite: {version: 2c, community: inline-secret}\n" \
+                  "security_log:\n  sink: {kind: sqlite, pth: x.db}\n"
+    assert set(errors_of(text)) == {"snmp_auth.3.bogus", "snmp_auth.sqlite.community",
+                                    "security_log.sink.pth"}

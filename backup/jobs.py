@@ -113,6 +113,7 @@ class JobRunner:
     on_step: Callable[[str, str], None] | None = None
     emitted: list[dict] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    ssh: str = "ssh"  # tools.ssh: the program restic runs for sftp: repositories
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class JobRunner:
         repo = self.repo(kind)
         if repo is None:
             raise ValueError(f"job {self.job.name} has no {kind} repository")
-        return restic.repo_access(repo)
+        return restic.repo_access(repo, ssh=self.ssh)
 
     def _emit(self, evs: list[dict]) -> None:
         self.emitted.extend(evs)

@@ -71,7 +71,8 @@ def _runner(ctx: click.Context, name: str, **kwargs: Any) -> tuple[LoadedConfig,
         runner.version()
     except (restic.ResticError, OSError) as exc:
         fail(str(exc), EXIT_FAILED, hint="install restic 0.14 or newer, or set tools.restic in citydc.yaml")
-    return loaded, JobRunner(job, runner, state_dir, _emitter(loaded), cfg.backup.lock_stale_seconds, **kwargs)
+    return loaded, JobRunner(job, runner, state_dir, _emitter(loaded), cfg.backup.lock_stale_seconds,
+                             ssh=cfg.tools.ssh, **kwargs)
 
 
 def _write_metrics(loaded: LoadedConfig) -> None:

@@ -19,10 +19,12 @@ __all__ = ["netflow", "parse_host_port"]
 
 def parse_host_port(text: str) -> tuple[str, int]:
     """Given 'host:port', return (host, port). Raise click.BadParameter naming what was expected."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT with a port 1-65535, got {text!r}")
-    return host.strip("[]"), int(port)
+    from citydc import hostport
+
+    try:
+        return hostport.parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command("netflow", epilog=examples("citydc collect netflow", "citydc collect netflow --site fengshan --metrics "

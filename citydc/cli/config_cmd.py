@@ -60,13 +60,14 @@ def show(file: str) -> None:
 
 @config_group.command("sample", epilog=examples("citydc config sample > citydc.yaml"))
 @click.option("--check", "check_only", is_flag=True,
-              help="Exit 1 if the committed example differs from what the models generate.")
+              help="Exit 1 if the committed citydc/config/sample.yaml differs from what the models generate.")
 def sample_cmd(check_only: bool) -> None:
-    """Print the commented lab example config, generated from the models."""
-    text = sample.render(sample.lab_example())
+    """Print the reference citydc.yaml of a two-site data centre: every section and option, with its
+    default and a comment, generated from the models. The lab's own config: `citydc lab config`."""
+    text = sample.reference_text()
     if check_only:
-        same = sample.EXAMPLE_PATH.read_text(encoding="utf-8") == text
-        click.echo(f"{sample.EXAMPLE_PATH}: {'up to date' if same else 'STALE, regenerate it'}")
+        same = sample.SAMPLE_PATH.read_text(encoding="utf-8") == text
+        click.echo(f"{sample.SAMPLE_PATH}: {'up to date' if same else 'STALE, regenerate it'}")
         sys.exit(0 if same else 1)
     click.echo(text, nl=False)
 

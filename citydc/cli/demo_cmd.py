@@ -9,16 +9,17 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from citydc import demo as cycle
 from citydc.cli.lab_cmd import lab_context, print_status, start_services
 from citydc.cli.output import EXIT_FAILED, EXIT_OK, examples, fail, out, print_json, progress
 from citydc.cli.table import Column, failures_first, print_table, status_style
-from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load
-from citydc.demo_netflow import netflow_step
 from citydc.lab import ports
 from citydc.lab.base import LabError
-from citydc.seclog.demo import record_demo_started
+from citydc.lab.config import write_lab_config
+from citydc.lab.demo import cycle
+from citydc.lab.demo.netflow import netflow_step
+from citydc.lab.demo.record import record_captures
+from citydc.lab.demo.seclog_event import record_demo_started
 
 
 @click.command("demo", epilog=examples("citydc demo", "citydc demo --services snmpd,sftp --json"))
@@ -27,13 +28,13 @@ from citydc.seclog.demo import record_demo_started
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def demo(ctx: click.Context, services: str, as_json: bool) -> None:
-    """Start the lab and run one operations cycle on the example config (SQLite security log).
+    """Start the lab and run one operations cycle on the lab's config (SQLite security log).
 
-    The cycle: validate the config, record demo-started, poll every device through the SNMP
-    exporter, replay real NetFlow v5/v9/IPFIX captures to the NetFlow collector and check its
-    records and bytes against nfdump's, back up each site locally and off-site to the other site
-    and drill a restore, then ship the security log and verify its hash chains. Ends with where
-    every service listens.
+    The cycle: write and validate the lab's config, record demo-started, poll every device
+    through the SNMP exporter, record the lab softflowd's NetFlow v5/v9/IPFIX exports, replay them
+    to the NetFlow collector and check its records and bytes against nfdump's, back up each site
+    locally and off-site to the other site and drill a restore, then ship the security log and
+    verify its hash chains. Ends with where every service listens.
     """
     for name, value in ports.LAB_ENV.items():
         os.environ.setdefault(name, value)  # the lab's own credentials, referenced by the example
@@ -48,7 +49,7 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     # Step by step on a terminal (a bar over the phases, each finished step printed above it); quiet when piped.
     with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   enabled=not as_json) as bar:
-        phase = bar.add_task("checking the example config", total=5)
+        phase = bar.add_task("writing and checking the lab's config", total=5)
 
         def done(*new: cycle.Step, next_phase: str = "") -> None:
             steps.extend(new)
@@ -58,18 +59,27 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
                                       f"{escape(s.detail)}", soft_wrap=True)
             bar.update(phase, advance=1, description=next_phase)
 
-        try:
-            loaded = load(sample.EXAMPLE_PATH)
+        try:  # written after lab up: the sftp service writes the ssh_config the config names
+            config_path = write_lab_config(lab)
+            loaded = load(config_path)
+        except OSError as exc:
+            fail(f"cannot write the lab config: {exc}")
         except ConfigInvalid as exc:
-            fail(f"the example config is invalid: {exc}")
+            fail(f"the lab config is invalid: {exc}")
         done(cycle.Step("lab up", True, f"{len(statuses)} service(s) in {cycle.elapsed(started)}"),
-             cycle.Step("config check", True, str(sample.EXAMPLE_PATH)), next_phase="recording demo-started")
+             cycle.Step("config check", True, str(config_path)), next_phase="recording demo-started")
         first = record_demo_started(loaded, [s.name for s in statuses])
         cycle.prepare_data(lab.root)
         done(cycle.Step(first["step"], first["ok"], first["detail"]),
              next_phase="polling every device through the SNMP exporter")
-        done(cycle.snmp_step(loaded, lab), next_phase="replaying NetFlow captures to the collector")
-        done(netflow_step(loaded, lab), next_phase="backups")
+        done(cycle.snmp_step(loaded, lab), next_phase="recording softflowd's exports and nfdump's totals")
+        try:
+            captures = record_captures(lab, lambda msg: bar.update(phase, description=msg))
+        except LabError as exc:
+            done(cycle.Step("netflow", False, str(exc)), next_phase="backups")
+        else:
+            bar.update(phase, description="replaying the recorded exports to the NetFlow collector")
+            done(netflow_step(loaded, lab, captures), next_phase="backups")
         done(*cycle.backup_steps(loaded, lambda msg: bar.update(phase, description=msg)),
              next_phase="shipping and verifying the security log")
         done(*cycle.security_log_steps(loaded))
@@ -86,9 +96,9 @@ def demo(ctx: click.Context, services: str, as_json: bool) -> None:
     netflow = next((s for s in steps if s.step == "netflow"), None)
     if netflow and netflow.rows:
         print_table(out, NETFLOW_COLUMNS, netflow_rows(netflow.rows),
-                    title="NetFlow: softflowd captures replayed to citydc collect netflow, vs nfdump")
+                    title="NetFlow: softflowd exports recorded now, replayed to citydc collect netflow, vs nfdump")
     print_status(statuses)
-    out.print("Security log: [bold]citydc -c citydc/config/example.yaml log search --since 1h[/]. "
+    out.print(f"Security log: [bold]citydc -c {escape(str(config_path))} log search --since 1h[/]. "
               "Stop the lab with [bold]citydc lab down[/].")
     ctx.exit(EXIT_OK if ok else EXIT_FAILED)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -50,7 +51,7 @@ def start_services(ctx: LabContext, services: Sequence[str]) -> list[registry.Se
 
 @click.group("lab", epilog=examples("citydc lab up snmpd", "citydc lab status"))
 def lab_group() -> None:
-    """Run the lab's real services on loopback (snmpd, Elasticsearch, ...)."""
+    """Run the lab's real services on loopback (snmpd, Elasticsearch, ...) and write their config."""
 
 
 @lab_group.command("up", epilog=examples("citydc lab up", "citydc lab up snmpd sftp"))
@@ -92,3 +93,25 @@ def status(services: tuple[str, ...], as_json: bool, wide: bool) -> None:
     except LabError as exc:
         fail(str(exc), code=2)
     print_json([s.to_json() for s in statuses]) if as_json else print_status(statuses, wide)
+
+
+@lab_group.command("config", epilog=examples("citydc lab config", "citydc lab config -o -"))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of <lab dir>/citydc.yaml; '-' prints it.")
+def config(output: Path | None) -> None:
+    """Write the lab's citydc.yaml: its loopback devices and ports, paths under $CITYDC_LAB_DIR.
+
+    Prints the path written. Load the file after `citydc lab up sftp`, which writes the
+    ssh_config its off-site repositories name.
+    """
+    from citydc.lab.config import lab_config_text, write_lab_config
+
+    ctx = lab_context()
+    if output is not None and str(output) == "-":
+        click.echo(lab_config_text(ctx.root.absolute()), nl=False)
+        return
+    try:
+        path = write_lab_config(ctx, output)
+    except OSError as exc:
+        fail(f"cannot write the lab config: {exc.strerror}: {exc.filename}", code=1)
+    click.echo(str(path))

@@ -31,7 +31,7 @@ from citydc.cli.output import (
 from citydc.cli.table import Column, print_table, status_style
 from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
-from citydc.seclog.chain import verify as verify_chain
+from citydc.seclog.chain import verify_report
 from citydc.seclog.emit import spool_for
 from citydc.seclog.query import SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import SpoolBusy
@@ -284,7 +284,12 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
 @timefmt.utc_option
 @click.pass_context
 def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> None:
-    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event."""
+    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event.
+
+    A chain is a writer's (one spool's) in one incarnation of its spool: a spool re-created from
+    scratch starts a new chain, reported as information with where the previous one ended, as is
+    an event re-emitted after the store had it. Exit 0 when every chain is intact, 1 otherwise.
+    """
     loaded = load_config(ctx)
     show_times(loaded, utc)
     try:
@@ -313,14 +318,20 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
                     bar.update(task, completed=walked)
                 yield doc
 
-        findings = verify_chain(counted(store.chain(start)), partial=start is not None, delivered=delivered,
-                                emitted=spool.emitted_heads if spool else None)
+        report = verify_report(counted(store.chain(start)), partial=start is not None, delivered=delivered,
+                               emitted=spool.emitted_heads if spool else None)
+    findings = report.findings
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
-                    "findings": [f.to_json() for f in findings]})
-    elif findings:
+                    "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]})
+        if findings:
+            sys.exit(EXIT_FAILED)
+        return
+    for notice in report.notices:
+        out.print(f"info: {escape(notice.format())}", soft_wrap=True)
+    if findings:
         for f in findings:
-            err.print(f"[bold red]{escape(f.format())}[/]")
+            err.print(f"[bold red]{escape(f.format())}[/]", soft_wrap=True)
         err.print(f"[bold red]BROKEN[/]: {len(findings)} finding(s) in {walked} event(s)"
                   f"{f' since {timefmt.show(start)}' if start else ''}")
     else:

@@ -131,7 +131,7 @@ def _cell(col: Column, value: str) -> Text:
 def _print_blocks(console: Console, columns: Sequence[Column], cells: list[list[str]], order: list[int],
                   title: str | None) -> None:
     if title:
-        console.print(Text(title, style="italic"))
+        console.print(Text(title, style="italic"), soft_wrap=True)
     for n, row in enumerate(cells):
         if n:
             console.print()
@@ -140,7 +140,8 @@ def _print_blocks(console: Console, columns: Sequence[Column], cells: list[list[
                 continue
             style = (columns[i].style(row[i]) if columns[i].style else None) or ""
             first, *more = row[i].split("\n")
-            line = Text(f"{columns[i].header}: ", style="bold")
+            line = Text()
+            line.append(f"{columns[i].header}: ", style="bold")
             line.append(first, style=style)
             console.print(line, overflow="fold", soft_wrap=False)
             for extra in more:  # a multi-line value (endpoints): one indented line each

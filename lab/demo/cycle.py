@@ -145,10 +145,13 @@ def backup_steps(loaded: LoadedConfig, log: Callable[[str], None]) -> list[Step]
                 d = st.get("details") or {}
                 rows.append({"job": job.name, "step": st["step"], "repo": st["repo"], "status": st["status"],
                              "snapshot": st.get("snapshot_id") or "", "bytes_added": d.get("bytes_added"),
-                             "verified_files": d.get("verified_files")})
+                             "verified_files": d.get("verified_files"), "error": st.get("error") or ""})
             if rc != 0:
                 ok = False
-                notes.append(f"{action}: {report.get('status')} {report.get('error', '')}".strip())
+                # the reason of the first step that did not succeed, in restic's or the tool's words
+                why = next((f"{st['step']} ({st['repo']}): {st.get('error') or st['status']}"
+                            for st in report.get("steps", []) if st.get("status") != "success"), "")
+                notes.append(f"{action}: {report.get('status')} {why}".strip())
         drills = [r for r in rows if r["step"] == "drill" and r["status"] == "success"]
         detail = (f"{job.site} → local + off-site ({job.offsite_repo.site if job.offsite_repo else '-'}); "
                   f"drill verified {sum(r['verified_files'] or 0 for r in drills)} files")

@@ -318,3 +318,14 @@ def _parse(words: list[str]) -> None:
         _, command, args = command.resolve_command(ctx, args)
         ctx = command.make_context(command.name, args, parent=ctx)
         args = [*getattr(ctx, "protected_args", []), *ctx.args] if isinstance(command, click.Group) else []
+
+
+def test_the_netflow_summary_names_the_reasons_of_decode_errors():
+    from collections import Counter
+
+    from citydc.cli.collect_netflow import decode_error_reasons
+
+    assert decode_error_reasons(Counter()) == ""
+    errors = Counter({("siwei", "127.0.0.1", "short_header"): 3, ("fengshan", "127.0.0.2", "unknown_template"): 5})
+    assert decode_error_reasons(errors) == ("unknown_template from 127.0.0.2 (fengshan): 5, "
+                                            "short_header from 127.0.0.1 (siwei): 3")

@@ -44,7 +44,7 @@ from citydc.lab.snmpsim_data import SwitchSpec, records
 COMMUNITY = "citydc-bench"  # a benchmark-only community of simulated devices, not a secret
 BASE_PORT = 24000
 CITYDC_PORT, PEER_PORT = 24900, 24901
-COLUMNS = {  # the 13 columns of shared/data/snmp/synthetic/columns.txt
+COLUMNS = {  # 13 IF-MIB columns: counters, status, speeds and the label columns
     "ifDescr": ("1.3.6.1.2.1.2.2.1.2", "DisplayString"), "ifSpeed": ("1.3.6.1.2.1.2.2.1.5", "gauge"),
     "ifAdminStatus": ("1.3.6.1.2.1.2.2.1.7", "gauge"), "ifOperStatus": ("1.3.6.1.2.1.2.2.1.8", "gauge"),
     "ifInDiscards": ("1.3.6.1.2.1.2.2.1.13", "counter"), "ifInErrors": ("1.3.6.1.2.1.2.2.1.14", "counter"),

@@ -112,3 +112,47 @@ def test_wrap_between_polls_is_carried_and_reboot_resets(agent_cls, make_table):
     assert result.rebooted
     assert values(result, "citydc_snmp_if_receive_bytes") == {"1": 7}
     assert state.counters.resets["reboot"] == 1 and state.counters.wraps == 1
+
+
+IF_NUMBER = (1, 3, 6, 1, 2, 1, 2, 1, 0)
+
+
+def test_ifnumber_below_the_row_count_drops_no_interface(agent_cls, make_table):
+    table = make_table(42)
+    table[IF_NUMBER] = rfc1902.Integer(33)  # what an HPE ProCurve 6120XG says for its 42 rows
+    agent = agent_cls(table)
+    for module in (BUILTIN_MODULES["if_mib"], _uplinks_module()):
+        state = TargetState()
+        for _ in range(2):  # the refresh, then the cached path
+            result, state = poll(agent, module, state)
+            assert result.up and result.interfaces == 42
+            assert set(values(result, "citydc_snmp_if_receive_bytes")) == {str(i) for i in range(1, 43)}
+
+
+def _uplinks_module():
+    return build_modules({"all": SnmpModule(columns=["ifHCInOctets", "ifOperStatus"],
+                                            filter={"name_pattern": "^Gi"})})["all"]
+
+
+def test_a_new_interface_after_the_cached_ones_is_exported(agent_cls, make_table):
+    agent = agent_cls(make_table(3))
+    _, state = poll(agent)
+    agent.table.update({k: v for k, v in make_table(4).items() if k[-1] == 4 and k != UPTIME})
+    result, state = poll(agent, state=state)
+    assert set(values(result, "citydc_snmp_if_receive_bytes")) == {"1", "2", "3", "4"}
+    assert state.static_at == float("-inf")  # its name is read at the next poll
+    result, _ = poll(agent, state=state)
+    assert {dict(s.labels)["ifName"] for s in result.samples if s.metric == "citydc_snmp_if_receive_bytes"} == {
+        "Gi0/1", "Gi0/2", "Gi0/3", "Gi0/4"}
+
+
+def test_a_filtered_poll_probes_past_the_last_known_interface(agent_cls, make_table):
+    module = build_modules({"te": SnmpModule(columns=["ifHCInOctets"], filter={"name_pattern": "^Gi0/1$"})})["te"]
+    agent = agent_cls(make_table(6))
+    _, state = poll(agent, module)
+    result, state = poll(agent, module, state)
+    assert values(result, "citydc_snmp_if_receive_bytes") == {"1": 1000}
+    assert state.static_at > float("-inf")  # nothing new: the cache stays
+    agent.table.update({k: v for k, v in make_table(7).items() if k[-1] == 7 and k != UPTIME})
+    _, state = poll(agent, module, state)
+    assert state.static_at == float("-inf")

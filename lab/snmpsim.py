@@ -33,7 +33,7 @@ from citydc.lab.snmpsim_data import SwitchSpec, records
 from citydc.lab.snmpsim_quirks import QUIRKS
 
 __all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "lab_devices", "lab_snmp_auth", "lab_snmp_env",
-           "parse_bulkwalk", "venv_python"]
+           "parse_bulkwalk", "recording", "v3_client_conf_dir", "venv_python"]
 
 SNMPSIM_REQUIREMENTS = ("snmpsim==1.2.2", "pysmi>=1.5,<2", "pysnmp>=7.1,<8", "cryptography>=43")
 FILES = Path(__file__).with_name("lab-data")
@@ -291,6 +291,33 @@ def lab_config(fleet: bool = False, **snmp: object) -> dict:
                     for d in lab_devices(fleet)],
         "snmp": dict(snmp),
     }
+
+
+NET_SNMP_AUTH = {"SHA256": "SHA-256", "SHA512": "SHA-512"}
+NET_SNMP_PRIV = {"AES": "AES", "AES256": "AES-256"}
+
+
+def v3_client_conf_dir(profile: dict, directory: Path, environ: dict[str, str]) -> Path:
+    """Given a lab v3 auth profile (``lab_snmp_auth()`` entry), write a net-snmp client snmp.conf with
+    its user, protocols, keys and context; return its directory.
+
+    net-snmp tools read it through SNMPCONFPATH, so the keys never appear in argv.
+    """
+    def secret(ref: str) -> str:
+        return environ[ref.removeprefix("env:")]
+
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "snmp.conf"
+    conf.write_text("defVersion 3\n"
+                    f"defSecurityName {profile['username']}\n"
+                    "defSecurityLevel authPriv\n"
+                    f"defAuthType {NET_SNMP_AUTH[profile['auth_protocol']]}\n"
+                    f"defAuthPassphrase {secret(profile['auth_key'])}\n"
+                    f"defPrivType {NET_SNMP_PRIV[profile['priv_protocol']]}\n"
+                    f"defPrivPassphrase {secret(profile['priv_key'])}\n"
+                    f"defContext {profile.get('context_name', '')}\n")
+    conf.chmod(0o600)
+    return directory
 
 
 def bulkwalk_argv(target: str, oid: str, max_repetitions: int = 25, binary: str = "snmpbulkwalk") -> tuple[str, ...]:

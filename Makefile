@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down
+.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down bench bench-setup
 
 $(STAMP): pyproject.toml lab/apt-packages.txt
-	bash lab/bootstrap.sh
+	bash lab/bootstrap.sh apt-packages.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
@@ -35,9 +35,21 @@ test-unit: setup
 test-lab: setup
 	$(PY) -m pytest -q -m lab
 
-# Test as installed: build the wheel, install it in a clean venv, import every module.
+# Test as installed: build the wheel, install it in a clean venv, import every module, and run
+# `citydc demo` from it (in an empty directory, with its own lab directory).
 wheel-check: setup
-	$(PY) .ci/check_wheel.py
+	$(PY) .ci/check_wheel.py --demo
 
 lab-down:
 	-$(VENV)/bin/citydc lab down
+
+# The benchmarks, side by side with their peer tools (installed here: lab/bench-apt-packages.txt).
+# Each prints its RATIO lines last; they take several minutes each on a 2-core machine.
+bench-setup: setup
+	bash lab/bootstrap.sh apt-packages.txt bench-apt-packages.txt
+
+bench: bench-setup
+	$(PY) bench/snmp.py
+	$(PY) bench/netflow.py
+	$(PY) bench/backup.py
+	$(PY) bench/seclog.py

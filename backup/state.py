@@ -15,13 +15,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from citydc import atomicfile
 
 __all__ = ["LOCK_TIMEOUT_SECONDS", "StateLocked", "advance_check_cycle", "load", "load_all", "locked",
            "metrics_locked", "next_check_subset", "save", "step_key", "update"]
@@ -93,23 +94,7 @@ def load_all(state_dir: Path) -> list[dict[str, Any]]:
 
 def save(state_dir: Path, job: str, data: dict[str, Any]) -> None:
     """Write a job's state atomically (0600). Callers that changed a loaded state use ``update`` instead."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{job}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, _path(state_dir, job))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write(_path(state_dir, job), json.dumps(data, indent=1, sort_keys=True))
 
 
 @contextmanager

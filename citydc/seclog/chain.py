@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from citydc import atomicfile
 
 __all__ = ["GENESIS", "INCARNATION", "AlreadyStored", "ChainHead", "Finding", "Notice", "Report", "canonical",
            "chain_hash", "chain_name", "default_writer", "link", "read_head", "seal", "verify", "verify_report",
@@ -242,19 +243,7 @@ def read_head(spool_dir: Path) -> dict[str, Any]:
 def write_head(spool_dir: Path, data: Mapping[str, Any]) -> None:
     """Given the spool directory and the head record, write ``chain-head.json`` atomically (tmp, fsync, rename)."""
     path = Path(spool_dir) / HEAD_FILE
-    atomic_write(path, json.dumps(dict(data), sort_keys=True).encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Given a path and bytes, replace the file atomically and durably (0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomicfile.write(path, json.dumps(dict(data), sort_keys=True))
 
 
 class AlreadyStored(dict):

@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from citydc import atomicfile
 from citydc.seclog import chain, spool_ids
 from citydc.seclog.event import EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
@@ -478,8 +479,7 @@ class Spool:
                 writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
                 if c.get("incarnation") is not None:
                     writers[c["writer"]]["incarnation"] = c["incarnation"]
-        chain.atomic_write(self.dir / ACK_FILE,
-                           json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True).encode())
+        atomicfile.write(self.dir / ACK_FILE, json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True))
         for name in self.segments():
             if name < pos.segment:
                 (self.dir / name).unlink(missing_ok=True)

@@ -403,6 +403,22 @@ def test_drill_of_a_corrupted_offsite_pack_fails_loudly(make_job, dataset):
     assert job.metric("citydc_backup_drill_failed_files", repo="offsite") >= 1
     rc, _, err = job.cli("drill", "--repo", "offsite", as_json=False)
     assert rc == 1 and "FAILURE" in err
+    # `backup status` (no --json, as a person or a cron mail sees it) names the file and restic's error,
+    # at 80 columns (the cron mail) and at 120
+    first_file = drill["error"].removeprefix("restore failed: ").split(": ")[0]
+    assert first_file.startswith(str(dataset))
+    for columns in ("80", "120"):
+        proc = subprocess.run([*job.argv("status", "--offline")], env={**job.env(), "COLUMNS": columns},
+                              capture_output=True, text=True, timeout=120, check=False)
+        person = proc.stdout + proc.stderr
+        assert proc.returncode == 1, person
+        assert f"{first_file}: ciphertext verification failed" in person, person
+        assert "drill failure" in person and "offsite" in person
+        assert PASSWORD not in person
+    rc, rows, _ = job.cli("status", "--offline")
+    assert rc == 1
+    offsite = next(r for r in rows if r["repo"] == "offsite")
+    assert offsite["last_drill"]["status"] == "failure" and first_file in offsite["reason"]
     # the local repository is untouched and still drills clean
     rc, out, _ = job.cli("drill", "--repo", "local")
     assert rc == 0

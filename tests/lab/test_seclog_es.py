@@ -526,3 +526,21 @@ def test_cli_a_spool_re_created_from_scratch_is_a_new_incarnation_not_an_inserti
     code, report, text = _verify(cfg)
     assert code == 1, text
     assert [(f["problem"], f["incarnation"], f["seq"]) for f in report["findings"]] == [("removed", old["id"], 3)]
+
+
+def test_cli_a_spool_from_before_incarnations_keeps_verifying_on_elasticsearch(es, prefix, tmp_path):
+    # The committed spool written by the code before incarnations (tests/unit/seclog/data), shipped whole.
+    sample = Path(__file__).parents[1] / "unit" / "seclog" / "data" / "spool-v1-before-incarnations"
+    cfg = _es_config(tmp_path, prefix)
+    spool_dir = tmp_path / "var" / "spool"
+    shutil.copytree(sample / "spool", spool_dir)
+    (spool_dir / "ack.json").unlink()  # its acks were for the SQLite store of the sample
+    writer = json.loads((sample / "writer.json").read_text())["writer"]
+    _ship(cfg)
+    assert emit(_login("after-upgrade", 30), spool_dir=spool_dir, writer=writer) == 1
+    _ship(cfg)
+    code, report, text = _verify(cfg)
+    assert code == 0 and report["notices"] == [] and report["events"] == 5, text
+    es.indices.refresh(index=prefix)
+    chains = [h["_source"]["citydc"]["chain"] for h in es.search(index=prefix, size=10)["hits"]["hits"]]
+    assert sorted(c["seq"] for c in chains) == [1, 2, 3, 4, 5] and all("incarnation" not in c for c in chains)

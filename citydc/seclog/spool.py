@@ -8,7 +8,8 @@ Layout of ``<spool_dir>``:
   created), the chain head (last seq and hash per writer) and where the last batch ended.
 - ``ack.json``: the shipper's acknowledged position (segment, byte offset, line) and delivered heads.
 - ``ids.db``: ids spooled in the last days, so a re-emitted event (same source identity) is dropped
-  here instead of leaving a hole in the chain once the store ignores its id.
+  here. One re-emitted later is chained again; the store then keeps the event once and records that
+  chain position for ``verify`` (docs/security-log.md, "Re-emitted events").
 
 An append writes every line of the batch, fsyncs once, then records the head. A writer killed
 mid-batch leaves at most a partial last line: the next writer drops that fragment (it was never

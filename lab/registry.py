@@ -41,10 +41,11 @@ class ServiceStatus:
     running: bool
     pids: tuple[int, ...]
     endpoints: dict[str, str]
+    owner: dict | None = None  # who started it: checkout and code digest (base.Service.fingerprint)
 
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "running": self.running,
-                "pids": list(self.pids), "endpoints": self.endpoints}
+                "pids": list(self.pids), "endpoints": self.endpoints, "owner": self.owner}
 
 
 def up(ctx: LabContext, names: Sequence[str] = ()) -> list[ServiceStatus]:
@@ -64,5 +65,5 @@ def status(ctx: LabContext, names: Sequence[str] = ()) -> list[ServiceStatus]:
         recs = svc.records(ctx)
         live = tuple(r.pid for r in recs if processes.alive(r))
         out.append(ServiceStatus(svc.name, svc.description, bool(recs) and len(live) == len(recs),
-                                 live, svc.endpoints(ctx)))
+                                 live, svc.endpoints(ctx), svc.owner(ctx) if recs else None))
     return out

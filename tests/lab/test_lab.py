@@ -89,7 +89,8 @@ def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
     up = runner.invoke(cli, ["lab", "up", "snmpd", "elasticsearch", "--json"])
     assert up.exit_code == 0, up.output
     assert all(row["running"] and row["pids"] for row in json.loads(up.stdout)), up.output
-    assert all(row["running"] for row in _status(runner, "snmpd", "elasticsearch").values())
+    rows = _status(runner, "snmpd", "elasticsearch")
+    assert all(row["running"] and row["owner"] == registry.SERVICES[name].fingerprint() for name, row in rows.items())
     recs = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
     assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM
     dirs = [lab_ctx.root / "snmpd", lab_ctx.root / "elasticsearch"]
@@ -100,7 +101,7 @@ def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
         assert not [r for r in recs if processes.alive(r)]
         assert _lab_pids_in_proc(*dirs) == []
         rows = _status(runner, "snmpd", "elasticsearch")
-        assert [(r["running"], r["pids"]) for r in rows.values()] == [(False, [])] * 2, rows
+        assert [(r["running"], r["pids"], r["owner"]) for r in rows.values()] == [(False, [], None)] * 2, rows
     finally:
         registry.up(lab_ctx, ["snmpd", "elasticsearch"])  # leave the lab as other tests expect it
 

@@ -497,7 +497,9 @@ def test_cli_an_event_re_emitted_after_the_id_memory_expired_is_no_false_alarm(e
     code, report, text = _verify(cfg)
     assert code == 0 and report["findings"] == [] and report["events"] == 4, text
     assert [(n["kind"], n["seq"], n["event_id"]) for n in report["notices"]] == [("re-emitted", 4, a["event"]["id"])]
-    found = json.loads(_cli(cfg, "log", "search", "--json", "--user", "alice").stdout)
+    search = _cli(cfg, "log", "search", "--json", "--user", "alice")
+    assert search.returncode == 0, search.stderr
+    found = json.loads(search.stdout)
     assert sorted(e["message"] for e in found) == ["login A", "login B"]  # A once
     _delete(es, prefix, b["event"]["id"])  # a real deletion in the same store
     code, report, text = _verify(cfg)

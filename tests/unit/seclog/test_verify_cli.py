@@ -99,6 +99,7 @@ def test_an_event_re_emitted_after_the_id_memory_expired_is_no_false_alarm(cfg):
     assert "OK: 4 event(s)" in text and f"re-emitted: writer {Spool(spool_dir).writer}" in text
     # Searches still show A once.
     found = citydc(cfg, "log", "search", "--json", "--user", "alice")
+    assert found.returncode == 0, found.stderr
     assert sorted(e["message"] for e in json.loads(found.stdout)) == ["login A", "login B"]
     # A real deletion in the same store is still named: B (seq 3) ...
     delete_row(cfg, "events", id=b["event"]["id"])
@@ -147,7 +148,9 @@ def test_a_spool_re_created_from_scratch_is_a_new_incarnation_not_an_insertion(c
         in notice["message"]
     assert f"new-incarnation: writer {writer} incarnation {new['id']}" in text and "OK: 7 event(s)" in text
     # Each incarnation opened with its spool-created event, searchable like any other.
-    created = json.loads(citydc(cfg, "log", "search", "--json", "--action", "spool-created").stdout)
+    search = citydc(cfg, "log", "search", "--json", "--action", "spool-created")
+    assert search.returncode == 0, search.stderr
+    created = json.loads(search.stdout)
     assert sorted(e["citydc"]["seclog"]["incarnation"] for e in created) == [old["id"], new["id"]]
     # A real deletion in the old incarnation is still named, with the incarnation.
     delete_row(cfg, "events", id=first[1]["event"]["id"])

@@ -19,9 +19,9 @@ assert "site-packages" in citydc.__file__, citydc.__file__
 names = ["citydc"] + [m.name for m in pkgutil.walk_packages(citydc.__path__, "citydc.")]
 for name in names:
     importlib.import_module(name)
-from citydc.config.sample import EXAMPLE_PATH
-from citydc.config import load
-load(EXAMPLE_PATH)
+from citydc.config import sample, load_text
+assert sample.SAMPLE_PATH.read_text(encoding="utf-8") == sample.reference_text(), "packaged sample.yaml is stale"
+load_text(sample.reference_text(), check_files=False)  # the files it names (ssh_config, ca_file) are not here
 from importlib import resources
 for data in ("lab-data/pcap_immediate.c", "lab-data/snmpsim_lite.py", "lab-data/snmpsim_full.py",
              "lab-data/snmp/sources.json", "lab-data/snmp/LICENSE-snmpsim-data.txt",

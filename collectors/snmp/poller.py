@@ -75,19 +75,9 @@ class PollError(Exception):
 
 def parse_address(address: str, default_port: int = 161) -> tuple[str, int]:
     """Given ``host``, ``host:port`` or ``[v6]:port``, return (host, port). Raise ValueError if malformed."""
-    address = address.strip()
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port_text = rest.removeprefix(":") if rest else ""
-    elif address.count(":") == 1:
-        host, _, port_text = address.partition(":")
-    else:
-        host, port_text = address, ""
-    if not host:
-        raise ValueError(f"expected host or host:port, got {address!r}")
-    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise ValueError(f"port must be 1-65535, got {port_text!r}")
-    return host, int(port_text) if port_text else default_port
+    from citydc.hostport import parse_host_port  # the project's one host:port parser
+
+    return parse_host_port(address, default_port)
 
 
 def auth_data(auth: SnmpV2c | SnmpV3, environ: Mapping[str, str] | None = None) -> CommunityData | UsmUserData:

@@ -180,7 +180,10 @@ T0 = datetime(2026, 12, 4, 14, 11, 52, tzinfo=UTC)  # 22:11:52 in Taipei
 def seclog(tmp_path: Path) -> Path:
     cfg = tmp_path / "citydc.yaml"
     cfg.write_text("sites: [{id: siwei, name: Siwei}, {id: fengshan, name: Fengshan}]\n"
-                   "security_log: {spool_dir: spool, sink: {kind: sqlite, path: seclog.db}}\n", encoding="utf-8")
+                   "security_log: {spool_dir: spool, sink: {kind: sqlite, path: seclog.db}}\n"
+                   "backup: {jobs: [{name: fengshan-device-configs, site: fengshan, sources: [/srv/configs],\n"
+                   "  local_repo: {url: /srv/restic, password: 'env:NO_SUCH_PW', site: fengshan}}]}\n",
+                   encoding="utf-8")
     events = [make_event(action="restore-drill", dataset="citydc.backup", kind="event", category=["process"],
                          type=["end"], outcome="failure" if i % 2 else "success", site=("siwei", "fengshan")[i % 2],
                          message=f"drill {i} of fengshan-device-configs: " + "restore failed: pack damaged " * 4,
@@ -210,6 +213,16 @@ def test_log_search_table_fits(seclog, width):
     assert "user" not in text.splitlines()[1] and "source" not in text  # empty in every row: left out
     stats = invoke(seclog, "log", "stats", "--by", "labels.site", "--by", "event.outcome", width=width)
     assert_fits_and_whole(stats, width, ["siwei", "fengshan", "success", "failure", "3"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_log_saved_and_config_check_tables_fit(seclog, width):
+    listing = invoke(seclog, "log", "saved", width=width)
+    assert_fits_and_whole(listing, width, ["stale-backups", "failed-logins", "privileged-changes"])
+    stale = invoke(seclog, "log", "saved", "stale-backups", width=width)
+    assert_fits_and_whole(stale, width, ["fengshan-device-configs", "never"])
+    check = invoke(seclog, "config", "check", str(seclog), width=width)
+    assert_fits_and_whole(check, width, ["siwei, fengshan", "sqlite", "Asia/Taipei"])
 
 
 def _shown_times(text: str) -> list[datetime]:
@@ -329,3 +342,8 @@ def test_the_netflow_summary_names_the_reasons_of_decode_errors():
     errors = Counter({("siwei", "127.0.0.1", "short_header"): 3, ("fengshan", "127.0.0.2", "unknown_template"): 5})
     assert decode_error_reasons(errors) == ("unknown_template from 127.0.0.2 (fengshan): 5, "
                                             "short_header from 127.0.0.1 (siwei): 3")
+
+
+def test_an_empty_result_says_none():
+    assert render((Column("job"), Column("last success")), [], 80, title="stale backups").splitlines() == [
+        "stale backups", "(none)"]

@@ -347,3 +347,14 @@ def test_the_netflow_summary_names_the_reasons_of_decode_errors():
 def test_an_empty_result_says_none():
     assert render((Column("job"), Column("last success")), [], 80, title="stale backups").splitlines() == [
         "stale backups", "(none)"]
+
+
+def test_lab_up_measures_what_a_download_added(tmp_path):
+    from citydc.cli.lab_cmd import tree_bytes
+
+    (tmp_path / "m2" / "org").mkdir(parents=True)
+    assert tree_bytes([tmp_path / "m2", tmp_path / "missing"]) == 0
+    (tmp_path / "m2" / "org" / "es.zip.part").write_bytes(b"x" * 3000)
+    (tmp_path / "m2" / "pom").write_bytes(b"y" * 10)
+    assert tree_bytes([tmp_path / "m2"]) == 3010
+    assert tree_bytes([tmp_path / "m2"], budget_files=1) is None  # too many files to watch: no figure

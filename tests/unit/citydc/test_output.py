@@ -191,6 +191,7 @@ def seclog(tmp_path: Path) -> Path:
     emit(events, spool_dir=tmp_path / "spool")
     result = CliRunner().invoke(cli, ["-c", str(cfg), "log", "ship"])
     assert result.exit_code == 0, result.output
+    assert "delivered 7 event(s)" in result.stderr and "━" not in result.stderr  # piped: no progress bar
     return cfg
 
 
@@ -358,3 +359,9 @@ def test_lab_up_measures_what_a_download_added(tmp_path):
     (tmp_path / "m2" / "pom").write_bytes(b"y" * 10)
     assert tree_bytes([tmp_path / "m2"]) == 3010
     assert tree_bytes([tmp_path / "m2"], budget_files=1) is None  # too many files to watch: no figure
+
+
+def test_progress_is_off_unless_stderr_is_a_terminal(monkeypatch):
+    assert output.progress().disable  # pytest's stderr is no terminal: as under cron or in a pipe
+    monkeypatch.setattr(type(output.err), "is_terminal", property(lambda self: True))
+    assert not output.progress().disable and output.progress(enabled=False).disable

@@ -479,7 +479,7 @@ class ElasticsearchStore:
     def refresh(self) -> None:
         """Make everything stored so far searchable."""
         self._call("refreshing", lambda: self.client.indices.refresh(
-            index=self.prefix, ignore_unavailable=True, allow_no_indices=True))
+            index=f"{self.prefix},{self.reemitted_index}", ignore_unavailable=True, allow_no_indices=True))
 
     def _before_read(self) -> None:
         if not self.refresh_before_read:

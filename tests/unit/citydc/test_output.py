@@ -260,11 +260,12 @@ def test_the_table_says_which_zone_it_read_since_in(seclog):
     assert "since 2026-12-04 22:40:00 +08:00 (Asia/Taipei)" in result.stderr
 
 
-def test_timezone_is_checked_at_load(tmp_path):
+@pytest.mark.parametrize("zone", ["Asia/Taipie", "Asia", "/etc/localtime", "a" * 300, "../x", ""])
+def test_timezone_is_checked_at_load(tmp_path, zone):
     cfg = tmp_path / "citydc.yaml"
-    cfg.write_text("sites: [{id: siwei, name: Siwei}]\ntimezone: Asia/Taipie\n", encoding="utf-8")
+    cfg.write_text(f"sites: [{{id: siwei, name: Siwei}}]\ntimezone: '{zone}'\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
-    assert result.exit_code == 2 and "timezone" in result.stderr and "Asia/Taipie" in result.stderr
+    assert result.exit_code == 2 and "timezone" in result.stderr and "unknown time zone" in result.stderr, result.output
 
 
 def test_show_formats_every_kind_of_time():

@@ -145,11 +145,23 @@ class NetflowExporter(Model):
         default=None, description="device (devices[].name) polled for this exporter's interface names and octet "
                                   "counters (flow-vs-SNMP reconciliation); default: the device at the same address")
 
+    @field_validator("address")
+    @classmethod
+    def address_is_ip(cls, value: str) -> str:
+        # Datagrams are matched by their source address, so a host name could never match.
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"expected the exporter's source IP address, got {value!r}") from None
+
 
 class Netflow(Model):
     listeners: list[NetflowListener] = Field(default_factory=list)
     agencies: list[Agency] = Field(default_factory=list)
     exporters: list[NetflowExporter] = Field(default_factory=list)
+    accept_unlisted: bool = Field(
+        default=False, description="decode datagrams from source addresses not in exporters too (when exporters "
+                                   "is empty, every source is accepted anyway)")
 
 
 class Repository(Model):

@@ -72,6 +72,10 @@ class _Source:
     secs: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
+# version code -> offsets of the sequence number, the export seconds, the domain, and the domain's width
+_OFFSETS = {batchmod.V5: (16, 8, 20, 2), batchmod.V9: (12, 8, 16, 4), batchmod.IPFIX: (8, 4, 12, 4)}
+
+
 def _signed(delta: int) -> int:
     return ((delta + (1 << 31)) & MASK) - (1 << 31)
 
@@ -97,6 +101,8 @@ class SequenceTracker:
         the exporter labels and the site, count what their sequence numbers say."""
         if len(rows) == 0:
             return
+        if len(rows) == len(batch) and len(batch.exporters) == 1 and self._in_order(batch, vcode, records, site):
+            return
         head = np.ndarray((len(batch),), _HEADER, buffer=batch.buf, strides=(batch.slot,))[rows]
         is5, is9 = vcode == batchmod.V5, vcode == batchmod.V9
         seq = np.where(is5, head["v5_seq"], np.where(is9, head["v9_seq"], head["ipfix_seq"])).astype(np.int64)
@@ -113,6 +119,48 @@ class SequenceTracker:
             key = (site, batch.exporters[e], version, dom)
             source = self._source(key)
             self._check(source, (site, labels[e], version), seq[sel], inc[sel], secs[sel], boot[sel])
+
+    def _in_order(self, batch: Received, vcode: np.ndarray, records: np.ndarray | None, site: str) -> bool:
+        # The usual batch, every datagram of one source in order, checked on strided views of the
+        # header fields it needs (a few microseconds); False sends it to the general check.
+        v = int(vcode[0])
+        if v not in _OFFSETS or not bool((vcode == v).all()):
+            return False
+        seq_at, secs_at, domain_at, domain_width = _OFFSETS[v]
+        n, slot, buf = len(batch), batch.slot, batch.buf
+        domain = np.ndarray((n,), f">u{domain_width}", buffer=buf, offset=domain_at, strides=(slot,))
+        d0 = int(domain[0])
+        if n > 1 and not bool((domain == d0).all()):
+            return False
+        source = self._sources.get((site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0))
+        if source is None or source.expected is None:
+            return False
+        seq = np.ndarray((n,), ">u4", buffer=buf, offset=seq_at, strides=(slot,)).astype(np.uint32)
+        if v == batchmod.V5:
+            inc = np.ndarray((n,), ">u2", buffer=buf, offset=2, strides=(slot,)).astype(np.uint32)
+        elif v == batchmod.IPFIX:
+            if records is None or bool((records < 0).any()):
+                return False
+            inc = records.astype(np.uint32)
+        else:
+            inc = None
+        last_inc = 1 if inc is None else int(inc[-1])
+        if int(seq[0]) != source.expected:
+            return False
+        if n > 1:
+            step = np.diff(seq)  # uint32: wraps modulo 2**32 like the sequence numbers
+            if not bool((step == 1).all() if inc is None else (step == inc[:-1]).all()):
+                return False
+        self._sources.move_to_end((site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0))
+        secs = np.ndarray((n,), ">u4", buffer=buf, offset=secs_at, strides=(slot,))
+        source.expected = (int(seq[-1]) + last_inc) & MASK
+        if v != batchmod.IPFIX:
+            uptime = int(np.ndarray((1,), ">u4", buffer=buf, offset=(n - 1) * slot + 4)[0])
+            source.boot = int(secs[-1]) - uptime // 1000
+        source.newest = max(source.newest, int(secs.max()))
+        source.seqs = np.concatenate((source.seqs, seq[-RING:].astype(np.int64)))[-RING:]
+        source.secs = np.concatenate((source.secs, secs[-RING:].astype(np.int64)))[-RING:]
+        return True
 
     def _source(self, key: tuple) -> _Source:
         source = self._sources.get(key)

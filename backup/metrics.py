@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from citydc.files import public_textfile
+
 __all__ = ["FILENAME", "registry_from_states", "write"]
 
 FILENAME = "citydc_backup.prom"
@@ -90,4 +92,5 @@ def write(textfile_dir: Path, states: Iterable[Mapping[str, Any]], sites: Mappin
     path = textfile_dir / FILENAME
     # write_to_textfile writes a temporary file in the same directory and renames it.
     write_to_textfile(str(path), registry_from_states(states, sites))
+    public_textfile(path)  # node_exporter's user reads it; it holds metrics only
     return path

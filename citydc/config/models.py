@@ -273,6 +273,13 @@ class Tools(Model):
     ansible_playbook: str = "ansible-playbook"
 
 
+class Files(Model):
+    group: str | None = Field(
+        default=None, description="group given read access to the files citydc writes (0640/0750), e.g. auditors; "
+                                  "citydc must run with it as its group (systemd Group=); default: owner only "
+                                  "(0600/0700)")
+
+
 class Config(Model):
     sites: list[Site] = Field(min_length=1)
     snmp_auth: dict[Name, SnmpAuth] = Field(default_factory=dict)
@@ -285,3 +292,4 @@ class Config(Model):
     security_log: SecurityLog = Field(default_factory=SecurityLog)
     alerting: Alerting = Field(default_factory=Alerting)
     tools: Tools = Field(default_factory=Tools)
+    files: Files = Field(default_factory=Files)

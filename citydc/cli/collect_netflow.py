@@ -82,7 +82,10 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
         feed_links = [] if no_snmp else [k for k in links(cfg) if only_site in (None, k.device.site)]
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG, "name a device of devices[] that has an snmp_auth profile")
-    sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    try:
+        sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    except OSError as exc:
+        fail(f"--flow-output {flow_output}: cannot open: {exc.strerror}")
     feed = poller = None
     if feed_links:
         poller = SnmpPoller(cfg)

@@ -195,3 +195,16 @@ def test_metrics_export_drops_and_sequence_events() -> None:
     for event in ("gap", "replay"):
         assert get("citydc_netflow_sequence_events_total",
                    {"site": "siwei", "exporter": A, "version": "v9", "event": event}) == 1
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("version", [5, 9])
+def test_a_restart_within_the_same_second_is_told_by_the_boot_time(compiled: bool, version: int) -> None:
+    # Same export second as the last datagram before the restart, but sysUptime starts again at 0:
+    # only the boot time (export seconds - uptime) shows that this is a new exporter life.
+    grams = {5: V5, 9: V9}[version]
+    dec, _ = decoder(compiled)
+    first = [(restamp(d, version, secs=1_700_000_000, uptime=600_000 + i), A) for i, d in enumerate(grams)]
+    again = [(restamp(d, version, secs=1_700_000_000, uptime=5 + i), A) for i, d in enumerate(grams)]
+    feed(dec, first + again)
+    assert events(dec) == {("siwei", A, str(version), "reset"): 1}

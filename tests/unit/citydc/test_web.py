@@ -315,3 +315,19 @@ def test_metrics_server_serves_the_registry_behind_auth(pki) -> None:
         server.server_close()
     thread.join(5)
     assert not thread.is_alive() and isinstance(threading.current_thread(), threading.Thread)
+
+
+@pytest.mark.parametrize("command", [["collect", "snmp"], ["collect", "netflow", "--no-snmp"]])
+def test_commands_refuse_a_bad_web_config_with_the_field_and_exit_2(tmp_path, command) -> None:
+    from click.testing import CliRunner
+
+    from citydc.cli.main import cli
+
+    cfg = tmp_path / "citydc.yaml"
+    cfg.write_text("sites: [{id: siwei, name: Siwei}]\nnetflow:\n  listeners: [{port: 1, site: siwei}]\n")
+    cfg.chmod(0o600)
+    bad = tmp_path / "web.yml"
+    bad.write_text("tls_server_config:\n  cert_file: server.crt\n")
+    result = CliRunner().invoke(cli, ["-c", str(cfg), *command, "--web.config.file", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert f"{bad}: tls_server_config.key_file: missing" in result.output and "Traceback" not in result.output

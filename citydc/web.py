@@ -270,8 +270,16 @@ def tls_context(path: Path, tls: TLSServerConfig) -> ssl.SSLContext:
     return ctx
 
 
-# Compared against when the user is unknown, so a wrong user costs the same time as a wrong password.
-_DUMMY = bcrypt.hashpw(b"citydc-no-such-user", bcrypt.gensalt(4)).decode()
+# Compared against when the user is unknown, with the cost of a configured hash, so a wrong user
+# costs the same time as a wrong password (no user enumeration by timing). One per cost, made once.
+_DUMMIES: dict[int, str] = {}
+
+
+def _dummy(users: dict[str, str]) -> str:
+    cost = int(next(iter(users.values()))[4:6])
+    if cost not in _DUMMIES:
+        _DUMMIES[cost] = bcrypt.hashpw(b"citydc-no-such-user", bcrypt.gensalt(max(4, min(cost, 31)))).decode()
+    return _DUMMIES[cost]
 
 
 @dataclass
@@ -372,7 +380,7 @@ class Web:
             return False, "bad_credentials"
         if not sep:
             return False, "bad_credentials"
-        hashed = users.get(user, _DUMMY)
+        hashed = users.get(user) or _dummy(users)
         # bcrypt is slow on purpose (~0.1-0.3 s): remember outcomes by a digest of what was checked,
         # as the exporter toolkit does, so a scrape every few seconds does not cost a core.
         key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed.encode()))).digest()

@@ -31,10 +31,10 @@ def set_umask(mask: int = PRIVATE_UMASK) -> int:
 
 
 def apply_group(group: str | None) -> str | None:
-    """Given ``files.group`` of the config (or None), set the umask it allows; return a warning
-    when the group is named but cannot be used (unknown, or not the process's group), else None."""
+    """Given ``files.group`` of the config (or None: the umask main() set stays), set the umask it
+    allows; return a warning when the group is named but cannot be used (unknown, or not the
+    process's group), else None."""
     if group is None:
-        set_umask(PRIVATE_UMASK)
         return None
     try:
         gid = grp.getgrnam(group).gr_gid

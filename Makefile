@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down
+.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down bench bench-setup
 
 $(STAMP): pyproject.toml lab/apt-packages.txt
-	bash lab/bootstrap.sh
+	bash lab/bootstrap.sh apt-packages.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
@@ -41,3 +41,14 @@ wheel-check: setup
 
 lab-down:
 	-$(VENV)/bin/citydc lab down
+
+# The benchmarks, side by side with their peer tools (installed here: lab/bench-apt-packages.txt).
+# Each prints its RATIO lines last; they take several minutes each on a 2-core machine.
+bench-setup: setup
+	bash lab/bootstrap.sh apt-packages.txt bench-apt-packages.txt
+
+bench: bench-setup
+	$(PY) bench/snmp.py
+	$(PY) bench/netflow.py
+	$(PY) bench/backup.py
+	$(PY) bench/seclog.py

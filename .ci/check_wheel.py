@@ -19,12 +19,17 @@ assert "site-packages" in citydc.__file__, citydc.__file__
 names = ["citydc"] + [m.name for m in pkgutil.walk_packages(citydc.__path__, "citydc.")]
 for name in names:
     importlib.import_module(name)
-from citydc.config.sample import EXAMPLE_PATH
-from citydc.config import load
-load(EXAMPLE_PATH)
+from citydc.config import sample, load_text
+assert sample.SAMPLE_PATH.read_text(encoding="utf-8") == sample.reference_text(), "packaged sample.yaml is stale"
+load_text(sample.reference_text(), check_files=False)  # the files it names (ssh_config, ca_file) are not here
 from importlib import resources
-for data in ("lab-data/pcap_immediate.c", "lab-data/snmpsim_lite.py", "lab-data/snmpsim_full.py"):
+for data in ("lab-data/pcap_immediate.c", "lab-data/snmpsim_lite.py", "lab-data/snmpsim_full.py",
+             "lab-data/snmp/sources.json", "lab-data/snmp/LICENSE-snmpsim-data.txt",
+             "lab-data/snmp/LICENSE-snmpsim.txt"):
     assert resources.files("citydc.lab").joinpath(data).is_file(), f"package data citydc.lab/{data} missing"
+from citydc.lab.snmpsim import RECORDED, recording
+for name in RECORDED:
+    recording(name)
 from citydc.collectors.netflow import fastpath
 assert fastpath.available(), "the compiled NetFlow extension was not built into the wheel"
 print(f"imported {len(names)} modules from {citydc.__file__}")

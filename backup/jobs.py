@@ -76,6 +76,28 @@ def mtime_ns(text: str) -> int | None:
     return int(whole.replace(microsecond=0).timestamp()) * 1_000_000_000 + int(digits)
 
 
+def restore_reason(errors: Sequence[str], meaning: str) -> str:
+    """Given restic restore's error lines and its exit code's meaning, return one line for a person:
+    the first file restic could not restore with restic's own message, then the remaining lines.
+
+    restic 0.14 says ``ignoring error for /path: <message>`` per file and ends with ``Fatal: There
+    were N errors``; the first file is what an operator looks at first.
+    """
+    per_file = [e[len("ignoring error for "):] for e in errors if e.startswith("ignoring error for ")]
+    if per_file:
+        more = f" (and {len(per_file) - 1} more file(s))" if len(per_file) > 1 else ""
+        return f"{per_file[0]}{more}"
+    return "; ".join(errors[-3:]) or meaning
+
+
+def reason(entry: dict[str, Any] | None, what: str) -> str:
+    """Given a recorded step or drill entry, return ``what: error`` when it failed or was partial, else ''."""
+    if not entry or entry.get("status") in (None, "success"):
+        return ""
+    error = entry.get("error") or entry.get("first_failure") or "no reason recorded"
+    return f"{what} {entry['status']}: {error}"
+
+
 @dataclass
 class JobRunner:
     """Runs the steps of one configured job and records each one (state, event)."""
@@ -91,6 +113,7 @@ class JobRunner:
     on_step: Callable[[str, str], None] | None = None
     emitted: list[dict] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    ssh: str = "ssh"  # tools.ssh: the program restic runs for sftp: repositories
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -105,7 +128,7 @@ class JobRunner:
         repo = self.repo(kind)
         if repo is None:
             raise ValueError(f"job {self.job.name} has no {kind} repository")
-        return restic.repo_access(repo)
+        return restic.repo_access(repo, ssh=self.ssh)
 
     def _emit(self, evs: list[dict]) -> None:
         self.emitted.extend(evs)
@@ -145,7 +168,8 @@ class JobRunner:
             if result.step == "drill":
                 st["drill"][result.repo] = {k: result.details.get(k, 0) for k in
                                             ("verified_files", "verified_bytes", "failed_files")}
-                st["drill"][result.repo].update(status=result.status, time=started_wall)
+                st["drill"][result.repo].update(status=result.status, time=started_wall, error=result.error,
+                                                first_failure=(result.details.get("failures") or [None])[0])
             if "snapshots" in result.details:
                 st["repos"].setdefault(result.repo, {}).update(snapshots=result.details["snapshots"],
                                                                snapshots_time=time.time())
@@ -320,6 +344,8 @@ class JobRunner:
             details.update(cycle=new, cycle_read=len(new["read"]))
 
         error = "" if report.clean else (restic.classify_failure(res.masked_stderr()) or "check failed")
+        if error and report.errors and report.errors[0] not in error:
+            error = f"{error}: {report.errors[0]}"  # the first damaged pack or blob, restic's own words
         return self._finish(StepResult("check", kind, "success" if report.clean else "failure",
                                        time.monotonic() - started, res.rc, error, details=details), wall, merge)
 
@@ -399,7 +425,7 @@ class JobRunner:
             details["failed_files"] = len(failures) if res.ok else max(len(failures), 1)
             details["failures"] = failures[:20]
             if not res.ok:
-                return fail(f"restore failed: {'; '.join(report.errors[-3:]) or res.meaning}", res.rc)
+                return fail(f"restore failed: {restore_reason(report.errors, res.meaning)}", res.rc)
             if failures:
                 return fail(f"{len(failures)} file(s) failed verification, first: {failures[0]}", res.rc)
             smoke_error = self._smoke(scratch)
@@ -501,6 +527,11 @@ class JobRunner:
             entry = st["steps"].get(state.step_key(kind, step), {})
             repo_info = st["repos"].get(kind, {})
             last_success = entry.get("last_success")
+            check = st["steps"].get(state.step_key(kind, "check"))
+            drill = st["drill"].get(kind)
+            # One line a person reads first: what failed and why (live scan, last step, drill, check).
+            reasons = [r for r in (f"status scan: {errors[kind]}" if errors.get(kind) else "",
+                                   reason(entry, step), reason(drill, "drill"), reason(check, "check")) if r]
             rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),
                          "last_attempt": entry.get("last_attempt"), "last_success": last_success,
                          "age_seconds": None if last_success is None else round(now - last_success, 1),
@@ -508,5 +539,7 @@ class JobRunner:
                          "size_time": repo_info.get("size_time"),
                          "latest_snapshot_bytes": repo_info.get("latest_snapshot_bytes"),
                          "latest_snapshot_time": repo_info.get("latest_snapshot_time"),
-                         "last_drill": st["drill"].get(kind), "error": errors.get(kind, "")})
+                         "last_drill": drill, "last_check": None if check is None else {
+                             k: check.get(k) for k in ("status", "last_attempt", "last_success", "error")},
+                         "error": errors.get(kind, ""), "reason": "; ".join(reasons)})
         return rows

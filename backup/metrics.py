@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from citydc.files import public_textfile
+from citydc import atomicfile
 
 __all__ = ["FILENAME", "registry_from_states", "write"]
 
@@ -90,7 +90,6 @@ def write(textfile_dir: Path, states: Iterable[Mapping[str, Any]], sites: Mappin
     """Render the states and replace ``<textfile_dir>/citydc_backup.prom`` atomically; return its path."""
     textfile_dir.mkdir(parents=True, exist_ok=True)
     path = textfile_dir / FILENAME
-    # write_to_textfile writes a temporary file in the same directory and renames it.
-    write_to_textfile(str(path), registry_from_states(states, sites))
-    public_textfile(path)  # node_exporter's user reads it; it holds metrics only
+    # 0644: node_exporter runs as its own user; the file holds no secret.
+    atomicfile.write(path, generate_latest(registry_from_states(states, sites)), mode=0o644)
     return path

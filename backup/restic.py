@@ -60,8 +60,9 @@ class RepoAccess:
         return {names[k]: v for k, v in self.env.items() if k in names}
 
 
-def sftp_command(url: str, ssh_config: Path) -> str:
-    """Given an ``sftp:`` repository URL and an ssh client config, return restic's ``sftp.command``.
+def sftp_command(url: str, ssh_config: Path, ssh: str = "ssh") -> str:
+    """Given an ``sftp:`` repository URL, an ssh client config and the ssh program (``tools.ssh``),
+    return restic's ``sftp.command``.
 
     Raise ValueError if the URL is not an sftp URL with a host.
     """
@@ -76,15 +77,16 @@ def sftp_command(url: str, ssh_config: Path) -> str:
         raise ValueError(f"ssh_config is only for sftp: repositories, got {url!r}")
     if not host:
         raise ValueError(f"expected sftp:user@host:/path, got {url!r}")
-    argv = ["ssh", "-F", str(ssh_config)]
+    argv = [ssh, "-F", str(ssh_config)]
     if port:
         argv += ["-p", str(port)]
     argv += [f"{user}@{host}" if user else host, "-s", "sftp"]
     return shlex.join(argv)
 
 
-def repo_access(repo: Repository, environ: Mapping[str, str] | None = None) -> RepoAccess:
-    """Given a configured repository, return its RepoAccess. Raise SecretUnavailable if the password is unset.
+def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, ssh: str = "ssh") -> RepoAccess:
+    """Given a configured repository (and ``tools.ssh``), return its RepoAccess. Raise SecretUnavailable
+    if the password is unset.
 
     A ``file:`` password is handed over as RESTIC_PASSWORD_FILE (restic reads the file itself);
     an ``env:`` password as RESTIC_PASSWORD in the child's environment, which only the same user
@@ -93,7 +95,7 @@ def repo_access(repo: Repository, environ: Mapping[str, str] | None = None) -> R
     value = repo.password.reveal(dict(environ) if environ is not None else None)
     path = repo.password.file_path()
     env = {"RESTIC_PASSWORD_FILE": str(path)} if path else {"RESTIC_PASSWORD": value}
-    options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config)}",) if repo.ssh_config else ()
+    options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config, ssh)}",) if repo.ssh_config else ()
     return RepoAccess(repo.url, options, env, (value,))
 
 

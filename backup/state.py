@@ -15,17 +15,35 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from citydc import atomicfile
 
 __all__ = ["LOCK_TIMEOUT_SECONDS", "StateLocked", "advance_check_cycle", "load", "load_all", "locked",
            "metrics_locked", "next_check_subset", "save", "step_key", "update"]
 
 LOCK_TIMEOUT_SECONDS = 30.0  # the lock is held only around a load and a save: waiting this long means a hang
+
+
+@dataclass
+class _TestHooks:
+    """Injection points for tests only (production never sets them): ``inside(job)`` runs in ``update``
+    between the load and the save, inside the critical section; ``waiting(lock_path)`` runs once when a
+    lock is found taken, before waiting for it; ``lock=False`` leaves the job's lock out of ``update``.
+    With them a test provokes the lost update deterministically, and shows the lock is what prevents it
+    (tests/unit/backup/test_state_concurrency.py)."""
+
+    inside: Callable[[str], None] | None = None
+    waiting: Callable[[Path], None] | None = None
+    lock: bool = True
+
+
+TEST_HOOKS = _TestHooks()
 
 
 class StateLocked(RuntimeError):
@@ -76,23 +94,7 @@ def load_all(state_dir: Path) -> list[dict[str, Any]]:
 
 def save(state_dir: Path, job: str, data: dict[str, Any]) -> None:
     """Write a job's state atomically (0600). Callers that changed a loaded state use ``update`` instead."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{job}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, _path(state_dir, job))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write(_path(state_dir, job), json.dumps(data, indent=1, sort_keys=True))
 
 
 @contextmanager
@@ -101,11 +103,15 @@ def _flock(path: Path, what: str, timeout: float, poll: float) -> Iterator[None]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
+        waited = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if TEST_HOOKS.waiting is not None and not waited:
+                    TEST_HOOKS.waiting(path)
+                waited = True
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
                     raise StateLocked(f"{what} {path} still held by another citydc command (pid {holder}) "
@@ -146,8 +152,10 @@ def update(state_dir: Path, job: str, change: Callable[[dict[str, Any]], None], 
     Raise StateLocked if the lock cannot be taken within ``timeout`` seconds, ValueError if the
     saved state is not valid JSON (nothing is written then).
     """
-    with locked(state_dir, job, timeout):
+    with locked(state_dir, job, timeout) if TEST_HOOKS.lock else nullcontext():
         data = load(state_dir, job)
+        if TEST_HOOKS.inside is not None:
+            TEST_HOOKS.inside(job)
         change(data)
         save(state_dir, job, data)
     return data

@@ -14,15 +14,21 @@ citydc's warm rounds reuse its static-column cache (ifDescr, ifName, ifAlias, sp
 period snmp.static_refresh_seconds, ``--static-refresh``; 0 re-walks all 13 columns every poll, as
 snmp_exporter does): that is part of what is measured. citydc's polls by path (``fast_v2c`` or
 ``pysnmp``, from its /metrics) are printed before the table. Stops all it started.
+Before the table, the fast v2c session's failure timing is reported (moved here from the unit tests):
+how long a malformed answer takes to fail a request whose timeout is 2 s (it must not wait for the
+timeout), and how long a silent agent takes to time out with timeout 0.2 s and 2 retries (3 tries,
+about 0.6 s), medians over ``--timing-runs``, as ``FIGURE`` lines.
 The last two lines are ``RATIO cpu_per_varbind_vs_snmp_exporter`` and ``RATIO wall_vs_snmp_exporter``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import resource
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -35,6 +41,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from citydc import execute
+from citydc.collectors.snmp.poller import PollError
+from citydc.collectors.snmp.v2c import V2cSession
 from citydc.lab import processes
 from citydc.lab.base import LabContext, wait_until
 from citydc.lab.snmpd import client_conf_dir
@@ -44,7 +52,7 @@ from citydc.lab.snmpsim_data import SwitchSpec, records
 COMMUNITY = "citydc-bench"  # a benchmark-only community of simulated devices, not a secret
 BASE_PORT = 24000
 CITYDC_PORT, PEER_PORT = 24900, 24901
-COLUMNS = {  # the 13 columns of shared/data/snmp/synthetic/columns.txt
+COLUMNS = {  # 13 IF-MIB columns: counters, status, speeds and the label columns
     "ifDescr": ("1.3.6.1.2.1.2.2.1.2", "DisplayString"), "ifSpeed": ("1.3.6.1.2.1.2.2.1.5", "gauge"),
     "ifAdminStatus": ("1.3.6.1.2.1.2.2.1.7", "gauge"), "ifOperStatus": ("1.3.6.1.2.1.2.2.1.8", "gauge"),
     "ifInDiscards": ("1.3.6.1.2.1.2.2.1.13", "counter"), "ifInErrors": ("1.3.6.1.2.1.2.2.1.14", "counter"),
@@ -122,6 +130,54 @@ def polls_by_path(url: str) -> dict[str, float]:
             if s.name == "citydc_snmp_exporter_polls_total"}
 
 
+async def _failure_seconds(answer: bytes | None, timeout: float, retries: int) -> tuple[float, str]:
+    """Run one GET against a loopback agent that answers every request with ``answer`` (None: never);
+    return (seconds until the request failed, the PollError reason)."""
+    agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent.bind(("127.0.0.1", 0))
+    agent.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    def reply() -> None:
+        try:
+            _, addr = agent.recvfrom(65535)
+        except BlockingIOError:
+            return
+        if answer is not None:
+            agent.sendto(answer, addr)
+
+    loop.add_reader(agent.fileno(), reply)
+    session = await V2cSession.open("bench-timing", "127.0.0.1", agent.getsockname()[1], timeout, retries)
+    started = time.perf_counter()
+    try:
+        await session.get([(1, 3, 6, 1, 2, 1, 1, 3, 0)])
+        reason = "answered"
+    except PollError as exc:
+        reason = exc.reason
+    finally:
+        took = time.perf_counter() - started
+        session.close()
+        loop.remove_reader(agent.fileno())
+        agent.close()
+    return took, reason
+
+
+def v2c_failure_timing(runs: int) -> dict[str, float]:
+    """Return median seconds: a malformed answer failing a 2 s-timeout request, and a silent agent's 3 tries."""
+    out = {}
+    for name, answer, timeout, retries, expected in (
+            ("malformed_answer_fail", b"\x30\x03\x02\x01\x07", 2.0, 1, "decode"),
+            ("silent_agent_3_tries_of_0.2", None, 0.2, 2, "timeout")):
+        times = []
+        for _ in range(runs):
+            took, reason = asyncio.run(_failure_seconds(answer, timeout, retries))
+            if reason != expected:
+                raise RuntimeError(f"{name}: expected {expected}, got {reason}")
+            times.append(took)
+        out[name] = statistics.median(times)
+    return out
+
+
 def children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -133,9 +189,12 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--static-refresh", type=float, default=300, help="citydc's snmp.static_refresh_seconds")
+    ap.add_argument("--timing-runs", type=int, default=5, help="runs of each v2c failure timing")
     a = ap.parse_args()
-    if not (1 <= a.devices <= 200 and 1 <= a.concurrency <= 64 and 1 <= a.rounds <= 20 and a.static_refresh >= 0):
-        ap.error("--devices 1-200, --concurrency 1-64, --rounds 1-20, --static-refresh >= 0")
+    if not (1 <= a.devices <= 200 and 1 <= a.concurrency <= 64 and 1 <= a.rounds <= 20 and a.static_refresh >= 0
+            and 1 <= a.timing_runs <= 50):
+        ap.error("--devices 1-200, --concurrency 1-64, --rounds 1-20, --static-refresh >= 0, --timing-runs 1-50")
+    timing = v2c_failure_timing(a.timing_runs)
     ctx = LabContext(log=lambda m: print(f"# {m}", file=sys.stderr))
     install_snmpsim(ctx)
     if not shutil.which("prometheus-snmp-exporter"):
@@ -204,6 +263,10 @@ def main() -> int:
               f"{varbinds} varbinds per round; concurrency {a.concurrency}; max-repetitions 25; "
               f"medians of {len(results['citydc']['cpu'])} rounds; citydc static refresh {a.static_refresh:g} s")
         print(f"# citydc polls by path: {polls_by_path(f'http://127.0.0.1:{CITYDC_PORT}/metrics')}")
+        print(f"# fast v2c failure timing, medians of {a.timing_runs}: a malformed answer fails a request whose "
+              f"timeout is 2 s; a silent agent with timeout 0.2 s and 2 retries (3 tries) times out")
+        for name, seconds in timing.items():
+            print(f"FIGURE v2c_{name}_seconds {seconds:.3f}")
         print(f"{'tool':15} {'cpu_s/10k_varbinds':>19} {'wall_s/round':>13} {'simulator_cpu_s/round':>22}")
         med = {}
         for name, r in results.items():

@@ -1,9 +1,10 @@
 """Secrets by reference.
 
 A secret in ``citydc.yaml`` is never written inline: it is ``env:NAME`` (read from the
-environment) or ``file:PATH`` (first line of a file). The reference is harmless and may be
-shown; the value is resolved only at the moment of use, and the object holding it never prints
-it (``repr``, ``str``, ``model_dump`` and JSON all show the reference).
+environment) or ``file:PATH`` (first line of a file; a relative PATH is relative to the config
+file, made absolute when the config is loaded). The reference is harmless and may be shown;
+the value is resolved only at the moment of use, and the object holding it never prints it
+(``repr``, ``str``, ``model_dump`` and JSON all show the reference).
 """
 
 from __future__ import annotations
@@ -45,9 +46,18 @@ class SecretRef:
                 "expected a secret reference 'env:NAME' or 'file:PATH' "
                 "(secrets are never written inline in the config)"
             )
-        if scheme == "env" and not target.replace("_", "a").isalnum():
+        if scheme == "env" and not (target.isascii() and target.replace("_", "a").isalnum()):
             raise ValueError("expected an environment variable name after 'env:' (letters, digits, _)")
+        if "\x00" in target:
+            raise ValueError("expected a file path after 'file:' (it contains a NUL byte)")
         return cls(scheme, target)
+
+    def relative_to(self, base_dir: Path | str | None) -> SecretRef:
+        """Given the config file's directory, return this reference with a relative ``file:`` path made
+        absolute against it (the project's path rule); ``env:`` and absolute references are returned as is."""
+        if self.scheme != "file" or base_dir is None or os.path.isabs(self.target):
+            return self
+        return SecretRef("file", os.path.normpath(os.path.join(base_dir, self.target)))
 
     @property
     def reference(self) -> str:
@@ -77,6 +87,8 @@ class SecretRef:
             st = Path(self.target).stat()
         except OSError as exc:
             return f"{self.target}: {exc.strerror}"
+        except ValueError:  # cannot happen for a parsed reference; a hand-made one is still not a crash
+            return f"{self.target!r}: not a usable path"
         if not stat.S_ISREG(st.st_mode):
             return f"{self.target}: not a regular file"
         if st.st_mode & 0o027:
@@ -95,14 +107,18 @@ class SecretRef:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        def validate(value: Any) -> SecretRef:
+        def validate(value: Any, info: core_schema.ValidationInfo) -> SecretRef:
             if isinstance(value, SecretRef):
-                return value
-            if not isinstance(value, str):
+                ref = value
+            elif isinstance(value, str):
+                ref = cls.parse(value)
+            else:
                 raise ValueError("expected a secret reference string 'env:NAME' or 'file:PATH'")
-            return cls.parse(value)
+            # The loader passes the config's directory; outside it (models built in code) paths stay as given.
+            context = info.context if isinstance(info.context, dict) else {}
+            return ref.relative_to(context.get("base_dir"))
 
-        return core_schema.no_info_plain_validator_function(
+        return core_schema.with_info_plain_validator_function(
             validate,
             serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.reference),
         )

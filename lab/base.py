@@ -3,10 +3,19 @@
 Each service installs what it lacks (Debian packages, PyPI, the Java package repository),
 starts its real program on 127.0.0.1 with its own data directory and port, waits until the
 program answers, and records the PIDs it started so that ``down`` stops exactly those.
+
+It also records who started it (``owner.json``: the checkout's path and a digest of the service's
+code, which writes its config). A service running under another owner (another checkout, or an
+older version of this code) is restarted rather than reused, and a program answering on a
+service's endpoint without this lab's records (another checkout's lab under another
+CITYDC_LAB_DIR) is an error naming it, never silently taken for this lab's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -76,11 +85,54 @@ class Service:
         recs = self.records(ctx)
         return bool(recs) and all(processes.alive(r) for r in recs)
 
+    def owner_file(self, ctx: LabContext) -> Path:
+        return ctx.service_dir(self.name) / "owner.json"
+
+    def fingerprint(self) -> dict[str, str]:
+        """Return who this code is: the checkout it runs from and a digest of the service's code (its class's
+        module, which also writes the service's config, and the lab framework)."""
+        files = sorted({inspect.getsourcefile(type(self)) or "", __file__, processes.__file__} - {""})
+        digest = hashlib.sha256()
+        for name in files:
+            digest.update(Path(name).read_bytes())
+        return {"service": self.name, "checkout": str(Path(__file__).resolve().parent.parent),
+                "code": digest.hexdigest()[:16]}
+
+    def owner(self, ctx: LabContext) -> dict | None:
+        """Return the owner record of the running service ({} if unreadable, None if absent)."""
+        try:
+            return json.loads(self.owner_file(ctx).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}
+
+    def answers(self, ctx: LabContext) -> bool:
+        """Return True if something answers as this service would (``ready``), whoever started it."""
+        try:
+            return bool(self.ready(ctx))
+        except Exception:  # not answering, or not even set up here
+            return False
+
     def up(self, ctx: LabContext) -> None:
-        """Install, start, wait until ready, record PIDs. Idempotent when already running."""
-        if self.running(ctx) and self.ready(ctx):
-            return
+        """Install, start, wait until ready, record PIDs and owner. Idempotent when already running and
+        started by this very code; restarted when another checkout or version started it.
+
+        Raise LabError if it cannot start, or if something this lab did not start answers in its place.
+        """
+        if self.running(ctx):
+            recorded, mine = self.owner(ctx), self.fingerprint()
+            if recorded == mine and self.ready(ctx):
+                return
+            if recorded != mine:
+                ctx.log(f"{self.name}: running, but started by {recorded or 'an unrecorded lab'}; "
+                        f"restarting it with {mine['checkout']} (code {mine['code']})")
         self.down(ctx)
+        if self.answers(ctx):
+            endpoints = ", ".join(f"{k} {v}" for k, v in self.endpoints(ctx).items()) or "its port"
+            raise LabError(f"{self.name}: something already answers at {endpoints}, but this lab ({ctx.root}) "
+                           "did not start it: another checkout's lab, or one with another CITYDC_LAB_DIR. Stop it "
+                           "there (`CITYDC_LAB_DIR=... citydc lab down`), then try again")
         try:
             self.install(ctx)
             proc = self.start(ctx)
@@ -98,6 +150,7 @@ class Service:
         # Record the children too (e.g. the Elasticsearch launcher's server JVM).
         recs += [processes.record(pid, self.name) for pid in processes.descendants(proc.pid)]
         processes.save(self.pid_file(ctx), recs)
+        self.owner_file(ctx).write_text(json.dumps(self.fingerprint(), sort_keys=True))
 
     def _ready_or_dead(self, ctx: LabContext, proc: subprocess.Popen) -> bool:
         if proc.poll() is not None:
@@ -110,6 +163,7 @@ class Service:
         recs = self.records(ctx)
         stopped = processes.stop(list(reversed(recs)))
         self.pid_file(ctx).unlink(missing_ok=True)
+        self.owner_file(ctx).unlink(missing_ok=True)
         return len(stopped)
 
     def log_path(self, ctx: LabContext) -> Path:

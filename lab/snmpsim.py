@@ -2,9 +2,10 @@
 
 Five services, so a test can restart ("reboot") or load one without touching the others:
 
-* ``snmpsim``: the full responder. The shared recordings of real devices, one per loopback
-  address 127.0.1.k (v2c community = file name), and the v3 core switches on 127.0.2.k (SNMPv3
-  context name = device name), all on port SNMPSIM.
+* ``snmpsim``: the full responder. The recordings of real devices (package data in
+  ``lab-data/snmp/``, with their licences and ``sources.json``), one per loopback address 127.0.1.k
+  (v2c community = file name), and the v3 core switches on 127.0.2.k (SNMPv3 context name =
+  device name), all on port SNMPSIM.
 * ``snmpsim-switches``: generated 48-port access switches of both sites, one UDP port each,
   including a 32-bit-only device.
 * ``snmpsim-slow``: a switch whose first answer of every poll takes 8 s.
@@ -13,7 +14,7 @@ Five services, so a test can restart ("reboot") or load one without touching the
   are left closed, so they behave as dead devices.
 
 snmpsim runs from its own venv (it pins pysnmp and needs pysmi and cryptography, which would
-otherwise mix with the project's venv); see ../shared/data/snmp/README.md for its quirks.
+otherwise mix with the project's venv); ``docs/snmp.md`` (Lab) lists its quirks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from citydc import execute
@@ -28,23 +30,28 @@ from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, Service, apt_install
 from citydc.lab.snmpd import client_conf_dir, snmpget_argv
 from citydc.lab.snmpsim_data import SwitchSpec, records
+from citydc.lab.snmpsim_quirks import QUIRKS
 
 __all__ = ["FLEET_DEAD", "LabDevice", "bulkwalk_argv", "lab_config", "lab_devices", "lab_snmp_auth", "lab_snmp_env",
-           "parse_bulkwalk", "venv_python"]
+           "parse_bulkwalk", "recording", "v3_client_conf_dir", "venv_python"]
 
 SNMPSIM_REQUIREMENTS = ("snmpsim==1.2.2", "pysmi>=1.5,<2", "pysnmp>=7.1,<8", "cryptography>=43")
-RECORDINGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "snmp" / "real"
 FILES = Path(__file__).with_name("lab-data")
+RECORDINGS = "lab-data/snmp"  # inside the citydc.lab package: recordings, LICENSE-*.txt, sources.json
 COMMUNITY_ENV = "CITYDC_SNMP_COMMUNITY"
 FLEET_SIZE, FLEET_DEAD = 190, 10
 
 
-def recordings_dir() -> Path:
-    """Return the folder of real-device recordings (../shared/data/snmp/real next to the checkout)."""
-    for candidate in (RECORDINGS.resolve(), Path("/work/shared/data/snmp/real")):
-        if candidate.is_dir():
-            return candidate
-    raise LabError("the SNMP recordings (shared/data/snmp/real) are missing")
+def recording(name: str) -> str:
+    """Given a recording's name (file name without ``.snmprec``), return its text from the package data.
+
+    Raise LabError if the installed package does not carry it (a wheel built without its package data).
+    """
+    try:
+        return resources.files("citydc.lab").joinpath(f"{RECORDINGS}/{name}.snmprec").read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        raise LabError(f"the SNMP recording {RECORDINGS}/{name}.snmprec is missing from the citydc.lab "
+                       "package data") from None
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class LabDevice:
 
 
 RECORDED = ("cisco-c3750", "brocade-icx6430-24", "dlink-des3038", "brocade-ds-5100b", "paloalto-pa-5000",
-            "vyatta-unknown")
+            "vyatta-unknown", *(q.name for q in QUIRKS))  # QUIRKS: ifNumber.0 below and above the real row count
 SWITCHES = (SwitchSpec("sw-siwei-acc1", 1), SwitchSpec("sw-siwei-acc2", 2), SwitchSpec("sw-fengshan-acc1", 3),
             SwitchSpec("sw-fengshan-acc2", 4), SwitchSpec("sw-fengshan-old1", 5, hc=False))
 V3_SWITCHES = (SwitchSpec("sw-siwei-core1", 6, access_ports=8), SwitchSpec("sw-fengshan-core1", 7, access_ports=8))
@@ -245,9 +252,8 @@ class Snmpsim(_Snmpsim):
         data = d / "data"
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
-        src = recordings_dir()
         for n in RECORDED:
-            shutil.copy(src / f"{n}.snmprec", data / f"{n}.snmprec")
+            (data / f"{n}.snmprec").write_text(recording(n))
         for spec in V3_SWITCHES:
             (data / f"{spec.name}.snmprec").write_text(records(spec))
         cache = d / "cache"
@@ -285,6 +291,33 @@ def lab_config(fleet: bool = False, **snmp: object) -> dict:
                     for d in lab_devices(fleet)],
         "snmp": dict(snmp),
     }
+
+
+NET_SNMP_AUTH = {"SHA256": "SHA-256", "SHA512": "SHA-512"}
+NET_SNMP_PRIV = {"AES": "AES", "AES256": "AES-256"}
+
+
+def v3_client_conf_dir(profile: dict, directory: Path, environ: dict[str, str]) -> Path:
+    """Given a lab v3 auth profile (``lab_snmp_auth()`` entry), write a net-snmp client snmp.conf with
+    its user, protocols, keys and context; return its directory.
+
+    net-snmp tools read it through SNMPCONFPATH, so the keys never appear in argv.
+    """
+    def secret(ref: str) -> str:
+        return environ[ref.removeprefix("env:")]
+
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "snmp.conf"
+    conf.write_text("defVersion 3\n"
+                    f"defSecurityName {profile['username']}\n"
+                    "defSecurityLevel authPriv\n"
+                    f"defAuthType {NET_SNMP_AUTH[profile['auth_protocol']]}\n"
+                    f"defAuthPassphrase {secret(profile['auth_key'])}\n"
+                    f"defPrivType {NET_SNMP_PRIV[profile['priv_protocol']]}\n"
+                    f"defPrivPassphrase {secret(profile['priv_key'])}\n"
+                    f"defContext {profile.get('context_name', '')}\n")
+    conf.chmod(0o600)
+    return directory
 
 
 def bulkwalk_argv(target: str, oid: str, max_repetitions: int = 25, binary: str = "snmpbulkwalk") -> tuple[str, ...]:

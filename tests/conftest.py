@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,9 +17,25 @@ def lab_ctx() -> LabContext:
     return LabContext()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def _environ_restored() -> Iterator[None]:
+    """Undo whatever a test module's tests and fixtures (module-scoped ones included) put into os.environ.
+
+    Module scope, so a module-scoped fixture's variables last for its module's tests, then go; autouse
+    fixtures are set up first and torn down last, so this restores after every fixture of the module.
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
 def lab_env() -> dict[str, str]:
-    """The lab's credentials in the environment, as the demo sets them (example config uses env: refs)."""
+    """The lab's credentials in the environment, as the demo sets them (example config uses env: refs).
+
+    For the requesting module only: ``_environ_restored`` removes them afterwards.
+    """
     for name, value in ports.LAB_ENV.items():
         os.environ.setdefault(name, value)
     return dict(ports.LAB_ENV)

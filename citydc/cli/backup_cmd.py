@@ -6,7 +6,6 @@ Exit codes: 0 every step succeeded; 1 a step failed or was only partial (some fi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -14,11 +13,25 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from citydc.backup import metrics, restic, state
 from citydc.backup.jobs import JobRunner, StepResult, worst
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, err, fail, load_config, out, print_json
+from citydc.cli import timefmt
+from citydc.cli.output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    err,
+    examples,
+    fail,
+    load_config,
+    out,
+    print_json,
+    show_times,
+    wide_option,
+)
+from citydc.cli.table import Column, failures_first, print_table, status_style
+from citydc.cli.timefmt import utc_option
 from citydc.config.loader import LoadedConfig
 from citydc.secrets import SecretUnavailable
 
@@ -58,7 +71,8 @@ def _runner(ctx: click.Context, name: str, **kwargs: Any) -> tuple[LoadedConfig,
         runner.version()
     except (restic.ResticError, OSError) as exc:
         fail(str(exc), EXIT_FAILED, hint="install restic 0.14 or newer, or set tools.restic in citydc.yaml")
-    return loaded, JobRunner(job, runner, state_dir, _emitter(loaded), cfg.backup.lock_stale_seconds, **kwargs)
+    return loaded, JobRunner(job, runner, state_dir, _emitter(loaded), cfg.backup.lock_stale_seconds,
+                             ssh=cfg.tools.ssh, **kwargs)
 
 
 def _write_metrics(loaded: LoadedConfig) -> None:
@@ -87,34 +101,52 @@ def _human_bytes(n: int | None) -> str:
 
 _STYLE = {"success": "green", "partial": "yellow", "failure": "bold red"}
 
+RUN_COLUMNS = (Column("step"), Column("repo"), Column("status", style=status_style), Column("snapshot"),
+               Column("new files", right=True), Column("added", right=True), Column("duration", right=True),
+               Column("detail", text=True))
 
-def _report(job: str, results: Sequence[StepResult], runner: JobRunner, as_json: bool) -> int:
+
+def step_detail(r: StepResult) -> str:
+    """Given a step's result, return its one-line detail: the reason when it failed or was partial."""
+    d = r.details
+    if not r.ok:
+        return r.error or f"{r.status} (exit code {r.exit_code})"
+    if r.step == "drill":
+        return f"{d.get('verified_files')} files, {_human_bytes(d.get('verified_bytes'))} verified"
+    if r.step == "check":
+        return f"read subset {d.get('subset')}"
+    if r.step == "copy":
+        return f"{len(d.get('snapshots_copied') or [])} snapshot(s) copied"
+    return ""
+
+
+def run_rows(results: Sequence[StepResult]) -> list[list[str]]:
+    """Given step results, return the rows of the run table, failures first."""
+    rows = [[r.step, r.repo, r.status, r.snapshot_id or "-",
+             str(r.details["files_new"]) if r.details.get("files_new") is not None else "-",
+             _human_bytes(r.details.get("bytes_added")) if r.details.get("bytes_added") is not None else "-",
+             f"{r.duration_seconds:.1f} s", step_detail(r)] for r in results]
+    return failures_first(rows, 2)
+
+
+def _report(job: str, results: Sequence[StepResult], runner: JobRunner, as_json: bool, wide: bool = False) -> int:
     overall = worst(results)
     if as_json:
         print_json({"job": job, "status": overall, "run_id": runner.run_id,
                     "steps": [r.to_json() for r in results], "events": runner.emitted})
     else:
-        table = Table(title=f"backup job {job}")
-        for col in ("step", "repo", "status", "snapshot", "new files", "added", "duration", "detail"):
-            table.add_column(col)
-        for r in results:
-            d = r.details
-            detail = r.error or ""
-            if r.step == "drill" and r.ok:
-                detail = f"{d.get('verified_files')} files, {_human_bytes(d.get('verified_bytes'))} verified"
-            if r.step == "check" and r.ok:
-                detail = f"read subset {d.get('subset')}"
-            table.add_row(r.step, r.repo, f"[{_STYLE[r.status]}]{r.status}[/]", r.snapshot_id or "-",
-                          str(d.get("files_new") if d.get("files_new") is not None else "-"),
-                          _human_bytes(d.get("bytes_added")), f"{r.duration_seconds:.1f} s", escape(detail))
-        out.print(table)
+        print_table(out, RUN_COLUMNS, run_rows(results), title=f"backup job {job}", wide=wide)
         for r in results:
             for path in r.details.get("unreadable_files") or []:
                 err.print(f"[yellow]unreadable:[/] {escape(path)}")
+            for failure in (r.details.get("failures") or [])[1:]:
+                err.print(f"[red]{r.step} ({r.repo}):[/] {escape(failure)}")
             for note in r.details.get("locks_kept") or []:
                 err.print(f"[dim]lock kept: {escape(note)}[/]")
         if overall != "success":
-            err.print(f"[{_STYLE[overall]}]job {escape(job)}: {overall.upper()}[/]")
+            first = next(r for r in results if r.status == overall)
+            err.print(f"[{_STYLE[overall]}]job {escape(job)}: {overall.upper()}[/]: "
+                      f"{escape(first.step)} ({escape(first.repo)}): {escape(step_detail(first))}")
     return EXIT_OK if overall == "success" else EXIT_FAILED
 
 
@@ -135,7 +167,8 @@ def _progress(enabled: bool):
         yield on_status, on_step
 
 
-def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunner], list[StepResult]]) -> None:
+def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunner], list[StepResult]],
+         wide: bool = False) -> None:
     with _progress(not as_json) as (on_status, on_step):
         loaded, runner = _runner(ctx, name, on_status=on_status, on_step=on_step)
         try:
@@ -147,75 +180,138 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
                                              "a long wait means that command hangs (look at it with ps -p PID)")
         finally:
             _write_metrics(loaded)
-    ctx.exit(_report(name, results, runner, as_json))
+    ctx.exit(_report(name, results, runner, as_json, wide))
 
 
-@click.group("backup")
+@click.group("backup", epilog=examples("citydc backup run siwei-ldap", "citydc backup status --offline"))
 def backup_group() -> None:
-    """restic backup jobs: backup, off-site copy, retention, checks and restore drills."""
+    """restic backup jobs: backup, off-site copy, retention, checks and restore drills.
+
+    Exit codes: 0 every step succeeded; 1 a step failed or was partial (the reason is on its row);
+    2 the config, the job name or a password reference is wrong.
+    """
+
+
+def _complete_jobs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a JOB argument: the job names of the config in use (none if it cannot be read)."""
+    from citydc.cli.output import config_path
+    from citydc.config.loader import load
+
+    try:
+        loaded = load(config_path(ctx.find_root().params.get("config_path")))
+    except (Exception, SystemExit):  # completion must never print an error into the shell
+        return []
+    return [j.name for j in loaded.config.backup.jobs if j.name.startswith(incomplete)]
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result (and its events) as JSON.")
 
 
-@backup_group.command("init")
-@click.argument("job")
+@backup_group.command("init", epilog=examples("citydc backup init siwei-ldap"))
+@click.argument("job", shell_complete=_complete_jobs)
 @json_option
+@wide_option
 @click.pass_context
-def init_cmd(ctx: click.Context, job: str, as_json: bool) -> None:
+def init_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
     """Create JOB's repositories that do not exist yet (off-site with the local chunker parameters)."""
-    _act(ctx, job, as_json, lambda r: r.init())
+    _act(ctx, job, as_json, lambda r: r.init(), wide)
 
 
-@backup_group.command("run")
-@click.argument("job")
+@backup_group.command("run", epilog=examples("citydc backup run siwei-ldap", "citydc backup run siwei-ldap --json"))
+@click.argument("job", shell_complete=_complete_jobs)
 @json_option
+@wide_option
 @click.pass_context
-def run_cmd(ctx: click.Context, job: str, as_json: bool) -> None:
+def run_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
     """Back JOB up to its local repository, then copy its snapshots to the off-site repository."""
-    _act(ctx, job, as_json, lambda r: r.run())
+    _act(ctx, job, as_json, lambda r: r.run(), wide)
 
 
-@backup_group.command("check")
-@click.argument("job")
+@backup_group.command("check", epilog=examples("citydc backup check siwei-ldap", "citydc backup check siwei-ldap "
+                                                                                  "--repo offsite"))
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
 @json_option
+@wide_option
 @click.pass_context
-def check_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool) -> None:
+def check_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wide: bool) -> None:
     """Check structure and read the next rotating data subset (every pack within check_read_data_days runs)."""
-    _act(ctx, job, as_json, lambda r: r.check(repo))
+    _act(ctx, job, as_json, lambda r: r.check(repo), wide)
 
 
-@backup_group.command("prune")
-@click.argument("job")
+@backup_group.command("prune", epilog=examples("citydc backup prune siwei-ldap --repo local"))
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, help="Only this repository (default: both).")
 @json_option
+@wide_option
 @click.pass_context
-def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool) -> None:
+def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wide: bool) -> None:
     """Forget JOB's snapshots outside its retention policy and prune unreferenced data."""
-    _act(ctx, job, as_json, lambda r: r.prune(repo))
+    _act(ctx, job, as_json, lambda r: r.prune(repo), wide)
 
 
-@backup_group.command("drill")
-@click.argument("job")
+@backup_group.command("drill", epilog=examples("citydc backup drill siwei-ldap", "citydc backup drill siwei-ldap "
+                                                                                  "--repo offsite"))
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option("--repo", type=REPO_CHOICE, default="local", show_default=True, help="Repository to restore from.")
 @json_option
+@wide_option
 @click.pass_context
-def drill_cmd(ctx: click.Context, job: str, repo: str, as_json: bool) -> None:
+def drill_cmd(ctx: click.Context, job: str, repo: str, as_json: bool, wide: bool) -> None:
     """Restore JOB's latest snapshot (or a random sample) into scratch space and verify every file."""
     if repo == "offsite" and _job(load_config(ctx), job).offsite_repo is None:
         fail(f"job {job} has no offsite_repo to drill", EXIT_CONFIG)
-    _act(ctx, job, as_json, lambda r: [r.drill(repo)])
+    _act(ctx, job, as_json, lambda r: [r.drill(repo)], wide)
 
 
-@backup_group.command("status")
-@click.argument("jobs", nargs=-1)
+STATUS_COLUMNS = (Column("job"), Column("repo"), Column("last", style=status_style), Column("last success"),
+                  Column("age", right=True, drop=2), Column("snapshots", right=True, drop=4),
+                  Column("repo size", right=True, drop=3), Column("last snapshot", right=True, drop=5),
+                  Column("last drill", style=status_style, drop=1), Column("drilled", drop=6),
+                  Column("reason", text=True))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Given ``JobRunner.status`` rows, return the status table's rows, failures first.
+
+    The "last" cell is the worst of the last backup/copy, drill and check, so a failed drill
+    sorts first and is red even after a clean backup; the reason cell says which and why.
+    """
+    table = []
+    for r in rows:
+        drill = r.get("last_drill") or {}
+        check = r.get("last_check") or {}
+        statuses = [s for s in (r["status"], drill.get("status"), check.get("status")) if s]
+        overall = "failure" if r["error"] or "failure" in statuses else (
+            "partial" if "partial" in statuses else (r["status"] or "-"))
+        table.append([r["job"], r["repo"], overall, timefmt.show(r["last_success"]), _age(r["age_seconds"]),
+                      str(r["snapshots"]) if r["snapshots"] is not None else "-", _human_bytes(r["size_bytes"]),
+                      _human_bytes(r["latest_snapshot_bytes"]), drill.get("status") or "never",
+                      timefmt.show(drill.get("time"), "-"), r.get("reason") or r["error"]])
+    return failures_first(table, 2)
+
+
+@backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-ldap --offline "
+                                                                       "--utc"))
+@click.argument("jobs", nargs=-1, shell_complete=_complete_jobs)
 @click.option("--offline", is_flag=True, help="Only the recorded state; do not ask the repositories.")
 @json_option
+@wide_option
+@utc_option
 @click.pass_context
-def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json: bool) -> None:
-    """Per job and repository: last success, last attempt, age, snapshots, size, last drill."""
+def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json: bool, wide: bool,
+               utc: bool) -> None:
+    """Per job and repository: last result, last success, age, snapshots, size, last drill, and the reason
+    of the last failure (backup, copy, drill or check). Exit 1 if any of them failed or was partial."""
     loaded = load_config(ctx)
+    show_times(loaded, utc)
     names = list(jobs) or [j.name for j in loaded.config.backup.jobs]
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -227,24 +323,14 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED)
     _write_metrics(loaded)
+    table = status_rows(rows)
     if as_json:
         print_json(rows)
     else:
-        table = Table(title="backup status")
-        for col in ("job", "repo", "last", "last success", "age", "snapshots", "repo size (measured)",
-                    "last snapshot size", "last drill", "error"):
-            table.add_column(col)
-        def when(t: float | None) -> str:
-            return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "never"
-
-        for r in rows:
-            drill = r["last_drill"] or {}
-            table.add_row(r["job"], r["repo"], r["status"] or "-", when(r["last_success"]),
-                          "-" if r["age_seconds"] is None else f"{r['age_seconds'] / 3600:.1f} h",
-                          str(r["snapshots"] if r["snapshots"] is not None else "-"),
-                          _human_bytes(r["size_bytes"]) + (f" ({when(r['size_time'])})" if r["size_time"] else ""),
-                          _human_bytes(r["latest_snapshot_bytes"]),
-                          f"{drill.get('status', '-')} ({drill.get('verified_files', 0)} files)" if drill else "never",
-                          escape(r["error"]))
-        out.print(table)
-    ctx.exit(EXIT_FAILED if any(r["error"] or r["status"] not in ("success", None) for r in rows) else EXIT_OK)
+        print_table(out, STATUS_COLUMNS, table, title=f"backup status (times in {timefmt.zone_name()})", wide=wide)
+        # The reason in full, one line each: the table may have cut it to fit 80 columns.
+        for row in table:
+            if row[2] not in ("success", "-"):
+                err.print(f"[{_STYLE.get(row[2], 'bold red')}]{escape(row[0])} {escape(row[1])}:[/] "
+                          f"{escape(row[-1] or row[2])}")
+    ctx.exit(EXIT_FAILED if any(row[2] not in ("success", "-") for row in table) else EXIT_OK)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import click
 
+from citydc.cli.output import examples
+
 __all__ = ["collect_group"]
 
 
-@click.group("collect")
+@click.group("collect", epilog=examples("citydc collect snmp", "citydc collect netflow --site siwei"))
 def collect_group() -> None:
     """SNMP and NetFlow/IPFIX collectors exporting bandwidth to Prometheus."""
 

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 from prometheus_client import CollectorRegistry
 
 from citydc import web
-from citydc.cli.output import EXIT_CONFIG, err, exit_now, fail, load_config
+from citydc.cli.output import EXIT_CONFIG, err, examples, exit_now, fail, load_config
 from citydc.collectors.netflow.collector import build
 from citydc.collectors.netflow.flowlog import JsonLinesFlowLog
 from citydc.collectors.netflow.snmp_feed import SnmpFeed, SnmpPoller, links
 
-__all__ = ["netflow", "parse_host_port"]
+__all__ = ["decode_error_reasons", "netflow", "parse_host_port"]
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
     """Given 'host:port', return (host, port). Raise click.BadParameter naming what was expected."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT with a port 1-65535, got {text!r}")
-    return host.strip("[]"), int(port)
+    from citydc import hostport
+
+    try:
+        return hostport.parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-@click.command("netflow")
+def decode_error_reasons(errors: Mapping[tuple[str, str, str], int], top: int = 3) -> str:
+    """Given decode error counts by (site, exporter, reason), return ``reason from exporter (site): n, …``
+    naming the most frequent ones first, or '' when there were none: the reason beside the count."""
+    worst = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{reason} from {exporter} ({site}): {n}" for (site, exporter, reason), n in worst[:top])
+    return f"{shown}{', …' if len(worst) > top else ''}"
+
+
+@click.command("netflow", epilog=examples("citydc collect netflow", "citydc collect netflow --site fengshan --metrics "
+                                                                   "127.0.0.1:9311"))
 @click.option("--metrics", "metrics_address", default="127.0.0.1:9310", show_default=True,
               help="HOST:PORT of the Prometheus /metrics endpoint.")
 @click.option("--flow-output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -135,4 +147,6 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
     stats = collector.decoder.stats
     err.print(f"netflow: {sum(stats.datagrams.values())} datagrams, {sum(stats.records.values())} records, "
               f"{sum(stats.errors.values())} decode errors")
+    if stats.errors:  # its own line: the summary line above is parsed by the demo
+        err.print(f"netflow: decode errors by reason: {decode_error_reasons(stats.errors)}")
     exit_now(0)  # everything is flushed and closed: skip the interpreter's teardown

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from citydc import web
-from citydc.cli.output import EXIT_CONFIG, err, fail, load_config, out
+from citydc.cli.output import EXIT_CONFIG, err, examples, fail, load_config, out
 from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.collectors.snmp.modules import build_modules
 from citydc.collectors.snmp.poller import parse_address
@@ -19,7 +19,7 @@ from citydc.collectors.snmp.targets import file_sd, scrape_config, write_atomic
 __all__ = ["snmp", "snmp_targets"]
 
 
-@click.command("snmp")
+@click.command("snmp", epilog=examples("citydc collect snmp", "citydc collect snmp --listen 127.0.0.1:9117"))
 @click.option("--listen", default=None, help="HOST:PORT to serve on (default: snmp.listen in citydc.yaml).")
 @click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TLS and basic auth, in the web config format of Prometheus' exporters (docs/security.md).")
@@ -68,7 +68,7 @@ def state_file_name(host: str, port: int) -> str:
     return f"counters-{host.replace(':', '_').strip('[]')}-{port}.json"
 
 
-@click.command("snmp-targets")
+@click.command("snmp-targets", epilog=examples("citydc collect snmp-targets -o /etc/prometheus/citydc-snmp.json"))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the file_sd JSON here (atomically); default: print it.")
 @click.option("--exporter", "exporter_address", default=None,

@@ -10,17 +10,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from citydc import files
-from citydc.cli.output import err, out, print_json, report_invalid
+from citydc.cli.output import err, examples, out, print_json, report_invalid
 from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load, secret_refs
 
 
-@click.group("config")
+@click.group("config", epilog=examples("citydc config check citydc.yaml", "citydc config sample > citydc.yaml"))
 def config_group() -> None:
     """Validate and inspect citydc.yaml."""
 
 
-@config_group.command("check")
+@config_group.command("check", epilog=examples("citydc config check /etc/citydc/citydc.yaml"))
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def check(file: str, as_json: bool) -> None:
@@ -52,7 +52,7 @@ def check(file: str, as_json: bool) -> None:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-@config_group.command("show")
+@config_group.command("show", epilog=examples("citydc config show citydc.yaml"))
 @click.argument("file", type=click.Path(dir_okay=False))
 def show(file: str) -> None:
     """Print FILE as validated, defaults filled in (secrets stay references)."""
@@ -63,20 +63,21 @@ def show(file: str) -> None:
     print_json(loaded.config.model_dump(mode="json"))
 
 
-@config_group.command("sample")
+@config_group.command("sample", epilog=examples("citydc config sample > citydc.yaml"))
 @click.option("--check", "check_only", is_flag=True,
-              help="Exit 1 if the committed example differs from what the models generate.")
+              help="Exit 1 if the committed citydc/config/sample.yaml differs from what the models generate.")
 def sample_cmd(check_only: bool) -> None:
-    """Print the commented lab example config, generated from the models."""
-    text = sample.render(sample.lab_example())
+    """Print the reference citydc.yaml of a two-site data centre: every section and option, with its
+    default and a comment, generated from the models. The lab's own config: `citydc lab config`."""
+    text = sample.reference_text()
     if check_only:
-        same = sample.EXAMPLE_PATH.read_text(encoding="utf-8") == text
-        click.echo(f"{sample.EXAMPLE_PATH}: {'up to date' if same else 'STALE, regenerate it'}")
+        same = sample.SAMPLE_PATH.read_text(encoding="utf-8") == text
+        click.echo(f"{sample.SAMPLE_PATH}: {'up to date' if same else 'STALE, regenerate it'}")
         sys.exit(0 if same else 1)
     click.echo(text, nl=False)
 
 
-@config_group.command("schema")
+@config_group.command("schema", epilog=examples("citydc config schema > citydc.schema.json"))
 def schema() -> None:
     """Print the JSON Schema of citydc.yaml."""
     click.echo(sample.json_schema(), nl=False)

@@ -12,12 +12,26 @@ from contextlib import contextmanager
 
 import click
 from rich.markup import escape
-from rich.table import Table
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, err, fail, load_config, out, print_json
+from citydc.cli import timefmt
+from citydc.cli.output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    err,
+    examples,
+    fail,
+    load_config,
+    out,
+    print_json,
+    progress,
+    show_times,
+    wide_option,
+)
+from citydc.cli.table import Column, print_table, status_style
 from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
-from citydc.seclog.chain import verify as verify_chain
+from citydc.seclog.chain import verify_report
 from citydc.seclog.emit import spool_for
 from citydc.seclog.query import SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import SpoolBusy
@@ -28,6 +42,11 @@ __all__ = ["log_group"]
 TABLE_COLUMNS = (("@timestamp", "@timestamp"), ("site", "labels.site"), ("dataset", "event.dataset"),
                  ("action", "event.action"), ("outcome", "event.outcome"), ("user", "user.name"),
                  ("source", "source.ip"), ("message", "message"))
+# How a person sees them: the time in the config's zone, the message last and cut to fit, the
+# dataset left out first when the terminal is narrow (the action names the component anyway).
+PERSON_COLUMNS = (Column("time"), Column("site"), Column("dataset", drop=1), Column("action"),
+                  Column("outcome", style=status_style), Column("user"), Column("source"),
+                  Column("message", text=True))
 
 
 def _get(doc: dict, path: str) -> str:
@@ -52,13 +71,16 @@ def _store(loaded: LoadedConfig) -> Iterator[Store]:
 
 
 def _query_or_exit(**options) -> Query:
+    # A --since/--until without a zone is read in the display zone (config timezone, or UTC with --utc).
+    for name in ("since", "until"):
+        options[name] = timefmt.local_option(options.get(name))
     try:
         return build_query(**options)
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
 
 
-@click.group("log")
+@click.group("log", epilog=examples("citydc log search --since 2h", "citydc log verify"))
 def log_group() -> None:
     """The security log: ship, search, stats, verify and saved auditor questions.
 
@@ -66,7 +88,8 @@ def log_group() -> None:
     """
 
 
-@log_group.command("ship")
+@log_group.command("ship", epilog=examples("citydc log ship", "citydc log ship --follow --textfile "
+                                                            "/var/lib/node_exporter/citydc_seclog.prom"))
 @click.option("--follow", is_flag=True, help="Keep shipping new events until interrupted (SIGINT/SIGTERM).")
 @click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
@@ -104,7 +127,8 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
 
                     shipper.follow(stop, poll, on_round=report)
                     return
-                result = shipper.ship()
+                with _ship_progress(spool, registry):
+                    result = shipper.ship()
         except SpoolBusy as exc:
             fail(str(exc), EXIT_FAILED, "only one shipper per spool; wait for it or stop it")
         if textfile:
@@ -119,11 +143,40 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
              "the events stay in the spool; run `citydc log ship` again once the store is back")
 
 
+@contextmanager
+def _ship_progress(spool, registry) -> Iterator[None]:
+    """On a terminal, show a bar of the backlog delivered while ``ship`` runs (from the delivered counter)."""
+    if not err.is_terminal:
+        yield  # piped or under cron: quiet, and no backlog scan
+        return
+    total = spool.backlog()[0]
+    stop = threading.Event()
+    with progress(enabled=total > 0) as bar:
+        task = bar.add_task("shipping the spool", total=total or None)
+
+        def poll() -> None:
+            while not stop.wait(0.25):
+                bar.update(task, completed=_delivered(registry))
+
+        watcher = threading.Thread(target=poll, name="citydc-ship-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+
+
+def _delivered(registry) -> float:
+    return sum(sample.value for family in registry.collect() for sample in family.samples
+               if sample.name == "citydc_seclog_events_delivered_total")
+
+
 def _filter_options(fn):
     for name in ("host", "kind", "source-ip", "site", "dataset", "outcome", "action", "user"):
         fn = click.option(f"--{name}", default=None, help=f"Only events whose {name} equals this.")(fn)
-    fn = click.option("--until", default=None, help="End (exclusive): ISO-8601 with timezone, or 15m/24h/7d ago.")(fn)
-    fn = click.option("--since", default=None, help="Start (inclusive): ISO-8601 with timezone, or 15m/24h/7d.")(fn)
+    fn = click.option("--until", default=None, help=timefmt.time_help("End (exclusive)"))(fn)
+    fn = click.option("--since", default=None, help=timefmt.time_help("Start (inclusive)"))(fn)
     return fn
 
 
@@ -132,22 +185,31 @@ def _rows(events: Iterable[dict]) -> Iterator[list[str]]:
         yield [_get(doc, path) for _, path in TABLE_COLUMNS]
 
 
-@log_group.command("search")
+@log_group.command("search", epilog=examples("citydc log search --since 2h --outcome failure",
+                                               "citydc log search --since '2026-12-04 22:00' --until 1h restic"))
 @_filter_options
 @click.argument("text", nargs=-1)
 @click.option("--limit", type=int, default=None, help="At most this many events (default 100 for the table).")
 @click.option("--oldest-first", is_flag=True, help="Oldest events first (default: newest first).")
-@click.option("--json", "fmt", flag_value="json", help="A JSON array of full ECS documents.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV of the table's columns.")
-@click.option("--ndjson", "fmt", flag_value="ndjson", help="One full document per line, streamed, no cap.")
+@click.option("--json", "fmt", flag_value="json", help="A JSON array of full ECS documents (times in UTC).")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV of the table's columns (times in UTC).")
+@click.option("--ndjson", "fmt", flag_value="ndjson", help="One full document per line, streamed, no cap (UTC).")
+@wide_option
+@timefmt.utc_option
 @click.pass_context
 def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_first: bool, fmt: str | None,
-           **filters: str | None) -> None:
-    """Find events by filters and free text (every word must occur in the message)."""
+           wide: bool, utc: bool, **filters: str | None) -> None:
+    """Find events by filters and free text (every word must occur in the message).
+
+    The table shows times in the config's timezone (--utc for UTC); JSON, CSV and NDJSON keep the
+    stored UTC ISO 8601 times.
+    """
     if fmt is None and limit is None:
         limit = 100  # a terminal table is for reading; scripts use --ndjson
+    loaded = load_config(ctx)
+    show_times(loaded, utc)
     query = _query_or_exit(text=" ".join(text) or None, limit=limit, oldest_first=oldest_first, **filters)
-    with _store(load_config(ctx)) as store:
+    with _store(loaded) as store:
         events = store.search(query)
         if fmt == "ndjson":
             for doc in events:
@@ -159,57 +221,81 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_
             writer.writerow([name for name, _ in TABLE_COLUMNS])
             writer.writerows(_rows(events))
         else:
-            table = Table(title="security log", show_lines=False)
-            for name, _ in TABLE_COLUMNS:
-                table.add_column(name, overflow="fold")
-            n = 0
-            for row in _rows(events):
-                table.add_row(*(escape(c) for c in row))
-                n += 1
-            out.print(table)
-            err.print(f"{n} event(s){' (limit reached; use --limit or --ndjson)' if n == limit else ''}")
+            rows = [_person_row(doc) for doc in events]
+            print_table(out, PERSON_COLUMNS, rows, title=f"security log (times in {timefmt.zone_name()})",
+                        wide=wide)
+            err.print(f"{len(rows)} event(s){_range_note(query)}"
+                      f"{' (limit reached; use --limit or --ndjson)' if len(rows) == limit else ''}")
 
 
-@log_group.command("stats")
+def _person_row(doc: dict) -> list[str]:
+    cells = [_get(doc, path) for _, path in TABLE_COLUMNS]
+    cells[0] = timefmt.show(cells[0], "")
+    return cells
+
+
+def _range_note(query: Query) -> str:
+    parts = []
+    if query.since is not None:
+        parts.append(f"since {timefmt.show(query.since)}")
+    if query.until is not None:
+        parts.append(f"until {timefmt.show(query.until)}")
+    return f" {' '.join(parts)} ({timefmt.zone_name()})" if parts else ""
+
+
+@log_group.command("stats", epilog=examples("citydc log stats --since 24h --by event.outcome",
+                                              "citydc log stats --since 7d --by labels.site --by event.action"))
 @_filter_options
 @click.option("--by", "by", multiple=True, required=True, help="ECS field to count by (repeat for combinations).")
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
+@timefmt.utc_option
 @click.pass_context
-def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, **filters: str | None) -> None:
+def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, wide: bool, utc: bool,
+          **filters: str | None) -> None:
     """Count events per value of one or more fields over the range."""
+    loaded = load_config(ctx)
+    show_times(loaded, utc)
     query = _query_or_exit(**filters)
-    with _store(load_config(ctx)) as store:
+    with _store(loaded) as store:
         try:
             rows = store.stats(query, list(by))
         except ValueError as exc:
             fail(f"--by: {exc}", EXIT_CONFIG)
-    _print_counts(rows, by, as_json)
+    _print_counts(rows, by, as_json, wide)
+    if not as_json and (note := _range_note(query)):
+        err.print(f"{sum(n for _, n in rows)} event(s){note}")
 
 
-def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as_json: bool) -> None:
+def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as_json: bool,
+                  wide: bool = False) -> None:
     by = list(by)
     if as_json:
         print_json([{**dict(zip(by, values, strict=True)), "count": n} for values, n in rows])
         return
-    table = Table()
-    for name in [*by, "count"]:
-        table.add_column(name, justify="right" if name == "count" else "left")
-    for values, n in rows:
-        table.add_row(*(escape(v) for v in values), str(n))
-    out.print(table)
+    columns = [Column(name, style=status_style if name == "event.outcome" else None) for name in by]
+    print_table(out, [*columns, Column("count", right=True)], [[*values, str(n)] for values, n in rows],
+                wide=wide)
 
 
-@log_group.command("verify")
-@click.option("--since", default=None, help="Verify from each writer's first event at/after this time.")
+@log_group.command("verify", epilog=examples("citydc log verify", "citydc log verify --since 7d --json"))
+@click.option("--since", default=None, help=timefmt.time_help("Verify from each writer's first event at/after"))
 @click.option("--json", "as_json", is_flag=True)
+@timefmt.utc_option
 @click.pass_context
-def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
-    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event."""
+def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> None:
+    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event.
+
+    A chain is a writer's (one spool's) in one incarnation of its spool: a spool re-created from
+    scratch starts a new chain, reported as information with where the previous one ended, as is
+    an event re-emitted after the store had it. Exit 0 when every chain is intact, 1 otherwise.
+    """
+    loaded = load_config(ctx)
+    show_times(loaded, utc)
     try:
-        start = parse_time(since, "--since") if since else None
+        start = parse_time(timefmt.local_option(since), "--since") if since else None
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
-    loaded = load_config(ctx)
     spool_dir = loaded.resolve(loaded.config.security_log.spool_dir)
     # On a host without the spool (an auditor's), the store's chains are still walked, but a store
     # that lost the end of a chain, or holds events past it, cannot be told from an intact one.
@@ -218,49 +304,65 @@ def verify(ctx: click.Context, since: str | None, as_json: bool) -> None:
     if spool is None and not as_json:
         err.print(f"[yellow]warning:[/] no spool at {escape(str(spool_dir))} on this host: the chains are checked, "
                   "but not against the heads the shipper delivered (a lost tail would go unnoticed)")
-    with _store(loaded) as store:
+    with _store(loaded) as store, progress(SpinnerColumn(), TextColumn("verifying the hash chains: "
+                                                                      "{task.completed:,} event(s)"),
+                                           TimeElapsedColumn(), enabled=not as_json) as bar:
         walked = 0
+        task = bar.add_task("verify", total=None)
 
         def counted(events: Iterable[dict]) -> Iterator[dict]:
             nonlocal walked
             for doc in events:
                 walked += 1
+                if not walked % 1000:  # a large store walks millions: update the display in steps
+                    bar.update(task, completed=walked)
                 yield doc
 
-        findings = verify_chain(counted(store.chain(start)), partial=start is not None, delivered=delivered,
-                                emitted=spool.emitted_heads if spool else None)
+        report = verify_report(counted(store.chain(start)), partial=start is not None, delivered=delivered,
+                               emitted=spool.emitted_heads if spool else None)
+    findings = report.findings
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
-                    "findings": [f.to_json() for f in findings]})
-    elif findings:
+                    "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]})
+        if findings:
+            sys.exit(EXIT_FAILED)
+        return
+    for notice in report.notices:
+        out.print(f"info: {escape(notice.format())}", soft_wrap=True)
+    if findings:
         for f in findings:
-            err.print(f"[bold red]{escape(f.format())}[/]")
+            err.print(f"[bold red]{escape(f.format())}[/]", soft_wrap=True)
+        err.print(f"[bold red]BROKEN[/]: {len(findings)} finding(s) in {walked} event(s)"
+                  f"{f' since {timefmt.show(start)}' if start else ''}")
     else:
-        out.print(f"OK: {walked} event(s), every chain intact")
+        out.print(f"OK: {walked} event(s){f' since {timefmt.show(start)}' if start else ''}, every chain intact")
     if findings:
         sys.exit(EXIT_FAILED)
 
 
-@log_group.command("saved")
+SAVED_COLUMNS = (Column("name"), Column("question", text=True))
+STALE_COLUMNS = (Column("job"), Column("last success"))
+
+
+@log_group.command("saved", epilog=examples("citydc log saved", "citydc log saved stale-backups"))
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
+@timefmt.utc_option
 @click.pass_context
-def saved(ctx: click.Context, name: str | None, as_json: bool) -> None:
+def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: bool) -> None:
     """List the saved auditor questions, or run one by NAME."""
     if name is None:
         if as_json:
             print_json([{"name": q.name, "description": q.description} for q in SAVED.values()])
             return
-        table = Table(title="saved questions (citydc log saved NAME)")
-        table.add_column("name")
-        table.add_column("question")
-        for q in SAVED.values():
-            table.add_row(q.name, q.description)
-        out.print(table)
+        print_table(out, SAVED_COLUMNS, [[q.name, q.description] for q in SAVED.values()],
+                    title="saved questions (citydc log saved NAME)", wide=wide)
         return
     if name not in SAVED:
         fail(f"unknown saved question {name!r} (known: {', '.join(SAVED)})", EXIT_CONFIG)
     loaded = load_config(ctx)
+    show_times(loaded, utc)
     question = SAVED[name]
     with _store(loaded) as store:
         if name == "stale-backups":
@@ -268,26 +370,18 @@ def saved(ctx: click.Context, name: str | None, as_json: bool) -> None:
             if as_json:
                 print_json(rows)
             else:
-                table = Table(title=question.description)
-                table.add_column("job")
-                table.add_column("last success")
-                for row in rows:
-                    table.add_row(escape(row["job"]), row["last_success"] or "never")
-                out.print(table)
+                print_table(out, STALE_COLUMNS, [[row["job"], timefmt.show(row["last_success"])] for row in rows],
+                            title=f"{question.description} (times in {timefmt.zone_name()})", wide=wide)
             sys.exit(EXIT_FAILED if rows else 0)
         from datetime import UTC, datetime
 
         query = question.make(datetime.now(UTC))
         if question.by:
-            _print_counts(store.stats(query, list(question.by)), question.by, as_json)
+            _print_counts(store.stats(query, list(question.by)), question.by, as_json, wide)
             return
         events = list(store.search(query))
     if as_json:
         print_json(events)
         return
-    table = Table(title=question.description)
-    for col, _ in TABLE_COLUMNS:
-        table.add_column(col, overflow="fold")
-    for row in _rows(events):
-        table.add_row(*(escape(c) for c in row))
-    out.print(table)
+    print_table(out, PERSON_COLUMNS, [_person_row(doc) for doc in events],
+                title=f"{question.description} (times in {timefmt.zone_name()})", wide=wide)

@@ -58,7 +58,19 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+ROOT_EPILOG = """\b
+Shell completion (add to ~/.bashrc or ~/.zshrc):
+  eval "$(_CITYDC_COMPLETE=bash_source citydc)"   # bash
+  eval "$(_CITYDC_COMPLETE=zsh_source citydc)"    # zsh
+
+\b
+Examples:
+  citydc config check citydc.yaml
+  citydc backup status"""
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=ROOT_EPILOG)
 @click.version_option(__version__, prog_name="citydc")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), envvar="CITYDC_CONFIG",
               help="citydc.yaml to use (default: $CITYDC_CONFIG, ./citydc.yaml, /etc/citydc/citydc.yaml).")

@@ -20,12 +20,39 @@ from rich.markup import escape
 from citydc import files
 from citydc.config.loader import ConfigInvalid, LoadedConfig, load
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "fail", "load_config", "out", "print_json"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "load_config", "out", "print_json",
+           "progress", "show_times", "wide_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def examples(*lines: str) -> str:
+    """Given example command lines, return a click epilog (the end of --help) showing them verbatim."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def wide_option(fn):
+    """The --wide flag of every command that prints a table."""
+    return click.option("--wide", is_flag=True, help="Keep every column, even those empty in every row.")(fn)
+
+
+def show_times(loaded: LoadedConfig | None, utc: bool = False) -> None:
+    """Given the loaded config (None: the default zone) and --utc, set the zone of every time shown."""
+    from citydc.cli import timefmt
+
+    timefmt.set_zone(None if loaded is None else loaded.config.timezone, utc)
+
+
+def progress(*columns: Any, enabled: bool = True) -> Any:
+    """Return a transient Rich progress display on stderr, shown only on a terminal (quiet when piped,
+    mailed by cron or with ``enabled`` False); the columns default to description, bar, count, time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True, disable=not (enabled and err.is_terminal))
 
 
 def print_json(data: Any) -> None:

@@ -2,12 +2,15 @@
 
 Errors carry the path inside the file (``devices[3].snmp_auth``) and the line it starts on,
 and are collected from two passes that both always run: the structural validation by the
-models, and the cross-references between sections (a device's site and SNMP profile must
-exist). Nothing runs before the whole file is valid.
+models (which also compiles regular expressions, makes every path absolute against the config
+file's directory and checks that files citydc must read exist: ``citydc/config/paths.py``), and
+the cross-references between sections (a device's site, SNMP profile and SNMP module must
+exist). Nothing runs before the whole file is valid, and code after the load sees absolute paths.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +19,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from citydc.config.models import Config
+from citydc.config.models import BUILTIN_SNMP_MODULES, Config
 from citydc.secrets import SecretRef
 
-__all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_text"]
+__all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_data", "load_text"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,12 @@ class LoadedConfig:
         return self.path.parent
 
     def resolve(self, p: Path) -> Path:
-        """Given a path from the config, return it absolute (relative paths are to the config file)."""
-        return p if p.is_absolute() else (self.base_dir / p).resolve()
+        """Given a path, return it absolute, relative paths taken relative to the config file.
+
+        Paths inside ``config`` are already absolute (the loader resolved them), so this is only
+        needed for a path from elsewhere, e.g. a command-line option meant relative to the config.
+        """
+        return p if p.is_absolute() else Path(os.path.normpath(self.base_dir / p))
 
 
 def format_loc(loc: Iterable[Any]) -> str:
@@ -98,101 +105,154 @@ def _line_for(lines: dict[str, int], path: str) -> int | None:
 
 
 _UNION_TAGS = {"SnmpV2c", "SnmpV3", "sqlite", "elasticsearch", "2c", "3"}
+# tools.* settings that existed before tools held only the programs citydc itself runs.
+_REMOVED_TOOLS = {"snmpget", "snmpbulkwalk", "snmpd", "haproxy", "promtool", "ansible_playbook"}
 
 
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+        loc = list(err["loc"])
+        # The tag pydantic adds for a discriminated union (snmp_auth.<name>.<tag>, security_log.sink.<tag>)
+        # is no key of the file; drop it there only, so a profile named "3" keeps its name.
+        if len(loc) > 2 and (loc[0] == "snmp_auth" or loc[:2] == ["security_log", "sink"]) and loc[2] in _UNION_TAGS:
+            del loc[2]
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "tools" and loc[1] in _REMOVED_TOOLS:
+            msg = "no longer a setting: citydc does not run this program itself (the lab finds its own); remove it"
+        elif err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema; check its spelling)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if len(loc) >= 2 and loc[-1] == "[key]":  # a mapping key of the wrong type: name the key itself
+            loc, msg = loc[:-1], f"key: {msg}"
+            out.append((f"{format_loc(loc[:-1])}.{loc[-1]}" if len(loc) > 1 else str(loc[0]), msg))
+            continue
         out.append((format_loc(loc), msg))
     return out
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(value: Any) -> list[tuple[int, dict]]:
+    """Given a raw list, return (index, item) for its mapping items; anything else gives none."""
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _names(values: Iterable[Any]) -> str:
+    return ", ".join(sorted(str(v) for v in values)) or "none"
 
 
 def _cross_references(raw: Any) -> list[tuple[str, str]]:
     """Given the raw mapping, return errors in references between sections.
 
-    Works on the raw data so it runs even when structural validation failed elsewhere.
+    Works on the raw data so it runs even when structural validation failed elsewhere. Any node
+    may have any shape there (a mapping where a name belongs, a float where a list belongs), so
+    only strings count as names and only lists and mappings are walked; a node of the wrong shape
+    is reported by the structural pass, never by a crash here.
     """
-    if not isinstance(raw, dict):
-        return []
+    raw = _mapping(raw)
     errors: list[tuple[str, str]] = []
 
-    def items(key: str) -> list[tuple[int, dict]]:
-        seq = raw.get(key)
-        return [(i, v) for i, v in enumerate(seq) if isinstance(v, dict)] if isinstance(seq, list) else []
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
 
-    sites = {s.get("id") for _, s in items("sites")}
-    known_sites = ", ".join(sorted(str(s) for s in sites if s)) or "none"
+    sites = {sid for _, s in _entries(raw.get("sites")) if (sid := text(s.get("id")))}
+    known_sites = _names(sites)
 
     def check_site(path: str, value: Any) -> None:
         if isinstance(value, str) and value not in sites:
             errors.append((path, f'unknown site "{value}" (known: {known_sites})'))
 
-    def check_unique(key: str, field: str) -> None:
-        seen: dict[Any, int] = {}
-        for i, item in items(key):
-            value = item.get(field)
+    def check_unique(key: str, entries: list[tuple[int, dict]], field: str, what: str) -> None:
+        seen: dict[str, int] = {}
+        for i, item in entries:
+            value = text(item.get(field))
+            if value is None:
+                continue
             if value in seen:
-                errors.append((f"{key}[{i}].{field}", f'duplicate {field} "{value}" (first at {key}[{seen[value]}])'))
-            elif value is not None:
+                errors.append((f"{key}[{i}].{field}", f'duplicate {what} "{value}" (first at {key}[{seen[value]}])'))
+            else:
                 seen[value] = i
 
-    check_unique("sites", "id")
-    check_unique("devices", "name")
-    profiles = raw.get("snmp_auth") if isinstance(raw.get("snmp_auth"), dict) else {}
-    for i, dev in items("devices"):
+    devices = _entries(raw.get("devices"))
+    check_unique("sites", _entries(raw.get("sites")), "id", "id")
+    check_unique("devices", devices, "name", "name")
+    profiles = {k for k in _mapping(raw.get("snmp_auth")) if isinstance(k, str)}
+    modules = set(BUILTIN_SNMP_MODULES) | {k for k in _mapping(_mapping(raw.get("snmp")).get("modules"))
+                                           if isinstance(k, str)}
+    for i, dev in devices:
         check_site(f"devices[{i}].site", dev.get("site"))
         auth = dev.get("snmp_auth")
         if isinstance(auth, str) and auth not in profiles:
             known = ", ".join(sorted(profiles)) or "none defined"
             errors.append((f"devices[{i}].snmp_auth", f'unknown profile "{auth}" (known: {known})'))
-    for section, key in (("ldap", "ldap"), ("sso", "sso")):
-        for i, src in items(key):
-            check_site(f"{section}[{i}].site", src.get("site"))
-    netflow = raw.get("netflow") if isinstance(raw.get("netflow"), dict) else {}
-    for i, lst in enumerate(netflow.get("listeners") or []):
-        if isinstance(lst, dict):
-            check_site(f"netflow.listeners[{i}].site", lst.get("site"))
-    devices = {d.get("name"): d for _, d in items("devices")}
-    for i, exp in enumerate(netflow.get("exporters") or []):
-        name = exp.get("snmp_device") if isinstance(exp, dict) else None
-        if not isinstance(name, str):
+        module = dev.get("snmp_module")
+        if isinstance(module, str) and module not in modules:
+            errors.append((f"devices[{i}].snmp_module",
+                           f'unknown SNMP module "{module}" (built in or in snmp.modules: {_names(modules)})'))
+    for key in ("ldap", "sso"):
+        for i, src in _entries(raw.get(key)):
+            check_site(f"{key}[{i}].site", src.get("site"))
+    netflow = _mapping(raw.get("netflow"))
+    for i, lst in _entries(netflow.get("listeners")):
+        check_site(f"netflow.listeners[{i}].site", lst.get("site"))
+    by_name = {name: d for _, d in devices if (name := text(d.get("name")))}
+    for i, exp in _entries(netflow.get("exporters")):
+        name = text(exp.get("snmp_device"))
+        if name is None:
             continue
         where = f"netflow.exporters[{i}].snmp_device"
-        if name not in devices:
-            known = ", ".join(sorted(str(n) for n in devices if n)) or "none"
-            errors.append((where, f'unknown device "{name}" (known: {known})'))
-        elif not devices[name].get("snmp_auth"):
+        if name not in by_name:
+            errors.append((where, f'unknown device "{name}" (known: {_names(by_name)})'))
+        elif not by_name[name].get("snmp_auth"):
             errors.append((where, f'device "{name}" has no snmp_auth profile, so it cannot be polled'))
-    backup = raw.get("backup") if isinstance(raw.get("backup"), dict) else {}
-    seen_jobs: dict[Any, int] = {}
-    for i, job in enumerate(backup.get("jobs") or []):
-        if not isinstance(job, dict):
-            continue
+    jobs = _entries(_mapping(raw.get("backup")).get("jobs"))
+    check_unique("backup.jobs", jobs, "name", "job name")
+    for i, job in jobs:
         base = f"backup.jobs[{i}]"
-        if job.get("name") in seen_jobs:
-            errors.append((f"{base}.name", f'duplicate job name "{job.get("name")}"'))
-        seen_jobs.setdefault(job.get("name"), i)
         check_site(f"{base}.site", job.get("site"))
         for repo_key in ("local_repo", "offsite_repo"):
-            repo = job.get(repo_key)
-            if isinstance(repo, dict):
-                check_site(f"{base}.{repo_key}.site", repo.get("site"))
-        off = job.get("offsite_repo")
-        if isinstance(off, dict) and off.get("site") is not None and off.get("site") == job.get("site"):
+            check_site(f"{base}.{repo_key}.site", _mapping(job.get(repo_key)).get("site"))
+        off_site, own_site = _mapping(job.get("offsite_repo")).get("site"), text(job.get("site"))
+        if own_site is not None and off_site == own_site:
             errors.append((f"{base}.offsite_repo.site",
-                           f'off-site repository is on the job\'s own site "{job.get("site")}"; '
-                           "expected the other site"))
+                           f'off-site repository is on the job\'s own site "{own_site}"; expected the other site'))
     return errors
 
 
-def load_text(text: str, filename: str = "citydc.yaml") -> Config:
-    """Given YAML text, return the validated Config. Raise ConfigInvalid with every error."""
+def load_data(raw: Any, filename: str = "citydc.yaml", *, base_dir: Path | None = None, check_files: bool = True,
+              lines: dict[str, int] | None = None) -> Config:
+    """Given parsed YAML data, return the validated Config with every path absolute.
+
+    Relative paths are taken relative to ``base_dir`` (the config file's directory; the working
+    directory when None). With ``check_files``, files that must exist (``ca_file``, ``ssh_config``)
+    are checked. Raise ConfigInvalid with every error, each with its path (and line, from ``lines``).
+    """
+    if raw is None:
+        raw = {}
+    found: list[tuple[str, str]] = []
+    config = None
+    if not isinstance(raw, dict):
+        found.append(("", f"expected a mapping at the top of the file, got {type(raw).__name__}"))
+    else:
+        context = {"base_dir": Path.cwd() if base_dir is None else base_dir, "check_files": check_files}
+        try:
+            config = Config.model_validate(raw, context=context)
+        except ValidationError as exc:
+            found.extend(_pydantic_errors(exc))
+        found.extend(_cross_references(raw))
+    if found or config is None:
+        unique = list(dict.fromkeys(found))
+        raise ConfigInvalid(filename, [ConfigError(p, m, _line_for(lines or {}, p)) for p, m in unique])
+    return config
+
+
+def load_text(text: str, filename: str = "citydc.yaml", *, base_dir: Path | None = None,
+              check_files: bool = True) -> Config:
+    """Given YAML text, return the validated Config (see load_data). Raise ConfigInvalid with every error."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -201,33 +261,21 @@ def load_text(text: str, filename: str = "citydc.yaml") -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigInvalid(filename, [ConfigError("", f"not valid YAML: {problem}",
                                                    mark.line + 1 if mark else None)]) from None
-    if raw is None:
-        raw = {}
-    lines = dict(_line_index(node))
-    found: list[tuple[str, str]] = []
-    config = None
-    if not isinstance(raw, dict):
-        found.append(("", f"expected a mapping at the top of the file, got {type(raw).__name__}"))
-    else:
-        try:
-            config = Config.model_validate(raw)
-        except ValidationError as exc:
-            found.extend(_pydantic_errors(exc))
-        found.extend(_cross_references(raw))
-    if found or config is None:
-        unique = list(dict.fromkeys(found))
-        raise ConfigInvalid(filename, [ConfigError(p, m, _line_for(lines, p)) for p, m in unique])
-    return config
+    return load_data(raw, filename, base_dir=base_dir, check_files=check_files, lines=dict(_line_index(node)))
 
 
-def load(path: str | Path) -> LoadedConfig:
-    """Given a path, return the LoadedConfig. Raise ConfigInvalid (unreadable file included)."""
+def load(path: str | Path, *, check_files: bool = True) -> LoadedConfig:
+    """Given a path, return the LoadedConfig, every relative path in it made absolute against the
+    file's directory. Raise ConfigInvalid (unreadable file included)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigInvalid(str(path), [ConfigError("", f"cannot read: {exc.strerror}")]) from None
-    return LoadedConfig(load_text(text, str(path)), path.resolve())
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid(str(path), [ConfigError("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+    absolute = path.resolve()
+    return LoadedConfig(load_text(text, str(path), base_dir=absolute.parent, check_files=check_files), absolute)
 
 
 def secret_refs(node: Any, path: str = "") -> Iterator[tuple[str, SecretRef]]:

@@ -8,19 +8,32 @@ sample config are generated from them (``citydc config schema`` / ``citydc confi
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from citydc.config.paths import ConfigPath, ExistingFile, Program, base_dir_of, resolve_text
+from citydc.hostport import parse_host_port
 from citydc.secrets import SecretRef
 
 SiteId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", description="site id, e.g. siwei or fengshan")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length=1, max_length=64)]
 
 
+# The SNMP modules built into the exporter (citydc.collectors.snmp.modules.BUILTIN_MODULES), named
+# here as data so the config is checked at load without importing the collectors; a unit test
+# keeps the two lists equal.
+BUILTIN_SNMP_MODULES = ("if_mib", "if_mib_bytes")
+SNMP_EXPORTER_PORT = 9116
+
+
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # revalidate_instances: sections filled in by default factories are validated again inside the
+    # loader, so their default paths follow the path rule (citydc/config/paths.py) too.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, revalidate_instances="always")
 
 
 class Site(Model):
@@ -31,19 +44,21 @@ class Site(Model):
 
 
 class SnmpV2c(Model):
-    version: Literal["2c"] = "2c"
+    version: Literal["2c"] = Field(default="2c", description="SNMP version of this profile")
     community: SecretRef = Field(description="community string, by reference")
 
 
 class SnmpV3(Model):
-    version: Literal["3"] = "3"
+    version: Literal["3"] = Field(default="3", description="SNMP version of this profile")
     username: str = Field(min_length=1, description="USM user name")
-    security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "authPriv"
-    auth_protocol: Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"] = "SHA256"
-    auth_key: SecretRef | None = Field(default=None, description="authentication pass phrase")
-    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
-    priv_key: SecretRef | None = Field(default=None, description="privacy pass phrase")
-    context_name: str = ""
+    security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = Field(
+        default="authPriv", description="noAuthNoPriv, authNoPriv or authPriv (authentication and privacy)")
+    auth_protocol: Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"] = Field(
+        default="SHA256", description="authentication protocol")
+    auth_key: SecretRef | None = Field(default=None, description="authentication pass phrase, by reference")
+    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = Field(default="AES", description="privacy protocol")
+    priv_key: SecretRef | None = Field(default=None, description="privacy pass phrase, by reference")
+    context_name: str = Field(default="", description="SNMPv3 context name (empty: the default context)")
 
     @model_validator(mode="after")
     def keys_match_level(self) -> SnmpV3:
@@ -74,15 +89,27 @@ class SnmpInterfaceFilter(Model):
     name_pattern: str | None = Field(default=None, description="regular expression ifName must match, e.g. ^Te")
     if_types: list[int] = Field(default_factory=list, description="only these ifType values (empty = all)")
 
+    @field_validator("name_pattern")
+    @classmethod
+    def pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except (re.error, OverflowError, RecursionError) as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
 
 class SnmpModule(Model):
     columns: list[IfMibColumn] = Field(min_length=1, description="IF-MIB ifTable/ifXTable columns to walk")
     max_repetitions: int = Field(default=25, ge=1, le=200, description="GETBULK max-repetitions")
-    filter: SnmpInterfaceFilter = Field(default_factory=SnmpInterfaceFilter)
+    filter: SnmpInterfaceFilter = Field(default_factory=SnmpInterfaceFilter,
+                                        description="which interfaces the module exports")
 
 
 class SnmpCollector(Model):
-    listen: str = Field(default="127.0.0.1:9116", description="host:port the exporter serves HTTP on")
+    listen: str = Field(default=f"127.0.0.1:{SNMP_EXPORTER_PORT}",
+                        description="host:port the exporter serves HTTP on (port 9116 when omitted)")
     timeout_seconds: float = Field(default=1.0, gt=0, le=60, description="wait per SNMP request")
     retries: int = Field(default=1, ge=0, le=5, description="resends per SNMP request")
     scrape_timeout_seconds: float = Field(
@@ -95,33 +122,38 @@ class SnmpCollector(Model):
         default="fast",
         description="SNMPv2c polls: fast (citydc's own BER codec) or pysnmp (reference); v3 uses pysnmp")
     modules: dict[Name, SnmpModule] = Field(
-        default_factory=dict, description="modules added to (or replacing) the built-in if_mib")
-    state_dir: Path | None = Field(
+        default_factory=dict,
+        description="modules added to (or replacing) the built-in ones (if_mib, if_mib_bytes), by name")
+    state_dir: ConfigPath | None = Field(
         default=Path("var/snmp-state"),
         description="counter wrap carries saved here survive an exporter restart (relative to the config; null = off)")
     state_save_seconds: float = Field(default=60, gt=0, le=3600, description="save the counter state this often")
     state_max_age_seconds: float = Field(
         default=3600, gt=0, description="saved counter state older than this at a target's first poll is dropped")
 
+    @field_validator("listen")
+    @classmethod
+    def listen_is_host_port(cls, value: str) -> str:
+        parse_host_port(value, default_port=SNMP_EXPORTER_PORT)
+        return value
+
 
 class Device(Model):
     name: Name = Field(description="device name, used as the device label")
     address: str = Field(description="host or host:port of the SNMP agent / management interface")
     site: SiteId = Field(description="id of a site in sites")
-    role: Literal["core", "distribution", "access", "firewall", "lb", "hypervisor", "router", "server"]
+    role: Literal["core", "distribution", "access", "firewall", "lb", "hypervisor", "router", "server"] = Field(
+        description="what the device does: core, distribution, access, firewall, lb, hypervisor, router or server")
     snmp_auth: str | None = Field(default=None, description="name of a profile in snmp_auth")
-    snmp_module: str = Field(default="if_mib", description="SNMP module polled for this device")
+    snmp_module: str = Field(
+        default="if_mib", description="SNMP module polled for this device: a built-in one or a key of snmp.modules")
     netmiko_device_type: str | None = Field(
         default=None, description="netmiko device_type for config backup, e.g. cisco_ios")
 
     @field_validator("address")
     @classmethod
     def address_has_host(cls, value: str) -> str:
-        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
-        if not host:
-            raise ValueError("expected host or host:port")
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"port must be 1-65535, got {port!r}")
+        parse_host_port(value, default_port=161)
         return value
 
 
@@ -135,7 +167,8 @@ class NetflowListener(Model):
 
 class Agency(Model):
     name: Name = Field(description="agency label, e.g. civil-affairs")
-    prefixes: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(min_length=1)
+    prefixes: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        min_length=1, description="the agency's address prefixes")
 
 
 class NetflowExporter(Model):
@@ -156,39 +189,55 @@ class NetflowExporter(Model):
 
 
 class Netflow(Model):
-    listeners: list[NetflowListener] = Field(default_factory=list)
-    agencies: list[Agency] = Field(default_factory=list)
-    exporters: list[NetflowExporter] = Field(default_factory=list)
+    listeners: list[NetflowListener] = Field(default_factory=list, description="UDP sockets the collector binds")
+    agencies: list[Agency] = Field(default_factory=list, description="agency -> prefix map for per-agency traffic")
+    exporters: list[NetflowExporter] = Field(
+        default_factory=list, description="known exporters (routers); when any is listed, datagrams from other "
+                                          "source addresses are dropped and counted unless accept_unlisted")
     accept_unlisted: bool = Field(
         default=False, description="decode datagrams from source addresses not in exporters too (when exporters "
                                    "is empty, every source is accepted anyway)")
 
 
+# restic's backend prefixes; any other URL is a local path and follows the path rule.
+_RESTIC_REMOTE = ("sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+
+
 class Repository(Model):
-    url: str = Field(description="restic repository: a path, sftp:host:/path, rest:https://..., s3:...")
+    url: str = Field(min_length=1,
+                     description="restic repository: a path, sftp:host:/path, rest:https://..., s3:...")
     password: SecretRef = Field(description="repository password, by reference")
     site: SiteId
-    ssh_config: Path | None = Field(
+    ssh_config: ExistingFile | None = Field(
         default=None, description="for sftp: repositories, the ssh client config restic's ssh uses (ssh -F FILE)")
+
+    @field_validator("url")
+    @classmethod
+    def local_path_follows_the_path_rule(cls, value: str, info: ValidationInfo) -> str:
+        if value.startswith(_RESTIC_REMOTE):
+            return value
+        prefix = "local:" if value.startswith("local:") else ""
+        return prefix + resolve_text(value[len(prefix):], base_dir_of(info))
 
 
 class Retention(Model):
-    keep_daily: int = Field(default=7, ge=0)
-    keep_weekly: int = Field(default=4, ge=0)
-    keep_monthly: int = Field(default=12, ge=0)
+    keep_daily: int = Field(default=7, ge=0, description="daily snapshots kept")
+    keep_weekly: int = Field(default=4, ge=0, description="weekly snapshots kept")
+    keep_monthly: int = Field(default=12, ge=0, description="monthly snapshots kept")
 
 
 class BackupJob(Model):
-    name: Name
+    name: Name = Field(description="job name, given on the command line (citydc backup run NAME)")
     site: SiteId
-    sources: list[Path] = Field(min_length=1)
-    excludes: list[str] = Field(default_factory=list)
+    sources: list[ConfigPath] = Field(min_length=1, description="files and directories backed up")
+    excludes: list[str] = Field(default_factory=list, description="restic --exclude patterns")
     pre_commands: list[list[str]] = Field(default_factory=list,
                                           description="argv lists run before the backup, e.g. slapcat")
-    local_repo: Repository
-    offsite_repo: Repository | None = None
-    retention: Retention = Field(default_factory=Retention)
-    tags: list[str] = Field(default_factory=list)
+    local_repo: Repository = Field(description="the repository on the job's own site")
+    offsite_repo: Repository | None = Field(
+        default=None, description="the copy on the other site (restic copy after each backup)")
+    retention: Retention = Field(default_factory=Retention, description="what restic forget keeps")
+    tags: list[str] = Field(default_factory=list, description="restic tags added to each snapshot")
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
     check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
     drill_sample_files: int = Field(default=0, ge=0, le=10000,
@@ -199,46 +248,48 @@ class BackupJob(Model):
 
 
 class Backup(Model):
-    jobs: list[BackupJob] = Field(default_factory=list)
-    state_dir: Path = Field(default=Path("var/backup"),
+    jobs: list[BackupJob] = Field(default_factory=list, description="restic backup jobs")
+    state_dir: ConfigPath = Field(default=Path("var/backup"),
                             description="run state, check cycle progress and drill evidence (relative to the config)")
-    textfile_dir: Path | None = Field(
+    textfile_dir: ConfigPath | None = Field(
         default=None, description="node_exporter textfile collector directory for the backup metrics")
     lock_stale_seconds: int = Field(
         default=3600, ge=0, description="a lock is removed only when older than this and its process is gone")
 
 
 class LdapSource(Model):
-    name: Name
+    name: Name = Field(description="directory name, used as a label")
     url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port or ldaps://host:port")
-    bind_dn: str
-    bind_password: SecretRef
-    base_dn: str
-    start_tls: bool = True
-    ca_file: Path | None = None
+    bind_dn: str = Field(description="DN of the read-only audit account")
+    bind_password: SecretRef = Field(description="its password, by reference")
+    base_dn: str = Field(description="search base of the audit")
+    start_tls: bool = Field(default=True, description="StartTLS on ldap:// URLs")
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle for TLS verification")
     site: SiteId
 
 
 class SsoSource(Model):
-    name: Name
-    log_path: Path = Field(description="authentication log of the SSO service")
-    format: Literal["keycloak-json", "syslog"] = "keycloak-json"
+    name: Name = Field(description="SSO service name, used as a label")
+    log_path: ConfigPath = Field(description="authentication log of the SSO service")
+    format: Literal["keycloak-json", "syslog"] = Field(default="keycloak-json",
+                                                        description="keycloak-json or syslog")
     site: SiteId
 
 
 class SqliteSink(Model):
-    kind: Literal["sqlite"] = "sqlite"
-    path: Path = Field(default=Path("var/seclog.db"), description="database file (relative to the config file)")
+    kind: Literal["sqlite"] = Field(default="sqlite", description="the store: sqlite or elasticsearch")
+    path: ConfigPath = Field(default=Path("var/seclog.db"), description="database file (relative to the config file)")
 
 
 class ElasticsearchSink(Model):
-    kind: Literal["elasticsearch"] = "elasticsearch"
+    kind: Literal["elasticsearch"] = Field(default="elasticsearch", description="the store: sqlite or elasticsearch")
     url: str = Field(pattern=r"^https?://", description="cluster URL")
-    api_key: SecretRef | None = None
-    username: str | None = None
-    password: SecretRef | None = None
-    ca_file: Path | None = Field(default=None, description="CA bundle for TLS verification")
-    index_prefix: str = Field(default="citydc-seclog", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    api_key: SecretRef | None = Field(default=None, description="API key, by reference (or username/password)")
+    username: str | None = Field(default=None, description="basic-auth user")
+    password: SecretRef | None = Field(default=None, description="basic-auth password, by reference")
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle for TLS verification")
+    index_prefix: str = Field(default="citydc-seclog", pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                              description="indices and alias are named after it")
 
     @model_validator(mode="after")
     def credentials_complete(self) -> ElasticsearchSink:
@@ -250,27 +301,28 @@ class ElasticsearchSink(Model):
 
 
 class SecurityLog(Model):
-    spool_dir: Path = Field(default=Path("var/spool"), description="durable spool (relative to the config file)")
+    spool_dir: ConfigPath = Field(default=Path("var/spool"),
+                                  description="durable spool (relative to the config file)")
     sink: Annotated[SqliteSink | ElasticsearchSink, Field(discriminator="kind")] = Field(
-        default_factory=SqliteSink)
+        default_factory=SqliteSink, description="where the shipper delivers events: sqlite or elasticsearch")
 
 
 class Alerting(Model):
-    prometheus_url: str | None = None
-    alertmanager_url: str | None = None
-    webhook_receivers: list[str] = Field(default_factory=list)
+    prometheus_url: str | None = Field(default=None, description="Prometheus the NOC page queries")
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager the NOC page reads alerts from")
+    webhook_receivers: list[str] = Field(default_factory=list, description="URLs notified of alerts")
 
 
 class Tools(Model):
-    """Paths of external programs; every one can be overridden (tests, non-standard installs)."""
+    """The external programs citydc runs, each looked up through this section (tests, non-standard installs).
 
-    restic: str = "restic"
-    snmpget: str = "snmpget"
-    snmpbulkwalk: str = "snmpbulkwalk"
-    snmpd: str = "/usr/sbin/snmpd"
-    haproxy: str = "haproxy"
-    promtool: str = "promtool"
-    ansible_playbook: str = "ansible-playbook"
+    Only programs the product itself runs belong here; the lab's services and the tests' reference
+    tools (snmpd, snmpbulkwalk, promtool, ...) are found by the lab. Commands written as argv in the
+    config (pre_commands, drill_smoke_command) name their program themselves.
+    """
+
+    restic: Program = Field(default="restic", description="restic, for every backup step")
+    ssh: Program = Field(default="ssh", description="ssh, run by restic for sftp: repositories with ssh_config")
 
 
 class Files(Model):
@@ -281,15 +333,28 @@ class Files(Model):
 
 
 class Config(Model):
-    sites: list[Site] = Field(min_length=1)
-    snmp_auth: dict[Name, SnmpAuth] = Field(default_factory=dict)
-    devices: list[Device] = Field(default_factory=list)
-    snmp: SnmpCollector = Field(default_factory=SnmpCollector)
-    netflow: Netflow = Field(default_factory=Netflow)
-    backup: Backup = Field(default_factory=Backup)
-    ldap: list[LdapSource] = Field(default_factory=list)
-    sso: list[SsoSource] = Field(default_factory=list)
-    security_log: SecurityLog = Field(default_factory=SecurityLog)
-    alerting: Alerting = Field(default_factory=Alerting)
-    tools: Tools = Field(default_factory=Tools)
-    files: Files = Field(default_factory=Files)
+    sites: list[Site] = Field(min_length=1, description="the data centre's sites")
+    snmp_auth: dict[Name, SnmpAuth] = Field(
+        default_factory=dict, description="SNMP credential profiles by name, referenced by devices[].snmp_auth")
+    devices: list[Device] = Field(default_factory=list, description="network devices polled and backed up")
+    snmp: SnmpCollector = Field(default_factory=SnmpCollector, description="the SNMP exporter (citydc collect snmp)")
+    netflow: Netflow = Field(default_factory=Netflow,
+                             description="the NetFlow/IPFIX collector (citydc collect netflow)")
+    backup: Backup = Field(default_factory=Backup, description="restic backups (citydc backup)")
+    ldap: list[LdapSource] = Field(default_factory=list, description="LDAP directories audited")
+    sso: list[SsoSource] = Field(default_factory=list, description="SSO authentication logs audited")
+    security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
+    alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
+    tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
+    files: Files = Field(default_factory=Files, description="modes of the files citydc writes (docs/security.md)")
+    timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
+                          "(events, --json and CSV stay UTC)")
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
+        return value

@@ -1,7 +1,13 @@
 """Tamper evidence: a hash chain per writer, and the walk that verifies it.
 
 Each writer (one spool: host name + spool directory name) numbers its events 1, 2, 3, ... and
-hashes each event together with the previous hash:
+hashes each event together with the previous hash. A spool made since incarnations exist has an
+incarnation id (chosen when the spool directory is created; a spool re-created from scratch gets a
+new one), and a chain is then identified by (writer, incarnation):
+
+    hash = sha256(prev + "|" + writer + "|" + incarnation + "|" + seq + "|" + canonical(event without chain fields))
+
+A spool older than incarnations (its ``chain-head.json`` has none) keeps its chain and its recipe:
 
     hash = sha256(prev + "|" + writer + "|" + seq + "|" + canonical(event without chain fields))
 
@@ -16,8 +22,9 @@ store after the head, even with a correctly computed hash, is found.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,11 +33,22 @@ from typing import Any
 
 import orjson
 
-__all__ = ["GENESIS", "ChainHead", "Finding", "canonical", "chain_hash", "default_writer", "link", "read_head",
-           "seal", "verify", "write_head"]
+from citydc import atomicfile
+
+__all__ = ["GENESIS", "INCARNATION", "AlreadyStored", "ChainHead", "Finding", "Notice", "Report", "canonical",
+           "chain_hash", "chain_name", "default_writer", "link", "read_head", "seal", "verify", "verify_report",
+           "write_head"]
 
 GENESIS = "0" * 64
 HEAD_FILE = "chain-head.json"
+# A spool incarnation id: when the spool was created (UTC, to the second, so ids sort by age) and 8
+# random hex digits. Nothing in it needs escaping in JSON, so spool_scan can find it by bytes.
+INCARNATION = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+
+
+def chain_name(writer: str, incarnation: str | None) -> str:
+    """Given a writer and its incarnation (None for a chain older than incarnations), return how reports name it."""
+    return writer if incarnation is None else f"{writer} incarnation {incarnation}"
 
 
 @dataclass(frozen=True)
@@ -38,29 +56,59 @@ class ChainHead:
     writer: str
     seq: int
     hash: str
+    incarnation: str | None = None
 
     def to_json(self) -> dict:
-        return {"writer": self.writer, "seq": self.seq, "hash": self.hash}
+        return {"writer": self.writer, "seq": self.seq, "hash": self.hash, "incarnation": self.incarnation}
 
 
 @dataclass(frozen=True)
 class Finding:
-    """The first break of a writer's chain: ``problem`` is changed, removed or inserted."""
+    """The first break of a chain: ``problem`` is changed, removed or inserted."""
 
     problem: str
     writer: str
     seq: int | None
     event_id: str | None
     reason: str
+    incarnation: str | None = None
 
     def format(self) -> str:
-        where = f"writer {self.writer} seq {self.seq}" if self.seq is not None else f"writer {self.writer}"
+        name = chain_name(self.writer, self.incarnation)
+        where = f"writer {name} seq {self.seq}" if self.seq is not None else f"writer {name}"
         ident = f" (event.id {self.event_id})" if self.event_id else ""
         return f"{self.problem}: {where}{ident}: {self.reason}"
 
     def to_json(self) -> dict:
-        return {"problem": self.problem, "writer": self.writer, "seq": self.seq, "event_id": self.event_id,
-                "reason": self.reason}
+        return {"problem": self.problem, "writer": self.writer, "incarnation": self.incarnation, "seq": self.seq,
+                "event_id": self.event_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Information from a walk that is not a break: ``kind`` is ``new-incarnation`` or ``re-emitted``."""
+
+    kind: str
+    writer: str
+    incarnation: str | None
+    seq: int | None
+    event_id: str | None
+    message: str
+
+    def format(self) -> str:
+        return f"{self.kind}: writer {chain_name(self.writer, self.incarnation)}: {self.message}"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "writer": self.writer, "incarnation": self.incarnation, "seq": self.seq,
+                "event_id": self.event_id, "message": self.message}
+
+
+@dataclass
+class Report:
+    """What a walk found: ``findings`` (breaks, exit 1) and ``notices`` (information, exit 0)."""
+
+    findings: list[Finding]
+    notices: list[Notice]
 
 
 def default_writer(spool_dir: Path) -> str:
@@ -126,22 +174,30 @@ def _has_float(value: Any) -> bool:
     return False
 
 
-def chain_hash(prev: str, writer: str, seq: int, doc: Mapping) -> str:
-    """Given the previous hash, the writer, the sequence number and the event, return the event's hash."""
-    h = hashlib.sha256(f"{prev}|{writer}|{seq}|".encode())
+def _position(prev: str, writer: str, seq: int, incarnation: str | None) -> bytes:
+    """Return the bytes hashed before the event: ``prev|writer|seq|``, or ``prev|writer|incarnation|seq|``."""
+    if incarnation is None:
+        return f"{prev}|{writer}|{seq}|".encode()
+    return f"{prev}|{writer}|{incarnation}|{seq}|".encode()
+
+
+def chain_hash(prev: str, writer: str, seq: int, doc: Mapping, incarnation: str | None = None) -> str:
+    """Given the previous hash, the writer, the sequence number, the event and the writer's incarnation
+    (None for a chain older than incarnations), return the event's hash."""
+    h = hashlib.sha256(_position(prev, writer, seq, incarnation))
     h.update(canonical(doc))
     return h.hexdigest()
 
 
-def link(doc: Mapping, writer: str, seq: int, prev: str) -> dict:
+def link(doc: Mapping, writer: str, seq: int, prev: str, incarnation: str | None = None) -> dict:
     """Given a validated event and its chain position, return a copy carrying the chain fields."""
-    return seal(doc, writer, seq, prev)[0]
+    return seal(doc, writer, seq, prev, incarnation)[0]
 
 
 _EVENT_OBJECT = b'"event":{"action":'  # sorted keys: a validated event object always starts with its action
 
 
-def seal(doc: Mapping, writer: str, seq: int, prev: str) -> tuple[dict, bytes]:
+def seal(doc: Mapping, writer: str, seq: int, prev: str, incarnation: str | None = None) -> tuple[dict, bytes]:
     """Given a validated event and its chain position, return (a copy carrying the chain fields, its JSON line).
 
     The line is the canonical bytes that were hashed, with ``"hash"`` spliced in as the first key of
@@ -153,10 +209,12 @@ def seal(doc: Mapping, writer: str, seq: int, prev: str) -> tuple[dict, bytes]:
     The input is left untouched.
     """
     body = canonical(doc)
-    digest = hashlib.sha256(f"{prev}|{writer}|{seq}|".encode())
+    digest = hashlib.sha256(_position(prev, writer, seq, incarnation))
     digest.update(body)
     hsh = digest.hexdigest()
-    chain = {"writer": writer, "seq": seq, "prev": prev}
+    # Key order as spool_scan expects it: writer, incarnation (when there is one), seq, prev.
+    chain = ({"writer": writer, "seq": seq, "prev": prev} if incarnation is None
+             else {"writer": writer, "incarnation": incarnation, "seq": seq, "prev": prev})
     out = dict(doc)
     out["event"] = {**doc["event"], "hash": hsh}
     out["citydc"] = {**(doc.get("citydc") or {}), "chain": chain}
@@ -185,105 +243,174 @@ def read_head(spool_dir: Path) -> dict[str, Any]:
 def write_head(spool_dir: Path, data: Mapping[str, Any]) -> None:
     """Given the spool directory and the head record, write ``chain-head.json`` atomically (tmp, fsync, rename)."""
     path = Path(spool_dir) / HEAD_FILE
-    atomic_write(path, json.dumps(dict(data), sort_keys=True).encode())
+    atomicfile.write(path, json.dumps(dict(data), sort_keys=True))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Given a path and bytes, replace the file atomically and durably (0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+class AlreadyStored(dict):
+    """A chain position the store keeps for the chain only: its event was re-emitted (the spool's id
+    memory had expired, or another spool sent it) and the store already held that event.id, so searches
+    show the event once while the walk still sees every link."""
+
+    __slots__ = ()
 
 
-def _chain_fields(doc: Mapping) -> tuple[str, int, str, str] | None:
+def _chain_fields(doc: Mapping) -> tuple[str, str | None, int, str, str] | None:
     try:
         chain = doc["citydc"]["chain"]
         writer, seq, prev, hsh = chain["writer"], chain["seq"], chain["prev"], doc["event"]["hash"]
-    except (KeyError, TypeError):
+        incarnation = chain.get("incarnation")
+    except (KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(writer, str) or not isinstance(seq, int) or not isinstance(prev, str) or not isinstance(hsh, str):
+    if not (isinstance(writer, str) and isinstance(seq, int) and isinstance(prev, str) and isinstance(hsh, str)
+            and (incarnation is None or isinstance(incarnation, str))):
         return None
-    return writer, seq, prev, hsh
+    return writer, incarnation, seq, prev, hsh
+
+
+@dataclass
+class _Chain:
+    """What the walk keeps of one (writer, incarnation) chain."""
+
+    seq: int
+    hash: str
+    event_id: str | None
+    timestamp: str | None
 
 
 def verify(events: Iterable[Mapping], *, partial: bool = False,
            delivered: Mapping[str, ChainHead] | None = None,
            emitted: Callable[[], Mapping[str, ChainHead]] | None = None) -> list[Finding]:
-    """Given events ordered by (writer, seq), return the first break of each writer's chain ([] when intact).
+    """Given events ordered by (writer, seq), return the first break of each chain ([] when intact).
+
+    See ``verify_report``, which also returns the notices.
+    """
+    return verify_report(events, partial=partial, delivered=delivered, emitted=emitted).findings
+
+
+def verify_report(events: Iterable[Mapping], *, partial: bool = False,
+                  delivered: Mapping[str, ChainHead] | None = None,
+                  emitted: Callable[[], Mapping[str, ChainHead]] | None = None) -> Report:
+    """Given events ordered by seq within each (writer, incarnation) chain, return the first break of each
+    chain and the notices (a writer's new incarnation, a re-emitted event the store held already).
 
     ``delivered`` are heads the shipper recorded as acknowledged (read before the walk): a store
     ending before one lost its tail. ``emitted`` returns the spool's chain heads (read after the
-    walk): a store going beyond one holds an inserted event. With ``partial`` (a walk that starts
-    at --since), a writer's first event is trusted as a start instead of having to be seq 1.
+    walk): a store going beyond one holds an inserted event, and so does a chain of an incarnation
+    newer than the spool's own. With ``partial`` (a walk that starts at --since), a chain's first
+    event is trusted as a start instead of having to be seq 1.
     """
     findings: list[Finding] = []
-    state: dict[str, tuple[int, str, str | None]] = {}  # writer -> (last seq, last hash, last event id)
-    broken: set[str] = set()
+    notices: list[Notice] = []
+    state: dict[tuple[str, str | None], _Chain] = {}
+    firsts: dict[tuple[str, str | None], int] = {}
+    broken: set[tuple[str, str | None]] = set()
     for doc in events:
         fields = _chain_fields(doc)
         event = doc.get("event")
         event_id = event.get("id") if isinstance(event, Mapping) else None
         if fields is None:
-            if "<none>" not in broken:
+            if ("<none>", None) not in broken:
                 findings.append(Finding("inserted", "<none>", None, event_id, "event has no chain fields"))
-                broken.add("<none>")
+                broken.add(("<none>", None))
             continue
-        writer, seq, prev, stored_hash = fields
-        if writer in broken:
+        writer, incarnation, seq, prev, stored_hash = fields
+        key = (writer, incarnation)
+        if key in broken:
             continue
-        finding = _check_one(doc, writer, seq, prev, stored_hash, state.get(writer), partial, event_id)
+        finding = _check_one(doc, writer, incarnation, seq, prev, stored_hash, state.get(key), partial, event_id)
         if finding is not None:
             findings.append(finding)
-            broken.add(writer)
+            broken.add(key)
             continue
-        state[writer] = (seq, stored_hash, event_id)
+        timestamp = doc.get("@timestamp")
+        state[key] = _Chain(seq, stored_hash, event_id, timestamp if isinstance(timestamp, str) else None)
+        firsts.setdefault(key, seq)
+        if isinstance(doc, AlreadyStored):
+            notices.append(Notice("re-emitted", writer, incarnation, seq, event_id,
+                                  f"seq {seq} (event.id {event_id}) was emitted again after the store had it; "
+                                  "the store keeps the event once and this chain position for the chain"))
     for writer, head in (delivered or {}).items():
-        last = state.get(writer)
-        if writer in broken or (last is None and partial):
+        key = (writer, head.incarnation)
+        last = state.get(key)
+        if key in broken or (last is None and partial):
             continue  # a --since walk may legitimately hold nothing of this writer
-        if last is None or last[0] < head.seq:
-            have = f"the store ends at seq {last[0]}" if last else "the store has none of its events"
-            findings.append(Finding("removed", writer, (last[0] + 1) if last else 1, None,
-                                    f"{have}, but seq {head.seq} was delivered"))
-            broken.add(writer)
+        if last is None or last.seq < head.seq:
+            have = f"the store ends at seq {last.seq}" if last else "the store has none of its events"
+            findings.append(Finding("removed", writer, (last.seq + 1) if last else 1, None,
+                                    f"{have}, but seq {head.seq} was delivered", head.incarnation))
+            broken.add(key)
     for writer, head in (emitted() if emitted else {}).items():
-        last = state.get(writer)
-        if writer in broken or last is None:
+        key = (writer, head.incarnation)
+        for w, inc in list(state):
+            if w == writer and (w, inc) not in broken and head.incarnation is not None and (
+                    inc is not None and inc > head.incarnation):
+                findings.append(Finding("inserted", w, firsts[(w, inc)], None,
+                                        f"a chain of incarnation {inc}, newer than the spool's own "
+                                        f"({head.incarnation})", inc))
+                broken.add((w, inc))
+        last = state.get(key)
+        if key in broken or last is None:
             continue
-        if last[0] > head.seq:
-            findings.append(Finding("inserted", writer, last[0], last[2],
-                                    f"the store goes beyond the chain head (seq {head.seq})"))
-        elif last[0] == head.seq and last[1] != head.hash:
-            findings.append(Finding("changed", writer, last[0], last[2], "event.hash differs from the chain head"))
-    return findings
+        if last.seq > head.seq:
+            findings.append(Finding("inserted", writer, last.seq, last.event_id,
+                                    f"the store goes beyond the chain head (seq {head.seq})", head.incarnation))
+        elif last.seq == head.seq and last.hash != head.hash:
+            findings.append(Finding("changed", writer, last.seq, last.event_id,
+                                    "event.hash differs from the chain head", head.incarnation))
+    notices[:0] = _incarnation_notices(state, firsts, partial)
+    return Report(findings, notices)
 
 
-def _check_one(doc: Mapping, writer: str, seq: int, prev: str, stored_hash: str,
-               last: tuple[int, str, str | None] | None, partial: bool, event_id: str | None) -> Finding | None:
-    """Given one event and its writer's state so far, return the break it shows, or None."""
+def _incarnation_notices(state: Mapping[tuple[str, str | None], _Chain], firsts: Mapping[tuple[str, str | None], int],
+                         partial: bool) -> list[Notice]:
+    """Given the walked chains, return a notice for every incarnation of a writer after its first one."""
+    by_writer: dict[str, list[str | None]] = {}
+    for writer, incarnation in state:
+        by_writer.setdefault(writer, []).append(incarnation)
+    notices = []
+    for writer, incs in sorted(by_writer.items()):
+        # The chain from before incarnations first, then by id: it starts with the creation time.
+        incs.sort(key=lambda inc: (inc is not None, inc or ""))
+        for before, inc in itertools.pairwise(incs):
+            prev = state[(writer, before)]
+            started = f"{inc[0:4]}-{inc[4:6]}-{inc[6:8]}T{inc[9:11]}:{inc[11:13]}:{inc[13:15]}Z" \
+                if inc and INCARNATION.match(inc) else "an unknown time"
+            ended = (f"seq {prev.seq} (event.id {prev.event_id}, @timestamp {prev.timestamp}, "
+                     f"event.hash {prev.hash})")
+            which = "the chain from before incarnations" if before is None else f"incarnation {before}"
+            first = firsts[(writer, inc)]
+            opening = "its seq 1 is the spool-created event" if first == 1 else \
+                f"this walk starts at its seq {first}" if partial else f"it starts at seq {first}"
+            notices.append(Notice("new-incarnation", writer, inc, first, None,
+                                  f"a new spool incarnation started at {started} ({opening}); "
+                                  f"the previous chain ({which}) ended at {ended}"))
+    return notices
+
+
+def _check_one(doc: Mapping, writer: str, incarnation: str | None, seq: int, prev: str, stored_hash: str,
+               last: _Chain | None, partial: bool, event_id: str | None) -> Finding | None:
+    """Given one event and its chain's state so far, return the break it shows, or None."""
     if last is None:
         expected_seq, expected_prev = (seq, prev) if partial else (1, GENESIS)
     else:
-        expected_seq, expected_prev = last[0] + 1, last[1]
-    if last is not None and seq <= last[0]:
-        return Finding("inserted", writer, seq, event_id, f"duplicate sequence number (after seq {last[0]})")
+        expected_seq, expected_prev = last.seq + 1, last.hash
+    if last is not None and seq <= last.seq:
+        return Finding("inserted", writer, seq, event_id, f"duplicate sequence number (after seq {last.seq})",
+                       incarnation)
     if seq > expected_seq:
         missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
-        return Finding("removed", writer, expected_seq, None, f"{missing} missing (next present is seq {seq})")
-    if chain_hash(prev, writer, seq, doc) != stored_hash:
+        return Finding("removed", writer, expected_seq, None, f"{missing} missing (next present is seq {seq})",
+                       incarnation)
+    if chain_hash(prev, writer, seq, doc, incarnation) != stored_hash:
         differ = doc.get("store_columns_differ")
         reason = (f"the store's indexed columns ({', '.join(differ)}) differ from the stored document" if differ
                   else "content does not match event.hash")
-        return Finding("changed", writer, seq, event_id, reason)
+        return Finding("changed", writer, seq, event_id, reason, incarnation)
     if prev != expected_prev:
         if last is None:
-            return Finding("inserted", writer, seq, event_id, "first event of the writer does not start the chain")
+            return Finding("inserted", writer, seq, event_id, "first event of the writer does not start the chain",
+                           incarnation)
         # This event is intact but the previous one's hash was rewritten along with its content.
-        return Finding("changed", writer, last[0], last[2],
-                       f"event.hash was rewritten (seq {seq} still points at the original)")
+        return Finding("changed", writer, last.seq, last.event_id,
+                       f"event.hash was rewritten (seq {seq} still points at the original)", incarnation)
     return None

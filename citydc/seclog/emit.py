@@ -7,7 +7,8 @@ job; nothing here talks to a store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from citydc.config.loader import LoadedConfig
@@ -18,14 +19,15 @@ __all__ = ["emit", "emit_configured", "spool_for"]
 
 
 def emit(events: Mapping | Sequence[Mapping], *, spool_dir: str | Path, writer: str | None = None,
-         metrics: SeclogMetrics | None = None) -> int:
+         metrics: SeclogMetrics | None = None, clock: Callable[[], float] = time.time) -> int:
     """Given one event or a batch, spool them durably; return how many were new (not spooled before).
 
+    ``clock`` is the spool's (its id memory's days, a new incarnation's time): tests move it forward.
     Raise EventInvalid naming the event and field if any event is invalid; then nothing of the
     batch is written.
     """
     batch = [events] if isinstance(events, Mapping) else list(events)
-    written = Spool(spool_dir, writer=writer).append(batch)
+    written = Spool(spool_dir, writer=writer, clock=clock).append(batch)
     if metrics is not None:
         metrics.count_emitted(written, batch)
     return len(written)

@@ -37,6 +37,7 @@ _ACTION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_INCARNATION = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")  # as citydc.seclog.chain.INCARNATION
 
 # Allowed keys per object; anything else is refused so both stores map the same fields.
 _TOP = frozenset({"@timestamp", "ecs", "event", "user", "source", "host", "labels", "message", "rule", "related",
@@ -405,9 +406,11 @@ def _validate_chain(event: dict, chain: Any) -> None:
     if not isinstance(chain, dict):
         raise EventInvalid("citydc.chain", "expected an object with writer, seq, prev")
     for key in chain:
-        if key not in ("writer", "seq", "prev"):
-            raise EventInvalid(f"citydc.chain.{key}", "unknown field (expected writer, seq, prev)")
+        if key not in ("writer", "incarnation", "seq", "prev"):
+            raise EventInvalid(f"citydc.chain.{key}", "unknown field (expected writer, incarnation, seq, prev)")
     _str(chain, "writer", "citydc.chain.writer")
+    if "incarnation" in chain:
+        _str(chain, "incarnation", "citydc.chain.incarnation", _INCARNATION, " (YYYYMMDDTHHMMSSZ-8 hex digits)")
     if "seq" not in chain:
         raise EventInvalid("citydc.chain.seq", "required field is missing")
     _int(chain["seq"], "citydc.chain.seq", 1)

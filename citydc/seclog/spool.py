@@ -4,7 +4,8 @@ Layout of ``<spool_dir>``:
 
 - ``seg-NNNNNNNNNN.jsonl``: segments, one chained event per line; a new one starts past a size limit.
 - ``writer.lock``: held (fcntl) by whoever appends, so several processes can emit safely.
-- ``chain-head.json``: the chain head (last seq and hash per writer) and where the last batch ended.
+- ``chain-head.json``: the spool's incarnation (id and creation time, chosen when the spool is
+  created), the chain head (last seq and hash per writer) and where the last batch ended.
 - ``ack.json``: the shipper's acknowledged position (segment, byte offset, line) and delivered heads.
 - ``ids.db``: ids spooled in the last days, so a re-emitted event (same source identity) is dropped
   here instead of leaving a hole in the chain once the store ignores its id.
@@ -13,6 +14,11 @@ An append writes every line of the batch, fsyncs once, then records the head. A 
 mid-batch leaves at most a partial last line: the next writer drops that fragment (it was never
 acknowledged to anyone) and adopts the complete lines after the recorded head, so sequence
 numbers stay gap-free.
+
+A spool directory created from scratch (a new host, a replaced disk) gets a new incarnation, and
+each writer's chain in it starts at seq 1 with a ``spool-created`` event, so ``citydc log verify``
+tells a re-created spool from events inserted into an old chain. A spool from before incarnations
+(its chain head has none) keeps its chain as it is.
 """
 
 from __future__ import annotations
@@ -22,18 +28,22 @@ import gc
 import json
 import logging
 import os
+import secrets
+import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from citydc import atomicfile
 from citydc.seclog import chain, spool_ids
-from citydc.seclog.event import EventInvalid, validate_event
+from citydc.seclog.event import EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
 
@@ -90,14 +100,19 @@ class Batch:
         if self.events and type(self.events[0]) is SpooledLine:
             self._summarise_lines()
             return
+        incarnations: dict[str, str | None] = {}
         for doc in self.events:
             c = doc["citydc"]["chain"]
             held = last.get(c["writer"])
             if held is None or c["seq"] > held["citydc"]["chain"]["seq"]:
                 last[c["writer"]] = doc
+                incarnations[c["writer"]] = c.get("incarnation")
             site = doc["labels"]["site"]
             sites[site] = sites.get(site, 0) + 1
-        self.heads, self.sites = list(last.values()), sites
+        self.heads = [{"citydc": {"chain": {"writer": w, "seq": d["citydc"]["chain"]["seq"],
+                                            "incarnation": incarnations[w]}}, "event": {"hash": d["event"]["hash"]}}
+                      for w, d in last.items()]
+        self.sites = sites
 
     def _summarise_lines(self) -> None:
         last: dict[str, SpooledLine] = {}
@@ -108,8 +123,8 @@ class Batch:
                 last[item.writer] = item
             sites[item.site] = sites.get(item.site, 0) + 1
         # In the shape acknowledge() reads: only the chain position and hash are needed.
-        self.heads = [{"citydc": {"chain": {"writer": h.writer, "seq": h.seq}}, "event": {"hash": h.hash}}
-                      for h in last.values()]
+        self.heads = [{"citydc": {"chain": {"writer": h.writer, "seq": h.seq, "incarnation": h.incarnation}},
+                       "event": {"hash": h.hash}} for h in last.values()]
         self.sites = sites
 
 
@@ -146,12 +161,14 @@ class Spool:
     """One spool directory. Safe for several emitting processes and one shipper."""
 
     def __init__(self, spool_dir: str | Path, *, writer: str | None = None,
-                 max_segment_bytes: int = DEFAULT_SEGMENT_BYTES, id_retention_days: int = 8):
+                 max_segment_bytes: int = DEFAULT_SEGMENT_BYTES, id_retention_days: int = 8,
+                 clock: Callable[[], float] = time.time):
         self.dir = Path(spool_dir)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.writer = writer or chain.default_writer(self.dir)
         self.max_segment_bytes = max_segment_bytes
         self.id_retention_days = id_retention_days
+        self.clock = clock  # the id memory's days and a new incarnation's time (tests move it forward)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -196,12 +213,21 @@ class Spool:
             if not fresh:
                 return []
             writers = head["writers"]
+            if "incarnation" not in head and not writers and not self.segments():
+                head["incarnation"] = self._new_incarnation()
+                chain.write_head(self.dir, head)  # before any line: a writer killed now leaves no doubt about it
+            incarnation = head["incarnation"]["id"] if "incarnation" in head else None
+            announced = 0
+            if incarnation is not None and self.writer not in writers:
+                fresh.insert(0, self._spool_created(head["incarnation"], fresh[0]["labels"]["site"]))
+                announced = 1
             seq, prev = (writers[self.writer]["seq"], writers[self.writer]["hash"]) \
                 if self.writer in writers else (0, chain.GENESIS)
             linked, lines = [], []
             for doc in fresh:
                 seq += 1
-                doc, line = chain.seal(doc, self.writer, seq, prev)  # one encoding: hashed bytes = the line
+                # One encoding: the hashed bytes are the line.
+                doc, line = chain.seal(doc, self.writer, seq, prev, incarnation)
                 prev = doc["event"]["hash"]
                 linked.append(doc)
                 lines.append(line)
@@ -210,8 +236,27 @@ class Spool:
             segment, offset = self._write(data)
             self._remember(ids, linked)
             writers[self.writer] = {"seq": seq, "hash": prev}
-            chain.write_head(self.dir, {"writers": writers, "segment": segment, "offset": offset})
-            return linked
+            chain.write_head(self.dir, {**head, "writers": writers, "segment": segment, "offset": offset})
+            return linked[announced:]  # the caller's events; the spool-created event is the spool's own
+
+    def _new_incarnation(self) -> dict[str, str]:
+        """Return a new incarnation record: an id that sorts by creation time, and that time."""
+        now = self.clock()
+        return {"id": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(4),
+                "created": format_timestamp(datetime.fromtimestamp(now, UTC))}
+
+    def _spool_created(self, incarnation: dict[str, str], site: str) -> dict:
+        """Given the incarnation record and the site of the first event, return this writer's ``spool-created``
+        event, the first of its chain in this incarnation."""
+        inc = incarnation["id"]
+        return make_event(
+            action="spool-created", dataset="citydc.seclog", kind="event", category=["configuration"],
+            type=["creation"], outcome="success", site=site, host=socket.gethostname(),
+            message=f"security-log spool {self.dir} created: writer {self.writer} starts a new chain "
+                    f"(incarnation {inc})",
+            id_key=f"spool-created:{self.writer}:{inc}", timestamp=datetime.fromtimestamp(self.clock(), UTC),
+            details={"writer": self.writer, "incarnation": inc, "spool_dir": str(self.dir),
+                     "incarnation_created": incarnation["created"]})
 
     def _write(self, data: bytes) -> tuple[str, int]:
         """Append data to the current segment (a new one past the size limit), fsync; return (segment, end)."""
@@ -267,6 +312,8 @@ class Spool:
                 except (ValueError, KeyError, TypeError):
                     continue  # corrupted: the reader reports it
                 last = writers.get(c["writer"], {"seq": 0})
+                if "incarnation" not in head and c.get("incarnation"):  # the head file was lost: take it back
+                    head["incarnation"] = {"id": c["incarnation"], "created": doc.get("@timestamp")}
                 if c["seq"] == last["seq"] + 1:
                     writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
                     adopted.append(doc)
@@ -307,7 +354,7 @@ class Spool:
         return fresh
 
     def _remember(self, ids: sqlite3.Connection, docs: Sequence[dict]) -> None:
-        day = int(time.time() // 86400)
+        day = int(self.clock() // 86400)
         ids.execute("BEGIN")
         ids.executemany("INSERT OR IGNORE INTO ids (id, day) VALUES (?, ?)", ((d["event"]["id"], day) for d in docs))
         ids.execute("DELETE FROM ids WHERE day < ?", (day - self.id_retention_days,))
@@ -328,13 +375,19 @@ class Spool:
         return Position(data["segment"], data["offset"], data["line"]) if "segment" in data else None
 
     def delivered_heads(self) -> dict[str, chain.ChainHead]:
-        """Return the last delivered (seq, hash) per writer, as recorded with the acks."""
-        return {w: chain.ChainHead(w, h["seq"], h["hash"]) for w, h in self.ack().get("writers", {}).items()}
+        """Return the last delivered (seq, hash, incarnation) per writer, as recorded with the acks."""
+        return {w: chain.ChainHead(w, h["seq"], h["hash"], h.get("incarnation"))
+                for w, h in self.ack().get("writers", {}).items()}
 
     def emitted_heads(self) -> dict[str, chain.ChainHead]:
-        """Return the chain head per writer as spooled."""
-        return {w: chain.ChainHead(w, h["seq"], h["hash"])
-                for w, h in chain.read_head(self.dir).get("writers", {}).items()}
+        """Return the chain head per writer as spooled (with the spool's incarnation, None before incarnations)."""
+        head = chain.read_head(self.dir)
+        incarnation = head.get("incarnation", {}).get("id")
+        return {w: chain.ChainHead(w, h["seq"], h["hash"], incarnation) for w, h in head.get("writers", {}).items()}
+
+    def incarnation(self) -> dict[str, str] | None:
+        """Return this spool's incarnation record ({"id", "created"}), or None (none yet, or from before them)."""
+        return chain.read_head(self.dir).get("incarnation")
 
     def read(self, start: Position | None, max_events: int, *, lines: bool = False) -> Batch:
         """Given a position (None: the oldest segment's start), return up to ``max_events`` complete lines after it.
@@ -424,8 +477,9 @@ class Spool:
             c = doc["citydc"]["chain"]
             if c["seq"] > writers.get(c["writer"], {}).get("seq", 0):
                 writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
-        chain.atomic_write(self.dir / ACK_FILE,
-                           json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True).encode())
+                if c.get("incarnation") is not None:
+                    writers[c["writer"]]["incarnation"] = c["incarnation"]
+        atomicfile.write(self.dir / ACK_FILE, json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True))
         for name in self.segments():
             if name < pos.segment:
                 (self.dir / name).unlink(missing_ok=True)

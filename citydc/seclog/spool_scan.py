@@ -5,6 +5,7 @@ as the first key of ``citydc`` and ``"hash":"<64 hex>",`` as the first key of ``
 those two splices out again gives back the hashed bytes, so
 
     sha256(prev + "|" + writer + "|" + seq + "|" + line without the splices) == event.hash
+    (with ``incarnation + "|"`` after the writer's ``"|"`` when the chain has an incarnation)
 
 proves that every byte of the line is what the writer wrote (the splices themselves included:
 prev, writer and seq are hashed, and the hash is compared). A changed, truncated or garbled line
@@ -41,7 +42,9 @@ __all__ = ["SpooledLine", "scan_line"]
 # The line's start: @timestamp (validated: no quote or backslash), then the chain splice as orjson
 # writes it, in this key order: writer (no quote or backslash, else the full parse decides), seq (JSON
 # integers have no leading zero), prev; then "," if citydc has more keys, "}" if chain was its only one.
-_HEAD = re.compile(rb'\{"@timestamp":"([^"\\]*)","citydc":\{"chain":\{"writer":"([^"\\]+)","seq":([1-9][0-9]{0,18}),'
+# The incarnation, when the chain has one, sits between writer and seq (chain.seal writes it there).
+_HEAD = re.compile(rb'\{"@timestamp":"([^"\\]*)","citydc":\{"chain":\{"writer":"([^"\\]+)",'
+                   rb'(?:"incarnation":"([0-9]{8}T[0-9]{6}Z-[0-9a-f]{8})",)?"seq":([1-9][0-9]{0,18}),'
                    rb'"prev":"([0-9a-f]{64})"\}([,}])')
 _EVENT = b',"event":{"hash":"'
 _ID = b'"id":"'
@@ -54,10 +57,10 @@ class SpooledLine:
     (sent as the document), the ids for the bulk action and the acknowledgement, the site (metrics)
     and the message (search words). ``event()`` parses the rest, for a store that wants it."""
 
-    __slots__ = ("event_id", "hash", "line", "message", "seq", "site", "timestamp", "writer")
+    __slots__ = ("event_id", "hash", "incarnation", "line", "message", "seq", "site", "timestamp", "writer")
 
     def __init__(self, line: bytes, event_id: str, timestamp: str, writer: str, seq: int, hash: str,
-                 site: str, message: str):
+                 site: str, message: str, incarnation: str | None = None):
         self.line = line
         self.event_id = event_id
         self.timestamp = timestamp
@@ -66,13 +69,14 @@ class SpooledLine:
         self.hash = hash
         self.site = site
         self.message = message
+        self.incarnation = incarnation
 
     @classmethod
     def of(cls, line: bytes, doc: dict) -> SpooledLine:
         """Given a line and its parsed event (which ``spool._parse_line`` checked), return its SpooledLine."""
         c = doc["citydc"]["chain"]
         return cls(line, doc["event"]["id"], doc["@timestamp"], c["writer"], c["seq"], doc["event"]["hash"],
-                   doc["labels"]["site"], doc["message"])
+                   doc["labels"]["site"], doc["message"], c.get("incarnation"))
 
     def event(self) -> dict:
         """Return the whole event, parsed from the line."""
@@ -90,7 +94,7 @@ def scan_line(raw: bytes) -> SpooledLine | None:
     head = _HEAD.match(raw)
     if head is None:
         return None
-    timestamp, writer, seq, prev, after = head.groups()
+    timestamp, writer, incarnation, seq, prev, after = head.groups()
     # The hashed body: without the chain splice, and without "citydc" itself when chain was its only key.
     ts_end = len(timestamp) + 16  # just after the quote that closes @timestamp
     cut_from, cut_to = (ts_end + 11, head.end()) if after == b"," else (ts_end, head.end())
@@ -99,8 +103,9 @@ def scan_line(raw: bytes) -> SpooledLine | None:
         return None
     hsh = raw[ev + 18:ev + 82].decode("latin-1")  # never fails; equal to the hex digest only if it is one
     # One call over the joined pieces: cheaper than feeding them one by one.
-    if _sha256(b"".join((prev, b"|", writer, b"|", seq, b"|", raw[:cut_from], raw[cut_to:ev + 10],
-                         raw[ev + 84:]))).hexdigest() != hsh:
+    position = (prev, b"|", writer, b"|", seq, b"|") if incarnation is None else \
+        (prev, b"|", writer, b"|", incarnation, b"|", seq, b"|")
+    if _sha256(b"".join((*position, raw[:cut_from], raw[cut_to:ev + 10], raw[ev + 84:]))).hexdigest() != hsh:
         return None
     # Intact: what follows is the canonical encoding of a validated event, so the fields sit where
     # the model puts them. The checks below only guard against a line forged with a valid hash.
@@ -119,7 +124,8 @@ def scan_line(raw: bytes) -> SpooledLine | None:
             if message is None:
                 return None
         return SpooledLine(raw, raw[at + 6:at + 38].decode(), timestamp.decode(), writer.decode(), int(seq), hsh,
-                           raw[site_at + 18:site_end].decode(), message)
+                           raw[site_at + 18:site_end].decode(), message,
+                           None if incarnation is None else incarnation.decode())
     except UnicodeDecodeError:
         return None  # only a line forged with a valid hash gets here
 

@@ -7,6 +7,10 @@ with exponential backoff; when the budget is spent the batch fails with Delivery
 shipper keeps it in the spool. Queries page with ``search_after`` on (@timestamp, event.id),
 which is unique, so a search streams every hit without a cap and in the SQLite store's order.
 
+An event re-emitted after the spool forgot its id arrives with an event.id the store holds at another
+chain position: the conflict is looked up, and the new chain position is kept in the index
+``<prefix>.reemitted`` (outside the read alias, so searches show the event once) for ``chain()``.
+
 Credentials are revealed only to build the client and never appear in messages: every error
 text passes through ``execute.mask`` with the secret values.
 """
@@ -30,11 +34,12 @@ from elasticsearch import ApiError, Elasticsearch
 
 from citydc.config.models import ElasticsearchSink
 from citydc.execute import mask
+from citydc.seclog.chain import AlreadyStored
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine
 from citydc.seclog.store import DeliveryError, Query
 from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
-from citydc.seclog.store_es_template import index_for, template_body, template_name, template_version
+from citydc.seclog.store_es_template import MAPPINGS, index_for, template_body, template_name, template_version
 from citydc.secrets import SecretUnavailable
 
 __all__ = ["ElasticsearchStore", "ElasticsearchStoreError", "PreparedBatch", "RetryPolicy"]
@@ -125,6 +130,13 @@ class ElasticsearchStore:
         self._template_ready = False
         # Action-line starts per @timestamp month ("YYYY-MM"): one index name check per month, not per event.
         self._index_heads: dict[str, bytes] = {}
+        # Lines the cluster answered 409 to during the current put(): redeliveries or re-emissions.
+        self._conflicts: list[tuple[str, bytes]] = []
+
+    @property
+    def reemitted_index(self) -> str:
+        """The index of re-emitted chain positions: outside ``<prefix>-*``, so outside the read alias."""
+        return f"{self.prefix}.reemitted"
 
     # -- construction ------------------------------------------------------------------------
 
@@ -255,6 +267,7 @@ class ElasticsearchStore:
         heads = None if prepared is not None else [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a
         self.ensure_template()  # bad event before sending any
         started = time.monotonic()
+        self._conflicts = []
         new, pending, worst = self._send_pipelined(events, heads, prepared)
         attempt = 0
         while pending:
@@ -276,7 +289,47 @@ class ElasticsearchStore:
                 again += retry_these
                 worst = worst_now or worst
             pending = again
+        if self._conflicts:
+            self._keep_reemitted(self._conflicts)
         return new
+
+    def _keep_reemitted(self, conflicts: Sequence[tuple[str, bytes]]) -> None:
+        """Given the lines answered 409 (their id was stored), keep those whose chain position differs from the
+        stored event's (a re-emission; a redelivery has the stored hash) in ``reemitted_index``, for the chain.
+
+        Raise ElasticsearchStoreError if that fails: the batch is then not acknowledged and is sent again.
+        """
+        docs, hashes = [], []
+        for event_id, line in conflicts:
+            doc = line[line.index(b"\n") + 1:].rstrip(b"\n")
+            hsh = orjson.loads(doc).get("event", {}).get("hash")
+            if isinstance(hsh, str):  # an event without chain fields has no chain position to keep
+                docs.append((event_id, doc))
+                hashes.append(hsh)
+        if not docs:
+            return
+        self.refresh()  # the stored twin may have come in this very batch
+        ids = sorted({event_id for event_id, _ in docs})
+        resp = self._call("looking up stored events", lambda: self.client.search(
+            index=self.prefix, query={"ids": {"values": ids}}, size=min(10_000, 4 * len(ids) + 10),
+            source=["event.hash"], ignore_unavailable=True, allow_no_indices=True))
+        stored = {hit["_source"]["event"]["hash"] for hit in resp["hits"]["hits"]}
+        keep = [(h, doc) for (_, doc), h in zip(docs, hashes, strict=True) if h not in stored]
+        if not keep:
+            return
+        self._call("creating the re-emitted index", lambda: self.client.options(ignore_status=400).indices.create(
+            index=self.reemitted_index, mappings=MAPPINGS, settings={"number_of_shards": 1,
+                                                                     "auto_expand_replicas": "0-1"}))
+        head = b'{"create":{"_index":"%s","_id":' % self.reemitted_index.encode()
+        body = b"".join(b"".join((head, orjson.dumps(h), b"}}\n", doc, b"\n")) for h, doc in keep)
+        resp = self._call(f"keeping {len(keep)} re-emitted chain position(s)", lambda: self.client.bulk(
+            operations=body, refresh=False, filter_path=_BULK_FILTER))
+        for item in resp.get("items", []):
+            status = item["create"]["status"]
+            if status not in (201, 409):  # 409: kept by an earlier delivery of this batch
+                raise ElasticsearchStoreError(
+                    f"Elasticsearch at {self.endpoint} refused a re-emitted chain position (HTTP {status}: "
+                    f"{_item_error(item['create'])})", "server_error", retriable=True)
 
     def _bulk(self, lines: Sequence[tuple[str, bytes]], last: bool) -> dict:
         body = b"".join(line for _, line in lines)
@@ -354,7 +407,7 @@ class ElasticsearchStore:
             if status == 201:
                 new += 1
             elif status == 409:
-                continue  # already stored: a retry of a batch that had arrived
+                self._conflicts.append((event_id, line))  # already stored: a retry, or a re-emission (put() looks)
             elif _retriable_status(status):
                 again.append((event_id, line))
                 worst = (status, _item_error(result))
@@ -426,7 +479,7 @@ class ElasticsearchStore:
     def refresh(self) -> None:
         """Make everything stored so far searchable."""
         self._call("refreshing", lambda: self.client.indices.refresh(
-            index=self.prefix, ignore_unavailable=True, allow_no_indices=True))
+            index=f"{self.prefix},{self.reemitted_index}", ignore_unavailable=True, allow_no_indices=True))
 
     def _before_read(self) -> None:
         if not self.refresh_before_read:
@@ -441,19 +494,21 @@ class ElasticsearchStore:
             log.warning("not refreshing before reads: %s", exc)
             self.refresh_before_read = False
 
-    def _hits(self, doing: str, query: dict, sort: list[dict], limit: int | None) -> Iterator[dict]:
-        """Yield the _source of every hit, page by page with search_after, up to ``limit``."""
+    def _hits(self, doing: str, query: dict, sort: list[dict], limit: int | None, *, index: str | None = None,
+              whole: bool = False) -> Iterator[dict]:
+        """Yield the _source of every hit (the hit itself with ``whole``), page by page with search_after, up to
+        ``limit``, from ``index`` (default: the read alias)."""
         after: list | None = None
         left = limit
         while left is None or left > 0:
             size = self.page_size if left is None else min(self.page_size, left)
             extra = {"search_after": after} if after is not None else {}
             resp = self._call(doing, lambda size=size, extra=extra: self.client.search(
-                index=self.prefix, query=query, sort=sort, size=size, track_total_hits=False,
+                index=index or self.prefix, query=query, sort=sort, size=size, track_total_hits=False,
                 ignore_unavailable=True, allow_no_indices=True, **extra))
             hits = resp["hits"]["hits"]
             for hit in hits:
-                yield hit["_source"]
+                yield hit if whole else hit["_source"]
             if left is not None:
                 left -= len(hits)
             if len(hits) < size:
@@ -507,7 +562,10 @@ class ElasticsearchStore:
                 {"bool": {"filter": [{"term": {"citydc.chain.writer": writer}},
                                      {"range": {"citydc.chain.seq": {"gte": seq}}}]}}
                 for writer, seq in sorted(starts.items())], "minimum_should_match": 1}}
-        yield from self._hits("reading the chain", query, chain_sort(), None)
+        kept = self.reemitted_index
+        for hit in self._hits("reading the chain", query, chain_sort(), None, index=f"{self.prefix},{kept}",
+                              whole=True):
+            yield AlreadyStored(hit["_source"]) if hit["_index"] == kept else hit["_source"]
 
     def _chain_starts(self, since: datetime) -> dict[str, int]:
         """Given a time, return each writer's lowest seq among its events at or after it."""
@@ -518,8 +576,8 @@ class ElasticsearchStore:
             if after is not None:
                 composite["after"] = after
             resp = self._call("reading the chain", lambda composite=composite: self.client.search(
-                index=self.prefix, query=bool_query(Query(), since=since), size=0, track_total_hits=False,
-                ignore_unavailable=True, allow_no_indices=True,
+                index=f"{self.prefix},{self.reemitted_index}", query=bool_query(Query(), since=since), size=0,
+                track_total_hits=False, ignore_unavailable=True, allow_no_indices=True,
                 aggregations={"w": {"composite": composite,
                                     "aggregations": {"first": {"min": {"field": "citydc.chain.seq"}}}}}))
             agg = resp.get("aggregations", {}).get("w", {})

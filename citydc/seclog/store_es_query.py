@@ -116,8 +116,9 @@ def search_sort(newest_first: bool) -> list[dict]:
 
 
 def chain_sort() -> list[dict]:
-    """Return the sort clause for verification: writer, then seq, then id as the unique tiebreaker."""
-    return [{"citydc.chain.writer": "asc"}, {"citydc.chain.seq": "asc"}, {"event.id": "asc"}]
+    """Return the sort clause for verification: writer, then seq, then id, then hash as the unique tiebreaker
+    (two incarnations of a writer may hold the same event.id at the same seq)."""
+    return [{"citydc.chain.writer": "asc"}, {"citydc.chain.seq": "asc"}, {"event.id": "asc"}, {"event.hash": "asc"}]
 
 
 def composite_sources(by: Sequence[str]) -> list[dict]:

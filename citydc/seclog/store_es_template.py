@@ -50,7 +50,7 @@ MAPPINGS: dict = {
         "rule": _obj(id=_KW, name=_KW, description=_KW, category=_KW, ruleset=_KW),
         "related": _obj(user=_KW, ip=_IP, hosts=_KW, hash=_KW),
         "error": _obj(message={"type": "text"}, code=_KW, type=_KW),
-        "citydc": _obj(chain=_obj(writer=_KW, seq=_LONG, prev=_KW)),
+        "citydc": _obj(chain=_obj(writer=_KW, incarnation=_KW, seq=_LONG, prev=_KW)),
         # Search aid, not part of the event: the message's words as the SQLite store's FTS5 sees
         # them (store_es_query.message_words). Indexed but left out of _source, so every event
         # reads back exactly as it was stored and its hash chain still verifies.

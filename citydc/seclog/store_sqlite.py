@@ -9,6 +9,11 @@ once. Semantics shared with the Elasticsearch store (same Query, same results):
 - filters are exact matches; a field holding a list matches when any element equals the value;
 - ``text``: every word must occur in ``message`` (case-insensitive word match);
 - stats count a missing value as ``""``; order is count descending, then values ascending.
+
+An event re-emitted after the spool forgot its id (or sent by a second spool) arrives with an
+event.id the store holds at another chain position: the ``events`` row stays as it is (searches
+show the event once), and the new chain position is kept in ``reemitted`` so that ``chain()``
+walks every link (see ``_keep_reemitted``; docs/security-log.md, "Re-emitted events").
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from citydc.seclog.chain import AlreadyStored
 from citydc.seclog.event import parse_timestamp
 from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query
 
@@ -74,6 +80,18 @@ CREATE TRIGGER IF NOT EXISTS events_au AFTER UPDATE OF message ON events BEGIN
     INSERT INTO events_fts(events_fts, rowid, message) VALUES ('delete', old.rowid, old.message);
     INSERT INTO events_fts(rowid, message) VALUES (new.rowid, new.message);
 END;
+"""
+
+
+# Chain positions whose event.id the store already held at another position (a re-emission): kept
+# for the chain walk only, keyed by their hash (unique per chain position), so a redelivery of the
+# same line is stored once.
+REEMITTED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reemitted (
+    hash TEXT PRIMARY KEY,
+    id TEXT NOT NULL, ts_ms INTEGER NOT NULL, writer TEXT, seq INTEGER, doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reemitted_chain ON reemitted(writer, seq);
 """
 
 
@@ -160,6 +178,20 @@ def _checked(row: tuple) -> dict:
     return doc
 
 
+def _reemitted(row: list) -> dict:
+    """Given a ``reemitted`` row as chain() selects it, return its document as ``AlreadyStored``; one whose
+    columns disagree with it comes back altered (as in ``_checked``), so its hash no longer matches."""
+    event_id, writer, seq, raw = row[0], row[1], row[2], row[-1]
+    try:
+        doc = AlreadyStored(json.loads(raw))
+        chain = doc["citydc"]["chain"]
+        if (doc["event"]["id"], chain.get("writer"), chain.get("seq")) != (event_id, writer, seq):
+            doc["store_columns_differ"] = ["chain"]
+        return doc
+    except (ValueError, KeyError, TypeError):
+        return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
+
+
 class SqliteStore:
     """The embedded store. Implements citydc.seclog.store.Store."""
 
@@ -174,6 +206,7 @@ class SqliteStore:
         # FULL: a batch is on disk before the shipper records it as acknowledged.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
+        self.conn.executescript(REEMITTED_SCHEMA)
 
     @classmethod
     def from_config(cls, sink, base_dir: Path) -> SqliteStore:
@@ -199,6 +232,8 @@ class SqliteStore:
                 for i in range(0, len(rows), per):
                     part = rows[i:i + per]
                     new += self.conn.execute(_insert_sql(len(part)), [v for row in part for v in row]).rowcount
+                if new < len(rows):  # some ids were stored already: redeliveries, or re-emissions
+                    self._keep_reemitted(rows)
                 # New rows got rowids above the previous maximum: index their messages in one statement.
                 self.conn.execute("INSERT INTO events_fts(rowid, message) SELECT rowid, message FROM events "
                                   "WHERE rowid > ?", (top,))
@@ -212,6 +247,23 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise DeliveryError(f"{self.path}: {exc}", "sqlite_error") from None
         return new
+
+    def _keep_reemitted(self, rows: Sequence[tuple]) -> None:
+        """Given a batch's rows (some of whose ids were already stored), keep in ``reemitted`` each row whose
+        chain position differs from the stored event's: a redelivery has the stored hash, a re-emission not."""
+        stored: dict[str, str] = {}
+        ids = [row[0] for row in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sql = (f"SELECT id, json_extract(doc, '$.event.hash') FROM events "  # noqa: S608
+                   f"WHERE id IN ({','.join('?' * len(chunk))})")
+            stored.update(self.conn.execute(sql, chunk).fetchall())
+        for row in rows:
+            event_id, ts_ms, writer, seq, raw = row[0], row[1], row[-4], row[-3], row[-1]
+            hsh = orjson.loads(raw)["event"]["hash"]
+            if stored.get(event_id) != hsh:
+                self.conn.execute("INSERT OR IGNORE INTO reemitted (hash, id, ts_ms, writer, seq, doc) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", (hsh, event_id, ts_ms, writer, seq, raw))
 
     def _where(self, query: Query) -> tuple[str, list]:
         clauses, params = [], []
@@ -274,19 +326,23 @@ class SqliteStore:
         return [(tuple(str(v) for v in row[:-1]), row[-1]) for row in rows]
 
     def chain(self, since: datetime | None = None) -> Iterator[dict]:
-        """Yield stored events ordered by (writer, seq); with ``since``, each writer from its first event then on."""
+        """Yield stored events and re-emitted chain positions ordered by (writer, seq); with ``since``, each
+        writer from its first event then on. A re-emitted position comes as ``chain.AlreadyStored``."""
         params: list = []
         cols = "id, writer, seq, ts_ms, " + ", ".join(COLUMNS.values()) + ", message, doc"
-        sql = f"SELECT {cols} FROM events ORDER BY writer, seq, id"  # noqa: S608
+        nulls = ", ".join("NULL" for _ in COLUMNS)
+        rows = (f"SELECT 0 AS kept, {cols} FROM events UNION ALL "  # noqa: S608
+                f"SELECT 1, id, writer, seq, ts_ms, {nulls}, NULL, doc FROM reemitted")
+        sql = f"SELECT * FROM ({rows}) ORDER BY writer, seq, id"  # noqa: S608
         if since is not None:
-            sql = (f"SELECT {cols} FROM events e WHERE seq >= COALESCE((SELECT MIN(seq) FROM events s "  # noqa: S608
+            sql = (f"WITH c AS ({rows}) SELECT * FROM c e WHERE seq >= COALESCE((SELECT MIN(seq) FROM c s "  # noqa: S608
                    "WHERE s.writer IS e.writer AND s.ts_ms >= ?), 9223372036854775807) "
                    "ORDER BY writer, seq, id")
             params.append(_ms(since))
         cursor = self.conn.cursor()
         try:
-            for row in cursor.execute(sql, params):
-                yield _checked(row)
+            for kept, *row in cursor.execute(sql, params):
+                yield _checked(tuple(row)) if not kept else _reemitted(row)
         finally:
             cursor.close()
 

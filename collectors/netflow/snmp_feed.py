@@ -2,11 +2,11 @@
 
 For every NetFlow exporter linked to an SNMP device of the inventory (``netflow.exporters[].
 snmp_device``, else the device at the exporter's address), a thread polls the device's ifName and
-in/out octet counters every ``interval`` seconds with the SNMP collector's own code, in-process
-(``collectors/snmp``: sessions, GETBULK walk, 64-bit fallback, wrap and reboot handling of
-``counters.py``). Each poll is stored with a snapshot of the aggregator's flow bytes taken right
-after it; the ratio of an interface and direction is the sum of flow-byte deltas divided by the sum
-of SNMP-octet deltas over the polls of the last ``window`` seconds.
+in/out octet counters every ``interval`` seconds with the SNMP collector's poll engine, in-process
+(``collectors/snmp/engine.py``: sessions, GETBULK walk, 64-bit fallback, wrap and reboot handling of
+``counters.py``), reading its interface rows directly. Each poll is stored with a snapshot of the
+aggregator's flow bytes taken right after it; the ratio of an interface and direction is the sum of
+flow-byte deltas divided by the sum of SNMP-octet deltas over the polls of the last ``window`` seconds.
 
 Direction mapping: flow ``in`` (records whose ingress ifIndex is the interface) is compared with
 ifHCInOctets of that ifIndex, flow ``out`` (egress ifIndex) with ifHCOutOctets. A flow ifIndex is
@@ -122,24 +122,14 @@ def links(config: Config) -> list[Link]:
 
 
 def device_poll(result: ScrapeResult) -> DevicePoll:
-    """Given the SNMP collector's ScrapeResult, return the names and in/out octets of each ifIndex.
+    """Given the SNMP poll engine's ScrapeResult, return the names and in/out octets of each ifIndex.
 
     An interface missing one of the two octet counters is left out (nothing to compare).
     """
     if not result.up:
         return DevicePoll(False, result.reason or "down")
-    names: dict[int, str] = {}
-    octets: dict[int, list[int | None]] = {}
-    for sample in result.samples:
-        slot = {"citydc_snmp_if_receive_bytes": 0, "citydc_snmp_if_transmit_bytes": 1}.get(sample.metric)
-        if slot is None:
-            continue
-        labels = dict(sample.labels)
-        index = int(labels["ifIndex"])
-        names[index] = labels.get("ifName") or str(index)
-        octets.setdefault(index, [None, None])[slot] = int(sample.value)
-    interfaces = {i: IfCounters(names[i], v[0], v[1]) for i, v in octets.items()
-                  if v[0] is not None and v[1] is not None}
+    interfaces = {row.index: IfCounters(row.name, row.counters["receive_bytes"], row.counters["transmit_bytes"])
+                  for row in result.rows if "receive_bytes" in row.counters and "transmit_bytes" in row.counters}
     return DevicePoll(True, "", interfaces, result.rebooted)
 
 
@@ -389,24 +379,24 @@ class SnmpFeed(Collector):
 
 
 class SnmpPoller:
-    """Given the config, poll devices in-process with the SNMP collector (collectors/snmp/exporter.py):
+    """Given the config, poll devices in-process with the SNMP poll engine (collectors/snmp/engine.py):
     the same sessions, walks and counter wrap/reset state as ``citydc collect snmp``, no HTTP hop.
 
     Polls use the built-in module ``if_mib_bytes`` (names and 64-bit octets). Thread-safe: calls
-    from several threads run concurrently on the exporter's asyncio loop.
+    from several threads run concurrently on the engine's asyncio loop.
     """
 
     def __init__(self, config: Config, environ: Mapping[str, str] | None = None, budget: float | None = None) -> None:
-        from citydc.collectors.snmp.exporter import Exporter  # pysnmp is heavy: only when polling
+        from citydc.collectors.snmp.engine import Engine  # pysnmp is heavy: only when polling
 
-        self.exporter = Exporter(config, environ)
+        self.engine = Engine(config, environ)
         self.budget = budget if budget is not None else config.snmp.scrape_timeout_seconds
-        self.exporter.start()
+        self.engine.start()
 
     def __call__(self, device: Device) -> DevicePoll:
         """Given a device, poll it and return the DevicePoll (down with a reason on failure)."""
-        job = self.exporter.job({"target": [device.address], "module": [MODULE]})
-        return device_poll(self.exporter.scrape(job, self.budget))
+        job = self.engine.resolve(device.address, MODULE)
+        return device_poll(self.engine.poll(job, self.budget))
 
     def close(self) -> None:
-        self.exporter.stop()
+        self.engine.stop()

@@ -1,10 +1,12 @@
-"""Poll one device with one module and turn what it answered into metric samples.
+"""The poll engine's core: poll one device with one module and return structured interface rows.
 
 Flow: static columns (ifName, ifAlias, speeds; cached per target for ``static_refresh_seconds``)
 → interface filter → dynamic columns (counters, status), walked for all interfaces or fetched
 with GET for the filtered few → 32-bit fallback columns where a 64-bit one had no value →
-counter carry/reset logic (``counters.py``) → samples with labels site, device, ifName, ifAlias,
-ifIndex. A failure anywhere gives ``up=False`` and a reason; partial data gives error counts.
+counter carry/reset logic (``counters.py``) → one ``InterfaceRow`` per interface (ifIndex, name,
+alias, counters by family key, status, speed). A failure anywhere gives ``up=False`` and a reason;
+partial data gives error counts. Turning rows into Prometheus samples is ``exposition.py``'s job;
+other consumers (the NetFlow SNMP feed) read the rows directly.
 """
 
 from __future__ import annotations
@@ -18,18 +20,24 @@ from citydc.collectors.snmp.counters import TICKS_PER_SECOND, TargetCounters
 from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, IF_NUMBER, SYS_UPTIME, Module
 from citydc.collectors.snmp.poller import PollError, Session, WalkResult, get_columns, to_python, walk_columns
 
-__all__ = ["Resume", "Sample", "ScrapeResult", "TargetState", "poll_target"]
+__all__ = ["InterfaceRow", "Resume", "ScrapeResult", "TargetState", "poll_target"]
 
 SPEED_SATURATED = 4294967295  # ifSpeed tops out here; ifHighSpeed (Mbit/s) holds the real speed
 
 
 @dataclass(frozen=True)
-class Sample:
-    metric: str
-    kind: str  # counter | gauge
-    help: str
-    labels: tuple[tuple[str, str], ...]
-    value: float
+class InterfaceRow:
+    """One interface as one poll saw it. ``counters``: Family.key (modules.FAMILIES) -> value to export
+    (raw plus carried wraps), only for counters the device answered; a status or speed the module does
+    not read, or the device did not answer, is None."""
+
+    index: int
+    name: str  # ifName, else ifDescr, else the ifIndex
+    alias: str
+    counters: dict[str, int]
+    oper_status: int | None = None
+    admin_status: int | None = None
+    speed_bps: float | None = None
 
 
 @dataclass
@@ -63,11 +71,15 @@ class ScrapeResult:
     varbinds: int = 0
     requests: int = 0
     errors: Counter = field(default_factory=Counter)
-    samples: list[Sample] = field(default_factory=list)
-    interfaces: int = 0
+    rows: list[InterfaceRow] = field(default_factory=list)
     uptime_seconds: float | None = None
     rebooted: bool = False
     resume_outcome: str | None = None  # set on the first poll after a restart that had saved state
+
+    @property
+    def interfaces(self) -> int:
+        """The number of interfaces this poll exported."""
+        return len(self.rows)
 
 
 def text(value: object) -> str:
@@ -96,8 +108,10 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
     data = WalkResult()
     rows = None
     if refresh:
-        # ifNumber (the number of ifTable rows) first: the walks then ask for just that many rows
-        # instead of max-repetitions rows past the end of every column.
+        # ifNumber first, as a hint only: real agents disagree with their own ifTable (an HPE ProCurve
+        # 6120XG says 33 for 42 rows, a Juniper MX960 143 for 61), so every column is walked to its
+        # end; the hint sizes the requests so that a right one reads one row past the end, not
+        # max-repetitions rows.
         for oid, value in await session.get([SYS_UPTIME, IF_NUMBER]):
             data.scalars[oid] = to_python(value)
         rows = data.scalars.get(IF_NUMBER)
@@ -105,13 +119,13 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
     if refresh and not module.has_filter:
         # One walk for everything: the fewest round trips when nothing needs deciding first.
         _merge(data, await walk_columns(session, {n: oids[n] for n in (*static_names, *dynamic_names)},
-                                        module.max_repetitions, deadline, expected_rows=rows))
+                                        module.max_repetitions, deadline, row_hint=rows))
         static = {n: data.columns.get(n, {}) for n in static_names}
         indexes = sorted(set().union(*(data.columns.get(n, {}) for n in (*static_names, *dynamic_names))))
         return data, _remember_static(state, static, now, indexes)
     if refresh:
         _merge(data, await walk_columns(session, {n: oids[n] for n in static_names}, module.max_repetitions,
-                                        deadline, expected_rows=rows))
+                                        deadline, row_hint=rows))
         _remember_static(state, {n: data.columns.get(n, {}) for n in static_names}, now, None)
     assert state.static is not None
     for name, cells in state.static.items():
@@ -126,6 +140,8 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
                 data.scalars[oid] = to_python(value)
         if selected and dyn:
             _merge(data, await get_columns(session, dyn, selected, deadline))
+        if known and not refresh:  # a refresh just walked the static columns to their end
+            await _probe_past(session, state, data, COLUMNS[static_names[0]].oid, known[-1])
         return data, selected
     if dyn:
         _merge(data, await walk_columns(session, dyn, module.max_repetitions, deadline,
@@ -137,6 +153,22 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
     if module.has_filter:
         return data, selected
     return data, sorted(set(known) | seen)
+
+
+async def _probe_past(session: Session, state: TargetState, data: WalkResult, column: tuple[int, ...],
+                      last_known: int) -> None:
+    """Ask for the row after the last known ifIndex (one GETBULK of one varbind); if the agent has one,
+    the cached interface list is out of date: refresh the static columns at the next poll."""
+    try:
+        answer = await session.get_bulk([], [(*column, last_known)], 1)
+    except PollError as exc:  # the counters were read: a failed probe makes the poll partial, not down
+        data.errors[exc.reason] += 1
+        return
+    data.requests += 1
+    data.varbinds += len(answer)
+    if answer and answer[0][0][:len(column)] == column and len(answer[0][0]) > len(column) \
+            and to_python(answer[0][1]) is not None:
+        state.static_at = float("-inf")
 
 
 def _int(value: object) -> int | None:
@@ -167,11 +199,10 @@ async def _fallbacks(session: Session, module: Module, state: TargetState, data:
         state.fallbacks |= set(needed)
 
 
-def poll_samples(module: Module, state: TargetState, data: WalkResult, indexes: list[int], site: str,
-                 device: str, now: float) -> tuple[list[Sample], Counter, bool, float | None]:
-    """Given the cells read, return (samples, holes and other errors, rebooted, uptime seconds)."""
+def poll_rows(module: Module, state: TargetState, data: WalkResult, indexes: list[int], now: float
+              ) -> tuple[list[InterfaceRow], Counter, bool, float | None]:
+    """Given the cells read, return (interface rows, holes and other errors, rebooted, uptime seconds)."""
     errors: Counter = Counter()
-    base = (("site", site), ("device", device))
     uptime = _int(data.scalars.get(SYS_UPTIME))
     counters = state.counters
     if state.resume is not None:
@@ -187,13 +218,13 @@ def poll_samples(module: Module, state: TargetState, data: WalkResult, indexes: 
     cols = data.columns
     names, aliases, descrs = cols.get("ifName", {}), cols.get("ifAlias", {}), cols.get("ifDescr", {})
     discontinuity = cols.get("ifCounterDiscontinuityTime", {})
-    samples: list[Sample] = []
+    statuses = [c for c in ("ifOperStatus", "ifAdminStatus") if c in module.columns]
+    rows: list[InterfaceRow] = []
     for i in indexes:
-        name = text(names.get(i)) or text(descrs.get(i)) or str(i)
-        labels = (*base, ("ifName", name), ("ifAlias", text(aliases.get(i))), ("ifIndex", str(i)))
         if i in discontinuity and not rebooted:
             counters.observe_discontinuity(i, int(discontinuity[i]))
         speed = _speed(cols, i)
+        values: dict[str, int] = {}
         for fam in FAMILIES:
             column = next((c for c in (fam.column, fam.fallback) if c and i in cols.get(c, {})), None)
             if column is None:
@@ -208,23 +239,16 @@ def poll_samples(module: Module, state: TargetState, data: WalkResult, indexes: 
             max_delta = None
             if bits == 32 and speed and elapsed and column.endswith("Octets"):
                 max_delta = speed / 8 * elapsed * 1.5 + 1_000_000  # a wrap needing more than line rate is a reset
-            value = counters.update(column, i, raw, bits, max_delta)
-            samples.append(Sample(fam.metric, "counter", fam.help, (*labels, *fam.labels), value))
-        for column, metric, help_text in (
-                ("ifOperStatus", "citydc_snmp_if_oper_status", "IF-MIB ifOperStatus (1 up, 2 down, 7 lowerLayerDown)."),
-                ("ifAdminStatus", "citydc_snmp_if_admin_status", "IF-MIB ifAdminStatus (1 up, 2 down, 3 testing).")):
-            if column in module.columns:
-                value = _int(cols.get(column, {}).get(i))
-                if value is None:
-                    errors["hole"] += 1
-                else:
-                    samples.append(Sample(metric, "gauge", help_text, labels, value))
-        if speed is not None:
-            samples.append(Sample("citydc_snmp_if_speed_bits_per_second", "gauge",
-                                  "Interface speed (ifSpeed, or ifHighSpeed x 10^6 when ifSpeed saturates).",
-                                  labels, speed))
+            values[fam.key] = counters.update(column, i, raw, bits, max_delta)
+        status = {}
+        for column in statuses:
+            status[column] = _int(cols.get(column, {}).get(i))
+            if status[column] is None:
+                errors["hole"] += 1
+        rows.append(InterfaceRow(i, text(names.get(i)) or text(descrs.get(i)) or str(i), text(aliases.get(i)), values,
+                                 status.get("ifOperStatus"), status.get("ifAdminStatus"), speed))
     state.last_poll_at = now
-    return samples, errors, rebooted, None if uptime is None else uptime / TICKS_PER_SECOND
+    return rows, errors, rebooted, None if uptime is None else uptime / TICKS_PER_SECOND
 
 
 def _speed(cols: dict[str, dict[int, object]], i: int) -> float | None:
@@ -234,10 +258,9 @@ def _speed(cols: dict[str, dict[int, object]], i: int) -> float | None:
     return None if high is None else high * 1e6
 
 
-async def poll_target(session: Session, module: Module, state: TargetState, site: str, device: str,
-                      deadline: float, static_refresh: float,
+async def poll_target(session: Session, module: Module, state: TargetState, deadline: float, static_refresh: float,
                       clock: Callable[[], float] = time.monotonic) -> ScrapeResult:
-    """Given a session, module and the target's state, poll it and return the ScrapeResult.
+    """Given a session, module and the target's state, poll it and return the ScrapeResult (interface rows).
 
     Never raises for device problems: those become ``up=False`` with a reason.
     """
@@ -250,8 +273,8 @@ async def poll_target(session: Session, module: Module, state: TargetState, site
     if not data.varbinds and not indexes:
         return ScrapeResult(False, "empty", "the agent returned no IF-MIB data", clock() - started,
                             errors=Counter({"empty": 1}))
-    samples, errors, rebooted, uptime = poll_samples(module, state, data, indexes, site, device, clock())
+    rows, errors, rebooted, uptime = poll_rows(module, state, data, indexes, clock())
     errors.update(data.errors)
     outcome, state.resume_outcome = state.resume_outcome, None
-    return ScrapeResult(True, "", "", clock() - started, data.varbinds, data.requests, errors, samples,
-                        len(indexes), uptime, rebooted, outcome)
+    return ScrapeResult(True, "", "", clock() - started, data.varbinds, data.requests, errors, rows, uptime,
+                        rebooted, outcome)

@@ -64,30 +64,23 @@ COLUMNS: dict[str, Column] = _cols()
 
 @dataclass(frozen=True)
 class Family:
-    """One exported counter family; ``fallback`` is the 32-bit column used where ``column`` has no value."""
+    """One interface counter: ``key`` names it in a poll's interface rows (the exposition maps it to a
+    metric); its value comes from ``column``, or from the 32-bit ``fallback`` where ``column`` has none."""
 
-    metric: str
-    help: str
+    key: str
     column: str
     fallback: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
 
 
 def _families() -> list[Family]:
-    out = [
-        Family("citydc_snmp_if_receive_bytes", "Octets received (ifHCInOctets, ifInOctets fallback).",
-               "ifHCInOctets", "ifInOctets"),
-        Family("citydc_snmp_if_transmit_bytes", "Octets sent (ifHCOutOctets, ifOutOctets fallback).",
-               "ifHCOutOctets", "ifOutOctets"),
-    ]
+    out = [Family("receive_bytes", "ifHCInOctets", "ifInOctets"),
+           Family("transmit_bytes", "ifHCOutOctets", "ifOutOctets")]
     for direction, d in (("receive", "In"), ("transmit", "Out")):
         for cast, c, fb in (("unicast", "Ucast", f"if{d}UcastPkts"), ("multicast", "Multicast", f"if{d}MulticastPkts"),
                             ("broadcast", "Broadcast", f"if{d}BroadcastPkts")):
-            out.append(Family(f"citydc_snmp_if_{direction}_packets", f"Packets {direction}d by cast type.",
-                              f"ifHC{d}{c}Pkts", fb, (("cast", cast),)))
-        out.append(Family(f"citydc_snmp_if_{direction}_errors", f"Packets {direction}d with errors.", f"if{d}Errors"))
-        out.append(Family(f"citydc_snmp_if_{direction}_discards", f"Packets {direction}d then discarded.",
-                          f"if{d}Discards"))
+            out.append(Family(f"{direction}_packets_{cast}", f"ifHC{d}{c}Pkts", fb))
+        out.append(Family(f"{direction}_errors", f"if{d}Errors"))
+        out.append(Family(f"{direction}_discards", f"if{d}Discards"))
     return out
 
 

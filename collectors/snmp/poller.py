@@ -49,7 +49,8 @@ from pysnmp.proto import rfc1905
 from citydc.collectors.snmp import ber
 from citydc.config.models import SnmpV2c, SnmpV3
 
-__all__ = ["MAX_REQUESTS", "PollError", "Session", "WalkResult", "auth_data", "parse_address", "to_python"]
+__all__ = ["MAX_REQUESTS", "PollError", "Session", "WalkResult", "auth_data", "parse_address", "rows_to_ask",
+           "to_python"]
 
 AUTH_PROTOCOLS = {"MD5": usmHMACMD5AuthProtocol, "SHA": usmHMACSHAAuthProtocol,
                   "SHA224": usmHMAC128SHA224AuthProtocol, "SHA256": usmHMAC192SHA256AuthProtocol,
@@ -74,19 +75,9 @@ class PollError(Exception):
 
 def parse_address(address: str, default_port: int = 161) -> tuple[str, int]:
     """Given ``host``, ``host:port`` or ``[v6]:port``, return (host, port). Raise ValueError if malformed."""
-    address = address.strip()
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port_text = rest.removeprefix(":") if rest else ""
-    elif address.count(":") == 1:
-        host, _, port_text = address.partition(":")
-    else:
-        host, port_text = address, ""
-    if not host:
-        raise ValueError(f"expected host or host:port, got {address!r}")
-    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise ValueError(f"port must be 1-65535, got {port_text!r}")
-    return host, int(port_text) if port_text else default_port
+    from citydc.hostport import parse_host_port  # the project's one host:port parser
+
+    return parse_host_port(address, default_port)
 
 
 def auth_data(auth: SnmpV2c | SnmpV3, environ: Mapping[str, str] | None = None) -> CommunityData | UsmUserData:
@@ -193,54 +184,54 @@ class Session:
                                            lookupMib=False))
 
 
+def rows_to_ask(left: int, max_repetitions: int) -> int:
+    """Given how many rows a column is still expected to have (negative: it already has more than
+    expected), return the max-repetitions of its next GETBULK.
+
+    One row more than expected, so the same answer shows where the column really ends (the agent's
+    next OID leaves the column) or that more rows exist; with 0 left, one row to check the end; once
+    the expectation proved too low, plain ``max_repetitions``: the real count is unknown.
+    """
+    if left < 0:
+        return max_repetitions
+    return max(1, min(max_repetitions, left + 1))
+
+
 async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]], max_repetitions: int,
                        deadline: float, scalars: Sequence[tuple[int, ...]] = (),
-                       known_indexes: Sequence[int] = (), expected_rows: int | None = None) -> WalkResult:
+                       known_indexes: Sequence[int] = (), row_hint: int | None = None) -> WalkResult:
     """Given table columns (name -> column OID), walk them together with GETBULK; return what was read.
 
-    ``scalars`` go as non-repeaters in the first request (e.g. sysUpTime.0). A column ends at the
-    first OID outside it; an OID that does not increase ends that column with an error.
-    ``known_indexes`` (sorted ifIndexes from an earlier walk) let the walk ask for exactly the rows
-    left and stop a column at its last known row, instead of reading max-repetitions rows past the
-    end of every column. ``expected_rows`` (ifNumber) does the same when the indexes are not known
-    yet: a column that has that many rows is complete. Raise PollError if the first request fails
-    (nothing read) or on timeout.
+    ``scalars`` go as non-repeaters in the first request (e.g. sysUpTime.0). Every column is walked to
+    its end, as snmpbulkwalk does: a column ends only at the first OID outside it (or endOfMibView);
+    an OID that does not increase ends that column with an error. ``known_indexes`` (sorted ifIndexes
+    from an earlier walk) and ``row_hint`` (ifNumber.0, when the indexes are not known yet) only size
+    the requests: they ask for the rows expected plus one, so a right expectation costs no request
+    more than stopping at it, and a wrong one (an agent whose ifNumber disagrees with its ifTable, a
+    new interface) costs requests, never rows. Raise PollError if the first request fails (nothing
+    read) or on timeout.
     """
     result = WalkResult(columns={name: {} for name in columns})
     position = dict(columns)
     first = True
-    reps = max_repetitions
-    last_known = known_indexes[-1] if known_indexes else None
+    known = list(known_indexes)
+    hint = row_hint if row_hint is not None and row_hint > 0 else None
     while position and result.requests < MAX_REQUESTS:
         if time.monotonic() > deadline:
             raise PollError("timeout", "poll ran out of its scrape budget")
         names = list(position)
-        if last_known is not None:
-            done = [len(position[n]) > len(columns[n]) and position[n][len(columns[n])] >= last_known for n in names]
-            for name, finished in zip(names, done, strict=True):
-                if finished:
-                    del position[name]
-            names = list(position)
-            if not names:
-                break
-            left = max(len(known_indexes) - bisect.bisect_right(
-                known_indexes, position[n][len(columns[n])] if len(position[n]) > len(columns[n]) else -1)
-                for n in names)
-            reps = max(1, min(reps, left))
-        elif expected_rows:
-            for name in [n for n in names if len(result.columns[n]) >= expected_rows]:
-                del position[name]
-            names = list(position)
-            if not names:
-                break
-            reps = max(1, min(reps, expected_rows - min(len(result.columns[n]) for n in names)))
+        reps = max_repetitions
+        if known:
+            reps = max(rows_to_ask(_known_left(known, position[n], columns[n]), max_repetitions) for n in names)
+        elif hint is not None:
+            reps = max(rows_to_ask(hint - len(result.columns[n]), max_repetitions) for n in names)
         sent_scalars = scalars if first else ()
         try:
             # Non-repeaters are GETNEXTs: ask for the parent of each scalar (x.0) to get x.0 itself.
             var_binds = await session.get_bulk([o[:-1] for o in sent_scalars], [position[n] for n in names], reps)
         except PollError as exc:
             if exc.reason == "error_status" and "tooBig" in str(exc) and reps > 1:
-                reps = max(1, reps // 2)  # the agent cannot fit the answer: ask for fewer rows
+                max_repetitions = max(1, reps // 2)  # the agent cannot fit the answer: ask for fewer rows
                 continue
             if first or exc.reason not in ("timeout", "decode", "truncated"):
                 raise
@@ -283,6 +274,15 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
         for name in closed:
             position.pop(name, None)
     return result
+
+
+def _known_left(known: Sequence[int], position: tuple[int, ...], column: tuple[int, ...]) -> int:
+    """Given sorted known ifIndexes and where a column's walk stands, return the known rows after it
+    (-1 when the walk is already past the last known row: there are more rows than known)."""
+    at = position[len(column)] if len(position) > len(column) else -1
+    if at > known[-1]:
+        return -1
+    return len(known) - bisect.bisect_right(known, at)
 
 
 async def get_columns(session: Session, columns: Mapping[str, tuple[int, ...]], indexes: Sequence[int],

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from citydc import atomicfile
 from citydc.collectors.snmp.collector import Resume, TargetState
 from citydc.collectors.snmp.counters import TargetCounters
 
@@ -163,19 +162,4 @@ def load(path: Path, mono_now: float, wall_now: float, max_age: float) -> tuple[
 def write_atomic(path: Path, doc: dict) -> None:
     """Write the document to ``path`` so a reader (or a crash) only ever sees the old or the new file:
     temporary file in the same directory, fsync, rename, fsync of the directory. Raise OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write(path, json.dumps(doc, separators=(",", ":")))

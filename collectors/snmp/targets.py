@@ -8,10 +8,10 @@ query string and points ``__address__`` at the exporter — the snmp_exporter mu
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from citydc import atomicfile
 from citydc.config.models import Device
 
 __all__ = ["file_sd", "scrape_config", "write_atomic"]
@@ -56,6 +56,5 @@ def scrape_config(file_sd_path: str | Path, exporter_address: str, job_name: str
 
 def write_atomic(path: Path, groups: list[dict]) -> None:
     """Write the file_sd JSON through a temporary file and rename, so Prometheus never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(groups, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    # 0644: Prometheus usually runs as another user, and the file holds no secret.
+    atomicfile.write(path, json.dumps(groups, indent=2, ensure_ascii=False) + "\n", mode=0o644)

@@ -403,6 +403,22 @@ def test_drill_of_a_corrupted_offsite_pack_fails_loudly(make_job, dataset):
     assert job.metric("citydc_backup_drill_failed_files", repo="offsite") >= 1
     rc, _, err = job.cli("drill", "--repo", "offsite", as_json=False)
     assert rc == 1 and "FAILURE" in err
+    # `backup status` (no --json, as a person or a cron mail sees it) names the file and restic's error,
+    # at 80 columns (the cron mail) and at 120
+    first_file = drill["error"].removeprefix("restore failed: ").split(": ")[0]
+    assert first_file.startswith(str(dataset))
+    for columns in ("80", "120"):
+        proc = subprocess.run([*job.argv("status", "--offline")], env={**job.env(), "COLUMNS": columns},
+                              capture_output=True, text=True, timeout=120, check=False)
+        person = proc.stdout + proc.stderr
+        assert proc.returncode == 1, person
+        assert f"{first_file}: ciphertext verification failed" in person, person
+        assert "drill failure" in person and "offsite" in person
+        assert PASSWORD not in person
+    rc, rows, _ = job.cli("status", "--offline")
+    assert rc == 1
+    offsite = next(r for r in rows if r["repo"] == "offsite")
+    assert offsite["last_drill"]["status"] == "failure" and first_file in offsite["reason"]
     # the local repository is untouched and still drills clean
     rc, out, _ = job.cli("drill", "--repo", "local")
     assert rc == 0
@@ -427,19 +443,33 @@ def test_concurrent_run_check_and_status_on_one_job_keep_every_result(make_job, 
     for i in range(40):
         (src / f"f{i:02}.bin").write_bytes(rnd.randbytes(16 * 1024))
     job = make_job([str(src)])
-    rc, _, err = job.cli("run")
+    rc, first, err = job.cli("run")
     assert rc == 0, err
+    first_snapshot = step(first, "backup", "local")["snapshot_id"]
+    assert first_snapshot
     (src / "new.bin").write_bytes(rnd.randbytes(256 * 1024))  # the concurrent run has something to add
     before = time.time()
     commands = {"run": ("run",), "check": ("check", "--repo", "local"), "status": ("status",)}
     procs = {name: subprocess.Popen([*job.argv(*args), "--json"], env=job.env(), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for name, args in commands.items()}
-    outs = {}
+    outs, rcs = {}, {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=600)
         assert PASSWORD not in stdout + stderr
         assert "state lock" not in stderr, stderr
-        outs[name] = json.loads(stdout)
+        outs[name], rcs[name] = json.loads(stdout), proc.returncode
+    # Every exit code means what its command reported: 0 when all its steps succeeded, 1 when one failed;
+    # and the only failure allowed is restic's own repository lock turning one of them away (a backup and
+    # an exclusive check of the same repository), never a citydc error.
+    for name in ("run", "check"):
+        steps = outs[name]["steps"]
+        assert steps and rcs[name] == (0 if all(s["status"] == "success" for s in steps) else 1), (name, rcs, steps)
+        for s in steps:
+            assert s["status"] == "success" or "locked" in s["error"], (name, s)
+    rows = outs["status"]
+    assert rcs["status"] == (1 if any(r["error"] or r["status"] not in ("success", None) for r in rows) else 0), \
+        (rcs, rows)
+    assert all(not r["error"] or "locked" in r["error"] for r in rows), rows
     reported = {"local/backup": step(outs["run"], "backup", "local"),
                 "offsite/copy": step(outs["run"], "copy", "offsite"),
                 "local/check": step(outs["check"], "check", "local")}
@@ -456,6 +486,9 @@ def test_concurrent_run_check_and_status_on_one_job_keep_every_result(make_job, 
     backup = reported["local/backup"]
     if backup["status"] == "success":
         assert st["repos"]["local"]["latest_snapshot_bytes"] == backup["details"]["bytes_processed"] > 256 * 1024
+        assert st["repos"]["local"]["latest_snapshot_id"] == backup["snapshot_id"]
+    else:  # turned away by the check's lock: the first run's snapshot is still the latest one recorded
+        assert st["repos"]["local"]["latest_snapshot_id"] == first_snapshot and not backup["snapshot_id"]
     # the metrics file was rendered last by whichever command finished last, from the full state
     for key in reported:
         repo, name = key.split("/")
@@ -466,8 +499,9 @@ def test_concurrent_run_check_and_status_on_one_job_keep_every_result(make_job, 
     offsite = next(r for r in rows if r["repo"] == "offsite")
     assert (local["status"], local["last_attempt"]) == (backup["status"], st["steps"]["local/backup"]["last_attempt"])
     assert offsite["status"] == reported["offsite/copy"]["status"]
-    # the live status scan's figures were merged in as well, never a stale copy over the others
-    if not any(r["error"] for r in outs["status"]):
-        assert local["size_bytes"] > 0 and local["size_time"] >= before
+    # the live status scan's figures were merged in as well, never a stale copy over the others; a scan
+    # turned away by a restic lock (asserted above) recorded no size of its own
+    scanned = not any(r["error"] for r in outs["status"])
+    assert (local["size_bytes"] > 0 and local["size_time"] >= before) if scanned else (local["size_time"] or 0) < before
     print({name: [s["status"] for s in out["steps"]] if "steps" in out else [r["error"] for r in out]
            for name, out in outs.items()})

@@ -3,6 +3,7 @@ official client, and `lab down` leaves none of the processes the lab started."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def test_elasticsearch_answers_the_official_client(lab_up):
 def test_elasticsearch_runs_unprivileged(lab_up, lab_ctx):
     lab_up("elasticsearch")
     recs = registry.SERVICES["elasticsearch"].records(lab_ctx)
+    assert len(recs) >= 2 and all(processes.alive(r) for r in recs)  # the launcher and its server JVM
     owners = {Path(f"/proc/{r.pid}").stat().st_uid for r in recs}
     assert 0 not in owners or os.geteuid() != 0
 
@@ -73,10 +75,21 @@ def _lab_pids_in_proc(*dirs: Path) -> list[int]:
     return found
 
 
+def _status(runner: CliRunner, *names: str) -> dict[str, dict]:
+    """Run `citydc lab status NAMES --json`; check its exit code and return the rows by name."""
+    result = runner.invoke(cli, ["lab", "status", *names, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert sorted(rows) == sorted(names)
+    return rows
+
+
 def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
     runner = CliRunner()
     up = runner.invoke(cli, ["lab", "up", "snmpd", "elasticsearch", "--json"])
     assert up.exit_code == 0, up.output
+    assert all(row["running"] and row["pids"] for row in json.loads(up.output)), up.output
+    assert all(row["running"] for row in _status(runner, "snmpd", "elasticsearch").values())
     recs = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
     assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM
     dirs = [lab_ctx.root / "snmpd", lab_ctx.root / "elasticsearch"]
@@ -86,8 +99,8 @@ def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
         assert down.exit_code == 0, down.output
         assert not [r for r in recs if processes.alive(r)]
         assert _lab_pids_in_proc(*dirs) == []
-        status = runner.invoke(cli, ["lab", "status", "snmpd", "elasticsearch", "--json"])
-        assert '"running": true' not in status.output
+        rows = _status(runner, "snmpd", "elasticsearch")
+        assert [(r["running"], r["pids"]) for r in rows.values()] == [(False, [])] * 2, rows
     finally:
         registry.up(lab_ctx, ["snmpd", "elasticsearch"])  # leave the lab as other tests expect it
 

@@ -3,7 +3,8 @@ repository, run state, drill evidence, textfile metrics), the security log (spoo
 verify), the SNMP exporter (counter state), the NetFlow collector (flow output) and the file_sd
 targets — each started with the usual umask 022, then walk every file and directory they made:
 none may be readable by others (nor by the group: no files.group is configured). The only
-exception is the node_exporter textfile metrics (``*.prom``, 0644 in a 0755 folder: metrics only)."""
+exceptions are the node_exporter textfile metrics (``*.prom``, 0644 in a 0755 folder: metrics only)
+and the file_sd targets (0644: device names and addresses Prometheus' user reads)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def exposed(root: Path) -> list[str]:
             if path.is_symlink():
                 continue
             textfile = (path.parent.name == "textfile" and path.suffix == ".prom") or path.name == "textfile"
-            if textfile and mode & 0o022 == 0:
-                continue  # metrics only, for node_exporter's user
+            if (textfile or path.name == "targets.json") and mode & 0o022 == 0:
+                continue  # metrics only, for node_exporter's user; file_sd targets, for Prometheus'
             if mode & 0o077:
                 bad.append(f"{path} {mode:04o}")
     return bad

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -59,6 +63,11 @@ def chained_events(n: int, *, writer: str = "lab-host:spool", start: datetime = 
     return out
 
 
+def own(events) -> list[dict]:
+    """Return the events a test emitted: without the spool-created event that opens a new spool's chain."""
+    return [e for e in events if e["event"]["action"] != "spool-created"]
+
+
 def ids(events) -> list[str]:
     return [e["event"]["id"] for e in events]
 
@@ -81,6 +90,7 @@ def prefix(es) -> str:
     name = f"test-seclog-{uuid.uuid4().hex[:8]}"
     yield name
     es.indices.delete(index=f"{name}-*", ignore_unavailable=True, allow_no_indices=True)
+    es.options(ignore_status=404).indices.delete(index=f"{name}.reemitted")
     es.options(ignore_status=404).indices.delete_index_template(name=f"{name}-template")
 
 
@@ -288,8 +298,8 @@ def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_
         for t in threads:
             t.join(timeout=60)
     assert produced.is_set() and spool.backlog()[0] == 0
-    stored = list(store.search(Query(newest_first=False)))
-    assert len(stored) == len(events)
+    stored = own(store.search(Query(newest_first=False)))
+    assert len(stored) == len(events) and store.count() == len(events) + 1  # and the spool-created event
     assert sorted(ids(stored)) == sorted(ids(events))
     assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
 
@@ -330,20 +340,20 @@ def test_a_damaged_spool_ships_its_intact_lines_unparsed_and_verify_names_the_da
     for i in range(0, 40, 10):
         emit(events[i:i + 10], spool_dir=spool.dir, writer=spool.writer)
     seg = spool.dir / spool.segments()[0]
-    lines = seg.read_bytes().split(b"\n")
-    lines[5] = lines[5][:-30]  # truncated: reported, skipped
-    lines[17] = lines[17].replace(b'"message":"login', b'"message":"LOGIN')  # edited, still JSON: shipped
+    lines = seg.read_bytes().split(b"\n")  # line 1 (lines[0]) is the new spool's spool-created event
+    lines[6] = lines[6][:-30]  # truncated: reported, skipped
+    lines[18] = lines[18].replace(b'"message":"login', b'"message":"LOGIN')  # edited, still JSON: shipped
     seg.write_bytes(b"\n".join(lines))
     result = Shipper(spool, store, batch_size=15).ship()
-    assert result.ok and result.delivered == result.stored == 39
-    assert [c.line for c in result.corrupt] == [6]
+    assert result.ok and result.delivered == result.stored == 40
+    assert [c.line for c in result.corrupt] == [7]
     stored = {e["event"]["id"]: e for e in store.search(Query(newest_first=False))}
-    assert len(stored) == 39 and stored[events[17]["event"]["id"]]["message"].startswith("LOGIN")
+    assert len(stored) == 40 and stored[events[17]["event"]["id"]]["message"].startswith("LOGIN")
     # Every intact event reads back byte for byte as its spool line (the search words are not in _source).
-    line_of = {json.loads(x)["event"]["id"]: x for i, x in enumerate(lines[:40]) if i != 5}
+    line_of = {json.loads(x)["event"]["id"]: x for i, x in enumerate(lines[:41]) if i != 6}
     assert all(orjson.dumps(doc) == line_of[i] for i, doc in stored.items())
     findings = verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads)
-    assert [(f.problem, f.seq) for f in findings] == [("removed", 6)]  # the first break of the one writer
+    assert [(f.problem, f.seq) for f in findings] == [("removed", 7)]  # the first break of the one writer
 
 
 # -- through the TLS + basic-auth front -------------------------------------------------------
@@ -376,11 +386,12 @@ def test_tls_front_with_ca_file_and_password_reference(tls, prefix, tmp_path, re
         events = unchained(chained_events(15, tag=ref))
         assert emit(events, spool_dir=spool.dir, writer=spool.writer) == 15
         result = Shipper(spool, store, batch_size=6).ship()  # the shipper, through TLS and basic auth
-        assert result.ok and (result.delivered, result.stored, result.batches) == (15, 15, 3)
+        # And the spool-created event that opens the new spool's chain (site of the first event, fengshan).
+        assert result.ok and (result.delivered, result.stored, result.batches) == (16, 16, 3)
         stored = list(store.search(Query(newest_first=False)))
-        assert ids(stored) == expected_order(events, False)
+        assert ids(own(stored)) == expected_order(events, False)
         assert store.put(stored) == 0
-        assert store.stats(Query(), ["labels.site"]) == [(("fengshan",), 8), (("siwei",), 7)]
+        assert store.stats(Query(), ["labels.site"]) == [(("fengshan",), 9), (("siwei",), 7)]
         assert store.health()["versions"] == [ES_VERSION]
         assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
     finally:
@@ -429,3 +440,89 @@ def test_tls_front_without_credentials_is_refused(tls, prefix):
         store.close()
     assert err.value.reason == "auth"
     assert "wants credentials" in str(err.value)
+
+
+# -- issue 18: no false alarms, through the real command against the real cluster --------------------------
+
+CITYDC = str(Path(sys.executable).with_name("citydc"))
+DAY = 86400.0
+
+
+def _es_config(tmp_path: Path, prefix: str) -> Path:
+    cfg = tmp_path / "citydc.yaml"
+    cfg.write_text("sites:\n  - {id: siwei, name: Siwei}\nsecurity_log:\n  spool_dir: var/spool\n"
+                   f"  sink: {{kind: elasticsearch, url: '{ES_URL}', index_prefix: {prefix}}}\n", encoding="utf-8")
+    return cfg
+
+
+def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CITYDC, "-c", str(cfg), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "300"})
+
+
+def _ship(cfg: Path) -> None:
+    proc = _cli(cfg, "log", "ship")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _verify(cfg: Path) -> tuple[int, dict, str]:
+    as_json, text = _cli(cfg, "log", "verify", "--json"), _cli(cfg, "log", "verify")
+    assert as_json.returncode == text.returncode, as_json.stderr + text.stderr
+    return text.returncode, json.loads(as_json.stdout), text.stdout + text.stderr
+
+
+def _login(key: str, minute: int) -> dict:
+    return make_event(action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"],
+                      type=["start"], outcome="success", message=f"login {key}", site="siwei", id_key=key,
+                      user="alice", timestamp=T0.replace(minute=minute))
+
+
+def _delete(es: Elasticsearch, index: str, event_id: str) -> None:
+    es.indices.refresh(index=index)
+    [hit] = es.search(index=index, query={"ids": {"values": [event_id]}})["hits"]["hits"]
+    es.delete(index=hit["_index"], id=hit["_id"], refresh=True)  # the lab has no _delete_by_query
+
+
+def test_cli_an_event_re_emitted_after_the_id_memory_expired_is_no_false_alarm(es, prefix, tmp_path):
+    cfg = _es_config(tmp_path, prefix)
+    spool_dir = tmp_path / "var" / "spool"
+    now = time.time()
+    a, b = _login("A", 1), _login("B", 2)
+    emit(a, spool_dir=spool_dir, clock=lambda: now)
+    _ship(cfg)
+    assert _verify(cfg)[0] == 0
+    emit(b, spool_dir=spool_dir, clock=lambda: now + 9 * DAY)
+    assert emit(a, spool_dir=spool_dir, clock=lambda: now + 9 * DAY) == 1  # the id memory expired: seq 4
+    _ship(cfg)
+    code, report, text = _verify(cfg)
+    assert code == 0 and report["findings"] == [] and report["events"] == 4, text
+    assert [(n["kind"], n["seq"], n["event_id"]) for n in report["notices"]] == [("re-emitted", 4, a["event"]["id"])]
+    found = json.loads(_cli(cfg, "log", "search", "--json", "--user", "alice").stdout)
+    assert sorted(e["message"] for e in found) == ["login A", "login B"]  # A once
+    _delete(es, prefix, b["event"]["id"])  # a real deletion in the same store
+    code, report, text = _verify(cfg)
+    assert code == 1 and [(f["problem"], f["seq"]) for f in report["findings"]] == [("removed", 3)], text
+
+
+def test_cli_a_spool_re_created_from_scratch_is_a_new_incarnation_not_an_insertion(es, prefix, tmp_path):
+    cfg = _es_config(tmp_path, prefix)
+    spool_dir = tmp_path / "var" / "spool"
+    now = time.time()
+    first = [_login(f"old-{i}", i) for i in range(3)]
+    emit(first, spool_dir=spool_dir, clock=lambda: now)
+    old = Spool(spool_dir).incarnation()
+    _ship(cfg)
+    shutil.rmtree(spool_dir)  # the disk was replaced: same writer name
+    emit([_login(f"new-{i}", 10 + i) for i in range(2)], spool_dir=spool_dir, clock=lambda: now + DAY)
+    new = Spool(spool_dir).incarnation()
+    _ship(cfg)
+    code, report, text = _verify(cfg)
+    assert code == 0 and report["findings"] == [] and report["events"] == 7, text
+    [notice] = report["notices"]
+    assert (notice["kind"], notice["incarnation"], notice["seq"]) == ("new-incarnation", new["id"], 1)
+    assert f"the previous chain (incarnation {old['id']}) ended at seq 4" in notice["message"]
+    assert f"new-incarnation: writer {Spool(spool_dir).writer} incarnation {new['id']}" in text
+    _delete(es, prefix, first[1]["event"]["id"])
+    code, report, text = _verify(cfg)
+    assert code == 1, text
+    assert [(f["problem"], f["incarnation"], f["seq"]) for f in report["findings"]] == [("removed", old["id"], 3)]

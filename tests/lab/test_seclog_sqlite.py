@@ -74,7 +74,8 @@ def login_events(n: int, tag: str) -> list[dict]:
 def stored_ids(cfg: Path) -> list[str]:
     conn = sqlite3.connect(cfg.parent / "var" / "seclog.db")
     try:
-        return [row[0] for row in conn.execute("SELECT id FROM events")]
+        # The test's own events: not the spool-created event that opens a new spool's chain.
+        return [row[0] for row in conn.execute("SELECT id FROM events WHERE action != 'spool-created'")]
     finally:
         conn.close()
 
@@ -85,7 +86,7 @@ def stored_count(cfg: Path) -> int:
         return 0
     conn = sqlite3.connect(db, timeout=30)
     try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return conn.execute("SELECT COUNT(*) FROM events WHERE action != 'spool-created'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0  # the shipper has not created the table yet
     finally:
@@ -127,15 +128,17 @@ def test_shipper_killed_with_sigkill_repeatedly_delivers_exactly_once(cfg):
     ids = stored_ids(cfg)
     assert len(ids) == len(events), f"seed {seed}"
     assert sorted(ids) == sorted(e["event"]["id"] for e in events)
-    assert json.loads(citydc(cfg, "log", "verify", "--json").stdout) == {"ok": True, "events": 24_000,
-                                                                          "spool_checked": True, "findings": []}
+    # Every event, and the spool-created event that opened the spool's chain.
+    assert json.loads(citydc(cfg, "log", "verify", "--json").stdout) == {
+        "ok": True, "events": 24_001, "spool_checked": True, "findings": [], "notices": []}
     ndjson = citydc(cfg, "log", "search", "--ndjson", "--user", "alice").stdout.splitlines()
     assert len(ndjson) == 6000  # streamed, no cap
     assert spool_for(load(cfg)).backlog() == (0, 0)
 
 
 def _ship_20(cfg: Path) -> list[dict]:
-    events = login_events(20, "tamper")
+    """Spool 19 events into a new spool, ship them: a chain of 20 with the spool-created event."""
+    events = login_events(19, "tamper")
     emit(events, spool_dir=cfg.parent / "var" / "spool")
     citydc(cfg, "log", "ship")
     assert citydc(cfg, "log", "verify").stdout.startswith("OK: 20 event(s)")
@@ -168,12 +171,14 @@ def test_verify_finds_a_row_tampered_with_in_sqlite(cfg, tamper):
     else:
         # A forger who knows the scheme appends a perfectly chained row; the chain-head file finds it.
         last = _doc(conn, 20)
-        forged = link(login_events(1, "forged")[0], last["citydc"]["chain"]["writer"], 21, last["event"]["hash"])
+        chain = last["citydc"]["chain"]
+        forged = link(login_events(1, "forged")[0], chain["writer"], 21, last["event"]["hash"], chain["incarnation"])
         forger = SqliteStore(cfg.parent / "var" / "seclog.db")  # consistent columns, through the store's own code
         assert forger.put([forged]) == 1
         forger.close()
         expected = "inserted: writer {w} seq 21"
-    writer = _doc(conn, 1)["citydc"]["chain"]["writer"]
+    first = _doc(conn, 1)["citydc"]["chain"]
+    writer = f"{first['writer']} incarnation {first['incarnation']}"
     conn.close()
     result = citydc(cfg, "log", "verify", check=1)
     assert expected.format(w=writer) in result.stderr
@@ -189,7 +194,8 @@ def test_corrupted_spool_line_is_reported_and_its_neighbours_delivered(cfg):
     seg.write_bytes(b"".join(lines))
     result = citydc(cfg, "log", "ship")
     assert f"{seg}:3: skipped corrupted spool line" in result.stderr
-    assert sorted(stored_ids(cfg)) == sorted(e["event"]["id"] for i, e in enumerate(events) if i != 2)
+    # Line 1 is the spool-created event: line 3 is events[1].
+    assert sorted(stored_ids(cfg)) == sorted(e["event"]["id"] for i, e in enumerate(events) if i != 1)
     # The lost line is a hole in the chain, and verify says so rather than hiding it.
     assert "removed" in citydc(cfg, "log", "verify", check=1).stderr
 
@@ -212,7 +218,9 @@ def test_no_secret_reaches_any_event(cfg, monkeypatch):
          spool_dir=spool_dir)
     citydc(cfg, "log", "ship")
     out = citydc(cfg, "log", "search", "--ndjson").stdout
-    assert json.loads(out)["citydc"]["backup"]["repository"]["password"] == "env:CITYDC_TEST_RESTIC_PW"
+    backup_runs = [json.loads(x) for x in out.splitlines() if '"backup-run"' in x]  # and the spool-created event
+    assert len(backup_runs) == 1 and len(out.splitlines()) == 2
+    assert backup_runs[0]["citydc"]["backup"]["repository"]["password"] == "env:CITYDC_TEST_RESTIC_PW"
     for path in (cfg.parent / "var").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
@@ -253,7 +261,7 @@ def test_follow_ships_new_events_and_stops_cleanly_on_sigterm(cfg):
     assert 'citydc_seclog_spool_backlog_events{site="siwei"} 0.0' in text
     delivered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith("citydc_seclog_events_delivered_total{"))
-    assert delivered == 300
+    assert delivered == 300 + 1  # and the spool-created event that opened the new spool's chain
 
 
 def test_verify_on_a_host_without_the_spool_walks_the_store_and_says_what_it_cannot_check(cfg, tmp_path):
@@ -269,7 +277,7 @@ def test_verify_on_a_host_without_the_spool_walks_the_store_and_says_what_it_can
     assert f"no spool at {auditor / 'var' / 'spool'} on this host" in " ".join(result.stderr.split())
     assert not (auditor / "var" / "spool").exists()  # verify never creates it
     report = json.loads(citydc(auditor / "citydc.yaml", "log", "verify", "--json").stdout)
-    assert report == {"ok": True, "events": 20, "spool_checked": False, "findings": []}
+    assert report == {"ok": True, "events": 20, "spool_checked": False, "findings": [], "notices": []}
     # What it cannot see without the spool: the last event deleted goes unnoticed there, not at home.
     conn = _raw(auditor / "citydc.yaml")
     conn.execute("DELETE FROM events WHERE seq = 20")

@@ -1,9 +1,11 @@
 """The SNMP exporter against snmpsim devices from the lab (real agents, real HTTP).
 
-Proves: every exported value of the static recordings equals what net-snmp's snmpbulkwalk reads
-from the same agent; v3 authPriv works (SHA-256/AES-128 and SHA-512/AES-256); a wrong v3 key is
-an authentication failure, a wrong community and a slow device are timeouts, and none of them
-delays the other targets.
+Proves: every exported value of the static recordings (real devices, and the generated agents whose
+ifNumber.0 is below and above their ifTable's row count) equals what net-snmp's snmpbulkwalk reads
+from the same agent, on the fast v2c path and on pysnmp, at the static-column refresh and on the
+cached path, and over SNMPv3 against ``snmpbulkwalk -v3``; v3 authPriv works (SHA-256/AES-128 and
+SHA-512/AES-256); a wrong v3 key is an authentication failure, a wrong community and a slow
+device are timeouts, and none of them delays the other targets.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from citydc import execute
 from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.config.models import Config
 from citydc.lab.snmpd import client_conf_dir
-from citydc.lab.snmpsim import RECORDED, bulkwalk_argv, lab_config, lab_snmp_env, parse_bulkwalk
+from citydc.lab.snmpsim import (
+    RECORDED,
+    bulkwalk_argv,
+    lab_config,
+    lab_snmp_auth,
+    lab_snmp_env,
+    parse_bulkwalk,
+    v3_client_conf_dir,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -89,8 +99,8 @@ def one(metrics: dict, name: str) -> float:
     return value
 
 
-def walk(address: str, community: str, confdir) -> dict[str, dict[int, int | bytes]]:
-    conf = client_conf_dir(community, confdir / community)
+def walk(address: str, conf) -> dict[str, dict[int, int | bytes]]:
+    """Return {column: {ifIndex: value}} read by net-snmp's snmpbulkwalk with the client config in ``conf``."""
     out = {}
     for name, oid in COL.items():
         res = execute.run("snmpbulkwalk", bulkwalk_argv(address, oid),
@@ -101,15 +111,11 @@ def walk(address: str, community: str, confdir) -> dict[str, dict[int, int | byt
     return out
 
 
-@pytest.mark.parametrize("recording", RECORDED)
-def test_every_exported_value_equals_snmpbulkwalk(exporter, recording):
-    cfg, base, confdir = exporter
-    device = next(d for d in cfg.devices if d.name == f"rec-{recording}")
-    metrics = scrape(base, target=device.address)
-    assert one(metrics, "citydc_snmp_up") == 1
-    ref = walk(device.address, recording, confdir)
+def assert_equals_walk(metrics: dict, ref: dict, device, what: str) -> None:
+    """Every interface sample of one scrape equals the snmpbulkwalk reference, and no interface is missing."""
+    assert one(metrics, "citydc_snmp_up") == 1, what
     indexes = set(ref["ifName"]) | set(ref["ifDescr"])
-    assert one(metrics, "citydc_snmp_interfaces") == len(indexes)
+    assert one(metrics, "citydc_snmp_interfaces") == len(indexes), what
     checked = 0
     for (metric, cast), (hc, low) in EXPECTED_COUNTERS.items():
         exported = {int(lbl["ifIndex"]): (lbl, v) for lbl, v in metrics.get(metric + "_total", [])
@@ -117,24 +123,89 @@ def test_every_exported_value_equals_snmpbulkwalk(exporter, recording):
         for i in indexes:
             source = hc if hc and i in ref[hc] else low
             if i not in ref[source]:
-                assert i not in exported, f"{metric} {i}: exported without a value on the device"
+                assert i not in exported, f"{what}: {metric} {i}: exported without a value on the device"
                 continue
             labels, value = exported[i]
-            assert value == ref[source][i], f"{recording} {metric} ifIndex {i}"
+            assert value == ref[source][i], f"{what}: {metric} ifIndex {i}"
             name = ref["ifName"].get(i, b"").decode("utf-8", "replace") or ref["ifDescr"][i].decode("utf-8", "replace")
             assert labels["ifName"] == name
             assert labels["ifAlias"] == ref["ifAlias"].get(i, b"").decode("utf-8", "replace")
-            assert (labels["site"], labels["device"]) == ("siwei", device.name)
+            assert (labels["site"], labels["device"]) == (device.site, device.name)
             checked += 1
+        assert set(exported) <= indexes, f"{what}: {metric} on interfaces the device does not have"
     for metric, column in (("citydc_snmp_if_oper_status", "ifOperStatus"),
                            ("citydc_snmp_if_admin_status", "ifAdminStatus")):
         exported = {int(lbl["ifIndex"]): v for lbl, v in metrics[metric]}
-        assert exported == {i: ref[column][i] for i in indexes if i in ref[column]}
+        assert exported == {i: ref[column][i] for i in indexes if i in ref[column]}, what
     speeds = {int(lbl["ifIndex"]): v for lbl, v in metrics["citydc_snmp_if_speed_bits_per_second"]}
     for i, low in ref["ifSpeed"].items():
         high = ref["ifHighSpeed"].get(i)
-        assert speeds[i] == (high * 1e6 if low == 4294967295 and high is not None else low)
-    assert checked > len(indexes)
+        assert speeds[i] == (high * 1e6 if low == 4294967295 and high is not None else low), what
+    assert checked > len(indexes), what
+
+
+# Static recordings polled over SNMPv3 too: snmpsim picks the data file by the v3 context name.
+V3_RECORDINGS = (("hpe-procurve-6120xg", "v3-sw-siwei-core1"), ("juniper-mx960", "v3-sw-fengshan-core1"),
+                 ("cisco-c3750", "v3-sw-siwei-core1"))
+
+
+def v3_profile(recording: str, base: str) -> dict:
+    """Return the auth profile (config dict) reading ``recording`` over SNMPv3 with the users of ``base``."""
+    return {**lab_snmp_auth()[base], "context_name": recording}
+
+
+@pytest.fixture(scope="module")
+def paths(lab_up, lab_env):
+    """One exporter per v2c path (fast, pysnmp), each served over HTTP, used by the snmpbulkwalk comparisons
+    only: each target's first scrape there is the static-column refresh, its second the cached path."""
+    lab_up("snmpsim")
+    os.environ.update(lab_snmp_env())
+    out, running = {}, []
+    for path in ("fast", "pysnmp"):
+        doc = lab_config(timeout_seconds=1.0, retries=1, scrape_timeout_seconds=5, v2c_path=path)
+        for recording, base in V3_RECORDINGS:
+            doc["snmp_auth"][f"v3-rec-{recording}"] = v3_profile(recording, base)
+        cfg = Config.model_validate(doc)
+        exp = Exporter(cfg)
+        exp.start()
+        server = serve(exp, "127.0.0.1", 0)
+        Thread(target=server.serve_forever, daemon=True).start()
+        running.append((server, exp))
+        out[path] = (cfg, f"http://127.0.0.1:{server.server_address[1]}")
+    yield out
+    for server, exp in running:
+        server.shutdown()
+        exp.stop()
+
+
+def refresh_then_cached(base: str, **params: str) -> list[tuple[str, dict]]:
+    """Scrape a target twice; the second scrape must have run on the cached static columns."""
+    first = scrape(base, **params)
+    second = scrape(base, **params)
+    assert one(second, "citydc_snmp_scrape_varbinds") < one(first, "citydc_snmp_scrape_varbinds"), \
+        "the second scrape did not use the static-column cache"
+    return [("refresh", first), ("cached", second)]
+
+
+@pytest.mark.parametrize("path", ["fast", "pysnmp"])
+@pytest.mark.parametrize("recording", RECORDED)
+def test_every_exported_value_equals_snmpbulkwalk(paths, recording, path, tmp_path):
+    cfg, base = paths[path]
+    device = next(d for d in cfg.devices if d.name == f"rec-{recording}")
+    ref = walk(device.address, client_conf_dir(recording, tmp_path))
+    for poll, metrics in refresh_then_cached(base, target=device.address):
+        assert_equals_walk(metrics, ref, device, f"{recording} via {path}, {poll}")
+
+
+@pytest.mark.parametrize(("recording", "base_profile"), V3_RECORDINGS)
+def test_every_v3_value_equals_snmpbulkwalk_v3(paths, recording, base_profile, tmp_path):
+    cfg, base = paths["fast"]  # SNMPv3 always runs on pysnmp
+    device = next(d for d in cfg.devices if d.name == f"rec-{recording}")
+    conf = v3_client_conf_dir(v3_profile(recording, base_profile), tmp_path, dict(os.environ))
+    ref = walk(device.address, conf)
+    assert len(ref["ifName"]) >= 19
+    for poll, metrics in refresh_then_cached(base, target=device.address, auth=f"v3-rec-{recording}"):
+        assert_equals_walk(metrics, ref, device, f"{recording} over SNMPv3 ({base_profile}), {poll}")
 
 
 def test_v3_authpriv_sha256_aes128_and_sha512_aes256(exporter):

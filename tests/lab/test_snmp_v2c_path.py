@@ -45,8 +45,8 @@ def samples(exp: Exporter, address: str, growing: bool) -> tuple[float, set[tupl
 
     With ``growing``, the value of counters and uptime is left out (None).
     """
-    job = exp.job({"target": [address]})
-    text = exp.render(job, exp.scrape(job, 5)).decode()
+    job = exp.resolve(address)
+    text = exp.render(job, exp.poll(job, 5)).decode()
     out, up = set(), None
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -81,8 +81,6 @@ def test_the_path_of_each_poll_is_on_metrics(exporters):
         return exp.registry.get_sample_value("citydc_snmp_exporter_polls_total", {"site": "siwei", "path": path}) or 0
 
     before = polls("fast_v2c"), polls("pysnmp")
-    job = exp.job({"target": [v2c.address]})
-    assert exp.scrape(job, 5).up
-    job = exp.job({"target": [v3.address]})
-    exp.scrape(job, 5)  # v3 goes through pysnmp whatever v2c_path says
+    assert exp.poll(exp.resolve(v2c.address), 5).up
+    exp.poll(exp.resolve(v3.address), 5)  # v3 goes through pysnmp whatever v2c_path says
     assert (polls("fast_v2c"), polls("pysnmp")) == (before[0] + 1, before[1] + 1)

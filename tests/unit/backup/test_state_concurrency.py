@@ -132,38 +132,61 @@ def test_status_scan_does_not_write_back_a_stale_copy_over_a_check(job, tmp_path
     assert st["repos"]["local"]["size_bytes"] == 25223696  # and the status scan's own result is kept too
 
 
-def test_a_run_and_a_check_finishing_together_both_keep_their_result(job, tmp_path, monkeypatch):
-    # The run process has just read the state to record its result; the check records its own
-    # meanwhile. Before the per-job lock the run then wrote back its copy without the check.
+def race_a_run_against_a_check(job: BackupJob, tmp_path: Path, *, lock: bool) -> dict:
+    """Run `run` and `check` on one job in two processes, the run paused inside its state update (after its
+    load, before its save) until the check either found the lock taken or saved its own result; return the
+    state afterwards. No timing decides the interleaving: each step waits for the other's marker."""
     state_dir = tmp_path / "state"
-    loaded = tmp_path / "run-loaded"
-    real_load = state.load
-
-    def slow_load(directory: Path, name: str) -> dict:
-        data = real_load(directory, name)
-        loaded.touch()
-        # Give the check every chance to save in between (it cannot while the lock is held).
-        wait_for(lambda: "local/check" in (directory / f"{name}.json").read_text(), timeout=1.5)
-        return data
+    state_file, loaded, check_waiting = state_dir / "j1.json", tmp_path / "run-loaded", tmp_path / "check-waiting"
 
     def run() -> None:
-        monkeypatch.setattr(state, "load", slow_load)  # in the child only: it was forked already
+        state.TEST_HOOKS.lock = lock
+
+        def inside(name: str) -> None:
+            state.TEST_HOOKS.inside = None  # only the first update: the backup's result
+            loaded.touch()
+            assert wait_for(lambda: check_waiting.exists() or "local/check" in state_file.read_text())
+
+        state.TEST_HOOKS.inside = inside
         (result,) = runner(job, state_dir).run()
         assert result.ok
 
-    state_dir.mkdir()
-    state.save(state_dir, "j1", real_load(state_dir, "j1"))  # the file exists, so the hook can read it
-    proc = in_child(run)
-    try:
-        assert wait_for(loaded.exists)
+    def check() -> None:
+        state.TEST_HOOKS.lock = lock
+        state.TEST_HOOKS.waiting = lambda path: check_waiting.touch()
         (result,) = runner(job, state_dir).check("local")
         assert result.ok
+
+    state_dir.mkdir()
+    state.save(state_dir, "j1", state.load(state_dir, "j1"))  # the file exists, so the run's wait can read it
+    proc = in_child(run)  # the hooks are set in the children only: they were forked already
+    try:
+        assert wait_for(loaded.exists)
+        checker = in_child(check)
     finally:
         join(proc)
-    st = state.load(state_dir, "j1")
+    join(checker)
+    return state.load(state_dir, "j1")
+
+
+def test_a_run_and_a_check_finishing_together_both_keep_their_result(job, tmp_path):
+    # The run has read the state to record its result; the check finishes meanwhile. With the per-job
+    # lock the check waits (its waiting hook fired), then merges into the run's saved state.
+    st = race_a_run_against_a_check(job, tmp_path, lock=True)
+    assert (tmp_path / "check-waiting").exists()  # the check really met the run inside the critical section
     assert st["steps"]["local/backup"]["snapshot_id"] == "6ba583b2"
     assert st["steps"]["local/check"]["status"] == "success"
     assert st["check_cycle"]["local"]["read"] == [1]
+
+
+def test_without_the_lock_the_same_interleaving_loses_the_checks_result(job, tmp_path):
+    # The negative control, run every time: the same injection with the lock left out. The check saves
+    # while the run holds its stale copy; the run's save then drops the check's result.
+    st = race_a_run_against_a_check(job, tmp_path, lock=False)
+    assert not (tmp_path / "check-waiting").exists()
+    assert st["steps"]["local/backup"]["snapshot_id"] == "6ba583b2"
+    assert "local/check" not in st["steps"]  # the lost update the lock prevents
+    assert "local" not in st["check_cycle"]
 
 
 def hold_lock(state_dir: Path, held: Path, release: Path, die: bool = False) -> Callable[[], None]:

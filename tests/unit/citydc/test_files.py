@@ -43,15 +43,15 @@ def test_sqlite_security_log_is_created_0600_whatever_the_umask(tmp_path, umask_
         assert mode(path) == 0o600, (path, oct(mode(path)))
 
 
-def test_the_cli_sets_umask_077_before_anything_runs(tmp_path) -> None:
-    # The real command, started with the usual umask 022: a file it writes is the owner's only.
-    config = tmp_path / "citydc.yaml"
-    config.write_text(CONFIG)
-    out = tmp_path / "targets.json"
-    citydc = str(Path(sys.executable).with_name("citydc"))
-    subprocess.run([citydc, "-c", str(config), "collect", "snmp-targets", "-o", str(out)], capture_output=True,
-                   check=True, timeout=60, preexec_fn=lambda: os.umask(0o022))
-    assert mode(out) == 0o600
+def test_the_cli_sets_umask_077_before_anything_runs() -> None:
+    # The real entry point, main(), in a child started with the usual umask 022, dispatching to a
+    # command that reports the umask it runs with (every file citydc writes without an explicit
+    # mode, and every folder, gets it).
+    probe = ("import os, click; from citydc.cli import main as m\n"
+             "m.cli = click.command()(lambda: print(oct(os.umask(0o077))))\nm.main()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60,
+                         preexec_fn=lambda: os.umask(0o022))
+    assert out.stdout.strip() == "0o77"
 
 
 def test_config_check_warns_about_a_config_others_can_read(tmp_path) -> None:

@@ -61,3 +61,54 @@ def test_lab_config_is_a_valid_citydc_config():
     assert len(addresses) == len(set(addresses))
     assert {d.site for d in cfg.devices} == {"siwei", "fengshan"}
     assert all(d.snmp_auth in cfg.snmp_auth for d in cfg.devices)
+
+
+def test_every_served_recording_is_package_data_with_its_licence_and_source():
+    import json
+    from importlib import resources
+
+    from citydc.lab.snmpsim import RECORDED, RECORDINGS, recording
+
+    folder = resources.files("citydc.lab").joinpath(RECORDINGS)
+    sources = {e["file"]: e for e in json.loads(folder.joinpath("sources.json").read_text())}
+    for name in RECORDED:
+        assert recording(name).startswith("1.3.6.1.2.1.1.1.0|"), name
+        entry = sources[f"{name}.snmprec"]
+        assert entry["license"]
+        if "LICENSE-" in entry["license"]:
+            assert folder.joinpath(entry["license"].split("see ")[1].rstrip(")")).is_file()
+
+
+def test_recording_names_the_missing_file():
+    from citydc.lab.base import LabError
+    from citydc.lab.snmpsim import recording
+
+    with pytest.raises(LabError, match=r"lab-data/snmp/nope\.snmprec is missing"):
+        recording("nope")
+
+
+# That nothing of the SNMP lab reads outside the repository is tests/unit/test_stands_alone.py's job (every file).
+
+
+def test_committed_quirk_recordings_equal_their_generator():
+    from importlib import resources
+
+    from citydc.lab.snmpsim_quirks import QUIRKS, quirk_records
+
+    for q in QUIRKS:
+        committed = resources.files("citydc.lab").joinpath(f"lab-data/snmp/{q.name}.snmprec").read_text()
+        assert committed == quirk_records(q), "regenerate: python -m citydc.lab.snmpsim_quirks lab/lab-data/snmp"
+
+
+def test_quirk_devices_disagree_with_their_ifnumber_both_ways():
+    from citydc.lab.snmpsim_quirks import QUIRKS, quirk_records
+
+    shapes = {}
+    for q in QUIRKS:
+        lines = quirk_records(q).splitlines()
+        rows = [x for x in lines if x.startswith("1.3.6.1.2.1.2.2.1.1.")]
+        names = [x for x in lines if x.startswith("1.3.6.1.2.1.31.1.1.1.1.")]
+        if_number = int(next(x for x in lines if x.startswith("1.3.6.1.2.1.2.1.0|")).rsplit("|", 1)[1])
+        assert len(rows) == len(names) == len(q.interfaces)
+        shapes[q.name] = (if_number, len(rows))
+    assert shapes == {"hpe-procurve-6120xg": (33, 42), "juniper-mx960": (143, 61)}

@@ -112,6 +112,6 @@ def test_invalid_event_in_a_batch_writes_nothing(tmp_path):
     assert err.value.index == 1
     assert str(err.value).startswith("event #1: event.outcome:")
     assert {p.name: p.read_bytes() for p in spool_dir.glob("seg-*")} == before
-    assert Spool(spool_dir).emitted_heads()[Spool(spool_dir).writer].seq == 1
+    assert Spool(spool_dir).emitted_heads()[Spool(spool_dir).writer].seq == 2  # spool-created, then good[0]
     # The good events of the refused batch can still be emitted afterwards.
     assert emit([good[1], good[2]], spool_dir=spool_dir) == 2

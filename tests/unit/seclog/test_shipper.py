@@ -12,6 +12,10 @@ from citydc.seclog.shipper import Shipper
 from citydc.seclog.spool import Spool
 from citydc.seclog.store import DeliveryError
 
+# A new spool's chain starts with its own spool-created event, shipped like any other. Where batch
+# boundaries matter, a test spools one event fewer so the batches stay as they were.
+OPENING = 1
+
 
 def ev(i: int) -> dict:
     return make_event(action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"],
@@ -39,7 +43,7 @@ class FlakyStore:
 
 def test_ships_in_batches_and_acknowledges(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
-    spool.append([ev(i) for i in range(25)])
+    spool.append([ev(i) for i in range(25 - OPENING)])
     registry = CollectorRegistry()
     metrics = SeclogMetrics(registry, site="siwei")
     store = FlakyStore()
@@ -62,7 +66,7 @@ def test_retries_with_bounded_exponential_backoff_then_succeeds(tmp_path):
     shipper = Shipper(spool, FlakyStore(failures=4), metrics=SeclogMetrics(registry, "siwei"), sleep=sleeps.append,
                       backoff_base=0.5, backoff_max=2.0)
     result = shipper.ship()
-    assert result.ok and result.delivered == 5
+    assert result.ok and result.delivered == 5 + OPENING
     assert sleeps == [0.5, 1.0, 2.0, 2.0]
     assert registry.get_sample_value("citydc_seclog_delivery_errors_total",
                                      {"site": "siwei", "reason": "unavailable"}) == 4
@@ -76,9 +80,9 @@ def test_gives_up_without_acknowledging(tmp_path):
     result = Shipper(spool, store, max_attempts=3, sleep=lambda s: None).ship()
     assert not result.ok and result.error.reason == "unavailable"
     assert store.puts == 3
-    assert spool.ack_position() is None and spool.backlog()[0] == 5
+    assert spool.ack_position() is None and spool.backlog()[0] == 5 + OPENING
     store.failures = 0
-    assert Shipper(spool, store).ship().delivered == 5  # the events waited in the spool
+    assert Shipper(spool, store).ship().delivered == 5 + OPENING  # the events waited in the spool
 
 
 def test_corrupt_lines_are_counted_and_passed(tmp_path):
@@ -86,11 +90,12 @@ def test_corrupt_lines_are_counted_and_passed(tmp_path):
     spool.append([ev(i) for i in range(3)])
     seg = tmp_path / spool.segments()[0]
     lines = seg.read_bytes().splitlines(keepends=True)
-    seg.write_bytes(lines[0] + b"garbage\n" + lines[1] + lines[2])
+    assert len(lines) == 3 + OPENING
+    seg.write_bytes(lines[0] + b"garbage\n" + b"".join(lines[1:]))
     registry = CollectorRegistry()
     store = FlakyStore()
     result = Shipper(spool, store, metrics=SeclogMetrics(registry, "siwei")).ship()
-    assert result.delivered == 3 and [c.line for c in result.corrupt] == [2]
+    assert result.delivered == 3 + OPENING and [c.line for c in result.corrupt] == [2]
     assert registry.get_sample_value("citydc_seclog_spool_corrupt_lines_total", {"site": "siwei"}) == 1
 
 
@@ -114,18 +119,19 @@ def test_background_shipper_delivers_while_a_command_works(tmp_path):
     with BackgroundShipper(Shipper(spool, store), poll=0.05) as background:
         spool.append([ev(i) for i in range(10)])
         for _ in range(200):  # bounded wait: 10 s at most
-            if len(store.docs) == 10:
+            if len(store.docs) == 10 + OPENING:
                 break
             background.stop.wait(0.05)
         spool.append([ev(i) for i in range(10, 15)])  # emitted just before the command ends
     assert not background.thread.is_alive()
-    assert sorted(store.docs) == sorted(ev(i)["event"]["id"] for i in range(15))
+    own = sorted(i for i, doc in store.docs.items() if doc["event"]["action"] != "spool-created")
+    assert own == sorted(ev(i)["event"]["id"] for i in range(15)) and len(store.docs) == 15 + OPENING
     assert spool.backlog() == (0, 0)
 
 
 def test_one_round_delivers_what_was_spooled_when_it_began(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
-    spool.append([ev(i) for i in range(6)])
+    spool.append([ev(i) for i in range(6 - OPENING)])
 
     class EmittingStore(FlakyStore):
         """Each put makes an emitter add two more events: a round must still end."""
@@ -162,7 +168,7 @@ def test_next_batch_is_read_while_the_store_holds_the_current_one(tmp_path):
 
     timeline: list = []
     spool = RecordingSpool(tmp_path, writer="w:spool", timeline=timeline)
-    spool.append([ev(i) for i in range(30)])
+    spool.append([ev(i) for i in range(30 - OPENING)])
     next_read = threading.Event()
 
     class SlowStore(FlakyStore):
@@ -194,7 +200,7 @@ def test_next_batch_is_read_while_the_store_holds_the_current_one(tmp_path):
 
 def test_a_batch_read_ahead_of_a_failed_one_is_not_acknowledged(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
-    spool.append([ev(i) for i in range(30)])
+    spool.append([ev(i) for i in range(30 - OPENING)])
 
     class FailsSecond(FlakyStore):
         def put(self, events):
@@ -225,7 +231,7 @@ def test_big_integers_and_floats_survive_spool_and_store_and_verify(tmp_path):
     spool.append([doc, ev(1)])
     store = SqliteStore(tmp_path / "log.db")
     try:
-        assert Shipper(spool, store).ship().stored == 2
+        assert Shipper(spool, store).ship().stored == 2 + OPENING
         assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
         found = [e for e in store.search(Query()) if e["message"] == "numbers"]
         assert found[0]["citydc"]["backup"] == details  # exactly: the spool line is stored as written
@@ -235,7 +241,7 @@ def test_big_integers_and_floats_survive_spool_and_store_and_verify(tmp_path):
 
 def test_the_stores_prepare_runs_ahead_and_its_refusal_is_handled_by_put(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
-    spool.append([ev(i) for i in range(30)])
+    spool.append([ev(i) for i in range(30 - OPENING)])
 
     class PreparingStore(FlakyStore):
         prepared: list[int] = []  # noqa: RUF012 - per test
@@ -283,9 +289,10 @@ def test_a_prepared_batch_without_event_dicts_is_acknowledged_and_counted_as_its
     registry = CollectorRegistry()
     store = TokenStore()
     result = Shipper(first, store, batch_size=7, metrics=SeclogMetrics(registry, "siwei")).ship()
-    assert (result.delivered, result.stored, result.ok) == (40, 40, True) and result.batches == 6
-    assert store.tokens == 33  # every batch but the first (read before the helper runs) went prepared
+    # Each writer's chain starts with its spool-created event (site of its first event): 42 in all.
+    assert (result.delivered, result.stored, result.ok) == (42, 42, True) and result.batches == 6
+    assert store.tokens == 35  # every batch but the first (read before the helper runs) went prepared
     assert {w: (h.seq, h.hash) for w, h in first.delivered_heads().items()} == \
-        {w: (h.seq, h.hash) for w, h in first.emitted_heads().items()} and first.delivered_heads()["w:two"].seq == 20
-    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "siwei"}) == 10
-    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 30
+        {w: (h.seq, h.hash) for w, h in first.emitted_heads().items()} and first.delivered_heads()["w:two"].seq == 21
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "siwei"}) == 11
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 31

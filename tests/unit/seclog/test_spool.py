@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from citydc.seclog.chain import verify
+from citydc.seclog.chain import GENESIS, INCARNATION, chain_hash, verify
 from citydc.seclog.event import make_event
 from citydc.seclog.spool import Position, Spool, SpoolBusy
 
@@ -19,6 +19,11 @@ def ev(i: int, tag: str = "") -> dict:
     return make_event(action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"],
                       type=["start"], outcome="success", message=f"login {tag}{i}", site="siwei",
                       id_key=f"{tag}{i}", user=f"u{i % 7}", timestamp=T0)
+
+
+def own(events: list[dict]) -> list[dict]:
+    """Given events read from a spool, return those the test emitted (without the spool-created opening)."""
+    return [e for e in events if e["event"]["action"] != "spool-created"]
 
 
 def read_all(spool: Spool, start: Position | None = None, size: int = 1000):
@@ -39,10 +44,12 @@ def test_append_chains_gap_free_and_records_the_head(tmp_path):
     assert len(spool.append([ev(i) for i in range(5, 8)])) == 3
     events, corrupt, _ = read_all(spool)
     assert corrupt == []
-    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 9))
+    # A new spool: its chain opens with the spool-created event, then the 8 events.
+    assert events[0]["event"]["action"] == "spool-created" and len(own(events)) == 8
+    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 10))
     assert verify(events) == []
     head = spool.emitted_heads()["w:spool"]
-    assert (head.seq, head.hash) == (8, events[-1]["event"]["hash"])
+    assert (head.seq, head.hash, head.incarnation) == (9, events[-1]["event"]["hash"], spool.incarnation()["id"])
 
 
 def test_reemitted_ids_are_dropped_so_the_chain_has_no_hole(tmp_path):
@@ -51,7 +58,7 @@ def test_reemitted_ids_are_dropped_so_the_chain_has_no_hole(tmp_path):
     written = spool.append([ev(2), ev(4), ev(4), ev(5)])  # a retry overlapping the last batch
     assert [e["event"]["id"] for e in written] == [ev(4)["event"]["id"], ev(5)["event"]["id"]]
     events, _, _ = read_all(spool)
-    assert len(events) == 6 and verify(events) == []
+    assert len(own(events)) == 6 and verify(events) == []
 
 
 def _emit_worker(path: str, worker: int) -> None:
@@ -70,8 +77,8 @@ def test_several_processes_emit_into_one_gap_free_chain(tmp_path):
         assert p.exitcode == 0
     events, corrupt, _ = read_all(Spool(tmp_path, writer="w:spool"))
     assert corrupt == []
-    assert len(events) == 600 and len({e["event"]["id"] for e in events}) == 600
-    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 601))
+    assert len(own(events)) == 600 and len({e["event"]["id"] for e in events}) == 601
+    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 602))
     assert verify(events) == []
 
 
@@ -79,16 +86,16 @@ def test_corrupted_line_is_reported_and_its_neighbours_kept(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
     spool.append([ev(i) for i in range(5)])
     seg = tmp_path / spool.segments()[0]
-    lines = seg.read_bytes().split(b"\n")
-    lines[1] = lines[1][:40]  # truncated in the middle
-    lines[3] = b'{"not": "an event"}'
+    lines = seg.read_bytes().split(b"\n")  # line 1 is the spool-created event
+    lines[2] = lines[2][:40]  # truncated in the middle
+    lines[4] = b'{"not": "an event"}'
     seg.write_bytes(b"\n".join(lines))
     events, corrupt, _ = read_all(spool)
-    assert [e["message"] for e in events] == ["login 0", "login 2", "login 4"]
-    assert [(c.file, c.line) for c in corrupt] == [(str(seg), 2), (str(seg), 4)]
+    assert [e["message"] for e in own(events)] == ["login 0", "login 2", "login 4"]
+    assert [(c.file, c.line) for c in corrupt] == [(str(seg), 3), (str(seg), 5)]
     assert "not JSON" in corrupt[0].reason
     assert "not a valid event" in corrupt[1].reason
-    assert f"{seg}:2: skipped corrupted spool line" in corrupt[0].format()
+    assert f"{seg}:3: skipped corrupted spool line" in corrupt[0].format()
 
 
 def test_ack_resumes_and_deletes_fully_acknowledged_segments(tmp_path):
@@ -104,9 +111,9 @@ def test_ack_resumes_and_deletes_fully_acknowledged_segments(tmp_path):
     assert again.ack_position() == first.end
     rest, corrupt, end = read_all(again, again.ack_position(), size=5)
     assert corrupt == []
-    assert [e["citydc"]["chain"]["seq"] for e in first.events + rest] == list(range(1, 25))
+    assert [e["citydc"]["chain"]["seq"] for e in first.events + rest] == list(range(1, 26))  # with the opening
     assert again.delivered_heads()["w:spool"].seq == 7
-    assert again.backlog()[0] == 17 and again.backlog()[1] > 0
+    assert again.backlog()[0] == 18 and again.backlog()[1] > 0
     again.acknowledge(end, rest)
     assert again.segments() == [end.segment]  # older, fully acknowledged segments are gone
     assert again.backlog() == (0, 0)
@@ -123,10 +130,10 @@ def test_a_killed_writers_partial_line_is_dropped_and_complete_lines_adopted(tmp
     with seg.open("ab") as f:
         f.write(b'{"@timestamp": "2026-03-01T00:00:00.000Z", "eve')
     written = spool.append([ev(4), ev(5)])  # ev(4) was spooled by the killed writer: dropped, not duplicated
-    assert [e["citydc"]["chain"]["seq"] for e in written] == [6]
+    assert [e["citydc"]["chain"]["seq"] for e in written] == [7]  # seq 1 is the spool-created event
     events, corrupt, _ = read_all(spool)
     assert corrupt == []
-    assert [e["message"] for e in events] == [f"login {i}" for i in range(6)]
+    assert [e["message"] for e in own(events)] == [f"login {i}" for i in range(6)]
     assert verify(events) == []
 
 
@@ -141,6 +148,11 @@ def test_only_one_shipper_at_a_time(tmp_path):
 def test_spool_lines_are_plain_json(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
     spool.append([ev(1)])
-    line = (tmp_path / spool.segments()[0]).read_text().splitlines()[0]
-    assert json.loads(line)["citydc"]["chain"] == {"writer": "w:spool", "seq": 1,
-                                                   "prev": json.loads(line)["citydc"]["chain"]["prev"]}
+    first, second = (json.loads(line) for line in (tmp_path / spool.segments()[0]).read_text().splitlines())
+    incarnation = spool.incarnation()["id"]
+    assert INCARNATION.match(incarnation)
+    # The chain starts at GENESIS, and the second line points at the first one's hash (not at itself).
+    assert first["citydc"]["chain"] == {"writer": "w:spool", "incarnation": incarnation, "seq": 1, "prev": GENESIS}
+    assert second["citydc"]["chain"] == {"writer": "w:spool", "incarnation": incarnation, "seq": 2,
+                                         "prev": first["event"]["hash"]}
+    assert second["event"]["hash"] == chain_hash(first["event"]["hash"], "w:spool", 2, second, incarnation)

@@ -35,7 +35,7 @@ def test_a_replaced_spool_directory_gets_a_fresh_index(tmp_path):
     Spool(spool_dir, writer="w:s").append([ev(1)])
     shutil.rmtree(spool_dir)
     written = Spool(spool_dir, writer="w:s").append([ev(1)])  # a new spool: the old ids do not apply
-    assert [e["citydc"]["chain"]["seq"] for e in written] == [1]
+    assert [e["citydc"]["chain"]["seq"] for e in written] == [2]  # after the new spool's spool-created event
     assert (spool_dir / "ids.db").exists()
 
 
@@ -62,6 +62,7 @@ def test_forked_children_open_their_own_and_the_chain_stays_gap_free(tmp_path):
         assert p.exitcode == 0
     assert spool.append([ev(100), ev(1)]) != []  # ev(100) came from a child: dropped; ev(1) is new
     events = read_all(spool)
-    assert len(events) == 1 + 15 + 1 and len({e["event"]["id"] for e in events}) == 17
-    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 18))
+    # The spool-created event, the parent's first, 15 from the children, ev(1).
+    assert len(events) == 1 + 1 + 15 + 1 and len({e["event"]["id"] for e in events}) == 18
+    assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 19))
     assert verify(events) == []

@@ -154,7 +154,7 @@ def test_lines_mode_reports_damaged_lines_exactly_as_the_full_parse(tmp_path):
     assert [(c.line, c.reason) for c in scanned_bad] == [(c.line, c.reason) for c in full_bad]
     assert [c.line for c in scanned_bad] == [2, 4, 5, 6]
     assert [facts(x) for x in scanned] == [facts(x) for x in full]
-    assert [x.seq for x in scanned] == [1, 3, 7, 8]
+    assert [x.seq for x in scanned] == [1, 3, 7, 8, 9]  # seq 1: the new spool's spool-created event
     # The edited line is delivered as before, and `citydc log verify` names it.
     assert scanned[1].message.startswith("LOGIN") and scan_line(lines[2]) is None
     assert [f.problem for f in verify(full)] == ["removed"]  # seq 2 is the first break of the chain
@@ -205,7 +205,7 @@ class AnsweringClient:
 
 
 def test_the_shipper_sends_intact_lines_unparsed_and_acknowledges_them(tmp_path):
-    spool, seg = _spool_with(tmp_path, 30)
+    spool, seg = _spool_with(tmp_path, 29)  # and the spool-created event: 30 lines
     lines = seg.read_bytes().split(b"\n")
     lines[12] = lines[12][:-5]  # reported, skipped; its neighbours go
     seg.write_bytes(b"\n".join(lines))
@@ -219,9 +219,11 @@ def test_the_shipper_sends_intact_lines_unparsed_and_acknowledges_them(tmp_path)
     actions, docs = [json.loads(x) for x in sent[0::2]], sent[1::2]
     kept = [line for i, line in enumerate(lines[:30]) if i != 12]
     assert [a["create"]["_id"] for a in actions] == [json.loads(line)["event"]["id"] for line in kept]
-    assert {a["create"]["_index"] for a in actions} == {"citydc-seclog-2026.03"}
+    assert {a["create"]["_index"] for a in actions[1:]} == {"citydc-seclog-2026.03"}  # [0]: spool-created, now
     for doc, line in zip(docs, kept, strict=True):  # the spool line as written, plus the search words
         assert doc.startswith(line[:-1] + b',"citydc_index":{"words":["')
     assert spool.delivered_heads()["w:spool"].seq == 30 and spool.ack_position().line == 30
-    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "siwei"}) == 15
-    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 14
+    sites = [json.loads(line)["labels"]["site"] for line in kept]
+    assert (sites.count("siwei"), sites.count("fengshan")) == (13, 16)
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "siwei"}) == 13
+    assert registry.get_sample_value("citydc_seclog_events_delivered_total", {"site": "fengshan"}) == 16

@@ -95,7 +95,8 @@ def test_bool_query_filters_range_and_text():
 def test_sorts_and_composite_sources():
     assert search_sort(True) == [{"@timestamp": {"order": "desc"}}, {"event.id": {"order": "desc"}}]
     assert search_sort(False)[1] == {"event.id": {"order": "asc"}}
-    assert [next(iter(c)) for c in chain_sort()] == ["citydc.chain.writer", "citydc.chain.seq", "event.id"]
+    assert [next(iter(c)) for c in chain_sort()] == ["citydc.chain.writer", "citydc.chain.seq", "event.id",
+                                                     "event.hash"]
     assert composite_sources(["user.name", "labels.site"]) == [
         {"f0": {"terms": {"field": "user.name", "missing_bucket": True}}},
         {"f1": {"terms": {"field": "labels.site", "missing_bucket": True}}}]

@@ -1,4 +1,4 @@
-"""The decode stage on bytes alone: the shared softflowd captures, byte-literal datagrams,
+"""The decode stage on bytes alone: committed softflowd captures, byte-literal datagrams,
 templates (refresh, withdrawal, expiry, variable-length and enterprise fields) and sampling."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from citydc.collectors.netflow.pcapfile import udp_payloads
 from citydc.collectors.netflow.records import concat
 from citydc.collectors.netflow.templates import TemplateCache
 
-CAPTURES = Path(__file__).resolve().parents[5] / "shared" / "data" / "netflow"
-if not CAPTURES.is_dir():
-    CAPTURES = Path("/work/shared/data/netflow")
+# Real softflowd captures with nfdump's reading of them, committed for the unit tier (tests/data/netflow).
+CAPTURES = Path(__file__).resolve().parents[3] / "data" / "netflow"
 
 
 def decode_all(decoder: Decoder, datagrams, exporter: str = "192.0.2.1", now: float = 0.0):

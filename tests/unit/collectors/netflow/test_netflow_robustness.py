@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import struct
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -116,13 +115,11 @@ def test_fuzz_mutated_datagrams_never_raise_nor_hit_the_crash_guard(base: bytes,
         dec, agg = Decoder(), Aggregator([AgencyPrefixes.build("a", ["10.0.0.0/8", "fd00::/8"])])
         if compiled:
             dec.use_compiled(agg)
-        started = time.monotonic()
         dec.feed(data, "192.0.2.1", "siwei", 0.0)
         dec.feed(data, "192.0.2.1", "siwei", 0.0)
         for batch in dec.flush():
             if not compiled:
                 assert len(batch["bytes"]) == len(batch["src4"])
             agg.add(batch)
-        assert time.monotonic() - started < 5  # bounded work per datagram, generous against CI noise
         assert ("siwei", "192.0.2.1", "internal_error") not in dec.stats.errors
         assert agg.records == sum(dec.stats.records.values())

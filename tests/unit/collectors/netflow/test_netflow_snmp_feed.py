@@ -24,7 +24,7 @@ from citydc.collectors.netflow.snmp_feed import (
     links,
     window_deltas,
 )
-from citydc.collectors.snmp.collector import Sample, ScrapeResult
+from citydc.collectors.snmp.collector import InterfaceRow, ScrapeResult
 from citydc.collectors.snmp.counters import TargetCounters
 from citydc.config.models import Config, Device, Netflow, NetflowExporter, Site, SnmpV2c
 
@@ -114,16 +114,14 @@ def test_links_unknown_or_unpollable_device_names_the_field() -> None:
 # -- the SNMP collector's result --------------------------------------------------------------
 
 
-def sample(metric: str, index: int, name: str, value: float) -> Sample:
-    labels = (("site", SITE), ("device", "core1"), ("ifName", name), ("ifAlias", ""), ("ifIndex", str(index)))
-    return Sample(metric, "counter", "", labels, value)
+def row(index: int, name: str, **counters: int) -> InterfaceRow:
+    return InterfaceRow(index, name, "", counters)
 
 
-def test_device_poll_reads_names_and_octets_from_the_snmp_collector_result() -> None:
-    result = ScrapeResult(True, samples=[
-        sample("citydc_snmp_if_receive_bytes", 3, "Te1/1", 100), sample("citydc_snmp_if_transmit_bytes", 3, "Te1/1", 7),
-        sample("citydc_snmp_if_receive_packets", 3, "Te1/1", 9),
-        sample("citydc_snmp_if_receive_bytes", 4, "Te1/2", 5)],  # no transmit counter: left out
+def test_device_poll_reads_names_and_octets_from_the_snmp_engine_rows() -> None:
+    result = ScrapeResult(True, rows=[
+        row(3, "Te1/1", receive_bytes=100, transmit_bytes=7, receive_packets_unicast=9),
+        row(4, "Te1/2", receive_bytes=5)],  # no transmit counter: left out
         rebooted=True)
     assert device_poll(result) == DevicePoll(True, "", {3: IfCounters("Te1/1", 100, 7)}, True)
     assert device_poll(ScrapeResult(False, "timeout")) == DevicePoll(False, "timeout")
@@ -137,9 +135,7 @@ def test_wrapped_counter_carried_by_the_snmp_collector_gives_the_right_ratio() -
     polls = []
     for raw in raws:
         value = counters.update("ifHCOutOctets", 1, raw, 64)
-        polls.append(device_poll(ScrapeResult(True, samples=[
-            sample("citydc_snmp_if_receive_bytes", 1, "if1", 0), sample("citydc_snmp_if_transmit_bytes", 1, "if1",
-                                                                        value)])))
+        polls.append(device_poll(ScrapeResult(True, rows=[row(1, "if1", receive_bytes=0, transmit_bytes=value)])))
     feed = feed_with(polls, [snapshot({("if1", "out"): 0}), snapshot({("if1", "out"): 1_500_000})], Clock())
     assert feed.ratios() == {(SITE, EXP, "if1", "out"): (0.75, 60)}
 
@@ -370,3 +366,20 @@ def test_a_round_with_an_answering_device_renames_interfaces_seen_before_it() ->
     feed.poll_once()
     assert calls == [1]
     assert agg.interfaces[(SITE, EXP, "ge-0/0/1", "in")] == [500, 5] and (SITE, EXP, "1", "in") not in agg.interfaces
+
+
+def test_snmp_poller_calls_the_poll_engine_directly(monkeypatch) -> None:
+    from citydc.collectors.netflow.snmp_feed import SnmpPoller
+
+    monkeypatch.setenv("CITYDC_TEST_FEED_COMMUNITY", "unit-community")
+    cfg = Config.model_validate({
+        "sites": [{"id": SITE, "name": "Siwei"}],
+        "snmp_auth": {"ro": {"version": "2c", "community": "env:CITYDC_TEST_FEED_COMMUNITY"}},
+        "devices": [{"name": "dead", "address": "127.0.0.1:1", "site": SITE, "role": "core", "snmp_auth": "ro"}]})
+    poller = SnmpPoller(cfg, budget=0.3)
+    try:
+        assert poller(cfg.devices[0]) == DevicePoll(False, "timeout")  # nothing answers on port 1
+        assert poller.engine.registry.get_sample_value("citydc_snmp_exporter_polls_total",
+                                                       {"site": SITE, "path": "fast_v2c"}) == 1
+    finally:
+        poller.close()

@@ -7,8 +7,9 @@ from threading import Thread
 
 import pytest
 
-from citydc.collectors.snmp.collector import Sample, ScrapeResult
-from citydc.collectors.snmp.exporter import BadRequest, Exporter, serve
+from citydc.collectors.snmp.collector import InterfaceRow, ScrapeResult
+from citydc.collectors.snmp.engine import Engine
+from citydc.collectors.snmp.exporter import BadRequest, Exporter, job_from_query, parse_query, serve
 from citydc.config.models import Config
 
 
@@ -21,24 +22,33 @@ def config() -> Config:
     })
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({}, "missing parameter 'target'"),
-    ({"target": ["10.9.9.9"]}, "not a device in citydc.yaml"),
-    ({"target": ["127.0.0.1:1"], "module": ["nope"]}, "unknown module 'nope'"),
-    ({"target": ["127.0.0.1:1"], "auth": ["nope"]}, "unknown auth profile 'nope'"),
-    ({"target": ["127.0.0.2"]}, "has no snmp_auth"),
-    ({"target": ["127.0.0.1:1"], "bogus": ["1"]}, "unknown parameter 'bogus'"),
-    ({"target": ["127.0.0.1:1", "127.0.0.1:1"]}, "given 2 times"),
-    ({"target": ["h:99999"]}, "port must be 1-65535"),
+@pytest.mark.parametrize(("query", "message"), [
+    ("", "missing parameter 'target'"),
+    ("target=10.9.9.9", "not a device in citydc.yaml"),
+    ("target=127.0.0.1:1&module=nope", "unknown module 'nope'"),
+    ("target=127.0.0.1:1&auth=nope", "unknown auth profile 'nope'"),
+    ("target=127.0.0.2", "has no snmp_auth"),
+    ("target=127.0.0.1:1&bogus=1", "unknown parameter 'bogus'"),
+    ("target=127.0.0.1:1&target=127.0.0.1:1", "given 2 times"),
+    ("target=h:99999", "port must be 1-65535"),
 ])
-def test_bad_parameters_say_what_is_wrong(params, message):
+def test_bad_parameters_say_what_is_wrong(query, message):
     with pytest.raises(BadRequest, match=message):
-        Exporter(config()).job(params)
+        job_from_query(Exporter(config()), query)
 
 
 def test_good_parameters_default_to_the_devices_module_and_auth():
-    job = Exporter(config()).job({"target": ["127.0.0.1:1"]})
+    job = job_from_query(Exporter(config()), "target=127.0.0.1:1")
     assert (job.device.name, job.module.name, job.auth_name) == ("sw1", "if_mib", "v2")
+    assert parse_query("target=127.0.0.1:1&module=if_mib_bytes") == {"target": "127.0.0.1:1", "module": "if_mib_bytes"}
+
+
+def test_the_engine_resolves_jobs_without_any_query_string():
+    engine = Engine(config())
+    job = engine.resolve("127.0.0.1:1", "if_mib_bytes")
+    assert (job.device.name, job.module.name, job.auth_name) == ("sw1", "if_mib_bytes", "v2")
+    with pytest.raises(BadRequest, match="unknown module"):
+        engine.resolve("127.0.0.1:1", "nope")
 
 
 def test_budget_follows_prometheus_scrape_timeout_header():
@@ -50,7 +60,7 @@ def test_budget_follows_prometheus_scrape_timeout_header():
 
 def test_render_of_a_failed_scrape_has_up_zero_and_reason():
     exp = Exporter(config())
-    job = exp.job({"target": ["127.0.0.1:1"]})
+    job = job_from_query(exp, "target=127.0.0.1:1")
     text = exp.render(job, ScrapeResult(False, "auth", "x", 0.5, errors=Counter({"auth": 1}))).decode()
     assert 'citydc_snmp_up{device="sw1",site="siwei"} 0.0' in text
     assert 'citydc_snmp_scrape_errors{device="sw1",reason="auth",site="siwei"} 1.0' in text
@@ -59,10 +69,8 @@ def test_render_of_a_failed_scrape_has_up_zero_and_reason():
 
 def test_render_escapes_label_values():
     exp = Exporter(config())
-    job = exp.job({"target": ["127.0.0.1:1"]})
-    labels = (("site", "siwei"), ("device", "sw1"), ("ifName", "Gi0/1"), ("ifAlias", 'to "core"\\1'),
-              ("ifIndex", "1"))
-    result = ScrapeResult(True, samples=[Sample("citydc_snmp_if_receive_bytes", "counter", "h", labels, 5)])
+    job = job_from_query(exp, "target=127.0.0.1:1")
+    result = ScrapeResult(True, rows=[InterfaceRow(1, "Gi0/1", 'to "core"\\1', {"receive_bytes": 5})])
     text = exp.render(job, result).decode()
     assert 'ifAlias="to \\"core\\"\\\\1"' in text
     assert "citydc_snmp_if_receive_bytes_total{" in text
@@ -96,8 +104,8 @@ def test_unreadable_secret_is_a_down_scrape_not_a_crash(monkeypatch):
     exp = Exporter(config())
     exp.start()
     try:
-        job = exp.job({"target": ["127.0.0.1:1"]})
-        result = exp.scrape(job, 2)
+        job = job_from_query(exp, "target=127.0.0.1:1")
+        result = exp.poll(job, 2)
         assert not result.up and result.reason == "secret_unavailable"
         assert "CITYDC_TEST_COMMUNITY" in result.message
     finally:
@@ -115,7 +123,7 @@ def test_the_polling_path_is_counted_on_metrics(monkeypatch, v2c_path, auth, exp
     exp.start()
     try:
         # Nothing answers on 127.0.0.1:1: the poll times out, but its path is already counted.
-        result = exp.scrape(exp.job({"target": ["127.0.0.1:1"], "auth": [auth]}), 0.3)
+        result = exp.poll(exp.resolve("127.0.0.1:1", auth=auth), 0.3)
         assert not result.up and result.reason == "timeout"
         assert exp.registry.get_sample_value("citydc_snmp_exporter_polls_total",
                                              {"site": "siwei", "path": expected}) == 1

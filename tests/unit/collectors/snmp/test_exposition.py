@@ -9,8 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from citydc.collectors.snmp.collector import Sample
-from citydc.collectors.snmp.exposition import samples_text
+from citydc.collectors.snmp.exposition import Sample, interface_samples, samples_text
 
 METRICS = [("citydc_snmp_if_receive_bytes", "counter", "Octets received."),
            ("citydc_snmp_if_receive_packets", "counter", 'Packets "by" cast\\type.\nSecond line.'),
@@ -74,3 +73,21 @@ def test_invalid_names_are_refused():
         samples_text([Sample("bad-name", "gauge", "", (), 1)])
     with pytest.raises(ValueError, match="invalid label name 'if-name'"):
         samples_text([Sample("ok", "gauge", "", (("if-name", "x"),), 1)])
+
+
+def test_interface_rows_become_samples_with_their_labels():
+    from citydc.collectors.snmp.collector import InterfaceRow
+
+    rows = [InterfaceRow(7, "Te1/1/1", "uplink", {"receive_bytes": 2**40, "transmit_packets_broadcast": 3},
+                         oper_status=1, admin_status=None, speed_bps=1e10),
+            InterfaceRow(9, "Gi0/9", "", {})]
+    samples = interface_samples(rows, "fengshan", "sw9")
+    base = (("site", "fengshan"), ("device", "sw9"), ("ifName", "Te1/1/1"), ("ifAlias", "uplink"), ("ifIndex", "7"))
+    assert [(s.metric, s.kind, s.labels, s.value) for s in samples] == [
+        ("citydc_snmp_if_receive_bytes", "counter", base, 2**40),
+        ("citydc_snmp_if_transmit_packets", "counter", (*base, ("cast", "broadcast")), 3),
+        ("citydc_snmp_if_oper_status", "gauge", base, 1),
+        ("citydc_snmp_if_speed_bits_per_second", "gauge", base, 1e10),
+    ]
+    text = samples_text(samples).decode()
+    assert 'citydc_snmp_if_transmit_packets_total{cast="broadcast",device="sw9",ifAlias="uplink"' in text

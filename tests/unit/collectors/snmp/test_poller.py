@@ -12,6 +12,7 @@ from citydc.collectors.snmp.poller import (
     auth_data,
     get_columns,
     parse_address,
+    rows_to_ask,
     to_python,
     walk_columns,
 )
@@ -147,23 +148,37 @@ def test_auth_data_resolves_secrets_from_environment():
     assert v3.security_level == "authPriv"
 
 
-def test_known_indexes_ask_for_exactly_the_rows_left(agent_cls, make_table):
+def test_known_indexes_ask_for_the_rows_left_and_one_more_to_see_the_end(agent_cls, make_table):
     agent = agent_cls(make_table(7))
     cols = {"ifName": (*IFX, 1), "ifHCInOctets": (*IFX, 6)}
     res = run(walk_columns(agent, cols, 25, deadline(), known_indexes=list(range(1, 8))))
     assert len(res.columns["ifName"]) == 7 and len(res.columns["ifHCInOctets"]) == 7
-    assert [r[3] for r in agent.requests] == [7]  # one request of 7 rows, nothing read past the end
-    assert res.varbinds == 14
+    assert [r[3] for r in agent.requests] == [8]  # one request: 7 rows and the end of each column
+    assert res.varbinds == 16
 
 
-def test_expected_rows_from_ifnumber_stop_the_cold_walk(agent_cls, make_table):
-    agent = agent_cls(make_table(30))
-    res = run(walk_columns(agent, {"ifName": (*IFX, 1)}, 25, deadline(), expected_rows=30))
-    assert len(res.columns["ifName"]) == 30
-    assert [r[3] for r in agent.requests] == [25, 5]
+@pytest.mark.parametrize(("rows", "hint", "requests"), [
+    (30, 30, [25, 6]),        # a right ifNumber: the second request reads one row past the end
+    (42, 33, [25, 9, 25]),    # ifNumber 33 for 42 rows (HPE ProCurve 6120XG): walked on to the end
+    (61, 143, [25, 25, 25]),  # ifNumber 143 for 61 rows (Juniper MX960): stops at the real end
+    (25, 25, [25, 1]),        # max-repetitions ends exactly at the hint: one row to see the end
+])
+def test_ifnumber_is_a_hint_every_column_is_walked_to_its_end(agent_cls, make_table, rows, hint, requests):
+    agent = agent_cls(make_table(rows))
+    res = run(walk_columns(agent, {"ifName": (*IFX, 1), "ifAlias": (*IFX, 18)}, 25, deadline(), row_hint=hint))
+    assert sorted(res.columns["ifName"]) == sorted(res.columns["ifAlias"]) == list(range(1, rows + 1))
+    assert [r[3] for r in agent.requests] == requests
 
 
-def test_a_new_interface_past_the_known_ones_waits_for_the_static_refresh(agent_cls, make_table):
-    agent = agent_cls(make_table(4))
-    res = run(walk_columns(agent, {"ifName": (*IFX, 1)}, 25, deadline(), known_indexes=[1, 2, 3]))
-    assert sorted(res.columns["ifName"]) == [1, 2, 3]
+@pytest.mark.parametrize("known", [[1, 2, 3], [1, 2], [2, 3, 4, 5, 6]])
+def test_rows_past_the_known_ones_are_walked_too(agent_cls, make_table, known):
+    agent = agent_cls(make_table(9))
+    res = run(walk_columns(agent, {"ifName": (*IFX, 1), "ifHCInOctets": (*IFX, 6)}, 25, deadline(),
+                           known_indexes=known))
+    assert sorted(res.columns["ifName"]) == sorted(res.columns["ifHCInOctets"]) == list(range(1, 10))
+
+
+def test_rows_to_ask():
+    assert rows_to_ask(7, 25) == 8 and rows_to_ask(30, 25) == 25
+    assert rows_to_ask(0, 25) == 1  # exactly the expected rows read: one more shows the end
+    assert rows_to_ask(-1, 25) == 25  # more rows than expected: their number is unknown

@@ -21,13 +21,13 @@ WALL = 1_700_000_000.0
 
 
 def poll(agent, state, now):
-    coro = poll_target(agent, BUILTIN_MODULES["if_mib"], state, "siwei", "sw1", time.monotonic() + 10, 300.0,
+    coro = poll_target(agent, BUILTIN_MODULES["if_mib"], state, time.monotonic() + 10, 300.0,
                        lambda: now)
     return asyncio.run(coro)
 
 
 def rx(result):
-    return {dict(s.labels)["ifIndex"]: s.value for s in result.samples if s.metric == "citydc_snmp_if_receive_bytes"}
+    return {str(row.index): row.counters["receive_bytes"] for row in result.rows if "receive_bytes" in row.counters}
 
 
 def set_device(agent, in_octets, uptime_ticks):

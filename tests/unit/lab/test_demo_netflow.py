@@ -1,4 +1,4 @@
-"""The demo's NetFlow step without the collector: captures, metrics arithmetic, summary line, replay."""
+"""The demo's NetFlow step without the collector: template detection, metrics arithmetic, summary line, replay."""
 
 from __future__ import annotations
 
@@ -7,47 +7,52 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from citydc import demo_netflow as demo
-from citydc.config import sample
+from citydc.collectors.netflow.pcapfile import udp_payloads
 from citydc.config.models import Netflow, NetflowListener
-from citydc.lab.base import LabError
+from citydc.lab.config import lab_config
+from citydc.lab.demo import netflow as demo
+from citydc.lab.demo import record
 
-SHARED = demo.NETFLOW_CAPTURES  # shared/ lies beside the repository, in CI too
-
-
-def test_captures_are_found_beside_the_repository():
-    # The demo resolves shared/ from the repository root; this checkout runs with shared/ beside it.
-    beside_repo = Path(__file__).resolve().parents[4] / "shared" / "data" / "netflow"
-    assert beside_repo == demo.NETFLOW_CAPTURES
+CAPTURES = Path(__file__).resolve().parents[2] / "data" / "netflow"
 
 
-def test_load_captures_reads_payloads_and_sidecar_totals():
-    caps = demo.load_captures(SHARED)
-    assert set(caps) == {"v5", "v9", "ipfix"}
-    for fmt, cap in caps.items():
-        meta = json.loads((SHARED / f"softflowd-{fmt}-shared.json").read_text())
-        assert len(cap.payloads) == meta["export_datagrams"]
-        assert (cap.flows, cap.bytes) == (meta["flows"], meta["bytes"])
+def capture_datagrams(fmt: str) -> list[bytes]:
+    return [p for _, _, p in udp_payloads(CAPTURES / f"softflowd-{fmt}-shared.pcap")]
 
 
-def test_missing_captures_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(LabError, match=r"captures not found: .*nowhere is missing .*shared/"):
-        demo.load_captures(tmp_path / "nowhere")
+@pytest.mark.parametrize("fmt", ["v9", "ipfix"])
+def test_carries_template_agrees_with_the_captures_set_list(fmt):
+    # The sidecar lists every datagram's set ids, as nfdump's side of the capture saw them.
+    detail = json.loads((CAPTURES / f"softflowd-{fmt}-shared.json").read_text())["datagrams_detail"]
+    template_ids = {0, 1} if fmt == "v9" else {2, 3}
+    want = [any(set_id in template_ids for set_id, _ in d["sets"]) for d in detail]
+    assert [record.carries_template(d) for d in capture_datagrams(fmt)] == want
+    assert True in want and False in want
 
 
-def test_bad_sidecar_names_the_file_and_the_fields(tmp_path):
-    (tmp_path / "softflowd-v5-shared.pcap").write_bytes((SHARED / "softflowd-v5-shared.pcap").read_bytes())
-    (tmp_path / "softflowd-v5-shared.json").write_text('{"flows": 98}')
-    with pytest.raises(LabError, match=r"softflowd-v5-shared\.json: expected JSON with integer 'flows' and 'bytes'"):
-        demo.load_captures(tmp_path, ("v5",))
+def test_from_template_on_drops_data_before_the_first_template():
+    datagrams = capture_datagrams("v9")
+    data_only = [d for d in datagrams if not record.carries_template(d)]
+    first_template = next(i for i, d in enumerate(datagrams) if record.carries_template(d))
+    assert record.from_template_on(data_only[:2] + datagrams[first_template:]) == datagrams[first_template:]
+    assert record.from_template_on(data_only) == []
+    v5 = capture_datagrams("v5")
+    assert record.from_template_on(v5) == v5
+
+
+@given(st.binary(max_size=80))
+def test_carries_template_never_raises_on_garbage(data):
+    assert record.carries_template(data) in (True, False)
 
 
 def test_listener_targets_take_the_first_listener_per_site_on_loopback():
     listeners = [NetflowListener(port=2055, site="siwei", address="0.0.0.0"),  # noqa: S104 - what a bind-all listener looks like
                  NetflowListener(port=2056, site="siwei"),
                  NetflowListener(port=2057, site="fengshan", address="127.0.0.5")]
-    cfg = sample.lab_example().model_copy(update={"netflow": Netflow(listeners=listeners)})
+    cfg = lab_config(Path("/tmp/citydc-lab")).model_copy(update={"netflow": Netflow(listeners=listeners)})
     assert demo.listener_targets(cfg) == {"siwei": ("127.0.0.1", 2055), "fengshan": ("127.0.0.5", 2057)}
 
 
@@ -74,7 +79,7 @@ citydc_netflow_agency_bytes_total{agency="police",direction="out",site="siwei"} 
 
 
 def test_phase_rows_count_only_what_the_phase_added():
-    caps = {"v9": demo.Capture("v9", (b"",), flows=3, bytes=300)}
+    caps = {"v9": record.Capture("v9", (b"",), flows=3, bytes=300)}
     before, after = demo.parse_samples(METRICS_BEFORE), demo.parse_samples(METRICS_AFTER)
     [row] = demo.phase_rows(before, after, (("v9", "siwei"),), caps)
     assert row == {"exporter": "127.0.0.1", "site": "siwei", "version": "v9", "records": 3, "bytes": 300,
@@ -83,14 +88,14 @@ def test_phase_rows_count_only_what_the_phase_added():
 
 
 def test_phase_rows_flag_a_difference_from_nfdump():
-    caps = {"ipfix": demo.Capture("ipfix", (b"",), flows=7, bytes=1000)}
+    caps = {"ipfix": record.Capture("ipfix", (b"",), flows=7, bytes=1000)}
     [row] = demo.phase_rows({}, demo.parse_samples(METRICS_AFTER), (("ipfix", "fengshan"),), caps)
     assert (row["records"], row["bytes"], row["ok"]) == (7, 999, False)
     assert row["top_agency"] == "none matched"
 
 
 def test_phase_rows_without_records_show_zero_not_a_crash():
-    caps = {"v5": demo.Capture("v5", (b"",), flows=98, bytes=10)}
+    caps = {"v5": record.Capture("v5", (b"",), flows=98, bytes=10)}
     samples = demo.parse_samples(METRICS_BEFORE)
     [row] = demo.phase_rows(samples, samples, (("v5", "siwei"),), caps)
     assert (row["exporter"], row["records"], row["bytes"], row["ok"]) == ("-", 0, 0, False)

@@ -1,12 +1,12 @@
-"""The demo's NetFlow step: the shared softflowd captures replayed to ``citydc collect netflow``.
+"""The demo's NetFlow step: softflowd exports recorded by the lab (``record.py``) replayed to
+``citydc collect netflow``.
 
-Records and bytes per format must equal what nfdump decoded from the same datagrams (the captures'
-``.json`` sidecars); the collector must exit 0 with its summary line.
+Records and bytes per format must equal what nfdump decoded from the same datagrams; the collector
+must exit 0 with its summary line.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,24 +14,20 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from citydc.collectors.netflow.pcapfile import PcapError, udp_payloads
 from citydc.config.loader import LoadedConfig
 from citydc.config.models import Config
-from citydc.demo import Step, citydc_argv, http_text
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, LabError, wait_until
+from citydc.lab.demo.cycle import Step, citydc_argv, http_text
+from citydc.lab.demo.record import Capture
 
-__all__ = ["NETFLOW_CAPTURES", "Capture", "load_captures", "netflow_step", "parse_samples", "phase_rows"]
+__all__ = ["netflow_step", "parse_samples", "phase_rows"]
 
 
-# The shared softflowd captures and their nfdump sidecars; the project always runs with shared/ beside
-# the repository (citydc/ is at the repository root in the editable install the demo runs from).
-NETFLOW_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "netflow"
 # v5 and v9 both reach siwei from the one exporter, and the collector's byte counters carry no
 # version label, so v9 goes in a second phase: each format's bytes are a phase's difference.
 NETFLOW_PHASES: tuple[tuple[tuple[str, str], ...], ...] = ((("v5", "siwei"), ("ipfix", "fengshan")),
@@ -40,40 +36,6 @@ NETFLOW_DURATION = 60  # seconds the collector runs at most; the step needs a fe
 _FLUSH_SECONDS = 1.0  # the collector moves decoded sums to its counters once a second
 _SUMMARY = re.compile(r"^netflow: (\d+) datagrams, (\d+) records, (\d+) decode errors$", re.M)
 _TRAFFIC = ("citydc_netflow_records_total", "citydc_netflow_protocol_bytes_total", "citydc_netflow_agency_bytes_total")
-
-
-@dataclass(frozen=True)
-class Capture:
-    """One shared capture: its UDP payloads and what nfdump decoded from them (the sidecar)."""
-
-    fmt: str
-    payloads: tuple[bytes, ...]
-    flows: int
-    bytes: int
-
-
-def load_captures(directory: Path, formats: tuple[str, ...] = ("v5", "v9", "ipfix")) -> dict[str, Capture]:
-    """Given the captures directory, return format -> Capture for softflowd-<format>-shared.{pcap,json}.
-
-    Raise LabError naming the file and what was expected if a file is missing or unreadable.
-    """
-    if not directory.is_dir():
-        raise LabError(f"NetFlow captures not found: {directory} is missing (expected the shared/ folder "
-                       "beside the repository, with data/netflow/softflowd-*-shared.pcap)")
-    out = {}
-    for fmt in formats:
-        pcap, sidecar = (directory / f"softflowd-{fmt}-shared.{ext}" for ext in ("pcap", "json"))
-        try:
-            payloads = tuple(p for _, _, p in udp_payloads(pcap))
-            meta = json.loads(sidecar.read_text())
-            out[fmt] = Capture(fmt, payloads, int(meta["flows"]), int(meta["bytes"]))
-        except (OSError, PcapError) as exc:
-            raise LabError(f"NetFlow capture {fmt}: {exc}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LabError(f"{sidecar}: expected JSON with integer 'flows' and 'bytes' ({exc!r})") from None
-        if not payloads:
-            raise LabError(f"{pcap}: no UDP datagram in the capture")
-    return out
 
 
 def listener_targets(config: Config) -> dict[str, tuple[str, int]]:
@@ -204,14 +166,11 @@ def _stop_collector(proc: subprocess.Popen, rec: processes.ProcessRecord | None,
         return None
 
 
-def netflow_step(loaded: LoadedConfig, ctx: LabContext, captures_dir: Path = NETFLOW_CAPTURES) -> Step:
-    """Given the example config and the lab, run ``citydc collect netflow``, replay the shared
-    softflowd captures to its listeners, and return a Step that is ok only when records and bytes
-    per format equal nfdump's totals for the same datagrams and the collector exited 0 with its summary."""
-    try:
-        captures = load_captures(captures_dir)
-    except LabError as exc:
-        return Step("netflow", False, str(exc))
+def netflow_step(loaded: LoadedConfig, ctx: LabContext, captures: dict[str, Capture]) -> Step:
+    """Given the lab config, the lab and the captures recorded from its softflowd, run
+    ``citydc collect netflow``, replay the captures to its listeners, and return a Step that is ok
+    only when records and bytes per format equal nfdump's totals for the same datagrams and the
+    collector exited 0 with its summary."""
     targets = listener_targets(loaded.config)
     missing = sorted({site for phase in NETFLOW_PHASES for _, site in phase} - set(targets))
     if missing:

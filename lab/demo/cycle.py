@@ -2,10 +2,10 @@
 
 Every step drives the real ``citydc`` command (through ``citydc.execute``) or the real exporter
 over HTTP against the lab's services, so what the demo shows is what the product does:
-SNMP polls of the simulated switches of both sites, real NetFlow v5/v9/IPFIX captures replayed to
-the NetFlow collector and reconciled with nfdump's totals, a backup of each site to its own repository
-with an off-site copy to the other site and a restore drill, then the security log shipped and its
-hash chains verified.
+SNMP polls of the simulated switches of both sites, NetFlow v5/v9/IPFIX exports recorded from the
+lab's softflowd, replayed to the NetFlow collector and reconciled with nfdump's totals, a backup of
+each site to its own repository with an off-site copy to the other site and a restore drill, then
+the security log shipped and its hash chains verified.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from citydc.lab.base import LabContext, LabError, wait_until
 __all__ = ["DEMO_SERVICES", "Step", "backup_steps", "prepare_data", "security_log_steps", "snmp_step"]
 
 # The lab services the cycle uses; Elasticsearch is not among them (the demo runs on SQLite).
-DEMO_SERVICES = ("snmpd", "snmpsim", "snmpsim-switches", "sftp")
+DEMO_SERVICES = ("snmpd", "snmpsim", "snmpsim-switches", "sftp", "softflowd-v5", "softflowd-v9", "softflowd-ipfix")
 
 
 @dataclass
@@ -145,10 +145,13 @@ def backup_steps(loaded: LoadedConfig, log: Callable[[str], None]) -> list[Step]
                 d = st.get("details") or {}
                 rows.append({"job": job.name, "step": st["step"], "repo": st["repo"], "status": st["status"],
                              "snapshot": st.get("snapshot_id") or "", "bytes_added": d.get("bytes_added"),
-                             "verified_files": d.get("verified_files")})
+                             "verified_files": d.get("verified_files"), "error": st.get("error") or ""})
             if rc != 0:
                 ok = False
-                notes.append(f"{action}: {report.get('status')} {report.get('error', '')}".strip())
+                # the reason of the first step that did not succeed, in restic's or the tool's words
+                why = next((f"{st['step']} ({st['repo']}): {st.get('error') or st['status']}"
+                            for st in report.get("steps", []) if st.get("status") != "success"), "")
+                notes.append(f"{action}: {report.get('status')} {why}".strip())
         drills = [r for r in rows if r["step"] == "drill" and r["status"] == "success"]
         detail = (f"{job.site} → local + off-site ({job.offsite_repo.site if job.offsite_repo else '-'}); "
                   f"drill verified {sum(r['verified_files'] or 0 for r in drills)} files")

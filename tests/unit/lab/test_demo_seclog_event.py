@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from citydc.config.loader import load
-from citydc.seclog.demo import record_demo_started
+from citydc.lab.demo.seclog_event import record_demo_started
 from citydc.seclog.store import Query
 from citydc.seclog.store_sqlite import SqliteStore
 

@@ -1,0 +1,44 @@
+"""Durable atomic file replacement: the one way citydc writes a file a crash must not tear.
+
+A reader (Prometheus reading file_sd, a restarted exporter reading its counter state, the
+shipper reading the chain head) sees either the old file or the new one, and once ``write``
+returns the new one survives a power cut: temporary file in the same directory, fsync, rename,
+fsync of the directory (the rename is durable only once the directory entry is on disk).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["write"]
+
+
+def write(path: str | Path, data: bytes | str, mode: int = 0o600) -> Path:
+    """Given a path, bytes (or text, written as UTF-8) and a file mode, replace the file atomically
+    and durably; create missing parent directories (0700). Return the path. Raise OSError."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.markup import escape
 
+from citydc import files
 from citydc.cli.output import err, examples, out, print_json, report_invalid
 from citydc.cli.table import Column, print_table
 from citydc.config import sample
@@ -30,6 +32,9 @@ def check(file: str, as_json: bool) -> None:
     cfg = loaded.config
     warnings = [f"{path}: secret file {problem}" for path, ref in secret_refs(cfg)
                 if (problem := ref.file_problem()) is not None]
+    # The config names devices, addresses and where every secret lives: its owner's (and group's) only.
+    if (problem := files.exposed(Path(file), group_read=True)) is not None:
+        warnings.insert(0, f"{problem}; chmod 600 (or 640 with a dedicated group)")
     summary = {"file": file, "valid": True, "warnings": warnings, "sites": [s.id for s in cfg.sites],
                "devices": len(cfg.devices),
                "snmp_auth_profiles": len(cfg.snmp_auth), "backup_jobs": len(cfg.backup.jobs),

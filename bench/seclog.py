@@ -192,23 +192,26 @@ def null_client_main(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def warm_up(sides: dict[str, Callable[[], float]], tolerance: float, at_least: int, at_most: int,
+def warm_up(sides: dict[str, Callable[[], float]], window: int, gain: float, at_most: int,
             report: Callable[[str], None]) -> int:
-    """Given the sides, run untimed rounds of all of them until steady; return the rounds run.
+    """Given the sides, run untimed rounds of all of them until Elasticsearch stops getting faster; return
+    the rounds run.
 
-    Steady: over the last ``at_least`` rounds, every side's rate is within ``tolerance`` of that
-    side's median over those rounds (the JVM's JIT and the cluster's caches sped Elasticsearch up over
-    the first runs). Bounded: at most ``at_most`` rounds, whether steady or not.
+    A freshly started cluster ran its first rounds at a tenth of its later speed and took about
+    eight rounds to get there (the JVM's JIT, the cluster's caches), so a fixed two rounds did not
+    reach steady state. Steady: the mean rate of the last ``window`` rounds (all sides together) is
+    at most ``gain`` above that of the ``window`` rounds before. Bounded by ``at_most`` rounds.
     """
-    rates: dict[str, list[float]] = {name: [] for name in sides}
+    means: list[float] = []
     for rounds in range(1, at_most + 1):
-        for name, side in sides.items():
-            rates[name].append(side())
-        report(f"warm-up {rounds}: " + "   ".join(f"{name} {r[-1]:,.0f} ev/s" for name, r in rates.items()))
-        last = [r[-at_least:] for r in rates.values()]
-        if rounds >= at_least and all(abs(x / statistics.median(r) - 1) <= tolerance for r in last for x in r):
-            return rounds
-    report(f"# warm-up not steady within ±{tolerance:.0%} after {at_most} rounds; measuring anyway")
+        rates = {name: side() for name, side in sides.items()}
+        means.append(statistics.fmean(rates.values()))
+        report(f"warm-up {rounds}: " + "   ".join(f"{name} {rate:,.0f} ev/s" for name, rate in rates.items()))
+        if rounds >= 2 * window:
+            last, before = statistics.fmean(means[-window:]), statistics.fmean(means[-2 * window:-window])
+            if last <= before * (1 + gain):
+                return rounds
+    report(f"# warm-up: still getting faster after {at_most} rounds; measuring anyway")
     return at_most
 
 
@@ -230,7 +233,7 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
     if args.compare_full_parse:
         sides["full"] = lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
                                                args.bulk_events, full_parse=True)
-    rounds = warm_up(sides, args.steady_tolerance, args.steady_rounds, args.warmup_max, print)
+    rounds = warm_up(sides, args.steady_window, args.steady_gain, args.warmup_max, print)
     print(f"# warm-up: {rounds} untimed rounds")
     es_rates: dict[str, list[float]] = {name: [] for name in sides}
     shipper_rates, bulk_rates, full_rates = es_rates["shipper"], es_rates["bulk"], es_rates.get("full", [])
@@ -270,13 +273,14 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--es-events", type=int, default=20_000, help="events per Elasticsearch run")
-    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=25,
+    parser.add_argument("--es-events", type=int, default=50_000, help="events per Elasticsearch run")
+    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=20,
                         help="timed Elasticsearch pairs (shipper, plain bulk); with --null-client, its runs")
-    parser.add_argument("--warmup-max", type=int, default=12, help="at most this many untimed warm-up rounds")
-    parser.add_argument("--steady-rounds", type=int, default=3,
-                        help="warm-up ends when this many rounds in a row agree within --steady-tolerance")
-    parser.add_argument("--steady-tolerance", type=float, default=0.06)
+    parser.add_argument("--warmup-max", type=int, default=14, help="at most this many untimed warm-up rounds")
+    parser.add_argument("--steady-window", type=int, default=2,
+                        help="warm-up ends when the mean rate of this many rounds is at most --steady-gain above "
+                             "that of as many rounds before")
+    parser.add_argument("--steady-gain", type=float, default=0.05)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
     parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
                         help="events per bulk request, on both sides (the store's default)")

@@ -8,18 +8,21 @@ is timed against a *plain insert* of the same rows on the same disk, in the same
 run: ``executemany`` of the rows the store writes, into the store's own schema (its ten indexes and
 the FTS5 table, filled with the same bulk statement the store uses), ``journal_mode=WAL`` and
 ``synchronous=FULL``, one transaction per batch of the shipper's size, everything else left at
-SQLite's defaults. The rows are built before the clock starts; the pipeline is timed from the first
-``emit()`` to the shipper's return (building the event dicts is not timed). The ratio is a
+SQLite's defaults. A third side, for information only, is the same plain insert with the store's
+write settings (``store_sqlite.WRITE_PRAGMAS``: page cache, checkpoint interval), to show how much of
+the ratio that tuning buys. The rows are built before the clock starts; the pipeline is timed from
+the first ``emit()`` to the shipper's return (building the event dicts is not timed). The ratio is a
 throughput ratio, pipeline / plain insert, so higher is better (1.0: the pipeline costs nothing
-over the insert). Pairs run in alternating order (ABBA) and the figure is the median of the paired
-ratios, so a change in the machine's load favours neither side.
+over the insert). The sides run in alternating order (ABC, CBA, ...) after one untimed round, and
+the figure is the median of the paired ratios, so a change in the machine's load favours no side.
 
 By default emit and ship run one after the other in one process: on the shared 2-core lab machine
 running the shipper as its own process beside the emitter (``--concurrent``, as in production) was
-no faster and much noisier, and the sequential figure does not depend on a free second core.
+no faster and much noisier (the emitter's fsyncs wait behind the store's writes), and the
+sequential figure does not depend on a free second core.
 
-``--count-fsyncs`` (on by default in ``bench/seclog.py``) runs each step once more under
-``strace -f -c -e trace=fsync,fdatasync`` and prints the calls per emit() and per shipped batch.
+Unless ``--no-fsync-count``, each step (emit, ship, plain insert) runs once more under
+``strace -f -c -e trace=fsync,fdatasync`` and the calls per emit() and per batch are printed.
 
 Run alone: ``.venv/bin/python bench/seclog_sqlite.py`` (needs no lab service). ``bench/seclog.py``
 runs it after the Elasticsearch part. Helpers here are imported by it and by tests/bench.
@@ -46,7 +49,7 @@ from citydc.seclog.emit import emit
 from citydc.seclog.event import make_event
 from citydc.seclog.shipper import Shipper
 from citydc.seclog.spool import Spool
-from citydc.seclog.store_sqlite import SCHEMA, SqliteStore, _row
+from citydc.seclog.store_sqlite import SCHEMA, WRITE_PRAGMAS, SqliteStore, _row
 
 __all__ = ["FSYNC_POLICY", "compare", "count_fsyncs", "fresh_spool", "make_events", "pipeline_run",
            "plain_insert_run", "plain_rows"]
@@ -100,10 +103,13 @@ def plain_rows(events: list[dict], workdir: Path) -> list[tuple]:
     return rows
 
 
-def _plain_db(db: Path) -> sqlite3.Connection:
-    """Given a path, return a connection to a new database with the store's schema and durability."""
+def _plain_db(db: Path, pragmas: tuple[str, ...] = ()) -> sqlite3.Connection:
+    """Given a path (and settings beyond SQLite's defaults), return a connection to a new database with the
+    store's schema and durability."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
+    for pragma in pragmas:
+        conn.execute(pragma)
     conn.execute("PRAGMA synchronous=FULL")  # the store's setting: a committed batch is on disk
     conn.executescript(SCHEMA)
     return conn
@@ -123,10 +129,10 @@ def _insert_plain(conn: sqlite3.Connection, rows: list[tuple], batch: int) -> No
         conn.execute("COMMIT")
 
 
-def plain_insert_run(rows: list[tuple], db: Path, batch: int) -> float:
-    """Given rows, a new database path and a batch size, insert them plainly (``_insert_plain``); return
-    seconds. Raise RuntimeError unless the table ends with exactly these rows."""
-    conn = _plain_db(db)  # schema created before the clock, as the pipeline's store is
+def plain_insert_run(rows: list[tuple], db: Path, batch: int, pragmas: tuple[str, ...] = ()) -> float:
+    """Given rows, a new database path and a batch size (and settings beyond SQLite's defaults), insert them
+    plainly (``_insert_plain``); return seconds. Raise RuntimeError unless the table ends with exactly these rows."""
+    conn = _plain_db(db, pragmas)  # schema created before the clock, as the pipeline's store is
     try:
         started = time.perf_counter()
         _insert_plain(conn, rows, batch)
@@ -201,24 +207,33 @@ def pipeline_run(events: list[dict], workdir: Path, emit_batch: int, ship_batch:
 def compare(events: list[dict], rows: list[tuple], work: Path, runs: int, emit_batch: int, ship_batch: int,
             concurrent: bool = False, report: Callable[[str], None] = print) -> dict[str, list[float]]:
     """Given events, their rows and a scratch directory, time the pipeline and the plain insert ``runs``
-    times each, in alternating order; return per-run events/s of both and the paired ratios."""
+    times each, in alternating order; return per-run events/s and the paired ratios.
+
+    A third side, for information: the plain insert with the store's write settings (WRITE_PRAGMAS:
+    page cache and checkpoint interval), to show how much of the ratio the store's tuning buys.
+    """
     n = len(events)
-    out: dict[str, list[float]] = {"pipeline": [], "plain": [], "ratio": [], "emit": []}
+    out: dict[str, list[float]] = {"pipeline": [], "plain": [], "tuned": [], "ratio": [], "tuned_ratio": [],
+                                   "emit": []}
+    sides = ("plain", "pipeline", "tuned")
     for run in range(runs):
         run_dir = work / f"sqlite-run-{run}"
         run_dir.mkdir()
-        order = ("plain", "pipeline") if run % 2 == 0 else ("pipeline", "plain")
-        for side in order:
+        for side in sides if run % 2 == 0 else sides[::-1]:
             if side == "plain":
                 out["plain"].append(len(rows) / plain_insert_run(rows, run_dir / "plain.db", ship_batch))
+            elif side == "tuned":
+                out["tuned"].append(len(rows) / plain_insert_run(rows, run_dir / "tuned.db", ship_batch, WRITE_PRAGMAS))
             else:
                 figures = pipeline_run(events, run_dir, emit_batch, ship_batch, concurrent=concurrent)
                 out["pipeline"].append(n / figures["seconds"])
                 out["emit"].append(n / figures["emit_seconds"])
         out["ratio"].append(out["pipeline"][-1] / out["plain"][-1])
+        out["tuned_ratio"].append(out["pipeline"][-1] / out["tuned"][-1])
         report(f"sqlite run {run + 1}: pipeline {out['pipeline'][-1]:,.0f} ev/s (emit alone "
-               f"{out['emit'][-1]:,.0f} ev/s)   plain insert {out['plain'][-1]:,.0f} rows/s   "
-               f"(ratio {out['ratio'][-1]:.3f})")
+               f"{out['emit'][-1]:,.0f} ev/s)   plain insert {out['plain'][-1]:,.0f} rows/s (ratio "
+               f"{out['ratio'][-1]:.3f})   plain with the store's settings {out['tuned'][-1]:,.0f} rows/s "
+               f"(ratio {out['tuned_ratio'][-1]:.3f})")
         shutil.rmtree(run_dir)
     return out
 
@@ -321,6 +336,8 @@ def sqlite_part(events_n: int, emit_batch: int, ship_batch: int, runs: int, *, c
         report(f"SQLite medians: pipeline {median['pipeline']:,.0f} ev/s (emit alone {median['emit']:,.0f} ev/s); "
                f"plain insert {median['plain']:,.0f} rows/s; paired ratio pipeline/plain {ratio:.3f} "
                f"(per run {min(figures['ratio']):.3f}-{max(figures['ratio']):.3f}; throughput: higher is better)")
+        report(f"# for information: plain insert with the store's settings ({', '.join(WRITE_PRAGMAS)}) "
+               f"{median['tuned']:,.0f} rows/s; paired ratio pipeline/that {median['tuned_ratio']:.3f}")
         if fsyncs:
             report_fsyncs(count_fsyncs(events_n, emit_batch, ship_batch), events_n, emit_batch, ship_batch, report)
         report(f"RATIO sqlite_pipeline_vs_plain_insert {ratio:.3f}")

@@ -59,12 +59,14 @@ def test_pipeline_run_raises_when_the_store_misses_events(bench, tmp_path, monke
 
 def test_compare_pairs_both_sides_in_alternating_order(bench, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "plain_insert_run", lambda rows, db, batch: calls.append("plain") or 2.0)
+    monkeypatch.setattr(bench, "plain_insert_run", lambda rows, db, batch, pragmas=():
+                        calls.append("tuned" if pragmas else "plain") or (1.0 if pragmas else 2.0))
     monkeypatch.setattr(bench, "pipeline_run", lambda events, run_dir, *a, **k: calls.append("pipeline")
                         or {"seconds": 4.0, "emit_seconds": 1.0})
     out = bench.compare([{}] * 10, [()] * 10, tmp_path, 3, 5, 5, report=lambda _line: None)
-    assert calls == ["plain", "pipeline", "pipeline", "plain", "plain", "pipeline"]
+    assert calls == ["plain", "pipeline", "tuned", "tuned", "pipeline", "plain", "plain", "pipeline", "tuned"]
     assert out["ratio"] == [0.5, 0.5, 0.5]  # throughput ratio: (10 / 4 s) / (10 / 2 s)
+    assert out["tuned_ratio"] == [0.25, 0.25, 0.25]
 
 
 STRACE_C = """\

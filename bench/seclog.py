@@ -1,30 +1,32 @@
-"""Security-log benchmark, side by side in one run (issue 6).
+"""Security-log benchmark, side by side in one run (issues 6 and 10).
 
 (a) Elasticsearch: events/s delivered by citydc's shipper (spool -> Shipper -> ElasticsearchStore.put
     in the shipper's batches) against the engine's own limit: the same NDJSON bytes, pre-built, sent
     with the client's ``bulk`` in the same request sizes. Both sides: the same events, the same
     request parameters (no refresh, so the index's 1 s refresh_interval; the same response
-    filter_path), one request in flight, fresh indices from the same template for every run. Two
-    untimed rounds of both sides warm the cluster up first. The order of the sides alternates from
-    run to run (ABBA), and the ratio is the median of the paired per-run ratios, so drift in the
-    machine's load (shared by other work) cancels. ``--compare-full-parse`` adds, in the same runs,
-    the shipper parsing every spool line in full (the read path before spool_scan.py). The cost of
-    ``refresh="wait_for"`` on every batch is measured once.
-(b) SQLite: events/s emitted and stored end to end: emit() into a spool in batches of EMIT_BATCH
-    (fsync once per emit call, before it returns; the spool's policy), then the shipper into a
-    SqliteStore (WAL, synchronous=FULL, one transaction per shipper batch), one after the other
-    in one process (no overlap between emitting and shipping). Building the event dicts
-    (make_event) is not timed, and they are frozen out of the garbage collector's sight (a
-    producer holds one batch, not the whole run); everything from emit() on is timed.
+    filter_path), one request in flight, fresh indices from the same template for every run.
+    Untimed rounds of both sides first, until the cluster stops getting faster (a freshly started
+    one needed about eight; see ``warm_up``). Then 30 pairs of 40,000-event runs; the order of the
+    sides alternates from pair to pair (ABBA), so drift in the machine's load (shared by other work)
+    cancels, and the ratio is the throughput over all pairs: plain bulk's total time over the
+    shipper's (``pooled_ratio``). ``--compare-full-parse`` adds, in
+    the same runs, the shipper parsing every spool line in full (the read path before
+    spool_scan.py). ``store.put`` alone and ``refresh="wait_for"`` on every batch are measured once.
+(b) SQLite (bench/seclog_sqlite.py): the pipeline emit() -> spool -> shipper -> SqliteStore as a
+    throughput ratio against a plain ``executemany`` of the same rows into the same schema (FTS
+    included), with the same durability (WAL, synchronous=FULL) and batch size; higher is better.
+    Then the fsyncs per emit() and per batch, counted under strace.
 
 (c) ``--null-client``: the shipper's own CPU per event (user + system of the process, all threads), with
     an ElasticsearchStore whose client answers every bulk request at once as all created, so no
-    cluster runs beside it. Median of ``--runs`` runs, in microseconds per event; ``--profile`` adds a
-    cProfile of one run. This is what to compare when changing the shipper's read/prepare path.
+    cluster runs beside it. Median of ``--runs`` runs (at most 7), in microseconds per event;
+    ``--profile`` adds a cProfile of one run. This is what to compare when changing the shipper's
+    read/prepare path.
 
-Run: ``.venv/bin/python bench/seclog.py`` (starts the lab's Elasticsearch if it is not running and
-stops it again afterwards in that case). The last two lines are the figures for the issue note.
-``.venv/bin/python bench/seclog.py --null-client`` needs no service.
+Run: ``.venv/bin/python bench/seclog.py`` (about 6 minutes; starts the lab's Elasticsearch if it is
+not running and stops it again afterwards in that case). The last line of each part is its RATIO
+line: ``RATIO es_shipper_vs_bulk`` and, last, ``RATIO sqlite_pipeline_vs_plain_insert``.
+``.venv/bin/python bench/seclog.py --null-client`` and ``bench/seclog_sqlite.py`` need no service.
 """
 
 from __future__ import annotations
@@ -215,6 +217,16 @@ def warm_up(sides: dict[str, Callable[[], float]], window: int, gain: float, at_
     return at_most
 
 
+def pooled_ratio(shipper_rates: list[float], bulk_rates: list[float]) -> float:
+    """Given both sides' events/s per run (the same events per run), return the shipper's throughput over
+    all its runs divided by plain bulk's: plain bulk's total time over the shipper's.
+
+    Chosen over the median of the paired ratios, the previous figure: on four earlier invocations its
+    two halves differed by 0.02-0.04, the median's by 0.04-0.06, since it uses every run's time.
+    """
+    return sum(1 / r for r in bulk_rates) / sum(1 / r for r in shipper_rates)
+
+
 def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> float:
     """Given the arguments, a client and a scratch directory, measure (a) and print it; return the paired ratio."""
     es_events = make_events(args.es_events, "es")
@@ -252,13 +264,14 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
     put_rate = es_put_run(client, chained, args.batch, args.bulk_events)
     wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for", args.bulk_events)
     gc.unfreeze()
-    ratio = statistics.median(ratios)
+    ratio = pooled_ratio(shipper_rates, bulk_rates)
     es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
     half = len(ratios) // 2
-    print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; paired ratio shipper/bulk "
-          f"{ratio:.3f} (ratio of medians {es_ship / es_bulk:.3f}; per run {min(ratios):.3f}-{max(ratios):.3f}; "
-          f"median of the first {half} runs {statistics.median(ratios[:half]):.3f}, of the last "
-          f"{len(ratios) - half} {statistics.median(ratios[half:]):.3f})")
+    print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; per run shipper/bulk "
+          f"{min(ratios):.3f}-{max(ratios):.3f}, median of the paired ratios {statistics.median(ratios):.3f}")
+    print(f"ES throughput ratio over all {len(ratios)} pairs (plain bulk's total time / the shipper's): {ratio:.3f}; "
+          f"first {half} pairs {pooled_ratio(shipper_rates[:half], bulk_rates[:half]):.3f}, last "
+          f"{len(ratios) - half} {pooled_ratio(shipper_rates[half:], bulk_rates[half:]):.3f}")
     if full_rates:
         print(f"ES full-parse shipper (previous read path): median {statistics.median(full_rates):,.0f} ev/s; "
               f"paired ratio to bulk {statistics.median(full_ratios):.3f} "
@@ -273,8 +286,8 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--es-events", type=int, default=50_000, help="events per Elasticsearch run")
-    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=20,
+    parser.add_argument("--es-events", type=int, default=40_000, help="events per Elasticsearch run")
+    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=30,
                         help="timed Elasticsearch pairs (shipper, plain bulk); with --null-client, its runs")
     parser.add_argument("--warmup-max", type=int, default=14, help="at most this many untimed warm-up rounds")
     parser.add_argument("--steady-window", type=int, default=2,

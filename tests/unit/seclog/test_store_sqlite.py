@@ -184,7 +184,8 @@ def test_the_shipper_hands_prepared_rows_to_the_store(tmp_path):
     store.put = lambda batch: seen.append(type(batch)) or put(batch)
     try:
         result = Shipper(spool, store, batch_size=10).ship()
-        assert result.ok and result.stored == 25 and store.count() == 25
+        # 25 events and the spool's opening spool-created event
+        assert result.ok and result.stored == 26 and store.count() == 26
         assert PreparedRows in seen[1:] and all(t is PreparedRows for t in seen[1:])  # all but the first batch
         assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
     finally:

@@ -102,6 +102,14 @@ def test_recording_rule_names_follow_level_metric_operations() -> None:
             assert re.fullmatch(r"[a-z_]+:citydc_[a-z0-9_]+:[a-z0-9_]+", rule["record"]), (path.name, rule["record"])
 
 
+def test_every_recording_rule_has_a_promtool_case() -> None:
+    recorded = {r["record"] for _, r in rules() if "record" in r}
+    evaluated = {name for path in RULE_FILES
+                 for case in load(path.with_name(path.name.replace(".rules.yml", ".rules.test.yml")))["tests"]
+                 for check in case.get("promql_expr_test", []) for name in metric_names(check["expr"])}
+    assert recorded - evaluated == set(), "recording rules no promql_expr_test evaluates"
+
+
 def test_alert_names_are_unique() -> None:
     names = [r["alert"] for _, r in alerts()]
     assert len(names) == len(set(names))

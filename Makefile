@@ -35,9 +35,10 @@ test-unit: setup
 test-lab: setup
 	$(PY) -m pytest -q -m lab
 
-# Test as installed: build the wheel, install it in a clean venv, import every module.
+# Test as installed: build the wheel, install it in a clean venv, import every module, and run
+# `citydc demo` from it (in an empty directory, with its own lab directory).
 wheel-check: setup
-	$(PY) .ci/check_wheel.py
+	$(PY) .ci/check_wheel.py --demo
 
 lab-down:
 	-$(VENV)/bin/citydc lab down

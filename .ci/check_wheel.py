@@ -2,10 +2,18 @@
 
 Catches what an editable install hides: a sub-package missing from the explicit package list,
 package data left out, an import of the repository layout instead of the installed one.
+
+With ``--demo`` it then runs ``citydc demo`` from that venv, in an empty directory with a lab
+directory of its own, as a user who ran ``pip install citydc`` would: the demo must find every
+lab file it needs in the installed package. The lab of the checkout is stopped first (the two
+would share the lab's loopback ports), and the wheel's lab is stopped after.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,7 +44,34 @@ print(f"imported {len(names)} modules from {citydc.__file__}")
 """
 
 
+def run_demo(venv: Path, cwd: Path) -> bool:
+    """Stop the checkout's lab, run the wheel's ``citydc demo --json`` in ``cwd``; return whether it passed."""
+    subprocess.run([sys.executable, "-m", "citydc.cli.main", "lab", "down"], capture_output=True, check=False)
+    env = {**os.environ, "CITYDC_LAB_DIR": str(cwd / "lab")}
+    citydc = str(venv / "bin" / "citydc")
+    try:
+        proc = subprocess.run([citydc, "demo", "--json"], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=1200, check=False)
+    finally:
+        subprocess.run([citydc, "lab", "down"], cwd=cwd, env=env, capture_output=True, check=False)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        print(f"wheel demo: exit {proc.returncode}, no JSON report:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return False
+    for step in report["steps"]:
+        print(f"  {'ok    ' if step['ok'] else 'FAILED'} {step['step']}: {step['detail'][:150]}")
+    if proc.returncode != 0 or not report["ok"]:
+        print(f"wheel demo failed (exit {proc.returncode})", file=sys.stderr)
+        return False
+    print(f"wheel demo: {len(report['steps'])} steps ok, run from {venv} in an empty directory")
+    return True
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help="also run `citydc demo` from the installed wheel")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="citydc-wheel-") as tmp:
         tmp_path = Path(tmp)
         subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(ROOT)],
@@ -56,6 +91,11 @@ def main() -> int:
             print(proc.stderr[-3000:], cli.stderr[-1000:], file=sys.stderr)
             return 1
         print(f"wheel {wheel.name}: installs in a clean venv, every module imports, `citydc --help` works")
+        if args.demo:
+            empty = tmp_path / "run"
+            empty.mkdir()
+            if not run_demo(venv, empty):
+                return 1
     return 0
 
 

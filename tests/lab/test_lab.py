@@ -79,7 +79,7 @@ def _status(runner: CliRunner, *names: str) -> dict[str, dict]:
     """Run `citydc lab status NAMES --json`; check its exit code and return the rows by name."""
     result = runner.invoke(cli, ["lab", "status", *names, "--json"])
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.output)}
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert sorted(rows) == sorted(names)
     return rows
 
@@ -88,7 +88,7 @@ def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
     runner = CliRunner()
     up = runner.invoke(cli, ["lab", "up", "snmpd", "elasticsearch", "--json"])
     assert up.exit_code == 0, up.output
-    assert all(row["running"] and row["pids"] for row in json.loads(up.output)), up.output
+    assert all(row["running"] and row["pids"] for row in json.loads(up.stdout)), up.output
     assert all(row["running"] for row in _status(runner, "snmpd", "elasticsearch").values())
     recs = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
     assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM

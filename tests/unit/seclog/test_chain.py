@@ -6,20 +6,20 @@ import copy
 import json
 from datetime import UTC, datetime, timedelta
 
-from citydc.seclog.chain import GENESIS, ChainHead, canonical, chain_hash, link, verify
+from citydc.seclog.chain import GENESIS, ChainHead, canonical, chain_hash, link, verify, verify_report
 from citydc.seclog.event import make_event
 
 W = "host-a:spool"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def chained(n: int, writer: str = W, tag: str = "") -> list[dict]:
+def chained(n: int, writer: str = W, tag: str = "", incarnation: str | None = None) -> list[dict]:
     out, prev = [], GENESIS
     for i in range(n):
         doc = make_event(action="ldap-bind", dataset="citydc.ldap_audit", kind="event", category=["authentication"],
                          type=["start"], outcome="success", message=f"bind {i}", site="fengshan",
                          id_key=f"{tag}{writer}-{i}", user=f"u{i}", timestamp=T0 + timedelta(seconds=i))
-        doc = link(doc, writer, i + 1, prev)
+        doc = link(doc, writer, i + 1, prev, incarnation)
         prev = doc["event"]["hash"]
         out.append(doc)
     return out
@@ -130,3 +130,31 @@ def test_only_the_first_break_per_writer_is_reported():
     del events[11]
     findings = verify(events)
     assert [(f.writer, f.problem, f.seq) for f in findings] == [(W, "changed", 3), ("host-b:spool", "removed", 2)]
+
+
+OLD, NEW, FORGED = "20260301T000000Z-00000001", "20260302T000000Z-00000002", "20260303T000000Z-00000003"
+
+
+def by_seq(*chains: list[dict]) -> list[dict]:
+    return sorted((e for c in chains for e in c), key=lambda e: (e["citydc"]["chain"]["seq"], e["event"]["id"]))
+
+
+def test_incarnations_are_separate_chains_and_a_later_one_is_information():
+    old, new = chained(4, tag="o", incarnation=OLD), chained(2, tag="n", incarnation=NEW)
+    report = verify_report(by_seq(old, new), emitted=lambda: {W: ChainHead(W, 2, new[-1]["event"]["hash"], NEW)})
+    assert report.findings == []
+    [notice] = report.notices
+    assert (notice.kind, notice.incarnation, notice.seq) == ("new-incarnation", NEW, 1)
+    assert "started at 2026-03-02T00:00:00Z" in notice.message
+    assert f"(incarnation {OLD}) ended at seq 4 (event.id {old[-1]['event']['id']}" in notice.message
+    # One chain's number sequence is not the other's: changing an incarnation's id breaks its hash.
+    moved = copy.deepcopy(new[1])
+    moved["citydc"]["chain"]["incarnation"] = OLD
+    assert [(f.problem, f.seq) for f in verify(by_seq(old[:1], [moved]))] == [("changed", 2)]
+
+
+def test_a_chain_of_an_incarnation_newer_than_the_spools_own_is_inserted():
+    new, forged = chained(2, tag="n", incarnation=NEW), chained(3, tag="f", incarnation=FORGED)
+    findings = verify(by_seq(new, forged), emitted=lambda: {W: ChainHead(W, 2, new[-1]["event"]["hash"], NEW)})
+    assert [(f.problem, f.incarnation, f.seq) for f in findings] == [("inserted", FORGED, 1)]
+    assert "newer than the spool's own" in findings[0].reason

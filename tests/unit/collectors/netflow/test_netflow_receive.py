@@ -41,9 +41,11 @@ def test_collector_pipeline_over_loopback_with_config_sampling() -> None:
 
 
 def test_socket_buffer_and_kernel_drop_count() -> None:
-    sock = receive.open_socket("127.0.0.1", 0, 1 << 20)
+    # 64 KiB: below Debian's default net.core.rmem_max, so any user gets it (the forced 8 MiB of a root
+    # collector is in the lab tier: tests/lab/test_netflow_socket.py).
+    sock = receive.open_socket("127.0.0.1", 0, 1 << 16)
     try:
-        assert receive.receive_buffer(sock) >= 1 << 20
+        assert receive.receive_buffer(sock) >= 1 << 16
         assert receive.kernel_drops(sock) == 0
     finally:
         sock.close()

@@ -173,3 +173,21 @@ def test_every_firing_case_carries_site_and_severity() -> None:
             assert labels.get("site"), f"{name}: a firing case without site"
             assert labels.get("severity") == severity[name]
             assert alert["exp_annotations"]["runbook_url"] == f"docs/runbooks/{name}.md"
+
+
+def test_interface_samples_share_the_label_set_the_rules_join_on() -> None:
+    # utilisation = bits / speed (ignoring direction), errors / packets (sum without cast), and
+    # UplinkDown = oper and admin all match on the full label set: they hold only while the exporter
+    # gives every sample of one interface the same labels, packets adding nothing but cast.
+    from citydc.collectors.snmp.collector import InterfaceRow
+    from citydc.collectors.snmp.exposition import interface_samples
+
+    row = InterfaceRow(7, "Te1/1/1", "uplink to core-1", dict.fromkeys(COUNTER_METRICS, 1),
+                       oper_status=1, admin_status=1, speed_bps=1e10)
+    samples = interface_samples([row], "siwei", "sw1")
+    assert {s.metric for s in samples} >= {"citydc_snmp_if_speed_bits_per_second", "citydc_snmp_if_oper_status",
+                                           "citydc_snmp_if_admin_status", "citydc_snmp_if_receive_bytes"}
+    label_sets = {tuple(kv for kv in s.labels if kv[0] != "cast") for s in samples}
+    assert label_sets == {(("site", "siwei"), ("device", "sw1"), ("ifName", "Te1/1/1"),
+                           ("ifAlias", "uplink to core-1"), ("ifIndex", "7"))}
+    assert {k for s in samples for k, _ in s.labels if k == "cast"} == {"cast"}

@@ -88,7 +88,11 @@ def registry_from_states(states: Iterable[Mapping[str, Any]], sites: Mapping[str
 
 def write(textfile_dir: Path, states: Iterable[Mapping[str, Any]], sites: Mapping[str, str]) -> Path:
     """Render the states and replace ``<textfile_dir>/citydc_backup.prom`` atomically; return its path."""
-    textfile_dir.mkdir(parents=True, exist_ok=True)
+    if not textfile_dir.is_dir():
+        # node_exporter runs as its own user and must list this directory; citydc's umask (077) would
+        # make it private. A directory that exists keeps the mode its owner gave it.
+        textfile_dir.mkdir(parents=True)
+        textfile_dir.chmod(0o755)
     path = textfile_dir / FILENAME
     # 0644: node_exporter runs as its own user; the file holds no secret.
     atomicfile.write(path, generate_latest(registry_from_states(states, sites)), mode=0o644)

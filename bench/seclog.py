@@ -1,30 +1,32 @@
-"""Security-log benchmark, side by side in one run (issue 6).
+"""Security-log benchmark, side by side in one run (issues 6 and 10).
 
 (a) Elasticsearch: events/s delivered by citydc's shipper (spool -> Shipper -> ElasticsearchStore.put
     in the shipper's batches) against the engine's own limit: the same NDJSON bytes, pre-built, sent
     with the client's ``bulk`` in the same request sizes. Both sides: the same events, the same
     request parameters (no refresh, so the index's 1 s refresh_interval; the same response
-    filter_path), one request in flight, fresh indices from the same template for every run. Two
-    untimed rounds of both sides warm the cluster up first. The order of the sides alternates from
-    run to run (ABBA), and the ratio is the median of the paired per-run ratios, so drift in the
-    machine's load (shared by other work) cancels. ``--compare-full-parse`` adds, in the same runs,
-    the shipper parsing every spool line in full (the read path before spool_scan.py). The cost of
-    ``refresh="wait_for"`` on every batch is measured once.
-(b) SQLite: events/s emitted and stored end to end: emit() into a spool in batches of EMIT_BATCH
-    (fsync once per emit call, before it returns; the spool's policy), then the shipper into a
-    SqliteStore (WAL, synchronous=FULL, one transaction per shipper batch), one after the other
-    in one process (no overlap between emitting and shipping). Building the event dicts
-    (make_event) is not timed, and they are frozen out of the garbage collector's sight (a
-    producer holds one batch, not the whole run); everything from emit() on is timed.
+    filter_path), one request in flight, fresh indices from the same template for every run.
+    Untimed rounds of both sides first, until the cluster stops getting faster (a freshly started
+    one needed about eight; see ``warm_up``). Then 30 pairs of 40,000-event runs; the order of the
+    sides alternates from pair to pair (ABBA), so drift in the machine's load (shared by other work)
+    cancels, and the ratio is the throughput over all pairs: plain bulk's total time over the
+    shipper's (``pooled_ratio``). ``--compare-full-parse`` adds, in
+    the same runs, the shipper parsing every spool line in full (the read path before
+    spool_scan.py). ``store.put`` alone and ``refresh="wait_for"`` on every batch are measured once.
+(b) SQLite (bench/seclog_sqlite.py): the pipeline emit() -> spool -> shipper -> SqliteStore as a
+    throughput ratio against a plain ``executemany`` of the same rows into the same schema (FTS
+    included), with the same durability (WAL, synchronous=FULL) and batch size; higher is better.
+    Then the fsyncs per emit() and per batch, counted under strace.
 
 (c) ``--null-client``: the shipper's own CPU per event (user + system of the process, all threads), with
     an ElasticsearchStore whose client answers every bulk request at once as all created, so no
-    cluster runs beside it. Median of ``--runs`` runs, in microseconds per event; ``--profile`` adds a
-    cProfile of one run. This is what to compare when changing the shipper's read/prepare path.
+    cluster runs beside it. Median of ``--runs`` runs (at most 7), in microseconds per event;
+    ``--profile`` adds a cProfile of one run. This is what to compare when changing the shipper's
+    read/prepare path.
 
-Run: ``.venv/bin/python bench/seclog.py`` (starts the lab's Elasticsearch if it is not running and
-stops it again afterwards in that case). The last two lines are the figures for the issue note.
-``.venv/bin/python bench/seclog.py --null-client`` needs no service.
+Run: ``.venv/bin/python bench/seclog.py`` (about 6 minutes; starts the lab's Elasticsearch if it is
+not running and stops it again afterwards in that case). The last line of each part is its RATIO
+line: ``RATIO es_shipper_vs_bulk`` and, last, ``RATIO sqlite_pipeline_vs_plain_insert``.
+``.venv/bin/python bench/seclog.py --null-client`` and ``bench/seclog_sqlite.py`` need no service.
 """
 
 from __future__ import annotations
@@ -37,51 +39,21 @@ import shutil
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
+from seclog_sqlite import add_arguments as add_sqlite_arguments  # bench/ is sys.path[0] when run as a script
+from seclog_sqlite import fresh_spool, make_events, sqlite_part
 
 from citydc.lab import ports, registry
 from citydc.lab.base import LabContext
-from citydc.seclog import emit, make_event
-from citydc.seclog.rate import FSYNC_POLICY
 from citydc.seclog.shipper import Shipper
 from citydc.seclog.spool import Spool
 from citydc.seclog.store_es import _BULK_FILTER, ElasticsearchStore
 from citydc.seclog.store_es_template import template_body, template_name
-from citydc.seclog.store_sqlite import SqliteStore
 
 ES_URL = f"http://{ports.HOST}:{ports.ELASTICSEARCH}"
-T0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
-
-
-def make_events(n: int, tag: str) -> list[dict]:
-    """Return n realistic, valid (unchained) events: logins and backups over two sites."""
-    users = [f"user{i:03d}" for i in range(200)]
-    out = []
-    for i in range(n):
-        login = i % 5 != 0
-        out.append(make_event(
-            action="sso-login" if login else "backup-run", dataset="citydc.sso_audit" if login else "citydc.backup",
-            kind="event", category=["authentication"] if login else ["process"],
-            type=["start"] if login else ["end"], outcome="failure" if i % 9 == 0 else "success",
-            message=(f"login by {users[i % 200]} from 10.10.{i % 7}.{i % 250 + 1} at 四維" if login
-                     else f"backup job siwei-ldap snapshot {i:08x} finished, 1234 files, 56 MiB"),
-            site="siwei" if i % 2 else "fengshan", id_key=f"{tag}#{i}", user=users[i % 200],
-            source_ip=f"10.10.{i % 7}.{i % 250 + 1}", host=f"host-{i % 20}",
-            timestamp=T0 + timedelta(milliseconds=i), duration_ns=i * 1000,
-            details={"attempt": i % 3, "client": "sso-gw"} if login else {"snapshot": f"{i:08x}", "files": 1234}))
-    return out
-
-
-def fresh_spool(root: Path, name: str, events: list[dict], batch: int) -> tuple[Spool, float]:
-    """Emit events into a new spool in batches of ``batch``; return the spool and the seconds it took."""
-    spool = Spool(root / name, writer=f"bench:{name}")
-    started = time.perf_counter()
-    for i in range(0, len(events), batch):
-        emit(events[i:i + batch], spool_dir=spool.dir, writer=spool.writer)
-    return spool, time.perf_counter() - started
 
 
 def reset_prefix(client: Elasticsearch, prefix: str) -> None:
@@ -222,15 +194,112 @@ def null_client_main(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def warm_up(sides: dict[str, Callable[[], float]], window: int, gain: float, at_most: int,
+            report: Callable[[str], None]) -> int:
+    """Given the sides, run untimed rounds of all of them until Elasticsearch stops getting faster; return
+    the rounds run.
+
+    A freshly started cluster ran its first rounds at a tenth of its later speed and took about
+    eight rounds to get there (the JVM's JIT, the cluster's caches), so a fixed two rounds did not
+    reach steady state. Steady: the mean rate of the last ``window`` rounds (all sides together) is
+    at most ``gain`` above that of the ``window`` rounds before. Bounded by ``at_most`` rounds.
+    """
+    means: list[float] = []
+    for rounds in range(1, at_most + 1):
+        rates = {name: side() for name, side in sides.items()}
+        means.append(statistics.fmean(rates.values()))
+        report(f"warm-up {rounds}: " + "   ".join(f"{name} {rate:,.0f} ev/s" for name, rate in rates.items()))
+        if rounds >= 2 * window:
+            last, before = statistics.fmean(means[-window:]), statistics.fmean(means[-2 * window:-window])
+            if last <= before * (1 + gain):
+                return rounds
+    report(f"# warm-up: still getting faster after {at_most} rounds; measuring anyway")
+    return at_most
+
+
+def pooled_ratio(shipper_rates: list[float], bulk_rates: list[float]) -> float:
+    """Given both sides' events/s per run (the same events per run), return the shipper's throughput over
+    all its runs divided by plain bulk's: plain bulk's total time over the shipper's.
+
+    Chosen over the median of the paired ratios, the previous figure: on four earlier invocations its
+    two halves differed by 0.02-0.04, the median's by 0.04-0.06, since it uses every run's time.
+    """
+    return sum(1 / r for r in bulk_rates) / sum(1 / r for r in shipper_rates)
+
+
+def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> float:
+    """Given the arguments, a client and a scratch directory, measure (a) and print it; return the paired ratio."""
+    es_events = make_events(args.es_events, "es")
+    gc.collect()
+    gc.freeze()  # the pre-built events are not part of what is measured, nor is their weight on the GC
+    base, emit_s = fresh_spool(work, "es-base", es_events, args.emit_batch)
+    print(f"# spool filled in {emit_s:.2f} s (not part of the ES figures)")
+    chained = base.read(None, 10**9).events
+    bodies = prebuilt_bodies(chained, args.bulk_events)
+    line_bytes = sum(len(e.raw.encode()) for e in chained) / len(chained)
+    print(f"# event size: {line_bytes:.0f} bytes as a spool line, {sum(map(len, bodies)) / len(chained):.0f} "
+          f"bytes as NDJSON (action line + document + search words); {len(bodies)} bulk requests of up to "
+          f"{len(chained) // max(len(bodies), 1)} events on both sides, one in flight at a time")
+    sides = {"bulk": lambda: es_bulk_run(client, bodies, args.es_events),
+             "shipper": lambda: es_shipper_run(client, work / "es-run", base, args.batch, False, args.bulk_events)}
+    if args.compare_full_parse:
+        sides["full"] = lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
+                                               args.bulk_events, full_parse=True)
+    rounds = warm_up(sides, args.steady_window, args.steady_gain, args.warmup_max, print)
+    print(f"# warm-up: {rounds} untimed rounds")
+    es_rates: dict[str, list[float]] = {name: [] for name in sides}
+    shipper_rates, bulk_rates, full_rates = es_rates["shipper"], es_rates["bulk"], es_rates.get("full", [])
+    ratios, full_ratios = [], []
+    for run in range(args.es_runs):
+        # Alternate the order (A B C, C B A, ...) so that drift in the machine's load favours no side.
+        for name in list(sides) if run % 2 == 0 else list(sides)[::-1]:
+            es_rates[name].append(sides[name]())
+        ratios.append(shipper_rates[-1] / bulk_rates[-1])
+        full = ""
+        if args.compare_full_parse:
+            full_ratios.append(full_rates[-1] / bulk_rates[-1])
+            full = f"   full-parse shipper {full_rates[-1]:,.0f} ev/s (ratio {full_ratios[-1]:.3f})"
+        print(f"run {run + 1}: shipper {shipper_rates[-1]:,.0f} ev/s   plain bulk {bulk_rates[-1]:,.0f} ev/s"
+              f"   (ratio {ratios[-1]:.3f}){full}")
+    put_rate = es_put_run(client, chained, args.batch, args.bulk_events)
+    wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for", args.bulk_events)
+    gc.unfreeze()
+    ratio = pooled_ratio(shipper_rates, bulk_rates)
+    es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
+    half = len(ratios) // 2
+    print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; per run shipper/bulk "
+          f"{min(ratios):.3f}-{max(ratios):.3f}, median of the paired ratios {statistics.median(ratios):.3f}")
+    print(f"ES throughput ratio over all {len(ratios)} pairs (plain bulk's total time / the shipper's): {ratio:.3f}; "
+          f"first {half} pairs {pooled_ratio(shipper_rates[:half], bulk_rates[:half]):.3f}, last "
+          f"{len(ratios) - half} {pooled_ratio(shipper_rates[half:], bulk_rates[half:]):.3f}")
+    if full_rates:
+        print(f"ES full-parse shipper (previous read path): median {statistics.median(full_rates):,.0f} ev/s; "
+              f"paired ratio to bulk {statistics.median(full_ratios):.3f} "
+              f"(per-run {min(full_ratios):.3f}-{max(full_ratios):.3f})")
+    print(f"ES store.put alone, events already read (1 run): {put_rate:,.0f} ev/s; the shipper with "
+          f"refresh=wait_for on every batch (1 run): {wait_for:,.0f} ev/s ({wait_for / es_ship:.2f} of no-refresh)")
+    for prefix in ("bench-seclog-shipper", "bench-seclog-put", "bench-seclog-bulk"):
+        drop_prefix(client, prefix)
+    print(f"RATIO es_shipper_vs_bulk {ratio:.3f}")
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--es-events", type=int, default=20_000)
-    parser.add_argument("--sqlite-events", type=int, default=50_000)
+    parser.add_argument("--es-events", type=int, default=40_000, help="events per Elasticsearch run")
+    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=30,
+                        help="timed Elasticsearch pairs (shipper, plain bulk); with --null-client, its runs")
+    parser.add_argument("--warmup-max", type=int, default=14, help="at most this many untimed warm-up rounds")
+    parser.add_argument("--steady-window", type=int, default=2,
+                        help="warm-up ends when the mean rate of this many rounds is at most --steady-gain above "
+                             "that of as many rounds before")
+    parser.add_argument("--steady-gain", type=float, default=0.05)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
     parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
                         help="events per bulk request, on both sides (the store's default)")
     parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="only the Elasticsearch part")
+    add_sqlite_arguments(parser)
     parser.add_argument("--compare-full-parse", action="store_true",
                         help="also run the shipper parsing every spool line in full (the previous read path)")
     parser.add_argument("--null-client", action="store_true",
@@ -238,6 +307,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="with --null-client: print a cProfile of one run")
     args = parser.parse_args()
     if args.null_client:
+        args.runs = min(args.es_runs, 7)
         null_client_main(args)
         return
 
@@ -250,81 +320,17 @@ def main() -> None:
         registry.up(ctx, ["elasticsearch"])
         client = Elasticsearch(ES_URL, max_retries=0, request_timeout=120)
         print(f"# Elasticsearch {client.nodes.info(filter_path='nodes.*.version')['nodes'].popitem()[1]['version']}"
-              f" at {ES_URL}; {args.es_events} events, batches of {args.batch}, {args.runs} runs each")
-        es_events = make_events(args.es_events, "es")
-        sqlite_events = make_events(args.sqlite_events, "sqlite")
-        gc.collect()
-        gc.freeze()  # the pre-built events are not part of what is measured, nor is their weight on the GC
-        base, emit_s = fresh_spool(work, "es-base", es_events, args.emit_batch)
-        print(f"# spool filled in {emit_s:.2f} s (not part of the ES figures)")
-        chained = base.read(None, 10**9).events
-        bodies = prebuilt_bodies(chained, args.bulk_events)
-        line_bytes = sum(len(e.raw.encode()) for e in chained) / len(chained)
-        print(f"# event size: {line_bytes:.0f} bytes as a spool line, {sum(map(len, bodies)) / len(chained):.0f} "
-              f"bytes as NDJSON (action line + document + search words); {len(bodies)} bulk requests of up to "
-              f"{len(chained) // max(len(bodies), 1)} events on both sides, one in flight at a time")
-        sides = {"bulk": lambda: es_bulk_run(client, bodies, args.es_events),
-                 "shipper": lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
-                                                   args.bulk_events)}
-        if args.compare_full_parse:
-            sides["full"] = lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
-                                                   args.bulk_events, full_parse=True)
-        for _ in range(2):  # warm-up, not counted: the cluster's JIT and caches kept speeding up over the first runs
-            for side in sides.values():
-                side()
-        es_rates: dict[str, list[float]] = {name: [] for name in sides}
-        shipper_rates, bulk_rates, full_rates = es_rates["shipper"], es_rates["bulk"], es_rates.get("full", [])
-        put_rates, ratios, full_ratios = [], [], []
-        for run in range(args.runs):
-            # Alternate the order (A B C, C B A, ...) so that drift in the machine's load favours no side.
-            for name in list(sides) if run % 2 == 0 else list(sides)[::-1]:
-                es_rates[name].append(sides[name]())
-            ratios.append(shipper_rates[-1] / bulk_rates[-1])
-            put_rates.append(es_put_run(client, chained, args.batch, args.bulk_events))
-            full = ""
-            if args.compare_full_parse:
-                full_ratios.append(full_rates[-1] / bulk_rates[-1])
-                full = f"   full-parse shipper {full_rates[-1]:,.0f} ev/s (ratio {full_ratios[-1]:.3f})"
-            print(f"run {run + 1}: shipper {shipper_rates[-1]:,.0f} ev/s   plain bulk {bulk_rates[-1]:,.0f} ev/s"
-                  f"   (ratio {ratios[-1]:.3f})   store.put only {put_rates[-1]:,.0f} ev/s{full}")
-        wait_for = es_shipper_run(client, work / "es-run", base, args.batch, "wait_for", args.bulk_events)
-        es_ship, es_bulk = statistics.median(shipper_rates), statistics.median(bulk_rates)
-        es_put = statistics.median(put_rates)
-        print(f"ES medians: shipper {es_ship:,.0f} ev/s; plain bulk {es_bulk:,.0f} ev/s; store.put only "
-              f"{es_put:,.0f} ev/s; paired ratio shipper/bulk {statistics.median(ratios):.3f} "
-              f"(ratio of medians {es_ship / es_bulk:.3f}; per-run {min(ratios):.3f}-{max(ratios):.3f})")
-        if full_rates:
-            print(f"ES full-parse shipper (previous read path): median {statistics.median(full_rates):,.0f} ev/s; "
-                  f"paired ratio to bulk {statistics.median(full_ratios):.3f} "
-                  f"(per-run {min(full_ratios):.3f}-{max(full_ratios):.3f})")
-        print(f"ES shipper with refresh=wait_for on every batch (1 run): {wait_for:,.0f} ev/s "
-              f"({wait_for / es_ship:.2f} of no-refresh)")
-        for prefix in ("bench-seclog-shipper", "bench-seclog-put", "bench-seclog-bulk"):
-            drop_prefix(client, prefix)
-
-        rates = []
-        for run in range(args.runs):
-            spool_dir = work / f"sqlite-spool-{run}"
-            store = SqliteStore(work / f"seclog-{run}.db")
-            started = time.perf_counter()
-            spool, _ = fresh_spool(spool_dir.parent, spool_dir.name, sqlite_events, args.emit_batch)
-            result = Shipper(spool, store, batch_size=args.batch).ship()
-            elapsed = time.perf_counter() - started
-            assert result.ok and result.stored == args.sqlite_events == store.count(), result
-            store.close()
-            rates.append(args.sqlite_events / elapsed)
-            print(f"sqlite run {run + 1}: {rates[-1]:,.0f} ev/s end to end (emit + ship)")
-        sqlite_rate = statistics.median(rates)
-        print(f"# SQLite: {args.sqlite_events} events, emit() batches of {args.emit_batch}, shipper batches of "
-              f"{args.batch}; fsync policy: {FSYNC_POLICY}; median {sqlite_rate:,.0f} ev/s")
-        print(f"RATIO es_shipper_vs_bulk {statistics.median(ratios):.3f}")
-        print(f"RATE sqlite_events_per_s {sqlite_rate:.0f}")
+              f" at {ES_URL}; {args.es_events} events per run, batches of {args.batch}, {args.es_runs} pairs")
+        es_part(args, client, work)
     finally:
         if client is not None:
             client.close()
         shutil.rmtree(work, ignore_errors=True)
         if started_es:
             registry.down(ctx, ["elasticsearch"])
+    if args.sqlite:
+        sqlite_part(args.sqlite_events, args.emit_batch, args.batch, args.sqlite_runs, concurrent=args.concurrent,
+                    fsyncs=args.fsync_count)
 
 
 if __name__ == "__main__":

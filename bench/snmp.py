@@ -266,7 +266,7 @@ def main() -> int:
         print(f"# fast v2c failure timing, medians of {a.timing_runs}: a malformed answer fails a request whose "
               f"timeout is 2 s; a silent agent with timeout 0.2 s and 2 retries (3 tries) times out")
         for name, seconds in timing.items():
-            print(f"FIGURE v2c_{name}_seconds {seconds:.3f}")
+            print(f"FIGURE v2c_{name}_ms {seconds * 1000:.2f}")
         print(f"{'tool':15} {'cpu_s/10k_varbinds':>19} {'wall_s/round':>13} {'simulator_cpu_s/round':>22}")
         med = {}
         for name, r in results.items():

@@ -28,6 +28,11 @@ NETFLOW_RECONCILE_METRICS = 12069  # /metrics of citydc collect netflow in that 
 NFCAPD = 12070
 NETFLOW_DEMO_METRICS = 12059  # /metrics of citydc collect netflow in `citydc demo` (listeners 12055/12056)
 
+# Hardening lab (issue 17): the listed-exporters test and the TLS/basic-auth endpoints.
+NETFLOW_HARDEN = 12090           # citydc collect netflow listener (datagrams from 127.0.0.x)
+NETFLOW_HARDEN_METRICS = 12091   # its /metrics (plain, then TLS + basic auth)
+SNMP_EXPORTER_TLS = 19118        # citydc collect snmp with --web.config.file
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from citydc.collectors.snmp.targets import scrape_config
-from citydc.lab import ports, processes
+from citydc.lab import ports, processes, web_tls
 from citydc.lab.base import LabContext, Service, need_binaries
 
 __all__ = ["Prometheus", "file_sd_dir", "query"]
@@ -59,7 +59,8 @@ class Prometheus(Service):
     def start(self, ctx: LabContext) -> subprocess.Popen:
         d = ctx.service_dir(self.name)
         conf = d / "prometheus.yml"
-        conf.write_text(prometheus_yml(file_sd_dir(ctx), f"{ports.HOST}:{ports.SNMP_EXPORTER}"))
+        conf.write_text(prometheus_yml(file_sd_dir(ctx), f"{ports.HOST}:{ports.SNMP_EXPORTER}")
+                        + web_tls.scrape_configs(ctx))  # TLS + basic auth jobs (tests/lab/test_web_tls.py)
         argv = [PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={d / 'data'}",
                 f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS}", "--storage.tsdb.retention.time=1d"]
         return processes.spawn(argv, log_path=self.log_path(ctx))

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import click
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
+from citydc import web
 from citydc.cli.output import EXIT_CONFIG, err, examples, exit_now, fail, load_config
 from citydc.collectors.netflow.collector import build
 from citydc.collectors.netflow.flowlog import JsonLinesFlowLog
@@ -55,13 +56,16 @@ def decode_error_reasons(errors: Mapping[tuple[str, str, str], int], top: int = 
               help="Seconds between SNMP polls of the exporters' devices.")
 @click.option("--snmp-window", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Window of the flow-vs-SNMP byte ratio, seconds (at least --snmp-interval).")
+@click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TLS and basic auth for /metrics, in the web config format of Prometheus' exporters "
+                   "(docs/security.md).")
 @click.option("--site", "only_site", default=None, metavar="SITE",
               help="Bind only this site's listeners and poll only its devices (one collector per site, one "
                    "shared citydc.yaml).")
 @click.pass_context
 def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, duration: float | None,
             top_n: int, window_seconds: float, no_snmp: bool, snmp_interval: float, snmp_window: float,
-            only_site: str | None) -> None:
+            only_site: str | None, web_config_file: Path | None) -> None:
     """Listen on the netflow.listeners of citydc.yaml, decode NetFlow v5/v9/IPFIX and export
     bounded aggregates (per interface, agency, protocol/service, top talkers) to Prometheus.
 
@@ -69,6 +73,10 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
     address) get ifName interface labels and citydc_netflow_snmp_bytes_ratio (docs/netflow.md)."""
     host, port = parse_host_port(metrics_address)
     cfg = load_config(ctx).config
+    try:
+        web_cfg = web.Web(web_config_file)
+    except web.WebConfigError as exc:
+        fail(str(exc), EXIT_CONFIG, "see docs/security.md for the web config file format")
     if not cfg.netflow.listeners:
         fail("netflow.listeners is empty in the config", EXIT_CONFIG, "add at least one {port, site} listener")
     sites = [s.id for s in cfg.sites]
@@ -86,7 +94,10 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
         feed_links = [] if no_snmp else [k for k in links(cfg) if only_site in (None, k.device.site)]
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG, "name a device of devices[] that has an snmp_auth profile")
-    sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    try:
+        sink = JsonLinesFlowLog(flow_output) if flow_output else None
+    except OSError as exc:
+        fail(f"--flow-output {flow_output}: cannot open: {exc.strerror}")
     feed = poller = None
     if feed_links:
         poller = SnmpPoller(cfg)
@@ -106,12 +117,20 @@ def netflow(ctx: click.Context, metrics_address: str, flow_output: Path | None, 
         err.print(f"netflow: SNMP feed for {', '.join(f'{k.exporter} ({k.device.name})' for k in feed_links)}")
         if feed.skipped:
             err.print(f"netflow: {len(feed.skipped)} exporter-device links over the cap are not polled")
-    server, _ = start_http_server(port, host, registry=registry)
+    try:
+        server = web.metrics_server(registry, host, port, title="citydc NetFlow collector")
+    except OSError as exc:
+        collector.close()
+        fail(f"cannot serve metrics on {host}:{port}: {exc.strerror}", hint="pick another port with --metrics")
+    web.secure(server, web_cfg)
+    web.serve_in_thread(server)
+    endpoint = web.describe(web_cfg)
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
     if sink is not None:
         signal.signal(signal.SIGHUP, lambda *_: sink.reopen())  # logrotate: postrotate kill -HUP
     names = ", ".join(f"{lst.name} ({lst.site})" for lst in collector.listeners)
-    err.print(f"netflow: listening on {names}; metrics on http://{host}:{port}/metrics")
+    err.print(f"netflow: listening on {names}; metrics on {endpoint.scheme}://{host}:{port}/metrics"
+              f"{''.join(f' ({a})' for a in endpoint.auth)}")
     try:
         collector.run(until=None if duration is None else time.monotonic() + duration)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from citydc import web
 from citydc.cli.output import EXIT_CONFIG, err, examples, fail, load_config, out
 from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.collectors.snmp.modules import build_modules
@@ -20,8 +21,10 @@ __all__ = ["snmp", "snmp_targets"]
 
 @click.command("snmp", epilog=examples("citydc collect snmp", "citydc collect snmp --listen 127.0.0.1:9117"))
 @click.option("--listen", default=None, help="HOST:PORT to serve on (default: snmp.listen in citydc.yaml).")
+@click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TLS and basic auth, in the web config format of Prometheus' exporters (docs/security.md).")
 @click.pass_context
-def snmp(ctx: click.Context, listen: str | None) -> None:
+def snmp(ctx: click.Context, listen: str | None, web_config_file: Path | None) -> None:
     """Serve the SNMP exporter: GET /snmp?target=HOST[:PORT]&module=if_mib&auth=PROFILE, and /metrics.
 
     Prometheus schedules the polls (see `citydc collect snmp-targets`); a dead device gives
@@ -35,6 +38,10 @@ def snmp(ctx: click.Context, listen: str | None) -> None:
         host, port = parse_address(listen or cfg.snmp.listen, default_port=9116)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
+    try:
+        web_cfg = web.Web(web_config_file)
+    except web.WebConfigError as exc:
+        fail(str(exc), EXIT_CONFIG, "see docs/security.md for the web config file format")
     state_path = None
     if cfg.snmp.state_dir is not None:
         state_path = loaded.resolve(cfg.snmp.state_dir) / state_file_name(host, port)
@@ -44,9 +51,11 @@ def snmp(ctx: click.Context, listen: str | None) -> None:
         server = serve(exporter, host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another port with --listen")
+    web.secure(server, web_cfg)
+    endpoint = web.describe(web_cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    err.print(f"citydc SNMP exporter on http://{host}:{port}/snmp ({len(cfg.devices)} devices, "
-              f"modules: {', '.join(sorted(exporter.modules))})")
+    err.print(f"citydc SNMP exporter on {endpoint.scheme}://{host}:{port}/snmp ({len(cfg.devices)} devices, "
+              f"modules: {', '.join(sorted(exporter.modules))}{''.join(f'; {a}' for a in endpoint.auth)})")
     try:
         server.serve_forever()
     finally:

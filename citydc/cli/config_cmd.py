@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
+from citydc import files
 from citydc.cli.output import err, examples, out, print_json, report_invalid
+from citydc.cli.table import Column, print_table
 from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load, secret_refs
 
@@ -30,19 +32,21 @@ def check(file: str, as_json: bool) -> None:
     cfg = loaded.config
     warnings = [f"{path}: secret file {problem}" for path, ref in secret_refs(cfg)
                 if (problem := ref.file_problem()) is not None]
+    # The config names devices, addresses and where every secret lives: its owner's (and group's) only.
+    if (problem := files.exposed(Path(file), group_read=True)) is not None:
+        warnings.insert(0, f"{problem}; chmod 600 (or 640 with a dedicated group)")
     summary = {"file": file, "valid": True, "warnings": warnings, "sites": [s.id for s in cfg.sites],
                "devices": len(cfg.devices),
                "snmp_auth_profiles": len(cfg.snmp_auth), "backup_jobs": len(cfg.backup.jobs),
                "ldap_sources": len(cfg.ldap), "sso_sources": len(cfg.sso),
-               "netflow_listeners": len(cfg.netflow.listeners), "security_log": cfg.security_log.sink.kind}
+               "netflow_listeners": len(cfg.netflow.listeners), "security_log": cfg.security_log.sink.kind,
+               "timezone": cfg.timezone}
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"{file}: valid", show_header=False)
-    for key, value in summary.items():
-        if key not in ("file", "valid", "warnings"):
-            table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
-    out.print(table)
+    rows = [[key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value)]
+            for key, value in summary.items() if key not in ("file", "valid", "warnings")]
+    print_table(out, (Column("setting"), Column("value")), rows, title=f"{file}: valid")
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,20 +37,77 @@ def print_status(statuses: list[registry.ServiceStatus], wide: bool = False) -> 
     print_table(out, STATUS_COLUMNS, status_rows(statuses), title="citydc lab", wide=wide)
 
 
+def tree_bytes(roots: Sequence[Path], budget_files: int = 200_000) -> int | None:
+    """Given folders, return the bytes of the files under them (missing folders count 0); None when
+    there are more than ``budget_files`` files (too costly to measure once a second)."""
+    total = files = 0
+    stack = [r for r in roots if r.is_dir()]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue  # a folder removed or unreadable meanwhile
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+                    files += 1
+            except OSError:
+                continue
+            if files > budget_files:
+                return None
+    return total
+
+
+@contextmanager
+def _fetched(roots: Sequence[Path], show: Callable[[str], None]) -> Iterator[None]:
+    """While the body runs, call ``show`` every second with how much the download folders grew (mvn's
+    local repository, the lab's cache): a first Elasticsearch start fetches hundreds of MB."""
+    start = tree_bytes(roots)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while start is not None and not stop.wait(1.0):
+            now = tree_bytes(roots)
+            if now is None:
+                return
+            if now - start > 1 << 20:
+                show(f"{(now - start) / (1 << 20):.1f} MiB fetched")
+
+    thread = threading.Thread(target=watch, name="citydc-lab-fetched", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def start_services(ctx: LabContext, services: Sequence[str]) -> list[registry.ServiceStatus]:
-    """Start SERVICES one by one; on a terminal show which one is starting and the lab's last message
-    (a first Elasticsearch start downloads hundreds of MB), quiet when piped. Return their statuses."""
+    """Start SERVICES one by one; on a terminal show which one is starting, the lab's last message and
+    how much it fetched so far (a first Elasticsearch start downloads hundreds of MB through mvn), quiet
+    when piped. Return their statuses."""
     chosen = [svc.name for svc in registry.select(services)]
-    with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        task = bar.add_task("starting the lab", total=len(chosen))
-        if bar.live.is_started:
+    with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[fetched]}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("starting the lab", total=len(chosen), fetched="")
+        live = bar.live.is_started
+        if live:
             # The lab's messages become the bar's description (the bar stays on one line).
-            ctx = replace(ctx, log=lambda msg: bar.update(task, description=f"lab: {msg}"[:70]))
+            ctx = replace(ctx, log=lambda msg: bar.update(task, description=f"lab: {msg}"[:60]))
         for name in chosen:
             bar.update(task, description=f"starting {name}")
-            registry.up(ctx, [name])
-            bar.advance(task)
+            if live:
+                with _fetched([ctx.cache, Path.home() / ".m2" / "repository"],
+                              lambda text: bar.update(task, fetched=text)):
+                    registry.up(ctx, [name])
+            else:
+                registry.up(ctx, [name])
+            bar.update(task, advance=1, fetched="")
     return registry.status(ctx, services)
+
 
 @click.group("lab", epilog=examples("citydc lab up snmpd", "citydc lab status"))
 def lab_group() -> None:

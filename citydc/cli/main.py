@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from citydc import __version__
+from citydc import __version__, files
 from citydc.cli.output import EXIT_CONFIG, err
 
 # Each concern's commands load only when used: a backup run at 2 a.m. should not pay for
@@ -88,6 +88,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 
 def main() -> None:
+    # Before anything is written: events, state, evidence and flow output are the owner's only
+    # (docs/security.md; files.group relaxes it to 027 once the config is read).
+    files.set_umask()
     try:
         cli.main(prog_name="citydc", standalone_mode=True)
     except KeyboardInterrupt:

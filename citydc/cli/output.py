@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from citydc import files
 from citydc.config.loader import ConfigInvalid, LoadedConfig, load
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "load_config", "out", "print_json",
@@ -107,4 +108,7 @@ def load_config(ctx: click.Context) -> LoadedConfig:
             root.obj["config"] = load(config_path(root.obj.get("config_path")))
         except ConfigInvalid as exc:
             report_invalid(exc)
+        warning = files.apply_group(root.obj["config"].config.files.group)
+        if warning is not None:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
     return root.obj["config"]

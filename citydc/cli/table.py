@@ -93,6 +93,10 @@ def print_table(console: Console, columns: Sequence[Column], rows: Iterable[Sequ
         for i, col in enumerate(columns):
             if col.text:
                 row[i] = " ".join(row[i].split())  # one line: a newline in a message would wrap the row
+    if not cells:
+        _print_title(console, title)
+        console.print(Text("(none)", style="dim"))
+        return
     order = _kept(columns, cells, wide)
     need = {i: max([_width(columns[i].header)] + [_width(r[i]) for r in cells]) for i in order}
     shown = list(order)
@@ -107,8 +111,8 @@ def print_table(console: Console, columns: Sequence[Column], rows: Iterable[Sequ
         _print_blocks(console, columns, cells, order, title)
         return
     texts = [i for i in shown if columns[i].text]
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
-                  padding=(0, 1), title_justify="left", title_style="italic")
+    _print_title(console, title)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, padding=(0, 1))
     for i in shown:
         col = columns[i]
         if col.text:
@@ -123,6 +127,12 @@ def print_table(console: Console, columns: Sequence[Column], rows: Iterable[Sequ
     console.print(table)
 
 
+def _print_title(console: Console, title: str | None) -> None:
+    # Its own line(s), wrapped at the console's width: a table narrower than its title would fold it.
+    if title:
+        console.print(Text(title, style="italic"), soft_wrap=False, overflow="fold")
+
+
 def _cell(col: Column, value: str) -> Text:
     style = col.style(value) if col.style and value else None
     return Text(value, style=style or "")
@@ -130,8 +140,7 @@ def _cell(col: Column, value: str) -> Text:
 
 def _print_blocks(console: Console, columns: Sequence[Column], cells: list[list[str]], order: list[int],
                   title: str | None) -> None:
-    if title:
-        console.print(Text(title, style="italic"), soft_wrap=True)
+    _print_title(console, title)
     for n, row in enumerate(cells):
         if n:
             console.print()

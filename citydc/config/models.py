@@ -178,12 +178,25 @@ class NetflowExporter(Model):
         default=None, description="device (devices[].name) polled for this exporter's interface names and octet "
                                   "counters (flow-vs-SNMP reconciliation); default: the device at the same address")
 
+    @field_validator("address")
+    @classmethod
+    def address_is_ip(cls, value: str) -> str:
+        # Datagrams are matched by their source address, so a host name could never match.
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"expected the exporter's source IP address, got {value!r}") from None
+
 
 class Netflow(Model):
     listeners: list[NetflowListener] = Field(default_factory=list, description="UDP sockets the collector binds")
     agencies: list[Agency] = Field(default_factory=list, description="agency -> prefix map for per-agency traffic")
     exporters: list[NetflowExporter] = Field(
-        default_factory=list, description="known exporters (routers); others are decoded with their defaults")
+        default_factory=list, description="known exporters (routers); when any is listed, datagrams from other "
+                                          "source addresses are dropped and counted unless accept_unlisted")
+    accept_unlisted: bool = Field(
+        default=False, description="decode datagrams from source addresses not in exporters too (when exporters "
+                                   "is empty, every source is accepted anyway)")
 
 
 # restic's backend prefixes; any other URL is a local path and follows the path rule.
@@ -312,6 +325,13 @@ class Tools(Model):
     ssh: Program = Field(default="ssh", description="ssh, run by restic for sftp: repositories with ssh_config")
 
 
+class Files(Model):
+    group: str | None = Field(
+        default=None, description="group given read access to the files citydc writes (0640/0750), e.g. auditors; "
+                                  "citydc must run with it as its group (systemd Group=); default: owner only "
+                                  "(0600/0700)")
+
+
 class Config(Model):
     sites: list[Site] = Field(min_length=1, description="the data centre's sites")
     snmp_auth: dict[Name, SnmpAuth] = Field(
@@ -326,6 +346,7 @@ class Config(Model):
     security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
     tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
+    files: Files = Field(default_factory=Files, description="modes of the files citydc writes (docs/security.md)")
     timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
                           "(events, --json and CSV stay UTC)")
 
@@ -334,6 +355,6 @@ class Config(Model):
     def known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database: IsADirectoryError
             raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
         return value

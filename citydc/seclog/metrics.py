@@ -14,6 +14,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
+from citydc.files import public_textfile
+
 __all__ = ["SeclogMetrics", "write_textfile"]
 
 
@@ -69,3 +71,4 @@ class SeclogMetrics:
 def write_textfile(registry: CollectorRegistry, path: str | Path) -> None:
     """Given a registry and a ``.prom`` path, write the node_exporter textfile atomically (tmp + rename)."""
     write_to_textfile(str(path), registry)
+    public_textfile(Path(path))  # node_exporter's user reads it; it holds metrics only

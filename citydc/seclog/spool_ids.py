@@ -36,6 +36,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # the spool's fsync and the head are the durable record
+    # Ids are hashes, so each emit() of 1,000 events dirties pages all over the index, and the default
+    # checkpoint (every 1,000 WAL pages) ran at almost every emit: 39 fdatasyncs per 50,000 events, 15 so.
+    conn.execute("PRAGMA wal_autocheckpoint=4000")
     conn.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, day INTEGER NOT NULL)")
     conn.execute("CREATE INDEX IF NOT EXISTS ids_day ON ids(day)")
     return conn

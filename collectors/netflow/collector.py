@@ -10,6 +10,7 @@ through metrics.NetflowMetrics.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import selectors
 import socket
@@ -25,7 +26,7 @@ from citydc.collectors.netflow.metrics import ListenerInfo, NetflowMetrics
 from citydc.collectors.netflow.records import FlowBatch
 from citydc.config.models import Netflow
 
-__all__ = ["Collector", "Listener", "build"]
+__all__ = ["Collector", "Listener", "build", "listed_addresses"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,21 @@ class Collector:
             listener.sock.close()
 
 
+def listed_addresses(config: Netflow) -> set[str] | None:
+    """Given the netflow section, return the source addresses datagrams are accepted from, in the
+    forms a socket reports them (an IPv4 address also as IPv4-mapped IPv6, for a listener on ::),
+    or None when every source is accepted (no exporter listed, or ``accept_unlisted``)."""
+    if config.accept_unlisted or not config.exporters:
+        return None
+    out: set[str] = set()
+    for exporter in config.exporters:
+        address = ipaddress.ip_address(exporter.address)
+        out.add(str(address))
+        if address.version == 4:
+            out.add(f"::ffff:{address}")
+    return out
+
+
 def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = None,
           flow_sink: Callable[[FlowBatch], None] | None = None, compiled: bool = True,
           **aggregator_options: object) -> Collector:
@@ -171,7 +187,12 @@ def build(config: Netflow, *, ifname: Callable[[str, int], str | None] | None = 
             listener.sock.close()
         raise
     decoder = Decoder(sampling={e.address: e.sampling_rate for e in config.exporters},
-                      exporter_labels=ExporterLabels({e.address: e.address for e in config.exporters}))
+                      exporter_labels=ExporterLabels({e.address: e.address for e in config.exporters}),
+                      listed=listed_addresses(config))
+    if decoder.listed is not None:
+        log.info("netflow: decoding only datagrams from the %d listed exporters (netflow.exporters); others are "
+                 "dropped and counted (citydc_netflow_dropped_datagrams_total{reason=\"unknown_exporter\"})",
+                 len(config.exporters))
     agencies = [AgencyPrefixes.build(a.name, a.prefixes) for a in config.agencies]
     aggregator = Aggregator(agencies, ifname=ifname, **aggregator_options)  # type: ignore[arg-type]
     # The compiled path sums records without keeping them, so a flow sink needs the numpy path.

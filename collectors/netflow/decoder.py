@@ -13,7 +13,7 @@ number and age) and decoded when the template arrives.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,12 +25,15 @@ from citydc.collectors.netflow.decode import Template, batch_from_records, compi
 from citydc.collectors.netflow.fastpath import DirectAggregates, Partial, walk
 from citydc.collectors.netflow.pending import PendingRecords
 from citydc.collectors.netflow.records import REASONS, FlowBatch, Malformed
+from citydc.collectors.netflow.sequence import SequenceTracker
 from citydc.collectors.netflow.templates import TemplateCache, TemplateKey
 
 if TYPE_CHECKING:
     from citydc.collectors.netflow.aggregate import Aggregator
 
 __all__ = ["DecodeStats", "Decoder", "ExporterLabels"]
+
+_BAD_SET = 1 + REASONS.index("bad_set")
 
 
 class ExporterLabels:
@@ -61,6 +64,7 @@ class DecodeStats:
     records: Counter = field(default_factory=Counter)       # (site, exporter, version)
     errors: Counter = field(default_factory=Counter)        # (site, exporter, reason)
     unknown_template_sets: Counter = field(default_factory=Counter)  # (site, exporter, version, outcome)
+    dropped: Counter = field(default_factory=Counter)       # (site, exporter, reason): not decoded at all
 
 
 @dataclass
@@ -84,7 +88,16 @@ class Decoder:
         hold_sets: int = 256,
         hold_seconds: float = 10.0,
         max_pending_bytes: int = 32 * 1024 * 1024,
+        listed: Collection[str] | None = None,
+        sequences: SequenceTracker | None = None,
     ) -> None:
+        # ``listed``: when set, datagrams from any other source address are dropped before decoding.
+        self.listed = None if listed is None else frozenset(listed)
+        self.sequences = sequences if sequences is not None else SequenceTracker()
+        # data records per datagram of the batch being decoded (IPFIX sequence increments), and
+        # whether a datagram's count is unknown (a held or unreadable data set)
+        self._dg_records: np.ndarray | None = None
+        self._dg_unknown: np.ndarray | None = None
         self.templates = templates if templates is not None else TemplateCache()
         self.config_sampling = dict(sampling or {})
         self.labels = exporter_labels or ExporterLabels()
@@ -136,6 +149,10 @@ class Decoder:
         """
         if len(batch) == 0:
             return
+        if self.listed is not None and not self.listed.issuperset(batch.exporters):
+            batch = self._only_listed(batch, site)
+            if batch is None:
+                return
         labels = [self.labels(address) for address in batch.exporters]
         if self._held and now - self._held[0].arrived > self.hold_seconds:
             self._expire_held(now)
@@ -160,6 +177,10 @@ class Decoder:
                 self.feed_batch(one, site, now)
             return
         self._count_datagrams(heads, labels, site)
+        ipfix_rows = heads.vcode == batchmod.IPFIX
+        has_ipfix = bool(ipfix_rows.any())
+        self._dg_records = np.zeros(len(batch), np.int64) if has_ipfix else None
+        self._dg_unknown = np.zeros(len(batch), bool) if has_ipfix else None
         try:
             self._feed_v5_batch(batch, heads, labels, site)
             if len(sets.dg):
@@ -170,6 +191,19 @@ class Decoder:
             return
         for reason_code, where in heads.errors():
             self.stats.errors[(site, labels[where], REASONS[reason_code])] += 1
+        self._track(batch, heads, labels, site)
+
+    def _track(self, batch: receive.Received, heads: batchmod.Headers, labels: list[str], site: str) -> None:
+        # Sequence numbers of the datagrams whose header is sound: well-formed ones, and those with a
+        # bad set (their IPFIX record count is then unknown, so the next one restarts the check).
+        bad_set = heads.reason == _BAD_SET
+        rows = np.flatnonzero((heads.vcode <= batchmod.IPFIX) & ((heads.reason == 0) | bad_set))
+        records, unknown = self._dg_records, self._dg_unknown
+        if records is not None and unknown is not None:
+            records[unknown | bad_set] = -1
+            records = records[rows]
+        self._dg_records = self._dg_unknown = None
+        self.sequences.observe(batch, rows, heads.vcode[rows], records, labels, site)
 
     def _v5_in_c(self, batch: receive.Received, label: str, site: str) -> bool:
         # The compiled path's whole-batch shortcut: one exporter's well-formed v5 datagrams of one
@@ -184,7 +218,29 @@ class Decoder:
         sink.add_v5((site, label, 5, id(v5.TEMPLATE), rate), v5.TEMPLATE, rate, batch, records)
         self.stats.datagrams[(site, label, "5")] += len(batch)
         self.stats.records[(site, label, "5")] += records
+        n = len(batch)
+        self.sequences.observe(batch, np.arange(n), np.full(n, batchmod.V5), None, [label], site)
         return True
+
+    def _only_listed(self, batch: receive.Received, site: str) -> receive.Received | None:
+        # Count and cut out the datagrams of unlisted source addresses; None if nothing is left.
+        listed = self.listed
+        assert listed is not None
+        unknown = [i for i, address in enumerate(batch.exporters) if address not in listed]
+        per_exporter = np.bincount(batch.exporter_index, minlength=len(batch.exporters))
+        for i in unknown:
+            self.stats.dropped[(site, self.labels(batch.exporters[i]), "unknown_exporter")] += int(per_exporter[i])
+        if len(unknown) == len(batch.exporters):
+            return None
+        keep = np.flatnonzero(~np.isin(batch.exporter_index, unknown))
+        n, slot = len(batch), batch.slot
+        buf = np.zeros((len(keep) + 1) * slot, np.uint8)  # +1 slot: header views may read past the last datagram
+        buf[:len(keep) * slot] = batch.buf[:n * slot].reshape(n, slot)[keep].reshape(-1)
+        kept = [i for i in range(len(batch.exporters)) if i not in unknown]
+        remap = np.zeros(len(batch.exporters), np.intp)
+        remap[kept] = np.arange(len(kept))
+        return receive.Received(buf, slot, batch.lengths[keep], remap[batch.exporter_index[keep]],
+                                [batch.exporters[i] for i in kept])
 
     def _count_datagrams(self, heads: batchmod.Headers, labels: list[str], site: str) -> None:
         for (exp, vcode), count in heads.datagram_counts().items():
@@ -264,6 +320,8 @@ class Decoder:
                 except Malformed as exc:
                     self.stats.errors[(site, label, exc.reason)] += 1
                     dropped[(sets.dg == dg) & (np.arange(len(dropped)) > i)] = True
+                    if self._dg_unknown is not None:  # its later data sets are not read: record count unknown
+                        self._dg_unknown[dg] = True
                     clean = False
                     continue
                 if self._disrupts(records, site, exporter, ver, domain):
@@ -327,9 +385,11 @@ class Decoder:
             template = self.templates.get(key, now)
             starts, stops = sets.start[rows[sel]], sets.stop[rows[sel]]
             if template is None or template.record_len is None or template.is_options:
-                self._sets_one_by_one(template, key, site, label, batch.buf, starts, stops, now)
+                self._sets_one_by_one(template, key, site, label, batch.buf, starts, stops, now, dg[sel])
                 continue
             counts = (stops - starts) // template.record_len  # the remainder is padding
+            if ver == 10 and self._dg_records is not None:
+                np.add.at(self._dg_records, dg[sel], counts)
             n = int(counts.sum())
             if n == 0:
                 continue
@@ -338,18 +398,26 @@ class Decoder:
             self.stats.records[(site, label, str(ver))] += n
 
     def _sets_one_by_one(self, template: Template | None, key: TemplateKey, site: str, label: str,
-                         buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, now: float) -> None:
+                         buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, now: float, dgs: np.ndarray) -> None:
         # The rare kinds of data set, in Python: no template yet (held), options data,
-        # templates with variable-length fields.
-        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        # templates with variable-length fields. IPFIX counts each one's records in its datagram's
+        # sequence increment (-1: unknown, as for a held set).
+        records, unknown = (self._dg_records, self._dg_unknown) if key[2] == 10 else (None, None)
+        for start, stop, dg in zip(starts.tolist(), stops.tolist(), dgs.tolist(), strict=True):
             body = buf[start:stop].tobytes()
+            count = -1
             if template is None:
                 self._hold(_Held(key, body, now, site, label))
-                continue
-            try:
-                self._data_set(template, key, site, label, body, 0, len(body))
-            except Malformed as exc:
-                self.stats.errors[(site, label, exc.reason)] += 1
+            else:
+                try:
+                    count = self._data_set(template, key, site, label, body, 0, len(body))
+                except Malformed as exc:
+                    self.stats.errors[(site, label, exc.reason)] += 1
+            if records is not None and unknown is not None:
+                if count >= 0:
+                    records[dg] += count
+                else:
+                    unknown[dg] = True
 
     def _apply_templates(self, records: list[Template | ipfix.Withdrawal], site: str, label: str, exporter: str,
                          version: int, domain: int, options: bool, now: float) -> None:
@@ -366,7 +434,8 @@ class Decoder:
                 self._replay_held(key, site, label)
 
     def _data_set(self, template: Template, key: TemplateKey, site: str, label: str, data: bytes,
-                  start: int, end: int) -> None:
+                  start: int, end: int) -> int:
+        # Decode one data set; return its record count.
         version = key[2]
         if template.record_len is None:
             body, count = normalize(template, data, start, end)
@@ -374,13 +443,14 @@ class Decoder:
             count = (end - start) // template.record_len  # the remainder is padding
             body = data[start:start + count * template.record_len]
         if count == 0:
-            return
+            return 0
         if template.is_options:
             self._options_data(template, key, body)
-            return
+            return count
         rate = self.announced_sampling.get(key[:4]) or self.config_sampling.get(key[1], 1)
         self._append(site, label, version, template, rate, body)
         self.stats.records[(site, label, str(version))] += count
+        return count
 
     def _options_data(self, template: Template, key: TemplateKey, body: bytes) -> None:
         # Options data announcing a sampling interval sets the rate of the whole observation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,13 +51,20 @@ class JsonLinesFlowLog:
         self.path = path
         self.clock = clock
         self._reopen = False
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._file: IO[str] = self._open()
+
+    def _open(self) -> IO[str]:
+        # Flow records say who talked to whom: the file (and a folder made for it) is the owner's only,
+        # whatever the umask. Raise OSError if it cannot be opened.
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, batch: FlowBatch) -> None:
         if self._reopen:
             self._reopen = False
             self._file.close()
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = self._open()
         stamp = self.clock().isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self._file.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in records_as_dicts(batch, stamp))
         self._file.flush()

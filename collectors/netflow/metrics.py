@@ -110,6 +110,27 @@ class NetflowMetrics(Collector):
         for key, value in sorted(dict(stats.errors).items()):
             fam.add_metric(list(key), value)
         yield fam
+        fam = CounterMetricFamily("citydc_netflow_dropped_datagrams",
+                                  "Datagrams dropped before decoding, by reason (unknown_exporter: its source "
+                                  "address is not in netflow.exporters).", labels=["site", "exporter", "reason"])
+        for key, value in sorted(dict(stats.dropped).items()):
+            fam.add_metric(list(key), value)
+        yield fam
+        seq = self.decoder.sequences
+        fam = CounterMetricFamily("citydc_netflow_sequence_lost",
+                                  "Export lost between exporter and collector by the header sequence numbers' gaps, "
+                                  "in their unit: flow records (v5), export datagrams (v9), data records (IPFIX).",
+                                  labels=["site", "exporter", "version"])
+        for (site, exporter, version), value in sorted(dict(seq.lost).items()):
+            fam.add_metric([site, exporter, _VERSIONS[version]], value)
+        yield fam
+        fam = CounterMetricFamily("citydc_netflow_sequence_events",
+                                  "Datagrams out of sequence: gap (some lost before it), late (reordered), replay "
+                                  "(a copy of one already seen), reset (the exporter restarted its sequence).",
+                                  labels=["site", "exporter", "version", "event"])
+        for (site, exporter, version, event), value in sorted(dict(seq.events).items()):
+            fam.add_metric([site, exporter, _VERSIONS[version], event], value)
+        yield fam
         fam = CounterMetricFamily("citydc_netflow_unknown_template_sets",
                                   "Data sets that arrived before their template: replayed once it came, "
                                   "or dropped (held too long or too many held).",

@@ -58,3 +58,18 @@ def test_state_roundtrip_and_corruption(tmp_path):
     (tmp_path / "j.json").write_text("{half")
     with pytest.raises(ValueError, match=r"j\.json: not valid JSON"):
         state.load(tmp_path, "j")
+
+
+def test_a_textfile_directory_citydc_creates_is_readable_by_node_exporter(tmp_path):
+    import os
+    import stat
+
+    from citydc.backup import metrics
+
+    old = os.umask(0o077)  # citydc's own umask
+    try:
+        path = metrics.write(tmp_path / "textfile", [], {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -105,6 +105,7 @@ def test_check_warns_about_secret_files_others_can_read_without_reading_them(tmp
                         f"  gone: {{version: 2c, community: 'file:{missing}'}}")
     path = tmp_path / "citydc.yaml"
     path.write_text(text)
+    path.chmod(0o600)  # the config itself is private (a readable one is warned about: test_files.py)
     result = CliRunner().invoke(cli, ["config", "check", str(path), "--json"])
     assert result.exit_code == 0, result.output  # valid: warnings do not fail the check
     warnings = json.loads(result.output)["warnings"]

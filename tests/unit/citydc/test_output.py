@@ -180,7 +180,10 @@ T0 = datetime(2026, 12, 4, 14, 11, 52, tzinfo=UTC)  # 22:11:52 in Taipei
 def seclog(tmp_path: Path) -> Path:
     cfg = tmp_path / "citydc.yaml"
     cfg.write_text("sites: [{id: siwei, name: Siwei}, {id: fengshan, name: Fengshan}]\n"
-                   "security_log: {spool_dir: spool, sink: {kind: sqlite, path: seclog.db}}\n", encoding="utf-8")
+                   "security_log: {spool_dir: spool, sink: {kind: sqlite, path: seclog.db}}\n"
+                   "backup: {jobs: [{name: fengshan-device-configs, site: fengshan, sources: [/srv/configs],\n"
+                   "  local_repo: {url: /srv/restic, password: 'env:NO_SUCH_PW', site: fengshan}}]}\n",
+                   encoding="utf-8")
     events = [make_event(action="restore-drill", dataset="citydc.backup", kind="event", category=["process"],
                          type=["end"], outcome="failure" if i % 2 else "success", site=("siwei", "fengshan")[i % 2],
                          message=f"drill {i} of fengshan-device-configs: " + "restore failed: pack damaged " * 4,
@@ -188,6 +191,7 @@ def seclog(tmp_path: Path) -> Path:
     emit(events, spool_dir=tmp_path / "spool")
     result = CliRunner().invoke(cli, ["-c", str(cfg), "log", "ship"])
     assert result.exit_code == 0, result.output
+    assert "delivered 7 event(s)" in result.stderr and "━" not in result.stderr  # piped: no progress bar
     return cfg
 
 
@@ -210,6 +214,16 @@ def test_log_search_table_fits(seclog, width):
     assert "user" not in text.splitlines()[1] and "source" not in text  # empty in every row: left out
     stats = invoke(seclog, "log", "stats", "--by", "labels.site", "--by", "event.outcome", width=width)
     assert_fits_and_whole(stats, width, ["siwei", "fengshan", "success", "failure", "3"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_log_saved_and_config_check_tables_fit(seclog, width):
+    listing = invoke(seclog, "log", "saved", width=width)
+    assert_fits_and_whole(listing, width, ["stale-backups", "failed-logins", "privileged-changes"])
+    stale = invoke(seclog, "log", "saved", "stale-backups", width=width)
+    assert_fits_and_whole(stale, width, ["fengshan-device-configs", "never"])
+    check = invoke(seclog, "config", "check", str(seclog), width=width)
+    assert_fits_and_whole(check, width, ["siwei, fengshan", "sqlite", "Asia/Taipei"])
 
 
 def _shown_times(text: str) -> list[datetime]:
@@ -246,11 +260,12 @@ def test_the_table_says_which_zone_it_read_since_in(seclog):
     assert "since 2026-12-04 22:40:00 +08:00 (Asia/Taipei)" in result.stderr
 
 
-def test_timezone_is_checked_at_load(tmp_path):
+@pytest.mark.parametrize("zone", ["Asia/Taipie", "Asia", "/etc/localtime", "a" * 300, "../x", ""])
+def test_timezone_is_checked_at_load(tmp_path, zone):
     cfg = tmp_path / "citydc.yaml"
-    cfg.write_text("sites: [{id: siwei, name: Siwei}]\ntimezone: Asia/Taipie\n", encoding="utf-8")
+    cfg.write_text(f"sites: [{{id: siwei, name: Siwei}}]\ntimezone: '{zone}'\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
-    assert result.exit_code == 2 and "timezone" in result.stderr and "Asia/Taipie" in result.stderr
+    assert result.exit_code == 2 and "timezone" in result.stderr and "unknown time zone" in result.stderr, result.output
 
 
 def test_show_formats_every_kind_of_time():
@@ -329,3 +344,25 @@ def test_the_netflow_summary_names_the_reasons_of_decode_errors():
     errors = Counter({("siwei", "127.0.0.1", "short_header"): 3, ("fengshan", "127.0.0.2", "unknown_template"): 5})
     assert decode_error_reasons(errors) == ("unknown_template from 127.0.0.2 (fengshan): 5, "
                                             "short_header from 127.0.0.1 (siwei): 3")
+
+
+def test_an_empty_result_says_none():
+    assert render((Column("job"), Column("last success")), [], 80, title="stale backups").splitlines() == [
+        "stale backups", "(none)"]
+
+
+def test_lab_up_measures_what_a_download_added(tmp_path):
+    from citydc.cli.lab_cmd import tree_bytes
+
+    (tmp_path / "m2" / "org").mkdir(parents=True)
+    assert tree_bytes([tmp_path / "m2", tmp_path / "missing"]) == 0
+    (tmp_path / "m2" / "org" / "es.zip.part").write_bytes(b"x" * 3000)
+    (tmp_path / "m2" / "pom").write_bytes(b"y" * 10)
+    assert tree_bytes([tmp_path / "m2"]) == 3010
+    assert tree_bytes([tmp_path / "m2"], budget_files=1) is None  # too many files to watch: no figure
+
+
+def test_progress_is_off_unless_stderr_is_a_terminal(monkeypatch):
+    assert output.progress().disable  # pytest's stderr is no terminal: as under cron or in a pipe
+    monkeypatch.setattr(type(output.err), "is_terminal", property(lambda self: True))
+    assert not output.progress().disable and output.progress(enabled=False).disable

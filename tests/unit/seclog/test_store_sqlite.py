@@ -9,7 +9,7 @@ import pytest
 
 from citydc.seclog.chain import GENESIS, link, verify
 from citydc.seclog.event import make_event
-from citydc.seclog.store import Query
+from citydc.seclog.store import DeliveryError, Query
 from citydc.seclog.store_sqlite import SqliteStore, fts_query
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -136,3 +136,57 @@ def test_row_columns_are_the_ecs_fields_they_are_named_after():
         assert row[2:2 + len(COLUMNS)] == tuple(_get(doc, field) for field in COLUMNS)
         assert row[-4:-1] == (doc["citydc"]["chain"]["writer"], doc["citydc"]["chain"]["seq"], doc["message"])
     assert _row(docs[-1])[2] is None and _row(docs[-1])[-5] == "backup-1"  # no user; host.name present
+
+
+# -- the insert path: rows prepared ahead (the shipper's read-ahead thread), a bad event refused by name ----------
+
+
+def test_prepared_rows_store_what_put_stores(tmp_path):
+    events = chained(40)
+    direct, prepared = SqliteStore(tmp_path / "a.db"), SqliteStore(tmp_path / "b.db")
+    try:
+        assert direct.put(events) == 40
+        rows = prepared.prepare(events)
+        assert len(rows) == 40 and rows.store is prepared and not any(isinstance(r, dict) for r in rows)
+        assert prepared.put(rows) == 40
+        assert prepared.put(prepared.prepare(events[30:])) == 0  # redelivered: ignored by id
+        table = "SELECT e.*, f.message FROM events e JOIN events_fts f ON f.rowid = e.rowid ORDER BY e.id"
+        assert direct.conn.execute(table).fetchall() == prepared.conn.execute(table).fetchall()
+        with pytest.raises(ValueError, match="store that prepared them"):
+            direct.put(prepared.prepare(events[:3]))
+    finally:
+        direct.close()
+        prepared.close()
+
+
+@pytest.mark.parametrize("use_prepare", [False, True])
+def test_an_event_the_table_cannot_take_is_refused_by_its_place_in_the_batch(store, use_prepare):
+    events = chained(5)
+    del events[3]["@timestamp"]
+    with pytest.raises(DeliveryError, match="event 3 of the batch") as caught:
+        store.put(store.prepare(events) if use_prepare else events)
+    assert caught.value.reason == "bad_event"
+    assert store.count() == 0  # nothing of the batch is stored
+
+
+def test_the_shipper_hands_prepared_rows_to_the_store(tmp_path):
+    from citydc.seclog.shipper import Shipper
+    from citydc.seclog.spool import Spool
+    from citydc.seclog.store_sqlite import PreparedRows
+
+    spool = Spool(tmp_path / "spool", writer="w:spool")
+    spool.append([make_event(
+        action="sso-login", dataset="citydc.sso_audit", kind="event", category=["authentication"], type=["start"],
+        outcome="success", message=f"login {i}", site="siwei", id_key=f"p{i}", timestamp=T0) for i in range(25)])
+    store = SqliteStore(tmp_path / "log.db")
+    seen: list[type] = []
+    put = store.put
+    store.put = lambda batch: seen.append(type(batch)) or put(batch)
+    try:
+        result = Shipper(spool, store, batch_size=10).ship()
+        # 25 events and the spool's opening spool-created event
+        assert result.ok and result.stored == 26 and store.count() == 26
+        assert PreparedRows in seen[1:] and all(t is PreparedRows for t in seen[1:])  # all but the first batch
+        assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
+    finally:
+        store.close()

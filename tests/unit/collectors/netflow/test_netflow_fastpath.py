@@ -123,7 +123,8 @@ def run(datagrams: list[tuple[bytes, str]], compiled: bool, batch: int, flush_ev
                      for start, pane in window.panes] for key, window in agg.talkers.items()}
     return (agg.records, dict(agg.interfaces), dict(agg.agency), dict(agg.protocol), talkers,
             dict(dec.stats.records), dict(dec.stats.datagrams), dict(dec.stats.errors),
-            dict(dec.stats.unknown_template_sets), agg.top_talkers("siwei"))
+            dict(dec.stats.unknown_template_sets), agg.top_talkers("siwei"), dict(dec.sequences.events),
+            dict(dec.sequences.lost))
 
 
 @pytest.mark.parametrize(("seed", "batch", "flush_every", "agencies"),
@@ -133,7 +134,8 @@ def test_compiled_path_aggregates_exactly_like_numpy(seed: int, batch: int, flus
     data = stream(random.Random(seed))
     want = run(data, False, batch, flush_every, agencies)
     got = run(data, True, batch, flush_every, agencies)
-    names = ["records", "interfaces", "agency", "protocol", "talkers", "decoded", "datagrams", "errors", "held", "top"]
+    names = ["records", "interfaces", "agency", "protocol", "talkers", "decoded", "datagrams", "errors", "held", "top",
+             "sequence_events", "sequence_lost"]
     for name, w, g in zip(names, want, got, strict=True):
         assert g == w, name
     # The comparison is not vacuous: every aggregate and both address families were exercised.
@@ -142,6 +144,8 @@ def test_compiled_path_aggregates_exactly_like_numpy(seed: int, batch: int, flus
     assert {k[1] for k in protocol} >= {"tcp", "udp", "icmp", "ipv6-icmp", "other"}
     assert set(talkers) == {("siwei", 4), ("siwei", 6)}
     assert {k[2] for k in interfaces} >= {"other", "70000"}
+    # the shuffled stream is full of sequence gaps, late datagrams and copies (the malformed ones)
+    assert {k[3] for k in want[10]} >= {"gap", "late"} and sum(want[11].values()) > 0
 
 
 def test_whole_v5_batches_in_c_match_numpy() -> None:

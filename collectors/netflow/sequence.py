@@ -1,0 +1,225 @@
+"""Export sequence numbers: lost export datagrams (gaps), late (reordered) datagrams, replays and
+exporter restarts, per source (site, exporter, version, observation domain).
+
+What the header's sequence number counts differs by version, and so does the unit of the loss:
+
+| version | sequence number counts (before this datagram) | increment of a datagram |
+|---|---|---|
+| v5 | flow records of the engine (engine type/id) | its record count |
+| v9 (RFC 3954 §5.1) | export datagrams of the source id | 1 |
+| IPFIX (RFC 7011 §3.1) | data records (options data included) of the observation domain | its data records |
+
+A datagram whose sequence number is the one expected is in order. One ahead of it means the
+datagrams in between were lost (``lost`` grows by the difference, in the version's unit). One behind
+it is, in this order of tests:
+
+1. a **reset** when the exporter's boot time (export seconds minus sysUptime, v5/v9) moved forward
+   by more than 2 s: it restarted and counts from 0 again. Its datagrams are taken as the new
+   sequence, not as a flood of replays;
+2. a **replay** when the same (sequence number, export seconds) was seen among the last 64
+   datagrams of the source: an exact copy;
+3. a **reset** when it was exported later than every datagram seen so far (IPFIX has no uptime: a
+   sequence that starts over with a current export time);
+4. **late** when it lies inside the span those 64 datagrams covered (reordered on the way);
+5. a **replay** when it is older than that span and was exported more than 1 s before the newest
+   datagram seen (a stale copy);
+6. otherwise a **reset**.
+
+Replays and late datagrams do not move the expected number. Counting, not dropping: NetFlow has
+no authentication, so anyone able to spoof a listed exporter can also forge fresh sequence
+numbers; the counters are a signal for an alert, and a sequence error never costs a record.
+
+Memory is bounded: at most ``max_sources`` sources (least recently seen forgotten first), each
+with 64 remembered (sequence, seconds) pairs. The common case, a batch whose datagrams are all in
+order, is checked with a few numpy operations per source; only a batch with a gap, a late
+datagram or a replay is walked datagram by datagram.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from citydc.collectors.netflow import batch as batchmod
+from citydc.collectors.netflow.receive import Received
+
+__all__ = ["EVENTS", "RING", "SequenceTracker"]
+
+MASK = 0xFFFFFFFF
+RING = 64             # (sequence, seconds) pairs remembered per source
+BOOT_SLACK = 2        # seconds: export seconds and uptime are truncated separately
+STALE_SLACK = 1       # seconds
+EVENTS = ("gap", "late", "replay", "reset")
+
+# The header fields the sequence check reads, for every version at once (fields overlap).
+_HEADER = np.dtype({
+    "names": ["count", "uptime", "secs59", "v5_seq", "v5_engine", "v9_seq", "v9_domain", "ipfix_secs", "ipfix_seq",
+              "ipfix_domain"],
+    "formats": [">u2", ">u4", ">u4", ">u4", ">u2", ">u4", ">u4", ">u4", ">u4", ">u4"],
+    "offsets": [2, 4, 8, 16, 20, 12, 16, 4, 8, 12],
+    "itemsize": 24,
+})
+
+
+@dataclass
+class _Source:
+    expected: int | None = None   # None: the next datagram (re)starts the sequence
+    boot: int = -1                # export seconds - uptime seconds of the last datagram in order (v5/v9)
+    newest: int = 0               # largest export seconds seen
+    seqs: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    secs: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+
+# version code -> offsets of the sequence number, the export seconds, the domain, and the domain's width
+_OFFSETS = {batchmod.V5: (16, 8, 20, 2), batchmod.V9: (12, 8, 16, 4), batchmod.IPFIX: (8, 4, 12, 4)}
+
+
+def _signed(delta: int) -> int:
+    return ((delta + (1 << 31)) & MASK) - (1 << 31)
+
+
+class SequenceTracker:
+    """Given a bound on the sources kept, count gaps, lost units, late datagrams, replays and
+    resets of the export sequence numbers (see module doc) into ``lost`` and ``events``."""
+
+    def __init__(self, max_sources: int = 4096) -> None:
+        self.max_sources = max_sources
+        self.lost: Counter = Counter()     # (site, exporter label, version key) -> units lost
+        self.events: Counter = Counter()   # (site, exporter label, version key, event) -> datagrams
+        self._sources: OrderedDict[tuple, _Source] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def observe(self, batch: Received, rows: np.ndarray, vcode: np.ndarray, records: np.ndarray | None,
+                labels: list[str], site: str) -> None:
+        """Given a batch, the indices of its datagrams to check (in arrival order), their version
+        codes (batch.V5/V9/IPFIX, one per row), the data records each IPFIX row carried (-1 when
+        unknown: the next datagram of its source restarts the check; None when no row is IPFIX),
+        the exporter labels and the site, count what their sequence numbers say."""
+        if len(rows) == 0:
+            return
+        if len(rows) == len(batch) and len(batch.exporters) == 1 and self._in_order(batch, vcode, records, site):
+            return
+        head = np.ndarray((len(batch),), _HEADER, buffer=batch.buf, strides=(batch.slot,))[rows]
+        is5, is9 = vcode == batchmod.V5, vcode == batchmod.V9
+        seq = np.where(is5, head["v5_seq"], np.where(is9, head["v9_seq"], head["ipfix_seq"])).astype(np.int64)
+        secs = np.where(is5 | is9, head["secs59"], head["ipfix_secs"]).astype(np.int64)
+        boot = np.where(is5 | is9, secs - head["uptime"].astype(np.int64) // 1000, -1)
+        domain = np.where(is5, head["v5_engine"], np.where(is9, head["v9_domain"], head["ipfix_domain"])
+                          ).astype(np.int64)
+        inc = np.where(is5, head["count"].astype(np.int64), 1)
+        if records is not None:
+            inc = np.where(vcode == batchmod.IPFIX, records, inc)
+        exp = batch.exporter_index[rows]
+        for (e, vc, dom), sel in batchmod.groups(exp, vcode, domain):
+            version = batchmod.VERSION_KEYS[vc]
+            key = (site, batch.exporters[e], version, dom)
+            source = self._source(key)
+            self._check(source, (site, labels[e], version), seq[sel], inc[sel], secs[sel], boot[sel])
+
+    def _in_order(self, batch: Received, vcode: np.ndarray, records: np.ndarray | None, site: str) -> bool:
+        # The usual batch, every datagram of one source in order, checked on strided views of the
+        # header fields it needs (a few microseconds); False sends it to the general check.
+        v = int(vcode[0])
+        if v not in _OFFSETS or not bool((vcode == v).all()):
+            return False
+        seq_at, secs_at, domain_at, domain_width = _OFFSETS[v]
+        n, slot, buf = len(batch), batch.slot, batch.buf
+        domain = np.ndarray((n,), f">u{domain_width}", buffer=buf, offset=domain_at, strides=(slot,))
+        d0 = int(domain[0])
+        if n > 1 and not bool((domain == d0).all()):
+            return False
+        source = self._sources.get((site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0))
+        if source is None or source.expected is None:
+            return False
+        seq = np.ndarray((n,), ">u4", buffer=buf, offset=seq_at, strides=(slot,)).astype(np.uint32)
+        if v == batchmod.V5:
+            inc = np.ndarray((n,), ">u2", buffer=buf, offset=2, strides=(slot,)).astype(np.uint32)
+        elif v == batchmod.IPFIX:
+            if records is None or bool((records < 0).any()):
+                return False
+            inc = records.astype(np.uint32)
+        else:
+            inc = None
+        last_inc = 1 if inc is None else int(inc[-1])
+        if int(seq[0]) != source.expected:
+            return False
+        if n > 1:
+            step = np.diff(seq)  # uint32: wraps modulo 2**32 like the sequence numbers
+            if not bool((step == 1).all() if inc is None else (step == inc[:-1]).all()):
+                return False
+        self._sources.move_to_end((site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0))
+        secs = np.ndarray((n,), ">u4", buffer=buf, offset=secs_at, strides=(slot,))
+        source.expected = (int(seq[-1]) + last_inc) & MASK
+        if v != batchmod.IPFIX:
+            uptime = int(np.ndarray((1,), ">u4", buffer=buf, offset=(n - 1) * slot + 4)[0])
+            source.boot = int(secs[-1]) - uptime // 1000
+        source.newest = max(source.newest, int(secs.max()))
+        source.seqs = np.concatenate((source.seqs, seq[-RING:].astype(np.int64)))[-RING:]
+        source.secs = np.concatenate((source.secs, secs[-RING:].astype(np.int64)))[-RING:]
+        return True
+
+    def _source(self, key: tuple) -> _Source:
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= self.max_sources:  # bounded: spoofed sources must not grow memory
+                self._sources.popitem(last=False)
+            source = self._sources[key] = _Source()
+        else:
+            self._sources.move_to_end(key)
+        return source
+
+    def _check(self, src: _Source, label: tuple, seq: np.ndarray, inc: np.ndarray, secs: np.ndarray,
+               boot: np.ndarray) -> None:
+        if src.expected is not None and bool((inc >= 0).all()):
+            want = np.empty_like(seq)
+            want[0] = src.expected
+            want[1:] = (seq[:-1] + inc[:-1]) & MASK
+            if bool((seq == want).all()):  # the common case: everything in order
+                src.expected = int((seq[-1] + inc[-1]) & MASK)
+                src.boot = int(boot[-1])
+                src.newest = max(src.newest, int(secs.max()))
+                src.seqs = np.concatenate((src.seqs, seq))[-RING:]
+                src.secs = np.concatenate((src.secs, secs))[-RING:]
+                return
+        ring = list(zip(src.seqs.tolist(), src.secs.tolist(), strict=True))
+        for s, n, t, b in zip(seq.tolist(), inc.tolist(), secs.tolist(), boot.tolist(), strict=True):
+            event = self._one(src, ring, s, t, b)
+            if event is not None:
+                self.events[(*label, event)] += 1
+                if event == "gap":
+                    self.lost[label] += _signed(s - src.expected)  # type: ignore[operator]
+            if event in (None, "gap", "reset"):
+                src.expected = (s + n) & MASK if n >= 0 else None
+                src.boot = b
+            if event != "replay":
+                ring.append((s, t))
+                del ring[:-RING]
+            src.newest = max(src.newest, t)
+        src.seqs = np.array([s for s, _ in ring], np.int64)
+        src.secs = np.array([t for _, t in ring], np.int64)
+
+    @staticmethod
+    def _one(src: _Source, ring: list[tuple[int, int]], s: int, t: int, b: int) -> str | None:
+        # Return the event of one datagram (None: in order, or the first of its sequence).
+        if src.expected is None:
+            return None
+        delta = _signed(s - src.expected)
+        if delta == 0:
+            return None
+        if delta > 0:
+            return "gap"
+        if b >= 0 and src.boot >= 0 and b > src.boot + BOOT_SLACK:
+            return "reset"
+        if (s, t) in ring:
+            return "replay"
+        if t > src.newest:  # exported after everything seen so far, yet behind: a new sequence
+            return "reset"
+        if ring and _signed(s - ring[0][0]) >= 0:
+            return "late"
+        if t + STALE_SLACK < src.newest:
+            return "replay"
+        return "reset"

@@ -28,6 +28,13 @@ NETFLOW_RECONCILE_METRICS = 12069  # /metrics of citydc collect netflow in that 
 NFCAPD = 12070
 NETFLOW_DEMO_METRICS = 12059  # /metrics of citydc collect netflow in `citydc demo` (listeners 12055/12056)
 
+# LDAP audit lab (issue 12): the private slapd (StartTLS on SLAPD, LDAPS on SLAPD_LDAPS) and the
+# 100k-user directory of bench/ldap_audit.py.
+SLAPD = 13389
+SLAPD_LDAPS = 13636
+SLAPD_BENCH = 13390
+SLAPD_BENCH_LDAPS = 13637
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {
@@ -37,4 +44,5 @@ LAB_ENV = {
     "CITYDC_ES_PASSWORD": "citydc-lab-es-pass",
     "CITYDC_RESTIC_PASSWORD": "citydc-lab-restic-pass",
     "CITYDC_LDAP_PASSWORD": "citydc-lab-ldap-pass",
+    "CITYDC_LDAP_ADMIN_PASSWORD": "citydc-lab-ldap-admin-pass",
 }

@@ -144,6 +144,7 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
 
     check_unique("sites", "id")
     check_unique("devices", "name")
+    check_unique("ldap", "name")  # audit state, metrics and `--source` are keyed by the source name
     profiles = raw.get("snmp_auth") if isinstance(raw.get("snmp_auth"), dict) else {}
     for i, dev in items("devices"):
         check_site(f"devices[{i}].site", dev.get("site"))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.markup import escape
@@ -27,6 +28,7 @@ from citydc.secrets import SecretUnavailable
 __all__ = ["audit_group"]
 
 SEVERITY_CHOICE = click.Choice(["info", "low", "medium", "high", "critical", "none"])
+_TZ = ZoneInfo("Asia/Taipei")
 _STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -222,3 +224,64 @@ def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | N
                 table.add_row(label, f["severity"], f["rule"], escape(f["subject"]), escape(f["message"]))
         out.print(table)
     ctx.exit(EXIT_FAILED if d.appeared or d.score_change < 0 else EXIT_OK)
+
+
+def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
+    """Return the privileged DNs for the off-hours detection: every member in the baseline file."""
+    from citydc.sso import files
+
+    if src.baseline_file is None:
+        return []
+    try:
+        return [m for members in files.load_baseline(loaded.resolve(src.baseline_file)).values() for m in members]
+    except files.FileInvalid as exc:
+        fail(f"ldap source {src.name}: {exc}", EXIT_CONFIG)
+
+
+@audit_group.command("auth")
+@click.option("--source", "source_name", help="Only this ldap source (default: every one with a stats_log).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Read this stats log instead of stats_log.")
+@click.option("--from-start", is_flag=True, help="Forget where the last run stopped; read the whole log again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and detections as JSON.")
+@click.pass_context
+def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool,
+             as_json: bool) -> None:
+    """Read the directory's binds from slapd's stats log (resuming where the last run stopped), record each as
+    an ECS authentication event, and detect brute force, password spraying, success after failures and
+    privileged logins outside working hours. Exit 1 when something was detected."""
+    from citydc.seclog import emit_configured
+    from citydc.sso.auth_audit import run_auth
+
+    loaded = load_config(ctx)
+    sources = [s for s in _sources(loaded, source_name) if log_path or s.stats_log is not None]
+    if not sources:
+        fail("no ldap source has a stats_log", EXIT_CONFIG, hint="set ldap[].stats_log or pass --log")
+    reports, detected = [], False
+    for src in sources:
+        path = Path(log_path) if log_path else loaded.resolve(src.stats_log)  # type: ignore[arg-type]
+        try:
+            report = run_auth(src, path, _state_dir(loaded, src) / src.name / "authlog.json",
+                              lambda evs: emit_configured(loaded, evs), _privileged(loaded, src),
+                              from_start=from_start)
+        except OSError as exc:
+            err.print(f"[bold red]ldap source {escape(src.name)}:[/] cannot read {escape(str(path))}: "
+                      f"{escape(exc.strerror or str(exc))}")
+            detected = True
+            continue
+        detected = detected or bool(report["detections"])
+        reports.append(report)
+    if as_json:
+        print_json({"sources": reports})
+    else:
+        for r in reports:
+            out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed) from "
+                      f"{r['log']}" + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
+            if r["detections"]:
+                table = Table(title=f"detections ({r['source']})")
+                for col in ("time (Asia/Taipei)", "detection", "source", "what"):
+                    table.add_column(col, overflow="fold")
+                for d in r["detections"]:
+                    local = datetime.fromisoformat(d["when"]).astimezone(_TZ).strftime("%m-%d %H:%M:%S")
+                    table.add_row(local, d["action"], d["source_ip"] or "-", escape(d["message"]))
+                out.print(table)
+    ctx.exit(EXIT_FAILED if detected else EXIT_OK)

@@ -243,9 +243,8 @@ class Directory:
                                    ACCOUNT_ATTRIBUTES, self.ldapsearch)
             done = execute.Streamed()
             try:
-                lines = execute.stream_lines("ldapsearch", argv, done, env=env, secrets=[self._password],
-                                             timeout=None)
-                for dn, attrs in ldif.parse(lines):
+                chunks = execute.stream_chunks("ldapsearch", argv, done, env=env, secrets=[self._password])
+                for dn, attrs in ldif.parse_chunks(chunks):
                     yield Account.from_attrs(dn, attrs)
             except execute.ToolFailed as exc:
                 raise DirectoryError(str(exc)) from None

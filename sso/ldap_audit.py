@@ -162,7 +162,9 @@ def _stream(accounts: Iterable[Account], rules: list[Rule], ctx: RuleContext, ru
         for hook in hooks:
             extend(hook(acct))
         if wanted:
-            key = norm_dn(acct.dn)
+            key = acct.dn.lower()
+            if ", " in key or " ," in key:
+                key = norm_dn(key)
             if key in wanted:
                 members[key] = MemberStatus(True, acct.disabled)
         if progress is not None and not n % 5000:

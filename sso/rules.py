@@ -117,6 +117,18 @@ def make_rules(ctx: RuleContext) -> list[Rule]:
 # -- password storage ----------------------------------------------------------------------------
 
 _STRONG_CRYPT = ("$5$", "$6$", "$y$", "$gy$", "$7$", "$2a$", "$2b$", "$2y$")
+_STRONG_PREFIXES = ("{SSHA}", "{SSHA256}", "{SSHA384}", "{SSHA512}", "{ARGON2}", "{PBKDF2-", "{PBKDF2}",
+                    *(f"{{CRYPT}}{c}" for c in _STRONG_CRYPT))
+
+
+def gcut(when: datetime) -> str:
+    """Given a time, return its GeneralizedTime digits (``YYYYmmddHHMMSS``) for string comparison."""
+    return when.strftime("%Y%m%d%H%M%S")
+
+
+def _digits(value: str | None) -> bool:
+    # Well-formed UTC GeneralizedTime compares as a string: no datetime per account in the hot loop.
+    return value is not None and len(value) >= 15 and value[:14].isdigit()
 
 
 def password_problem(value: str, weak_schemes: Sequence[str]) -> tuple[str, str] | None:
@@ -143,11 +155,30 @@ def password_problem(value: str, weak_schemes: Sequence[str]) -> tuple[str, str]
       "Reset the password so slapd stores a salted hash (olcPasswordHash {SSHA512} or {ARGON2} with the "
       "pw-sha2/argon2 module), and set olcPPolicyHashCleartext TRUE so new cleartext values are hashed.")
 class CleartextPassword(Rule):
+    kind = "cleartext"
+
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        weak = ctx.settings.weak_schemes
+        # Prefixes of strong values, checked first: nearly every account has one, and this is the hot loop.
+        self.strong = tuple(p for p in _STRONG_PREFIXES if p[1:].split("}")[0].rstrip("-") not in weak)
+
+    def schemes(self, acct: Account) -> list[str]:
+        weak, strong = self.ctx.settings.weak_schemes, self.strong
+        out = []
+        for v in acct.passwords:
+            if v.startswith(strong):
+                continue
+            p = password_problem(v, weak)
+            if p is not None and p[0] == self.kind:
+                out.append(p[1])
+        return out
+
     def account(self, acct: Account) -> Iterable[Finding]:
-        weak = self.ctx.settings.weak_schemes
-        schemes = [p[1] for p in (password_problem(v, weak) for v in acct.passwords) if p and p[0] == "cleartext"]
-        if schemes:
-            yield self.found(acct.dn, f"password stored in cleartext (scheme {', '.join(schemes)})", schemes=schemes)
+        schemes = self.schemes(acct)
+        if not schemes:
+            return ()
+        return [self.found(acct.dn, f"password stored in cleartext (scheme {', '.join(schemes)})", schemes=schemes)]
 
 
 @rule("LDAP-PWD-002", "high", "account", "Password stored with a weak hash",
@@ -155,12 +186,14 @@ class CleartextPassword(Rule):
       "off-the-shelf tools crack quickly once the hash leaks.",
       "Have the user change the password (or reset it) so it is stored with a strong scheme such as {SSHA512}, "
       "{ARGON2} or {CRYPT}$6$.")
-class WeakHash(Rule):
+class WeakHash(CleartextPassword):
+    kind = "weak"
+
     def account(self, acct: Account) -> Iterable[Finding]:
-        weak = self.ctx.settings.weak_schemes
-        schemes = [p[1] for p in (password_problem(v, weak) for v in acct.passwords) if p and p[0] == "weak"]
-        if schemes:
-            yield self.found(acct.dn, f"password hashed with weak scheme {', '.join(schemes)}", schemes=schemes)
+        schemes = self.schemes(acct)
+        if not schemes:
+            return ()
+        return [self.found(acct.dn, f"password hashed with weak scheme {', '.join(schemes)}", schemes=schemes)]
 
 
 # -- accounts ------------------------------------------------------------------------------------
@@ -170,20 +203,28 @@ class WeakHash(Rule):
       "lastbind), or never bound and was created before it. Unused accounts are the quietest way in.",
       "Confirm with the owner's unit; disable the account (pwdAccountLockedTime 000001010000Z) or delete it.")
 class StaleAccount(Rule):
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        self.cut = gcut(ctx.now - timedelta(days=ctx.settings.stale_days))
+
     def account(self, acct: Account) -> Iterable[Finding]:
         if acct.disabled:
-            return
+            return ()
+        last = acct.last_success
+        if _digits(last) and last[:14] >= self.cut:  # type: ignore[index]
+            return ()  # the common case: bound recently
         limit = timedelta(days=self.ctx.settings.stale_days)
-        last = parse_gtime(acct.last_success)
-        if last is not None:
-            if self.ctx.now - last > limit:
-                days = (self.ctx.now - last).days
-                yield self.found(acct.dn, f"last bind {days} days ago", last_bind=acct.last_success, days=days)
-            return
+        last_t = parse_gtime(last)
+        if last_t is not None:
+            if self.ctx.now - last_t > limit:
+                days = (self.ctx.now - last_t).days
+                return [self.found(acct.dn, f"last bind {days} days ago", last_bind=last, days=days)]
+            return ()
         created = parse_gtime(acct.created)
         if created is not None and self.ctx.now - created > limit:
             days = (self.ctx.now - created).days
-            yield self.found(acct.dn, f"never bound; created {days} days ago", created=acct.created, days=days)
+            return [self.found(acct.dn, f"never bound; created {days} days ago", created=acct.created, days=days)]
+        return ()
 
 
 def _effective_policy(ctx: RuleContext, acct: Account) -> str | None:
@@ -195,20 +236,33 @@ def _effective_policy(ctx: RuleContext, acct: Account) -> str | None:
       "pwdMaxAge (or the configured maximum when the policy sets none).",
       "Expire the password so the user must change it at the next login, and check why the policy did not.")
 class PasswordAge(Rule):
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        self.limits: dict[str | None, tuple[int, str]] = {}  # policy DN -> (max age s, cut), per policy once
+
+    def limit(self, pol_dn: str | None) -> tuple[int, str]:
+        got = self.limits.get(pol_dn)
+        if got is None:
+            policy = self.ctx.policies.get(norm_dn(pol_dn)) if pol_dn else None
+            max_age = policy.max_age_seconds if policy and policy.max_age_seconds > 0 else \
+                self.ctx.settings.password_max_age_days * 86400
+            got = self.limits[pol_dn] = (max_age, gcut(self.ctx.now - timedelta(seconds=max_age)))
+        return got
+
     def account(self, acct: Account) -> Iterable[Finding]:
-        if acct.disabled:
-            return
+        if acct.disabled or acct.pwd_changed is None:
+            return ()
+        max_age, cut = self.limit(_effective_policy(self.ctx, acct))
+        if _digits(acct.pwd_changed) and acct.pwd_changed[:14] >= cut:
+            return ()
         changed = parse_gtime(acct.pwd_changed)
         if changed is None:
-            return
-        pol_dn = _effective_policy(self.ctx, acct)
-        policy = self.ctx.policies.get(norm_dn(pol_dn)) if pol_dn else None
-        max_age = policy.max_age_seconds if policy and policy.max_age_seconds > 0 else \
-            self.ctx.settings.password_max_age_days * 86400
+            return ()
         age = (self.ctx.now - changed).total_seconds()
         if age > max_age:
-            yield self.found(acct.dn, f"password {int(age // 86400)} days old (limit {max_age // 86400} days)",
-                             pwd_changed=acct.pwd_changed, max_age_days=max_age // 86400)
+            return [self.found(acct.dn, f"password {int(age // 86400)} days old (limit {max_age // 86400} days)",
+                               pwd_changed=acct.pwd_changed, max_age_days=max_age // 86400)]
+        return ()
 
 
 @rule("LDAP-ACC-003", "high", "account", "Account without a password policy",
@@ -217,14 +271,22 @@ class PasswordAge(Rule):
       "applies to it.",
       "Point pwdPolicySubentry at an existing policy, or remove it so the default policy applies.")
 class NoPolicy(Rule):
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        self.known: dict[str, bool] = {}
+
     def account(self, acct: Account) -> Iterable[Finding]:
         if acct.disabled:
-            return
+            return ()
         dn = _effective_policy(self.ctx, acct)
         if dn is None:
-            yield self.found(acct.dn, "no pwdPolicySubentry and the server has no default policy")
-        elif norm_dn(dn) not in self.ctx.policies:
-            yield self.found(acct.dn, f"pwdPolicySubentry names {dn}, which is not a password policy", policy=dn)
+            return [self.found(acct.dn, "no pwdPolicySubentry and the server has no default policy")]
+        ok = self.known.get(dn)
+        if ok is None:
+            ok = self.known[dn] = norm_dn(dn) in self.ctx.policies
+        if not ok:
+            return [self.found(acct.dn, f"pwdPolicySubentry names {dn}, which is not a password policy", policy=dn)]
+        return ()
 
 
 # -- password policies ---------------------------------------------------------------------------

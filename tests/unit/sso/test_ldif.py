@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citydc.sso.ldif import LdifError, parse
+from citydc.sso.ldif import LdifError, parse, parse_chunks
 
 SAMPLE = """\
 dn: uid=a,ou=people,dc=x
@@ -45,3 +45,12 @@ def test_any_input_gives_entries_or_ldif_error(text):
             assert isinstance(dn, str) and all(isinstance(v, list) for v in attrs.values())
     except LdifError:
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, len(SAMPLE)), max_size=8))
+def test_any_chunking_gives_the_same_entries(cuts):
+    data = SAMPLE.encode()
+    bounds = sorted(set(cuts))
+    chunks = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    assert list(parse_chunks(chunks)) == list(parse(SAMPLE.splitlines()))

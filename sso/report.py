@@ -61,7 +61,7 @@ th,td{border:1px solid #cbd5e1;padding:.3rem .5rem;text-align:left;vertical-alig
 th{background:#f1f5f9} .sev{color:#fff;border-radius:.25rem;padding:0 .4rem;font-weight:600;font-size:.8rem}
 .score{font-size:2.5rem;font-weight:700} .cards{display:flex;gap:1rem;flex-wrap:wrap}
 .card{border:1px solid #cbd5e1;border-radius:.4rem;padding:.6rem 1rem;min-width:7rem}
-.subject{font-family:ui-monospace,monospace;word-break:break-all} .rem{color:#334155}
+.rid{white-space:nowrap} .subject{font-family:ui-monospace,monospace;word-break:break-all} .rem{color:#334155}
 .note{background:#fef9c3;padding:.4rem .6rem;border-radius:.3rem;margin:.3rem 0}
 @media print{body{margin:0}}
 """
@@ -91,7 +91,7 @@ def to_html(result: dict[str, Any], title: str = "LDAP directory audit") -> str:
             "<th>findings</th><th>remediation</th></tr>"]
     for rid, n in sorted(r["by_rule"].items()):
         info = RULES[rid].info if rid in RULES else None
-        out.append(f"<tr><td>{escape(rid)}</td><td>{_sev(info.severity) if info else ''}</td>"
+        out.append(f'<tr><td class="rid">{escape(rid)}</td><td>{_sev(info.severity) if info else ""}</td>'
                    f"<td>{escape(info.title) if info else ''}</td><td>{n}</td>"
                    f'<td class="rem">{escape(info.remediation) if info else ""}</td></tr>')
     if not r["by_rule"]:

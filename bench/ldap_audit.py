@@ -119,6 +119,9 @@ def main() -> None:
                                text=True, check=False)
         run = json.loads(check.stdout)["runs"][0]
         print(f"audit: {run['accounts']} accounts, {len(run['findings'])} findings, score {run['score']}")
+        out = subprocess.run(dump, env=env, capture_output=True, check=True).stdout
+        dns = [ln for ln in out.split(b"\n") if ln.startswith(b"dn:")]
+        print(f"ldapsearch dump: {len(dns)} entries, {len(set(dns))} distinct DNs, {len(out) / 1e6:.1f} MB")
         walls: dict[str, list[float]] = {"ldapsearch": [], "citydc": []}
         cpus: dict[str, list[float]] = {"ldapsearch": [], "citydc": []}
         for r in range(args.rounds):

@@ -70,11 +70,15 @@ def _entry(block: str, first_line: int) -> Entry | None:
 _LINE = re.compile(r"^([^:\n]*)(:{0,2}) ?(.*)$", re.M)
 
 
-def _entries(text: str, first_line: int) -> Iterator[Entry]:
-    """Given complete entries (the text ends at an entry boundary), yield them; the fast path of the reader."""
+def _entries(text: str, first_line: int) -> list[Entry]:
+    """Given complete entries (the text ends at an entry boundary), return them; the fast path of the reader.
+
+    Anything unusual (wrapped lines, CRLF, a malformed line) sends the whole text to the careful path,
+    which names the line of an error; nothing is returned twice.
+    """
     if "\n " in text or "\r" in text:
-        yield from _slow(text, first_line)  # wrapped or CRLF LDIF: the careful path handles it
-        return
+        return list(_slow(text, first_line))
+    out: list[Entry] = []
     dn: str | None = None
     attrs: dict[str, list[str]] = {}
     lower = _LOWER
@@ -83,23 +87,20 @@ def _entries(text: str, first_line: int) -> Iterator[Entry]:
         if not sep:
             if not name:  # blank line
                 if dn is not None:
-                    yield dn, attrs
+                    out.append((dn, attrs))
                     dn, attrs = None, {}
                 continue
             if name[0] == "#":
                 continue
-            yield from _slow(text, first_line)  # raises LdifError naming the line
-            return
+            return list(_slow(text, first_line))  # raises LdifError naming the line
         if sep == "::":
             try:
                 value = b64(value.strip(), validate=True).decode("utf-8", "replace")
             except (binascii.Error, ValueError):
-                yield from _slow(text, first_line)
-                return
+                return list(_slow(text, first_line))
         if dn is None:
             if name != "dn" and name.lower() != "dn":
-                yield from _slow(text, first_line)
-                return
+                return list(_slow(text, first_line))
             dn = value
             continue
         key = lower.get(name)
@@ -111,7 +112,8 @@ def _entries(text: str, first_line: int) -> Iterator[Entry]:
         else:
             got.append(value)
     if dn is not None:
-        yield dn, attrs
+        out.append((dn, attrs))
+    return out
 
 
 def _slow(text: str, first_line: int) -> Iterator[Entry]:

@@ -54,3 +54,12 @@ def test_any_chunking_gives_the_same_entries(cuts):
     bounds = sorted(set(cuts))
     chunks = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
     assert list(parse_chunks(chunks)) == list(parse(SAMPLE.splitlines()))
+
+
+def test_a_bad_line_after_good_entries_raises_without_yielding_twice():
+    text = "dn: a\nuid: a\n\ndn: b\nuid: b\n\ndn: c\nbroken line\n\n"
+    seen = []
+    with pytest.raises(LdifError, match="line 8"):
+        for dn, _ in parse_chunks([text.encode()]):
+            seen.append(dn)
+    assert seen == []  # the block is judged as a whole: nothing half-read is passed on

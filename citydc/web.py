@@ -251,17 +251,21 @@ def tls_context(path: Path, tls: TLSServerConfig) -> ssl.SSLContext:
                              "readable only by citydc")
 
     for name in ("cert_file", "key_file"):
-        if not os.access(getattr(tls, name), os.R_OK):
+        try:
+            readable = os.access(getattr(tls, name), os.R_OK)
+        except ValueError:  # a NUL byte in the path
+            readable = False
+        if not readable:
             raise WebConfigError(f"{path}: tls_server_config.{name}: cannot read {getattr(tls, name)}")
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)  # type: ignore[arg-type]
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ValueError, ssl.SSLError) as exc:  # ValueError: a NUL byte in the path
         raise WebConfigError(f"{path}: tls_server_config.cert_file/key_file: cannot load the certificate and key "
                              f"({getattr(exc, 'reason', None) or exc})") from None
     if tls.client_ca_file:
         try:
             ctx.load_verify_locations(cafile=tls.client_ca_file)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ValueError, ssl.SSLError) as exc:  # ValueError: a NUL byte in the path
             raise WebConfigError(f"{path}: tls_server_config.client_ca_file: cannot load {tls.client_ca_file} "
                                  f"({getattr(exc, 'reason', None) or getattr(exc, 'strerror', None) or exc})"
                                  ) from None

@@ -14,7 +14,8 @@ from citydc import execute
 from citydc.collectors.netflow import receive
 from citydc.collectors.netflow.aggregate import Aggregator
 from citydc.collectors.netflow.decoder import Decoder
-from citydc.lab import nfdump, ports, processes
+from citydc.lab import ports
+from citydc.lab.demo.record import nfcapd_totals
 from citydc.lab.softflowd import HOST_ADDRESS, NS_ADDRESS, SERVICES, expire_all_argv
 
 PAYLOAD = 1000
@@ -35,23 +36,6 @@ def our_flow(batches, sport: int, dport: int) -> list[tuple[int, int]]:
         hit = (b["sport"] == sport) & (b["dport"] == dport) & (b["proto"] == 17) & (b["ip_version"] == 4)
         out += [(int(x), int(y)) for x, y in zip(b["bytes"][hit], b["packets"][hit], strict=True)]
     return out
-
-
-def nfcapd_totals(datagrams: list[bytes], port: int, flow_dir: Path) -> dict[str, int]:
-    proc = processes.spawn(nfdump.nfcapd_argv("127.0.0.1", port, flow_dir), log_path=flow_dir.parent / "nfcapd.log")
-    rec = processes.record(proc.pid, "nfcapd")
-    try:
-        time.sleep(1.0)  # nfcapd binds right after start; a datagram sent before would be lost
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for d in datagrams:
-                s.sendto(d, ("127.0.0.1", port))
-        time.sleep(0.5)
-    finally:
-        processes.stop([rec])  # SIGTERM: nfcapd writes its file and exits
-        proc.wait(timeout=10)
-    res = execute.run("nfdump", nfdump.nfdump_stats_argv(flow_dir), timeout=60)
-    assert res.ok, res.stderr
-    return nfdump.parse_nfdump_stats(res.stdout)
 
 
 @pytest.mark.lab

@@ -74,6 +74,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="citydc-wheel-") as tmp:
         tmp_path = Path(tmp)
+        # mkdtemp makes it 0700; the lab's unprivileged SFTP login must search through it.
+        tmp_path.chmod(0o711)
         subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(ROOT)],
                        check=True, stdout=subprocess.DEVNULL)
         wheel = next((tmp_path / "dist").glob("citydc-*.whl"))

@@ -148,7 +148,7 @@ class Service:
             raise LabError(f"{self.name} did not become ready within {self.ready_timeout:.0f} s; "
                            f"see {self.log_path(ctx)}") from None
         # Record the children too (e.g. the Elasticsearch launcher's server JVM).
-        recs += [processes.record(pid, self.name) for pid in processes.descendants(proc.pid)]
+        recs += processes.record_living(processes.descendants(proc.pid), self.name)
         processes.save(self.pid_file(ctx), recs)
         self.owner_file(ctx).write_text(json.dumps(self.fingerprint(), sort_keys=True))
 

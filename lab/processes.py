@@ -52,6 +52,17 @@ def record(pid: int, argv0: str) -> ProcessRecord:
     return ProcessRecord(pid, start, argv0)
 
 
+def record_living(pids: list[int], argv0: str) -> list[ProcessRecord]:
+    """Return records for those of ``pids`` still running; a short-lived child (sshd's per-connection
+    process from a readiness probe) may be gone by the time it is read, and is no part of the service."""
+    recs = []
+    for pid in pids:
+        start = _start_time(pid)
+        if start is not None:
+            recs.append(ProcessRecord(pid, start, argv0))
+    return recs
+
+
 def alive(rec: ProcessRecord) -> bool:
     """Return True if the recorded process still runs (same PID and same start time)."""
     return _start_time(rec.pid) == rec.start_time

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import stat
 import subprocess
 from pathlib import Path
 
@@ -71,6 +72,26 @@ def keygen_argv(path: Path) -> tuple[str, ...]:
     return ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "citydc-lab", "-f", str(path))
 
 
+def untraversable_ancestors(path: Path, uid: int, gids: set[int]) -> list[Path]:
+    """Return the ancestors of ``path`` (not ``path`` itself) that ``uid`` cannot search (no x bit for it).
+
+    sshd reads the authorized keys as the login user, and internal-sftp writes as that user, so the
+    lab's SFTP login must be able to walk from ``/`` down to the lab directory.
+    """
+    blocked = []
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            blocked.append(parent)
+    return sorted(blocked)
+
+
 class Sftp(Service):
     name = "sftp"
     description = "OpenSSH sshd with SFTP on loopback (off-site restic repositories)"
@@ -112,6 +133,8 @@ class Sftp(Service):
                 if not res.ok:
                     raise LabError(f"ssh-keygen failed: {res.stderr.strip()}")
         (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
+        # sshd opens it as the login user, and citydc's umask (077) would leave it root-only.
+        (d / "authorized_keys").chmod(0o644)
         host_pub = (d / "host_ed25519.pub").read_text().split()
         (d / "known_hosts").write_text(f"[{ports.HOST}]:{ports.SFTP} {host_pub[0]} {host_pub[1]}\n")
         (d / "sshd_config").write_text(sshd_config(d, ports.SFTP, user))
@@ -120,6 +143,14 @@ class Sftp(Service):
         repos.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             entry = pwd.getpwnam(user)
+            blocked = untraversable_ancestors(ctx.root, entry.pw_uid, {entry.pw_gid})
+            if blocked:
+                # Failing here names the cause; otherwise sshd refuses every key and the lab only
+                # reports that the service never became ready.
+                modes = ", ".join(f"{p} (mode {p.stat().st_mode & 0o777:04o})" for p in blocked)
+                raise LabError(f"the lab's SFTP login {user!r} cannot reach the lab directory {ctx.root}: "
+                               f"it cannot search {modes}. Use a CITYDC_LAB_DIR whose parent directories "
+                               f"are searchable by others (the default is /tmp/citydc-lab), or `chmod o+x` them")
             os.chown(repos, entry.pw_uid, entry.pw_gid)
             # The SFTP user must traverse the lab directories down to its repositories.
             for p in (ctx.root, d):

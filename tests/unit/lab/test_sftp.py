@@ -28,3 +28,18 @@ def test_argv():
                                             "-f", "/k")
     assert sftp.useradd_argv("citydc") == ("useradd", "--system", "--no-create-home", "--shell",
                                            "/usr/sbin/nologin", "citydc")
+
+
+def test_untraversable_ancestors_names_the_closed_directory(tmp_path):
+    closed = tmp_path / "closed"
+    lab = closed / "run" / "lab"
+    lab.mkdir(parents=True)
+    closed.chmod(0o700)
+    other_uid = 65534
+    blocked = sftp.untraversable_ancestors(lab, other_uid, {65534})
+    assert closed in blocked
+    closed.chmod(0o711)
+    assert closed not in sftp.untraversable_ancestors(lab, other_uid, {65534})
+    # The owner needs only its own x bit, whatever "others" get.
+    closed.chmod(0o700)
+    assert closed not in sftp.untraversable_ancestors(lab, closed.stat().st_uid, set())

@@ -13,6 +13,9 @@ done
 if ((${#missing[@]})); then
   echo "lab/bootstrap.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # slapd: only the binaries; the lab runs its own instance (lab/slapd.py), so the package must not
+  # build a system one in /etc/ldap/slapd.d.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

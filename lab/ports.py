@@ -33,6 +33,13 @@ NETFLOW_HARDEN = 12090           # citydc collect netflow listener (datagrams fr
 NETFLOW_HARDEN_METRICS = 12091   # its /metrics (plain, then TLS + basic auth)
 SNMP_EXPORTER_TLS = 19118        # citydc collect snmp with --web.config.file
 
+# LDAP audit lab (issue 12): the private slapd (StartTLS on SLAPD, LDAPS on SLAPD_LDAPS) and the
+# 100k-user directory of bench/ldap_audit.py.
+SLAPD = 13389
+SLAPD_LDAPS = 13636
+SLAPD_BENCH = 13390
+SLAPD_BENCH_LDAPS = 13637
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {
@@ -42,4 +49,5 @@ LAB_ENV = {
     "CITYDC_ES_PASSWORD": "citydc-lab-es-pass",
     "CITYDC_RESTIC_PASSWORD": "citydc-lab-restic-pass",
     "CITYDC_LDAP_PASSWORD": "citydc-lab-ldap-pass",
+    "CITYDC_LDAP_ADMIN_PASSWORD": "citydc-lab-ldap-admin-pass",
 }

@@ -11,6 +11,7 @@ from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.sftp import Sftp
+from citydc.lab.slapd import Slapd
 from citydc.lab.snmpd import Snmpd
 from citydc.lab.snmpsim import SERVICES as SNMPSIM_SERVICES
 from citydc.lab.softflowd import SERVICES as SOFTFLOWD_SERVICES
@@ -20,6 +21,7 @@ __all__ = ["SERVICES", "ServiceStatus", "UnknownService", "down", "select", "sta
 SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), EsTls(), Sftp())}
 SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP collector
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
+SERVICES["slapd"] = Slapd()  # LDAP directory audit
 
 
 class UnknownService(LabError):

@@ -180,6 +180,7 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     devices = _entries(raw.get("devices"))
     check_unique("sites", _entries(raw.get("sites")), "id", "id")
     check_unique("devices", devices, "name", "name")
+    check_unique("ldap", _entries(raw.get("ldap")), "name", "name")  # audit state and metrics are keyed by it
     profiles = {k for k in _mapping(raw.get("snmp_auth")) if isinstance(k, str)}
     modules = set(BUILTIN_SNMP_MODULES) | {k for k in _mapping(_mapping(raw.get("snmp")).get("modules"))
                                            if isinstance(k, str)}

@@ -257,15 +257,92 @@ class Backup(Model):
         default=3600, ge=0, description="a lock is removed only when older than this and its process is gone")
 
 
+Severity = Literal["info", "low", "medium", "high", "critical"]
+
+
+class LdapRuleSettings(Model):
+    """Thresholds of the directory audit's rules (docs/ldap-audit.md lists every rule)."""
+
+    stale_days: int = Field(default=90, ge=1, description="an enabled account unused this long is stale "
+                                                          "(pwdLastSuccess, or createTimestamp if it never bound)")
+    password_max_age_days: int = Field(
+        default=365, ge=1, description="password age limit when the account's policy sets no pwdMaxAge")
+    min_password_length: int = Field(default=12, ge=1, description="a policy enforcing fewer characters is weak")
+    min_password_history: int = Field(default=5, ge=0, description="a policy remembering fewer passwords is weak")
+    max_policy_age_days: int = Field(
+        default=365, ge=1, description="a policy with no pwdMaxAge or a longer one is weak")
+    cert_expiry_days: int = Field(default=30, ge=1,
+                                  description="the server certificate expiring within this many days is a finding")
+    weak_schemes: list[str] = Field(
+        default_factory=lambda: ["MD5", "SMD5", "SHA", "CRYPT"],
+        description="userPassword schemes reported as weak hashes ({CRYPT} only with DES or MD5-crypt); "
+                    "CLEARTEXT and values without a scheme are always cleartext")
+    disabled: list[str] = Field(default_factory=list, description="rule ids not to run")
+
+
+class AuthDetection(Model):
+    """Thresholds of ``citydc audit auth`` (binds read from slapd's stats log)."""
+
+    window_seconds: int = Field(default=600, ge=1, description="sliding window of the failure counts")
+    bruteforce_failures: int = Field(default=5, ge=2, description="failures of one account within the window")
+    spraying_accounts: int = Field(default=10, ge=2,
+                                   description="distinct accounts failing from one source within the window")
+    success_after_failures: int = Field(default=3, ge=1,
+                                        description="a success after at least this many failures in the window")
+    timezone: str = Field(default="Asia/Taipei", description="zone of the working hours")
+    working_hours: str = Field(default="08:00-18:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$",
+                               description="privileged logins outside these hours are alerts")
+    working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="days with working hours")
+
+
 class LdapSource(Model):
     name: Name = Field(description="directory name, used as a label")
-    url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port or ldaps://host:port")
+    url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port (StartTLS) or ldaps://host:port")
     bind_dn: str = Field(description="DN of the read-only audit account")
     bind_password: SecretRef = Field(description="its password, by reference")
     base_dn: str = Field(description="search base of the audit")
-    start_tls: bool = Field(default=True, description="StartTLS on ldap:// URLs")
-    ca_file: ExistingFile | None = Field(default=None, description="CA bundle for TLS verification")
+    start_tls: bool = Field(default=True, description="ldap:// URLs: StartTLS before the bind")
+    allow_plain_bind: bool = Field(
+        default=False,
+        description="allow a simple bind without TLS (ldap:// with start_tls false); never in production")
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle verifying the server certificate")
     site: SiteId
+    account_filter: str = Field(default="(|(objectClass=posixAccount)(objectClass=inetOrgPerson))",
+                                description="LDAP filter of the accounts audited")
+    policy_filter: str = Field(default="(objectClass=pwdPolicy)", description="LDAP filter of ppolicy entries")
+    default_policy_dn: str | None = Field(
+        default=None, description="the server's olcPPolicyDefault; null = accounts without pwdPolicySubentry "
+                                  "have no policy")
+    privileged_groups: list[str] = Field(default_factory=list,
+                                         description="DNs of the privileged groups (groupOfNames member)")
+    baseline_file: ConfigPath | None = Field(
+        default=None, description="approved privileged membership: YAML {groups: {group DN: [member DN]}}")
+    accepted_risk_file: ConfigPath | None = Field(
+        default=None, description="accepted risks: YAML list of {rule, subject, reason, expires, approved_by}")
+    page_size: int = Field(default=1000, ge=10, le=100000, description="paged-search page size")
+    bulk_reader: Literal["ldapsearch", "ldap3"] = Field(
+        default="ldapsearch", description="client of the account read: ldapsearch (OpenLDAP's, fast) or "
+                                          "ldap3 (pure Python, ~10x slower on a large directory)")
+    timeout_seconds: float = Field(default=30, gt=0, le=3600, description="connect and per-request timeout")
+    rules: LdapRuleSettings = Field(default_factory=LdapRuleSettings,
+                                    description="thresholds of the audit rules (stale days, policy minimums)")
+    stats_log: ConfigPath | None = Field(default=None, description="slapd's stats log, read by `citydc audit auth`")
+    auth: AuthDetection = Field(default_factory=AuthDetection,
+                                description="detections of `citydc audit auth` (windows, thresholds, working hours)")
+    state_dir: ConfigPath = Field(default=Path("var/ldap-audit"),
+                            description="runs, resume offsets and reports (relative to the config)")
+    textfile_dir: ConfigPath | None = Field(
+        default=None, description="node_exporter textfile collector directory for the audit metrics")
+
+    @model_validator(mode="after")
+    def transport_is_protected(self) -> LdapSource:
+        if self.url.startswith("ldaps://") and self.start_tls:
+            raise ValueError("start_tls does not apply to ldaps:// URLs (TLS from the first byte); set it false")
+        if self.url.startswith("ldap://") and not self.start_tls and not self.allow_plain_bind:
+            raise ValueError("a simple bind over ldap:// without StartTLS sends the password in clear; "
+                             "set start_tls true, use ldaps://, or set allow_plain_bind true (lab only)")
+        return self
 
 
 class SsoSource(Model):

@@ -1,0 +1,287 @@
+"""``citydc audit``: the LDAP directory audit, the authentication-log audit, night-to-night diffs.
+
+Exit codes: 0 nothing at or above ``--fail-on``; 1 such a finding or detection, or the directory /
+log could not be read; 2 the config, a baseline or accepted-risk file, or the options are wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from citydc import atomicfile
+from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, err, examples, fail, load_config, out, print_json
+from citydc.config.loader import LoadedConfig
+from citydc.config.models import LdapSource
+from citydc.secrets import SecretUnavailable
+
+__all__ = ["audit_group"]
+
+SEVERITY_CHOICE = click.Choice(["info", "low", "medium", "high", "critical", "none"])
+_TZ = ZoneInfo("Asia/Taipei")
+_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _sources(loaded: LoadedConfig, name: str | None) -> list[LdapSource]:
+    sources = loaded.config.ldap
+    if not sources:
+        fail("no ldap sources in the config", EXIT_CONFIG, hint="add an `ldap:` entry (see docs/ldap-audit.md)")
+    if name is None:
+        return list(sources)
+    for s in sources:
+        if s.name == name:
+            return [s]
+    fail(f"unknown ldap source {name!r} (known: {', '.join(s.name for s in sources)})", EXIT_CONFIG)
+
+
+def _state_dir(loaded: LoadedConfig, src: LdapSource) -> Path:
+    return loaded.resolve(src.state_dir)
+
+
+def _state_path(loaded: LoadedConfig, src: LdapSource) -> Path:
+    return _state_dir(loaded, src) / src.name / "state.json"
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record(loaded: LoadedConfig, src: LdapSource, *, attempt: float, result: dict | None,
+            error: str | None) -> None:
+    """Update the source's state (0600) and rewrite the textfile metrics of every source in that directory."""
+    from citydc.sso import metrics
+
+    path = _state_path(loaded, src)
+    st = _read_state(path)
+    st.update({"site": src.site, "last_attempt": attempt, "last_error": error})
+    if result is not None:
+        st["last_success"] = time.time()
+        st["result"] = {k: result[k] for k in ("score", "by_severity", "by_rule", "accounts", "duration_seconds",
+                                                "run_id", "started")}
+        st["result"]["accepted"] = len(result["accepted"])
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomicfile.write(path, json.dumps(st, indent=1), mode=0o600)
+    if src.textfile_dir is not None:
+        states = {s.name: _read_state(_state_path(loaded, s)) for s in loaded.config.ldap
+                  if s.textfile_dir == src.textfile_dir}
+        metrics.write(loaded.resolve(src.textfile_dir), {k: v for k, v in states.items() if v})
+
+
+def _findings_table(result: dict[str, Any], limit: int) -> Table:
+    table = Table(title=f"LDAP audit {result['source']} ({result['site']}): score {result['score']}, "
+                        f"{len(result['findings'])} findings, {len(result['accepted'])} accepted")
+    for col in ("severity", "rule", "subject", "finding"):
+        table.add_column(col, overflow="fold")
+    for f in result["findings"][:limit]:
+        table.add_row(f"[{_STYLE[f['severity']]}]{f['severity']}[/]", f["rule"], escape(f["subject"]),
+                      escape(f["message"]))
+    return table
+
+
+def _output_path(template: str | None, source: str, many: bool) -> Path | None:
+    if template is None:
+        return None
+    if many and "{source}" not in template:
+        fail(f"{template}: several sources are audited; put {{source}} in the file name", EXIT_CONFIG)
+    return Path(template.replace("{source}", source))
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Reports name accounts and weaknesses: owner-only, like every file citydc writes.
+    atomicfile.write(path, text, mode=0o600)
+
+
+@click.group("audit", epilog=examples("citydc audit ldap", "citydc audit auth --json"))
+def audit_group() -> None:
+    """Audits of the LDAP directory (accounts, policies, privileged groups, server) and of its binds."""
+
+
+@audit_group.command("ldap", epilog=examples("citydc audit ldap", "citydc audit ldap --html audit.html --fail-on high"))
+@click.option("--source", "source_name", help="Only this ldap source (default: every one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--csv", "csv_path", metavar="FILE", help="Write the findings as CSV ({source} in the name for several).")
+@click.option("--html", "html_path", metavar="FILE", help="Write the self-contained HTML report.")
+@click.option("--fail-on", type=SEVERITY_CHOICE, default="high", show_default=True,
+              help="Exit 1 when an active finding has this severity or worse (none: never).")
+@click.option("--no-events", is_flag=True, help="Do not write findings to the security log.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Findings shown in the table (all of them are in --json/--csv/--html).")
+@click.option("--reader", type=click.Choice(["ldapsearch", "ldap3"]), help="Override the sources' bulk_reader.")
+@click.pass_context
+def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: str | None, html_path: str | None,
+             fail_on: str, no_events: bool, limit: int, reader: str | None) -> None:
+    """Audit the directory: password storage, stale accounts, password age and policies, privileged groups
+    against the baseline, duplicates, server posture. Accepted risks are suppressed until they expire."""
+    from citydc.sso import events, files, report, runs
+    from citydc.sso.directory import DirectoryError
+    from citydc.sso.ldap_audit import run_audit
+    from citydc.sso.model import severity_rank
+
+    loaded = load_config(ctx)
+    sources = _sources(loaded, source_name)
+    results, failed = [], False
+    for src in sources:
+        if reader is not None:
+            src = src.model_copy(update={"bulk_reader": reader})
+        attempt = time.time()
+        try:
+            password = src.bind_password.reveal()
+        except SecretUnavailable as exc:
+            fail(f"ldap source {src.name}: bind_password: {exc}", EXIT_CONFIG)
+        try:
+            run = run_audit(src, password, resolve=loaded.resolve)
+        except files.FileInvalid as exc:
+            fail(f"ldap source {src.name}: {exc}", EXIT_CONFIG)
+        except DirectoryError as exc:
+            _record(loaded, src, attempt=attempt, result=None, error=str(exc))
+            err.print(f"[bold red]ldap source {escape(src.name)}:[/] {escape(str(exc))}")
+            failed = True
+            continue
+        result = run.to_json()
+        runs.save_run(_state_dir(loaded, src), result)
+        if not no_events:
+            from citydc.seclog import emit_configured
+
+            host = socket.gethostname()
+            when = datetime.now(UTC)
+            evs = [events.finding_event(f, source=src.name, site=src.site, run_id=run.run_id, when=when, host=host)
+                   for f in run.findings]
+            evs.append(events.posture_event(result, site=src.site, when=when, host=host))
+            emit_configured(loaded, evs)
+        _record(loaded, src, attempt=attempt, result=result, error=None)
+        many = len(sources) > 1
+        if (p := _output_path(csv_path, src.name, many)) is not None:
+            _write_private(p, report.to_csv(result))
+        if (p := _output_path(html_path, src.name, many)) is not None:
+            _write_private(p, report.to_html(result))
+        results.append(result)
+        if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
+            failed = True
+    if as_json:
+        print_json({"runs": results})
+    else:
+        for result in results:
+            out.print(_findings_table(result, limit))
+            hidden = len(result["findings"]) - limit
+            if hidden > 0:
+                out.print(f"… {hidden} more findings (use --csv, --html or --json)")
+            sev = ", ".join(f"{k} {v}" for k, v in result["by_severity"].items() if v) or "none"
+            out.print(f"{result['accounts']} accounts in {result['duration_seconds']:.1f} s; findings: {sev}")
+            for note in result["notes"]:
+                err.print(f"[yellow]note:[/] {escape(note)}")
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@audit_group.command("diff", epilog=examples("citydc audit diff", "citydc audit diff --source city-ldap --json"))
+@click.argument("runs_given", nargs=-1, type=click.Path(dir_okay=False, exists=True), metavar="[OLD NEW]")
+@click.option("--source", "source_name", help="ldap source whose last two runs are compared.")
+@click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
+@click.pass_context
+def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | None, as_json: bool) -> None:
+    """Compare two audit runs (default: the source's last two): findings that appeared or were resolved, and
+    the posture score change. Exit 1 when findings appeared or the score dropped."""
+    from citydc.sso import runs
+
+    if runs_given and len(runs_given) != 2:
+        fail("give two run files (OLD NEW) or none", EXIT_CONFIG)
+    if runs_given:
+        paths = [Path(p) for p in runs_given]
+    else:
+        loaded = load_config(ctx)
+        srcs = _sources(loaded, source_name)
+        if len(srcs) > 1:
+            fail("several ldap sources: choose one with --source", EXIT_CONFIG)
+        paths = runs.list_runs(_state_dir(loaded, srcs[0]), srcs[0].name)[-2:]
+        if len(paths) < 2:
+            fail(f"source {srcs[0].name} has {len(paths)} saved run(s); a diff needs two", EXIT_FAILED,
+                 hint="run `citydc audit ldap` again")
+    try:
+        d = runs.diff(runs.load_run(paths[0]), runs.load_run(paths[1]))
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if as_json:
+        print_json(d.to_json())
+    else:
+        table = Table(title=f"audit diff: score {d.old['score']} → {d.new['score']} ({d.score_change:+d})")
+        for col in ("change", "severity", "rule", "subject", "finding"):
+            table.add_column(col, overflow="fold")
+        for label, items in (("[red]new[/]", d.appeared), ("[green]resolved[/]", d.resolved)):
+            for f in items:
+                table.add_row(label, f["severity"], f["rule"], escape(f["subject"]), escape(f["message"]))
+        out.print(table)
+    ctx.exit(EXIT_FAILED if d.appeared or d.score_change < 0 else EXIT_OK)
+
+
+def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
+    """Return the privileged DNs for the off-hours detection: every member in the baseline file."""
+    from citydc.sso import files
+
+    if src.baseline_file is None:
+        return []
+    try:
+        return [m for members in files.load_baseline(loaded.resolve(src.baseline_file)).values() for m in members]
+    except files.FileInvalid as exc:
+        fail(f"ldap source {src.name}: {exc}", EXIT_CONFIG)
+
+
+@audit_group.command("auth", epilog=examples("citydc audit auth", "citydc audit auth --from-start --json"))
+@click.option("--source", "source_name", help="Only this ldap source (default: every one with a stats_log).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Read this stats log instead of stats_log.")
+@click.option("--from-start", is_flag=True, help="Forget where the last run stopped; read the whole log again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and detections as JSON.")
+@click.pass_context
+def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool,
+             as_json: bool) -> None:
+    """Read the directory's binds from slapd's stats log (resuming where the last run stopped), record each as
+    an ECS authentication event, and detect brute force, password spraying, success after failures and
+    privileged logins outside working hours. Exit 1 when something was detected."""
+    from citydc.seclog import emit_configured
+    from citydc.sso.auth_audit import run_auth
+
+    loaded = load_config(ctx)
+    sources = [s for s in _sources(loaded, source_name) if log_path or s.stats_log is not None]
+    if not sources:
+        fail("no ldap source has a stats_log", EXIT_CONFIG, hint="set ldap[].stats_log or pass --log")
+    reports, detected = [], False
+    for src in sources:
+        path = Path(log_path) if log_path else loaded.resolve(src.stats_log)  # type: ignore[arg-type]
+        try:
+            report = run_auth(src, path, _state_dir(loaded, src) / src.name / "authlog.json",
+                              lambda evs: emit_configured(loaded, evs), _privileged(loaded, src),
+                              from_start=from_start)
+        except OSError as exc:
+            err.print(f"[bold red]ldap source {escape(src.name)}:[/] cannot read {escape(str(path))}: "
+                      f"{escape(exc.strerror or str(exc))}")
+            detected = True
+            continue
+        detected = detected or bool(report["detections"])
+        reports.append(report)
+    if as_json:
+        print_json({"sources": reports})
+    else:
+        for r in reports:
+            out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed) from "
+                      f"{r['log']}" + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
+            if r["detections"]:
+                table = Table(title=f"detections ({r['source']})")
+                for col in ("time (Asia/Taipei)", "detection", "source", "what"):
+                    table.add_column(col, overflow="fold")
+                for d in r["detections"]:
+                    local = datetime.fromisoformat(d["when"]).astimezone(_TZ).strftime("%m-%d %H:%M:%S")
+                    table.add_row(local, d["action"], d["source_ip"] or "-", escape(d["message"]))
+                out.print(table)
+    ctx.exit(EXIT_FAILED if detected else EXIT_OK)

@@ -1,0 +1,180 @@
+"""Binds from slapd's ``stats`` log, read incrementally.
+
+A bind is spread over several lines of one connection: ``ACCEPT from IP=…`` (the only line with
+the client address), ``BIND dn=… method=…`` and ``RESULT tag=97 err=N`` (the outcome); ``TLS
+established`` or a StartTLS ``EXT`` marks the connection as encrypted. The parser keeps the open
+connections' address and TLS flag (bounded: the oldest are dropped past ``MAX_CONNS``) and emits
+one ``Bind`` per bind result.
+
+Two line shapes are read: ``slapd -d stats`` on stderr (``6b12fd85.026d243a 0x7fc… conn=…``, hex
+epoch seconds) and syslog with an RFC 3339 time (``2026-11-26T03:50:06.944628+00:00 host
+slapd[123]: conn=…``). Other lines are counted and skipped.
+
+The reader resumes at the byte offset it stopped at (the log's inode and offset, the open
+connections and pending binds are saved with the state); a log that was rotated (another inode)
+or truncated (smaller than the offset) is read from its start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_CONNS", "Bind", "LogPosition", "StatsParser", "read_binds"]
+
+MAX_CONNS = 100_000
+
+_HEX = re.compile(r"^([0-9a-f]{8})\.([0-9a-f]{8}) \S+ (conn=.*)$")
+_SYSLOG = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ slapd\[\d+\]: (conn=.*)$")
+_BODY = re.compile(
+    r"^conn=(?P<conn>\d+) (?:"
+    r"fd=\d+ (?:ACCEPT from (?:IP=(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<ip4>[0-9.]+)):\d+|(?P<path>PATH=)\S+)"
+    r"|(?P<closed>closed)|(?P<tls>TLS established))"
+    r"|op=(?P<op>\d+) (?:BIND dn=\"(?P<dn>.*)\" (?P<kind>method|mech)=(?P<method>\S+)"
+    r"|RESULT tag=97 err=(?P<err>\d+)|EXT oid=(?P<oid>\S+))"
+    r")")
+STARTTLS_OID = "1.3.6.1.4.1.1466.20037"
+_METHODS = {"128": "simple", "163": "sasl"}
+
+
+def _valid_ip(text: str | None) -> str | None:
+    # A damaged line must not put a non-address into source.ip (the event would be refused).
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Bind:
+    when: datetime
+    conn: int
+    op: int
+    dn: str
+    source_ip: str | None
+    code: int
+    method: str | None
+    tls: bool
+
+    @property
+    def success(self) -> bool:
+        return self.code == 0
+
+
+@dataclass
+class StatsParser:
+    """Feeds on stats log lines; keeps per-connection context; returns the binds they complete."""
+
+    conns: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)  # conn -> {ip, tls}
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "conn/op" -> {dn, method}
+    skipped: int = 0
+
+    def feed(self, line: str) -> Bind | None:
+        """Given one log line, return the Bind it completes, or None. Never raises on bad input."""
+        m = _HEX.match(line)
+        if m:
+            when = datetime.fromtimestamp(int(m.group(1), 16) + int(m.group(2), 16) / 1e9, UTC)
+            body = m.group(3)
+        else:
+            m = _SYSLOG.match(line)
+            if not m:
+                self.skipped += 1
+                return None
+            try:
+                when = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(UTC)
+            except ValueError:
+                self.skipped += 1
+                return None
+            body = m.group(2)
+        b = _BODY.match(body)
+        if not b:
+            return None  # a stats line of another kind (SRCH, MOD, UNBIND...): not an error
+        conn = int(b["conn"])
+        if b["ip4"] or b["ip6"] or b["path"]:
+            self.conns[conn] = {"ip": _valid_ip(b["ip4"] or b["ip6"]), "tls": False}
+            while len(self.conns) > MAX_CONNS:
+                self.conns.popitem(last=False)
+            return None
+        if b["closed"]:
+            self.conns.pop(conn, None)
+            return None
+        if b["tls"]:  # TLS established (LDAPS, or after StartTLS)
+            self.conns.setdefault(conn, {"ip": None, "tls": False})["tls"] = True
+            return None
+        key = f"{conn}/{b['op']}"
+        if b["dn"] is not None:
+            if b["kind"] == "method":
+                self.pending[key] = {"dn": b["dn"], "method": _METHODS.get(b["method"], b["method"])}
+                if len(self.pending) > MAX_CONNS:
+                    self.pending.pop(next(iter(self.pending)))
+            return None
+        if b["oid"] is not None:
+            if b["oid"] == STARTTLS_OID:
+                self.conns.setdefault(conn, {"ip": None, "tls": False})["tls"] = True
+            return None
+        code = int(b["err"])
+        op = int(b["op"])
+        if code == 14:  # SASL bind in progress: the bind is not over
+            return None
+        p = self.pending.pop(key, None)
+        if p is None:
+            return None  # a bind whose BIND line was before the part of the log we read
+        c = self.conns.get(conn, {})
+        return Bind(when, conn, op, p["dn"], c.get("ip"), code, p["method"], bool(c.get("tls")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"conns": {str(k): v for k, v in self.conns.items()}, "pending": self.pending}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StatsParser:
+        conns = OrderedDict((int(k), dict(v)) for k, v in (data.get("conns") or {}).items())
+        return cls(conns, dict(data.get("pending") or {}))
+
+
+@dataclass
+class LogPosition:
+    inode: int | None = None
+    offset: int = 0
+    restarted: bool = False  # set when the log was rotated or truncated since the last read
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inode": self.inode, "offset": self.offset}
+
+
+def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int = 1 << 30) -> Iterator[Bind]:
+    """Given the log, where reading stopped and the parser, yield the binds of the complete new lines.
+
+    ``pos`` is advanced past each complete line as it is consumed (a partial last line is left for
+    the next read). At most ``max_bytes`` are read per call, so one run is bounded. Raise OSError
+    if the log cannot be opened.
+    """
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if pos.inode != st.st_ino or st.st_size < pos.offset:
+            pos.restarted = pos.inode is not None
+            pos.inode, pos.offset = st.st_ino, 0
+            parser.conns.clear()
+            parser.pending.clear()
+        fh.seek(pos.offset)
+        budget = max_bytes
+        while budget > 0:
+            chunk = fh.readlines(min(budget, 1 << 20))
+            if not chunk:
+                break
+            for raw in chunk:
+                if not raw.endswith(b"\n"):
+                    return  # a line still being written: read it next time
+                pos.offset += len(raw)
+                budget -= len(raw)
+                bind = parser.feed(raw.decode("utf-8", "replace").rstrip("\n"))
+                if bind is not None:
+                    yield bind

@@ -1,0 +1,158 @@
+"""Detections over the directory's binds, in time order, with sliding windows that survive between runs.
+
+- brute force: ``bruteforce_failures`` failed binds of one account within the window;
+- password spraying: failed binds of ``spraying_accounts`` distinct accounts from one source
+  address within the window;
+- success after failures: a successful bind of an account that failed at least
+  ``success_after_failures`` times within the window just before;
+- off-hours privileged login: a successful bind of a privileged account (a member in the
+  baseline of the privileged groups) outside the working hours and days, in the configured zone.
+
+Each detection fires once per burst (a further failure inside the same window does not repeat it).
+The state holds only what the window needs and is capped, so memory stays bounded whatever the log.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from citydc.config.models import AuthDetection
+from citydc.sso.authlog import Bind
+from citydc.sso.rules import norm_dn
+
+__all__ = ["Detection", "Detector"]
+
+MAX_KEYS = 100_000
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Detection:
+    action: str  # auth-bruteforce | auth-spraying | auth-success-after-failures | auth-offhours-privileged
+    severity: str
+    when: datetime
+    users: tuple[str, ...]
+    source_ip: str | None
+    message: str
+    id_key: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "severity": self.severity, "when": self.when.isoformat(),
+                "users": list(self.users), "source_ip": self.source_ip, "message": self.message,
+                "details": self.details}
+
+
+def _hours(spec: str) -> tuple[time, time]:
+    a, b = spec.split("-")
+    return time.fromisoformat(a), time.fromisoformat(b)
+
+
+class Detector:
+    """Given the thresholds and the privileged DNs, turns binds into detections (``feed``)."""
+
+    def __init__(self, settings: AuthDetection, privileged: Iterable[str] = ()) -> None:
+        self.s = settings
+        self.privileged = {norm_dn(d) for d in privileged}
+        self.zone = ZoneInfo(settings.timezone)
+        self.start, self.end = _hours(settings.working_hours)
+        self.fail_user: dict[str, deque[float]] = {}
+        self.fail_src: dict[str, deque[tuple[float, str]]] = {}
+        self.alerted: dict[str, float] = {}  # "kind:key" -> time of the alert (no repeat within the window)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fail_user": {k: list(v) for k, v in self.fail_user.items()},
+                "fail_src": {k: [list(x) for x in v] for k, v in self.fail_src.items()}, "alerted": self.alerted}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.fail_user = {k: deque(float(t) for t in v) for k, v in (data.get("fail_user") or {}).items()}
+        self.fail_src = {k: deque((float(t), str(u)) for t, u in v) for k, v in (data.get("fail_src") or {}).items()}
+        self.alerted = {k: float(v) for k, v in (data.get("alerted") or {}).items()}
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.s.window_seconds
+        for k in [k for k, q in self.fail_user.items() if not q or q[-1] < horizon]:
+            del self.fail_user[k]
+        for k in [k for k, sq in self.fail_src.items() if not sq or sq[-1][0] < horizon]:
+            del self.fail_src[k]
+        for k in [k for k, t in self.alerted.items() if t < horizon]:
+            del self.alerted[k]
+        for table in (self.fail_user, self.fail_src, self.alerted):
+            while len(table) > MAX_KEYS:  # a flood of distinct names: keep the newest
+                del table[next(iter(table))]
+
+    # -- detections ----------------------------------------------------------------------------
+
+    def offhours(self, when: datetime) -> bool:
+        local = when.astimezone(self.zone)
+        if _DAYS[local.weekday()] not in self.s.working_days:
+            return True
+        t = local.time()
+        return not (self.start <= t < self.end)
+
+    def _once(self, key: str, t: float) -> bool:
+        last = self.alerted.get(key)
+        if last is not None and t - last <= self.s.window_seconds:
+            return False
+        self.alerted[key] = t
+        return True
+
+    def feed(self, b: Bind) -> list[Detection]:
+        """Given the next bind (time order), return the detections it completes."""
+        t = b.when.timestamp()
+        horizon = t - self.s.window_seconds
+        user = norm_dn(b.dn) if b.dn else ""
+        out: list[Detection] = []
+        if len(self.fail_user) > MAX_KEYS or len(self.fail_src) > MAX_KEYS:
+            self._prune(t)
+        q = self.fail_user.get(user)
+        while q and q[0] < horizon:
+            q.popleft()
+        if not b.success:
+            if not user:
+                return out
+            q = self.fail_user.setdefault(user, deque())
+            q.append(t)
+            if len(q) >= self.s.bruteforce_failures and self._once(f"bf:{user}", t):
+                out.append(Detection(
+                    "auth-bruteforce", "high", b.when, (b.dn,), b.source_ip,
+                    f"brute force: {len(q)} failed binds for {b.dn} within {self.s.window_seconds} s",
+                    f"bf:{user}:{q[0]}", {"failures": len(q), "window_seconds": self.s.window_seconds}))
+            if b.source_ip:
+                sq = self.fail_src.setdefault(b.source_ip, deque())
+                sq.append((t, user))
+                while sq and sq[0][0] < horizon:
+                    sq.popleft()
+                accounts = {u for _, u in sq}
+                if len(accounts) >= self.s.spraying_accounts and self._once(f"spray:{b.source_ip}", t):
+                    out.append(Detection(
+                        "auth-spraying", "high", b.when, tuple(sorted(accounts)), b.source_ip,
+                        f"password spraying: {len(accounts)} accounts failed from {b.source_ip} "
+                        f"within {self.s.window_seconds} s", f"spray:{b.source_ip}:{sq[0][0]}",
+                        {"accounts": len(accounts), "window_seconds": self.s.window_seconds}))
+            return out
+        if q and len(q) >= self.s.success_after_failures:
+            out.append(Detection(
+                "auth-success-after-failures", "high", b.when, (b.dn,), b.source_ip,
+                f"{b.dn} bound successfully after {len(q)} failures within {self.s.window_seconds} s",
+                f"saf:{user}:{t}", {"failures": len(q)}))
+        self.fail_user.pop(user, None)
+        if user and user in self.privileged and self.offhours(b.when):
+            local = b.when.astimezone(self.zone)
+            out.append(Detection(
+                "auth-offhours-privileged", "medium", b.when, (b.dn,), b.source_ip,
+                f"privileged account {b.dn} logged in at {local:%a %H:%M} {self.s.timezone} "
+                f"(working hours {self.s.working_hours} {','.join(self.s.working_days)})",
+                f"offhours:{user}:{t}", {"local_time": local.isoformat()}))
+        return out
+
+    def finish(self, now: datetime | None = None) -> None:
+        """Drop what has left the window (call before saving the state)."""
+        self._prune((now or datetime.now(UTC)).timestamp())

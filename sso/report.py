@@ -1,0 +1,123 @@
+"""Renderings of an audit run for people: CSV and a self-contained HTML report an auditor can file.
+
+Both work on the run's JSON (``AuditRun.to_json()`` or a saved run), so a report can be made again
+later from ``<state_dir>/<source>/runs/``. The HTML has no external resource (inline CSS, no
+script, no font or image fetched), so it opens the same offline, in a browser or archived as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from html import escape
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from citydc.sso.model import SEVERITIES
+from citydc.sso.rules import RULES
+
+__all__ = ["CSV_COLUMNS", "to_csv", "to_html"]
+
+TZ = ZoneInfo("Asia/Taipei")
+CSV_COLUMNS = ("status", "severity", "rule", "title", "subject", "message", "remediation", "accepted_until",
+               "accepted_reason")
+_COLOURS = {"critical": "#7f1d1d", "high": "#b91c1c", "medium": "#c2410c", "low": "#a16207", "info": "#475569"}
+
+
+def _csv_safe(value: str) -> str:
+    # A cell starting with = + - @ is a formula in spreadsheet programs (CSV injection): quote it.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    """Given a run's JSON, return CSV: one row per active, then accepted, finding."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for f in result["findings"]:
+        w.writerow([_csv_safe(str(x)) for x in ("active", f["severity"], f["rule"], f["title"], f["subject"],
+                                                 f["message"], f["remediation"], "", "")])
+    for f in result["accepted"]:
+        a = f["acceptance"]
+        w.writerow([_csv_safe(str(x)) for x in ("accepted", f["severity"], f["rule"], f["title"], f["subject"],
+                                                 f["message"], f["remediation"], a["expires"], a["reason"])])
+    return buf.getvalue()
+
+
+def _local(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone(TZ).strftime("%Y-%m-%d %H:%M %Z")
+    except ValueError:
+        return iso
+
+
+_CSS = """
+body{font-family:system-ui,'Noto Sans CJK TC',sans-serif;margin:2rem;color:#0f172a;max-width:75rem}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #cbd5e1}
+.meta{color:#475569} table{border-collapse:collapse;width:100%;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #cbd5e1;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f1f5f9} .sev{color:#fff;border-radius:.25rem;padding:0 .4rem;font-weight:600;font-size:.8rem}
+.score{font-size:2.5rem;font-weight:700} .cards{display:flex;gap:1rem;flex-wrap:wrap}
+.card{border:1px solid #cbd5e1;border-radius:.4rem;padding:.6rem 1rem;min-width:7rem}
+.rid{white-space:nowrap} .subject{font-family:ui-monospace,monospace;word-break:break-all} .rem{color:#334155}
+.note{background:#fef9c3;padding:.4rem .6rem;border-radius:.3rem;margin:.3rem 0}
+@media print{body{margin:0}}
+"""
+
+
+def _sev(s: str) -> str:
+    return f'<span class="sev" style="background:{_COLOURS.get(s, "#475569")}">{escape(s)}</span>'
+
+
+def to_html(result: dict[str, Any], title: str = "LDAP directory audit") -> str:
+    """Given a run's JSON, return a complete HTML document (no external resources)."""
+    r = result
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{escape(title)}: {escape(r['source'])}</title>", f"<style>{_CSS}</style></head><body>",
+           f"<h1>{escape(title)}: {escape(r['source'])} ({escape(r['site'])})</h1>",
+           f'<p class="meta">{escape(r["url"])} · run {escape(r["run_id"][:12])} · {escape(_local(r["started"]))} · '
+           f'{r["accounts"]} accounts, {r["policies"]} password policies, {r["groups"]} privileged groups · '
+           f'{r["duration_seconds"]:.1f} s</p>',
+           '<div class="cards">',
+           f'<div class="card"><div>Posture score</div><div class="score">{int(r["score"])}</div></div>']
+    for s in reversed(SEVERITIES):
+        out.append(f'<div class="card"><div>{_sev(s)}</div><div class="score">{r["by_severity"].get(s, 0)}</div></div>')
+    out.append(f'<div class="card"><div>accepted</div><div class="score">{len(r["accepted"])}</div></div></div>')
+    for note in r.get("notes", []):
+        out.append(f'<p class="note">{escape(note)}</p>')
+    out += ["<h2>Summary by rule</h2>", "<table><tr><th>rule</th><th>severity</th><th>title</th>"
+            "<th>findings</th><th>remediation</th></tr>"]
+    for rid, n in sorted(r["by_rule"].items()):
+        info = RULES[rid].info if rid in RULES else None
+        out.append(f'<tr><td class="rid">{escape(rid)}</td><td>{_sev(info.severity) if info else ""}</td>'
+                   f"<td>{escape(info.title) if info else ''}</td><td>{n}</td>"
+                   f'<td class="rem">{escape(info.remediation) if info else ""}</td></tr>')
+    if not r["by_rule"]:
+        out.append('<tr><td colspan="5">No active finding.</td></tr>')
+    out += ["</table>", "<h2>Findings</h2>", "<table><tr><th>severity</th><th>rule</th><th>subject</th>"
+            "<th>finding</th><th>remediation</th></tr>"]
+    for f in r["findings"]:
+        evidence = escape(json.dumps(f.get("evidence") or {}, ensure_ascii=False)) if f.get("evidence") else ""
+        out.append(f"<tr><td>{_sev(f['severity'])}</td><td>{escape(f['rule'])}<br>{escape(f['title'])}</td>"
+                   f'<td class="subject">{escape(f["subject"])}</td><td>{escape(f["message"])}'
+                   + (f'<br><small class="rem">{evidence}</small>' if evidence else "")
+                   + f'</td><td class="rem">{escape(f["remediation"])}</td></tr>')
+    out.append("</table>")
+    if r["accepted"]:
+        out += ["<h2>Accepted risks</h2>", "<table><tr><th>rule</th><th>subject</th><th>reason</th>"
+                "<th>approved by</th><th>until</th></tr>"]
+        for f in r["accepted"]:
+            a = f["acceptance"]
+            out.append(f"<tr><td>{escape(f['rule'])}</td><td class=\"subject\">{escape(f['subject'])}</td>"
+                       f"<td>{escape(a['reason'])}</td><td>{escape(a['approved_by'])}</td>"
+                       f"<td>{escape(a['expires'])}</td></tr>")
+        out.append("</table>")
+    out += ["<h2>Rules</h2>", "<table><tr><th>rule</th><th>severity</th><th>what it checks</th></tr>"]
+    for rid, cls in sorted(RULES.items()):
+        out.append(f"<tr><td>{escape(rid)}</td><td>{_sev(cls.info.severity)}</td>"
+                   f"<td><b>{escape(cls.info.title)}</b>. {escape(cls.info.description)}</td></tr>")
+    out += ["</table>", '<p class="meta">Generated by citydc audit ldap. Times in Asia/Taipei.</p>',
+            "</body></html>", ""]
+    return "\n".join(out)

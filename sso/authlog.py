@@ -6,6 +6,12 @@ established`` or a StartTLS ``EXT`` marks the connection as encrypted. The parse
 connections' address and TLS flag (bounded: the oldest are dropped past ``MAX_CONNS``) and emits
 one ``Bind`` per bind result.
 
+slapd logs from several threads, and the listener's ``ACCEPT`` line is sometimes written after the
+worker's ``BIND`` and ``RESULT`` of the same connection (seen in the lab under load: the ACCEPT's own
+timestamp is the earlier one). A bind result on a connection whose ACCEPT has not been read yet is
+held until that ACCEPT arrives (it gets the address) or the connection's ``closed`` line does (the
+log began mid-connection: no address).
+
 Two line shapes are read: ``slapd -d stats`` on stderr (``6b12fd85.026d243a 0x7fc… conn=…``, hex
 epoch seconds) and syslog with an RFC 3339 time (``2026-11-26T03:50:06.944628+00:00 host
 slapd[123]: conn=…``). Other lines are counted and skipped.
@@ -22,7 +28,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,10 +82,11 @@ class StatsParser:
 
     conns: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)  # conn -> {ip, tls}
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "conn/op" -> {dn, method}
+    held: dict[int, list[Bind]] = field(default_factory=dict)  # conn -> binds awaiting its ACCEPT line
     skipped: int = 0
 
-    def feed(self, line: str) -> Bind | None:
-        """Given one log line, return the Bind it completes, or None. Never raises on bad input."""
+    def feed(self, line: str) -> list[Bind]:
+        """Given one log line, return the binds it completes (often none). Never raises on bad input."""
         m = _HEX.match(line)
         if m:
             when = datetime.fromtimestamp(int(m.group(1), 16) + int(m.group(2), 16) / 1e9, UTC)
@@ -88,56 +95,76 @@ class StatsParser:
             m = _SYSLOG.match(line)
             if not m:
                 self.skipped += 1
-                return None
+                return []
             try:
                 when = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(UTC)
             except ValueError:
                 self.skipped += 1
-                return None
+                return []
             body = m.group(2)
         b = _BODY.match(body)
         if not b:
-            return None  # a stats line of another kind (SRCH, MOD, UNBIND...): not an error
+            return []  # a stats line of another kind (SRCH, MOD, UNBIND...): not an error
         conn = int(b["conn"])
         if b["ip4"] or b["ip6"] or b["path"]:
-            self.conns[conn] = {"ip": _valid_ip(b["ip4"] or b["ip6"]), "tls": False}
+            ip = _valid_ip(b["ip4"] or b["ip6"])
+            # A TLS line of this connection may already have been read (written out of order too).
+            tls = self.conns.get(conn, {}).get("tls", False)
+            self.conns[conn] = {"ip": ip, "tls": tls, "accepted": True}
             while len(self.conns) > MAX_CONNS:
                 self.conns.popitem(last=False)
-            return None
+            return [replace(h, source_ip=ip, tls=h.tls or tls) for h in self.held.pop(conn, [])]
         if b["closed"]:
             self.conns.pop(conn, None)
-            return None
+            return self.held.pop(conn, [])
         if b["tls"]:  # TLS established (LDAPS, or after StartTLS)
             self.conns.setdefault(conn, {"ip": None, "tls": False})["tls"] = True
-            return None
+            return []
         key = f"{conn}/{b['op']}"
         if b["dn"] is not None:
             if b["kind"] == "method":
                 self.pending[key] = {"dn": b["dn"], "method": _METHODS.get(b["method"], b["method"])}
                 if len(self.pending) > MAX_CONNS:
                     self.pending.pop(next(iter(self.pending)))
-            return None
+            return []
         if b["oid"] is not None:
             if b["oid"] == STARTTLS_OID:
                 self.conns.setdefault(conn, {"ip": None, "tls": False})["tls"] = True
-            return None
+            return []
         code = int(b["err"])
         op = int(b["op"])
         if code == 14:  # SASL bind in progress: the bind is not over
-            return None
+            return []
         p = self.pending.pop(key, None)
         if p is None:
-            return None  # a bind whose BIND line was before the part of the log we read
+            return []  # a bind whose BIND line was before the part of the log we read
         c = self.conns.get(conn, {})
-        return Bind(when, conn, op, p["dn"], c.get("ip"), code, p["method"], bool(c.get("tls")))
+        bind = Bind(when, conn, op, p["dn"], c.get("ip"), code, p["method"], bool(c.get("tls")))
+        if c.get("accepted"):
+            return [bind]
+        self.held.setdefault(conn, []).append(bind)
+        released = []
+        while len(self.held) > MAX_CONNS:  # bounded: the oldest give up waiting, without an address
+            released += self.held.pop(next(iter(self.held)))
+        return released
 
     def to_json(self) -> dict[str, Any]:
-        return {"conns": {str(k): v for k, v in self.conns.items()}, "pending": self.pending}
+        return {"conns": {str(k): v for k, v in self.conns.items()}, "pending": self.pending,
+                "held": {str(k): [_bind_json(b) for b in v] for k, v in self.held.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatsParser:
         conns = OrderedDict((int(k), dict(v)) for k, v in (data.get("conns") or {}).items())
-        return cls(conns, dict(data.get("pending") or {}))
+        held = {int(k): [_bind_from_json(b) for b in v] for k, v in (data.get("held") or {}).items()}
+        return cls(conns, dict(data.get("pending") or {}), held)
+
+
+def _bind_json(b: Bind) -> dict[str, Any]:
+    return {**asdict(b), "when": b.when.isoformat()}
+
+
+def _bind_from_json(data: dict[str, Any]) -> Bind:
+    return Bind(**{**data, "when": datetime.fromisoformat(data["when"])})
 
 
 @dataclass
@@ -162,8 +189,12 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
         if pos.inode != st.st_ino or st.st_size < pos.offset:
             pos.restarted = pos.inode is not None
             pos.inode, pos.offset = st.st_ino, 0
+            # Binds still waiting for their ACCEPT line will not get it from a new file.
+            for held in parser.held.values():
+                yield from held
             parser.conns.clear()
             parser.pending.clear()
+            parser.held.clear()
         fh.seek(pos.offset)
         budget = max_bytes
         while budget > 0:
@@ -175,6 +206,4 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
                     return  # a line still being written: read it next time
                 pos.offset += len(raw)
                 budget -= len(raw)
-                bind = parser.feed(raw.decode("utf-8", "replace").rstrip("\n"))
-                if bind is not None:
-                    yield bind
+                yield from parser.feed(raw.decode("utf-8", "replace").rstrip("\n"))

@@ -33,14 +33,15 @@ from citydc.lab.java import JavaRuntime, java_runtime
 ES_VERSION = "9.2.4"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
 LAB_USER = "citydc-lab"
-def node_config(data: Path, logs: Path) -> str:
+def node_config(data: Path, logs: Path, http_port: int = ports.ELASTICSEARCH,
+                transport_port: int = ports.ELASTICSEARCH_TRANSPORT) -> str:
     return "\n".join([
         "cluster.name: citydc-lab",
         "node.name: lab-1",
         "discovery.type: single-node",
         f"network.host: {ports.HOST}",
-        f"http.port: {ports.ELASTICSEARCH}",
-        f"transport.port: {ports.ELASTICSEARCH_TRANSPORT}",
+        f"http.port: {http_port}",
+        f"transport.port: {transport_port}",
         f"path.data: {data}",
         f"path.logs: {logs}",
         "xpack.security.enabled: false",
@@ -55,6 +56,11 @@ class Elasticsearch(Service):
     name = "elasticsearch"
     description = f"Elasticsearch {ES_VERSION} (integ-test distribution), single node"
     ready_timeout = 120.0
+
+    def __init__(self, name: str = "elasticsearch", http_port: int = ports.ELASTICSEARCH,
+                 transport_port: int = ports.ELASTICSEARCH_TRANSPORT) -> None:
+        # Another instance (own name, directory and ports) is for tests that stop their Elasticsearch.
+        self.name, self.http_port, self.transport_port = name, http_port, transport_port
 
     def home(self, ctx: LabContext) -> Path:
         return ctx.cache / "elasticsearch" / f"elasticsearch-{ES_VERSION}"
@@ -100,7 +106,7 @@ class Elasticsearch(Service):
         if conf.exists():
             shutil.rmtree(conf)
         shutil.copytree(self.home(ctx) / "config", conf)
-        (conf / "elasticsearch.yml").write_text(node_config(data, logs))
+        (conf / "elasticsearch.yml").write_text(node_config(data, logs, self.http_port, self.transport_port))
         java = java_runtime(ctx)
         _drop_missing_modules(conf / "jvm.options", java)
         (conf / "jvm.options.d").mkdir(exist_ok=True)
@@ -119,7 +125,7 @@ class Elasticsearch(Service):
                                env=env, cwd=d, user=user)
 
     def url(self) -> str:
-        return f"http://{ports.HOST}:{ports.ELASTICSEARCH}"
+        return f"http://{ports.HOST}:{self.http_port}"
 
     def ready(self, ctx: LabContext) -> bool:
         with urllib.request.urlopen(f"{self.url()}/_cluster/health", timeout=3) as resp:  # noqa: S310

@@ -35,6 +35,11 @@ SNMP_EXPORTER_TLS = 19118        # citydc collect snmp with --web.config.file
 
 # LDAP audit lab (issue 12): the private slapd (StartTLS on SLAPD, LDAPS on SLAPD_LDAPS) and the
 # 100k-user directory of bench/ldap_audit.py.
+# Private instances for tests that stop their service (tests/lab/test_lab.py, test_seclog_es.py), so
+# the session's shared snmpd and Elasticsearch never go down under other tests.
+SNMPD_PRIVATE = 11162
+ELASTICSEARCH_PRIVATE = 19201
+ELASTICSEARCH_PRIVATE_TRANSPORT = 19301
 SLAPD = 13389
 SLAPD_LDAPS = 13636
 SLAPD_BENCH = 13390

@@ -49,13 +49,17 @@ class Snmpd(Service):
     description = "net-snmp snmpd (SNMP v2c agent of this host)"
     ready_timeout = 20.0
 
+    def __init__(self, name: str = "snmpd", port: int = ports.SNMPD) -> None:
+        # Another instance (own name, directory and port) is for tests that stop their snmpd.
+        self.name, self.port = name, port
+
     def install(self, ctx: LabContext) -> None:
         need_binaries({SNMPD: "snmpd", "snmpget": "snmp", "snmpbulkwalk": "snmp"}, ctx)
 
     def start(self, ctx: LabContext) -> subprocess.Popen:
         d = ctx.service_dir(self.name)
         conf = d / "snmpd.conf"
-        conf.write_text(snmpd_conf(ports.LAB_ENV["CITYDC_SNMP_COMMUNITY"], ports.SNMPD))
+        conf.write_text(snmpd_conf(ports.LAB_ENV["CITYDC_SNMP_COMMUNITY"], self.port))
         conf.chmod(0o600)
         # -C: read only our config; -f: foreground, so the PID we record is snmpd's own;
         # -I -smux: no SMUX listener on the privileged port 199.
@@ -66,9 +70,9 @@ class Snmpd(Service):
 
     def ready(self, ctx: LabContext) -> bool:
         confdir = client_conf_dir(ports.LAB_ENV["CITYDC_SNMP_COMMUNITY"], ctx.service_dir(self.name) / "client")
-        res = execute.run("snmpget", snmpget_argv(f"{ports.HOST}:{ports.SNMPD}", "1.3.6.1.2.1.1.5.0"),
+        res = execute.run("snmpget", snmpget_argv(f"{ports.HOST}:{self.port}", "1.3.6.1.2.1.1.5.0"),
                           env={"SNMPCONFPATH": str(confdir), **NO_MIBS}, timeout=10)
         return res.ok and SYS_NAME in res.stdout
 
     def endpoints(self, ctx: LabContext) -> dict[str, str]:
-        return {"snmp": f"udp://{ports.HOST}:{ports.SNMPD}"}
+        return {"snmp": f"udp://{ports.HOST}:{self.port}"}

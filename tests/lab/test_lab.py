@@ -15,7 +15,8 @@ from citydc import execute
 from citydc.cli.main import cli
 from citydc.lab import ports, processes, registry
 from citydc.lab.elasticsearch import ES_VERSION
-from citydc.lab.snmpd import NO_MIBS, SYS_NAME, client_conf_dir, snmpget_argv
+from citydc.lab.elasticsearch import Elasticsearch as ElasticsearchService
+from citydc.lab.snmpd import NO_MIBS, SYS_NAME, Snmpd, client_conf_dir, snmpget_argv
 
 pytestmark = pytest.mark.lab
 
@@ -84,26 +85,37 @@ def _status(runner: CliRunner, *names: str) -> dict[str, dict]:
     return rows
 
 
-def test_lab_up_then_down_leaves_no_lab_process(lab_ctx):
+def test_lab_up_then_down_leaves_no_lab_process(lab_ctx, lab_up, monkeypatch):
+    # Instances of this test's own (own names, directories and ports): stopping them leaves the session's
+    # shared snmpd and Elasticsearch serving the other tests.
+    private = {"snmpd-updown": Snmpd("snmpd-updown", ports.SNMPD_PRIVATE),
+               "elasticsearch-updown": ElasticsearchService("elasticsearch-updown", ports.ELASTICSEARCH_PRIVATE,
+                                                            ports.ELASTICSEARCH_PRIVATE_TRANSPORT)}
+    for name, svc in private.items():
+        monkeypatch.setitem(registry.SERVICES, name, svc)
+    lab_up("snmpd", "elasticsearch")
+    shared = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
+    names = list(private)
     runner = CliRunner()
-    up = runner.invoke(cli, ["lab", "up", "snmpd", "elasticsearch", "--json"])
-    assert up.exit_code == 0, up.output
-    assert all(row["running"] and row["pids"] for row in json.loads(up.stdout)), up.output
-    rows = _status(runner, "snmpd", "elasticsearch")
-    assert all(row["running"] and row["owner"] == registry.SERVICES[name].fingerprint() for name, row in rows.items())
-    recs = [r for name in ("snmpd", "elasticsearch") for r in registry.SERVICES[name].records(lab_ctx)]
-    assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM
-    dirs = [lab_ctx.root / "snmpd", lab_ctx.root / "elasticsearch"]
-    assert _lab_pids_in_proc(*dirs)
     try:
-        down = runner.invoke(cli, ["lab", "down", "snmpd", "elasticsearch"])
+        up = runner.invoke(cli, ["lab", "up", *names, "--json"])
+        assert up.exit_code == 0, up.output
+        assert all(row["running"] and row["pids"] for row in json.loads(up.stdout)), up.output
+        rows = _status(runner, *names)
+        assert all(row["running"] and row["owner"] == private[name].fingerprint() for name, row in rows.items())
+        recs = [r for svc in private.values() for r in svc.records(lab_ctx)]
+        assert len(recs) >= 3  # snmpd, and the Elasticsearch launcher plus its server JVM
+        dirs = [lab_ctx.root / name for name in names]
+        assert _lab_pids_in_proc(*dirs)
+        down = runner.invoke(cli, ["lab", "down", *names])
         assert down.exit_code == 0, down.output
         assert not [r for r in recs if processes.alive(r)]
         assert _lab_pids_in_proc(*dirs) == []
-        rows = _status(runner, "snmpd", "elasticsearch")
+        rows = _status(runner, *names)
         assert [(r["running"], r["pids"], r["owner"]) for r in rows.values()] == [(False, [], None)] * 2, rows
     finally:
-        registry.up(lab_ctx, ["snmpd", "elasticsearch"])  # leave the lab as other tests expect it
+        registry.down(lab_ctx, names)
+    assert shared and all(processes.alive(r) for r in shared)  # the shared services were never touched
 
 
 def test_unknown_service_is_a_usage_error():

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,8 +24,9 @@ import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from citydc.config.models import ElasticsearchSink
-from citydc.lab import es_tls, ports, registry
+from citydc.lab import es_tls, ports, processes, registry
 from citydc.lab.elasticsearch import ES_VERSION
+from citydc.lab.elasticsearch import Elasticsearch as ElasticsearchService
 from citydc.seclog import emit
 from citydc.seclog.chain import GENESIS, ChainHead, link, verify
 from citydc.seclog.event import make_event
@@ -256,8 +258,22 @@ def unchained(events: list[dict]) -> list[dict]:
     return out
 
 
-def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_ctx, store, prefix, tmp_path):
-    es_service = registry.SERVICES["elasticsearch"]
+@pytest.fixture(scope="module")
+def private_es(lab_ctx) -> Iterator[ElasticsearchService]:
+    """An Elasticsearch of this module's own (own directory and ports): the outage test stops it, and the
+    session's shared one keeps serving the other tests."""
+    svc = ElasticsearchService("elasticsearch-outage", ports.ELASTICSEARCH_PRIVATE,
+                               ports.ELASTICSEARCH_PRIVATE_TRANSPORT)
+    svc.up(lab_ctx)
+    yield svc
+    svc.down(lab_ctx)
+
+
+def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_ctx, private_es, prefix, tmp_path):
+    es_service = private_es
+    store = ElasticsearchStore(Elasticsearch(es_service.url(), max_retries=0, request_timeout=30),
+                               endpoint=es_service.url(), index_prefix=prefix)
+    shared_es = registry.SERVICES["elasticsearch"].records(lab_ctx)
     store.retry = RetryPolicy(attempts=3, base_seconds=0.1, max_seconds=0.5, deadline_seconds=3)
     spool = Spool(tmp_path / "spool", writer="lab-host:outage")
     shipper = Shipper(spool, store, batch_size=50, backoff_base=0.2, backoff_max=1.0)
@@ -302,6 +318,8 @@ def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_
     assert len(stored) == len(events) and store.count() == len(events) + 1  # and the spool-created event
     assert sorted(ids(stored)) == sorted(ids(events))
     assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
+    store.close()
+    assert shared_es and all(processes.alive(r) for r in shared_es)  # the session's Elasticsearch never stopped
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "insert"])

@@ -546,6 +546,64 @@ static PyObject *v5_batch(PyObject *self, PyObject *args) {
     return Py_BuildValue("(LL)", records, interval);
 }
 
+/* The export-sequence check of sequence.py for the usual batch: every datagram of one source (same
+ * domain), each sequence number the previous one plus its increment (mode 0: 1, v9; mode 1: the
+ * v5 record count at offset 2; mode 2: incs[i], IPFIX data records, -1 unknown), the first one
+ * equal to expected. If so, push every (sequence, export seconds) into the ring (int64: RING
+ * sequence numbers, then RING seconds; `filled` of them in use, oldest first) and return
+ * (next expected, last export seconds, last uptime ms, largest export seconds, filled); else None,
+ * the ring untouched. */
+static PyObject *seq_run(PyObject *self, PyObject *args) {
+    Py_buffer buf, ring, incs = {0};
+    Py_ssize_t slot, n, seq_at, secs_at, dom_at, dom_w, filled;
+    int mode;
+    unsigned long long domain, expected;
+    PyObject *incs_obj, *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnnnnniKKw*nO", &buf, &slot, &n, &seq_at, &secs_at, &dom_at, &dom_w, &mode,
+                          &domain, &expected, &ring, &filled, &incs_obj)) return NULL;
+    Py_ssize_t R = ring.len / 16, end = seq_at > secs_at ? seq_at + 4 : secs_at + 4;
+    if (dom_at + dom_w > end) end = dom_at + dom_w;
+    if (end < 8) end = 8;
+    if (mode == 2 && PyObject_GetBuffer(incs_obj, &incs, PyBUF_SIMPLE) < 0) goto done;
+    if (n <= 0 || slot <= 0 || R <= 0 || filled < 0 || filled > R || (dom_w != 2 && dom_w != 4) || seq_at < 0 ||
+        secs_at < 0 || dom_at < 0 || mode < 0 || mode > 2 || (mode == 2 && incs.len < n * 8) ||
+        n > (buf.len - end) / slot + 1 || buf.len < end) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    const uint8_t *base = buf.buf;
+    const int64_t *inc = incs.buf;
+    uint32_t want = (uint32_t)expected;
+    uint64_t newest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *d = base + i * slot;
+        uint32_t s = (uint32_t)be(d + seq_at, 4);
+        if (be(d + dom_at, (int)dom_w) != domain || s != want || (mode == 2 && inc[i] < 0)) {
+            out = Py_NewRef(Py_None);
+            goto done;
+        }
+        want = s + (uint32_t)(mode == 0 ? 1 : mode == 1 ? be(d + 2, 2) : (uint64_t)inc[i]);
+        uint64_t t = be(d + secs_at, 4);
+        if (t > newest) newest = t;
+    }
+    int64_t *seqs = ring.buf, *secs = seqs + R;
+    Py_ssize_t take = n < R ? n : R, keep = filled + take > R ? R - take : filled;
+    memmove(seqs, seqs + filled - keep, keep * 8);
+    memmove(secs, secs + filled - keep, keep * 8);
+    for (Py_ssize_t j = 0; j < take; j++) {
+        const uint8_t *d = base + (n - take + j) * slot;
+        seqs[keep + j] = (int64_t)be(d + seq_at, 4);
+        secs[keep + j] = (int64_t)be(d + secs_at, 4);
+    }
+    const uint8_t *last = base + (n - 1) * slot;
+    out = Py_BuildValue("(KKKKn)", (unsigned long long)want, (unsigned long long)be(last + secs_at, 4),
+                        (unsigned long long)be(last + 4, 4), (unsigned long long)newest, keep + take);
+done:
+    PyBuffer_Release(&buf); PyBuffer_Release(&ring);
+    if (incs.obj) PyBuffer_Release(&incs);
+    return out;
+}
+
 static PyObject *Acc_add_v5(Acc *a, PyObject *args) {
     Py_buffer buf, lengths;
     Py_ssize_t slot;
@@ -872,6 +930,10 @@ static PyMethodDef module_methods[] = {
     {"v5_batch", v5_batch, METH_VARARGS,
      "v5_batch(buf, slot, lengths): (records, sampling interval) if every datagram is a well-formed v5 one "
      "with one sampling interval, else None."},
+    {"seq_run", seq_run, METH_VARARGS,
+     "seq_run(buf, slot, n, seq_at, secs_at, domain_at, domain_width, mode, domain, expected, ring, filled, incs): "
+     "(next expected, last secs, last uptime, newest secs, filled) if the batch is one source's datagrams in order "
+     "(the ring then holds their sequence numbers and seconds), else None."},
     {"walk", walk, METH_VARARGS,
      "walk(buf, slot, lengths, exporter_index): (heads, sets, n_sets) as int64 column blocks: the header facts of "
      "every datagram (vcode, count, domain, sampling, reason) and every v9/IPFIX set (dg, id, start, stop, "

@@ -218,8 +218,7 @@ class Decoder:
         sink.add_v5((site, label, 5, id(v5.TEMPLATE), rate), v5.TEMPLATE, rate, batch, records)
         self.stats.datagrams[(site, label, "5")] += len(batch)
         self.stats.records[(site, label, "5")] += records
-        n = len(batch)
-        self.sequences.observe(batch, np.arange(n), np.full(n, batchmod.V5), None, [label], site)
+        self.sequences.observe_whole(batch, batchmod.V5, label, site)
         return True
 
     def _only_listed(self, batch: receive.Received, site: str) -> receive.Received | None:

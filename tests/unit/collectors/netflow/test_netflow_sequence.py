@@ -9,7 +9,7 @@ import struct
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citydc.collectors.netflow import fastpath, synth
+from citydc.collectors.netflow import fastpath, sequence, synth
 from citydc.collectors.netflow.aggregate import AgencyPrefixes, Aggregator
 from citydc.collectors.netflow.collector import listed_addresses
 from citydc.collectors.netflow.decoder import Decoder
@@ -25,6 +25,15 @@ V5 = synth.v5_datagrams(FLOWS)            # 20 datagrams of 30 flows, sequence 0
 V9 = synth.v9_datagrams(FLOWS, 9)         # sequence 0, 1, 2, ...
 IPFIX = synth.v9_datagrams(FLOWS, 10)     # sequence 0, 30, 60, ... (records)
 A, B = "192.0.2.1", "192.0.2.66"
+
+
+@pytest.fixture(autouse=True, params=["seq_run", "numpy"])
+def in_order_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Every test runs with the in-order check in C (_fastflow.seq_run) and with its numpy fallback
+    # (an install without the extension): both must count the same.
+    if request.param == "numpy":
+        monkeypatch.setattr(sequence, "_fastflow", None)
+    return request.param
 
 
 def decoder(compiled: bool, listed: set[str] | None = None) -> tuple[Decoder, Aggregator]:
@@ -208,3 +217,26 @@ def test_a_restart_within_the_same_second_is_told_by_the_boot_time(compiled: boo
     again = [(restamp(d, version, secs=1_700_000_000, uptime=5 + i), A) for i, d in enumerate(grams)]
     feed(dec, first + again)
     assert events(dec) == {("siwei", A, str(version), "reset"): 1}
+
+
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_the_ring_and_counts_match_between_the_c_and_numpy_in_order_checks(version: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    grams = synth.v9_datagrams(synth.random_flows(30 * 150, seed=5), version) if version != 5 else \
+        synth.v5_datagrams(synth.random_flows(30 * 150, seed=5))
+    rng = random.Random(7)
+    stream = [(restamp(d, version, secs=1_700_000_000 + i // 4), A) for i, d in enumerate(grams)]
+    for _ in range(6):  # a few replays, reorders and losses among long in-order runs
+        i = rng.randrange(10, len(stream) - 2)
+        stream.insert(i, stream[rng.randrange(0, i)])
+        stream[i + 1], stream[i + 2] = stream[i + 2], stream[i + 1]
+        del stream[rng.randrange(10, len(stream))]
+    states = []
+    for fast in (sequence._fastflow, None):
+        monkeypatch.setattr(sequence, "_fastflow", fast)
+        dec, _ = decoder(True)
+        feed(dec, stream, batch=9)
+        (src,) = dec.sequences._sources.values()
+        states.append((events(dec), dict(dec.sequences.lost), src.expected, src.boot, src.newest, src.pairs()))
+    assert states[0] == states[1]
+    assert len(states[0][-1]) == RING and states[0][0]  # the ring is full and something was counted

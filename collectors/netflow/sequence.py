@@ -112,6 +112,9 @@ class SequenceTracker:
         self.lost: Counter = Counter()     # (site, exporter label, version key) -> units lost
         self.events: Counter = Counter()   # (site, exporter label, version key, event) -> datagrams
         self._sources: OrderedDict[tuple, _Source] = OrderedDict()
+        # (site, exporter, version code) -> (source key, source) of its last in-order batch: the usual
+        # batch then needs no read of its domain and one dict lookup (cleared when a source is forgotten)
+        self._last: dict[tuple, tuple[tuple, _Source]] = {}
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -120,10 +123,11 @@ class SequenceTracker:
         """Given a batch of one exporter whose datagrams are all well-formed ones of one version
         (V5 or V9: no record counts needed), its label and the site, count as observe() does,
         without building per-datagram arrays when the batch is in order (the usual case)."""
-        n = len(batch)
-        if n == 0 or self._in_order_c(batch, vcode, None, site):
+        if self._in_order_c(batch, vcode, None, site):
             return
-        self.observe(batch, np.arange(n), np.full(n, vcode), None, [label], site)
+        n = len(batch)
+        if n:
+            self.observe(batch, np.arange(n), np.full(n, vcode), None, [label], site)
 
     def observe(self, batch: Received, rows: np.ndarray, vcode: np.ndarray, records: np.ndarray | None,
                 labels: list[str], site: str) -> None:
@@ -204,20 +208,29 @@ class SequenceTracker:
         mode = _MODE[v]
         if mode == 2 and (records is None or records.dtype != np.int64 or not records.flags.c_contiguous):
             return False
-        d0 = int.from_bytes(batch.buf.data[domain_at:domain_at + width], "big")
-        key = (site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0)
-        source = self._sources.get(key)
+        hint = (site, batch.exporters[0], v)
+        last = self._last.get(hint)
+        if last is None:
+            d0 = int.from_bytes(batch.buf.data[domain_at:domain_at + width], "big")
+            key = (site, batch.exporters[0], batchmod.VERSION_KEYS[v], d0)
+            source = self._sources.get(key)
+        else:
+            key, source = last
         if source is None or source.expected is None:
             return False
-        found = _fastflow.seq_run(batch.buf, batch.slot, len(batch), seq_at, secs_at, domain_at, width, mode, d0,
-                                  source.expected, source.ring, source.filled, records)
+        found = _fastflow.seq_run(batch.buf, batch.slot, len(batch.lengths), seq_at, secs_at, domain_at, width, mode,
+                                  key[3], source.expected, source.ring, source.filled, records)
         if found is None:
+            self._last.pop(hint, None)  # another domain, or not in order: found again after the general check
             return False
+        if last is None:
+            self._last[hint] = (key, source)
         self._sources.move_to_end(key)
         source.expected, last_secs, uptime, newest, source.filled = found
         if mode != 2:
             source.boot = last_secs - uptime // 1000
-        source.newest = max(source.newest, newest)
+        if newest > source.newest:
+            source.newest = newest
         return True
 
     def _source(self, key: tuple) -> _Source:
@@ -225,6 +238,7 @@ class SequenceTracker:
         if source is None:
             if len(self._sources) >= self.max_sources:  # bounded: spoofed sources must not grow memory
                 self._sources.popitem(last=False)
+                self._last.clear()  # it may name the forgotten source
             source = self._sources[key] = _Source()
         else:
             self._sources.move_to_end(key)

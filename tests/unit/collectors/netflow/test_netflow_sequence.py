@@ -240,3 +240,16 @@ def test_the_ring_and_counts_match_between_the_c_and_numpy_in_order_checks(versi
         states.append((events(dec), dict(dec.sequences.lost), src.expected, src.boot, src.newest, src.pairs()))
     assert states[0] == states[1]
     assert len(states[0][-1]) == RING and states[0][0]  # the ring is full and something was counted
+
+
+def test_two_domains_of_one_exporter_in_alternate_batches_are_two_sequences() -> None:
+    # v9 source ids 1 and 2 of one exporter, each in order, a batch each in turn; then one gap in 2.
+    def domain(d: bytes, source_id: int) -> bytes:
+        return d[:16] + struct.pack("!I", source_id) + d[20:]
+    one, two = [domain(d, 1) for d in V9], [domain(d, 2) for d in V9]
+    dec, _ = decoder(True)
+    for start in range(0, len(V9), 4):
+        feed(dec, [(d, A) for d in one[start:start + 4]])
+        feed(dec, [(d, A) for i, d in enumerate(two[start:start + 4], start) if i != 9])
+    assert events(dec) == {("siwei", A, "9", "gap"): 1}
+    assert dict(dec.sequences.lost) == {("siwei", A, "9"): 1}

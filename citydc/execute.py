@@ -8,6 +8,8 @@ the tool's table: an exit code the table does not know is a failure, never a suc
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shlex
@@ -227,6 +229,8 @@ def stream_chunks(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
     drain.start()
     fd = proc.stdout.fileno()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)  # fewer, larger reads; the tool blocks less often
     try:
         while chunk := os.read(fd, size):
             if deadline is not None and time.monotonic() > deadline:

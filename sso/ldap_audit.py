@@ -2,12 +2,14 @@
 
 Flow: load the reviewed files (baseline, accepted risks: a bad file stops the run before any
 connection) → connect and bind (directory.py) → posture probes, policies, privileged groups →
-stream every account through the account rules (one pass, bounded memory) → resolve the
+stream every account through the account rules (one pass, bounded memory; with ldapsearch, the
+searches start before the bind and clean accounts are screened out in C, see bulk.py) → resolve the
 privileged members the stream did not cover → finish rules → accepted risks → posture score.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -20,10 +22,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from citydc.config.models import LdapSource
-from citydc.sso import files
-from citydc.sso.directory import Directory
+from citydc.sso import bulk as bulk_mod
+from citydc.sso import files, ldif
+from citydc.sso.directory import BulkSearch, Directory, DirectoryError
 from citydc.sso.model import SEVERITIES, Account, Finding, severity_rank
-from citydc.sso.rules import MemberStatus, Policy, Rule, RuleContext, make_rules, norm_dn
+from citydc.sso.rules import (
+    MemberStatus,
+    NoPolicy,
+    PasswordAge,
+    Policy,
+    Rule,
+    RuleContext,
+    StaleAccount,
+    _Duplicates,
+    make_rules,
+    norm_dn,
+    strong_prefixes,
+)
 
 __all__ = ["AuditRun", "posture_score", "run_audit"]
 
@@ -115,7 +130,11 @@ def run_audit(src: LdapSource, password: str, *, resolve: Callable[[Path], Path]
     acceptances = files.load_accepted(resolve(src.accepted_risk_file)) if src.accepted_risk_file else []
     run = AuditRun(src.name, src.site, src.url, uuid.uuid4().hex, now)
     ca = resolve(src.ca_file) if src.ca_file else None
-    with Directory(src, password, ca_file=ca) as d:
+    with contextlib.ExitStack() as stack:
+        # The bulk read starts first: its searches run while ldap3 binds, probes and reads policies and groups.
+        bulk = stack.enter_context(BulkSearch(src, password, ca_file=ca)) if src.bulk_reader == "ldapsearch" \
+            else None
+        d = stack.enter_context(Directory(src, password, ca_file=ca))
         ctx = RuleContext(src.rules, now, d.posture(), default_policy_dn=src.default_policy_dn, baseline=baseline)
         for dn, attrs in d.search(src.base_dn, src.policy_filter,
                                   ["pwdMinLength", "pwdCheckQuality", "pwdLockout", "pwdMaxFailure",
@@ -128,7 +147,11 @@ def run_audit(src: LdapSource, password: str, *, resolve: Callable[[Path], Path]
                 continue
             ctx.groups[group] = entry.get("member", [])
         rules = make_rules(ctx)
-        findings = _stream(d.accounts(), rules, ctx, run, progress)
+        screen = _screen(rules, ctx) if bulk is not None else None
+        if screen is not None and bulk is not None:
+            findings = _stream_screened(bulk, screen, rules, ctx, run, progress)
+        else:
+            findings = _stream(bulk.accounts() if bulk is not None else d.accounts(), rules, ctx, run, progress)
         for norm, original in _unresolved(ctx):
             entry = d.entry(original, ["pwdAccountLockedTime"])
             locked = (entry or {}).get("pwdaccountlockedtime", [None])[0]
@@ -169,6 +192,56 @@ def _stream(accounts: Iterable[Account], rules: list[Rule], ctx: RuleContext, ru
                 members[key] = MemberStatus(True, acct.disabled)
         if progress is not None and not n % 5000:
             progress(n)
+    run.accounts = n
+    return findings
+
+
+def _screen(rules: list[Rule], ctx: RuleContext) -> bulk_mod.Screen | None:
+    """Given the rules and the context, return the fast path's screen, or None when it cannot be used."""
+    if any(type(r).account is not Rule.account and not r.screened for r in rules):
+        return None  # a rule that may fire on a clean account
+    if any(isinstance(r, NoPolicy) for r in rules) and (
+            ctx.default_policy_dn is None or norm_dn(ctx.default_policy_dn) not in ctx.policies):
+        return None  # every account would be a candidate of LDAP-ACC-003
+    last_cut = changed_cut = ""
+    for r in rules:
+        if isinstance(r, StaleAccount):
+            last_cut = r.cut
+        elif isinstance(r, PasswordAge):
+            changed_cut = r.limit(ctx.default_policy_dn)[1]
+    return bulk_mod.Screen(strong_prefixes(ctx.settings.weak_schemes), last_cut, changed_cut)
+
+
+def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Rule], ctx: RuleContext,
+                     run: AuditRun, progress: Callable[[int], None] | None) -> list[Finding]:
+    """Like ``_stream``, with clean accounts screened out in C (bulk.py); candidates go through every rule."""
+    hooks = [r.account for r in rules if type(r).account is not Rule.account]
+    dups = [r for r in rules if isinstance(r, _Duplicates)]
+    wanted = {norm_dn(m) for members in ctx.groups.values() for m in members}
+    members = ctx.members
+    findings: list[Finding] = []
+    n = step = 0
+    try:
+        for text, line in search.blocks():
+            clean, cands = screen.scan(text, line)
+            for r in dups:
+                r.add_many(clean.values[r.attribute], clean.dns)
+            if wanted:
+                lowered = [dn.lower() for dn in clean.dns]
+                for key in wanted.intersection(lowered):
+                    members[key] = MemberStatus(True, False)  # clean accounts are enabled
+            for dn, attrs in cands:
+                acct = Account.from_attrs(dn, attrs)
+                for hook in hooks:
+                    findings.extend(hook(acct))
+                if wanted and (key := norm_dn(acct.dn)) in wanted:
+                    members[key] = MemberStatus(True, acct.disabled)
+            n += len(clean.dns) + len(cands)
+            if progress is not None and n // 5000 > step:
+                step = n // 5000
+                progress(n)
+    except ldif.LdifError as exc:
+        raise DirectoryError(f"ldapsearch output: {exc}") from None
     run.accounts = n
     return findings
 

@@ -84,13 +84,13 @@ def _entries(text: str, first_line: int) -> list[Entry]:
     lower = _LOWER
     b64 = base64.b64decode
     for name, sep, value in _LINE.findall(text):
+        if name[:1] == "#":
+            continue  # a comment, even one with a colon (ldapsearch's "# pagedresults: cookie=...")
         if not sep:
             if not name:  # blank line
                 if dn is not None:
                     out.append((dn, attrs))
                     dn, attrs = None, {}
-                continue
-            if name[0] == "#":
                 continue
             return list(_slow(text, first_line))  # raises LdifError naming the line
         if sep == "::":

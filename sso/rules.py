@@ -78,9 +78,16 @@ class RuleContext:
 
 
 class Rule:
-    """A rule; subclasses set ``info`` (through ``@rule``) and override one or both hooks."""
+    """A rule; subclasses set ``info`` (through ``@rule``) and override one or both hooks.
+
+    ``screened``: the rule's ``account`` never fires on a *clean* account (bulk.py: strong password
+    hash, pwdLastSuccess and pwdChangedTime at or after the stale and default-policy cuts, no lock,
+    no pwdPolicySubentry), so the audit may skip it for those. A new account rule leaves it False
+    and every account goes through it (the fast path is off) until someone checks that.
+    """
 
     info: RuleInfo
+    screened: bool = False
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
@@ -121,6 +128,11 @@ _STRONG_PREFIXES = ("{SSHA}", "{SSHA256}", "{SSHA384}", "{SSHA512}", "{ARGON2}",
                     *(f"{{CRYPT}}{c}" for c in _STRONG_CRYPT))
 
 
+def strong_prefixes(weak_schemes: Sequence[str]) -> tuple[str, ...]:
+    """Given the configured weak schemes, return the prefixes of values that are strong hashes."""
+    return tuple(p for p in _STRONG_PREFIXES if p[1:].split("}")[0].rstrip("-") not in weak_schemes)
+
+
 def gcut(when: datetime) -> str:
     """Given a time, return its GeneralizedTime digits (``YYYYmmddHHMMSS``) for string comparison."""
     return when.strftime("%Y%m%d%H%M%S")
@@ -156,12 +168,12 @@ def password_problem(value: str, weak_schemes: Sequence[str]) -> tuple[str, str]
       "pw-sha2/argon2 module), and set olcPPolicyHashCleartext TRUE so new cleartext values are hashed.")
 class CleartextPassword(Rule):
     kind = "cleartext"
+    screened = True  # a clean account's passwords all start with a strong prefix
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
-        weak = ctx.settings.weak_schemes
         # Prefixes of strong values, checked first: nearly every account has one, and this is the hot loop.
-        self.strong = tuple(p for p in _STRONG_PREFIXES if p[1:].split("}")[0].rstrip("-") not in weak)
+        self.strong = strong_prefixes(ctx.settings.weak_schemes)
 
     def schemes(self, acct: Account) -> list[str]:
         weak, strong = self.ctx.settings.weak_schemes, self.strong
@@ -203,6 +215,8 @@ class WeakHash(CleartextPassword):
       "lastbind), or never bound and was created before it. Unused accounts are the quietest way in.",
       "Confirm with the owner's unit; disable the account (pwdAccountLockedTime 000001010000Z) or delete it.")
 class StaleAccount(Rule):
+    screened = True  # a clean account is enabled and its pwdLastSuccess is at or after ``cut``
+
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         self.cut = gcut(ctx.now - timedelta(days=ctx.settings.stale_days))
@@ -236,6 +250,8 @@ def _effective_policy(ctx: RuleContext, acct: Account) -> str | None:
       "pwdMaxAge (or the configured maximum when the policy sets none).",
       "Expire the password so the user must change it at the next login, and check why the policy did not.")
 class PasswordAge(Rule):
+    screened = True  # a clean account has the default policy and pwdChangedTime at or after its cut (or none)
+
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         self.limits: dict[str | None, tuple[int, str]] = {}  # policy DN -> (max age s, cut), per policy once
@@ -271,6 +287,8 @@ class PasswordAge(Rule):
       "applies to it.",
       "Point pwdPolicySubentry at an existing policy, or remove it so the default policy applies.")
 class NoPolicy(Rule):
+    screened = True  # a clean account has the default policy; the fast path is off when that is not a policy
+
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         self.known: dict[str, bool] = {}
@@ -419,32 +437,49 @@ class PrivilegedMissing(_GroupRule):
 
 class _Duplicates(Rule):
     attribute = ""
+    lower = False  # compare values case-insensitively
+    screened = True  # clean accounts come in through ``add_many``
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         # value -> first DN, then a list once a second DN has it; one dict of 100k short strings.
         self.seen: dict[str, str | list[str]] = {}
+        self.shared: list[str] = []  # values held by more than one account, in the order found
 
     def values(self, acct: Account) -> Sequence[str]:
         raise NotImplementedError
 
     def account(self, acct: Account) -> Iterable[Finding]:
-        seen = self.seen
         for v in self.values(acct):
-            prev = seen.get(v)
-            if prev is None:
-                seen[v] = acct.dn
-            elif isinstance(prev, list):
-                prev.append(acct.dn)
-            else:
-                seen[v] = [prev, acct.dn]
+            self._add(v, acct.dn)
         return ()
 
+    def add_many(self, values: Sequence[str | None], dns: Sequence[str]) -> None:
+        """Given one value (or None) per account and the accounts' DNs, count them like ``account`` does."""
+        vals = [v.lower() if v is not None and self.lower else v for v in values]
+        fresh = dict(zip(vals, dns, strict=True))
+        if None not in fresh and len(fresh) == len(vals) and fresh.keys().isdisjoint(self.seen.keys()):
+            self.seen.update(fresh)  # the common case: no value seen before, none twice here
+            return
+        for v, dn in zip(vals, dns, strict=True):
+            if v is not None:
+                self._add(v, dn)
+
+    def _add(self, v: str, dn: str) -> None:
+        prev = self.seen.get(v)
+        if prev is None:
+            self.seen[v] = dn
+        elif isinstance(prev, list):
+            prev.append(dn)
+        else:
+            self.seen[v] = [prev, dn]
+            self.shared.append(v)
+
     def finish(self) -> Iterable[Finding]:
-        for value, dns in self.seen.items():
-            if isinstance(dns, list):
-                yield self.found(f"{self.attribute}={value}", f"{len(dns)} accounts share {self.attribute} {value}",
-                                 accounts=sorted(dns))
+        for value in self.shared:
+            dns = self.seen[value]
+            yield self.found(f"{self.attribute}={value}", f"{len(dns)} accounts share {self.attribute} {value}",
+                             accounts=sorted(dns))
 
 
 @rule("LDAP-DUP-001", "high", "directory", "Duplicate uid",
@@ -453,6 +488,7 @@ class _Duplicates(Rule):
       "Rename or remove all but one of the accounts.")
 class DuplicateUid(_Duplicates):
     attribute = "uid"
+    lower = True
 
     def values(self, acct: Account) -> Sequence[str]:
         return [v.lower() for v in acct.uid]
@@ -473,6 +509,7 @@ class DuplicateUidNumber(_Duplicates):
       "Give each account its own address (shared mailboxes belong on a group or role entry).")
 class DuplicateMail(_Duplicates):
     attribute = "mail"
+    lower = True
 
     def values(self, acct: Account) -> Sequence[str]:
         return [v.lower() for v in acct.mail]

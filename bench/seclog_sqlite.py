@@ -263,8 +263,8 @@ def _step(step: str, work: Path, n: int, emit_batch: int, ship_batch: int) -> No
         store = SqliteStore(work / "seclog.db")
         result = Shipper(Spool(work / "spool", writer=PIPELINE_WRITER), store, batch_size=ship_batch).ship()
         store.close()
-        if result.delivered != n:
-            raise RuntimeError(f"shipped {result.delivered} of {n}")
+        if result.delivered != n + 1:  # and the spool's own spool-created event
+            raise RuntimeError(f"shipped {result.delivered} of {n + 1}")
     elif step == "plain":
         rows = [_row(doc) for doc in Spool(work / "spool").read(None, n + 1).events]
         conn = sqlite3.connect(work / "plain.db", isolation_level=None)  # made by "fill": WAL is persistent

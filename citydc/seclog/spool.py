@@ -225,13 +225,12 @@ class Spool:
             seq, prev = (writers[self.writer]["seq"], writers[self.writer]["hash"]) \
                 if self.writer in writers else (0, chain.GENESIS)
             linked, lines = [], []
+            sealer = chain.Sealer(self.writer, seq, prev, incarnation)  # one encoding: the hashed bytes are the line
             for doc in fresh:
-                seq += 1
-                # One encoding: the hashed bytes are the line.
-                doc, line = chain.seal(doc, self.writer, seq, prev, incarnation)
-                prev = doc["event"]["hash"]
+                doc, line = sealer.seal(doc)
                 linked.append(doc)
                 lines.append(line)
+            seq, prev = sealer.seq, sealer.prev
             lines.append(b"")
             data = b"\n".join(lines)
             segment, offset = self._write(data)
@@ -339,27 +338,19 @@ class Spool:
 
     @staticmethod
     def _unseen(ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
-        wanted = [doc["event"]["id"] for doc in events]
-        seen: set[str] = set()
-        for i in range(0, len(wanted), 900):
-            chunk = wanted[i:i + 900]
-            marks = ",".join("?" * len(chunk))
-            seen.update(row[0] for row in ids.execute(f"SELECT id FROM ids WHERE id IN ({marks})", chunk))  # noqa: S608
+        new = spool_ids.unseen(ids, [doc["event"]["id"] for doc in events])
         fresh = []
         for doc in events:
-            if doc["event"]["id"] not in seen:
-                seen.add(doc["event"]["id"])
+            ident = doc["event"]["id"]
+            if ident in new:
+                new.discard(ident)  # a second copy within the batch is a duplicate too
                 fresh.append(doc)
         if len(fresh) < len(events):
             log.info("dropped %d event(s) already spooled (same event.id)", len(events) - len(fresh))
         return fresh
 
     def _remember(self, ids: sqlite3.Connection, docs: Sequence[dict]) -> None:
-        day = int(self.clock() // 86400)
-        ids.execute("BEGIN")
-        ids.executemany("INSERT OR IGNORE INTO ids (id, day) VALUES (?, ?)", ((d["event"]["id"], day) for d in docs))
-        ids.execute("DELETE FROM ids WHERE day < ?", (day - self.id_retention_days,))
-        ids.execute("COMMIT")
+        spool_ids.remember(ids, (d["event"]["id"] for d in docs), int(self.clock() // 86400), self.id_retention_days)
 
     # -- reading ---------------------------------------------------------------------------
 

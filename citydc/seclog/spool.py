@@ -336,9 +336,9 @@ class Spool:
                 conn.execute("ROLLBACK")  # the next append in this process reuses the connection
             raise
 
-    @staticmethod
-    def _unseen(ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
-        new = spool_ids.unseen(ids, [doc["event"]["id"] for doc in events])
+    def _unseen(self, ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
+        cutoff = int(self.clock() // 86400) - self.id_retention_days
+        new = spool_ids.unseen(ids, [doc["event"]["id"] for doc in events], cutoff)
         fresh = []
         for doc in events:
             ident = doc["event"]["id"]

@@ -82,15 +82,17 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
-def unseen(conn: sqlite3.Connection, event_ids: list[str]) -> set[str]:
-    """Given a connection and event ids, return those of them not in ``seen``."""
+def unseen(conn: sqlite3.Connection, event_ids: list[str], cutoff: int) -> set[str]:
+    """Given a connection, event ids and the first day still remembered, return those of the ids not in ``seen``
+    since that day (an id older than that counts as forgotten even before the daily purge removed it)."""
     keys = {key(i): i for i in event_ids}
     found: set[bytes] = set()
     wanted = list(keys)
     for i in range(0, len(wanted), 900):
         chunk = wanted[i:i + 900]
         found.update(row[0] for row in conn.execute(
-            f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(chunk))})", chunk))  # noqa: S608
+            f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(chunk))}) AND day >= ?",  # noqa: S608
+            [*chunk, cutoff]))
     return {ident for k, ident in keys.items() if k not in found}
 
 
@@ -99,8 +101,8 @@ def remember(conn: sqlite3.Connection, event_ids: Iterable[str], day: int, reten
     and forget those older than the retention (once a day: a scan of the table)."""
     conn.execute("BEGIN")
     try:
+        forget_before(conn, day - retention_days, day)  # first: an expired id emitted again is remembered anew
         conn.executemany("INSERT OR IGNORE INTO seen (id, day) VALUES (?, ?)", ((key(i), day) for i in event_ids))
-        forget_before(conn, day - retention_days, day)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -349,7 +349,7 @@ def sqlite_part(events_n: int, emit_batch: int, ship_batch: int, runs: int, *, c
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sqlite-events", "--events", dest="sqlite_events", type=int, default=50_000)
-    parser.add_argument("--sqlite-runs", type=int, default=7, help="SQLite pairs (pipeline, plain insert)")
+    parser.add_argument("--sqlite-runs", type=int, default=40, help="SQLite pairs (pipeline, plain insert)")
     parser.add_argument("--concurrent", action="store_true",
                         help="SQLite: run the shipper as its own process while emitting (production's shape)")
     parser.add_argument("--no-fsync-count", dest="fsync_count", action="store_false",

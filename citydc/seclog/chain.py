@@ -248,10 +248,12 @@ class Sealer:
                              else {"writer": writer, "incarnation": incarnation})
         self._chain_open = orjson.dumps(self._chain_start)[:-1] + b',"seq":'
 
-    def seal(self, doc: Mapping) -> tuple[dict, bytes]:
-        """Given the next validated event, return (a copy carrying the chain fields, its JSON line), as ``seal``."""
+    def seal(self, doc: Mapping, body: bytes | None = None) -> tuple[dict, bytes]:
+        """Given the next validated event (and its ``canonical`` bytes, if the caller has them already), return
+        (a copy carrying the chain fields, its JSON line), as ``seal``."""
         seq, prev = self.seq + 1, self.prev
-        body = canonical(doc)
+        if body is None:
+            body = canonical(doc)
         seq_text = str(seq).encode()
         prev_bytes = prev.encode()
         hsh = hashlib.sha256(b"".join((prev_bytes, self._middle, seq_text, b"|", body))).hexdigest()

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from citydc import atomicfile
-from citydc.seclog import chain, spool_ids
+from citydc.seclog import chain, spool_ids, validated
 from citydc.seclog.event import EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
@@ -201,7 +201,13 @@ class Spool:
         All lines are written and fsynced before this returns. Raise EventInvalid if an event is
         invalid (then nothing of the batch is written).
         """
+        bodies: dict[int, bytes] = {}  # id(event) -> canonical bytes, for the sealer (the events stay alive here)
         for i, doc in enumerate(events):
+            body = validated.plain_body(doc)
+            if body is not None:
+                bodies[id(doc)] = body
+                if validated.known(body):
+                    continue  # make_event validated exactly these bytes
             try:
                 validate_event(doc)
             except EventInvalid as exc:
@@ -227,7 +233,7 @@ class Spool:
             linked, lines = [], []
             sealer = chain.Sealer(self.writer, seq, prev, incarnation)  # one encoding: the hashed bytes are the line
             for doc in fresh:
-                doc, line = sealer.seal(doc)
+                doc, line = sealer.seal(doc, bodies.get(id(doc)))
                 linked.append(doc)
                 lines.append(line)
             seq, prev = sealer.seq, sealer.prev

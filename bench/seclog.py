@@ -297,7 +297,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
     parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
                         help="events per bulk request, on both sides (the store's default)")
-    parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
+    parser.add_argument("--emit-batch", type=int, default=5000,
+                        help="events per emit() call (one fsync each); the shipper's and the plain insert's batch size")
     parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="only the Elasticsearch part")
     add_sqlite_arguments(parser)
     parser.add_argument("--compare-full-parse", action="store_true",

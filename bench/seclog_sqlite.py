@@ -360,7 +360,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
-    parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
+    parser.add_argument("--emit-batch", type=int, default=5000,
+                        help="events per emit() call (one fsync each); the shipper's and the plain insert's batch size")
     parser.add_argument("--step", choices=("fill", "emit", "ship", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -23,7 +23,7 @@
     ``--profile`` adds a cProfile of one run. This is what to compare when changing the shipper's
     read/prepare path.
 
-Run: ``.venv/bin/python bench/seclog.py`` (about 6 minutes; starts the lab's Elasticsearch if it is
+Run: ``.venv/bin/python bench/seclog.py`` (about 10 minutes; starts the lab's Elasticsearch if it is
 not running and stops it again afterwards in that case). The last line of each part is its RATIO
 line: ``RATIO es_shipper_vs_bulk`` and, last, ``RATIO sqlite_pipeline_vs_plain_insert``.
 ``.venv/bin/python bench/seclog.py --null-client`` and ``bench/seclog_sqlite.py`` need no service.

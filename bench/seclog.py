@@ -23,7 +23,7 @@
     ``--profile`` adds a cProfile of one run. This is what to compare when changing the shipper's
     read/prepare path.
 
-Run: ``.venv/bin/python bench/seclog.py`` (about 6 minutes; starts the lab's Elasticsearch if it is
+Run: ``.venv/bin/python bench/seclog.py`` (about 10 minutes; starts the lab's Elasticsearch if it is
 not running and stops it again afterwards in that case). The last line of each part is its RATIO
 line: ``RATIO es_shipper_vs_bulk`` and, last, ``RATIO sqlite_pipeline_vs_plain_insert``.
 ``.venv/bin/python bench/seclog.py --null-client`` and ``bench/seclog_sqlite.py`` need no service.
@@ -297,7 +297,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
     parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
                         help="events per bulk request, on both sides (the store's default)")
-    parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
+    parser.add_argument("--emit-batch", type=int, default=5000,
+                        help="events per emit() call (one fsync each); the shipper's and the plain insert's batch size")
     parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="only the Elasticsearch part")
     add_sqlite_arguments(parser)
     parser.add_argument("--compare-full-parse", action="store_true",

@@ -263,8 +263,8 @@ def _step(step: str, work: Path, n: int, emit_batch: int, ship_batch: int) -> No
         store = SqliteStore(work / "seclog.db")
         result = Shipper(Spool(work / "spool", writer=PIPELINE_WRITER), store, batch_size=ship_batch).ship()
         store.close()
-        if result.delivered != n:
-            raise RuntimeError(f"shipped {result.delivered} of {n}")
+        if result.delivered != n + 1:  # and the spool's own spool-created event
+            raise RuntimeError(f"shipped {result.delivered} of {n + 1}")
     elif step == "plain":
         rows = [_row(doc) for doc in Spool(work / "spool").read(None, n + 1).events]
         conn = sqlite3.connect(work / "plain.db", isolation_level=None)  # made by "fill": WAL is persistent
@@ -349,7 +349,7 @@ def sqlite_part(events_n: int, emit_batch: int, ship_batch: int, runs: int, *, c
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sqlite-events", "--events", dest="sqlite_events", type=int, default=50_000)
-    parser.add_argument("--sqlite-runs", type=int, default=7, help="SQLite pairs (pipeline, plain insert)")
+    parser.add_argument("--sqlite-runs", type=int, default=40, help="SQLite pairs (pipeline, plain insert)")
     parser.add_argument("--concurrent", action="store_true",
                         help="SQLite: run the shipper as its own process while emitting (production's shape)")
     parser.add_argument("--no-fsync-count", dest="fsync_count", action="store_false",
@@ -360,7 +360,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
-    parser.add_argument("--emit-batch", type=int, default=1000, help="events per emit() call (one fsync each)")
+    parser.add_argument("--emit-batch", type=int, default=5000,
+                        help="events per emit() call (one fsync each); the shipper's and the plain insert's batch size")
     parser.add_argument("--step", choices=("fill", "emit", "ship", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

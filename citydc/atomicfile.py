@@ -4,6 +4,11 @@ A reader (Prometheus reading file_sd, a restarted exporter reading its counter s
 shipper reading the chain head) sees either the old file or the new one, and once ``write``
 returns the new one survives a power cut: temporary file in the same directory, fsync, rename,
 fsync of the directory (the rename is durable only once the directory entry is on disk).
+
+``sync_dir=False`` leaves that last fsync to the caller, for a writer that makes the directory
+durable once for several changes (or whose reader recovers from the previous version, which a
+crash before the next directory fsync may bring back: whichever name survives, its content is
+complete, since the file is fsynced before the rename).
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write"]
+__all__ = ["fsync_dir", "write"]
 
 
-def write(path: str | Path, data: bytes | str, mode: int = 0o600) -> Path:
+def write(path: str | Path, data: bytes | str, mode: int = 0o600, *, sync_dir: bool = True) -> Path:
     """Given a path, bytes (or text, written as UTF-8) and a file mode, replace the file atomically
-    and durably; create missing parent directories (0700). Return the path. Raise OSError."""
+    and durably; create missing parent directories (0700). Return the path. Raise OSError.
+
+    ``sync_dir=False``: the directory is not fsynced (see the module docstring; ``sync_dir(path.parent)``).
+    """
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -36,9 +44,15 @@ def write(path: str | Path, data: bytes | str, mode: int = 0o600) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    if sync_dir:
+        fsync_dir(path.parent)
+    return path
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """Given a directory, fsync it: renames, creations and deletions in it so far become durable. Raise OSError."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return path

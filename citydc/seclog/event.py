@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from citydc.seclog import validated
+
 __all__ = ["ECS_VERSION", "EventInvalid", "event_id", "format_timestamp", "make_event", "parse_timestamp",
            "validate_event"]
 
@@ -137,6 +139,7 @@ def make_event(*, action: str, dataset: str, kind: str, category: Sequence[str],
     if details:
         doc["citydc"] = {dataset.removeprefix("citydc."): dict(details)}
     validate_event(doc)
+    validated.remember(doc)  # emit() then need not validate it again, unless it is changed meanwhile
     return doc
 
 

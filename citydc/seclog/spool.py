@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from citydc import atomicfile
-from citydc.seclog import chain, spool_ids
+from citydc.seclog import chain, spool_ids, validated
 from citydc.seclog.event import EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
@@ -201,7 +201,13 @@ class Spool:
         All lines are written and fsynced before this returns. Raise EventInvalid if an event is
         invalid (then nothing of the batch is written).
         """
+        bodies: dict[int, bytes] = {}  # id(event) -> canonical bytes, for the sealer (the events stay alive here)
         for i, doc in enumerate(events):
+            body = validated.plain_body(doc)
+            if body is not None:
+                bodies[id(doc)] = body
+                if validated.known(body):
+                    continue  # make_event validated exactly these bytes
             try:
                 validate_event(doc)
             except EventInvalid as exc:
@@ -225,13 +231,12 @@ class Spool:
             seq, prev = (writers[self.writer]["seq"], writers[self.writer]["hash"]) \
                 if self.writer in writers else (0, chain.GENESIS)
             linked, lines = [], []
+            sealer = chain.Sealer(self.writer, seq, prev, incarnation)  # one encoding: the hashed bytes are the line
             for doc in fresh:
-                seq += 1
-                # One encoding: the hashed bytes are the line.
-                doc, line = chain.seal(doc, self.writer, seq, prev, incarnation)
-                prev = doc["event"]["hash"]
+                doc, line = sealer.seal(doc, bodies.get(id(doc)))
                 linked.append(doc)
                 lines.append(line)
+            seq, prev = sealer.seq, sealer.prev
             lines.append(b"")
             data = b"\n".join(lines)
             segment, offset = self._write(data)
@@ -337,29 +342,21 @@ class Spool:
                 conn.execute("ROLLBACK")  # the next append in this process reuses the connection
             raise
 
-    @staticmethod
-    def _unseen(ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
-        wanted = [doc["event"]["id"] for doc in events]
-        seen: set[str] = set()
-        for i in range(0, len(wanted), 900):
-            chunk = wanted[i:i + 900]
-            marks = ",".join("?" * len(chunk))
-            seen.update(row[0] for row in ids.execute(f"SELECT id FROM ids WHERE id IN ({marks})", chunk))  # noqa: S608
+    def _unseen(self, ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
+        cutoff = int(self.clock() // 86400) - self.id_retention_days
+        new = spool_ids.unseen(ids, [doc["event"]["id"] for doc in events], cutoff)
         fresh = []
         for doc in events:
-            if doc["event"]["id"] not in seen:
-                seen.add(doc["event"]["id"])
+            ident = doc["event"]["id"]
+            if ident in new:
+                new.discard(ident)  # a second copy within the batch is a duplicate too
                 fresh.append(doc)
         if len(fresh) < len(events):
             log.info("dropped %d event(s) already spooled (same event.id)", len(events) - len(fresh))
         return fresh
 
     def _remember(self, ids: sqlite3.Connection, docs: Sequence[dict]) -> None:
-        day = int(self.clock() // 86400)
-        ids.execute("BEGIN")
-        ids.executemany("INSERT OR IGNORE INTO ids (id, day) VALUES (?, ?)", ((d["event"]["id"], day) for d in docs))
-        ids.execute("DELETE FROM ids WHERE day < ?", (day - self.id_retention_days,))
-        ids.execute("COMMIT")
+        spool_ids.remember(ids, (d["event"]["id"] for d in docs), int(self.clock() // 86400), self.id_retention_days)
 
     # -- reading ---------------------------------------------------------------------------
 

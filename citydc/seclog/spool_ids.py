@@ -5,6 +5,12 @@ statements that set it up, and on close a checkpoint of its WAL with two fsyncs.
 keeps one connection per spool, used only while the spool's writer lock is held (threads and
 processes take turns there). A connection is never used across ``fork()`` (SQLite forbids it):
 a child opens its own. A spool directory deleted and made again is noticed by the file's inode.
+
+The ids live in the table ``seen``: the 16 bytes of each id (not its 32 hex characters) as the key of a
+``WITHOUT ROWID`` table, so one emit() touches one b-tree instead of three (the rowid table, the index
+of the id and the index of the day in the older table ``ids``). The retention purge scans it once a day
+(``purged_day`` in ``meta``) instead of keeping an index of days. An ``ids.db`` of the older layout is
+migrated on first use (``migrate``).
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["MAX_OPEN", "connection"]
+__all__ = ["MAX_OPEN", "connection", "forget_before", "key", "migrate", "remember", "unseen"]
 
 MAX_OPEN = 8  # spools a process emits into at once is small; beyond this, the oldest is closed
 
@@ -39,9 +46,77 @@ def _connect(path: Path) -> sqlite3.Connection:
     # Ids are hashes, so each emit() of 1,000 events dirties pages all over the index, and the default
     # checkpoint (every 1,000 WAL pages) ran at almost every emit: 39 fdatasyncs per 50,000 events, 15 so.
     conn.execute("PRAGMA wal_autocheckpoint=4000")
-    conn.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, day INTEGER NOT NULL)")
-    conn.execute("CREATE INDEX IF NOT EXISTS ids_day ON ids(day)")
+    conn.execute("CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY, day INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    migrate(conn)
     return conn
+
+
+def key(event_id: str) -> bytes:
+    """Given an event id (32 hex digits), return its key in ``seen``; an id of another shape keeps its UTF-8 bytes
+    (never the 16 bytes of a valid id, which are not UTF-8 of 32 hex digits, so keys never collide)."""
+    try:
+        raw = bytes.fromhex(event_id)
+    except ValueError:
+        return event_id.encode()
+    return raw if len(raw) == 16 and event_id == raw.hex() else event_id.encode()
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Given a connection to an ``ids.db``, move the ids of the older table ``ids`` (id text, day) into ``seen``
+    and drop it, in one transaction; return how many ids were moved (0 when there is no older table)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ids'").fetchone() is None:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ids'").fetchone() is None:
+            conn.execute("COMMIT")  # another process migrated it meanwhile
+            return 0
+        rows = conn.execute("SELECT id, day FROM ids").fetchall()
+        conn.executemany("INSERT OR IGNORE INTO seen (id, day) VALUES (?, ?)", ((key(i), d) for i, d in rows))
+        conn.execute("DROP TABLE ids")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(rows)
+
+
+def unseen(conn: sqlite3.Connection, event_ids: list[str], cutoff: int) -> set[str]:
+    """Given a connection, event ids and the first day still remembered, return those of the ids not in ``seen``
+    since that day (an id older than that counts as forgotten even before the daily purge removed it)."""
+    keys = {key(i): i for i in event_ids}
+    found: set[bytes] = set()
+    wanted = list(keys)
+    for i in range(0, len(wanted), 900):
+        chunk = wanted[i:i + 900]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(chunk))}) AND day >= ?",  # noqa: S608
+            [*chunk, cutoff]))
+    return {ident for k, ident in keys.items() if k not in found}
+
+
+def remember(conn: sqlite3.Connection, event_ids: Iterable[str], day: int, retention_days: int) -> None:
+    """Given a connection, event ids, today's day number and the retention, record the ids in one transaction,
+    and forget those older than the retention (once a day: a scan of the table)."""
+    conn.execute("BEGIN")
+    try:
+        forget_before(conn, day - retention_days, day)  # first: an expired id emitted again is remembered anew
+        conn.executemany("INSERT OR IGNORE INTO seen (id, day) VALUES (?, ?)", ((key(i), day) for i in event_ids))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def forget_before(conn: sqlite3.Connection, cutoff: int, today: int) -> None:
+    """Given a connection inside a transaction, delete the ids of days before ``cutoff`` unless that was done
+    already today."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'purged_day'").fetchone()
+    if row is not None and row[0] >= today:
+        return
+    conn.execute("DELETE FROM seen WHERE day < ?", (cutoff,))
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('purged_day', ?)", (today,))
 
 
 def connection(spool_dir: Path) -> sqlite3.Connection:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from citydc.seclog.chain import GENESIS, _sorted_json, canonical, chain_hash, link, seal, verify
+from citydc.seclog.chain import GENESIS, Sealer, _sorted_json, canonical, chain_hash, link, seal, verify
 from citydc.seclog.event import make_event
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -78,3 +78,30 @@ def test_canonical_with_floats_or_huge_integers_keeps_the_reference_encoding():
         doc = {"@timestamp": "t", "citydc": {"backup": details}}
         assert _sorted_json(doc) == reference(doc)
     assert orjson.dumps({"x": 1e-05}) != json.dumps({"x": 1e-05}, separators=(",", ":")).encode()  # why it matters
+
+
+def _seal_one_by_one(docs, writer, seq, prev, incarnation):
+    out = []
+    for doc in docs:
+        seq += 1
+        linked, line = seal(doc, writer, seq, prev, incarnation)
+        prev = linked["event"]["hash"]
+        out.append((linked, line))
+    return out
+
+
+@pytest.mark.parametrize("incarnation", [None, "20260301T000000Z-0a1b2c3d"])
+@pytest.mark.parametrize("writer", ["w:spool", 'host "四維":spool\\x|y'])
+@pytest.mark.parametrize("start", [(0, GENESIS), (41, "b" * 64)])
+def test_sealer_gives_what_seal_gives_event_by_event(incarnation, writer, start):
+    docs = [*TRICKY, {**ev(8), "citydc": []}]  # the last one not shaped as validated: the general path
+    sealer = Sealer(writer, *start, incarnation)
+    got = [sealer.seal(doc) for doc in docs]
+    want = _seal_one_by_one(docs, writer, *start, incarnation)
+    assert [line for _, line in got] == [line for _, line in want]
+    assert [linked for linked, _ in got] == [linked for linked, _ in want]
+    assert [list(linked) for linked, _ in got] == [list(linked) for linked, _ in want]  # key order too
+    assert (sealer.seq, sealer.prev) == (start[0] + len(docs), want[-1][0]["event"]["hash"])
+    chained = [json.loads(line) for _, line in got[:-1]]  # the reference parser: orjson reads floats differently
+    if start[0] == 0:
+        assert verify(chained) == []  # the valid events, sealed in a batch, form an intact chain

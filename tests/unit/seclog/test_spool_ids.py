@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import sqlite3
+import time
 from datetime import UTC, datetime
 
 from citydc.seclog import spool_ids
@@ -66,3 +68,45 @@ def test_forked_children_open_their_own_and_the_chain_stays_gap_free(tmp_path):
     assert len(events) == 1 + 1 + 15 + 1 and len({e["event"]["id"] for e in events}) == 18
     assert [e["citydc"]["chain"]["seq"] for e in events] == list(range(1, 19))
     assert verify(events) == []
+
+
+def test_an_ids_db_of_the_older_layout_is_migrated_and_still_deduplicates(tmp_path):
+    spool = Spool(tmp_path, writer="w:s")
+    spool.append([ev(1)])
+    kept = ev(2)["event"]["id"]
+    spool_ids._open.pop(tmp_path / "ids.db")[0].close()
+    # Rewrite ids.db as the code before the table seen wrote it: hex text ids with their day in the table ids.
+    (tmp_path / "ids.db").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"ids.db{suffix}").unlink(missing_ok=True)
+    old = sqlite3.connect(tmp_path / "ids.db")
+    old.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, day INTEGER NOT NULL)")
+    old.execute("CREATE INDEX ids_day ON ids(day)")
+    today = int(time.time() // 86400)
+    old.executemany("INSERT INTO ids VALUES (?, ?)", [(ev(1)["event"]["id"], today), (kept, today)])
+    old.commit()
+    old.close()
+    assert Spool(tmp_path, writer="w:s").append([ev(1), ev(2)]) == []  # both remembered across the migration
+    conn = spool_ids.connection(tmp_path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "ids" not in tables and "seen" in tables
+    assert conn.execute("SELECT day FROM seen WHERE id = ?", (bytes.fromhex(kept),)).fetchone() == (today,)
+    assert [e["event"]["id"] for e in Spool(tmp_path, writer="w:s").append([ev(3)])] == [ev(3)["event"]["id"]]
+    assert spool_ids.migrate(conn) == 0  # once only
+
+
+def test_ids_are_forgotten_after_the_retention_once_a_day(tmp_path):
+    now = [1_800_000_000.0]
+    spool = Spool(tmp_path, writer="w:s", clock=lambda: now[0])
+    spool.append([ev(1)])
+    now[0] += 9 * 86400
+    assert [e["event"]["id"] for e in spool.append([ev(1)])] == [ev(1)["event"]["id"]]  # forgotten: chained again
+    conn = spool_ids.connection(tmp_path)
+    assert conn.execute("SELECT COUNT(*) FROM seen").fetchone() == (1,)
+
+
+def test_a_key_is_the_ids_bytes_and_other_shapes_never_collide_with_one():
+    ident = "fcc17fe4773f8156ce1c41d74a612552"
+    assert spool_ids.key(ident) == bytes.fromhex(ident)
+    assert spool_ids.key(ident.upper()) != spool_ids.key(ident)
+    assert spool_ids.key("xyz") == b"xyz"

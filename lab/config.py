@@ -18,6 +18,7 @@ from citydc.config.models import (
     BackupJob,
     Config,
     Device,
+    DeviceConfigs,
     Netflow,
     NetflowExporter,
     NetflowListener,
@@ -91,7 +92,10 @@ def lab_config(root: Path) -> Config:
         ),
         # Each site backs up locally and copies off-site to the other; the lab's sshd (lab/sftp.py)
         # stands in for the other site's backup server.
-        backup=Backup(state_dir=root / "var" / "backup", textfile_dir=root / "var" / "textfile", jobs=[
+        backup=Backup(state_dir=root / "var" / "backup", textfile_dir=root / "var" / "textfile",
+                      configs=DeviceConfigs(repo_dir=root / "var" / "device-configs",
+                                            known_hosts=root / "var" / "device-configs-known_hosts",
+                                            state_dir=root / "var" / "device-configs-state"), jobs=[
             BackupJob(name="siwei-ldap", site="siwei", sources=[root / "data" / "siwei-ldap"], excludes=["*.tmp"],
                       local_repo=Repository(url=str(root / "restic" / "siwei"), password=restic_pw, site="siwei"),
                       offsite_repo=offsite("siwei", "fengshan"), tags=["ldap"]),

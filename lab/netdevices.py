@@ -281,7 +281,15 @@ class LinuxDevice(Service):
         return processes.spawn([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], log_path=self.log_path(ctx))
 
     def ready(self, ctx: LabContext) -> bool:
-        return _ssh_banner(self.dev.port)
+        if not _ssh_banner(self.dev.port):
+            return False
+        # Ready once the per-connection child of that probe is gone too: the lab records sshd's
+        # descendants when it is ready, and a child that exits right after would read as "stopped".
+        try:
+            pid = int((ctx.service_dir(self.name) / "sshd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return not processes.descendants(pid)
 
     def endpoints(self, ctx: LabContext) -> dict[str, str]:
         return {"ssh": f"{ports.HOST}:{self.dev.port}", "user": self.user(),

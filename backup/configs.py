@@ -63,6 +63,9 @@ class DeviceResult:
     drift: bool | None = None
     commit: str = ""
     seconds: float = 0.0
+    # what the unsaved/drift events were about (digests of masked texts): an event is emitted when they change
+    unsaved_digest: str = field(default="", repr=False)
+    drift_digest: str = field(default="", repr=False)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +85,8 @@ class RunResult:
 
     def to_json(self) -> dict:
         return {"run_id": self.run_id, "started": datetime.fromtimestamp(self.started, UTC).isoformat(),
-                "seconds": round(self.seconds, 3), "devices": [asdict(r) for r in self.results]}
+                "seconds": round(self.seconds, 3),
+                "devices": [{k: v for k, v in asdict(r).items() if not k.endswith("_digest")} for r in self.results]}
 
 
 def _reveal(ref, what: str) -> str | None:
@@ -273,22 +277,18 @@ def _store(t: Target, got: Fetched, repo: ConfigRepo, key: bytes, masked_store: 
             s = diff_summary(startup_masked, masked)
             events.append(ev.unsaved(device=t.name, site=t.site, platform=t.platform, run_id=run_id,
                                      added=s.added, removed=s.removed, sections=s.sections, host=host))
-        res_unsaved_digest = digest + _digest(masked) if res.unsaved else ""
-    else:
-        res_unsaved_digest = ""
+        res.unsaved_digest = digest + _digest(masked) if res.unsaved else ""
     golden = _golden(settings, repo, relpath, t.name, t.platform, key, t.secrets())
-    drift_digest = ""
     if golden is not None:
         golden_text, golden_name = golden
         res.drift = golden_text != masked
         if res.drift:
-            drift_digest = _digest(golden_text) + _digest(masked)
-            if prev.get("drift_digest") != drift_digest:
+            res.drift_digest = _digest(golden_text) + _digest(masked)
+            if prev.get("drift_digest") != res.drift_digest:
                 s = diff_summary(golden_text, masked)
                 events.append(ev.drift(device=t.name, site=t.site, platform=t.platform, run_id=run_id,
                                        golden=golden_name, added=s.added, removed=s.removed, sections=s.sections,
                                        host=host))
-    res._digests = (res_unsaved_digest, drift_digest)  # type: ignore[attr-defined]
     return res
 
 
@@ -301,9 +301,8 @@ def _device_state(prev: dict, res: DeviceResult, started: float) -> dict:
     out.update({"site": res.site, "last_attempt": started, "status": res.status, "reason": res.reason,
                 "error": res.error})
     if res.ok:
-        unsaved_digest, drift_digest = getattr(res, "_digests", ("", ""))
         out.update({"last_success": started, "unsaved": res.unsaved, "drift": res.drift,
-                    "unsaved_digest": unsaved_digest, "drift_digest": drift_digest})
+                    "unsaved_digest": res.unsaved_digest, "drift_digest": res.drift_digest})
         if res.status in ("changed", "new"):
             out["last_change"] = started
     return out

@@ -62,7 +62,9 @@ class Fleet:
         logins = {"lab": {"username": "netops", "password": "env:CITYDC_DEVICE_PASSWORD",
                           "enable_secret": "env:CITYDC_DEVICE_ENABLE", "timeout_seconds": 6},
                   "wrong": {"username": "netops", "password": "env:CITYDC_TEST_WRONG_PW",
-                            "enable_secret": "env:CITYDC_DEVICE_ENABLE", "timeout_seconds": 6}}
+                            "enable_secret": "env:CITYDC_DEVICE_ENABLE", "timeout_seconds": 6},
+                  "wrong-enable": {"username": "netops", "password": "env:CITYDC_DEVICE_PASSWORD",
+                                   "enable_secret": "env:CITYDC_TEST_WRONG_PW", "timeout_seconds": 3}}
         for k in (1, 2):
             ep = lab[f"linux-dev{k}"]
             logins[f"linux{k}"] = {"username": ep["user"], "key_file": ep["key_file"], "timeout_seconds": 6}
@@ -241,6 +243,9 @@ def test_unreachable_wrong_password_and_changed_host_key_fail_while_the_rest_suc
         {"name": "lab-wrongpw", "address": ports.HOST, "site": "fengshan", "role": "access",
          "netmiko_device_type": "cisco_ios", "login": "wrong",
          "management_address": f"{ports.HOST}:{DEVICES[2].port}"},
+        {"name": "lab-wrongenable", "address": ports.HOST, "site": "fengshan", "role": "access",
+         "netmiko_device_type": "arista_eos", "login": "wrong-enable",
+         "management_address": f"{ports.HOST}:{DEVICES[4].port}"},
     ]
     f = fleet(extra)
     rc, out, _ = f.run()
@@ -248,7 +253,9 @@ def test_unreachable_wrong_password_and_changed_host_key_fail_while_the_rest_suc
     res = by_device(out)
     assert res["lab-dead"]["status"] == "failure" and res["lab-dead"]["reason"] == "unreachable"
     assert res["lab-wrongpw"]["status"] == "failure" and res["lab-wrongpw"]["reason"] == "auth"
-    assert all(r["status"] == "new" for n, r in res.items() if n not in ("lab-dead", "lab-wrongpw"))
+    assert res["lab-wrongenable"]["status"] == "failure" and res["lab-wrongenable"]["reason"] == "enable"
+    failing = ("lab-dead", "lab-wrongpw", "lab-wrongenable")
+    assert all(r["status"] == "new" for n, r in res.items() if n not in failing)
     # a replaced (or spoofed) device: its key no longer matches the pinned one
     victim = DEVICES[0]
     pinned = (f.dir / "var" / "device-configs-known_hosts").read_text()
@@ -260,8 +267,7 @@ def test_unreachable_wrong_password_and_changed_host_key_fail_while_the_rest_suc
     assert rc == 1
     res = by_device(out)
     assert res[victim.name]["status"] == "failure" and res[victim.name]["reason"] == "host-key-changed"
-    assert all(r["status"] == "unchanged" for n, r in res.items()
-               if n not in (victim.name, "lab-dead", "lab-wrongpw"))
+    assert all(r["status"] == "unchanged" for n, r in res.items() if n not in (victim.name, *failing))
     assert f.commits() == before  # nothing from the impostor was stored
     assert (f.dir / "var" / "device-configs-known_hosts").read_text() == pinned  # and its key never accepted
     actions = [(e["event"]["action"], e["citydc"]["device_config"]["device"]) for e in f.events()
@@ -329,3 +335,28 @@ def test_configs_repository_is_a_restic_job_source_restored_by_a_drill(fleet, la
     files = sum(1 for p in f.repo.rglob("*") if p.is_file())
     assert drill["details"]["verified_files"] == files and drill["details"].get("failed_files", 0) == 0
     shutil.rmtree(tmp_path / "restic-local", ignore_errors=True)
+
+
+def test_unmasked_repository_is_kept_private_and_its_diff_still_masked(fleet, lab_ctx):
+    f = fleet()
+    cfg = yaml.safe_load(f.config.read_text())
+    cfg["backup"]["configs"]["store_secrets"] = "unmasked"
+    f.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dev = DEVICES[2]
+    f.repo.mkdir(parents=True)
+    f.repo.chmod(0o755)
+    rc, _, err = f.run("--device", dev.name)
+    assert rc == 0, err
+    assert f.repo.stat().st_mode & 0o777 == 0o700
+    stored = f.repo / dev.site / f"{dev.name}.cfg"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    community = planted_secrets(dev.name)["community"]
+    assert community in stored.read_text()  # stored as fetched, by choice
+    write_config(lab_ctx, NETDEVICES, dev.name, running=render_config(dev).replace(community, community + "-v2"))
+    rc, out, err = f.run("--device", dev.name)
+    assert rc == 0 and by_device(out)[dev.name]["status"] == "changed", err
+    rc, diff, _ = f.cli("diff", dev.name)
+    assert rc == 0 and "snmp-server community <masked:" in diff
+    assert community not in diff
+    event = next(e for e in f.events() if e["event"]["action"] == "device-config-changed")
+    assert community not in json.dumps(event) and event["citydc"]["device_config"]["sections"] == ["snmp-server"]

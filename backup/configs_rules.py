@@ -84,8 +84,9 @@ PLATFORMS: dict[str, Platform] = {
                            _CISCO_SECRETS),
     "juniper_junos": Platform("show configuration | display set", None, False,
                               (r"^## Last commit: .*$", r"^## Last changed: .*$"),
+                              # a quoted value is masked with its quotes (it may hold spaces or ;)
                               (r"(?:encrypted-password|secret|authentication-key|pre-shared-key ascii-text|"
-                               r"community) \"?(?P<s>[^\"\s;]+)\"?",)),
+                               r"community) (?P<s>\"[^\"]*\"|[^\s;\"]+)",)),
     # A Linux host's "running config" is whatever file its device names (config_commands); no startup.
     "linux": Platform("cat /etc/os-release", None, False, (),
                       (r"(?i)^\s*[\w.-]*(?:password|passwd|secret|psk|community|token|key)[\w.-]*\s*[=:]\s*"
@@ -125,7 +126,8 @@ def mask(text: str, platform: str, key: bytes, extra: Iterable[str] = ()) -> tup
             base = m.start()
             return m.group(0)[:start - base] + f"<masked:{_fingerprint(value, key)}>" + m.group(0)[end - base:]
         text = rx.sub(repl, text)
-    for value in sorted({*found, *(e for e in extra if e)}, key=len, reverse=True):
+    values = {*found, *(v.strip('"') for v in found), *(e for e in extra if e)}
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:  # a 1-3 character "secret" would mask every word containing it
             text = text.replace(value, f"<masked:{_fingerprint(value, key)}>")
     return text, found

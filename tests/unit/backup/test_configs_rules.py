@@ -49,7 +49,8 @@ def test_platform_names_are_the_configs():
 @given(secret=secret_text.filter(lambda s: not s.startswith('"') and '"' not in s), case=st.sampled_from(SECRET_LINES))
 def test_every_secret_form_is_masked_and_masking_is_idempotent(secret, case):
     platform, template = case
-    assume(secret not in template)  # a "secret" equal to a keyword masks the keyword too (over-masking, safe)
+    # a "secret" that is also part of a keyword masks that word too (over-masking, the safe side)
+    assume(secret not in f"hostname r1\n{template}\nend\n")
     assume(platform != "juniper_junos" or ";" not in secret)  # junos quotes such values: see the test below
     text = f"hostname r1\n{template.format(s=secret)}\nend\n"
     masked, found = mask(text, platform, KEY)

@@ -15,11 +15,10 @@ and a one-line message holding no secret.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import paramiko
 
 from citydc.backup.configs_rules import PLATFORMS
 from citydc.execute import mask
@@ -77,22 +76,28 @@ def host_key_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-class _PinnedClient(paramiko.SSHClient):
-    """An SSHClient that remembers a mismatching host key (paramiko raises BadHostKeyException)."""
+@functools.cache
+def _classes():
+    """Return (pinned client class, trust-first-use policy class); paramiko (the ``configs`` extra) loads here."""
+    import paramiko
 
-    bad_key: paramiko.BadHostKeyException | None = None
+    class PinnedClient(paramiko.SSHClient):
+        """An SSHClient that remembers a mismatching host key (paramiko raises BadHostKeyException)."""
 
-    def connect(self, *args, **kwargs):  # type: ignore[override]
-        try:
-            return super().connect(*args, **kwargs)
-        except paramiko.BadHostKeyException as exc:
-            self.bad_key = exc
-            raise
+        bad_key: paramiko.BadHostKeyException | None = None
 
+        def connect(self, *args, **kwargs):
+            try:
+                return super().connect(*args, **kwargs)
+            except paramiko.BadHostKeyException as exc:
+                self.bad_key = exc
+                raise
 
-class _TrustFirstUse(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client, hostname, key):  # a first contact: the caller pins what it saw
-        return
+    class TrustFirstUse(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):  # a first contact: the caller pins what it saw
+            return
+
+    return PinnedClient, TrustFirstUse
 
 
 def _first_line(text: str, secrets: tuple[str, ...]) -> str:
@@ -103,10 +108,12 @@ def _first_line(text: str, secrets: tuple[str, ...]) -> str:
 def fetch(target: Target, pinned: list[tuple[str, str]]) -> Fetched:
     """Given a target and the host keys pinned for it [(type, base64)], return its configs.
     Raise FetchFailed with the reason."""
+    import paramiko
     from netmiko import ConnectHandler
     from netmiko.exceptions import NetmikoAuthenticationException, NetmikoTimeoutException, ReadTimeout
 
-    client = _PinnedClient()
+    pinned_client, trust_first_use = _classes()
+    client = pinned_client()
     name = host_key_name(target.host, target.port)
     for ktype, b64 in pinned:
         try:
@@ -125,7 +132,7 @@ def fetch(target: Target, pinned: list[tuple[str, str]]) -> Fetched:
     conn = None
     try:
         conn = ConnectHandler(**params)
-        conn.key_policy = _TrustFirstUse()
+        conn.key_policy = trust_first_use()
         conn._get_ssh_client_instance = lambda: client  # type: ignore[method-assign]
         try:
             conn._open()

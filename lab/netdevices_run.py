@@ -25,29 +25,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paramiko
-from fakenos.core.nos import Nos
-from fakenos.plugins.servers.ssh_server_paramiko import ParamikoSshServer
-from fakenos.plugins.shell.cmd_shell import CMDShell
-
 USER_PROMPT = "{base_prompt}>"
 ENABLE_PROMPT = "{base_prompt}#"
 PASSWORD_PROMPT = "Password: "  # noqa: S105 - a prompt
 STARTED = time.monotonic()
 
 
-class _KeyFromFile(ParamikoSshServer):
-    """A fakenos server whose host key is read from its file at each connection."""
+def _server_class() -> type:
+    """Return a fakenos server class whose host key is read from its file at each connection.
+    fakenos and paramiko (the ``configs`` extra) load here, so importing this module needs neither."""
+    import paramiko
+    from fakenos.plugins.servers.ssh_server_paramiko import ParamikoSshServer
 
-    key_path: Path
+    class KeyFromFile(ParamikoSshServer):
+        key_path: Path
 
-    @property
-    def _ssh_server_key(self) -> paramiko.RSAKey:
-        return paramiko.RSAKey.from_private_key_file(str(self.key_path))
+        @property
+        def _ssh_server_key(self) -> paramiko.RSAKey:
+            return paramiko.RSAKey.from_private_key_file(str(self.key_path))
 
-    @_ssh_server_key.setter
-    def _ssh_server_key(self, value: Any) -> None:  # the base class assigns its default key
-        pass
+        @_ssh_server_key.setter
+        def _ssh_server_key(self, value: Any) -> None:  # the base class assigns its default key
+            pass
+
+    return KeyFromFile
 
 
 def _file_output(path: Path):
@@ -87,14 +88,18 @@ def commands(platform: str, enable_secret: str, directory: Path) -> dict[str, di
     return table
 
 
-def serve(spec: dict) -> list[ParamikoSshServer]:
+def serve(spec: dict) -> list:
     """Given the spec ({"devices": [...]}), start one server per device; return them."""
+    from fakenos.core.nos import Nos
+    from fakenos.plugins.shell.cmd_shell import CMDShell
+
+    server_class = _server_class()
     servers = []
     for dev in spec["devices"]:
         directory = Path(dev["dir"])
         nos = Nos(name=dev["platform"], initial_prompt=USER_PROMPT,
                   commands=commands(dev["platform"], dev["enable_secret"], directory))
-        server = _KeyFromFile(
+        server = server_class(
             shell=CMDShell, nos=nos, nos_inventory_config={}, port=int(dev["port"]), username=dev["username"],
             password=dev["password"], shell_configuration={"base_prompt": dev["name"]}, address="127.0.0.1",
             ssh_banner=f"{dev['name']} (citydc lab)")

@@ -50,7 +50,12 @@ def configs_group(ctx: click.Context, site: str | None, device: str | None, as_j
     """
     if ctx.invoked_subcommand is not None:
         return
+    from importlib.util import find_spec
+
     from citydc.backup import configs
+
+    if find_spec("netmiko") is None:
+        fail("netmiko is not installed", EXIT_CONFIG, hint="pip install 'citydc[configs]'")
     from citydc.seclog import emit_configured
 
     loaded = load_config(ctx)

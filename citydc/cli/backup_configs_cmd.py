@@ -27,7 +27,12 @@ def rows(results) -> list[list[str]]:
     """Given device results, return the table rows, failures first."""
     table = []
     for r in results:
-        detail = f"{r.reason}: {r.error}" if not r.ok else (", ".join(r.sections) if r.sections else "")
+        if not r.ok:
+            detail = f"{r.reason}: {r.error}"
+        elif r.status == "new":
+            detail = "first backup"
+        else:
+            detail = ", ".join(r.sections)
         table.append([r.device, r.site, r.status, f"+{r.added} -{r.removed}" if r.ok else "-",
                       _yes_no(r.unsaved), _yes_no(r.drift), f"{r.seconds:.1f} s", detail])
     return failures_first(table, 2)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from citydc import atomicfile
 
-__all__ = ["FILENAME", "registry_from_states", "write"]
+__all__ = ["FILENAME", "registry_from_states", "write", "write_registry"]
 
 FILENAME = "citydc_backup.prom"
 OUTCOMES = ("success", "partial", "failure")
@@ -88,12 +88,17 @@ def registry_from_states(states: Iterable[Mapping[str, Any]], sites: Mapping[str
 
 def write(textfile_dir: Path, states: Iterable[Mapping[str, Any]], sites: Mapping[str, str]) -> Path:
     """Render the states and replace ``<textfile_dir>/citydc_backup.prom`` atomically; return its path."""
+    return write_registry(textfile_dir, FILENAME, registry_from_states(states, sites))
+
+
+def write_registry(textfile_dir: Path, filename: str, registry: CollectorRegistry) -> Path:
+    """Render a registry and replace ``<textfile_dir>/<filename>`` atomically; return its path."""
     if not textfile_dir.is_dir():
         # node_exporter runs as its own user and must list this directory; citydc's umask (077) would
         # make it private. A directory that exists keeps the mode its owner gave it.
         textfile_dir.mkdir(parents=True)
         textfile_dir.chmod(0o755)
-    path = textfile_dir / FILENAME
+    path = textfile_dir / filename
     # 0644: node_exporter runs as its own user; the file holds no secret.
-    atomicfile.write(path, generate_latest(registry_from_states(states, sites)), mode=0o644)
+    atomicfile.write(path, generate_latest(registry), mode=0o644)
     return path

@@ -18,6 +18,8 @@ from citydc.config.models import (
     BackupJob,
     Config,
     Device,
+    DeviceConfigs,
+    DeviceLogin,
     Netflow,
     NetflowExporter,
     NetflowListener,
@@ -69,13 +71,19 @@ def lab_config(root: Path) -> Config:
                                        priv_key=ref("env:CITYDC_SNMP_V3_PRIV"), context_name="sw-fengshan-core1"),
         },
         snmp=SnmpCollector(listen=f"{ports.HOST}:{ports.SNMP_EXPORTER}", state_dir=root / "var" / "snmp-state"),
+        device_logins={"lab-netops": DeviceLogin(username="netops", password=ref("env:CITYDC_DEVICE_PASSWORD"),
+                                                 enable_secret=ref("env:CITYDC_DEVICE_ENABLE"), timeout_seconds=10)},
         devices=[
             Device(name="sw-lab-snmpd", address=f"{ports.HOST}:{ports.SNMPD}", site="siwei", role="server",
                    snmp_auth="lab-v2c"),
+            # Config backup (`citydc lab up netdevices`, then `citydc backup configs`): the core switches log
+            # in to two of the lab's simulated network-OS devices (lab/netdevices.py).
             Device(name="sw-siwei-core1", address=f"127.0.2.1:{ports.SNMPSIM}", site="siwei", role="core",
-                   snmp_auth="core-siwei-v3", netmiko_device_type="cisco_ios"),
+                   snmp_auth="core-siwei-v3", netmiko_device_type="cisco_ios", login="lab-netops",
+                   management_address=f"{ports.HOST}:{ports.NETDEVICES + 1}"),
             Device(name="sw-fengshan-core1", address=f"127.0.2.2:{ports.SNMPSIM}", site="fengshan", role="core",
-                   snmp_auth="core-fengshan-v3", netmiko_device_type="cisco_ios"),
+                   snmp_auth="core-fengshan-v3", netmiko_device_type="cisco_ios", login="lab-netops",
+                   management_address=f"{ports.HOST}:{ports.NETDEVICES + 2}"),
             *[Device(name=name, address=f"{ports.HOST}:{ports.SNMPSIM_SWITCHES + k}",
                      site="fengshan" if "fengshan" in name else "siwei", role="access", snmp_auth="lab-v2c")
               for k, name in enumerate(("sw-siwei-acc1", "sw-siwei-acc2", "sw-fengshan-acc1", "sw-fengshan-acc2",
@@ -91,7 +99,10 @@ def lab_config(root: Path) -> Config:
         ),
         # Each site backs up locally and copies off-site to the other; the lab's sshd (lab/sftp.py)
         # stands in for the other site's backup server.
-        backup=Backup(state_dir=root / "var" / "backup", textfile_dir=root / "var" / "textfile", jobs=[
+        backup=Backup(state_dir=root / "var" / "backup", textfile_dir=root / "var" / "textfile",
+                      configs=DeviceConfigs(repo_dir=root / "var" / "device-configs",
+                                            known_hosts=root / "var" / "device-configs-known_hosts",
+                                            state_dir=root / "var" / "device-configs-state"), jobs=[
             BackupJob(name="siwei-ldap", site="siwei", sources=[root / "data" / "siwei-ldap"], excludes=["*.tmp"],
                       local_repo=Repository(url=str(root / "restic" / "siwei"), password=restic_pw, site="siwei"),
                       offsite_repo=offsite("siwei", "fengshan"), tags=["ldap"]),

@@ -45,6 +45,14 @@ SLAPD_LDAPS = 13636
 SLAPD_BENCH = 13390
 SLAPD_BENCH_LDAPS = 13637
 
+# Device config backup lab (issue 14): fakenos network-OS devices on NETDEVICES+k (k = 1..5), the
+# benchmark's 50 on NETDEVICES_BENCH+k (k = 0..49), NETDEVICES_DEAD stays closed (an unreachable
+# device); OpenSSH `linux` devices on LINUX_DEVICES+k.
+NETDEVICES = 12300
+NETDEVICES_BENCH = 12320
+NETDEVICES_DEAD = 12399
+LINUX_DEVICES = 12400
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {
@@ -55,4 +63,6 @@ LAB_ENV = {
     "CITYDC_RESTIC_PASSWORD": "citydc-lab-restic-pass",
     "CITYDC_LDAP_PASSWORD": "citydc-lab-ldap-pass",
     "CITYDC_LDAP_ADMIN_PASSWORD": "citydc-lab-ldap-admin-pass",
+    "CITYDC_DEVICE_PASSWORD": "citydc-lab-device-pass",
+    "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
 }

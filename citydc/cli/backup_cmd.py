@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from citydc.backup import metrics, restic, state
 from citydc.backup.jobs import JobRunner, StepResult, worst
 from citydc.cli import timefmt
+from citydc.cli.backup_configs_cmd import configs_group
 from citydc.cli.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -334,3 +335,5 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
                 err.print(f"[{_STYLE.get(row[2], 'bold red')}]{escape(row[0])} {escape(row[1])}:[/] "
                           f"{escape(row[-1] or row[2])}")
     ctx.exit(EXIT_FAILED if any(row[2] not in ("success", "-") for row in table) else EXIT_OK)
+
+backup_group.add_command(configs_group)  # citydc backup configs (device configs in git; netmiko loads when run)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from citydc.config.models import BUILTIN_SNMP_MODULES, Config
+from citydc.config.models import BUILTIN_SNMP_MODULES, CONFIG_PLATFORMS, Config
 from citydc.secrets import SecretRef
 
 __all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_data", "load_text"]
@@ -190,6 +190,17 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         if isinstance(auth, str) and auth not in profiles:
             known = ", ".join(sorted(profiles)) or "none defined"
             errors.append((f"devices[{i}].snmp_auth", f'unknown profile "{auth}" (known: {known})'))
+        login = dev.get("login")
+        logins = {k for k in _mapping(raw.get("device_logins")) if isinstance(k, str)}
+        if isinstance(login, str) and login not in logins:
+            errors.append((f"devices[{i}].login", f'unknown login profile "{login}" (known: {_names(logins)})'))
+        dtype = dev.get("netmiko_device_type")
+        if isinstance(login, str) and not dtype:
+            errors.append((f"devices[{i}].netmiko_device_type",
+                           "a device with a login needs its netmiko device type (e.g. cisco_ios)"))
+        elif isinstance(login, str) and isinstance(dtype, str) and dtype not in CONFIG_PLATFORMS:
+            errors.append((f"devices[{i}].netmiko_device_type",
+                           f'no config backup rules for "{dtype}" (known: {_names(CONFIG_PLATFORMS)})'))
         module = dev.get("snmp_module")
         if isinstance(module, str) and module not in modules:
             errors.append((f"devices[{i}].snmp_module",

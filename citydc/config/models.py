@@ -28,6 +28,9 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length=
 # keeps the two lists equal.
 BUILTIN_SNMP_MODULES = ("if_mib", "if_mib_bytes")
 SNMP_EXPORTER_PORT = 9116
+# The platforms config backup has rules for (citydc.backup.configs_rules.PLATFORMS), named here as
+# data so a device type is checked at load; a unit test keeps the two lists equal.
+CONFIG_PLATFORMS = ("arista_eos", "cisco_ios", "cisco_nxos", "cisco_xe", "juniper_junos", "linux")
 
 
 class Model(BaseModel):
@@ -138,6 +141,25 @@ class SnmpCollector(Model):
         return value
 
 
+class DeviceLogin(Model):
+    """How netmiko logs in to a device for config backup; shared by name like snmp_auth profiles."""
+
+    username: str = Field(min_length=1, description="SSH login user")
+    password: SecretRef | None = Field(default=None, description="SSH password, by reference (or key_file)")
+    key_file: ExistingFile | None = Field(default=None, description="SSH private key file (or password)")
+    enable_secret: SecretRef | None = Field(
+        default=None, description="enable secret, by reference (platforms with an enable mode; empty: none)")
+    port: int = Field(default=22, ge=1, le=65535, description="SSH port when management_address has none")
+    timeout_seconds: float = Field(default=30, gt=0, le=600,
+                                   description="budget per device: connect, login and each command")
+
+    @model_validator(mode="after")
+    def has_a_credential(self) -> DeviceLogin:
+        if self.password is None and self.key_file is None:
+            raise ValueError("give password (a secret reference) or key_file")
+        return self
+
+
 class Device(Model):
     name: Name = Field(description="device name, used as the device label")
     address: str = Field(description="host or host:port of the SNMP agent / management interface")
@@ -149,11 +171,27 @@ class Device(Model):
         default="if_mib", description="SNMP module polled for this device: a built-in one or a key of snmp.modules")
     netmiko_device_type: str | None = Field(
         default=None, description="netmiko device_type for config backup, e.g. cisco_ios")
+    login: str | None = Field(default=None, description="name of a profile in device_logins (config backup)")
+    management_address: str | None = Field(
+        default=None, description="host or host:port netmiko connects to (default: the host of address, "
+                                  "the login's port)")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=600,
+                                          description="overrides the login's timeout_seconds for this device")
+    config_commands: dict[Literal["running", "startup"], str] = Field(
+        default_factory=dict, description="commands replacing the platform's for the running/startup config, "
+                                          "e.g. {running: cat /etc/nftables.conf} on linux")
 
     @field_validator("address")
     @classmethod
     def address_has_host(cls, value: str) -> str:
         parse_host_port(value, default_port=161)
+        return value
+
+    @field_validator("management_address")
+    @classmethod
+    def management_has_host(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value, default_port=22)
         return value
 
 
@@ -247,6 +285,32 @@ class BackupJob(Model):
                                           "{restore_dir} is replaced by the scratch directory")
 
 
+class DeviceConfigs(Model):
+    """``citydc backup configs``: device configurations kept in a git repository (docs/device-configs.md)."""
+
+    repo_dir: ConfigPath = Field(default=Path("var/device-configs"),
+                                 description="git repository of the configs, one file per device (created)")
+    known_hosts: ConfigPath = Field(
+        default=Path("var/device-configs-known_hosts"),
+        description="SSH host keys pinned by the runs (first contact records; a changed key fails)")
+    state_dir: ConfigPath = Field(default=Path("var/device-configs-state"),
+                                  description="per-device results of the last run (relative to the config)")
+    store_secrets: Literal["masked", "unmasked"] = Field(
+        default="masked", description="masked: secrets replaced in the stored files; unmasked: stored as fetched "
+                                      "in a repository kept at mode 0700")
+    golden_dir: ConfigPath | None = Field(
+        default=None, description="approved configs <device>.cfg; a device differing from its file is drift")
+    golden_ref: str | None = Field(
+        default=None, description="or a git tag/ref of repo_dir holding the approved configs")
+    max_workers: int = Field(default=16, ge=1, le=256, description="devices fetched at once")
+
+    @model_validator(mode="after")
+    def one_golden_source(self) -> DeviceConfigs:
+        if self.golden_dir is not None and self.golden_ref is not None:
+            raise ValueError("give golden_dir or golden_ref, not both")
+        return self
+
+
 class Backup(Model):
     jobs: list[BackupJob] = Field(default_factory=list, description="restic backup jobs")
     state_dir: ConfigPath = Field(default=Path("var/backup"),
@@ -255,6 +319,8 @@ class Backup(Model):
         default=None, description="node_exporter textfile collector directory for the backup metrics")
     lock_stale_seconds: int = Field(
         default=3600, ge=0, description="a lock is removed only when older than this and its process is gone")
+    configs: DeviceConfigs = Field(default_factory=DeviceConfigs,
+                                   description="device configuration backup (citydc backup configs)")
 
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -418,6 +484,8 @@ class Config(Model):
     sites: list[Site] = Field(min_length=1, description="the data centre's sites")
     snmp_auth: dict[Name, SnmpAuth] = Field(
         default_factory=dict, description="SNMP credential profiles by name, referenced by devices[].snmp_auth")
+    device_logins: dict[Name, DeviceLogin] = Field(
+        default_factory=dict, description="SSH login profiles by name, referenced by devices[].login")
     devices: list[Device] = Field(default_factory=list, description="network devices polled and backed up")
     snmp: SnmpCollector = Field(default_factory=SnmpCollector, description="the SNMP exporter (citydc collect snmp)")
     netflow: Netflow = Field(default_factory=Netflow,

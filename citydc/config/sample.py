@@ -24,6 +24,8 @@ from citydc.config.models import (
     BackupJob,
     Config,
     Device,
+    DeviceConfigs,
+    DeviceLogin,
     ElasticsearchSink,
     LdapSource,
     Netflow,
@@ -59,7 +61,7 @@ REFERENCE_HEADER = """\
 """
 
 # Files the reference names that must exist at load (relative to the config file's directory).
-REFERENCE_FILES = ("ssh_config", "tls/city-ca.pem")
+REFERENCE_FILES = ("ssh_config", "tls/city-ca.pem", "secrets/backup_ed25519")
 
 
 def reference_config() -> Config:
@@ -78,18 +80,26 @@ def reference_config() -> Config:
                               priv_key=ref("env:CITYDC_SNMP_V3_PRIV")),
             "access-v2c": SnmpV2c(community=ref("file:secrets/snmp-community")),
         },
+        device_logins={
+            "netops": DeviceLogin(username="citydc-backup", password=ref("env:CITYDC_DEVICE_PASSWORD"),
+                                  enable_secret=ref("file:secrets/enable-secret"), timeout_seconds=30),
+            "linux-hosts": DeviceLogin(username="citydc-backup", key_file="secrets/backup_ed25519", port=22),
+        },
         devices=[
             Device(name="sw-siwei-core1", address="10.10.0.1", site="siwei", role="core", snmp_auth="core-v3",
-                   snmp_module="if_mib", netmiko_device_type="cisco_ios"),
+                   snmp_module="if_mib", netmiko_device_type="cisco_ios", login="netops",
+                   management_address="10.10.255.1:22", timeout_seconds=45),
             Device(name="sw-siwei-acc1", address="10.10.8.11", site="siwei", role="access",
                    snmp_auth="access-v2c", snmp_module="if_mib_bytes"),
             Device(name="fw-siwei-edge1", address="10.10.0.254", site="siwei", role="firewall",
                    snmp_auth="core-v3", snmp_module="uplinks"),
             Device(name="sw-fengshan-core1", address="10.20.0.1", site="fengshan", role="core",
-                   snmp_auth="core-v3", netmiko_device_type="cisco_ios"),
+                   snmp_auth="core-v3", netmiko_device_type="arista_eos", login="netops"),
             Device(name="sw-fengshan-acc1", address="[2001:db8:20::11]:161", site="fengshan", role="access",
                    snmp_auth="access-v2c", snmp_module="if_mib_bytes"),
-            Device(name="lb-fengshan-1", address="10.20.0.40", site="fengshan", role="lb"),
+            Device(name="lb-fengshan-1", address="10.20.0.40", site="fengshan", role="lb",
+                   netmiko_device_type="linux", login="linux-hosts",
+                   config_commands={"running": "cat /etc/haproxy/haproxy.cfg"}),
         ],
         snmp=SnmpCollector(
             listen="10.10.0.20:9116",
@@ -107,7 +117,12 @@ def reference_config() -> Config:
             exporters=[NetflowExporter(address="10.10.0.1", sampling_rate=1, snmp_device="sw-siwei-core1"),
                        NetflowExporter(address="10.20.0.1", sampling_rate=1000, snmp_device="sw-fengshan-core1")],
         ),
-        backup=Backup(state_dir="/var/lib/citydc/backup", textfile_dir="/var/lib/node_exporter/textfile", jobs=[
+        backup=Backup(state_dir="/var/lib/citydc/backup", textfile_dir="/var/lib/node_exporter/textfile",
+                      configs=DeviceConfigs(repo_dir="/srv/git/device-configs",
+                                            known_hosts="/var/lib/citydc/device-configs-known_hosts",
+                                            state_dir="/var/lib/citydc/device-configs-state",
+                                            golden_dir="/etc/citydc/golden-configs", max_workers=16),
+                      jobs=[
             BackupJob(name="siwei-ldap", site="siwei", sources=["/var/backups/slapcat"], excludes=["*.tmp"],
                       pre_commands=[["/usr/local/sbin/dump-ldap", "/var/backups/slapcat"]],
                       local_repo=repo("/srv/restic/siwei", "file:secrets/restic-siwei.pw", "siwei"),

@@ -45,6 +45,10 @@ SLAPD_LDAPS = 13636
 SLAPD_BENCH = 13390
 SLAPD_BENCH_LDAPS = 13637
 
+# Alerts lab (issue 13 item 2, issue 17 item 3): Alertmanager (Debian) and citydc's webhook receiver.
+ALERTMANAGER = 19093
+ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {
@@ -55,4 +59,5 @@ LAB_ENV = {
     "CITYDC_RESTIC_PASSWORD": "citydc-lab-restic-pass",
     "CITYDC_LDAP_PASSWORD": "citydc-lab-ldap-pass",
     "CITYDC_LDAP_ADMIN_PASSWORD": "citydc-lab-ldap-admin-pass",
+    "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
 }

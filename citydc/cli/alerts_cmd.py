@@ -105,8 +105,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 @alerts_group.command("webhook", epilog=examples(
     "citydc alerts webhook",
-    "citydc alerts webhook --listen 10.10.0.30:9095 --web.config.file /etc/citydc/web.yml",
-    "citydc log search --action alert-notification"))
+    "citydc alerts webhook --listen 10.10.0.30:9095 --web.config.file /etc/citydc/web.yml"))
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Address to serve on (default: alerting.webhook.listen, 127.0.0.1:9095).")
 @click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,

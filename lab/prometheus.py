@@ -114,7 +114,8 @@ class Prometheus(Service):
                 f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS}", "--storage.tsdb.retention.time=1d",
                 # Alerts fired before Alertmanager is discovered are dropped (prometheus_notifications_dropped_total)
                 # and sent again only after the resend delay (1 min by default): resend every 2 s in the lab.
-                "--rules.alert.resend-delay=2s"]
+                "--rules.alert.resend-delay=2s",
+                f"--web.external-url=http://{ports.HOST}:{ports.PROMETHEUS}/"]  # alerts' generatorURL
         return processes.spawn(argv, log_path=self.log_path(ctx))
 
     def ready(self, ctx: LabContext) -> bool:

@@ -412,8 +412,8 @@ def check_http_url(value: str) -> str:
 
 
 def check_duration(value: str) -> str:
-    if not value or value == "0" or not _DURATION.match(value):
-        raise ValueError(f"expected a Prometheus duration such as 30s, 5m or 4h, got {value!r}")
+    if not value or not _DURATION.match(value) or not re.search(r"[1-9]", value):
+        raise ValueError(f"expected a Prometheus duration above zero such as 30s, 5m or 4h, got {value!r}")
     return value
 
 

@@ -34,6 +34,7 @@ from citydc.lab import ports
 from citydc.lab.alertmanager import AMTOOL, Alertmanager, alerts_config, am_api
 from citydc.lab.base import LabContext
 from citydc.lab.config import WEBHOOK_USER, lab_config
+from citydc.secrets import SecretRef
 
 pytestmark = pytest.mark.lab
 
@@ -178,36 +179,66 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_alertmanager_retrying_a_delivery_records_it_once(alert_lab, tmp_path):
-    proxy = FlakyProxy()
+def private_alertmanager(tmp_path: Path, name: str, url: str, password: str | None = None) -> Alertmanager:
+    """Given a webhook URL, return a started Alertmanager of its own (own name, directory and port) whose
+    config ``citydc alerts amconfig --check`` generated, with the lab's webhook user and ``password``
+    (default: the lab's, from the environment)."""
     ctx = LabContext()
     cfg = lab_config(ctx.root.absolute())
-    hook = WebhookTarget(url=f"http://{ports.HOST}:{proxy.port}/alerts", username=WEBHOOK_USER,
-                         password=cfg.alerting.receivers[0].webhooks[0].password)
+    ref = cfg.alerting.receivers[0].webhooks[0].password
+    env = {**os.environ, **ports.LAB_ENV}
+    if password is not None:
+        (tmp_path / "wrong.password").write_text(password)
+        ref = SecretRef.parse(f"file:{tmp_path / 'wrong.password'}")
+    hook = WebhookTarget(url=url, username=WEBHOOK_USER, password=ref)
     cfg = cfg.model_copy(update={"backup": Backup(), "alerting": cfg.alerting.model_copy(update={
-        "receivers": [Receiver(name="noc-retry", webhooks=[hook])], "default_receiver": "noc-retry", "routes": []})})
+        "receivers": [Receiver(name=name, webhooks=[hook])], "default_receiver": name, "routes": []})})
     cfg_path = tmp_path / "citydc.yaml"
-    cfg_path.write_text(render(cfg, "# lab test: receiver behind a flaky proxy\n"))
+    cfg_path.write_text(render(cfg, f"# lab test: receiver {name}\n"))
     cfg_path.chmod(0o600)
     gen = subprocess.run([CITYDC, "-c", str(cfg_path), "alerts", "amconfig", "--output", str(tmp_path / "am.yml"),
-                          "--check"], capture_output=True, text=True, timeout=120, check=False,
-                         env={**os.environ, **ports.LAB_ENV})
+                          "--check"], capture_output=True, text=True, timeout=120, check=False, env=env)
     assert gen.returncode == 0, gen.stderr
-    am = Alertmanager(name="alertmanager-retry", port=free_port(), config=tmp_path / "am.yml")
+    am = Alertmanager(name=f"alertmanager-{name}", port=free_port(), config=tmp_path / "am.yml")
     am.up(ctx)
+    return am
+
+
+def test_alertmanager_retrying_a_delivery_records_it_once(alert_lab, tmp_path):
+    proxy = FlakyProxy()
+    am = private_alertmanager(tmp_path, "noc-retry", f"http://{ports.HOST}:{proxy.port}/alerts")
     try:
         run = uuid.uuid4().hex[:12]
         post_alerts([alert("LabRetry", run, site="siwei")], base=f"http://{ports.HOST}:{am.port}")
         wait_for(lambda: len(proxy.answers) >= 2 and proxy.answers[-1] == 200, 60,
                  "Alertmanager did not deliver again after the 500")
     finally:
-        am.down(ctx)
+        am.down(LabContext())
         proxy.server.shutdown()
     assert proxy.answers[0] == 500
     fingerprints = [[a["fingerprint"] for a in p["alerts"]] for p in proxy.posts]
     assert fingerprints[0] == fingerprints[1]  # the same notification delivered twice
     recorded = notifications(alert_lab, run=run)
     assert [e["citydc"]["alerts"]["receiver"] for e in recorded] == ["noc-retry"]
+
+
+def test_alertmanager_with_a_wrong_password_is_refused_and_recorded(alert_lab, tmp_path):
+    before = len(events(alert_lab, "alert-webhook-denied"))
+    am = private_alertmanager(tmp_path, "noc-wrong", WEBHOOK, password="not-the-webhook-password")
+    try:
+        run = uuid.uuid4().hex[:12]
+        post_alerts([alert("LabWrongPassword", run, site="siwei")], base=f"http://{ports.HOST}:{am.port}")
+
+        def refused() -> list[dict]:
+            found = events(alert_lab, "alert-webhook-denied")[before:]
+            return [e for e in found if e["citydc"]["alerts"]["reason"] == "bad_credentials"]
+
+        denied = wait_for(refused, 30, "the refused Alertmanager posts were not recorded")
+    finally:
+        am.down(LabContext())
+    assert denied[0]["source"]["ip"] == ports.HOST
+    assert "not-the-webhook-password" not in json.dumps(denied)
+    assert notifications(alert_lab, run=run) == []
 
 
 def test_inhibition_across_sites(alert_lab):

@@ -56,6 +56,7 @@ EXIT_CODES: dict[str, dict[int, tuple[Outcome, str]]] = {
     "snmpget": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "error or timeout")},
     "haproxy": {0: (Outcome.SUCCESS, "valid"), 1: (Outcome.FAILURE, "invalid configuration")},
     "promtool": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "check failed")},
+    "amtool": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "check failed")},
     "ansible-playbook": {
         0: (Outcome.SUCCESS, "success"),
         2: (Outcome.FAILURE, "one or more hosts failed"),

@@ -451,6 +451,8 @@ def protect(handler: type[BaseHTTPRequestHandler], web: Web) -> type[BaseHTTPReq
                 self.rfile.read(int(length))
             else:
                 self.close_connection = True
+            # Recorded before the answer, so whoever sees the 401 finds the refusal already recorded.
+            web.deny(str(self.client_address[0]), reason)
             body = b"401 Unauthorized\n"
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="citydc", charset="UTF-8"')
@@ -459,7 +461,6 @@ def protect(handler: type[BaseHTTPRequestHandler], web: Web) -> type[BaseHTTPReq
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            web.deny(str(self.client_address[0]), reason)
             return False
 
         def end_headers(self) -> None:

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from citydc.config.models import (
     Agency,
+    AlertGrouping,
+    Alerting,
+    AlertRoute,
+    AlertWebhookServer,
     Backup,
     BackupJob,
     Config,
@@ -23,6 +27,7 @@ from citydc.config.models import (
     Netflow,
     NetflowExporter,
     NetflowListener,
+    Receiver,
     Repository,
     SecurityLog,
     Site,
@@ -30,6 +35,7 @@ from citydc.config.models import (
     SnmpV2c,
     SnmpV3,
     SqliteSink,
+    WebhookTarget,
 )
 from citydc.config.sample import render
 from citydc.lab import ports
@@ -112,7 +118,27 @@ def lab_config(root: Path) -> Config:
                       offsite_repo=offsite("fengshan", "siwei"), tags=["device-configs"], drill_sample_files=5),
         ]),
         security_log=SecurityLog(spool_dir=root / "var" / "spool", sink=SqliteSink(path=root / "var" / "seclog.db")),
+        alerting=lab_alerting(root),
     )
+
+
+WEBHOOK_USER = "alertmanager"
+
+
+def lab_alerting(root: Path) -> Alerting:
+    """Given the lab directory, return the alerting section: the lab's Prometheus and Alertmanager, the
+    webhook receiver on its lab port with basic auth, Siwei as home site, and short group timings so
+    the tests see notifications within seconds."""
+    hook = WebhookTarget(url=f"http://{ports.HOST}:{ports.ALERT_WEBHOOK}/alerts", username=WEBHOOK_USER,
+                         password=SecretRef.parse("env:CITYDC_WEBHOOK_PASSWORD"))
+    return Alerting(
+        prometheus_url=f"http://{ports.HOST}:{ports.PROMETHEUS}",
+        alertmanager_url=f"http://{ports.HOST}:{ports.ALERTMANAGER}", home_site="siwei",
+        default_receiver="noc", receivers=[Receiver(name="noc", webhooks=[hook])],
+        routes=[AlertRoute(receiver="noc", severity=["critical"], repeat_interval="1h")],
+        grouping=AlertGrouping(group_wait="1s", group_interval="2s", repeat_interval="1h"),
+        resolve_timeout="1m",
+        webhook=AlertWebhookServer(listen=f"{ports.HOST}:{ports.ALERT_WEBHOOK}", state_dir=root / "var" / "alerts"))
 
 
 def lab_config_text(root: Path) -> str:

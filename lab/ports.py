@@ -52,6 +52,9 @@ NETDEVICES = 12300
 NETDEVICES_BENCH = 12320
 NETDEVICES_DEAD = 12399
 LINUX_DEVICES = 12400
+# Alerts lab (issue 13 item 2, issue 17 item 3): Alertmanager (Debian) and citydc's webhook receiver.
+ALERTMANAGER = 19093
+ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
@@ -65,4 +68,5 @@ LAB_ENV = {
     "CITYDC_LDAP_ADMIN_PASSWORD": "citydc-lab-ldap-admin-pass",
     "CITYDC_DEVICE_PASSWORD": "citydc-lab-device-pass",
     "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
+    "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
 }

@@ -1,4 +1,6 @@
-"""A Prometheus server (Debian package ``prometheus``) on loopback, scraping the lab's SNMP exporter.
+"""A Prometheus server (Debian package ``prometheus``) on loopback, scraping the lab's SNMP exporter,
+evaluating the repository's ``alerts/*.rules.yml`` (and one lab-only rule) every 2 s and sending
+alerts to the lab's Alertmanager (lab/alertmanager.py).
 
 Its one job, ``citydc_snmp``, is the scrape config ``citydc collect snmp-targets`` prints, reading
 the file_sd JSON that command writes into ``file_sd_dir()``. Scrapes every second so tests over
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from citydc.collectors.snmp.targets import scrape_config
 from citydc.lab import ports, processes, web_tls
-from citydc.lab.base import LabContext, Service, need_binaries
+from citydc.lab.base import LabContext, LabError, Service, need_binaries
 
 __all__ = ["Prometheus", "file_sd_dir", "query"]
 
@@ -28,10 +30,45 @@ def file_sd_dir(ctx: LabContext) -> Path:
     return path
 
 
-def prometheus_yml(file_sd: Path, exporter: str) -> str:
-    """Given the file_sd folder and the exporter's host:port, return prometheus.yml."""
-    return ("global:\n  scrape_interval: 1s\n  evaluation_interval: 5s\nscrape_configs:\n"
-            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s"))
+ALERTS = Path(__file__).resolve().parents[1] / "alerts"  # the repository's rule files (content read by path)
+
+# Lab-only rule: fires while the webhook receiver has refused a malformed post in the last 20 s, so a
+# test toggles an alert through the whole path (Prometheus → Alertmanager → webhook → security log)
+# by posting one bad payload, and sees it resolve 20 s later.
+LAB_RULES = """\
+groups:
+  - name: citydc-lab
+    rules:
+      - alert: LabWebhookBadRequest
+        expr: increase(citydc_alert_webhook_bad_requests_total[20s]) > 0
+        labels:
+          severity: critical
+          site: siwei
+        annotations:
+          summary: "The lab's webhook receiver refused a malformed post (lab-only rule)"
+          description: "Driven by tests/lab/test_alertmanager.py."
+          runbook_url: "docs/alerting.md"
+"""
+
+
+def prometheus_yml(file_sd: Path, exporter: str, rule_files: list[str] | None = None,
+                   alertmanager: str | None = None, webhook_job: str = "") -> str:
+    """Given the file_sd folder and the exporter's host:port (the rule files, Alertmanager's host:port and
+    an extra scrape job), return prometheus.yml."""
+    text = "global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\n"
+    if rule_files:
+        text += "rule_files:\n" + "".join(f"  - {json.dumps(f)}\n" for f in rule_files)
+    if alertmanager:
+        text += f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{json.dumps(alertmanager)}]\n"
+    return (text + "scrape_configs:\n"
+            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s") + webhook_job)
+
+
+def webhook_scrape_job(password_file: Path) -> str:
+    """Given the file holding lab/web_tls.py's scrape password, return the scrape job of the webhook's /metrics."""
+    return (f"  - job_name: citydc_alert_webhook\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
+            f"    basic_auth:\n      username: {web_tls.USER}\n      password_file: {json.dumps(str(password_file))}\n"
+            f"    static_configs:\n      - targets: ['{ports.HOST}:{ports.ALERT_WEBHOOK}']\n")
 
 
 def query(expr: str, at: float | None = None, base: str = f"http://{ports.HOST}:{ports.PROMETHEUS}") -> list[dict]:
@@ -59,10 +96,26 @@ class Prometheus(Service):
     def start(self, ctx: LabContext) -> subprocess.Popen:
         d = ctx.service_dir(self.name)
         conf = d / "prometheus.yml"
-        conf.write_text(prometheus_yml(file_sd_dir(ctx), f"{ports.HOST}:{ports.SNMP_EXPORTER}")
+        if not ALERTS.is_dir():
+            raise LabError(f"prometheus: the rule files are read from {ALERTS}, which is missing: run the lab "
+                           "from a checkout of the repository")
+        (d / "lab.rules.yml").write_text(LAB_RULES)
+        pw = d / "webhook-scrape.password"
+        pw.write_text(web_tls.PASSWORD)
+        pw.chmod(0o600)
+        # Scrape the SNMP exporter, load alerts/ and the lab rule, send alerts to the lab's Alertmanager
+        # (lab/alertmanager.py), scrape the webhook receiver's /metrics (the lab rule reads it).
+        conf.write_text(prometheus_yml(file_sd_dir(ctx), f"{ports.HOST}:{ports.SNMP_EXPORTER}",
+                                       rule_files=[f"{ALERTS}/*.rules.yml", str(d / "lab.rules.yml")],
+                                       alertmanager=f"{ports.HOST}:{ports.ALERTMANAGER}",
+                                       webhook_job=webhook_scrape_job(pw))
                         + web_tls.scrape_configs(ctx))  # TLS + basic auth jobs (tests/lab/test_web_tls.py)
         argv = [PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={d / 'data'}",
-                f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS}", "--storage.tsdb.retention.time=1d"]
+                f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS}", "--storage.tsdb.retention.time=1d",
+                # Alerts fired before Alertmanager is discovered are dropped (prometheus_notifications_dropped_total)
+                # and sent again only after the resend delay (1 min by default): resend every 2 s in the lab.
+                "--rules.alert.resend-delay=2s",
+                f"--web.external-url=http://{ports.HOST}:{ports.PROMETHEUS}/"]  # alerts' generatorURL
         return processes.spawn(argv, log_path=self.log_path(ctx))
 
     def ready(self, ctx: LabContext) -> bool:

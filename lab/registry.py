@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from citydc.lab import processes
+from citydc.lab.alertmanager import Alertmanager, AlertWebhook
 from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
@@ -24,6 +25,7 @@ SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP 
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
 SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup (fakenos, linux sshd)
+SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
 
 
 class UnknownService(LabError):

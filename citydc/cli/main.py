@@ -20,6 +20,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("citydc.cli.backup_cmd:backup_group", "restic jobs: off-site copy, checks, prune, restore drills."),
     "log": ("citydc.cli.log_cmd:log_group", "The security log: ship, search, stats, verify, saved questions."),
     "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP directory audit, authentication-log audit, run diffs."),
+    "alerts": ("citydc.cli.alerts_cmd:alerts_group", "Alertmanager config and the notification webhook."),
     "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
 }
 PLANNED: dict[str, tuple[str, str]] = {

@@ -232,6 +232,36 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         if own_site is not None and off_site == own_site:
             errors.append((f"{base}.offsite_repo.site",
                            f'off-site repository is on the job\'s own site "{own_site}"; expected the other site'))
+    errors.extend(_alerting_references(_mapping(raw.get("alerting")), check_site))
+    return errors
+
+
+def _alerting_references(alerting: dict, check_site: Any) -> list[tuple[str, str]]:
+    """Given the raw alerting section, return errors in its receiver and site references."""
+    errors: list[tuple[str, str]] = []
+    receivers = _entries(alerting.get("receivers"))
+    seen: dict[str, int] = {}
+    for i, rec in receivers:
+        name = rec.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                errors.append((f"alerting.receivers[{i}].name",
+                               f'duplicate receiver "{name}" (first at alerting.receivers[{seen[name]}])'))
+            seen.setdefault(name, i)
+    known = _names(seen) if seen else "none defined"
+    default = alerting.get("default_receiver")
+    if receivers and default is None:
+        errors.append(("alerting.default_receiver", "required when receivers are given (alerts no route matches)"))
+    if isinstance(default, str) and default not in seen:
+        errors.append(("alerting.default_receiver", f'unknown receiver "{default}" (known: {known})'))
+    for i, route in _entries(alerting.get("routes")):
+        name = route.get("receiver")
+        if isinstance(name, str) and name not in seen:
+            errors.append((f"alerting.routes[{i}].receiver", f'unknown receiver "{name}" (known: {known})'))
+        sites = route.get("sites")
+        for k, site in enumerate(sites if isinstance(sites, list) else []):
+            check_site(f"alerting.routes[{i}].sites[{k}]", site)
+    check_site("alerting.home_site", alerting.get("home_site"))
     return errors
 
 

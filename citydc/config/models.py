@@ -455,10 +455,149 @@ class SecurityLog(Model):
         default_factory=SqliteSink, description="where the shipper delivers events: sqlite or elasticsearch")
 
 
+_DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
+Duration = Annotated[str, Field(min_length=2, description="a Prometheus duration, e.g. 30s, 5m, 4h")]
+AlertSeverity = Literal["critical", "warning", "info"]
+
+
+def check_http_url(value: str) -> str:
+    """Given a URL, return it if it is http(s) with a host and without credentials. Raise ValueError otherwise.
+
+    The message never repeats the URL: one with a password in it would land in the log."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("expected a host after http(s)://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in the URL are not allowed: give username and password (by reference)")
+    if port == 0:
+        raise ValueError("port must be 1-65535")
+    return value
+
+
+def check_duration(value: str) -> str:
+    if not value or not _DURATION.match(value) or not re.search(r"[1-9]", value):
+        raise ValueError(f"expected a Prometheus duration above zero such as 30s, 5m or 4h, got {value!r}")
+    return value
+
+
+class WebhookTarget(Model):
+    """A webhook Alertmanager posts notifications to (its webhook_configs), e.g. ``citydc alerts webhook``."""
+
+    url: str = Field(description="URL Alertmanager posts to, e.g. https://noc1.city.example:9095/alerts")
+    username: str | None = Field(default=None, min_length=1, description="basic auth user (the webhook's web config)")
+    password: SecretRef | None = Field(
+        default=None, description="basic auth password, by reference; Alertmanager reads it from a password_file")
+    ca_file: ExistingFile | None = Field(default=None, description="CA that signs the webhook's TLS certificate")
+    send_resolved: bool = Field(default=True, description="also post when the alerts resolve")
+    max_alerts: int = Field(default=0, ge=0, description="alerts per post (0 = all)")
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @model_validator(mode="after")
+    def user_and_password(self) -> WebhookTarget:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together (basic auth)")
+        return self
+
+
+class Receiver(Model):
+    name: Name = Field(description="receiver name, referenced by routes and default_receiver")
+    webhooks: list[WebhookTarget] = Field(default_factory=list, description="webhooks notified")
+
+
+class AlertRoute(Model):
+    """A route under the root: alerts matching every given condition go to ``receiver``."""
+
+    receiver: Name = Field(description="a receivers[].name")
+    severity: list[AlertSeverity] = Field(default_factory=list, description="only these severities (empty = any)")
+    sites: list[SiteId] = Field(default_factory=list, description="only alerts of these sites (empty = any)")
+    alertnames: list[Name] = Field(default_factory=list, description="only these alerts (empty = any)")
+    continue_matching: bool = Field(default=False, description="also try the routes after this one")
+    repeat_interval: Duration | None = Field(default=None, description="overrides grouping.repeat_interval")
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def duration(cls, value: str | None) -> str | None:
+        return None if value is None else check_duration(value)
+
+
+class AlertGrouping(Model):
+    group_by: list[str] = Field(default_factory=lambda: ["alertname", "site"],
+                                description="labels an alert group is made of")
+    group_wait: Duration = Field(default="30s", description="wait before a new group's first notification")
+    group_interval: Duration = Field(default="5m", description="wait before notifying a group's changes")
+    repeat_interval: Duration = Field(default="4h", description="wait before repeating an unchanged notification")
+
+    @field_validator("group_wait", "group_interval", "repeat_interval")
+    @classmethod
+    def duration(cls, value: str) -> str:
+        return check_duration(value)
+
+
+class AlertWebhookServer(Model):
+    """The webhook receiver citydc serves (``citydc alerts webhook``)."""
+
+    listen: str = Field(default="127.0.0.1:9095", description="host:port it serves on")
+    state_dir: ConfigPath = Field(default=Path("var/alerts"),
+                                  description="its notification ledger (relative to the config)")
+
+    @field_validator("listen")
+    @classmethod
+    def host_port(cls, value: str) -> str:
+        parse_host_port(value, default_port=9095)
+        return value
+
+
 class Alerting(Model):
+    """Prometheus and Alertmanager: the endpoints the NOC page reads, and the Alertmanager config
+    ``citydc alerts amconfig`` generates (receivers, routes, grouping, the inhibitions across sites)."""
+
     prometheus_url: str | None = Field(default=None, description="Prometheus the NOC page queries")
     alertmanager_url: str | None = Field(default=None, description="Alertmanager the NOC page reads alerts from")
-    webhook_receivers: list[str] = Field(default_factory=list, description="URLs notified of alerts")
+    home_site: SiteId | None = Field(
+        default=None, description="site this Alertmanager and its Prometheus run at; the others are far sites, "
+                                  "whose alerts the inter-site link down inhibits (none: no such inhibition)")
+    inter_site_alias: str = Field(
+        default="inter-site", min_length=1,
+        description="text in the ifAlias (any case) of the link between the sites; its UplinkDown inhibits "
+                    "far-site alerts")
+    core_uplink_inhibits_site: bool = Field(
+        default=True, description="a core device's UplinkDown inhibits the device alerts of its site")
+    default_receiver: Name | None = Field(default=None, description="receiver of alerts no route matches")
+    receivers: list[Receiver] = Field(default_factory=list, description="where notifications go")
+    routes: list[AlertRoute] = Field(default_factory=list, description="routes by severity, site and alert")
+    grouping: AlertGrouping = Field(default_factory=AlertGrouping, description="how alerts are grouped")
+    resolve_timeout: Duration = Field(default="5m", description="Alertmanager's global resolve_timeout")
+    webhook: AlertWebhookServer = Field(default_factory=AlertWebhookServer,
+                                        description="citydc's webhook receiver (citydc alerts webhook)")
+
+    @field_validator("prometheus_url", "alertmanager_url")
+    @classmethod
+    def http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("resolve_timeout")
+    @classmethod
+    def duration(cls, value: str) -> str:
+        return check_duration(value)
+
+    @field_validator("inter_site_alias")
+    @classmethod
+    def plain_alias(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9 _./:-]+", value):
+            raise ValueError("expected letters, digits, spaces and _ . / : - (it is matched in a regular expression)")
+        return value
 
 
 class Tools(Model):
@@ -471,6 +610,7 @@ class Tools(Model):
 
     restic: Program = Field(default="restic", description="restic, for every backup step")
     ssh: Program = Field(default="ssh", description="ssh, run by restic for sftp: repositories with ssh_config")
+    amtool: Program = Field(default="amtool", description="amtool, for citydc alerts amconfig --check")
 
 
 class Files(Model):

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from citydc.config.models import (
     Agency,
     Alerting,
+    AlertRoute,
     Backup,
     BackupJob,
     Config,
@@ -31,6 +32,7 @@ from citydc.config.models import (
     Netflow,
     NetflowExporter,
     NetflowListener,
+    Receiver,
     Repository,
     SecurityLog,
     Site,
@@ -41,6 +43,7 @@ from citydc.config.models import (
     SnmpV3,
     SqliteSink,
     SsoSource,
+    WebhookTarget,
 )
 from citydc.secrets import SecretRef
 
@@ -142,8 +145,13 @@ def reference_config() -> Config:
                          ca_file="tls/city-ca.pem", site="siwei")],
         sso=[SsoSource(name="keycloak", log_path="/var/log/keycloak/events.json", site="siwei")],
         security_log=SecurityLog(spool_dir="/var/spool/citydc", sink=SqliteSink(path="/var/lib/citydc/seclog.db")),
-        alerting=Alerting(prometheus_url="http://10.10.0.30:9090", alertmanager_url="http://10.10.0.30:9093",
-                          webhook_receivers=["https://noc.city.example/hooks/alertmanager"]),
+        alerting=Alerting(
+            prometheus_url="http://10.10.0.30:9090", alertmanager_url="http://10.10.0.30:9093", home_site="siwei",
+            default_receiver="noc",
+            receivers=[Receiver(name="noc", webhooks=[WebhookTarget(
+                url="https://10.10.0.30:9095/alerts", username="alertmanager",
+                password=ref("env:CITYDC_WEBHOOK_PASSWORD"))])],
+            routes=[AlertRoute(receiver="noc", severity=["critical"], repeat_interval="1h")]),
     )
 
 

@@ -45,6 +45,13 @@ SLAPD_LDAPS = 13636
 SLAPD_BENCH = 13390
 SLAPD_BENCH_LDAPS = 13637
 
+# NOC page lab (issue 13): citydc noc serve, node_exporter's textfile collector (backup, audit and
+# security-log metrics of both sites for the page), and the NOC test's own Alertmanager (until the
+# lab's alertmanager service lands).
+NOC = 19080
+NODE_EXPORTER = 19101
+ALERTMANAGER_NOC_TEST = 19094
+
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
 LAB_ENV = {

@@ -28,10 +28,19 @@ def file_sd_dir(ctx: LabContext) -> Path:
     return path
 
 
+# The repository's rules (recording rules the NOC page and the reports read, and the alerts); absent
+# from an installed wheel, where the lab runs without them.
+ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
+
+
 def prometheus_yml(file_sd: Path, exporter: str) -> str:
-    """Given the file_sd folder and the exporter's host:port, return prometheus.yml."""
-    return ("global:\n  scrape_interval: 1s\n  evaluation_interval: 5s\nscrape_configs:\n"
-            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s"))
+    """Given the file_sd folder and the exporter's host:port, return prometheus.yml (rules of alerts/ loaded,
+    node_exporter's textfile metrics scraped)."""
+    rules = f"rule_files:\n  - {ALERTS_DIR}/*.rules.yml\n" if ALERTS_DIR.is_dir() else ""
+    return ("global:\n  scrape_interval: 1s\n  evaluation_interval: 5s\n" + rules + "scrape_configs:\n"
+            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s")
+            + f"  - job_name: node\n    scrape_interval: 5s\n    honor_labels: true\n    static_configs:\n"
+              f"      - targets: ['{ports.HOST}:{ports.NODE_EXPORTER}']\n")
 
 
 def query(expr: str, at: float | None = None, base: str = f"http://{ports.HOST}:{ports.PROMETHEUS}") -> list[dict]:

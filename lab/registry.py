@@ -9,6 +9,7 @@ from citydc.lab import processes
 from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
+from citydc.lab.node_exporter import NodeExporter
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.sftp import Sftp
 from citydc.lab.slapd import Slapd
@@ -22,6 +23,7 @@ SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), Es
 SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP collector
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
+SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
 
 
 class UnknownService(LabError):

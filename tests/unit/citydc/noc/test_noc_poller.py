@@ -106,7 +106,7 @@ def world():
 
 
 def test_screens_read_the_cache_and_never_query(world):
-    poller, prom, am, clock = world  # noqa: RUF059 - each test uses some
+    poller, prom, am, clock = world
     poller.poll_once()
     queries, am_calls = len(prom.calls), am.calls
     assert queries > 0 and am_calls == 1
@@ -180,7 +180,7 @@ def test_prometheus_down_turns_old_green_into_stale_after_the_limit(world):
 
 
 def test_alertmanager_down_makes_every_tier_stale_but_keeps_critical(world):
-    poller, prom, am, clock = world  # noqa: RUF059 - each test uses some
+    poller, prom, am, clock = world
     am.add("UplinkDown", "critical", "siwei")
     poller.poll_once()
     am.fail = "http://am unreachable"
@@ -195,7 +195,7 @@ def test_alertmanager_down_makes_every_tier_stale_but_keeps_critical(world):
 
 
 def test_resolved_alert_turns_the_tier_back(world):
-    poller, prom, am, clock = world  # noqa: RUF059 - each test uses some
+    poller, prom, am, clock = world
     am.add("LinkUtilisationHigh", "warning", "fengshan")
     poller.poll_once()
     assert poller.view()["matrix"]["fengshan"]["network"]["status"] == "warning"

@@ -89,7 +89,7 @@ class Poller:
 
     def poll_once(self) -> Snapshot:
         """Query every source once at one evaluation time; return (and keep) the new snapshot."""
-        at = self.clock()
+        at = round(self.clock(), 3)  # the evaluation time sent to Prometheus (milliseconds), kept as is
         old = self.snapshot
         sections = dict(old.sections)
         seen = set(old.seen)
@@ -147,8 +147,10 @@ class Poller:
         narrow = (f'{sel},device=~{q.regex_literal([k[1] for k in chosen])},'
                   f'ifName=~{q.regex_literal([k[2] for k in chosen])}')
         bits = {_link_key(s.labels): s.value for s in self.prometheus.instant(f"{q.LINK_BITS}{{{narrow}}}", at)}
+        # Whole steps back from ``at``, so the chart's last point is at ``at``: the current value.
+        start = at - (st.chart_seconds // st.chart_step) * st.chart_step
         series = {_link_key(s.labels): s.points for s in self.prometheus.range(
-            f"{q.LINK_UTILISATION}{{{narrow}}}", at - st.chart_seconds, at, st.chart_step)}
+            f"{q.LINK_UTILISATION}{{{narrow}}}", start, at, st.chart_step)}
         out = []
         for s in util:
             key = _link_key(s.labels)

@@ -104,6 +104,7 @@
     clear(box);
     const W = 400, H = 70;
     const t1 = data.sources.links.fetched_at || 0;
+    box.setAttribute("data-at", t1);
     for (const l of data.links) {
       const div = el("div", { class: "link", "data-site": l.site, "data-device": l.device, "data-ifname": l.ifName,
         "data-direction": l.direction, "data-value": l.utilisation_ratio === null ? "" : l.utilisation_ratio,

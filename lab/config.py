@@ -21,6 +21,7 @@ from citydc.config.models import (
     Netflow,
     NetflowExporter,
     NetflowListener,
+    NocPage,
     Repository,
     SecurityLog,
     Site,
@@ -101,6 +102,7 @@ def lab_config(root: Path) -> Config:
                       offsite_repo=offsite("fengshan", "siwei"), tags=["device-configs"], drill_sample_files=5),
         ]),
         security_log=SecurityLog(spool_dir=root / "var" / "spool", sink=SqliteSink(path=root / "var" / "seclog.db")),
+        noc=NocPage(listen=f"{ports.HOST}:{ports.NOC}"),
     )
 
 

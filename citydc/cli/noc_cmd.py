@@ -49,7 +49,8 @@ def _poller(ctx: click.Context, prometheus_url: str | None, alertmanager_url: st
         stale_after=noc.stale_after_seconds, chart_seconds=noc.chart_minutes * 60.0,
         chart_step=float(noc.chart_step_seconds), links_per_site=noc.links_per_site,
         link_selector=noc.link_selector, refresh_seconds=noc.refresh_seconds,
-        backup_max_age=noc.backup_max_age_hours * 3600.0, timezone=cfg.timezone)
+        backup_max_age=noc.backup_max_age_hours * 3600.0, timezone=cfg.timezone,
+        evaluation_delay=noc.evaluation_delay_seconds)
     timeout = noc.query_timeout_seconds
     return Poller(Prometheus(prom, timeout), Alertmanager(am, timeout) if am else None, settings), noc
 

@@ -421,6 +421,9 @@ class NocPage(Model):
                                        description="data older than this shows STALE instead of its last colour")
     refresh_seconds: float = Field(default=10, ge=1, le=600, description="how often each screen asks the server")
     query_timeout_seconds: float = Field(default=10, gt=0, le=120, description="wait per Prometheus/Alertmanager query")
+    evaluation_delay_seconds: float = Field(
+        default=5, ge=0, le=300, description="queries are evaluated this long in the past, so rule evaluations in "
+        "flight have landed: what the page shows is final at its evaluation time")
     chart_minutes: int = Field(default=60, ge=5, le=1440, description="time span of the link charts")
     chart_step_seconds: int = Field(default=60, ge=5, le=3600, description="step between chart points")
     links_per_site: int = Field(default=6, ge=1, le=50, description="busiest links charted per site")
@@ -441,6 +444,13 @@ class NocPage(Model):
         if "{" in value or "}" in value or not re.fullmatch(r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*".*', value):
             raise ValueError('expected label matchers without braces, e.g. ifAlias=~"(?i).*uplink.*"')
         return value
+
+    @model_validator(mode="after")
+    def delay_below_stale(self) -> NocPage:
+        if self.evaluation_delay_seconds + self.poll_interval_seconds >= self.stale_after_seconds:
+            raise ValueError("stale_after_seconds must exceed poll_interval_seconds + evaluation_delay_seconds, "
+                             "or fresh data would show STALE")
+        return self
 
 
 class Config(Model):

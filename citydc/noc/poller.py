@@ -39,6 +39,7 @@ class Settings:
     refresh_seconds: float = 10.0
     backup_max_age: float = 26 * 3600.0
     timezone: str = "Asia/Taipei"
+    evaluation_delay: float = 5.0
 
 
 @dataclass
@@ -89,7 +90,9 @@ class Poller:
 
     def poll_once(self) -> Snapshot:
         """Query every source once at one evaluation time; return (and keep) the new snapshot."""
-        at = round(self.clock(), 3)  # the evaluation time sent to Prometheus (milliseconds), kept as is
+        # The evaluation time sent to Prometheus (milliseconds, kept as sent): a little in the past, so rule
+        # evaluations and scrapes in flight have landed and the answers at that time are final.
+        at = round(self.clock() - self.settings.evaluation_delay, 3)
         old = self.snapshot
         sections = dict(old.sections)
         seen = set(old.seen)

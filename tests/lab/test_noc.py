@@ -129,7 +129,7 @@ def noc_lab(lab_up, lab_env, alertmanager, tmp_path_factory):
     names = {s.name for s in SWITCHES}
     doc["devices"] = [x for x in doc["devices"] if x["name"] in names]
     doc["alerting"] = {"prometheus_url": PROM, "alertmanager_url": AM}
-    doc["noc"] = {"listen": f"{ports.HOST}:{ports.NOC}", "poll_interval_seconds": 2,
+    doc["noc"] = {"listen": f"{ports.HOST}:{ports.NOC}", "poll_interval_seconds": 2, "evaluation_delay_seconds": 2,
                   "stale_after_seconds": STALE_AFTER, "refresh_seconds": 1, "links_per_site": 3,
                   "chart_minutes": 5, "chart_step_seconds": 15}
     cfg = d / "citydc.yaml"
@@ -171,13 +171,16 @@ def test_data_endpoint_equals_independent_queries(noc_lab):
                f'direction="{link["direction"]}"')
         (util,) = query(f"{UTIL}{{{sel}}}", at)
         (bits,) = query(f"{BITS}{{{sel}}}", at)
-        speed = query(f'citydc_snmp_if_speed_bits_per_second{{{sel.rsplit(",", 1)[0]}}}', at)
+        # The interface's speed series: every label of the utilisation series but direction.
+        speed_sel = ",".join(f'{k}="{v}"' for k, v in util["metric"].items() if k not in ("__name__", "direction"))
+        (speed,) = query(f"citydc_snmp_if_speed_bits_per_second{{{speed_sel}}}", at)
         # Same quantity and unit as Prometheus: the share of the speed (0-1), exactly.
         assert link["utilisation_ratio"] == float(util["value"][1])
         assert link["bits_per_second"] == float(bits["value"][1])
         assert 0 < link["utilisation_ratio"] <= 1
-        assert link["utilisation_ratio"] * float(speed[0]["value"][1]) == pytest.approx(link["bits_per_second"],
-                                                                                        rel=1e-9)
+        # ... and that share is bits/s over the speed (not %, not bytes): the unit is right.
+        assert link["utilisation_ratio"] * float(speed["value"][1]) == pytest.approx(link["bits_per_second"],
+                                                                                     rel=1e-9), (link, util, speed)
         # The chart: the same expression over the window; its last point is the value beside it.
         rng = get_json(f"{PROM}/api/v1/query_range?" + urllib.parse.urlencode(
             {"query": f"{UTIL}{{{sel}}}", "start": f"{at - 300:.3f}", "end": f"{at:.3f}", "step": "15"}))

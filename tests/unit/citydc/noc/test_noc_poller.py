@@ -101,7 +101,7 @@ class Clock:
 @pytest.fixture
 def world():
     prom, am, clock = FakePrometheus(), FakeAlertmanager(), Clock()
-    poller = Poller(prom, am, Settings(sites=SITES, stale_after=120, links_per_site=2), clock=clock)
+    poller = Poller(prom, am, Settings(sites=SITES, stale_after=120, links_per_site=2, evaluation_delay=0), clock=clock)
     return poller, prom, am, clock
 
 

@@ -92,6 +92,12 @@ def rendered(tmp: Path, shot: str | None = None) -> str:
     return dom.stdout
 
 
+def attr(block: str, name: str) -> str:
+    m = re.search(rf'{name}="([^"]*)"', block)
+    assert m, f"no {name} in {block[:200]}"
+    return m.group(1)
+
+
 def cell(dom: str, site: str, tier: str) -> str:
     m = re.search(rf'<td class="st-\w+" data-site="{site}" data-tier="{tier}" data-status="(\w+)"', dom)
     assert m, f"no matrix cell {site}/{tier} in the page"
@@ -226,19 +232,25 @@ def test_alert_appears_on_the_page_and_clears(noc_lab, tmp_path):
     assert "sw-fengshan-acc1 Te1/1/1 (in) at 93% of its speed" in dom
     assert cell(dom, "fengshan", "network") == "warning" and cell(dom, "siwei", "network") == "ok"
     assert "WARNING 警告" in dom and "四維" in dom and "鳳山" in dom
-    # The charts on the page carry the same numbers as the data endpoint (and so as Prometheus).
     # The charts on the page carry Prometheus' numbers: each value shown equals the utilisation query at
     # the evaluation time the page says it drew (the same quantity and unit, exactly), in % with one decimal.
     at = float(re.search(r'id="links" class="links" data-at="([^"]+)"', dom).group(1))
-    shown = re.findall(r'data-site="(\w+)" data-device="([^"]+)" data-ifname="([^"]+)" data-direction="(\w+)" '
-                       r'data-value="([^"]+)" data-bits="[^"]*"><div class="name">[^<]*</div><span class="now[^"]*">'
-                       r'([^<]+)</span>', dom)
-    assert {s[0] for s in shown} == {"siwei", "fengshan"}, "no link chart of both sites on the page"
-    for site, device, if_name, direction, value, text in shown:
-        sel = f'site="{site}",device="{device}",ifName="{if_name}",direction="{direction}"'
+    blocks = re.findall(r'<div class="link" (.*?)</svg></div>', dom, re.S)
+    assert {attr(b, "data-site") for b in blocks} == {"siwei", "fengshan"}, "no link chart of both sites on the page"
+    for block in blocks:
+        sel = (f'site="{attr(block, "data-site")}",device="{attr(block, "data-device")}",'
+               f'ifName="{attr(block, "data-ifname")}",direction="{attr(block, "data-direction")}"')
         (util,) = query(f"{UTIL}{{{sel}}}", at)
-        assert float(value) == float(util["value"][1])
-        assert text == f"{float(util['value'][1]) * 100:.1f} %"
+        expected = float(util["value"][1])
+        assert float(attr(block, "data-value")) == expected, sel
+        assert re.search(r'<span class="now[^"]*">([^<]+)</span>', block).group(1) == f"{expected * 100:.1f} %"
+        # The drawn line ends at that value: its last point is the same number, at the height of that share
+        # of the chart (70 units high, 0 at the bottom).
+        points = re.search(r'<polyline class="line" points="([^"]+)" data-last="([^"]+)"', block)
+        assert points, f"no chart line for {sel}"
+        assert float(points.group(2)) == expected
+        last_y = float(points.group(1).split()[-1].split(",")[1])
+        assert last_y == pytest.approx(70 - min(1.0, expected) * 70, abs=0.051)
 
     am_post([dict(alert, endsAt=iso(time.time() - 1))])  # resolved
     wait_until(lambda: not any(a["alertname"] == "LinkUtilisationHigh" for a in noc()["alerts"]), 30,

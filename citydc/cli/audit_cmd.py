@@ -13,14 +13,26 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from citydc import atomicfile
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, err, examples, fail, load_config, out, print_json
+from citydc.cli import timefmt
+from citydc.cli.output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    err,
+    examples,
+    fail,
+    load_config,
+    out,
+    print_json,
+    show_times,
+    wide_option,
+)
+from citydc.cli.table import Column, print_table
 from citydc.config.loader import LoadedConfig
 from citydc.config.models import LdapSource
 from citydc.secrets import SecretUnavailable
@@ -28,8 +40,31 @@ from citydc.secrets import SecretUnavailable
 __all__ = ["audit_group"]
 
 SEVERITY_CHOICE = click.Choice(["info", "low", "medium", "high", "critical", "none"])
-_TZ = ZoneInfo("Asia/Taipei")
 _STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def severity_style(value: str) -> str | None:
+    return _STYLE.get(value)
+
+
+# Severity, rule ids and subjects are never cut; the finding's message takes the remaining width.
+FINDING_COLUMNS = (Column("severity", style=severity_style), Column("rule"), Column("subject"),
+                   Column("finding", text=True))
+DIFF_COLUMNS = (Column("change", style=lambda v: "red" if v == "new" else "green"), *FINDING_COLUMNS)
+DETECTION_COLUMNS = (Column("time"), Column("detection"), Column("source"), Column("what", text=True))
+
+
+def finding_rows(findings: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[f["severity"], f["rule"], f["subject"], f["message"]] for f in findings]
+
+
+def diff_rows(appeared: Sequence[dict[str, Any]], resolved: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return ([["new", *row] for row in finding_rows(appeared)]
+            + [["resolved", *row] for row in finding_rows(resolved)])
+
+
+def detection_rows(detections: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[timefmt.show(d["when"]), d["action"], d["source_ip"] or "-", d["message"]] for d in detections]
 
 
 def _sources(loaded: LoadedConfig, name: str | None) -> list[LdapSource]:
@@ -81,15 +116,10 @@ def _record(loaded: LoadedConfig, src: LdapSource, *, attempt: float, result: di
         metrics.write(loaded.resolve(src.textfile_dir), {k: v for k, v in states.items() if v})
 
 
-def _findings_table(result: dict[str, Any], limit: int) -> Table:
-    table = Table(title=f"LDAP audit {result['source']} ({result['site']}): score {result['score']}, "
-                        f"{len(result['findings'])} findings, {len(result['accepted'])} accepted")
-    for col in ("severity", "rule", "subject", "finding"):
-        table.add_column(col, overflow="fold")
-    for f in result["findings"][:limit]:
-        table.add_row(f"[{_STYLE[f['severity']]}]{f['severity']}[/]", f["rule"], escape(f["subject"]),
-                      escape(f["message"]))
-    return table
+def print_findings(result: dict[str, Any], limit: int, wide: bool) -> None:
+    print_table(out, FINDING_COLUMNS, finding_rows(result["findings"][:limit]), wide=wide,
+                title=f"LDAP audit {result['source']} ({result['site']}): score {result['score']}, "
+                      f"{len(result['findings'])} findings, {len(result['accepted'])} accepted")
 
 
 def _output_path(template: str | None, source: str, many: bool) -> Path | None:
@@ -121,9 +151,10 @@ def audit_group() -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Findings shown in the table (all of them are in --json/--csv/--html).")
 @click.option("--reader", type=click.Choice(["ldapsearch", "ldap3"]), help="Override the sources' bulk_reader.")
+@wide_option
 @click.pass_context
 def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: str | None, html_path: str | None,
-             fail_on: str, no_events: bool, limit: int, reader: str | None) -> None:
+             fail_on: str, no_events: bool, limit: int, reader: str | None, wide: bool) -> None:
     """Audit the directory: password storage, stale accounts, password age and policies, privileged groups
     against the baseline, duplicates, server posture. Accepted risks are suppressed until they expire."""
     from citydc.sso import events, files, report, runs
@@ -175,7 +206,7 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
         print_json({"runs": results})
     else:
         for result in results:
-            out.print(_findings_table(result, limit))
+            print_findings(result, limit, wide)
             hidden = len(result["findings"]) - limit
             if hidden > 0:
                 out.print(f"… {hidden} more findings (use --csv, --html or --json)")
@@ -190,8 +221,10 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
 @click.argument("runs_given", nargs=-1, type=click.Path(dir_okay=False, exists=True), metavar="[OLD NEW]")
 @click.option("--source", "source_name", help="ldap source whose last two runs are compared.")
 @click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
+@wide_option
 @click.pass_context
-def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | None, as_json: bool) -> None:
+def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | None, as_json: bool,
+             wide: bool) -> None:
     """Compare two audit runs (default: the source's last two): findings that appeared or were resolved, and
     the posture score change. Exit 1 when findings appeared or the score dropped."""
     from citydc.sso import runs
@@ -216,13 +249,8 @@ def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | N
     if as_json:
         print_json(d.to_json())
     else:
-        table = Table(title=f"audit diff: score {d.old['score']} → {d.new['score']} ({d.score_change:+d})")
-        for col in ("change", "severity", "rule", "subject", "finding"):
-            table.add_column(col, overflow="fold")
-        for label, items in (("[red]new[/]", d.appeared), ("[green]resolved[/]", d.resolved)):
-            for f in items:
-                table.add_row(label, f["severity"], f["rule"], escape(f["subject"]), escape(f["message"]))
-        out.print(table)
+        print_table(out, DIFF_COLUMNS, diff_rows(d.appeared, d.resolved), wide=wide,
+                    title=f"audit diff: score {d.old['score']} → {d.new['score']} ({d.score_change:+d})")
     ctx.exit(EXIT_FAILED if d.appeared or d.score_change < 0 else EXIT_OK)
 
 
@@ -243,9 +271,11 @@ def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Read this stats log instead of stats_log.")
 @click.option("--from-start", is_flag=True, help="Forget where the last run stopped; read the whole log again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts and detections as JSON.")
+@wide_option
+@timefmt.utc_option
 @click.pass_context
 def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool,
-             as_json: bool) -> None:
+             as_json: bool, wide: bool, utc: bool) -> None:
     """Read the directory's binds from slapd's stats log (resuming where the last run stopped), record each as
     an ECS authentication event, and detect brute force, password spraying, success after failures and
     privileged logins outside working hours. Exit 1 when something was detected."""
@@ -253,6 +283,7 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
     from citydc.sso.auth_audit import run_auth
 
     loaded = load_config(ctx)
+    show_times(loaded, utc)
     sources = [s for s in _sources(loaded, source_name) if log_path or s.stats_log is not None]
     if not sources:
         fail("no ldap source has a stats_log", EXIT_CONFIG, hint="set ldap[].stats_log or pass --log")
@@ -277,11 +308,6 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
             out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed) from "
                       f"{r['log']}" + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
             if r["detections"]:
-                table = Table(title=f"detections ({r['source']})")
-                for col in ("time (Asia/Taipei)", "detection", "source", "what"):
-                    table.add_column(col, overflow="fold")
-                for d in r["detections"]:
-                    local = datetime.fromisoformat(d["when"]).astimezone(_TZ).strftime("%m-%d %H:%M:%S")
-                    table.add_row(local, d["action"], d["source_ip"] or "-", escape(d["message"]))
-                out.print(table)
+                print_table(out, DETECTION_COLUMNS, detection_rows(r["detections"]), wide=wide,
+                            title=f"detections ({r['source']}), times {timefmt.zone_name()}")
     ctx.exit(EXIT_FAILED if detected else EXIT_OK)

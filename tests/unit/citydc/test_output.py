@@ -366,3 +366,42 @@ def test_progress_is_off_unless_stderr_is_a_terminal(monkeypatch):
     assert output.progress().disable  # pytest's stderr is no terminal: as under cron or in a pipe
     monkeypatch.setattr(type(output.err), "is_terminal", property(lambda self: True))
     assert not output.progress().disable and output.progress(enabled=False).disable
+
+
+# -- citydc audit (ldap, diff, auth) ------------------------------------------------------------------------
+
+def _findings() -> list[dict]:
+    return [
+        {"severity": "critical", "rule": "LDAP-PWD-001", "subject": "uid=chen.wei,ou=people,ou=siwei,dc=city,dc=tw",
+         "message": "userPassword is stored in cleartext; anyone who can read the attribute can log in as the user"},
+        {"severity": "medium", "rule": "LDAP-ACC-001", "subject": "uid=lin.mei,ou=people,ou=fengshan,dc=city,dc=tw",
+         "message": "enabled, last bind 412 days ago (limit 90 days)"},
+        {"severity": "high", "rule": "LDAP-POL-002", "subject": "cn=default,ou=policies,dc=city,dc=tw",
+         "message": "pwdLockout is FALSE: unlimited guesses"},
+    ]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_audit_findings_and_diff_tables(width):
+    from citydc.cli import audit_cmd
+
+    whole = ["critical", "medium", "high", "LDAP-PWD-001", "LDAP-ACC-001", "LDAP-POL-002",
+             "uid=chen.wei,ou=people,ou=siwei,dc=city,dc=tw", "uid=lin.mei,ou=people,ou=fengshan,dc=city,dc=tw"]
+    text = render(audit_cmd.FINDING_COLUMNS, audit_cmd.finding_rows(_findings()), width)
+    assert_fits_and_whole(text, width, whole)
+    assert "cleartext" in text  # the reason is shown, cut if it must be, never dropped
+    text = render(audit_cmd.DIFF_COLUMNS, audit_cmd.diff_rows(_findings()[:2], _findings()[2:]), width)
+    assert_fits_and_whole(text, width, [*whole, "new", "resolved"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_audit_detections_table_in_local_time(width):
+    from citydc.cli import audit_cmd
+
+    detections = [{"when": "2026-12-04T14:11:52+00:00", "action": "ldap-password-spraying", "source_ip": "10.20.30.40",
+                   "message": "12 accounts failed from 10.20.30.40 within 600 s (threshold 10)"},
+                  {"when": "2026-12-04T14:12:03+00:00", "action": "ldap-brute-force", "source_ip": None,
+                   "message": "uid=chen.wei: 8 failures within 300 s"}]
+    text = render(audit_cmd.DETECTION_COLUMNS, audit_cmd.detection_rows(detections), width)
+    assert_fits_and_whole(text, width, ["2026-12-04 22:11:52 +08:00", "ldap-password-spraying",
+                                        "ldap-brute-force", "10.20.30.40"])

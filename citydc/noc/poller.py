@@ -247,7 +247,7 @@ class Poller:
             "alert_counts": counts,
             "watchdog": None if alerts_sec.data is None else any(
                 a["alertname"] == WATCHDOG for a in alerts_sec.data),
-            "matrix": self._matrix(alerts, now),
+            "matrix": self._matrix(snap, alerts, now),
             "links": secs["links"].data or [],
             "backups": [dict(b, age_seconds=None if b["last_success"] is None else round(now - b["last_success"]),
                              overdue=b["last_success"] is None or now - b["last_success"] > st.backup_max_age)
@@ -256,8 +256,8 @@ class Poller:
         }
         return out
 
-    def _matrix(self, alerts: list[dict[str, Any]], now: float) -> dict[str, dict[str, dict[str, Any]]]:
-        snap, st = self.snapshot, self.settings
+    def _matrix(self, snap: Snapshot, alerts: list[dict[str, Any]], now: float) -> dict[str, dict[str, dict[str, Any]]]:
+        st = self.settings
         alerts_sec, tiers_sec = snap.sections["alerts"], snap.sections["tiers"]
         alerts_stale = alerts_sec.stale(now, st.stale_after)
         tiers_stale = tiers_sec.stale(now, st.stale_after)

@@ -178,7 +178,8 @@ def test_data_endpoint_equals_independent_queries(noc_lab):
         (util,) = query(f"{UTIL}{{{sel}}}", at)
         (bits,) = query(f"{BITS}{{{sel}}}", at)
         # The interface's speed series: every label of the utilisation series but direction.
-        speed_sel = ",".join(f'{k}="{v}"' for k, v in util["metric"].items() if k not in ("__name__", "direction"))
+        speed_sel = ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in util["metric"].items()
+                             if k not in ("__name__", "direction"))
         (speed,) = query(f"citydc_snmp_if_speed_bits_per_second{{{speed_sel}}}", at)
         # Same quantity and unit as Prometheus: the share of the speed (0-1), exactly.
         assert link["utilisation_ratio"] == float(util["value"][1])
@@ -210,7 +211,7 @@ def test_data_endpoint_equals_independent_queries(noc_lab):
     for site in ("siwei", "fengshan"):
         row = data["matrix"][site]
         assert set(row) == {"network", "lb", "virt", "backup", "identity", "seclog"}
-        assert row["network"]["status"] == "ok" and row["backup"]["status"] == "ok"
+        assert row["network"]["status"] == "ok" and row["backup"]["status"] == "ok", row
         assert row["lb"]["status"] == "nodata"
 
 
@@ -225,8 +226,8 @@ def test_alert_appears_on_the_page_and_clears(noc_lab, tmp_path):
                "the alert reached the NOC data")
     (fp,) = [a["fingerprint"] for a in am_active() if a["labels"]["alertname"] == "LinkUtilisationHigh"]
     data = noc()
-    assert data["matrix"]["fengshan"]["network"]["status"] == "warning"
-    assert data["matrix"]["siwei"]["network"]["status"] == "ok"
+    assert data["matrix"]["fengshan"]["network"]["status"] == "warning", data["matrix"]["fengshan"]["network"]
+    assert data["matrix"]["siwei"]["network"]["status"] == "ok", data["matrix"]["siwei"]["network"]
     dom = rendered(tmp_path, "noc-alert.png")
     assert f'data-fingerprint="{fp}"' in dom
     assert "sw-fengshan-acc1 Te1/1/1 (in) at 93% of its speed" in dom

@@ -245,7 +245,8 @@ class Poller:
             "sources": {name: sec.to_json(now, st.stale_after) for name, sec in secs.items()},
             "alerts": alerts,
             "alert_counts": counts,
-            "watchdog": None if alerts_sec.data is None else any(
+            # None when the alerts are stale: an old Watchdog says nothing about the pipeline now.
+            "watchdog": None if alerts_sec.data is None or alerts_sec.stale(now, st.stale_after) else any(
                 a["alertname"] == WATCHDOG for a in alerts_sec.data),
             "matrix": self._matrix(snap, alerts, now),
             "links": secs["links"].data or [],

@@ -28,6 +28,7 @@ from citydc.config.models import (
     NetflowExporter,
     NetflowListener,
     Receiver,
+    NocPage,
     Repository,
     SecurityLog,
     Site,
@@ -119,6 +120,7 @@ def lab_config(root: Path) -> Config:
         ]),
         security_log=SecurityLog(spool_dir=root / "var" / "spool", sink=SqliteSink(path=root / "var" / "seclog.db")),
         alerting=lab_alerting(root),
+        noc=NocPage(listen=f"{ports.HOST}:{ports.NOC}"),
     )
 
 

@@ -55,6 +55,12 @@ LINUX_DEVICES = 12400
 # Alerts lab (issue 13 item 2, issue 17 item 3): Alertmanager (Debian) and citydc's webhook receiver.
 ALERTMANAGER = 19093
 ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
+# NOC page lab (issue 13): citydc noc serve, node_exporter's textfile collector (backup, audit and
+# security-log metrics of both sites for the page), and the NOC test's own Alertmanager (until the
+# lab's alertmanager service lands).
+NOC = 19080
+NODE_EXPORTER = 19101
+ALERTMANAGER_NOC_TEST = 19094
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.

@@ -61,7 +61,10 @@ def prometheus_yml(file_sd: Path, exporter: str, rule_files: list[str] | None = 
     if alertmanager:
         text += f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{json.dumps(alertmanager)}]\n"
     return (text + "scrape_configs:\n"
-            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s") + webhook_job)
+            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s") + webhook_job
+            # node_exporter's textfile metrics (backup, audit and security-log metrics of lab/noc_data.py)
+            + f"  - job_name: node\n    scrape_interval: 5s\n    honor_labels: true\n    static_configs:\n"
+              f"      - targets: ['{ports.HOST}:{ports.NODE_EXPORTER}']\n")
 
 
 def webhook_scrape_job(password_file: Path) -> str:

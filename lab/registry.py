@@ -11,6 +11,7 @@ from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
+from citydc.lab.node_exporter import NodeExporter
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.sftp import Sftp
 from citydc.lab.slapd import Slapd
@@ -26,6 +27,7 @@ SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfi
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
 SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup (fakenos, linux sshd)
 SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
+SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
 
 
 class UnknownService(LabError):

@@ -620,6 +620,50 @@ class Files(Model):
                                   "(0600/0700)")
 
 
+class NocPage(Model):
+    """The NOC wall page (``citydc noc serve``): it reads Prometheus and Alertmanager (alerting.*_url) on
+    its own schedule and serves every screen from that cache."""
+
+    listen: str = Field(default="127.0.0.1:9097", description="host:port the page is served on (port 9097 when "
+                        "omitted); a non-loopback address wants --web.config.file (TLS, basic auth)")
+    poll_interval_seconds: float = Field(default=15, ge=1, le=600,
+                                         description="how often the server queries Prometheus and Alertmanager")
+    stale_after_seconds: float = Field(default=120, ge=5, le=86400,
+                                       description="data older than this shows STALE instead of its last colour")
+    refresh_seconds: float = Field(default=10, ge=1, le=600, description="how often each screen asks the server")
+    query_timeout_seconds: float = Field(default=10, gt=0, le=120, description="wait per Prometheus/Alertmanager query")
+    evaluation_delay_seconds: float = Field(
+        default=5, ge=0, le=300, description="queries are evaluated this long in the past, so rule evaluations in "
+        "flight have landed: what the page shows is final at its evaluation time")
+    chart_minutes: int = Field(default=60, ge=5, le=1440, description="time span of the link charts")
+    chart_step_seconds: int = Field(default=60, ge=5, le=3600, description="step between chart points")
+    links_per_site: int = Field(default=6, ge=1, le=50, description="busiest links charted per site")
+    link_selector: str = Field(
+        default='ifAlias=~"(?i).*uplink.*"',
+        description="PromQL label matchers (without braces) of the links that may be charted")
+    backup_max_age_hours: float = Field(default=26, gt=0, description="a backup step older than this shows LATE")
+
+    @field_validator("listen")
+    @classmethod
+    def host_port(cls, value: str) -> str:
+        parse_host_port(value, default_port=9097)
+        return value
+
+    @field_validator("link_selector")
+    @classmethod
+    def matchers(cls, value: str) -> str:
+        if "{" in value or "}" in value or not re.fullmatch(r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*".*', value):
+            raise ValueError('expected label matchers without braces, e.g. ifAlias=~"(?i).*uplink.*"')
+        return value
+
+    @model_validator(mode="after")
+    def delay_below_stale(self) -> NocPage:
+        if self.evaluation_delay_seconds + self.poll_interval_seconds >= self.stale_after_seconds:
+            raise ValueError("stale_after_seconds must exceed poll_interval_seconds + evaluation_delay_seconds, "
+                             "or fresh data would show STALE")
+        return self
+
+
 class Config(Model):
     sites: list[Site] = Field(min_length=1, description="the data centre's sites")
     snmp_auth: dict[Name, SnmpAuth] = Field(
@@ -637,6 +681,7 @@ class Config(Model):
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
     tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
     files: Files = Field(default_factory=Files, description="modes of the files citydc writes (docs/security.md)")
+    noc: NocPage = Field(default_factory=NocPage, description="the NOC wall page (citydc noc serve)")
     timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
                           "(events, --json and CSV stay UTC)")
 

@@ -29,6 +29,10 @@ from citydc.config.models import (
     Netflow,
     NetflowExporter,
     NetflowListener,
+    Report,
+    ReportAgency,
+    ReportLink,
+    ReportSite,
     Repository,
     SecurityLog,
     Site,
@@ -129,6 +133,12 @@ def reference_config() -> Config:
         security_log=SecurityLog(spool_dir="/var/spool/citydc", sink=SqliteSink(path="/var/lib/citydc/seclog.db")),
         alerting=Alerting(prometheus_url="http://10.10.0.30:9090", alertmanager_url="http://10.10.0.30:9093",
                           webhook_receivers=["https://noc.city.example/hooks/alertmanager"]),
+        report=Report(
+            links=[ReportLink(name="siwei-internet", device="sw-siwei-core1", interface="Te1/1/1",
+                              committed_rate="500 Mbit/s"),
+                   ReportLink(name="inter-site", device="sw-fengshan-core1", interface="Te1/1/2")],
+            agencies=[ReportAgency(name="police", committed_rate="100 Mbit/s")],
+            sites=[ReportSite(id="fengshan", committed_rate="1 Gbit/s")]),
     )
 
 

@@ -20,12 +20,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("citydc.cli.backup_cmd:backup_group", "restic jobs: off-site copy, checks, prune, restore drills."),
     "log": ("citydc.cli.log_cmd:log_group", "The security log: ship, search, stats, verify, saved questions."),
     "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP directory audit, authentication-log audit, run diffs."),
+    "report": ("citydc.cli.report_cmd:report_group", "Monthly 95th-percentile bandwidth report from Prometheus."),
     "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
 }
 PLANNED: dict[str, tuple[str, str]] = {
     "play": ("Ansible playbooks for the virtualization and load-balancer tiers.", "the playbooks issue"),
     "noc": ("Alert rules, Alertmanager routing and the NOC page.", "the alerts issue"),
-    "report": ("Reports for auditors and the NOC.", "the reports issue"),
 }
 
 

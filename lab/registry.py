@@ -10,6 +10,7 @@ from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.prometheus import Prometheus
+from citydc.lab.prometheus_report import PrometheusReport
 from citydc.lab.sftp import Sftp
 from citydc.lab.slapd import Slapd
 from citydc.lab.snmpd import Snmpd
@@ -22,6 +23,7 @@ SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), Es
 SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP collector
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
+SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
 
 
 class UnknownService(LabError):

@@ -10,8 +10,10 @@ lab can produce in a test's time. On first start (or when the generated history 
    see a rule backfilled in the same run: level 1 reads raw series, level 2 reads level 1, ...);
 3. Prometheus starts on the TSDB with a ten-year retention (the blocks are older than the default).
 
-The rules are evaluated every 60 s from the span's first minute, so the recorded samples fall on the
-5-minute grid the report reads. The TSDB is kept in the service directory between starts; building it
+The rules are evaluated every 60 s at the offset Prometheus gives their group, like a live server's; every
+level uses the same group name and file, so a level-2 rule reads level-1 samples of the same instant
+(with different names the offsets differ and a level-2 sample would read the level-1 value of the
+minute before). The TSDB is kept in the service directory between starts; building it
 takes about a minute on two cores. It needs the checkout's ``alerts/`` (a wheel does not ship it).
 """
 
@@ -39,6 +41,7 @@ PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 ALERTS = Path(__file__).resolve().parent.parent / "alerts"
 STAMP = "citydc-history.json"
+BUILD = 2  # bump when the way the TSDB is built changes: the lab rebuilds it
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -98,7 +101,8 @@ class PrometheusReport(Service):
         digest = hashlib.sha256()
         for f in sorted(ALERTS.glob("*.rules.yml")):
             digest.update(f.read_bytes())
-        return {"month": self.span().month, "version": report_history.VERSION, "rules": digest.hexdigest()[:16]}
+        return {"month": self.span().month, "version": report_history.VERSION, "build": BUILD,
+                "rules": digest.hexdigest()[:16]}
 
     def start(self, ctx: LabContext) -> subprocess.Popen:
         d = ctx.service_dir(self.name)
@@ -131,8 +135,11 @@ class PrometheusReport(Service):
 
     def _backfill_rules(self, ctx: LabContext, d: Path, span: report_history.Span, level: int, rules: list[dict],
                         tmp: Path) -> None:
-        rule_file = tmp / f"level{level}.rules.yml"
-        rule_file.write_text(yaml.safe_dump({"groups": [{"name": f"level{level}", "rules": rules}]}))
+        # One file path and group name for every level: promtool evaluates a group at the offset
+        # Prometheus would give it (a hash of its name and file), so each level's samples fall on the
+        # same instants as the level it reads, as rules of one group do in a live Prometheus.
+        rule_file = tmp / "backfill.rules.yml"
+        rule_file.write_text(yaml.safe_dump({"groups": [{"name": "citydc-backfill", "rules": rules}]}))
         out = tmp / f"level{level}-blocks"
         proc = processes.spawn(_argv(d), log_path=d / f"backfill-level{level}.log")
         rec = processes.record(proc.pid, "prometheus (backfill)")

@@ -17,6 +17,7 @@ SNMPSIM_FLEET = 13000  # 190 small switches on 13000-13189; 13190-13199 stay clo
 SNMP_EXPORTER = 19116  # citydc collect snmp in the lab
 SNMP_EXPORTER_PEER = 19117  # Debian prometheus-snmp-exporter (benchmark)
 PROMETHEUS = 19090
+PROMETHEUS_REPORT = 19091  # a second Prometheus holding a backfilled month (issue 13: report, dashboards)
 
 # NetFlow collector lab (issue 4): softflowd in netns citydc-nf exports to 10.99.78.1 on these ports;
 # nfcapd / nfacctd used for cross-checks and the benchmark listen on loopback from NFCAPD on.

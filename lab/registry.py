@@ -13,6 +13,7 @@ from citydc.lab.es_tls import EsTls
 from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
 from citydc.lab.node_exporter import NodeExporter
 from citydc.lab.prometheus import Prometheus
+from citydc.lab.prometheus_report import PrometheusReport
 from citydc.lab.sftp import Sftp
 from citydc.lab.slapd import Slapd
 from citydc.lab.snmpd import Snmpd
@@ -28,6 +29,7 @@ SERVICES["slapd"] = Slapd()  # LDAP directory audit
 SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup (fakenos, linux sshd)
 SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
 SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
+SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
 
 
 class UnknownService(LabError):

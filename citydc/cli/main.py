@@ -22,11 +22,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP directory audit, authentication-log audit, run diffs."),
     "alerts": ("citydc.cli.alerts_cmd:alerts_group", "Alertmanager config and the notification webhook."),
     "noc": ("citydc.cli.noc_cmd:noc_group", "The NOC wall page: alerts, site status, link utilisation."),
+    "report": ("citydc.cli.report_cmd:report_group", "Monthly 95th-percentile bandwidth report from Prometheus."),
     "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
 }
 PLANNED: dict[str, tuple[str, str]] = {
     "play": ("Ansible playbooks for the virtualization and load-balancer tiers.", "the playbooks issue"),
-    "report": ("Reports for auditors and the NOC.", "the reports issue"),
 }
 
 

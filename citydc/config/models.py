@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from citydc.config.paths import ConfigPath, ExistingFile, Program, base_dir_of, resolve_text
+from citydc.config.units import parse_bit_rate
 from citydc.hostport import parse_host_port
 from citydc.secrets import SecretRef
 
@@ -600,6 +602,56 @@ class Alerting(Model):
         return value
 
 
+def _prometheus_url(value: str) -> str:
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http:// or https:// URL of the Prometheus server, got {value!r}")
+    if parsed.username or parsed.password:
+        raise ValueError("the URL must not carry a user or password (it would show in logs)")
+    return value.rstrip("/")
+
+
+def _committed(value: str) -> str:
+    # Stored as written after checking it parses; citydc.report reads it with parse_bit_rate.
+    parse_bit_rate(value)
+    return value
+
+
+
+BitRateText = Annotated[str, AfterValidator(_committed)]
+PrometheusUrl = Annotated[str, AfterValidator(_prometheus_url)]
+
+
+class ReportLink(Model):
+    name: Name = Field(description="link name for `citydc report bandwidth --link`, e.g. siwei-internet")
+    device: Name = Field(description="device (devices[].name) whose interface carries the link")
+    interface: str = Field(min_length=1, description="ifName of that interface, e.g. Te1/1/1")
+    committed_rate: BitRateText | None = Field(
+        default=None, description="committed (contracted) rate with its unit, e.g. '100 Mbit/s' or '1 Gbit/s' "
+                                  "(decimal); adds the overage columns")
+
+
+class ReportAgency(Model):
+    name: Name = Field(description="agency (netflow.agencies[].name)")
+    committed_rate: BitRateText | None = Field(default=None, description="committed rate, e.g. '50 Mbit/s'")
+
+
+class ReportSite(Model):
+    id: SiteId = Field(description="site (sites[].id); its uplinks (ifAlias says uplink) are measured")
+    committed_rate: BitRateText | None = Field(default=None, description="committed rate, e.g. '1 Gbit/s'")
+
+
+class Report(Model):
+    """`citydc report bandwidth`: the 95th-percentile report, read from Prometheus's recording rules."""
+
+    prometheus_url: PrometheusUrl | None = Field(default=None, description="Prometheus holding the month to report on "
+                                       "(with alerts/*.rules.yml loaded); default: alerting.prometheus_url")
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="timeout of each Prometheus query")
+    links: list[ReportLink] = Field(default_factory=list, description="named links with their committed rates")
+    agencies: list[ReportAgency] = Field(default_factory=list, description="committed rates of agencies")
+    sites: list[ReportSite] = Field(default_factory=list, description="committed rates of sites (their uplinks)")
+
+
 class Tools(Model):
     """The external programs citydc runs, each looked up through this section (tests, non-standard installs).
 
@@ -679,6 +731,7 @@ class Config(Model):
     sso: list[SsoSource] = Field(default_factory=list, description="SSO authentication logs audited")
     security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
+    report: Report = Field(default_factory=Report, description="the bandwidth report (citydc report bandwidth)")
     tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
     files: Files = Field(default_factory=Files, description="modes of the files citydc writes (docs/security.md)")
     noc: NocPage = Field(default_factory=NocPage, description="the NOC wall page (citydc noc serve)")

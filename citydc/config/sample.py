@@ -33,6 +33,10 @@ from citydc.config.models import (
     NetflowExporter,
     NetflowListener,
     Receiver,
+    Report,
+    ReportAgency,
+    ReportLink,
+    ReportSite,
     Repository,
     SecurityLog,
     Site,
@@ -152,6 +156,12 @@ def reference_config() -> Config:
                 url="https://10.10.0.30:9095/alerts", username="alertmanager",
                 password=ref("env:CITYDC_WEBHOOK_PASSWORD"))])],
             routes=[AlertRoute(receiver="noc", severity=["critical"], repeat_interval="1h")]),
+        report=Report(
+            links=[ReportLink(name="siwei-internet", device="sw-siwei-core1", interface="Te1/1/1",
+                              committed_rate="500 Mbit/s"),
+                   ReportLink(name="inter-site", device="sw-fengshan-core1", interface="Te1/1/2")],
+            agencies=[ReportAgency(name="police", committed_rate="100 Mbit/s")],
+            sites=[ReportSite(id="fengshan", committed_rate="1 Gbit/s")]),
     )
 
 

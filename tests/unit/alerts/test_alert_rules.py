@@ -28,6 +28,9 @@ ALWAYS_FIRING = {"Watchdog"}
 EXPORTING_MODULES = ("collectors/snmp/exposition.py", "collectors/netflow/metrics.py",
                      "collectors/netflow/snmp_feed.py", "backup/metrics.py", "citydc/seclog/metrics.py")
 _FAMILY = re.compile(r"\b(Counter|CounterMetricFamily|Gauge|GaugeMetricFamily|gauge)\(\s*\"(citydc_[a-z0-9_]+)\"")
+# Families named by an f-string over the units (netflow/metrics.py: interface, agency, protocol).
+_UNIT_FAMILY = re.compile(r"\bCounterMetricFamily\(\s*f\"(citydc_[a-z0-9_]+)\{unit\}\"")
+_UNITS_LOOP = 'for unit, index in (("bytes", 0), ("packets", 1))'
 _SAMPLE = re.compile(r"\bSample\(\s*\"(citydc_[a-z0-9_]+)\",\s*\"(gauge|counter)\"")
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
                 "offset"}
@@ -40,6 +43,10 @@ def exported_metrics() -> set[str]:
         for kind, name in _FAMILY.findall((ROOT / rel).read_text()):
             counter = kind.startswith("Counter")
             names.add(f"{name}_total" if counter and not name.endswith("_total") else name)
+        source = (ROOT / rel).read_text()
+        for prefix in _UNIT_FAMILY.findall(source):
+            assert _UNITS_LOOP in source, f"{rel}: {prefix}{{unit}} no longer loops over bytes and packets"
+            names.update(f"{prefix}{unit}_total" for unit in ("bytes", "packets"))
         for name, kind in _SAMPLE.findall((ROOT / rel).read_text()):
             names.add(f"{name}_total" if kind == "counter" else name)
     for metric, _help, _labels in COUNTER_METRICS.values():
@@ -84,7 +91,8 @@ def test_exported_metrics_are_read_from_the_code() -> None:
     names = exported_metrics()
     assert {"citydc_snmp_up", "citydc_snmp_if_receive_bytes_total", "citydc_netflow_socket_drops_total",
             "citydc_backup_last_outcome", "citydc_seclog_spool_backlog_events",
-            "citydc_netflow_snmp_feed_up", "citydc_snmp_if_oper_status"} <= names
+            "citydc_netflow_snmp_feed_up", "citydc_snmp_if_oper_status", "citydc_netflow_agency_bytes_total",
+            "citydc_netflow_interface_packets_total"} <= names
     assert "citydc_snmp_up_total" not in names and "citydc_seclog_delivery_errors_total_total" not in names
 
 

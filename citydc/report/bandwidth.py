@@ -1,0 +1,222 @@
+"""The monthly bandwidth report: 95th percentile, average and peak of the 5-minute samples, in and out.
+
+A month is a calendar month in the config's ``timezone`` (Asia/Taipei by default): 2026-11 runs from
+2026-11-01 00:00 to 2026-12-01 00:00 local time. Its 5-minute samples are the values of the
+recording rules (alerts/*.rules.yml) at the month's start + 5 min, + 10 min, ... up to its end: each
+is the average rate over the 5 minutes before it, so the samples cover the month and nothing else.
+
+- a link: ``link:citydc_snmp_if_bits:rate5m`` of one device and ifName (in = received);
+- an agency: ``agency:citydc_netflow_agency_bits:rate5m`` summed over the sites (in = to its prefixes);
+- a site: ``site_uplink:citydc_snmp_if_bits:sum_rate5m`` (its uplinks: ifAlias says "uplink").
+
+The 95th percentile is the nearest-rank one: sort the N samples, take the ceil(0.95 N)-th. With a
+committed rate, the overage of a direction is how far its 95th percentile is above it (else 0);
+``billable`` is the higher of the two directions' 95th percentiles, as carriers bill.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from citydc.report.promapi import PrometheusClient, Series
+
+__all__ = ["STEP_SECONDS", "BandwidthReport", "DirectionStats", "Month", "NoData", "Subject", "build_report",
+           "nearest_rank", "parse_month", "subject_query"]
+
+STEP_SECONDS = 300
+DIRECTIONS = ("in", "out")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class NoData(RuntimeError):
+    """Prometheus has no sample of the subject in the month; the message says what was asked where."""
+
+
+@dataclass(frozen=True)
+class Month:
+    """A calendar month in a zone; ``start`` and ``end`` are epoch seconds (end excluded)."""
+
+    year: int
+    month: int
+    zone: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    def _at(self, year: int, month: int) -> float:
+        return datetime(year, month, 1, tzinfo=ZoneInfo(self.zone)).timestamp()
+
+    @property
+    def start(self) -> float:
+        return self._at(self.year, self.month)
+
+    @property
+    def end(self) -> float:
+        return self._at(self.year + self.month // 12, self.month % 12 + 1)
+
+
+def parse_month(text: str, zone: str) -> Month:
+    """Given ``YYYY-MM`` and a zone name, return the Month. Raise ValueError saying what is expected."""
+    m = _MONTH.match(text.strip())
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
+        raise ValueError(f"--month expects a calendar month as YYYY-MM, e.g. 2026-11; got {text!r}")
+    return Month(int(m.group(1)), int(m.group(2)), zone)
+
+
+def nearest_rank(values: list[float], percent: float) -> float:
+    """Given values and a percentile (0 < p <= 100), return the nearest-rank percentile.
+
+    Raise ValueError if there are no values.
+    """
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the report measures: a link (device + interface), an agency or a site."""
+
+    kind: Literal["link", "agency", "site"]
+    name: str
+    device: str | None = None
+    interface: str | None = None
+    committed_bps: float | None = None
+    committed_text: str | None = None
+
+    @property
+    def title(self) -> str:
+        if self.kind == "link":
+            own = f"{self.device}:{self.interface}"
+            return f"link {self.name}" + ("" if self.name == own else f" ({self.device} {self.interface})")
+        return f"{self.kind} {self.name}" + (" (uplinks)" if self.kind == "site" else "")
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def subject_query(subject: Subject) -> str:
+    """Given a subject, return the PromQL whose series are its bits/s by direction."""
+    if subject.kind == "link":
+        return (f"link:citydc_snmp_if_bits:rate5m{{device={_quote(subject.device or '')},"
+                f"ifName={_quote(subject.interface or '')}}}")
+    if subject.kind == "agency":
+        return f"sum by (direction) (agency:citydc_netflow_agency_bits:rate5m{{agency={_quote(subject.name)}}})"
+    return f"sum by (direction) (site_uplink:citydc_snmp_if_bits:sum_rate5m{{site={_quote(subject.name)}}})"
+
+
+@dataclass(frozen=True)
+class DirectionStats:
+    direction: str
+    samples: int
+    expected: int
+    p95_bps: float | None
+    average_bps: float | None
+    peak_bps: float | None
+    peak_at: float | None
+    committed_bps: float | None
+    overage_bps: float | None
+
+    def to_json(self) -> dict:
+        return {"direction": self.direction, "samples": self.samples, "expected_samples": self.expected,
+                "p95_bps": self.p95_bps, "average_bps": self.average_bps, "peak_bps": self.peak_bps,
+                "peak_at": _iso(self.peak_at), "committed_bps": self.committed_bps, "overage_bps": self.overage_bps}
+
+
+@dataclass(frozen=True)
+class BandwidthReport:
+    subject: Subject
+    month: Month
+    first_sample: float
+    last_sample: float
+    query: str
+    prometheus_url: str
+    rows: list[DirectionStats]
+    points: dict[str, list[tuple[float, float]]] = field(repr=False)
+
+    @property
+    def billable_p95_bps(self) -> float | None:
+        values = [r.p95_bps for r in self.rows if r.p95_bps is not None]
+        return max(values) if values else None
+
+    @property
+    def billable_overage_bps(self) -> float | None:
+        if self.subject.committed_bps is None or self.billable_p95_bps is None:
+            return None
+        return max(0.0, self.billable_p95_bps - self.subject.committed_bps)
+
+    def to_json(self) -> dict:
+        s = self.subject
+        return {"subject": {"kind": s.kind, "name": s.name, "device": s.device, "interface": s.interface,
+                            "committed_rate": s.committed_text, "committed_bps": s.committed_bps},
+                "month": self.month.label, "timezone": self.month.zone,
+                "start": _iso(self.month.start), "end": _iso(self.month.end),
+                "first_sample": _iso(self.first_sample), "last_sample": _iso(self.last_sample),
+                "step_seconds": STEP_SECONDS, "percentile": 95, "method": "nearest-rank",
+                "prometheus_url": self.prometheus_url, "query": self.query,
+                "directions": [r.to_json() for r in self.rows],
+                "billable_p95_bps": self.billable_p95_bps, "billable_overage_bps": self.billable_overage_bps}
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _by_direction(series: list[Series], subject: Subject, url: str) -> dict[str, list[tuple[float, float]]]:
+    found: dict[str, list[Series]] = {}
+    for s in series:
+        found.setdefault(s.labels.get("direction", ""), []).append(s)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for direction in DIRECTIONS:
+        group = found.get(direction, [])
+        if len(group) > 1:
+            where = "; ".join(", ".join(f"{k}={v}" for k, v in sorted(s.labels.items())) for s in group[:3])
+            raise NoData(f"{subject.title}: {len(group)} series for direction {direction} in {url} ({where}); "
+                         "the interface is scraped twice or the name is ambiguous")
+        out[direction] = group[0].points if group else []
+    return out
+
+
+def build_report(client: PrometheusClient, subject: Subject, month: Month, now: float) -> BandwidthReport:
+    """Given a Prometheus client, the subject, the month and the current time, return the report.
+
+    A month still running is reported up to the last whole 5 minutes before ``now``. Raise NoData if the
+    month has not started or Prometheus holds no sample of the subject in it; PrometheusError if
+    Prometheus gives no valid answer.
+    """
+    first = month.start + STEP_SECONDS
+    last = min(month.end, math.floor(now / STEP_SECONDS) * STEP_SECONDS)
+    if last < first:
+        raise NoData(f"{month.label} ({month.zone}) has no whole 5 minutes before now")
+    expected = int((last - first) // STEP_SECONDS) + 1
+    expr = subject_query(subject)
+    points = _by_direction(client.query_range(expr, first, last, STEP_SECONDS), subject, client.base_url)
+    # Only the sample times of the month (a server may not align to them; then nothing counts twice).
+    grid = {first + k * STEP_SECONDS for k in range(expected)}
+    points = {d: [(t, v) for t, v in p if t in grid] for d, p in points.items()}
+    if not any(points.values()):
+        raise NoData(f"no samples of {subject.title} in {month.label} ({month.zone}) in {client.base_url} "
+                     f"(query: {expr}); check the name and that Prometheus loads alerts/*.rules.yml")
+    rows = []
+    for direction in DIRECTIONS:
+        values = [v for _, v in points[direction]]
+        if not values:
+            rows.append(DirectionStats(direction, 0, expected, None, None, None, None, subject.committed_bps, None))
+            continue
+        p95 = nearest_rank(values, 95)
+        peak_t, peak = max(points[direction], key=lambda tv: (tv[1], -tv[0]))
+        overage = None if subject.committed_bps is None else max(0.0, p95 - subject.committed_bps)
+        rows.append(DirectionStats(direction, len(values), expected, p95, sum(values) / len(values), peak, peak_t,
+                                   subject.committed_bps, overage))
+    return BandwidthReport(subject, month, first, last, expr, client.base_url, rows, points)

@@ -1,0 +1,157 @@
+"""A small client of the Prometheus HTTP API (``/api/v1/query``, ``/api/v1/query_range``).
+
+The answer is network input and is checked before use: a wrong shape is a named error, never a
+KeyError. Errors carry what went wrong and where, never a traceback:
+
+- ``PrometheusUnreachable``: no HTTP answer (refused, timeout, DNS);
+- ``PrometheusQueryError``: Prometheus answered with an error (bad query, too many points, timeout);
+- ``PrometheusAnswerInvalid``: the answer is not what the API documents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PrometheusAnswerInvalid", "PrometheusClient", "PrometheusError", "PrometheusQueryError",
+           "PrometheusUnreachable", "Series"]
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class PrometheusError(RuntimeError):
+    """Any failure to get an answer from Prometheus; the message says which server and why."""
+
+
+class PrometheusUnreachable(PrometheusError):
+    pass
+
+
+class PrometheusQueryError(PrometheusError):
+    pass
+
+
+class PrometheusAnswerInvalid(PrometheusError):
+    pass
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a range query: its labels and its (epoch seconds, value) points in time order."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+Opener = Callable[..., Any]
+
+
+class PrometheusClient:
+    """Given the server's base URL (``http://host:9090``) and a timeout, query it.
+
+    ``opener`` is ``urllib.request.urlopen`` unless a test passes another.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 30.0, opener: Opener = urllib.request.urlopen) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._open = opener
+
+    def _post(self, path: str, params: dict[str, str]) -> Any:
+        url = f"{self.base_url}{path}"
+        data = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(url, data=data, method="POST",  # noqa: S310 - http(s) checked at load
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with self._open(request, timeout=self.timeout) as resp:
+                body = resp.read(MAX_ANSWER_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            # Prometheus answers 400/422/503 with a JSON error body: say its words.
+            body = exc.read(MAX_ANSWER_BYTES + 1)
+            message = _error_text(body) or f"HTTP {exc.code} {exc.reason}"
+            raise PrometheusQueryError(f"{self.base_url}: {message}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise PrometheusUnreachable(f"{self.base_url}: no answer ({reason})") from None
+        if len(body) > MAX_ANSWER_BYTES:
+            raise PrometheusAnswerInvalid(f"{self.base_url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise PrometheusAnswerInvalid(f"{url}: the answer is not JSON; is this Prometheus?") from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            message = _error_text(body) or "status is not success"
+            raise PrometheusQueryError(f"{self.base_url}: {message}")
+        return doc.get("data")
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """Given a PromQL expression, a time range (epoch seconds, both ends included) and a step,
+        return the matrix as Series. Raise a PrometheusError subclass if there is no valid answer."""
+        data = self._post("/api/v1/query_range", {"query": expr, "start": _ts(start), "end": _ts(end),
+                                                  "step": _ts(step)})
+        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+            raise PrometheusAnswerInvalid(f"{self.base_url}: query_range did not return a matrix")
+        return [_series(item, self.base_url) for item in data["result"]]
+
+    def query(self, expr: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+        """Given a PromQL expression (and an evaluation time), return the instant vector as (labels, value).
+
+        Raise a PrometheusError subclass if there is no valid answer or the result is not a vector.
+        """
+        data = self._post("/api/v1/query", {"query": expr} | ({"time": _ts(at)} if at is not None else {}))
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise PrometheusAnswerInvalid(f"{self.base_url}: query did not return a vector")
+        out = []
+        for item in data["result"]:
+            labels = _labels(item, self.base_url)
+            value = item.get("value") if isinstance(item, dict) else None
+            out.append((labels, _point(value, self.base_url)[1]))
+        return out
+
+
+def _ts(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _error_text(body: bytes) -> str | None:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        kind = doc.get("errorType")
+        return f"{kind}: {doc['error']}" if isinstance(kind, str) else doc["error"]
+    return None
+
+
+def _labels(item: Any, where: str) -> dict[str, str]:
+    metric = item.get("metric") if isinstance(item, dict) else None
+    if not isinstance(metric, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+        raise PrometheusAnswerInvalid(f"{where}: a series without a valid label set")
+    return dict(metric)
+
+
+def _point(value: Any, where: str) -> tuple[float, float]:
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int | float)
+            and isinstance(value[1], str)):
+        raise PrometheusAnswerInvalid(f"{where}: a sample is not [time, \"value\"]")
+    try:
+        number = float(value[1])
+    except ValueError:
+        raise PrometheusAnswerInvalid(f"{where}: a sample value {value[1][:40]!r} is not a number") from None
+    return float(value[0]), number
+
+
+def _series(item: Any, where: str) -> Series:
+    labels = _labels(item, where)
+    values = item.get("values")
+    if not isinstance(values, list):
+        raise PrometheusAnswerInvalid(f"{where}: a series without values")
+    points = [_point(v, where) for v in values]
+    return Series(labels, [(t, v) for t, v in points if not math.isnan(v)])

@@ -1,0 +1,164 @@
+"""``prometheus-report``: a second Prometheus (Debian) whose TSDB holds a backfilled month of history.
+
+For the bandwidth report and the dashboards' tests, which need a month of 5-minute samples no live
+lab can produce in a test's time. On first start (or when the generated history or the rules change):
+
+1. ``lab/report_history.py`` writes the month (and a day either side) as OpenMetrics, one file per day,
+   and ``promtool tsdb create-blocks-from openmetrics`` turns each into TSDB blocks;
+2. the recording rules of ``alerts/*.rules.yml`` are backfilled with ``promtool tsdb
+   create-blocks-from rules`` against this Prometheus, one dependency level at a time (promtool cannot
+   see a rule backfilled in the same run: level 1 reads raw series, level 2 reads level 1, ...);
+3. Prometheus starts on the TSDB with a ten-year retention (the blocks are older than the default).
+
+The rules are evaluated every 60 s at the offset Prometheus gives their group, like a live server's; every
+level uses the same group name and file, so a level-2 rule reads level-1 samples of the same instant
+(with different names the offsets differ and a level-2 sample would read the level-1 value of the
+minute before). The TSDB is kept in the service directory between starts; building it
+takes about a minute on two cores. It needs the checkout's ``alerts/`` (a wheel does not ship it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from citydc import execute
+from citydc.lab import ports, processes, report_history
+from citydc.lab.base import LabContext, LabError, Service, need_binaries, wait_until
+
+__all__ = ["ALERTS", "PrometheusReport", "rule_levels"]
+
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+ALERTS = Path(__file__).resolve().parent.parent / "alerts"
+STAMP = "citydc-history.json"
+BUILD = 2  # bump when the way the TSDB is built changes: the lab rebuilds it
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def rule_levels(rule_files: list[Path]) -> list[list[dict]]:
+    """Given rule files, return their recording rules grouped by dependency level (level 1 reads only
+    raw series, level n reads a rule of level n-1). Raise LabError on a cycle."""
+    rules = [r for f in rule_files for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]
+             if "record" in r]
+    recorded = {r["record"] for r in rules}
+    level: dict[int, int] = {}
+    for _ in range(len(rules) + 1):
+        by_name: dict[str, int] = {}
+        for i, r in enumerate(rules):
+            if i in level:
+                by_name[r["record"]] = max(by_name.get(r["record"], 0), level[i])
+        changed = False
+        for i, r in enumerate(rules):
+            reads = set(_NAME.findall(re.sub(r'"(\\.|[^"\\])*"', "", str(r["expr"])))) & recorded
+            if all(name in by_name for name in reads):
+                new = 1 + max((by_name[n] for n in reads), default=0)
+                if level.get(i) != new:
+                    level[i], changed = new, True
+        if not changed and len(level) == len(rules):
+            break
+    if len(level) != len(rules):
+        raise LabError("recording rules in alerts/ depend on each other in a cycle")
+    return [[r for i, r in enumerate(rules) if level[i] == n] for n in range(1, max(level.values(), default=0) + 1)]
+
+
+def _argv(d: Path) -> list[str]:
+    conf = d / "prometheus.yml"
+    conf.write_text("global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n")
+    return [PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={d / 'data'}",
+            f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS_REPORT}", "--storage.tsdb.retention.time=10y",
+            "--query.lookback-delta=5m"]
+
+
+def _ready() -> bool:
+    with urllib.request.urlopen(f"http://{ports.HOST}:{ports.PROMETHEUS_REPORT}/-/ready", timeout=2) as resp:
+        return resp.status == 200
+
+
+class PrometheusReport(Service):
+    name = "prometheus-report"
+    description = "Prometheus holding a backfilled month of SNMP, NetFlow and backup history (report, dashboards)"
+    ready_timeout = 120.0
+
+    def install(self, ctx: LabContext) -> None:
+        need_binaries({PROMETHEUS: "prometheus", PROMTOOL: "prometheus"}, ctx)
+        if not ALERTS.is_dir():
+            raise LabError(f"{self.name} needs the checkout's alerts/ folder (not found at {ALERTS})")
+
+    def span(self) -> report_history.Span:
+        return report_history.span_for(time.time())
+
+    def _stamp(self) -> dict:
+        digest = hashlib.sha256()
+        for f in sorted(ALERTS.glob("*.rules.yml")):
+            digest.update(f.read_bytes())
+        return {"month": self.span().month, "version": report_history.VERSION, "build": BUILD,
+                "rules": digest.hexdigest()[:16]}
+
+    def start(self, ctx: LabContext) -> subprocess.Popen:
+        d = ctx.service_dir(self.name)
+        stamp = d / "data" / STAMP
+        want = self._stamp()
+        try:
+            have = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            have = None
+        if have != want:
+            self._build(ctx, d, want)
+        return processes.spawn(_argv(d), log_path=self.log_path(ctx))
+
+    def _build(self, ctx: LabContext, d: Path, stamp: dict) -> None:
+        data = d / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        span = self.span()
+        ctx.log(f"{self.name}: backfilling {span.month} ({report_history.ZONE}) into {data}")
+        with tempfile.TemporaryDirectory(prefix="citydc-history-", dir=d) as tmp:
+            for path in report_history.write_day_files(span, Path(tmp)):
+                res = execute.run("promtool", [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "-q",
+                                               str(path), str(data)], timeout=300)
+                if not res.ok:
+                    raise LabError(f"promtool create-blocks-from openmetrics {path.name}: {res.stderr.strip()[-500:]}")
+                path.unlink()
+            for n, rules in enumerate(rule_levels(sorted(ALERTS.glob("*.rules.yml"))), start=1):
+                self._backfill_rules(ctx, d, span, n, rules, Path(tmp))
+        (data / STAMP).write_text(json.dumps(stamp))
+
+    def _backfill_rules(self, ctx: LabContext, d: Path, span: report_history.Span, level: int, rules: list[dict],
+                        tmp: Path) -> None:
+        # One file path and group name for every level: promtool evaluates a group at the offset
+        # Prometheus would give it (a hash of its name and file), so each level's samples fall on the
+        # same instants as the level it reads, as rules of one group do in a live Prometheus.
+        rule_file = tmp / "backfill.rules.yml"
+        rule_file.write_text(yaml.safe_dump({"groups": [{"name": "citydc-backfill", "rules": rules}]}))
+        out = tmp / f"level{level}-blocks"
+        proc = processes.spawn(_argv(d), log_path=d / f"backfill-level{level}.log")
+        rec = processes.record(proc.pid, "prometheus (backfill)")
+        try:
+            wait_until(_ready, 120, f"{self.name}: Prometheus for the rule backfill did not become ready")
+            res = execute.run("promtool", [
+                PROMTOOL, "tsdb", "create-blocks-from", "rules", "-q",
+                f"--url=http://{ports.HOST}:{ports.PROMETHEUS_REPORT}", f"--start={span.first}",
+                f"--end={span.last}", "--eval-interval=60s", f"--output-dir={out}", str(rule_file)], timeout=1800)
+            if not res.ok:
+                raise LabError(f"promtool create-blocks-from rules (level {level}): {res.stderr.strip()[-500:]}")
+        finally:
+            processes.stop([rec])
+        for block in out.iterdir():
+            shutil.move(str(block), d / "data" / block.name)
+        ctx.log(f"{self.name}: level {level} recording rules backfilled ({len(rules)} rules)")
+
+    def ready(self, ctx: LabContext) -> bool:
+        return _ready()
+
+    def endpoints(self, ctx: LabContext) -> dict[str, str]:
+        return {"http": f"http://{ports.HOST}:{ports.PROMETHEUS_REPORT}", "month": self.span().month}

@@ -232,6 +232,25 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         if own_site is not None and off_site == own_site:
             errors.append((f"{base}.offsite_repo.site",
                            f'off-site repository is on the job\'s own site "{own_site}"; expected the other site'))
+    report = _mapping(raw.get("report"))
+    links = _entries(report.get("links"))
+    check_unique("report.links", links, "name", "link name")
+    for i, link in links:
+        name = text(link.get("device"))
+        if name is not None and name not in by_name:
+            errors.append((f"report.links[{i}].device", f'unknown device "{name}" (known: {_names(by_name)})'))
+    agencies = {name for _, a in _entries(netflow.get("agencies")) if (name := text(a.get("name")))}
+    report_agencies = _entries(report.get("agencies"))
+    check_unique("report.agencies", report_agencies, "name", "agency")
+    for i, agency in report_agencies:
+        name = text(agency.get("name"))
+        if name is not None and name not in agencies:
+            errors.append((f"report.agencies[{i}].name",
+                           f'unknown agency "{name}" (netflow.agencies: {_names(agencies)})'))
+    report_sites = _entries(report.get("sites"))
+    check_unique("report.sites", report_sites, "id", "site")
+    for i, site in report_sites:
+        check_site(f"report.sites[{i}].id", site.get("id"))
     errors.extend(_alerting_references(_mapping(raw.get("alerting")), check_site))
     return errors
 
@@ -262,25 +281,6 @@ def _alerting_references(alerting: dict, check_site: Any) -> list[tuple[str, str
         for k, site in enumerate(sites if isinstance(sites, list) else []):
             check_site(f"alerting.routes[{i}].sites[{k}]", site)
     check_site("alerting.home_site", alerting.get("home_site"))
-    report = _mapping(raw.get("report"))
-    links = _entries(report.get("links"))
-    check_unique("report.links", links, "name", "link name")
-    for i, link in links:
-        name = text(link.get("device"))
-        if name is not None and name not in by_name:
-            errors.append((f"report.links[{i}].device", f'unknown device "{name}" (known: {_names(by_name)})'))
-    agencies = {name for _, a in _entries(netflow.get("agencies")) if (name := text(a.get("name")))}
-    report_agencies = _entries(report.get("agencies"))
-    check_unique("report.agencies", report_agencies, "name", "agency")
-    for i, agency in report_agencies:
-        name = text(agency.get("name"))
-        if name is not None and name not in agencies:
-            errors.append((f"report.agencies[{i}].name",
-                           f'unknown agency "{name}" (netflow.agencies: {_names(agencies)})'))
-    report_sites = _entries(report.get("sites"))
-    check_unique("report.sites", report_sites, "id", "site")
-    for i, site in report_sites:
-        check_site(f"report.sites[{i}].id", site.get("id"))
     return errors
 
 

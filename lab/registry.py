@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from citydc.lab import processes
+from citydc.lab.app_backends import AppBackends
 from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
+from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
+from citydc.lab.libvirt import Libvirt
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.sftp import Sftp
 from citydc.lab.slapd import Slapd
@@ -22,6 +25,8 @@ SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), Es
 SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP collector
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
+# Playbooks (issue 11): application servers, one HAProxy per site, libvirtd with the test driver.
+SERVICES.update({s.name: s for s in (AppBackends(), *HAPROXY_SERVICES, Libvirt())})
 
 
 class UnknownService(LabError):

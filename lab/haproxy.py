@@ -29,6 +29,7 @@ def runtime_command(sock: Path, command: str, timeout: float = 5.0) -> str:
         s.settimeout(timeout)
         s.connect(str(sock))
         s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)  # the master CLI answers once its input ends
         chunks = []
         while chunk := s.recv(65536):
             chunks.append(chunk)

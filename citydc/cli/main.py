@@ -21,9 +21,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("citydc.cli.log_cmd:log_group", "The security log: ship, search, stats, verify, saved questions."),
     "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP directory audit, authentication-log audit, run diffs."),
     "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
+    "play": ("citydc.cli.play_cmd:play_group", "Ansible playbooks for the load-balancer and virtualization tiers."),
 }
 PLANNED: dict[str, tuple[str, str]] = {
-    "play": ("Ansible playbooks for the virtualization and load-balancer tiers.", "the playbooks issue"),
     "noc": ("Alert rules, Alertmanager routing and the NOC page.", "the alerts issue"),
     "report": ("Reports for auditors and the NOC.", "the reports issue"),
 }

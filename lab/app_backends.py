@@ -23,7 +23,7 @@ from pathlib import Path
 from citydc.lab import ports, processes
 from citydc.lab.base import LabContext, Service
 
-__all__ = ["APP_SERVERS", "AppBackends", "down_marker", "serve"]
+__all__ = ["APP_SERVERS", "AppBackends", "Load", "down_marker", "serve"]
 
 # name -> (site, port); the names are the inventory hostnames of playbooks/inventories/lab.
 APP_SERVERS: dict[str, tuple[str, int]] = {
@@ -81,6 +81,71 @@ def serve(directory: Path, servers: dict[str, int]) -> None:
         threads.append(t)
     for t in threads:
         t.join()
+
+
+class Load:
+    """A bounded HTTP load on one frontend: ``threads`` keep-alive clients, at most ``max_requests`` in all.
+
+    Counts answers 200 (``ok``), other statuses (``failed``) and socket errors (``errors``), and which
+    backend served each request (the body names it). Start it, do the work, ``stop()`` it.
+    """
+
+    def __init__(self, host: str, port: int, threads: int = 6, max_requests: int = 200_000) -> None:
+        self.host, self.port, self.threads, self.max_requests = host, port, threads, max_requests
+        self.ok = self.failed = self.errors = 0
+        self.served: dict[str, int] = {}
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed + self.errors
+
+    def start(self) -> Load:
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        for t in self._workers:
+            t.start()
+        return self
+
+    def stop(self) -> Load:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=30)
+        return self
+
+    def _run(self) -> None:
+        import http.client
+
+        conn = None
+        while not self._stop.is_set() and self.total < self.max_requests:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read().decode("utf-8", "replace")
+                with self._lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                        name = body.split(" ", 1)[0]
+                        self.served[name] = self.served.get(name, 0) + 1
+                    else:
+                        self.failed += 1
+                        self.failures.append(f"HTTP {resp.status}: {body.strip()[:80]}")
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                with self._lock:
+                    self.errors += 1
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 class AppBackends(Service):

@@ -49,14 +49,14 @@ class RunFacts:
     def what(self) -> str:
         where = f" limited to {self.limit}" if self.limit else ""
         mode = " in check mode" if self.check else ""
-        return f"playbook {self.playbook} on inventory {self.inventory}{where}{mode}"
+        return f"on inventory {self.inventory}{where}{mode}"
 
 
 def run_start(facts: RunFacts) -> dict:
     """Given the run's facts, return its ``playbook-run`` start event (outcome unknown)."""
     return make_event(
         action="playbook-run", dataset=DATASET, kind="event", category=["configuration"], type=["change", "start"],
-        outcome="unknown", message=f"{facts.user} started {facts.what()}", site=facts.site,
+        outcome="unknown", message=f"{facts.playbook} started by {facts.user} {facts.what()}", site=facts.site,
         id_key=f"{facts.run_id}:start", user=facts.user, host=facts.host,
         details={**facts.details(), "phase": "start"})
 
@@ -74,7 +74,8 @@ def run_end(facts: RunFacts, *, status: str, rc: int | None, meaning: str, durat
     summary = ", ".join(f"{k}={v}" for k, v in totals.items())
     return make_event(
         action="playbook-run", dataset=DATASET, kind="event", category=["configuration"], type=["change", "end"],
-        outcome=outcome, message=f"{facts.what()} by {facts.user} ended: {status} ({meaning}); {summary}",
+        outcome=outcome,
+        message=f"{facts.playbook} by {facts.user} {facts.what()} ended: {status} ({meaning}); {summary}",
         site=facts.site, id_key=f"{facts.run_id}:end", user=facts.user, host=facts.host,
         duration_ns=int(duration_seconds * 1e9), error=error,
         related={"hosts": names[:_MAX_HOSTS]} if names else None,

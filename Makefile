@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml lab/apt-packages.txt
 	bash lab/bootstrap.sh apt-packages.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,configs,report]"
+	$(PY) -m pip install -q -e ".[dev,configs,report,play,play-libvirt]"
 	touch $(STAMP)
 
 setup: $(STAMP)

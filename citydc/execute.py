@@ -4,6 +4,10 @@ Callers build argv in pure functions (unit-tested as tuples) and hand it here wi
 name. This module logs the command with every known secret masked, passes secrets only
 through the environment or files, enforces a timeout, and interprets the exit code through
 the tool's table: an exit code the table does not know is a failure, never a success.
+
+The one other place that starts processes is ansible-runner (``citydc.play.runner``): it starts
+``ansible-playbook`` itself, with an allow-listed environment and secrets in a removed 0600 file;
+its exit status is read through the ``ansible-playbook`` table here.
 """
 
 from __future__ import annotations

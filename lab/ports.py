@@ -62,6 +62,11 @@ ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
 NOC = 19080
 NODE_EXPORTER = 19101
 ALERTMANAGER_NOC_TEST = 19094
+# Playbooks lab (issue 11): one HAProxy per site (admin and master sockets are files in its service
+# directory), two small HTTP backends per site from APP_BACKENDS on, libvirtd on a private unix socket.
+HAPROXY_SIWEI = 18080
+HAPROXY_FENGSHAN = 18085
+APP_BACKENDS = 18090  # siwei app 1-2 on 18090-18091, fengshan app 1-2 on 18092-18093 (18090-18099 reserved)
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.

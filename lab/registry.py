@@ -12,6 +12,12 @@ from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
 from citydc.lab.node_exporter import NodeExporter
+from citydc.lab.app_backends import AppBackends
+from citydc.lab.base import LabContext, LabError, Service
+from citydc.lab.elasticsearch import Elasticsearch
+from citydc.lab.es_tls import EsTls
+from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
+from citydc.lab.libvirt import Libvirt
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.prometheus_report import PrometheusReport
 from citydc.lab.sftp import Sftp
@@ -30,6 +36,8 @@ SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup
 SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
 SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
 SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
+# Playbooks (issue 11): application servers, one HAProxy per site, libvirtd with the test driver.
+SERVICES.update({s.name: s for s in (AppBackends(), *HAPROXY_SERVICES, Libvirt())})
 
 
 class UnknownService(LabError):

@@ -24,9 +24,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "noc": ("citydc.cli.noc_cmd:noc_group", "The NOC wall page: alerts, site status, link utilisation."),
     "report": ("citydc.cli.report_cmd:report_group", "Monthly 95th-percentile bandwidth report from Prometheus."),
     "demo": ("citydc.cli.demo_cmd:demo", "Start the lab and run one operations cycle; show where all listens."),
+    "play": ("citydc.cli.play_cmd:play_group", "Ansible playbooks for the load-balancer and virtualization tiers."),
 }
 PLANNED: dict[str, tuple[str, str]] = {
-    "play": ("Ansible playbooks for the virtualization and load-balancer tiers.", "the playbooks issue"),
 }
 
 

@@ -1,0 +1,89 @@
+"""Playbook benchmark (issue 11), side by side in one run.
+
+(a) Overhead of ``citydc play``: the same deploy playbook (``lb-deploy.yml`` on the lab inventory, both
+    sites, an idempotent run: validation and comparison on every host, nothing to reload) run with bare
+    ``ansible-playbook`` (its default stdout callback) and with ``citydc play run`` (ansible-runner, its
+    event stream, per-host counts, the artifact directory, the start/end events fsynced into the spool).
+    The sides alternate (ABBA pairs), so drift in the machine's load cancels; the ratio is the median
+    wall time of ``citydc play`` over the median of ``ansible-playbook``. Goal: at most 1.05.
+(b) Rolling maintenance of Siwei's pool (``lb-rolling.yml --site siwei``) through ``citydc play`` while a
+    bounded load (4 keep-alive clients, at most 200,000 requests) runs through Siwei's HAProxy; the number
+    of failed requests (non-200 answers and socket errors) is printed.
+
+Run (lab services are started if needed; stop them with ``citydc lab down`` afterwards):
+    flock /tmp/citydc-lab.lock .venv/bin/python bench/play.py [--pairs N]
+Last lines: ``RATIO play_wall_vs_ansible_playbook <v>`` then ``FAILED rolling_requests_failed <n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from citydc.lab import ports, registry
+from citydc.lab.app_backends import Load
+from citydc.lab.base import LabContext
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+BIN = Path(sys.executable).parent
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stdout[-800:]}{proc.stderr[-800:]}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=4, help="ABBA pairs (each runs both sides twice)")
+    args = parser.parse_args()
+    ctx = LabContext()
+    registry.up(ctx, ["app-backends", "haproxy-siwei", "haproxy-fengshan"])
+    work = Path(tempfile.mkdtemp(prefix="citydc-bench-play-"))
+    config = work / "citydc.yaml"
+    config.write_text(json.dumps({
+        "sites": [{"id": "siwei", "name": "Siwei"}, {"id": "fengshan", "name": "Fengshan"}],
+        "security_log": {"spool_dir": str(work / "spool"), "sink": {"kind": "sqlite", "path": str(work / "log.db")}},
+    }))
+    env = {**os.environ, "CITYDC_LAB_DIR": str(ctx.root), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    bare = [str(BIN / "ansible-playbook"), "-i", "inventories/lab", "lb-deploy.yml"]
+    play = [str(BIN / "citydc"), "-c", str(config), "play", "run", "lb-deploy.yml", "-i", "lab"]
+    timed(play, env)  # bring the config in line with the inventory; warm the page cache
+    timed(bare, env, PLAYBOOKS)
+    walls: dict[str, list[float]] = {"ansible-playbook": [], "citydc play": []}
+    for i in range(args.pairs):
+        order = ["ansible-playbook", "citydc play", "citydc play", "ansible-playbook"]
+        if i % 2:
+            order.reverse()
+        for side in order:
+            wall = timed(bare, env, PLAYBOOKS) if side == "ansible-playbook" else timed(play, env)
+            walls[side].append(wall)
+    for side, values in walls.items():
+        print(f"{side:17} median {statistics.median(values):.3f} s  runs {' '.join(f'{v:.2f}' for v in values)}")
+
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=4, max_requests=200_000).start()
+    try:
+        rolling = timed([*play[:-3], "lb-rolling.yml", "-i", "lab", "--site", "siwei"], env)
+    finally:
+        load.stop()
+    print(f"rolling maintenance of siwei: {rolling:.1f} s, {load.total} requests, {load.ok} ok, "
+          f"{load.failed} non-200, {load.errors} socket errors")
+    ratio = statistics.median(walls["citydc play"]) / statistics.median(walls["ansible-playbook"])
+    print(f"RATIO play_wall_vs_ansible_playbook {ratio:.3f}")
+    print(f"FAILED rolling_requests_failed {load.failed + load.errors}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""``citydc play``: run the playbooks of playbooks/ through ansible-runner, every run in the security log."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, err, examples, fail, load_config, out, print_json
+from citydc.cli.table import Column, print_table, status_style
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
+HOST_COLUMNS = [Column("host"), Column("result", style=status_style), Column("ok", right=True),
+                Column("changed", right=True), Column("failed", right=True), Column("unreachable", right=True),
+                Column("skipped", right=True)]
+
+
+def default_playbooks_dir() -> Path:
+    """Return $CITYDC_PLAYBOOKS, or the checkout's playbooks/ (next to the citydc package)."""
+    env = os.environ.get("CITYDC_PLAYBOOKS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "playbooks"
+
+
+def resolve_inventory(playbooks_dir: Path, name: str) -> Path:
+    """Given the playbooks directory and an inventory name (inventories/<name>) or path, return its path.
+
+    Raise click.BadParameter if it does not exist."""
+    candidate = playbooks_dir / "inventories" / name
+    path = candidate if _NAME.match(name.replace("-", "_")) and candidate.exists() else Path(name)
+    if not path.exists():
+        known = sorted(p.name for p in (playbooks_dir / "inventories").glob("*") if p.is_dir())
+        raise click.BadParameter(f"no inventory {name!r} (known: {', '.join(known) or 'none'}; or give a path)",
+                                 param_hint="--inventory")
+    return path.resolve()
+
+
+def parse_extra_vars(items: tuple[str, ...]) -> dict[str, str]:
+    """Given -e NAME=VALUE items, return them as a dict. Raise click.BadParameter naming the bad item."""
+    out_vars: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not _NAME.match(name):
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="-e/--extra-var")
+        out_vars[name] = value
+    return out_vars
+
+
+def parse_secret_vars(items: tuple[str, ...]) -> dict[str, str]:
+    """Given --secret-var NAME=env:VAR|file:PATH items, return {name: value}.
+
+    Raise click.BadParameter naming the variable (never echoing what was given after '=')."""
+    from citydc.secrets import SecretRef, SecretUnavailable
+
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, ref = item.partition("=")
+        if not sep or not _NAME.match(name):
+            raise click.BadParameter("expected NAME=env:VAR or NAME=file:PATH", param_hint="--secret-var")
+        try:
+            values[name] = SecretRef.parse(ref).reveal()
+        except (ValueError, SecretUnavailable) as exc:
+            raise click.BadParameter(f"{name}: {exc}", param_hint="--secret-var") from None
+    return values
+
+
+def _playbook(playbooks_dir: Path, name: str) -> str:
+    path = (playbooks_dir / name).resolve()
+    if path.parent != playbooks_dir.resolve() or not path.is_file():
+        from citydc.play.runner import list_playbooks
+
+        known = ", ".join(n for n, _ in list_playbooks(playbooks_dir)) or "none"
+        raise click.BadParameter(f"no playbook {name!r} in {playbooks_dir} (known: {known})", param_hint="PLAYBOOK")
+    return path.name
+
+
+def _user() -> str:
+    user = getpass.getuser()
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (as {user})" if sudo and sudo != user else user
+
+
+@click.group("play", epilog=examples("citydc play list", "citydc play run lb-rolling.yml --site siwei"))
+def play_group() -> None:
+    """Ansible playbooks for the load-balancer and virtualization tiers (ansible-runner).
+
+    Every run is recorded in the security log: a playbook-run event when it starts and when it ends
+    (user, playbook, inventory, limit, check mode, git revision, per-host counts, outcome, duration)
+    and one playbook-task-changed event per changed task.
+    """
+
+
+_playbooks_option = click.option(
+    "--playbooks", "playbooks_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+    help="The playbooks directory (default: $CITYDC_PLAYBOOKS, or playbooks/ of this checkout).")
+
+
+@play_group.command("list", epilog=examples("citydc play list", "citydc play list --json"))
+@_playbooks_option
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
+    """List the playbooks and the inventories they can run against."""
+    from citydc.play.runner import list_playbooks
+
+    directory = playbooks_dir or default_playbooks_dir()
+    if not directory.is_dir():
+        fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
+    books = list_playbooks(directory)
+    inventories = sorted(p.name for p in (directory / "inventories").glob("*") if p.is_dir())
+    if as_json:
+        print_json({"playbooks_dir": str(directory), "inventories": inventories,
+                    "playbooks": [{"name": n, "summary": s} for n, s in books]})
+        return
+    print_table(out, [Column("playbook"), Column("what it does", text=True)], books,
+                title=f"playbooks in {directory} (inventories: {', '.join(inventories)})")
+
+
+@play_group.command("run", epilog=examples(
+    "citydc play run lb-deploy.yml --inventory lab --check --diff",
+    "citydc play run lb-rolling.yml --site siwei",
+    "citydc play run vm-deploy.yml --limit hv-fengshan-1 --secret-var admin_password=env:VM_ADMIN_PW"))
+@click.argument("playbook")
+@click.option("--site", default=None, help="Only the hosts of this site (inventory group siwei or fengshan).")
+@click.option("--limit", default=None, help="Only these hosts (an Ansible host pattern).")
+@click.option("--check", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--diff", is_flag=True, help="Show the differences of changed files and settings.")
+@click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
+              help="An extra variable (recorded by name in the events, by value in the run's artifacts).")
+@click.option("--secret-var", "secret_vars", multiple=True, metavar="NAME=env:VAR|file:PATH",
+              help="A secret extra variable read from the environment or a file: it never reaches events, "
+                   "logs, argv or the artifact directory (tasks using it should set no_log).")
+@click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
+              help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
+@_playbooks_option
+@click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where each run's artifact directory is kept (default: play-artifacts next to the spool).")
+@click.option("--keep-runs", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Artifact directories kept (older ones are removed).")
+@click.option("--timeout", default=None, type=click.IntRange(1), help="Stop the run after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no live view).")
+@click.pass_context
+def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | None, check: bool, diff: bool,
+            extra_vars: tuple[str, ...], secret_vars: tuple[str, ...], inventory: str, playbooks_dir: Path | None,
+            artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
+    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable."""
+    from citydc.play import events
+    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
+    from citydc.play.view import live_view
+    from citydc.seclog import emit_configured
+
+    directory = (playbooks_dir or default_playbooks_dir()).resolve()
+    if not directory.is_dir():
+        fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
+    if site is not None and not _SITE.match(site):
+        raise click.BadParameter(f"expected a site id such as siwei or fengshan, got {site!r}", param_hint="--site")
+    name = _playbook(directory, playbook)
+    inv = resolve_inventory(directory, inventory)
+    plain = parse_extra_vars(extra_vars)
+    secrets = parse_secret_vars(secret_vars)
+    both = sorted(set(plain) & set(secrets))
+    if both:
+        raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
+    loaded = load_config(ctx)
+    spool = loaded.resolve(loaded.config.security_log.spool_dir)
+    artifacts = (artifacts_dir or spool.parent / "play-artifacts").absolute()
+    req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv, artifacts_dir=artifacts, site=site,
+                      limit=limit, check=check, diff=diff, extra_vars=plain, secret_vars=secrets, keep_runs=keep_runs,
+                      timeout=timeout)
+    facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
+                            inventory=inv.name if inv.parent == directory / "inventories" else str(inv),
+                            site=site or "all", limit=limit_pattern(site, limit), check=check, diff=diff,
+                            revision=git_revision(directory), host=socket.gethostname(), extra_vars=list(plain),
+                            secret_vars=list(secrets), artifact_dir=str(artifacts / req.run_id))
+    emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
+    tracker = Tracker(secrets=list(secrets.values()))
+    try:
+        with live_view(err, tracker, name) if not as_json else _null():
+            result = run_playbook(req, tracker)
+    except BaseException as exc:  # the run did not end normally: record it, then let it propagate
+        hosts = tracker.final if tracker.final is not None else tracker.hosts
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        emit_configured(loaded, events.run_end(facts, status="error", rc=None, meaning=reason, duration_seconds=0.0,
+                                               hosts=hosts, changed_tasks=len(tracker.changed), error=reason[:500]))
+        if isinstance(exc, Exception):
+            fail(f"{name}: {reason}")
+        raise
+    batch: list[dict[str, Any]] = [
+        events.task_changed(facts, event_uuid=t["uuid"], target=t["host"], task=t["task"], module=t["module"],
+                            play=t["play"]) for t in result.changed_tasks]
+    first_failure = result.failures[0] if result.failures else None
+    error = None if result.ok else (
+        f"{first_failure['host']}: {first_failure['task']}: {first_failure['message']}" if first_failure
+        else result.meaning)
+    batch.append(events.run_end(facts, status=result.status, rc=result.rc, meaning=result.meaning,
+                                duration_seconds=result.duration_seconds, hosts=result.hosts,
+                                changed_tasks=len(result.changed_tasks), error=error[:500] if error else None))
+    emit_configured(loaded, batch)
+    if as_json:
+        print_json({"run_id": req.run_id, "playbook": name, "inventory": facts.inventory, "limit": facts.limit,
+                    "check_mode": check, "revision": facts.revision, **result.to_json()})
+    else:
+        _report(name, result)
+    ctx.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _null():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _report(name: str, result: Any) -> None:
+    rows = []
+    for host in sorted(result.hosts, key=lambda h: (-(result.hosts[h]["failed"] + result.hosts[h]["unreachable"]), h)):
+        c = result.hosts[host]
+        word = "failure" if c["failed"] or c["unreachable"] else "changed" if c["changed"] else "ok"
+        rows.append([host, word, *(str(c[k]) for k in ("ok", "changed", "failed", "unreachable", "skipped"))])
+    print_table(out, HOST_COLUMNS, rows, title=f"{name}: {result.status} in {result.duration_seconds:.1f} s")
+    for f in result.failures:
+        err.print(f"[red]failed[/] {escape(f['host'])}: {escape(f['task'])}: {escape(f['message'])}")
+    if not result.ok:
+        err.print(f"[bold red]error:[/] {escape(name)}: {escape(result.meaning)} (exit code {result.rc}); "
+                  f"artifacts in {escape(str(result.artifact_dir))}")

@@ -1,0 +1,95 @@
+"""ECS security events of playbook runs: pure builders over citydc.seclog.make_event.
+
+Mapping (DESIGN.md): a playbook run and a changed task are ``configuration``/``change`` events,
+actions ``playbook-run`` (once when the run starts, outcome unknown; once when it ends, with its
+outcome) and ``playbook-task-changed`` (one per task that changed a host). Details go under
+``citydc.playbook.*``. Ids come from the run id (+ the runner's event uuid), so a retried emit is
+stored once. Only the *names* of secret extra-vars are ever recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from citydc.seclog import make_event
+
+__all__ = ["DATASET", "RunFacts", "run_end", "run_start", "task_changed"]
+
+DATASET = "citydc.playbook"
+_MAX_HOSTS = 200  # hosts listed in one event; more are counted
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What identifies a run: who ran which playbook where, and how."""
+
+    run_id: str
+    user: str
+    playbook: str
+    inventory: str
+    site: str  # --site, or "all"
+    limit: str | None
+    check: bool
+    diff: bool
+    revision: str  # git revision of playbooks/ ("+dirty" when it has uncommitted changes), or "unknown"
+    host: str  # the machine citydc runs on
+    extra_vars: Sequence[str] = ()  # names of the plain extra-vars
+    secret_vars: Sequence[str] = ()  # names of the secret extra-vars (values never)
+    artifact_dir: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def details(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "playbook": self.playbook, "inventory": self.inventory, "limit": self.limit,
+                "check_mode": self.check, "diff_mode": self.diff, "revision": self.revision,
+                "extra_vars": sorted(self.extra_vars), "secret_vars": sorted(self.secret_vars),
+                "artifact_dir": self.artifact_dir}
+
+    def what(self) -> str:
+        where = f" limited to {self.limit}" if self.limit else ""
+        mode = " in check mode" if self.check else ""
+        return f"on inventory {self.inventory}{where}{mode}"
+
+
+def run_start(facts: RunFacts) -> dict:
+    """Given the run's facts, return its ``playbook-run`` start event (outcome unknown)."""
+    return make_event(
+        action="playbook-run", dataset=DATASET, kind="event", category=["configuration"], type=["change", "start"],
+        outcome="unknown", message=f"{facts.playbook} started by {facts.user} {facts.what()}", site=facts.site,
+        id_key=f"{facts.run_id}:start", user=facts.user, host=facts.host,
+        details={**facts.details(), "phase": "start"})
+
+
+def run_end(facts: RunFacts, *, status: str, rc: int | None, meaning: str, duration_seconds: float,
+            hosts: Mapping[str, Mapping[str, int]], changed_tasks: int, error: str | None = None) -> dict:
+    """Given the run's facts and result (per-host counts ok/changed/failed/unreachable/skipped), return its end event.
+
+    The outcome is success only when ansible-playbook exited 0 (its exit-code table in citydc.execute).
+    """
+    outcome = "success" if rc == 0 and status == "successful" else "failure"
+    names = sorted(hosts)
+    listed = {h: dict(hosts[h]) for h in names[:_MAX_HOSTS]}
+    totals = {k: sum(c.get(k, 0) for c in hosts.values()) for k in ("ok", "changed", "failed", "unreachable")}
+    summary = ", ".join(f"{k}={v}" for k, v in totals.items())
+    return make_event(
+        action="playbook-run", dataset=DATASET, kind="event", category=["configuration"], type=["change", "end"],
+        outcome=outcome,
+        message=f"{facts.playbook} by {facts.user} {facts.what()} ended: {status} ({meaning}); {summary}",
+        site=facts.site, id_key=f"{facts.run_id}:end", user=facts.user, host=facts.host,
+        duration_ns=int(duration_seconds * 1e9), error=error,
+        related={"hosts": names[:_MAX_HOSTS]} if names else None,
+        details={**facts.details(), "phase": "end", "status": status, "exit_code": rc, "meaning": meaning,
+                 "duration_seconds": round(duration_seconds, 3), "hosts": listed, "host_count": len(names),
+                 "totals": totals, "changed_tasks": changed_tasks})
+
+
+def task_changed(facts: RunFacts, *, event_uuid: str, target: str, task: str, module: str, play: str) -> dict:
+    """Given one changed task (target host, task name, module), return its ``playbook-task-changed`` event."""
+    return make_event(
+        action="playbook-task-changed", dataset=DATASET, kind="event", category=["configuration"], type=["change"],
+        outcome="success", message=f"{task} ({module}) changed {target} in {facts.playbook}",
+        site=facts.site, id_key=f"{facts.run_id}:task:{event_uuid}", user=facts.user, host=facts.host,
+        related={"hosts": [target]},
+        details={"run_id": facts.run_id, "playbook": facts.playbook, "target": target, "task": task, "module": module,
+                 "play": play, "check_mode": facts.check, "revision": facts.revision})

@@ -1,0 +1,284 @@
+"""The load-balancer playbooks end to end: the real ``citydc play run`` (ansible-runner, ansible-playbook), the
+lab's HAProxy of each site with its runtime API, the four app backends, and the security log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from citydc.lab import ports
+from citydc.lab.app_backends import Load, down_marker
+from citydc.lab.haproxy import runtime_command
+
+pytestmark = pytest.mark.lab
+
+CITYDC = str(Path(sys.executable).with_name("citydc"))
+SIWEI = ("app-siwei-1", "app-siwei-2")
+FENGSHAN = ("app-fengshan-1", "app-fengshan-2")
+
+
+@pytest.fixture(scope="module")
+def lab(lab_up, lab_ctx, tmp_path_factory) -> dict:
+    lab_up("app-backends", "haproxy-siwei", "haproxy-fengshan")
+    base = tmp_path_factory.mktemp("play-lb")
+    config = base / "citydc.yaml"
+    config.write_text(json.dumps({
+        "sites": [{"id": "siwei", "name": "Siwei"}, {"id": "fengshan", "name": "Fengshan"}],
+        "security_log": {"spool_dir": str(base / "spool"), "sink": {"kind": "sqlite", "path": str(base / "log.db")}},
+    }))
+    env = {**os.environ, "CITYDC_LAB_DIR": str(lab_ctx.root), "CITYDC_INVENTORY": "lab"}
+    info = {"root": lab_ctx.root, "config": config, "env": env, "base": base,
+            "sock": {s: lab_ctx.root / f"haproxy-{s}" / "admin.sock" for s in ("siwei", "fengshan")},
+            "app_dir": lab_ctx.root / "app-backends"}
+    # The first deploy renders the inventory's config over the lab's bootstrap one.
+    rc, out = play(info, "lb-deploy.yml")
+    assert rc == 0, out
+    return info
+
+
+def citydc(lab: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([CITYDC, "-c", str(lab["config"]), *args], env=lab["env"], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def play(lab: dict, *args: str) -> tuple[int, dict]:
+    proc = citydc(lab, "play", "run", *args, "--json")
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        return proc.returncode, {"stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def pool(lab: dict, site: str) -> dict[str, dict]:
+    """Return {server: {admin, up}} from the runtime API (admin: ready/drain/maint)."""
+    text = runtime_command(lab["sock"][site], "show servers state be_app")
+    header, out = None, {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            header = line.lstrip("# ").split()
+        elif header and line.strip() and not line.strip().isdigit():
+            row = dict(zip(header, line.split(), strict=False))
+            admin = int(row["srv_admin_state"])
+            out[row["srv_name"]] = {"admin": "maint" if admin & 0x67 else "drain" if admin & 0x18 else "ready",
+                                    "up": row["srv_op_state"] == "2"}
+    return out
+
+
+class Watcher:
+    """Polls both sites' pools every 50 ms and records each admin state every server went through."""
+
+    def __init__(self, lab: dict, on_state=None) -> None:
+        self.lab, self.on_state = lab, on_state
+        self.seen: dict[str, set[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for site in ("siwei", "fengshan"):
+                for name, st in pool(self.lab, site).items():
+                    self.seen.setdefault(name, set()).add(st["admin"])
+                    if self.on_state:
+                        self.on_state(name, st)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def all_serving(lab: dict, site: str, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(s["admin"] == "ready" and s["up"] for s in pool(lab, site).values()):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def search(lab: dict, action: str) -> list[dict]:
+    assert citydc(lab, "log", "ship").returncode == 0
+    proc = citydc(lab, "log", "search", "--action", action, "--json", "--limit", "1000")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_rolling_maintenance_under_load_loses_no_request(lab):
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=4).start()
+    try:
+        with Watcher(lab) as watch:
+            started = load.total
+            rc, result = play(lab, "lb-rolling.yml", "--site", "siwei")
+            during = load.total - started
+    finally:
+        load.stop()
+    assert rc == 0, result
+    assert during >= 5000, f"only {during} requests ran during the rolling maintenance"
+    assert (load.failed, load.errors) == (0, 0), load.failures[:5]
+    for server in SIWEI:  # each one drained, put in maintenance and re-enabled
+        assert {"drain", "maint", "ready"} <= watch.seen[server], (server, watch.seen[server])
+        assert (lab["app_dir"] / f"{server}.maintained").exists()
+    for server in FENGSHAN:  # the other site was never touched
+        assert watch.seen[server] == {"ready"}
+    assert all_serving(lab, "siwei", timeout=1)
+    assert set(result["hosts"]) == set(SIWEI)
+    assert all(c["failed"] == 0 and c["changed"] >= 3 for c in result["hosts"].values())
+
+    runs = [e for e in search(lab, "playbook-run") if e["citydc"]["playbook"]["run_id"] == result["run_id"]]
+    phases = {e["citydc"]["playbook"]["phase"]: e for e in runs}
+    assert set(phases) == {"start", "end"}
+    end = phases["end"]
+    assert end["event"]["outcome"] == "success" and end["labels"]["site"] == "siwei"
+    assert end["user"]["name"] and end["citydc"]["playbook"]["playbook"] == "lb-rolling.yml"
+    assert end["citydc"]["playbook"]["limit"] == "siwei" and end["citydc"]["playbook"]["check_mode"] is False
+    assert end["citydc"]["playbook"]["hosts"]["app-siwei-1"]["changed"] >= 3
+    assert end["citydc"]["playbook"]["revision"] != ""
+    changed = [e for e in search(lab, "playbook-task-changed")
+               if e["citydc"]["playbook"]["run_id"] == result["run_id"]]
+    drained = {e["citydc"]["playbook"]["target"] for e in changed
+               if e["citydc"]["playbook"]["task"].startswith("Drain")}
+    assert drained == set(SIWEI)
+    assert all(e["citydc"]["playbook"]["module"] for e in changed)
+    lab["env"]["COLUMNS"] = "160"
+    table = citydc(lab, "log", "search", "--action", "playbook-run")
+    del lab["env"]["COLUMNS"]
+    assert "lb-rolling.yml" in table.stdout and table.returncode == 0
+
+
+def test_server_that_does_not_come_back_stops_the_run_and_pool_keeps_serving(lab):
+    assert all_serving(lab, "siwei")
+    marker = down_marker(lab["app_dir"], "app-siwei-2")
+
+    def break_it(name: str, st: dict) -> None:  # the maintenance "breaks" app-siwei-2 once it is out of the pool
+        if name == "app-siwei-2" and st["admin"] != "ready":
+            marker.touch()
+
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=2).start()
+    try:
+        with Watcher(lab, on_state=break_it):
+            rc, result = play(lab, "lb-rolling.yml", "--site", "siwei", "-e", "rolling_health_retries=3")
+        after = pool(lab, "siwei")
+        time.sleep(1)
+        load.stop()
+        assert rc == 1, result
+        assert result["hosts"]["app-siwei-2"]["failed"] == 1
+        assert any("did not come back" in f["message"] for f in result["failures"]), result["failures"]
+        assert after["app-siwei-2"]["admin"] == "maint"  # left out of the pool
+        assert after["app-siwei-1"] == {"admin": "ready", "up": True}  # the pool serves
+        assert (load.failed, load.errors) == (0, 0), load.failures[:5]
+        assert load.served.get("app-siwei-1", 0) > 0
+        end = [e for e in search(lab, "playbook-run") if e["citydc"]["playbook"]["run_id"] == result["run_id"]
+               and e["citydc"]["playbook"]["phase"] == "end"]
+        assert end and end[0]["event"]["outcome"] == "failure" and "app-siwei-2" in end[0]["error"]["message"]
+    finally:
+        marker.unlink(missing_ok=True)
+        runtime_command(lab["sock"]["siwei"], "set server be_app/app-siwei-2 state ready")
+        assert all_serving(lab, "siwei")
+
+
+def test_broken_config_is_refused_and_haproxy_keeps_serving(lab):
+    cfg = lab["root"] / "haproxy-siwei" / "haproxy.cfg"
+    before = hashlib.sha256(cfg.read_bytes()).hexdigest()
+    rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1", "-e", "haproxy_balance=no-such-algorithm")
+    assert rc == 1, result
+    assert result["hosts"]["lb-siwei-1"]["failed"] == 1
+    assert any("validat" in f["message"].lower() or "haproxy" in f["message"] for f in result["failures"])
+    assert hashlib.sha256(cfg.read_bytes()).hexdigest() == before
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=2, max_requests=500).start()
+    time.sleep(2)
+    load.stop()
+    assert load.ok >= 500 and (load.failed, load.errors) == (0, 0)
+
+
+def test_deploy_is_idempotent_and_check_mode_changes_nothing(lab):
+    rc, first = play(lab, "lb-deploy.yml")
+    assert rc == 0, first
+    rc, second = play(lab, "lb-deploy.yml")
+    assert rc == 0 and sum(c["changed"] for c in second["hosts"].values()) == 0, second["hosts"]
+    cfg = lab["root"] / "haproxy-fengshan" / "haproxy.cfg"
+    before = cfg.read_text()
+    assert "server app-fengshan-1 127.0.0.1:18092" in before and "server-state-file" in before
+    rc, check = play(lab, "lb-deploy.yml", "--site", "fengshan", "--check", "--diff", "-e", "haproxy_retries=5")
+    assert rc == 0 and check["hosts"]["lb-fengshan-1"]["changed"] >= 1, check
+    assert set(check["hosts"]) == {"lb-fengshan-1"}
+    assert cfg.read_text() == before
+
+
+def test_runtime_states_survive_a_hitless_reload(lab):
+    """A drained server stays drained across the reload a deploy triggers (server-state-file)."""
+    sock = lab["sock"]["fengshan"]
+    runtime_command(sock, "set server be_app/app-fengshan-2 state drain")
+    load = Load(ports.HOST, ports.HAPROXY_FENGSHAN, threads=2).start()
+    try:
+        rc, result = play(lab, "lb-deploy.yml", "--site", "fengshan", "-e", "haproxy_timeout_client=31s")
+        assert rc == 0 and result["hosts"]["lb-fengshan-1"]["changed"] >= 2, result
+        assert pool(lab, "fengshan")["app-fengshan-2"]["admin"] == "drain"
+    finally:
+        load.stop()
+        runtime_command(sock, "set server be_app/app-fengshan-2 state ready")
+        assert play(lab, "lb-deploy.yml", "--site", "fengshan")[0] == 0  # back to the inventory's config
+    assert load.failed == 0 and load.errors <= 4, load.failures[:5]  # PLATFORM.md §4: keep-alive reads on reload
+
+
+def test_secret_extra_vars_never_reach_artifacts_events_or_output(lab, tmp_path):
+    secret = "pw-Zq81-never-shown-anywhere"
+    books = tmp_path / "playbooks"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "playbooks", books)
+    proof = tmp_path / "proof"
+    (books / "secret-probe.yml").write_text(f"""---
+# Uses a secret carelessly (no no_log), to prove citydc masks it anyway.
+- name: Probe
+  hosts: lb-siwei-1
+  gather_facts: false
+  tasks:
+    - name: Print the secret
+      ansible.builtin.debug:
+        msg: "the secret is {{{{ probe_secret }}}}"
+    - name: Prove the playbook got it
+      ansible.builtin.copy:
+        content: "{{{{ probe_secret | hash('sha256') }}}}"
+        dest: {proof}
+        mode: "0600"
+    - name: Fail with the secret in the message
+      ansible.builtin.fail:
+        msg: "bad {{{{ probe_secret }}}}"
+""")
+    env_before = dict(lab["env"])
+    lab["env"]["PROBE_PW"] = secret
+    try:
+        proc = citydc(lab, "play", "run", "secret-probe.yml", "--playbooks", str(books), "--secret-var",
+                      "probe_secret=env:PROBE_PW", "--keep-runs", "2", "--artifacts", str(tmp_path / "art"))
+        for _ in range(2):  # rotation: at most --keep-runs artifact directories stay
+            citydc(lab, "play", "run", "secret-probe.yml", "--playbooks", str(books), "--secret-var",
+                   "probe_secret=env:PROBE_PW", "--keep-runs", "2", "--artifacts", str(tmp_path / "art"))
+    finally:
+        lab["env"] = env_before
+    assert proc.returncode == 1, proc.stderr
+    assert proof.read_text() == hashlib.sha256(secret.encode()).hexdigest()
+    runs = [p for p in (tmp_path / "art").iterdir() if p.is_dir()]
+    assert len(runs) == 2
+    assert any((r / "job_events").iterdir() for r in runs)
+    assert citydc(lab, "log", "ship").returncode == 0
+    places = [tmp_path / "art", lab["base"]]
+    leaked = [str(p) for root in places for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    assert secret not in proc.stdout + proc.stderr
+    assert "***" in "".join(p.read_text() for r in runs for p in (r / "job_events").glob("*.json"))
+    events = search(lab, "playbook-run")
+    probe = [e for e in events if e["citydc"]["playbook"]["playbook"] == "secret-probe.yml"]
+    assert probe and all(e["citydc"]["playbook"]["secret_vars"] == ["probe_secret"] for e in probe)

@@ -7,17 +7,14 @@ from dataclasses import dataclass
 
 from citydc.lab import processes
 from citydc.lab.alertmanager import Alertmanager, AlertWebhook
-from citydc.lab.base import LabContext, LabError, Service
-from citydc.lab.elasticsearch import Elasticsearch
-from citydc.lab.es_tls import EsTls
-from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
-from citydc.lab.node_exporter import NodeExporter
 from citydc.lab.app_backends import AppBackends
 from citydc.lab.base import LabContext, LabError, Service
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
 from citydc.lab.libvirt import Libvirt
+from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
+from citydc.lab.node_exporter import NodeExporter
 from citydc.lab.prometheus import Prometheus
 from citydc.lab.prometheus_report import PrometheusReport
 from citydc.lab.sftp import Sftp

@@ -24,10 +24,11 @@ def test_every_command_imports_and_has_help(name):
     assert command is not None and command.name == name  # the mapping points at the right object
 
 
-@pytest.mark.parametrize("name", sorted(PLANNED))
-def test_planned_groups_say_so(name):
-    result = CliRunner().invoke(cli, [name, "--help"])
-    assert result.exit_code == 0 and "Not built yet" in result.output
+def test_planned_groups_say_so(monkeypatch):
+    # Every concern is built today; a group added to PLANNED later must still say so in its help.
+    monkeypatch.setitem(PLANNED, "someday", ("A concern still to come.", "a later issue"))
+    result = CliRunner().invoke(cli, ["someday", "--help"])
+    assert result.exit_code == 0 and "Not built yet" in result.output and "a later issue" in result.output
 
 
 def test_unknown_command_is_a_usage_error():

@@ -72,6 +72,10 @@ class Service:
         return {}
 
     ready_timeout: float = 60.0
+    # Whether the started process's children are part of the service (the Elasticsearch launcher's JVM)
+    # or short-lived per-connection workers (sshd's), which would make a healthy service look stopped
+    # once a readiness probe's child exits after being recorded.
+    record_children: bool = True
 
     # -- state kept by the framework ---------------------------------------------------------
 
@@ -148,7 +152,8 @@ class Service:
             raise LabError(f"{self.name} did not become ready within {self.ready_timeout:.0f} s; "
                            f"see {self.log_path(ctx)}") from None
         # Record the children too (e.g. the Elasticsearch launcher's server JVM).
-        recs += processes.record_living(processes.descendants(proc.pid), self.name)
+        if self.record_children:
+            recs += processes.record_living(processes.descendants(proc.pid), self.name)
         processes.save(self.pid_file(ctx), recs)
         self.owner_file(ctx).write_text(json.dumps(self.fingerprint(), sort_keys=True))
 

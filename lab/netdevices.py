@@ -236,6 +236,7 @@ def rekey(ctx: LabContext, service: NetDevices, name: str) -> None:
 
 class LinuxDevice(Service):
     """OpenSSH sshd on one loopback port, a ``linux`` device for netmiko (key login, a shell)."""
+    record_children = False  # sshd: only the listener is the service; its children are per connection
 
     ready_timeout = 20.0
 

@@ -93,6 +93,7 @@ def untraversable_ancestors(path: Path, uid: int, gids: set[int]) -> list[Path]:
 
 
 class Sftp(Service):
+    record_children = False  # sshd: only the listener is the service; its children are per connection
     name = "sftp"
     description = "OpenSSH sshd with SFTP on loopback (off-site restic repositories)"
     ready_timeout = 20.0

@@ -11,6 +11,7 @@ LD_PRELOAD shim (built with gcc at install time) that turns on libpcap immediate
 from __future__ import annotations
 
 import subprocess
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -60,6 +61,12 @@ def ensure_netns() -> None:
     if execute.run("ip", ("ip", "-n", NAMESPACE, "link", "show", NS_IF), timeout=10).ok:
         return
     execute.run("ip", ("ip", "netns", "delete", NAMESPACE), timeout=10)  # a half-made one
+    # The kernel tears a deleted namespace down asynchronously: the host end of its veth pair can outlive
+    # it for a moment, and creating the pair again then fails with "File exists". Remove it and wait.
+    execute.run("ip", ("ip", "link", "delete", HOST_IF), timeout=10)
+    deadline = time.monotonic() + 10
+    while execute.run("ip", ("ip", "link", "show", HOST_IF), timeout=10).ok and time.monotonic() < deadline:
+        time.sleep(0.1)
     for argv in netns_setup_argvs():
         res = execute.run("ip", argv, timeout=10)
         if not res.ok:

@@ -291,7 +291,7 @@ def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_
         with spool.shipping():
             shipper.follow(stop, poll=0.1)
 
-    threads = [threading.Thread(target=producer), threading.Thread(target=ship)]
+    threads = [threading.Thread(target=producer, daemon=True), threading.Thread(target=ship, daemon=True)]
     for t in threads:
         t.start()
     stored_before = 0
@@ -313,15 +313,19 @@ def test_elasticsearch_stopped_during_a_stream_loses_and_duplicates_nothing(lab_
         assert not produced.is_set()  # the outage really was in the middle of the stream
         assert shipper.last_error is not None and shipper.last_error.reason in ("unavailable", "timeout")
     finally:
-        es_service.up(lab_ctx)
-        # The data directory survived the restart: what was stored before is still there.
-        assert store.count() >= stored_before
-        produced.wait(timeout=60)
-        while spool.backlog()[0] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        try:
+            es_service.up(lab_ctx)
+            # The data directory survived the restart: what was stored before is still there.
+            assert store.count() >= stored_before
+            produced.wait(timeout=60)
+            while spool.backlog()[0] and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            # Whatever failed above, the shipper thread stops: a thread left following would keep
+            # pytest from exiting (and be counted by other tests as a thread of the process).
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
     assert produced.is_set() and spool.backlog()[0] == 0
     stored = own(store.search(Query(newest_first=False)))
     assert len(stored) == len(events) and store.count() == len(events) + 1  # and the spool-created event

@@ -1,5 +1,5 @@
 """A Prometheus server (Debian package ``prometheus``) on loopback, scraping the lab's SNMP exporter,
-evaluating the repository's ``alerts/*.rules.yml`` (and one lab-only rule) every 2 s and sending
+evaluating the repository's ``alerts/*.rules.yml`` (and lab-only rules, below) every 2 s and sending
 alerts to the lab's Alertmanager (lab/alertmanager.py).
 
 Its one job, ``citydc_snmp``, is the scrape config ``citydc collect snmp-targets`` prints, reading
@@ -15,11 +15,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 from citydc.collectors.snmp.targets import scrape_config
 from citydc.lab import ports, processes, web_tls
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
+from citydc.lab.busy_link import HOST_IF as BUSY_LINK_IF
 
-__all__ = ["Prometheus", "file_sd_dir", "query"]
+__all__ = ["LAB_LINK_IFNAME", "Prometheus", "file_sd_dir", "lab_link_rules", "lab_rules_yml", "query"]
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -50,6 +53,56 @@ groups:
           runbook_url: "docs/alerting.md"
 """
 
+# LinkUtilisationHigh at lab scale, for the lab's busy link only (lab/busy_link.py, interface cdnoc0 of
+# the lab's snmpd): the production rule of alerts/snmp.rules.yml with the utilisation over 15 s instead
+# of 5 minutes, above 0.2% instead of 80% (a veth reports 10 Gb/s) for 4 s instead of 15 minutes, and
+# the label scale="lab". Same name, severity and annotations, so Alertmanager, the webhook and the NOC
+# page treat it as they treat the real one. tests/lab/test_noc_e2e.py drives it.
+LAB_LINK_IFNAME = BUSY_LINK_IF
+LAB_LINK_WINDOW = "15s"
+LAB_LINK_THRESHOLD = 0.002
+LAB_LINK_FOR = "4s"
+PRODUCTION_UTILISATION = "link:citydc_snmp_if_utilisation:ratio_rate5m"
+LAB_BITS = "link:citydc_snmp_if_bits:rate15s"
+LAB_UTILISATION = "link:citydc_snmp_if_utilisation:ratio_rate15s"
+
+
+def lab_link_rules(snmp_rules: Path | None = None) -> dict:
+    """Given alerts/snmp.rules.yml (default: the repository's), return the rule group of the lab-scale
+    LinkUtilisationHigh (see above): its two recording rules and the alert derived from the production one.
+
+    Raise LabError if the production rule is not there or no longer has the shape this derivation reads.
+    """
+    path = snmp_rules or ALERTS / "snmp.rules.yml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "LinkUtilisationHigh"]
+    if len(found) != 1:
+        raise LabError(f"{path}: expected one LinkUtilisationHigh alert, found {len(found)}")
+    prod = found[0]
+    expr = " ".join(str(prod["expr"]).split())
+    if not expr.startswith(f"{PRODUCTION_UTILISATION} > "):
+        raise LabError(f"{path}: LinkUtilisationHigh is no longer '{PRODUCTION_UTILISATION} > threshold' "
+                       f"({expr!r}): update lab_link_rules() in lab/prometheus.py")
+    sel = f'{{ifName="{LAB_LINK_IFNAME}"}}'
+    bits = [{"record": LAB_BITS, "expr": f"8 * rate(citydc_snmp_if_{counter}_bytes_total{sel}[{LAB_LINK_WINDOW}])",
+             "labels": {"direction": direction}}
+            for counter, direction in (("receive", "in"), ("transmit", "out"))]
+    util = {"record": LAB_UTILISATION,
+            "expr": f"{LAB_BITS} / ignoring(direction) group_left() (citydc_snmp_if_speed_bits_per_second{sel} > 0)"}
+    alert = {"alert": "LinkUtilisationHigh", "expr": f"{LAB_UTILISATION} > {LAB_LINK_THRESHOLD}",
+             "for": LAB_LINK_FOR, "labels": {**prod.get("labels", {}), "scale": "lab"},
+             "annotations": {**prod["annotations"], "description": (
+                 f"Lab scale of LinkUtilisationHigh: {{{{ $labels.device }}}} {{{{ $labels.ifName }}}} has carried "
+                 f"more than {LAB_LINK_THRESHOLD:.1%} of its speed over {LAB_LINK_WINDOW} in direction "
+                 f"{{{{ $labels.direction }}}} for {LAB_LINK_FOR} (lab/prometheus.py).")}}
+    return {"name": "citydc-lab-link", "rules": [*bits, util, alert]}
+
+
+def lab_rules_yml() -> str:
+    """Return the lab-only rule file: LabWebhookBadRequest and the lab-scale LinkUtilisationHigh."""
+    doc = yaml.safe_load(LAB_RULES)
+    doc["groups"].append(lab_link_rules())
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=200)
 
 def prometheus_yml(file_sd: Path, exporter: str, rule_files: list[str] | None = None,
                    alertmanager: str | None = None, webhook_job: str = "") -> str:
@@ -102,7 +155,7 @@ class Prometheus(Service):
         if not ALERTS.is_dir():
             raise LabError(f"prometheus: the rule files are read from {ALERTS}, which is missing: run the lab "
                            "from a checkout of the repository")
-        (d / "lab.rules.yml").write_text(LAB_RULES)
+        (d / "lab.rules.yml").write_text(lab_rules_yml())
         pw = d / "webhook-scrape.password"
         pw.write_text(web_tls.PASSWORD)
         pw.chmod(0o600)

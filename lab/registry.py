@@ -9,6 +9,7 @@ from citydc.lab import processes
 from citydc.lab.alertmanager import Alertmanager, AlertWebhook
 from citydc.lab.app_backends import AppBackends
 from citydc.lab.base import LabContext, LabError, Service
+from citydc.lab.busy_link import BusyLink
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
@@ -32,6 +33,7 @@ SERVICES["slapd"] = Slapd()  # LDAP directory audit
 SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup (fakenos, linux sshd)
 SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
 SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
+SERVICES["busy-link"] = BusyLink()  # a veth the NOC end-to-end test drives over its utilisation threshold
 SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
 # Playbooks (issue 11): application servers, one HAProxy per site, libvirtd with the test driver.
 SERVICES.update({s.name: s for s in (AppBackends(), *HAPROXY_SERVICES, Libvirt())})

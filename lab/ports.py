@@ -57,8 +57,9 @@ LINUX_DEVICES = 12400
 ALERTMANAGER = 19093
 ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
 # NOC page lab (issue 13): citydc noc serve, node_exporter's textfile collector (backup, audit and
-# security-log metrics of both sites for the page), and the NOC test's own Alertmanager (until the
-# lab's alertmanager service lands).
+# security-log metrics of both sites for the page), and tests/lab/test_noc.py's own Alertmanager: it
+# holds only the alerts that test posts, and that test stops it (the lab's ALERTMANAGER receives what
+# the lab Prometheus fires; tests/lab/test_noc_e2e.py uses that one).
 NOC = 19080
 NODE_EXPORTER = 19101
 ALERTMANAGER_NOC_TEST = 19094

@@ -10,6 +10,7 @@ wraps and reboots finish quickly.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -166,6 +167,10 @@ class Prometheus(Service):
                                        alertmanager=f"{ports.HOST}:{ports.ALERTMANAGER}",
                                        webhook_job=webhook_scrape_job(pw))
                         + web_tls.scrape_configs(ctx))  # TLS + basic auth jobs (tests/lab/test_web_tls.py)
+        # A fresh TSDB on every start: a stopped Prometheus writes no staleness markers, so the series the
+        # previous process recorded (a lab-scale utilisation, say) would look current for 5 minutes and keep
+        # alerts firing that nothing drives any more.
+        shutil.rmtree(d / "data", ignore_errors=True)
         argv = [PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={d / 'data'}",
                 f"--web.listen-address={ports.HOST}:{ports.PROMETHEUS}", "--storage.tsdb.retention.time=1d",
                 # Alerts fired before Alertmanager is discovered are dropped (prometheus_notifications_dropped_total)

@@ -55,7 +55,6 @@ DEVICE = "siwei-lab-host"
 SITE = "siwei"
 SD_FILE = "citydc-snmp-noc-e2e.json"
 LAB_UTIL = "link:citydc_snmp_if_utilisation:ratio_rate15s"
-SEL = f'device="{DEVICE}",ifName="{HOST_IF}",direction="out"'
 SPEED = 10e9  # what snmpd reports for a veth (ifHighSpeed 10000): checked below
 RATE = 60e6   # bits/s of payload the test sends: 3x the lab threshold of 0.2% of 10 Gb/s
 MAX_SECONDS = 90  # the traffic stops by itself after this, whatever the test does
@@ -77,17 +76,27 @@ def get_json(url: str) -> object:
         return json.load(resp)
 
 
+def if_index() -> str:
+    """The busy link's host end as snmpd numbers it now: each new namespace makes a new veth, a new ifIndex."""
+    return Path(f"/sys/class/net/{HOST_IF}/ifindex").read_text().strip()
+
+
+def ours(labels: dict) -> bool:
+    """Whether an alert's labels are LinkUtilisationHigh of this busy link (not of an earlier veth, nor of
+    another interface of the same host, such as its loopback)."""
+    return (labels.get("alertname") == "LinkUtilisationHigh" and labels.get("device") == DEVICE
+            and labels.get("ifName") == HOST_IF and labels.get("ifIndex") == if_index())
+
+
 def prom_alerts() -> list[dict]:
     """Prometheus' active alerts of the busy link (pending or firing)."""
-    return [a for a in get_json(f"{PROM}/api/v1/alerts")["data"]["alerts"]
-            if a["labels"].get("alertname") == "LinkUtilisationHigh" and a["labels"].get("device") == DEVICE]
+    return [a for a in get_json(f"{PROM}/api/v1/alerts")["data"]["alerts"] if ours(a["labels"])]
 
 
 def am_alerts() -> list[dict]:
     """Alertmanager's active alerts of the busy link."""
     q = urllib.parse.urlencode({"active": "true", "silenced": "false", "inhibited": "false"})
-    return [a for a in get_json(f"{AM}/api/v2/alerts?{q}")
-            if a["labels"].get("alertname") == "LinkUtilisationHigh" and a["labels"].get("device") == DEVICE]
+    return [a for a in get_json(f"{AM}/api/v2/alerts?{q}") if ours(a["labels"])]
 
 
 def notifications(cfg: Path, since: datetime) -> list[dict]:
@@ -105,10 +114,14 @@ def notifications(cfg: Path, since: datetime) -> list[dict]:
     for line in found.stdout.splitlines():
         event = json.loads(line)
         detail = event["citydc"]["alerts"]
-        if (event["rule"]["name"] == "LinkUtilisationHigh" and detail["labels"].get("device") == DEVICE
+        if (ours(detail["labels"])
                 and datetime.fromisoformat(detail["starts_at"]) >= since - timedelta(seconds=5)):
             out.append(event)
     return out
+
+
+def selector() -> str:
+    return f'device="{DEVICE}",ifName="{HOST_IF}",ifIndex="{if_index()}",direction="out"'
 
 
 def tx_bytes() -> int:
@@ -146,10 +159,12 @@ def e2e_lab(lab_up, lab_env, tmp_path_factory):
         server = processes.spawn([CITYDC, "-c", str(cfg), "noc", "serve"], log_path=d / "noc.log", env=env)
         records.append(processes.record(server.pid, "citydc noc"))
         # The busy link's interface is polled and has a lab-scale utilisation (two scrapes within 15 s).
-        speed = wait_for(lambda: query(f'citydc_snmp_if_speed_bits_per_second{{device="{DEVICE}",ifName="{HOST_IF}"}}'),
-                         90, "Prometheus has the busy link's speed from snmpd")
+        speed_of = (f'citydc_snmp_if_speed_bits_per_second{{device="{DEVICE}",ifName="{HOST_IF}",'
+                    f'ifIndex="{if_index()}"}}')
+        speed = wait_for(lambda: query(speed_of), 90, "Prometheus has the busy link's speed from snmpd")
         assert float(speed[0]["value"][1]) == SPEED
-        wait_for(lambda: query(f"{LAB_UTIL}{{{SEL}}}"), 60, "Prometheus has the busy link's lab-scale utilisation")
+        wait_for(lambda: query(f"{LAB_UTIL}{{{selector()}}}"), 60,
+                 "Prometheus has the busy link's lab-scale utilisation")
         yield {"dir": d, "log_config": alerts_config(ctx)}
     finally:
         processes.stop(records)
@@ -193,7 +208,7 @@ def test_link_over_threshold_fires_to_the_log_and_the_page_and_clears(e2e_lab, b
     log_cfg = e2e_lab["log_config"]
     # Quiet first: the link is under the threshold and nothing fires for it.
     wait_for(lambda: not prom_alerts() and not am_alerts(), 60, "no LinkUtilisationHigh of the busy link before")
-    (util,) = query(f"{LAB_UTIL}{{{SEL}}}")
+    (util,) = query(f"{LAB_UTIL}{{{selector()}}}")
     assert float(util["value"][1]) < LAB_LINK_THRESHOLD, util
     browser.get(NOC + "/")
     wait_for(lambda: page_state(browser)["polls"] > 0, 30, "the page drew the NOC data")

@@ -4,13 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-unit test-lab lint wheel-check lab-down bench bench-setup
+.PHONY: setup demo test test-unit test-lab lint lint-playbooks wheel-check lab-down bench bench-setup
 
 $(STAMP): pyproject.toml lab/apt-packages.txt
 	bash lab/bootstrap.sh apt-packages.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,configs,report,play,play-libvirt]"
+	$(PY) -m pip install -q -e ".[dev,configs,report,play,play-libvirt,play-lint]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,6 +20,11 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# ansible-lint's production profile over playbooks/, offline (playbooks/.ansible-lint). `make test` runs it
+# through tests/unit/play/test_ansible_lint.py.
+lint-playbooks: setup
+	cd playbooks && PATH="$(abspath $(VENV))/bin:$$PATH" $(abspath $(PY)) -m ansiblelint --offline
 
 # Every tier: unit tests and lab tests against the real services. pytest exit code 5 means
 # nothing was collected: in this project that is a broken suite, so it fails loudly.

@@ -194,7 +194,7 @@ def test_server_that_does_not_come_back_stops_the_run_and_pool_keeps_serving(lab
 def test_broken_config_is_refused_and_haproxy_keeps_serving(lab):
     cfg = lab["root"] / "haproxy-siwei" / "haproxy.cfg"
     before = hashlib.sha256(cfg.read_bytes()).hexdigest()
-    rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1", "-e", "haproxy_balance=no-such-algorithm")
+    rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1", "-e", "lb_balance=no-such-algorithm")
     assert rc == 1, result
     assert result["hosts"]["lb-siwei-1"]["failed"] == 1
     assert any("validat" in f["message"].lower() or "haproxy" in f["message"] for f in result["failures"])
@@ -213,7 +213,7 @@ def test_deploy_is_idempotent_and_check_mode_changes_nothing(lab):
     cfg = lab["root"] / "haproxy-fengshan" / "haproxy.cfg"
     before = cfg.read_text()
     assert "server app-fengshan-1 127.0.0.1:18092" in before and "server-state-file" in before
-    rc, check = play(lab, "lb-deploy.yml", "--site", "fengshan", "--check", "--diff", "-e", "haproxy_retries=5")
+    rc, check = play(lab, "lb-deploy.yml", "--site", "fengshan", "--check", "--diff", "-e", "lb_retries=5")
     assert rc == 0 and check["hosts"]["lb-fengshan-1"]["changed"] >= 1, check
     assert set(check["hosts"]) == {"lb-fengshan-1"}
     assert cfg.read_text() == before
@@ -225,7 +225,7 @@ def test_runtime_states_survive_a_hitless_reload(lab):
     runtime_command(sock, "set server be_app/app-fengshan-2 state drain")
     load = Load(ports.HOST, ports.HAPROXY_FENGSHAN, threads=2).start()
     try:
-        rc, result = play(lab, "lb-deploy.yml", "--site", "fengshan", "-e", "haproxy_timeout_client=31s")
+        rc, result = play(lab, "lb-deploy.yml", "--site", "fengshan", "-e", "lb_timeout_client=31s")
         assert rc == 0 and result["hosts"]["lb-fengshan-1"]["changed"] >= 2, result
         assert pool(lab, "fengshan")["app-fengshan-2"]["admin"] == "drain"
     finally:

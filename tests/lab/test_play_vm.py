@@ -24,7 +24,7 @@ INVENTORY = Path(__file__).resolve().parents[2] / "playbooks" / "inventories" / 
 def declared() -> dict[str, dict]:
     out = {}
     for hv in ("hv-siwei-1", "hv-fengshan-1"):
-        for vm in yaml.safe_load((INVENTORY / "host_vars" / f"{hv}.yml").read_text())["vms"]:
+        for vm in yaml.safe_load((INVENTORY / "host_vars" / f"{hv}.yml").read_text())["hypervisor_vms"]:
             out[vm["name"]] = {**vm, "hypervisor": hv}
     return out
 

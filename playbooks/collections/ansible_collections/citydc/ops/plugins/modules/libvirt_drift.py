@@ -31,7 +31,7 @@ EXAMPLES = r"""
   citydc.ops.libvirt_drift:
     uri: qemu:///system
     hypervisor: "{{ inventory_hostname }}"
-    declared: "{{ vms }}"
+    declared: "{{ hypervisor_vms }}"
   register: drift
 """
 

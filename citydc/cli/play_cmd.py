@@ -6,6 +6,7 @@ import getpass
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,6 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
             extra_vars: tuple[str, ...], secret_vars: tuple[str, ...], inventory: str, playbooks_dir: Path | None,
             artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
     """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable."""
-    from citydc.play import events
-    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
-    from citydc.play.view import live_view
-    from citydc.seclog import emit_configured
-
     directory = (playbooks_dir or default_playbooks_dir()).resolve()
     if not directory.is_dir():
         fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
@@ -166,6 +162,108 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     both = sorted(set(plain) & set(secrets))
     if both:
         raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
+    result, req, facts = _execute(ctx, directory, name, inv, site=site, limit=limit, check=check, diff=diff,
+                                  plain=plain, secrets=secrets, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
+                                  timeout=timeout, live=not as_json)
+    if as_json:
+        print_json({"run_id": req.run_id, "playbook": name, "inventory": facts.inventory, "limit": facts.limit,
+                    "check_mode": check, "revision": facts.revision, **result.to_json()})
+    else:
+        _report(name, result)
+    ctx.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+DRIFT_PLAYBOOK = "lb-drift.yml"
+
+
+@play_group.command("drift", epilog=examples("citydc play drift", "citydc play drift --inventory lab --json"))
+@click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
+              help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
+@click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
+              help="An extra variable for the drift run.")
+@_playbooks_option
+@click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the run's artifact directory is kept (default: play-artifacts next to the spool).")
+@click.option("--keep-runs", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Artifact directories kept (older ones are removed).")
+@click.option("--timeout", default=None, type=click.IntRange(1), help="Stop the run after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], playbooks_dir: Path | None,
+              artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
+    """Report where the load balancers of Siwei and Fengshan differ, per host and setting.
+
+    Runs lb-drift.yml in check and diff mode against both sites (it reads each HAProxy's config file and
+    runtime API, changes nothing), compares the settings that are not per site by nature (paths, bind
+    addresses and server addresses are left out) and lists each one that differs. Exit 0 when the sites
+    agree, 1 when a setting drifts or the run fails, 2 for usage errors. The run is in the security log
+    (playbook-run) with a playbook-drift event.
+    """
+    from citydc.play import drift as driftmod
+    from citydc.play import events
+
+    directory = (playbooks_dir or default_playbooks_dir()).resolve()
+    if not directory.is_dir():
+        fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
+    name = _playbook(directory, DRIFT_PLAYBOOK)
+    inv = resolve_inventory(directory, inventory)
+    plain = parse_extra_vars(extra_vars)
+    report: dict[str, Any] = {}
+
+    def compare(facts: Any, result: Any) -> list[dict[str, Any]]:
+        try:
+            hosts = driftmod.hosts_from_stats(result.stats_data)
+        except driftmod.DriftError as exc:
+            report["error"] = str(exc)
+            return [events.drift_report(facts, in_sync=False, hosts={}, drift=[], error=str(exc))]
+        found = driftmod.compare(hosts)
+        report.update(driftmod.to_json(hosts, found))
+        return [events.drift_report(facts, in_sync=not found, hosts=report["hosts"], drift=report["drift"])]
+
+    result, req, facts = _execute(ctx, directory, name, inv, site=None, limit=None, check=True, diff=True,
+                                  plain=plain, secrets={}, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
+                                  timeout=timeout, live=not as_json, more_events=compare)
+    failed = not result.ok or "error" in report
+    if as_json:
+        print_json({"run_id": req.run_id, "inventory": facts.inventory, "revision": facts.revision,
+                    "run": {"status": result.status, "rc": result.rc, "meaning": result.meaning,
+                            "failures": result.failures},
+                    **({"error": report["error"]} if "error" in report else {}),
+                    **{k: v for k, v in report.items() if k != "error"}})
+    else:
+        if not result.ok:
+            _report(name, result)
+        if "error" in report:
+            err.print(f"[bold red]error:[/] {escape(report['error'])}")
+        elif report["drift"]:
+            _drift_table(report)
+        else:
+            out.print(f"no drift: {len(report['hosts'])} load balancers agree on {report['settings_compared']} "
+                      "settings")
+    ctx.exit(EXIT_FAILED if failed or report.get("drift") else EXIT_OK)
+
+
+def _drift_table(report: dict[str, Any]) -> None:
+    hosts = list(report["hosts"])
+    columns = [Column("setting"), *(Column(f"{h} ({report['hosts'][h]})") for h in hosts),
+               Column("between")]
+    rows = [[d["setting"], *("(absent)" if d["values"][h] is None else d["values"][h] or "(set)" for h in hosts),
+             "sites" if d["cross_site"] else "one site's pair"] for d in report["drift"]]
+    print_table(out, columns, rows, title=f"drift: {len(rows)} settings differ between the load balancers")
+
+
+
+def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site: str | None, limit: str | None,
+             check: bool, diff: bool, plain: dict[str, str], secrets: dict[str, str], artifacts_dir: Path | None,
+             keep_runs: int, timeout: int | None, live: bool,
+             more_events: Callable[[Any, Any], list[dict[str, Any]]] | None = None) -> tuple[Any, Any, Any]:
+    """Run one playbook with its events (start before, changed tasks and end after, plus ``more_events(facts,
+    result)``); return (result, request, facts). A run that does not end normally is recorded, then fails."""
+    from citydc.play import events
+    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
+    from citydc.play.view import live_view
+    from citydc.seclog import emit_configured
+
     loaded = load_config(ctx)
     spool = loaded.resolve(loaded.config.security_log.spool_dir)
     artifacts = (artifacts_dir or spool.parent / "play-artifacts").absolute()
@@ -180,7 +278,7 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
     tracker = Tracker(secrets=list(secrets.values()))
     try:
-        with live_view(err, tracker, name) if not as_json else _null():
+        with live_view(err, tracker, name) if live else _null():
             result = run_playbook(req, tracker)
     except BaseException as exc:  # the run did not end normally: record it, then let it propagate
         hosts = tracker.final if tracker.final is not None else tracker.hosts
@@ -200,13 +298,10 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     batch.append(events.run_end(facts, status=result.status, rc=result.rc, meaning=result.meaning,
                                 duration_seconds=result.duration_seconds, hosts=result.hosts,
                                 changed_tasks=len(result.changed_tasks), error=error[:500] if error else None))
+    if more_events is not None:
+        batch += more_events(facts, result)
     emit_configured(loaded, batch)
-    if as_json:
-        print_json({"run_id": req.run_id, "playbook": name, "inventory": facts.inventory, "limit": facts.limit,
-                    "check_mode": check, "revision": facts.revision, **result.to_json()})
-    else:
-        _report(name, result)
-    ctx.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    return result, req, facts
 
 
 def _null():

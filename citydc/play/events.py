@@ -2,7 +2,9 @@
 
 Mapping (DESIGN.md): a playbook run and a changed task are ``configuration``/``change`` events,
 actions ``playbook-run`` (once when the run starts, outcome unknown; once when it ends, with its
-outcome) and ``playbook-task-changed`` (one per task that changed a host). Details go under
+outcome) and ``playbook-task-changed`` (one per task that changed a host); the cross-site drift report of
+``citydc play drift`` is a ``configuration``/``info`` event, action ``playbook-drift`` (outcome failure
+when a setting drifts). Details go under
 ``citydc.playbook.*``. Ids come from the run id (+ the runner's event uuid), so a retried emit is
 stored once. Only the *names* of secret extra-vars are ever recorded.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 from citydc.seclog import make_event
 
-__all__ = ["DATASET", "RunFacts", "run_end", "run_start", "task_changed"]
+__all__ = ["DATASET", "RunFacts", "drift_report", "run_end", "run_start", "task_changed"]
 
 DATASET = "citydc.playbook"
 _MAX_HOSTS = 200  # hosts listed in one event; more are counted
@@ -93,3 +95,28 @@ def task_changed(facts: RunFacts, *, event_uuid: str, target: str, task: str, mo
         related={"hosts": [target]},
         details={"run_id": facts.run_id, "playbook": facts.playbook, "target": target, "task": task, "module": module,
                  "play": play, "check_mode": facts.check, "revision": facts.revision})
+
+
+_MAX_DRIFT = 100  # drifting settings listed in one event; more are counted
+
+
+def drift_report(facts: RunFacts, *, in_sync: bool, hosts: Mapping[str, str], drift: Sequence[Mapping[str, Any]],
+                 error: str | None = None) -> dict:
+    """Given the drift run's facts and its report (hosts -> site, drifting settings with each host's value),
+    return its ``playbook-drift`` event: outcome success when the sites agree, failure on drift or error."""
+    settings = [d["setting"] for d in drift]
+    if error:
+        message = f"cross-site drift check by {facts.user} {facts.what()} could not compare: {error}"
+    elif in_sync:
+        message = f"cross-site drift check by {facts.user} {facts.what()}: the load balancers agree"
+    else:
+        shown = ", ".join(settings[:5]) + (f" and {len(settings) - 5} more" if len(settings) > 5 else "")
+        message = f"cross-site drift check by {facts.user} {facts.what()}: {len(settings)} settings differ: {shown}"
+    return make_event(
+        action="playbook-drift", dataset=DATASET, kind="event", category=["configuration"], type=["info"],
+        outcome="success" if in_sync and not error else "failure", message=message, site=facts.site,
+        id_key=f"{facts.run_id}:drift", user=facts.user, host=facts.host, error=error,
+        related={"hosts": sorted(hosts)} if hosts else None,
+        details={"run_id": facts.run_id, "playbook": facts.playbook, "inventory": facts.inventory,
+                 "revision": facts.revision, "in_sync": in_sync and not error, "hosts": dict(hosts),
+                 "drift_count": len(settings), "drift": [dict(d) for d in drift[:_MAX_DRIFT]]})

@@ -1,0 +1,68 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Apache-2.0 (see the citydc repository)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: haproxy_settings
+short_description: The comparable settings of one HAProxy (its config file and runtime API)
+description:
+  - Reads the configuration file HAProxy runs with and flattens it to C(section.directive) settings
+    (global, defaults with timeouts, frontends, backends with balance, health checks and server options),
+    leaving out what is per site by nature (socket and state paths, bind addresses, server names and
+    addresses). With I(socket), adds C(show info) values (version, threads, maxconn) and each backend's
+    server weights from C(show servers state). Changes nothing; used by the lb_drift role to compare sites.
+options:
+  config_path: {description: The HAProxy configuration file., type: path, required: true}
+  socket: {description: HAProxy admin socket (runtime values are left out without it)., type: path}
+  ignore:
+    description: Directives never compared (per site by nature).
+    type: list
+    elements: str
+author: [citydc operations]
+"""
+
+EXAMPLES = r"""
+- name: Read the settings of this load balancer
+  citydc.ops.haproxy_settings:
+    config_path: /etc/haproxy/haproxy.cfg
+    socket: /run/haproxy/admin.sock
+  register: lb_drift_settings
+"""
+
+RETURN = r"""
+settings: {description: "{section.directive: value} of the comparable settings.", returned: always, type: dict}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.citydc.ops.plugins.module_utils.haproxy_config import (
+    SITE_LOCAL, backends, parse_config, parse_info)
+from ansible_collections.citydc.ops.plugins.module_utils.haproxy_runtime import RuntimeError_, command, servers_state
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(config_path=dict(type="path", required=True),
+                                              socket=dict(type="path"),
+                                              ignore=dict(type="list", elements="str", default=list(SITE_LOCAL))),
+                           supports_check_mode=True)
+    try:
+        with open(module.params["config_path"], encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        module.fail_json(msg="cannot read %s: %s" % (module.params["config_path"], exc))
+    settings = parse_config(text, ignore=tuple(module.params["ignore"]))
+    sock = module.params["socket"]
+    if sock:
+        try:
+            settings.update(parse_info(command(sock, "show info")))
+            for backend in backends(settings):
+                weights = sorted({s["weight"] for s in servers_state(sock, backend).values()})
+                settings["runtime.backend %s.weights" % backend] = " ".join(str(w) for w in weights)
+        except RuntimeError_ as exc:
+            module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, settings=settings)
+
+
+if __name__ == "__main__":
+    main()

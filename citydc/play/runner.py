@@ -13,6 +13,14 @@ environment into ``artifacts/<run>/command``. So citydc never hands it a secret 
 - every runner event is masked (each secret value replaced by ``***``) before the runner writes it,
   and the runner's raw ``stdout`` file is not written (``suppress_output_file``).
 Plain extra-vars go on the command line, where the ``command`` artifact records them for the audit.
+
+SSH: ansible-runner turns host key checking off unless the environment sets it; citydc turns it back on
+(``ANSIBLE_HOST_KEY_CHECKING=True`` unless the operator's environment says otherwise), so a host whose key
+is not the pinned one (``known_hosts``) is unreachable. A private key given as contents (``ansible_ssh_private_key``,
+e.g. a lookup of the encrypted key file in the inventory) with its passphrase as a secret variable
+(``--secret-var ansible_ssh_private_key_passphrase=env:VAR``) is decrypted by Ansible into an ssh-agent it
+starts and stops for the run (``ANSIBLE_SSH_AGENT=auto``, set when such a secret variable is given): the
+key never touches the disk in clear, the passphrase never reaches argv, events or artifacts.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # Environment names the ansible-playbook child keeps (prefixes end with "_").
 ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
              "VIRTUAL_ENV", "SSH_AUTH_SOCK", "CITYDC_LAB_DIR", "ANSIBLE_")
+# Variables of a private key given as contents and its passphrase (ansible-core 2.19 loads it into an ssh-agent).
+PRIVATE_KEY_VARS = ("ansible_private_key", "ansible_ssh_private_key", "ansible_private_key_passphrase",
+                    "ansible_ssh_private_key_passphrase")
 _STATS_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
 
 
@@ -160,6 +171,10 @@ def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None)
     }
     if cmdline:
         kwargs["cmdline"] = shlex.join(cmdline)
+    envvars = {"ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True")}
+    if any(name in req.secret_vars for name in PRIVATE_KEY_VARS):
+        envvars["ANSIBLE_SSH_AGENT"] = os.environ.get("ANSIBLE_SSH_AGENT", "auto")
+    kwargs["envvars"] = envvars
     limit = limit_pattern(req.site, req.limit)
     if limit:
         kwargs["limit"] = limit

@@ -123,3 +123,12 @@ def test_playbooks_are_listed_with_their_summary():
     books = dict(list_playbooks(PLAYBOOKS))
     assert {"lb-deploy.yml", "lb-rolling.yml", "vm-deploy.yml"} <= set(books)
     assert all(books.values())
+
+
+def test_runner_kwargs_turn_host_key_checking_back_on(monkeypatch):
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    monkeypatch.delenv("ANSIBLE_SSH_AGENT", raising=False)
+    kw = runner_kwargs(req(), Path("/pdd"), None)
+    assert kw["envvars"] == {"ANSIBLE_HOST_KEY_CHECKING": "True"}  # ansible-runner would set False
+    kw = runner_kwargs(req(secret_vars={"ansible_ssh_private_key_passphrase": "pw"}), Path("/pdd"), Path("/s.json"))
+    assert kw["envvars"]["ANSIBLE_SSH_AGENT"] == "auto" and "pw" not in json.dumps(kw)

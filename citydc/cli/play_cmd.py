@@ -181,6 +181,9 @@ DRIFT_PLAYBOOK = "lb-drift.yml"
               help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
               help="An extra variable for the drift run.")
+@click.option("--secret-var", "secret_vars", multiple=True, metavar="NAME=env:VAR|file:PATH",
+              help="A secret variable (e.g. ansible_ssh_private_key_passphrase) read from the environment or a "
+                   "file: it never reaches events, logs, argv or the artifact directory.")
 @_playbooks_option
 @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the run's artifact directory is kept (default: play-artifacts next to the spool).")
@@ -189,7 +192,8 @@ DRIFT_PLAYBOOK = "lb-drift.yml"
 @click.option("--timeout", default=None, type=click.IntRange(1), help="Stop the run after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], playbooks_dir: Path | None,
+def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], secret_vars: tuple[str, ...],
+              playbooks_dir: Path | None,
               artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
     """Report where the load balancers of Siwei and Fengshan differ, per host and setting.
 
@@ -208,6 +212,10 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], p
     name = _playbook(directory, DRIFT_PLAYBOOK)
     inv = resolve_inventory(directory, inventory)
     plain = parse_extra_vars(extra_vars)
+    secrets = parse_secret_vars(secret_vars)
+    both = sorted(set(plain) & set(secrets))
+    if both:
+        raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
     report: dict[str, Any] = {}
 
     def compare(facts: Any, result: Any) -> list[dict[str, Any]]:
@@ -221,7 +229,7 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], p
         return [events.drift_report(facts, in_sync=not found, hosts=report["hosts"], drift=report["drift"])]
 
     result, req, facts = _execute(ctx, directory, name, inv, site=None, limit=None, check=True, diff=True,
-                                  plain=plain, secrets={}, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
+                                  plain=plain, secrets=secrets, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
                                   timeout=timeout, live=not as_json, more_events=compare)
     failed = not result.ok or "error" in report
     if as_json:

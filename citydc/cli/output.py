@@ -11,14 +11,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from citydc import files
-from citydc.config.loader import ConfigInvalid, LoadedConfig, load
+
+if TYPE_CHECKING:  # the config models take a noticeable share of every command's start: loaded when used
+    from citydc.config.loader import ConfigInvalid, LoadedConfig
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "load_config", "out", "print_json",
            "progress", "show_times", "wide_option"]
@@ -104,6 +106,8 @@ def load_config(ctx: click.Context) -> LoadedConfig:
     root = ctx.find_root()
     root.ensure_object(dict)
     if "config" not in root.obj:
+        from citydc.config.loader import ConfigInvalid, load
+
         try:
             root.obj["config"] = load(config_path(root.obj.get("config_path")))
         except ConfigInvalid as exc:

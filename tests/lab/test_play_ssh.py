@@ -74,6 +74,8 @@ ansible_port: {PORT}
 ansible_user: root
 # The encrypted key; its passphrase comes as --secret-var ansible_ssh_private_key_passphrase.
 ansible_ssh_private_key: "{{{{ lookup('ansible.builtin.file', '{lab['key']}') }}}}"
+# No connection sharing: every connection checks the host key (a master left by an earlier run would not).
+ansible_ssh_args: -C -o ControlMaster=no
 ansible_ssh_common_args: -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes
 """)
     return inv

@@ -167,6 +167,9 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     if both:
         raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
     loaded = load_config(ctx)
+    am_url = loaded.config.alerting.alertmanager_url
+    if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
+        plain = {**plain, "alertmanager_url": am_url}  # lb-rolling.yml silences the servers it drains
     spool = loaded.resolve(loaded.config.security_log.spool_dir)
     artifacts = (artifacts_dir or spool.parent / "play-artifacts").absolute()
     req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv, artifacts_dir=artifacts, site=site,

@@ -88,4 +88,5 @@ LAB_ENV = {
     "CITYDC_DEVICE_PASSWORD": "citydc-lab-device-pass",
     "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
     "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
+    "CITYDC_VRRP_PASSWORD": "lab-vrrp",  # keepalived (VRRP allows at most 8 characters)
 }

@@ -148,7 +148,10 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
 def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | None, check: bool, diff: bool,
             extra_vars: tuple[str, ...], secret_vars: tuple[str, ...], inventory: str, playbooks_dir: Path | None,
             artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
-    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable."""
+    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable.
+
+    With alerting.alertmanager_url in citydc.yaml, the run gets -e alertmanager_url (lb-rolling.yml silences
+    the servers it drains)."""
     from citydc.play import events
     from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
     from citydc.play.view import live_view

@@ -5,7 +5,9 @@ Each site's HAProxy runs in master-worker mode (``-W -db``) with, in its service
 ``admin.sock`` (runtime API at admin level), ``master.sock`` (master CLI: ``reload``) and
 ``server-state`` (the ``server-state-file`` that carries MAINT/DRAIN/weight across a reload).
 The frontend listens on ports.HAPROXY_<SITE>; the backend ``be_app`` holds that site's two
-application servers (lab/app_backends.py).
+application servers (lab/app_backends.py); the lb role's config adds the other site's two with weight 0
+(site failover). HAProxy's own Prometheus exporter answers ``/metrics`` on ports.HAPROXY_<SITE>_STATS
+(the lab Prometheus scrapes it, job ``haproxy``, label ``site``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from citydc.lab import ports, processes
 from citydc.lab.app_backends import APP_SERVERS
 from citydc.lab.base import LabContext, Service, need_binaries
 
-__all__ = ["SERVICES", "HaproxySite", "bootstrap_config", "runtime_command"]
+__all__ = ["SERVICES", "STATS_PORTS", "HaproxySite", "bootstrap_config", "runtime_command"]
 
 FRONTEND_PORTS = {"siwei": ports.HAPROXY_SIWEI, "fengshan": ports.HAPROXY_FENGSHAN}
+STATS_PORTS = {"siwei": ports.HAPROXY_SIWEI_STATS, "fengshan": ports.HAPROXY_FENGSHAN_STATS}
 
 
 def runtime_command(sock: Path, command: str, timeout: float = 5.0) -> str:
@@ -57,6 +60,10 @@ def bootstrap_config(site: str, d: Path) -> str:
         "frontend fe_app",
         f"    bind {ports.HOST}:{FRONTEND_PORTS[site]}",
         "    default_backend be_app",
+        "frontend fe_stats",
+        f"    bind {ports.HOST}:{STATS_PORTS[site]}",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "    http-request return status 404",
         "backend be_app",
         "    balance roundrobin",
         "    option httpchk GET /health",
@@ -95,7 +102,9 @@ class HaproxySite(Service):
 
     def endpoints(self, ctx: LabContext) -> dict[str, str]:
         d = ctx.service_dir(self.name)
-        return {"frontend": f"http://{ports.HOST}:{FRONTEND_PORTS[self.site]}/", "admin_socket": str(d / "admin.sock"),
+        return {"frontend": f"http://{ports.HOST}:{FRONTEND_PORTS[self.site]}/",
+                "metrics": f"http://{ports.HOST}:{STATS_PORTS[self.site]}/metrics",
+                "admin_socket": str(d / "admin.sock"),
                 "master_socket": str(d / "master.sock"), "config": str(d / "haproxy.cfg")}
 
 

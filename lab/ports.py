@@ -67,6 +67,12 @@ ALERTMANAGER_NOC_TEST = 19094
 # directory), two small HTTP backends per site from APP_BACKENDS on, libvirtd on a private unix socket.
 HAPROXY_SIWEI = 18080
 HAPROXY_FENGSHAN = 18085
+HAPROXY_SIWEI_STATS = 18081  # HAProxy's Prometheus exporter (frontend fe_stats, GET /metrics) of each site
+HAPROXY_FENGSHAN_STATS = 18086
+# keepalived (lab/keepalived.py) uses no loopback port: per site, namespaces citydc-ka-<site>-1 and -2
+# (eth0 .1 and .2) joined by a bridge in citydc-ka-<site>-br (br0 .254), VRRP unicast between .1 and .2,
+# virtual IP .100; Siwei on 10.99.82.0/24, Fengshan on 10.99.83.0/24 (10.99.77/78/80 belong to other services).
+KEEPALIVED_NETS = {"siwei": "10.99.82", "fengshan": "10.99.83"}
 APP_BACKENDS = 18090  # siwei app 1-2 on 18090-18091, fengshan app 1-2 on 18092-18093 (18090-18099 reserved)
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
@@ -82,4 +88,5 @@ LAB_ENV = {
     "CITYDC_DEVICE_PASSWORD": "citydc-lab-device-pass",
     "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
     "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
+    "CITYDC_VRRP_PASSWORD": "lab-vrrp",  # keepalived (VRRP allows at most 8 characters)
 }

@@ -22,6 +22,7 @@ from citydc.collectors.snmp.targets import scrape_config
 from citydc.lab import ports, processes, web_tls
 from citydc.lab.base import LabContext, LabError, Service, need_binaries
 from citydc.lab.busy_link import HOST_IF as BUSY_LINK_IF
+from citydc.lab.haproxy import STATS_PORTS
 
 __all__ = ["LAB_LINK_IFNAME", "Prometheus", "file_sd_dir", "lab_link_rules", "lab_rules_yml", "query"]
 
@@ -117,8 +118,17 @@ def prometheus_yml(file_sd: Path, exporter: str, rule_files: list[str] | None = 
     return (text + "scrape_configs:\n"
             + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s") + webhook_job
             # node_exporter's textfile metrics (backup, audit and security-log metrics of lab/noc_data.py)
+            + haproxy_scrape_job()
             + f"  - job_name: node\n    scrape_interval: 5s\n    honor_labels: true\n    static_configs:\n"
               f"      - targets: ['{ports.HOST}:{ports.NODE_EXPORTER}']\n")
+
+
+def haproxy_scrape_job() -> str:
+    """Return the scrape job of the sites' HAProxy exporters (lab/haproxy.py), each with its ``site`` label
+    (alerts/lb.rules.yml: LbBackendDown keeps it)."""
+    return ("  - job_name: haproxy\n    scrape_interval: 5s\n    static_configs:\n"
+            + "".join(f"      - targets: ['{ports.HOST}:{port}']\n        labels: {{site: {site}}}\n"
+                      for site, port in STATS_PORTS.items()))
 
 
 def webhook_scrape_job(password_file: Path) -> str:

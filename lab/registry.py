@@ -13,6 +13,7 @@ from citydc.lab.busy_link import BusyLink
 from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
+from citydc.lab.keepalived import SERVICES as KEEPALIVED_SERVICES
 from citydc.lab.libvirt import Libvirt
 from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
 from citydc.lab.node_exporter import NodeExporter
@@ -37,6 +38,8 @@ SERVICES["busy-link"] = BusyLink()  # a veth the NOC end-to-end test drives over
 SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
 # Playbooks (issue 11): application servers, one HAProxy per site, libvirtd with the test driver.
 SERVICES.update({s.name: s for s in (AppBackends(), *HAPROXY_SERVICES, Libvirt())})
+# keepalived-<site>-<k>: each site's load-balancer pair holding its virtual IP, in namespaces citydc-ka-*.
+SERVICES.update({s.name: s for s in KEEPALIVED_SERVICES})
 
 
 class UnknownService(LabError):

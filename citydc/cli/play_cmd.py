@@ -149,7 +149,10 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
 def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | None, check: bool, diff: bool,
             extra_vars: tuple[str, ...], secret_vars: tuple[str, ...], inventory: str, playbooks_dir: Path | None,
             artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
-    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable."""
+    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable.
+
+    With alerting.alertmanager_url in citydc.yaml, the run gets -e alertmanager_url (lb-rolling.yml silences
+    the servers it drains)."""
     directory = (playbooks_dir or default_playbooks_dir()).resolve()
     if not directory.is_dir():
         fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
@@ -273,6 +276,9 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     from citydc.seclog import emit_configured
 
     loaded = load_config(ctx)
+    am_url = loaded.config.alerting.alertmanager_url
+    if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
+        plain = {**plain, "alertmanager_url": am_url}  # lb-rolling.yml silences the servers it drains
     spool = loaded.resolve(loaded.config.security_log.spool_dir)
     artifacts = (artifacts_dir or spool.parent / "play-artifacts").absolute()
     req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv, artifacts_dir=artifacts, site=site,

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from citydc.lab import ports
+from citydc.lab.alertmanager import am_api
 from citydc.lab.app_backends import Load, down_marker
 from citydc.lab.haproxy import runtime_command
 
@@ -46,13 +48,13 @@ def lab(lab_up, lab_ctx, tmp_path_factory) -> dict:
     return info
 
 
-def citydc(lab: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([CITYDC, "-c", str(lab["config"]), *args], env=lab["env"], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def citydc(lab: dict, *args: str, timeout: float = 300, config: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CITYDC, "-c", str(config or lab["config"]), *args], env=lab["env"], capture_output=True,
+                          text=True, timeout=timeout, check=False)
 
 
-def play(lab: dict, *args: str) -> tuple[int, dict]:
-    proc = citydc(lab, "play", "run", *args, "--json")
+def play(lab: dict, *args: str, config: Path | None = None) -> tuple[int, dict]:
+    proc = citydc(lab, "play", "run", *args, "--json", config=config)
     try:
         return proc.returncode, json.loads(proc.stdout)
     except ValueError:
@@ -70,7 +72,7 @@ def pool(lab: dict, site: str) -> dict[str, dict]:
             row = dict(zip(header, line.split(), strict=False))
             admin = int(row["srv_admin_state"])
             out[row["srv_name"]] = {"admin": "maint" if admin & 0x67 else "drain" if admin & 0x18 else "ready",
-                                    "up": row["srv_op_state"] == "2"}
+                                    "up": row["srv_op_state"] == "2", "weight": int(row["srv_uweight"])}
     return out
 
 
@@ -179,7 +181,7 @@ def test_server_that_does_not_come_back_stops_the_run_and_pool_keeps_serving(lab
         assert result["hosts"]["app-siwei-2"]["failed"] == 1
         assert any("did not come back" in f["message"] for f in result["failures"]), result["failures"]
         assert after["app-siwei-2"]["admin"] == "maint"  # left out of the pool
-        assert after["app-siwei-1"] == {"admin": "ready", "up": True}  # the pool serves
+        assert after["app-siwei-1"] == {"admin": "ready", "up": True, "weight": 100}  # the pool serves
         assert (load.failed, load.errors) == (0, 0), load.failures[:5]
         assert load.served.get("app-siwei-1", 0) > 0
         end = [e for e in search(lab, "playbook-run") if e["citydc"]["playbook"]["run_id"] == result["run_id"]
@@ -282,3 +284,140 @@ def test_secret_extra_vars_never_reach_artifacts_events_or_output(lab, tmp_path)
     events = search(lab, "playbook-run")
     probe = [e for e in events if e["citydc"]["playbook"]["playbook"] == "secret-probe.yml"]
     assert probe and all(e["citydc"]["playbook"]["secret_vars"] == ["probe_secret"] for e in probe)
+
+
+AM = f"http://{ports.HOST}:{ports.ALERTMANAGER}"
+ROLLING = "citydc lb-rolling"  # createdBy of lb-rolling.yml's silences
+
+
+def rolling_silences(states: tuple[str, ...] = ("active", "pending")) -> list[dict]:
+    return [s for s in am_api("/api/v2/silences", base=AM) or []
+            if s["createdBy"] == ROLLING and s["status"]["state"] in states]
+
+
+def matcher_set(silence: dict) -> tuple:
+    assert all(m["isEqual"] and not m["isRegex"] for m in silence["matchers"]), silence
+    return tuple(sorted((m["name"], m["value"]) for m in silence["matchers"]))
+
+
+def test_rolling_silences_exactly_the_drained_server_in_alertmanager(lab, lab_up):
+    """With alerting.alertmanager_url in citydc.yaml, each server has a silence on exactly its labels (site,
+    proxy, server) while it is out of the pool, and none is left afterwards, also when the run fails."""
+    lab_up("alertmanager")
+    config = lab["base"] / "citydc-am.yaml"
+    config.write_text(json.dumps({**json.loads(lab["config"].read_text()), "alerting": {"alertmanager_url": AM}}))
+    for old in rolling_silences():  # a run killed earlier leaves its silence until it ends by itself
+        req = urllib.request.Request(f"{AM}/api/v2/silence/{old['id']}", method="DELETE")  # noqa: S310
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - loopback http
+    started = time.time()
+    seen: dict[str, list[list[tuple]]] = {}
+
+    def record(name: str, st: dict) -> None:
+        if st["admin"] != "ready":
+            seen.setdefault(name, []).append(sorted(matcher_set(s) for s in rolling_silences()))
+
+    assert all_serving(lab, "siwei")
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=2).start()
+    try:
+        with Watcher(lab, on_state=record):
+            rc, result = play(lab, "lb-rolling.yml", "--site", "siwei", config=config)
+    finally:
+        load.stop()
+    assert rc == 0, result
+    assert (load.failed, load.errors) == (0, 0), load.failures[:5]
+    for server in SIWEI:
+        assert len(seen.get(server, [])) >= 3, f"{server}: hardly seen out of the pool"
+        expected = [(("proxy", "be_app"), ("server", server), ("site", "siwei"))]
+        assert all(obs == expected for obs in seen[server]), (server, [o for o in seen[server] if o != expected][:3])
+    assert rolling_silences() == []
+    expired = {matcher_set(s) for s in rolling_silences(("expired",))
+               if s["updatedAt"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started - 1))}
+    assert {(("proxy", "be_app"), ("server", s), ("site", "siwei")) for s in SIWEI} <= expired
+
+    # A server that does not come back: the run stops (exit 1), and its silence is expired all the same.
+    marker = down_marker(lab["app_dir"], "app-siwei-1")
+
+    def break_it(name: str, st: dict) -> None:
+        if name == "app-siwei-1" and st["admin"] != "ready":
+            marker.touch()
+            record(name, st)
+
+    seen.clear()
+    try:
+        with Watcher(lab, on_state=break_it):
+            rc, result = play(lab, "lb-rolling.yml", "--site", "siwei", "-e", "rolling_health_retries=2",
+                              config=config)
+        assert rc == 1, result
+        # It stays in maintenance: silenced (exactly) until the run expires the silence, then never again.
+        obs = seen["app-siwei-1"]
+        silenced = [(("proxy", "be_app"), ("server", "app-siwei-1"), ("site", "siwei"))]
+        cut = obs.index([]) if [] in obs else len(obs)
+        assert cut >= 3 and all(o == silenced for o in obs[:cut]) and all(o == [] for o in obs[cut:]), obs
+        assert rolling_silences() == []
+    finally:
+        marker.unlink(missing_ok=True)
+        runtime_command(lab["sock"]["siwei"], "set server be_app/app-siwei-1 state ready")
+        assert all_serving(lab, "siwei")
+
+
+def served_between(load: Load, seconds: float) -> dict[str, int]:
+    """Return who served the requests of the next ``seconds``."""
+    before = dict(load.served)
+    time.sleep(seconds)
+    return {k: v - before.get(k, 0) for k, v in load.served.items() if v - before.get(k, 0) > 0}
+
+
+def test_site_failover_by_weight_under_load_loses_no_request(lab):
+    """lb-failover.yml: Siwei's frontend is served by Fengshan's servers during the failover and by its
+    own after the failback, with no failed request; a second failover changes nothing."""
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=4).start()
+    other = Load(ports.HOST, ports.HAPROXY_FENGSHAN, threads=2).start()
+    try:
+        normal = served_between(load, 1.0)
+        rc, out = play(lab, "lb-failover.yml", "-e", "failover_from=siwei")
+        assert rc == 0, out
+        time.sleep(0.5)  # requests in flight at the shift
+        during, during_other = served_between(load, 2.0), served_between(other, 0.1)
+        weights = {site: {n: s["weight"] for n, s in pool(lab, site).items()} for site in ("siwei", "fengshan")}
+        rc, again = play(lab, "lb-failover.yml", "-e", "failover_from=siwei")
+        rc_back, back = play(lab, "lb-failover.yml", "-e", "failback=true")
+        time.sleep(0.5)
+        after = served_between(load, 2.0)
+    finally:
+        load.stop()
+        other.stop()
+        if any(s["weight"] != (100 if n in SIWEI else 0) for n, s in pool(lab, "siwei").items()):
+            play(lab, "lb-failover.yml", "-e", "failback=true")
+    assert rc == 0 and sum(c["changed"] for c in again["hosts"].values()) == 0, again
+    assert rc_back == 0, back
+    assert set(normal) == set(SIWEI), normal
+    assert set(during) == set(FENGSHAN) and sum(during.values()) >= 200, during
+    assert set(during_other) <= set(FENGSHAN), during_other
+    assert weights == {"siwei": {"app-siwei-1": 0, "app-siwei-2": 0, "app-fengshan-1": 100, "app-fengshan-2": 100},
+                       "fengshan": {"app-siwei-1": 0, "app-siwei-2": 0, "app-fengshan-1": 100,
+                                    "app-fengshan-2": 100}}
+    assert set(after) == set(SIWEI), after
+    assert load.total >= 2000 and (load.failed, load.errors) == (0, 0), (load.total, load.failures[:5])
+    assert (other.failed, other.errors) == (0, 0), other.failures[:5]
+    print(f"\nFAILOVER siwei->fengshan->siwei: {load.total} requests through Siwei's HAProxy, "
+          f"{load.failed + load.errors} failed; during the failover {sum(during.values())} in 2 s served by {during}")
+
+
+def test_failover_to_a_site_whose_servers_are_down_is_refused(lab):
+    markers = [down_marker(lab["app_dir"], n) for n in FENGSHAN]
+    try:
+        for m in markers:
+            m.touch()
+        deadline = time.monotonic() + 15
+        while any(pool(lab, "siwei")[n]["up"] for n in FENGSHAN) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rc, out = play(lab, "lb-failover.yml", "-e", "failover_from=siwei")
+        assert rc == 1, out
+        assert any("not UP and ready" in f["message"] for f in out["failures"]), out["failures"]
+        assert {n: s["weight"] for n, s in pool(lab, "siwei").items()} == {
+            "app-siwei-1": 100, "app-siwei-2": 100, "app-fengshan-1": 0, "app-fengshan-2": 0}
+    finally:
+        for m in markers:
+            m.unlink(missing_ok=True)
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")

@@ -10,6 +10,7 @@ privileged members the stream did not cover → finish rules → accepted risks 
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 import uuid
@@ -228,6 +229,11 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
     members = ctx.members
     findings: list[Finding] = []
     n = step = 0
+    # The screen makes a tuple per entry and the candidates' dicts: hundreds of thousands of young objects,
+    # none in a reference cycle, so reference counting frees them all; the cyclic collector would walk
+    # the whole heap (the imported modules, the rules) again and again meanwhile. Paused for the read.
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         for text, line in search.blocks():
             clean, cands = screen.scan(text, line)
@@ -249,6 +255,9 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
                 progress(n)
     except ldif.LdifError as exc:
         raise DirectoryError(f"ldapsearch output: {exc}") from None
+    finally:
+        if gc_was:
+            gc.enable()
     run.accounts = n
     return findings
 

@@ -68,3 +68,25 @@ def test_the_early_start_imports_no_ldap3():
     code = "import citydc.sso.bulk_search, sys; print('ldap3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_screened_read_pauses_the_collector_and_restores_it_on_error():
+    import gc
+
+    from citydc.sso import ldap_audit, ldif
+    from citydc.sso.rules import RuleContext
+
+    seen = []
+
+    class Failing:
+        def blocks(self):
+            seen.append(gc.isenabled())
+            yield from ()
+            raise ldif.LdifError("line 3: not LDIF")
+
+    assert gc.isenabled()
+    ctx = RuleContext(src().rules, None, None)
+    run = ldap_audit.AuditRun("city", "siwei", "ldap://x", "id", None)
+    with pytest.raises(bulk_search.DirectoryError):
+        ldap_audit._stream_screened(Failing(), None, [], ctx, run, None)
+    assert seen == [False] and gc.isenabled()

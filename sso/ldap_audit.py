@@ -10,6 +10,7 @@ privileged members the stream did not cover → finish rules → accepted risks 
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 import uuid
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo
 from citydc.config.models import LdapSource
 from citydc.sso import bulk as bulk_mod
 from citydc.sso import files, ldif
-from citydc.sso.directory import BulkSearch, Directory, DirectoryError
+from citydc.sso.bulk_search import BulkSearch, DirectoryError, Prepared, prepare
+from citydc.sso.directory import Directory
 from citydc.sso.model import SEVERITIES, Account, Finding, severity_rank
 from citydc.sso.rules import (
     MemberStatus,
@@ -116,24 +118,30 @@ def _sorted(findings: Iterable[Finding]) -> list[Finding]:
 
 def run_audit(src: LdapSource, password: str, *, resolve: Callable[[Path], Path] = lambda p: p,
               now: datetime | None = None, today: date | None = None,
-              progress: Callable[[int], None] | None = None) -> AuditRun:
+              progress: Callable[[int], None] | None = None, prepared: Prepared | None = None,
+              started: float | None = None) -> AuditRun:
     """Given a source, its bind password and a path resolver (relative to the config), audit it.
 
     ``now`` is the rules' clock (UTC); ``today`` the date acceptances are judged on (Asia/Taipei).
+    ``prepared``: the files and the bulk search from ``bulk_search.prepare(src, password, resolve)``,
+    already running (the command starts it before importing the rest); closed here in any case.
+    ``started``: the ``time.monotonic()`` the run's duration counts from (default: now).
     Raise files.FileInvalid for a bad baseline / accepted-risk file, DirectoryError when the
     directory cannot be reached, verified, bound or read.
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     now = now or datetime.now(UTC)
     today = today or now.astimezone(TZ).date()
-    baseline = files.load_baseline(resolve(src.baseline_file)) if src.baseline_file else None
-    acceptances = files.load_accepted(resolve(src.accepted_risk_file)) if src.accepted_risk_file else []
     run = AuditRun(src.name, src.site, src.url, uuid.uuid4().hex, now)
     ca = resolve(src.ca_file) if src.ca_file else None
     with contextlib.ExitStack() as stack:
-        # The bulk read starts first: its searches run while ldap3 binds, probes and reads policies and groups.
-        bulk = stack.enter_context(BulkSearch(src, password, ca_file=ca)) if src.bulk_reader == "ldapsearch" \
-            else None
+        if prepared is not None:
+            stack.callback(prepared.close)
+        else:
+            # The bulk read starts first: its searches run while ldap3 binds, probes and reads policies and groups.
+            prepared = prepare(src, password, resolve)
+            stack.callback(prepared.close)
+        baseline, acceptances, bulk = prepared.baseline, prepared.acceptances, prepared.bulk
         d = stack.enter_context(Directory(src, password, ca_file=ca))
         ctx = RuleContext(src.rules, now, d.posture(), default_policy_dn=src.default_policy_dn, baseline=baseline)
         for dn, attrs in d.search(src.base_dn, src.policy_filter,
@@ -221,6 +229,11 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
     members = ctx.members
     findings: list[Finding] = []
     n = step = 0
+    # The screen makes a tuple per entry and the candidates' dicts: hundreds of thousands of young objects,
+    # none in a reference cycle, so reference counting frees them all; the cyclic collector would walk
+    # the whole heap (the imported modules, the rules) again and again meanwhile. Paused for the read.
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         for text, line in search.blocks():
             clean, cands = screen.scan(text, line)
@@ -242,6 +255,9 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
                 progress(n)
     except ldif.LdifError as exc:
         raise DirectoryError(f"ldapsearch output: {exc}") from None
+    finally:
+        if gc_was:
+            gc.enable()
     run.accounts = n
     return findings
 

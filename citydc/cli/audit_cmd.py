@@ -157,10 +157,10 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
              fail_on: str, no_events: bool, limit: int, reader: str | None, wide: bool) -> None:
     """Audit the directory: password storage, stale accounts, password age and policies, privileged groups
     against the baseline, duplicates, server posture. Accepted risks are suppressed until they expire."""
-    from citydc.sso import events, files, report, runs
-    from citydc.sso.directory import DirectoryError
-    from citydc.sso.ldap_audit import run_audit
-    from citydc.sso.model import severity_rank
+    # Only what starts the bulk search is imported before it runs: ldap3, the rules and the reports load
+    # while slapd and ldapsearch already work (docs/ldap-audit.md, "Performance").
+    from citydc.sso import files
+    from citydc.sso.bulk_search import DirectoryError, prepare
 
     loaded = load_config(ctx)
     sources = _sources(loaded, source_name)
@@ -168,15 +168,31 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
     for src in sources:
         if reader is not None:
             src = src.model_copy(update={"bulk_reader": reader})
-        attempt = time.time()
+        attempt, started = time.time(), time.monotonic()
         try:
             password = src.bind_password.reveal()
         except SecretUnavailable as exc:
             fail(f"ldap source {src.name}: bind_password: {exc}", EXIT_CONFIG)
         try:
-            run = run_audit(src, password, resolve=loaded.resolve)
+            prepared = prepare(src, password, loaded.resolve)  # the reviewed files, then the search starts
         except files.FileInvalid as exc:
             fail(f"ldap source {src.name}: {exc}", EXIT_CONFIG)
+        except DirectoryError as exc:
+            _record(loaded, src, attempt=attempt, result=None, error=str(exc))
+            err.print(f"[bold red]ldap source {escape(src.name)}:[/] {escape(str(exc))}")
+            failed = True
+            continue
+        try:
+            from citydc.sso import events, report, runs
+            from citydc.sso.ldap_audit import run_audit
+            from citydc.sso.model import severity_rank
+            if not no_events:
+                from citydc.seclog import emit_configured  # here, not after the read: its imports take time
+        except BaseException:
+            prepared.close()
+            raise
+        try:
+            run = run_audit(src, password, resolve=loaded.resolve, prepared=prepared, started=started)
         except DirectoryError as exc:
             _record(loaded, src, attempt=attempt, result=None, error=str(exc))
             err.print(f"[bold red]ldap source {escape(src.name)}:[/] {escape(str(exc))}")
@@ -185,8 +201,6 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
         result = run.to_json()
         runs.save_run(_state_dir(loaded, src), result)
         if not no_events:
-            from citydc.seclog import emit_configured
-
             host = socket.gethostname()
             when = datetime.now(UTC)
             evs = [events.finding_event(f, source=src.name, site=src.site, run_id=run.run_id, when=when, host=host)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["MAX_OPEN", "connection", "forget_before", "key", "migrate", "remember", "unseen"]
+__all__ = ["MAX_OPEN", "claim", "connection", "forget_before", "key", "migrate", "remember", "remember_in", "unseen"]
 
 MAX_OPEN = 8  # spools a process emits into at once is small; beyond this, the oldest is closed
 
@@ -96,6 +96,36 @@ def unseen(conn: sqlite3.Connection, event_ids: list[str], cutoff: int) -> set[s
     return {ident for k, ident in keys.items() if k not in found}
 
 
+# Rows per claiming statement: two parameters each, under SQLite's default limit of 32,766 variables.
+CLAIM_ROWS = 500
+
+
+def claim(conn: sqlite3.Connection, event_ids: Sequence[str], day: int, retention_days: int) -> set[str]:
+    """Given a connection inside a transaction the caller opened, event ids, today's day number and the retention,
+    record as seen today the ids not remembered since ``day - retention_days``; return those ids.
+
+    One pass over the b-tree per id (an upsert that reports what it inserted or renewed) instead of a
+    lookup and then an insert. An id that occurs twice is claimed by its first copy only. The caller
+    commits once the events are durable, or rolls back (then nothing is remembered). Forgets the ids
+    older than the retention first (once a day), as ``remember`` does.
+    """
+    cutoff = day - retention_days
+    forget_before(conn, cutoff, day)
+    keys = {key(i): i for i in event_ids}  # first copy wins; the rest are duplicates of it
+    wanted = list(keys)
+    claimed: set[str] = set()
+    for i in range(0, len(wanted), CLAIM_ROWS):
+        chunk = wanted[i:i + CLAIM_ROWS]
+        params: list = []
+        for k in chunk:
+            params += (k, day)
+        params.append(cutoff)
+        sql = ("INSERT INTO seen (id, day) VALUES " + ",".join(["(?,?)"] * len(chunk))  # noqa: S608
+               + " ON CONFLICT(id) DO UPDATE SET day = excluded.day WHERE seen.day < ? RETURNING id")
+        claimed.update(keys[row[0]] for row in conn.execute(sql, params))
+    return claimed
+
+
 def remember(conn: sqlite3.Connection, event_ids: Iterable[str], day: int, retention_days: int) -> None:
     """Given a connection, event ids, today's day number and the retention, record the ids in one transaction,
     and forget those older than the retention (once a day: a scan of the table)."""
@@ -107,6 +137,11 @@ def remember(conn: sqlite3.Connection, event_ids: Iterable[str], day: int, reten
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def remember_in(conn: sqlite3.Connection, event_ids: Iterable[str], day: int) -> None:
+    """Given a connection inside a transaction, event ids and today's day number, record the ids as seen today."""
+    conn.executemany("INSERT OR REPLACE INTO seen (id, day) VALUES (?, ?)", ((key(i), day) for i in event_ids))
 
 
 def forget_before(conn: sqlite3.Connection, cutoff: int, today: int) -> None:

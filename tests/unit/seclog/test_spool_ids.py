@@ -8,6 +8,8 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from citydc.seclog import spool_ids
 from citydc.seclog.chain import verify
 from citydc.seclog.event import make_event
@@ -110,3 +112,37 @@ def test_a_key_is_the_ids_bytes_and_other_shapes_never_collide_with_one():
     assert spool_ids.key(ident) == bytes.fromhex(ident)
     assert spool_ids.key(ident.upper()) != spool_ids.key(ident)
     assert spool_ids.key("xyz") == b"xyz"
+
+
+def test_claim_takes_each_new_id_once_and_renews_an_expired_one(tmp_path):
+    conn = spool_ids.connection(tmp_path)
+    a, b, c = (ev(i)["event"]["id"] for i in (1, 2, 3))
+    conn.execute("BEGIN")
+    assert spool_ids.claim(conn, [a, b, a], day=100, retention_days=8) == {a, b}
+    conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    assert spool_ids.claim(conn, [a, c], day=105, retention_days=8) == {c}  # a: seen on day 100, still remembered
+    conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    # Day 109: day 100 is before the cutoff (101), so a counts as forgotten (even before the daily purge).
+    assert spool_ids.claim(conn, [a, b, c], day=109, retention_days=8) == {a, b}
+    conn.execute("COMMIT")
+    assert dict(conn.execute("SELECT id, day FROM seen").fetchall()) == {
+        spool_ids.key(a): 109, spool_ids.key(b): 109, spool_ids.key(c): 105}
+
+
+def test_a_failed_write_leaves_the_batch_unclaimed(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, writer="w:s")
+    spool.append([ev(1)])
+
+    def broken(data):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(spool, "_write", broken)
+    with pytest.raises(OSError):
+        spool.append([ev(2), ev(3)])
+    monkeypatch.undo()
+    written = Spool(tmp_path, writer="w:s").append([ev(2), ev(3), ev(1)])  # not claimed by the failed append
+    assert [e["message"] for e in written] == ["login 2", "login 3"]
+    events = read_all(spool)
+    assert [e["citydc"]["chain"]["seq"] for e in events] == [1, 2, 3, 4] and verify(events) == []

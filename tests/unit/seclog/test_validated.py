@@ -64,3 +64,18 @@ def test_the_memory_is_bounded(monkeypatch):
     for e in events:
         validated.remember(e)
     assert [validated.known(b) for b in bodies] == [False, False, True, True, True]
+
+
+def test_a_batch_of_tens_of_thousands_is_remembered_whole(tmp_path, counted):
+    # An audit emits all its findings in one batch (10,000 stale accounts are not unusual): 8,192 bodies did
+    # not cover it, 65,536 digests do.
+    events = [ev(i) for i in range(20_000)]
+    assert len(Spool(tmp_path, writer="w:s").append(events)) == 20_000
+    assert counted == []
+
+
+def test_the_memory_holds_digests_not_bodies():
+    body = validated.plain_body(ev(7))
+    assert validated.known(body)
+    assert all(len(k) == 16 for k in validated._bodies)
+    assert not validated.known(body[:-1] + b" ")

@@ -1,0 +1,92 @@
+"""The early start of the bulk read: files first (a bad one stops everything before a search starts), then
+the search; ldap3 is not imported for it; a started search is not started twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import ClassVar
+
+import pytest
+
+from citydc.config.models import LdapSource
+from citydc.sso import bulk_search, files
+
+
+def src(**kw) -> LdapSource:
+    base = dict(name="city", url="ldap://127.0.0.1:13389", bind_dn="cn=auditor,dc=x", bind_password="env:PW",
+                base_dn="dc=x", site="siwei")
+    return LdapSource(**{**base, **kw})
+
+
+class Recorder:
+    made: ClassVar[list] = []
+
+    def __init__(self, *args, **kw) -> None:
+        Recorder.made.append(self)
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        return self
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    Recorder.made = []
+    monkeypatch.setattr(bulk_search, "BulkSearch", Recorder)
+    return Recorder
+
+
+def test_a_bad_baseline_stops_before_any_search_starts(tmp_path, recorder):
+    bad = tmp_path / "baseline.yaml"
+    bad.write_text("groups: [not, a, mapping]\n")
+    with pytest.raises(files.FileInvalid):
+        bulk_search.prepare(src(baseline_file=bad), "pw")
+    assert recorder.made == []
+
+
+def test_the_search_starts_once_with_ldapsearch_and_not_with_ldap3(tmp_path, recorder):
+    prepared = bulk_search.prepare(src(), "pw")
+    assert [r.starts for r in recorder.made] == [1] and prepared.bulk is recorder.made[0]
+    assert bulk_search.prepare(src(bulk_reader="ldap3"), "pw").bulk is None
+    assert len(recorder.made) == 1
+
+
+def test_starting_a_started_search_does_nothing(tmp_path, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(bulk_search.threading.Thread, "start", lambda self: spawned.append(self.name))
+    monkeypatch.setattr(bulk_search.threading.Thread, "join", lambda self, timeout=None: None)
+    search = bulk_search.BulkSearch(src(), "pw")
+    assert search.start() is search and search.start() is search
+    with search:  # run_audit's ``with`` on a search the command started
+        pass
+    assert spawned == ["citydc-ldapsearch-0"]
+
+
+def test_the_early_start_imports_no_ldap3():
+    code = "import citydc.sso.bulk_search, sys; print('ldap3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_the_screened_read_pauses_the_collector_and_restores_it_on_error():
+    import gc
+
+    from citydc.sso import ldap_audit, ldif
+    from citydc.sso.rules import RuleContext
+
+    seen = []
+
+    class Failing:
+        def blocks(self):
+            seen.append(gc.isenabled())
+            yield from ()
+            raise ldif.LdifError("line 3: not LDIF")
+
+    assert gc.isenabled()
+    ctx = RuleContext(src().rules, None, None)
+    run = ldap_audit.AuditRun("city", "siwei", "ldap://x", "id", None)
+    with pytest.raises(bulk_search.DirectoryError):
+        ldap_audit._stream_screened(Failing(), None, [], ctx, run, None)
+    assert seen == [False] and gc.isenabled()

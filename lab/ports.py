@@ -68,6 +68,9 @@ ALERTMANAGER_NOC_TEST = 19094
 HAPROXY_SIWEI = 18080
 HAPROXY_FENGSHAN = 18085
 APP_BACKENDS = 18090  # siwei app 1-2 on 18090-18091, fengshan app 1-2 on 18092-18093 (18090-18099 reserved)
+# SSO audit lab (issue 15): Keycloak's HTTP listener and its management interface (health).
+KEYCLOAK = 18180
+KEYCLOAK_MANAGEMENT = 18181
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
@@ -82,4 +85,5 @@ LAB_ENV = {
     "CITYDC_DEVICE_PASSWORD": "citydc-lab-device-pass",
     "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
     "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
+    "CITYDC_KEYCLOAK_SECRET": "citydc-lab-keycloak-audit-secret",
 }

@@ -37,6 +37,9 @@ _OTP = {"type": "otp", "userLabel": "lab token",
 
 EXPECTED: set[tuple[str, str]] = {
     ("SSO-JML-001", "city/user:sw-leaver"),          # federated, disabled in slapd (ppolicy lock)
+    # Keycloak imports a federated directory's users when they are listed (the audit lists them): the
+    # other disabled slapd account becomes an enabled Keycloak user too. A real leaver finding.
+    ("SSO-JML-001", "city/user:sw-retired"),
     ("SSO-BF-001", "partners"),
     ("SSO-PWD-001", "partners"),
     ("SSO-EVT-002", "partners"),

@@ -467,7 +467,7 @@ class KeycloakSource(Model):
     kind: Literal["keycloak"] = Field(description="keycloak: audited through the admin REST API")
     name: Name = Field(description="SSO service name, used as a label")
     base_url: str = Field(description="Keycloak's URL, e.g. https://sso.siwei.example (no /admin, no realm)")
-    realms: list[Name] = Field(min_length=1, description="realms audited and whose events are read")
+    realms: list[Name] = Field(min_length=1, description="realms audited")
     auth_realm: Name | None = Field(
         default=None, description="realm of the audit's service-account client (default: master)")
     client_id: str = Field(min_length=1, description="the audit's confidential client (service account enabled; "
@@ -480,16 +480,12 @@ class KeycloakSource(Model):
         default=None, description="ldap source (by name) of the joiner/leaver check: federated or same-named "
                                   "users disabled or missing there but enabled in Keycloak are findings")
     timeout_seconds: float = Field(default=30, gt=0, le=3600, description="per-request timeout")
-    page_size: int = Field(default=1000, ge=10, le=10000, description="events and users fetched per request")
+    page_size: int = Field(default=1000, ge=10, le=10000, description="users fetched per request")
     rules: SsoRuleSettings = Field(default_factory=SsoRuleSettings, description="thresholds of the SSO rules")
     accepted_risk_file: ConfigPath | None = Field(
         default=None, description="accepted risks: YAML list of {rule, subject, reason, expires, approved_by}")
-    auth: AuthDetection = Field(default_factory=AuthDetection,
-                                description="detections over its logins (combined with the ldap source's binds)")
-    privileged_users: list[str] = Field(
-        default_factory=list, description="usernames whose logins outside working hours are alerts")
     state_dir: ConfigPath = Field(default=Path("var/sso-audit"),
-                                  description="runs, event positions and reports (relative to the config)")
+                                  description="saved runs of the audit (relative to the config)")
 
     @field_validator("base_url")
     @classmethod

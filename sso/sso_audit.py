@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from citydc.config.models import KeycloakSource, LdapSource
 from citydc.sso import files
-from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, field, need_map
+from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, field, need_list, need_map
 from citydc.sso.ldap_audit import AuditRun, _sorted, posture_score
 from citydc.sso.model import ADMIN_LOCK
 from citydc.sso.rules import norm_dn
@@ -114,7 +114,7 @@ def _admins(kc: Keycloak, realm: str, clients: list[Mapping[str, Any]], roles: l
             entry[0].append(role)
 
     realm_roles = {field(need_map(r, f"realm {realm} roles"), "name", str, f"realm {realm} roles")
-                   for r in kc.get(f"{realm}/roles") or []}
+                   for r in need_list(kc.get(f"{realm}/roles"), f"realm {realm} roles")}
     for role in roles:
         if role in realm_roles:
             add(kc.paged(f"{realm}/roles/{role}/users", {"briefRepresentation": "false"}, 500,
@@ -123,7 +123,7 @@ def _admins(kc: Keycloak, realm: str, clients: list[Mapping[str, Any]], roles: l
     if mgmt is not None:
         cid = field(mgmt, "id", str, f"realm {realm} client realm-management")
         names = {field(need_map(r, "client roles"), "name", str, f"realm {realm} realm-management roles")
-                 for r in kc.get(f"{realm}/clients/{cid}/roles") or []}
+                 for r in need_list(kc.get(f"{realm}/clients/{cid}/roles"), f"realm {realm} realm-management roles")}
         for role in roles:
             if role in names:
                 add(kc.paged(f"{realm}/clients/{cid}/roles/{role}/users", {"briefRepresentation": "false"}, 500,

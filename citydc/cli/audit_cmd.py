@@ -135,9 +135,10 @@ def _write_private(path: Path, text: str) -> None:
     atomicfile.write(path, text, mode=0o600)
 
 
-@click.group("audit", epilog=examples("citydc audit ldap", "citydc audit auth --json"))
+@click.group("audit", epilog=examples("citydc audit ldap", "citydc audit sso", "citydc audit auth --json"))
 def audit_group() -> None:
-    """Audits of the LDAP directory (accounts, policies, privileged groups, server) and of its binds."""
+    """Audits of the LDAP directory (accounts, policies, privileged groups, server), of its binds, and of
+    Keycloak (realm posture, clients, administrators, leavers)."""
 
 
 @audit_group.command("ldap", epilog=examples("citydc audit ldap", "citydc audit ldap --html audit.html --fail-on high"))

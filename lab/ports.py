@@ -74,6 +74,9 @@ HAPROXY_FENGSHAN_STATS = 18086
 # virtual IP .100; Siwei on 10.99.82.0/24, Fengshan on 10.99.83.0/24 (10.99.77/78/80 belong to other services).
 KEEPALIVED_NETS = {"siwei": "10.99.82", "fengshan": "10.99.83"}
 APP_BACKENDS = 18090  # siwei app 1-2 on 18090-18091, fengshan app 1-2 on 18092-18093 (18090-18099 reserved)
+# SSO audit lab (issue 15): Keycloak's HTTP listener and its management interface (health).
+KEYCLOAK = 18180
+KEYCLOAK_MANAGEMENT = 18181
 
 # Lab-only credentials. They are not secrets of any real system; the demo puts them in the
 # environment so that the example config can reference them as env:NAME like a real one.
@@ -89,4 +92,5 @@ LAB_ENV = {
     "CITYDC_DEVICE_ENABLE": "citydc-lab-enable-secret",
     "CITYDC_WEBHOOK_PASSWORD": "citydc-lab-webhook-pass",
     "CITYDC_VRRP_PASSWORD": "lab-vrrp",  # keepalived (VRRP allows at most 8 characters)
+    "CITYDC_KEYCLOAK_SECRET": "citydc-lab-keycloak-audit-secret",
 }

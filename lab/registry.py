@@ -14,6 +14,7 @@ from citydc.lab.elasticsearch import Elasticsearch
 from citydc.lab.es_tls import EsTls
 from citydc.lab.haproxy import SERVICES as HAPROXY_SERVICES
 from citydc.lab.keepalived import SERVICES as KEEPALIVED_SERVICES
+from citydc.lab.keycloak import Keycloak
 from citydc.lab.libvirt import Libvirt
 from citydc.lab.netdevices import SERVICES as NETDEVICE_SERVICES
 from citydc.lab.node_exporter import NodeExporter
@@ -31,6 +32,7 @@ SERVICES: dict[str, Service] = {s.name: s for s in (Snmpd(), Elasticsearch(), Es
 SERVICES.update({s.name: s for s in (*SNMPSIM_SERVICES, Prometheus())})  # SNMP collector
 SERVICES.update({s.name: s for s in SOFTFLOWD_SERVICES})  # softflowd-v5/v9/ipfix (NetFlow collector)
 SERVICES["slapd"] = Slapd()  # LDAP directory audit
+SERVICES["keycloak"] = Keycloak()  # SSO audit: Keycloak federated to the lab slapd
 SERVICES.update({s.name: s for s in NETDEVICE_SERVICES})  # device config backup (fakenos, linux sshd)
 SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts: webhook receiver, Alertmanager
 SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page

@@ -18,19 +18,29 @@ from typing import Any
 from citydc.seclog import make_event
 from citydc.sso.model import Finding
 
-__all__ = ["AUDIT_DATASET", "AUTH_DATASET", "SEVERITY", "bind_event", "detection_event", "finding_event",
-           "posture_event"]
+__all__ = [
+    "AUDIT_DATASET",
+    "AUTH_DATASET",
+    "SEVERITY",
+    "SSO_AUDIT_DATASET",
+    "bind_event",
+    "detection_event",
+    "finding_event",
+    "posture_event",
+]
 
 AUDIT_DATASET = "citydc.ldap_audit"
 AUTH_DATASET = "citydc.ldap_auth"
+SSO_AUDIT_DATASET = "citydc.sso_audit"
 # ECS event.severity is a number; these are the values Elastic's detection rules use.
 SEVERITY = {"info": 1, "low": 21, "medium": 47, "high": 73, "critical": 99}
 
 
-def finding_event(f: Finding, *, source: str, site: str, run_id: str, when: datetime, host: str) -> dict:
-    """Given a finding of a run, return its ``ldap-audit-finding`` alert."""
+def finding_event(f: Finding, *, source: str, site: str, run_id: str, when: datetime, host: str,
+                  action: str = "ldap-audit-finding", dataset: str = AUDIT_DATASET) -> dict:
+    """Given a finding of a run, return its ``ldap-audit-finding`` (or ``sso-audit-finding``) alert."""
     return make_event(
-        action="ldap-audit-finding", dataset=AUDIT_DATASET, kind="alert", category=["iam"], type=["info"],
+        action=action, dataset=dataset, kind="alert", category=["iam"], type=["info"],
         outcome="unknown", message=f"{f.rule.id} {f.rule.title}: {f.subject}: {f.message}", site=site,
         id_key=f"{run_id}:{f.rule.id}:{f.subject}", host=host, timestamp=when, severity=SEVERITY[f.rule.severity],
         rule={"id": f.rule.id, "name": f.rule.title, "description": f.rule.description},
@@ -38,12 +48,14 @@ def finding_event(f: Finding, *, source: str, site: str, run_id: str, when: date
                  "remediation": f.rule.remediation, "evidence": dict(f.evidence)})
 
 
-def posture_event(result: dict[str, Any], *, site: str, when: datetime, host: str) -> dict:
-    """Given a run's JSON, return its ``ldap-audit-posture`` state event (score and counts)."""
+def posture_event(result: dict[str, Any], *, site: str, when: datetime, host: str,
+                  action: str = "ldap-audit-posture", dataset: str = AUDIT_DATASET) -> dict:
+    """Given a run's JSON, return its ``ldap-audit-posture`` (or ``sso-audit-posture``) state event."""
     return make_event(
-        action="ldap-audit-posture", dataset=AUDIT_DATASET, kind="state", category=["iam"], type=["info"],
+        action=action, dataset=dataset, kind="state", category=["iam"], type=["info"],
         outcome="success", site=site, host=host, timestamp=when, id_key=f"{result['run_id']}:posture",
-        message=(f"LDAP audit of {result['source']}: score {result['score']}, {len(result['findings'])} findings, "
+        message=(f"{'SSO' if result.get('kind') == 'sso' else 'LDAP'} audit of "
+                 f"{result['source']}: score {result['score']}, {len(result['findings'])} findings, "
                  f"{len(result['accepted'])} accepted, {result['accounts']} accounts"),
         duration_ns=int(result["duration_seconds"] * 1e9),
         details={"source": result["source"], "run_id": result["run_id"], "score": result["score"],

@@ -52,3 +52,14 @@ def lab_up(lab_ctx: LabContext) -> Callable[..., list[registry.ServiceStatus]]:
         return registry.up(lab_ctx, list(names))
 
     return start
+
+
+@pytest.fixture(scope="session")
+def keycloak(lab_ctx: LabContext) -> dict[str, str]:
+    """The lab Keycloak (and the slapd it federates to), started once per session, only for tests that ask.
+
+    Its first start on a fresh machine downloads the distribution (docs/sso-audit.md has the times).
+    """
+    (status,) = registry.up(lab_ctx, ["keycloak"])
+    assert status.running, status
+    return status.endpoints

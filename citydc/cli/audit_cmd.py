@@ -135,9 +135,10 @@ def _write_private(path: Path, text: str) -> None:
     atomicfile.write(path, text, mode=0o600)
 
 
-@click.group("audit", epilog=examples("citydc audit ldap", "citydc audit auth --json"))
+@click.group("audit", epilog=examples("citydc audit ldap", "citydc audit sso", "citydc audit auth --json"))
 def audit_group() -> None:
-    """Audits of the LDAP directory (accounts, policies, privileged groups, server) and of its binds."""
+    """Audits of the LDAP directory (accounts, policies, privileged groups, server), of its binds, and of
+    Keycloak (realm posture, clients, administrators, leavers)."""
 
 
 @audit_group.command("ldap", epilog=examples("citydc audit ldap", "citydc audit ldap --html audit.html --fail-on high"))
@@ -233,7 +234,7 @@ def ldap_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_pat
 
 @audit_group.command("diff", epilog=examples("citydc audit diff", "citydc audit diff --source city-ldap --json"))
 @click.argument("runs_given", nargs=-1, type=click.Path(dir_okay=False, exists=True), metavar="[OLD NEW]")
-@click.option("--source", "source_name", help="ldap source whose last two runs are compared.")
+@click.option("--source", "source_name", help="ldap or keycloak source whose last two runs are compared.")
 @click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
 @wide_option
 @click.pass_context
@@ -249,13 +250,18 @@ def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | N
         paths = [Path(p) for p in runs_given]
     else:
         loaded = load_config(ctx)
-        srcs = _sources(loaded, source_name)
-        if len(srcs) > 1:
-            fail("several ldap sources: choose one with --source", EXIT_CONFIG)
-        paths = runs.list_runs(_state_dir(loaded, srcs[0]), srcs[0].name)[-2:]
+        sso = [s for s in loaded.config.sso if s.name == source_name and getattr(s, "kind", "") == "keycloak"]
+        if sso:  # a Keycloak source of `citydc audit sso`
+            state_dir, name = loaded.resolve(sso[0].state_dir), sso[0].name
+        else:
+            srcs = _sources(loaded, source_name)
+            if len(srcs) > 1:
+                fail("several ldap sources: choose one with --source", EXIT_CONFIG)
+            state_dir, name = _state_dir(loaded, srcs[0]), srcs[0].name
+        paths = runs.list_runs(state_dir, name)[-2:]
         if len(paths) < 2:
-            fail(f"source {srcs[0].name} has {len(paths)} saved run(s); a diff needs two", EXIT_FAILED,
-                 hint="run `citydc audit ldap` again")
+            fail(f"source {name} has {len(paths)} saved run(s); a diff needs two", EXIT_FAILED,
+                 hint="run `citydc audit ldap` (or `audit sso`) again")
     try:
         d = runs.diff(runs.load_run(paths[0]), runs.load_run(paths[1]))
     except ValueError as exc:
@@ -325,3 +331,105 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
                 print_table(out, DETECTION_COLUMNS, detection_rows(r["detections"]), wide=wide,
                             title=f"detections ({r['source']}), times {timefmt.zone_name()}")
     ctx.exit(EXIT_FAILED if detected else EXIT_OK)
+
+
+def _keycloak_sources(loaded: LoadedConfig, name: str | None) -> list[Any]:
+    from citydc.config.models import KeycloakSource
+
+    sources = [s for s in loaded.config.sso if isinstance(s, KeycloakSource)]
+    if not sources:
+        fail("no keycloak sources in the config", EXIT_CONFIG,
+             hint="add an `sso:` entry with kind: keycloak (see docs/sso-audit.md)")
+    if name is None:
+        return sources
+    for s in sources:
+        if s.name == name:
+            return [s]
+    fail(f"unknown keycloak source {name!r} (known: {', '.join(s.name for s in sources)})", EXIT_CONFIG)
+
+
+@audit_group.command("sso", epilog=examples("citydc audit sso", "citydc audit sso --html sso.html --fail-on high"))
+@click.option("--source", "source_name", help="Only this keycloak source (default: every one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--csv", "csv_path", metavar="FILE", help="Write the findings as CSV ({source} in the name for several).")
+@click.option("--html", "html_path", metavar="FILE", help="Write the self-contained HTML report.")
+@click.option("--fail-on", type=SEVERITY_CHOICE, default="high", show_default=True,
+              help="Exit 1 when an active finding has this severity or worse (none: never).")
+@click.option("--no-events", is_flag=True, help="Do not write findings to the security log.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Findings shown in the table (all of them are in --json/--csv/--html).")
+@wide_option
+@click.pass_context
+def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: str | None, html_path: str | None,
+            fail_on: str, no_events: bool, limit: int, wide: bool) -> None:
+    """Audit Keycloak through its admin API: realm posture (brute-force detection, password policy, event
+    saving, admin events, token and session lifespans), clients (redirect URIs, public clients with direct
+    access grants), administrators without OTP, LDAP federation without TLS, and leavers (disabled or missing
+    in the ldap_source directory) still enabled in Keycloak. Same accepted risks, reports, score and exit code
+    as `citydc audit ldap`."""
+    from citydc.sso import events, files, report, runs
+    from citydc.sso.directory import DirectoryError
+    from citydc.sso.keycloak import KeycloakError
+    from citydc.sso.model import severity_rank
+    from citydc.sso.sso_audit import result_json, run_sso_audit
+
+    loaded = load_config(ctx)
+    sources = _keycloak_sources(loaded, source_name)
+    results, failed = [], False
+    for src in sources:
+        try:
+            secret = src.client_secret.reveal()
+        except SecretUnavailable as exc:
+            fail(f"sso source {src.name}: client_secret: {exc}", EXIT_CONFIG)
+        ldap = None
+        if src.ldap_source is not None:
+            lsrc = next(s for s in loaded.config.ldap if s.name == src.ldap_source)
+            try:
+                ldap = (lsrc, lsrc.bind_password.reveal())
+            except SecretUnavailable as exc:
+                fail(f"ldap source {lsrc.name}: bind_password: {exc}", EXIT_CONFIG)
+        try:
+            run = run_sso_audit(src, secret, resolve=loaded.resolve, ldap=ldap)
+        except files.FileInvalid as exc:
+            fail(f"sso source {src.name}: {exc}", EXIT_CONFIG)
+        except (KeycloakError, DirectoryError) as exc:
+            err.print(f"[bold red]sso source {escape(src.name)}:[/] {escape(str(exc))}")
+            failed = True
+            continue
+        result = result_json(run)
+        runs.save_run(loaded.resolve(src.state_dir), result)
+        if not no_events:
+            from citydc.seclog import emit_configured
+
+            host = socket.gethostname()
+            when = datetime.now(UTC)
+            evs = [events.finding_event(f, source=src.name, site=src.site, run_id=run.run_id, when=when, host=host,
+                                        action="sso-audit-finding", dataset=events.SSO_AUDIT_DATASET)
+                   for f in run.findings]
+            evs.append(events.posture_event(result, site=src.site, when=when, host=host,
+                                            action="sso-audit-posture", dataset=events.SSO_AUDIT_DATASET))
+            emit_configured(loaded, evs)
+        many = len(sources) > 1
+        if (p := _output_path(csv_path, src.name, many)) is not None:
+            _write_private(p, report.to_csv(result))
+        if (p := _output_path(html_path, src.name, many)) is not None:
+            _write_private(p, report.to_html(result))
+        results.append(result)
+        if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
+            failed = True
+    if as_json:
+        print_json({"runs": results})
+    else:
+        for result in results:
+            print_table(out, FINDING_COLUMNS, finding_rows(result["findings"][:limit]), wide=wide,
+                        title=f"SSO audit {result['source']} ({result['site']}): score {result['score']}, "
+                              f"{len(result['findings'])} findings, {len(result['accepted'])} accepted")
+            hidden = len(result["findings"]) - limit
+            if hidden > 0:
+                out.print(f"… {hidden} more findings (use --csv, --html or --json)")
+            sev = ", ".join(f"{k} {v}" for k, v in result["by_severity"].items() if v) or "none"
+            out.print(f"{result['accounts']} users in {result['policies']} realms, {result['duration_seconds']:.1f} s;"
+                      f" findings: {sev}")
+            for note in result["notes"]:
+                err.print(f"[yellow]note:[/] {escape(note)}")
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)

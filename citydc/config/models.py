@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from citydc.config.paths import ConfigPath, ExistingFile, Program, base_dir_of, resolve_text
 from citydc.config.units import parse_bit_rate
@@ -418,12 +428,88 @@ class LdapSource(Model):
         return self
 
 
-class SsoSource(Model):
+class SsoLogSource(Model):
+    """An SSO service whose authentication log is shipped as a file (syslog or Keycloak's JSON log)."""
+
+    kind: Literal["log"] = Field(default="log", description="log: a log file; keycloak: Keycloak's admin API")
     name: Name = Field(description="SSO service name, used as a label")
     log_path: ConfigPath = Field(description="authentication log of the SSO service")
     format: Literal["keycloak-json", "syslog"] = Field(default="keycloak-json",
                                                         description="keycloak-json or syslog")
     site: SiteId
+
+
+class SsoRuleSettings(Model):
+    """Thresholds of the SSO audit's rules (docs/sso-audit.md lists every rule)."""
+
+    min_password_length: int = Field(default=12, ge=1, description="a password policy below this length is weak")
+    min_event_expiration_days: int = Field(
+        default=90, ge=1, description="login/admin events kept fewer days than this are a finding")
+    max_access_token_seconds: int = Field(default=900, ge=1, description="longer access tokens are a finding")
+    max_sso_session_idle_seconds: int = Field(default=3600, ge=1,
+                                              description="a longer SSO session idle timeout is a finding")
+    max_sso_session_max_seconds: int = Field(default=43200, ge=1,
+                                             description="a longer SSO session maximum is a finding")
+    admin_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "realm-admin"],
+        description="a user holding one of these roles (realm role, or a realm-management client role) is an "
+                    "administrator and must have a second factor")
+    ignored_clients: list[str] = Field(
+        default_factory=lambda: ["admin-cli"],
+        description="client ids the client rules skip (Keycloak's built-in admin-cli is public with direct "
+                    "access grants in every realm and holds no role by itself)")
+    disabled: list[str] = Field(default_factory=list, description="rule ids not to run")
+
+
+class KeycloakSource(Model):
+    """A Keycloak server audited through its admin REST API (``citydc audit sso``, ``citydc audit auth``)."""
+
+    kind: Literal["keycloak"] = Field(description="keycloak: audited through the admin REST API")
+    name: Name = Field(description="SSO service name, used as a label")
+    base_url: str = Field(description="Keycloak's URL, e.g. https://sso.siwei.example (no /admin, no realm)")
+    realms: list[Name] = Field(min_length=1, description="realms audited")
+    auth_realm: Name | None = Field(
+        default=None, description="realm of the audit's service-account client (default: master)")
+    client_id: str = Field(min_length=1, description="the audit's confidential client (service account enabled; "
+                                                     "realm-management roles view-realm, view-users, view-clients, "
+                                                     "view-events in each audited realm)")
+    client_secret: SecretRef = Field(description="its client secret, by reference")
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle verifying Keycloak's certificate")
+    site: SiteId
+    ldap_source: Name | None = Field(
+        default=None, description="ldap source (by name) of the joiner/leaver check: federated or same-named "
+                                  "users disabled or missing there but enabled in Keycloak are findings")
+    timeout_seconds: float = Field(default=30, gt=0, le=3600, description="per-request timeout")
+    page_size: int = Field(default=1000, ge=10, le=10000, description="users fetched per request")
+    rules: SsoRuleSettings = Field(default_factory=SsoRuleSettings, description="thresholds of the SSO rules")
+    accepted_risk_file: ConfigPath | None = Field(
+        default=None, description="accepted risks: YAML list of {rule, subject, reason, expires, approved_by}")
+    state_dir: ConfigPath = Field(default=Path("var/sso-audit"),
+                                  description="saved runs of the audit (relative to the config)")
+
+    @field_validator("base_url")
+    @classmethod
+    def plain_base(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected http(s)://host[:port][/path] of the Keycloak server")
+        if parts.query or parts.fragment or "/admin" in parts.path or "/realms" in parts.path:
+            raise ValueError("give Keycloak's base URL (no /admin, /realms, query or fragment)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value.rstrip("/")
+
+
+def _sso_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "log"))
+    return str(getattr(value, "kind", "log"))
+
+
+SsoSource = Annotated[Annotated[SsoLogSource, Tag("log")] | Annotated[KeycloakSource, Tag("keycloak")],
+                      Discriminator(_sso_kind)]
 
 
 class SqliteSink(Model):
@@ -728,7 +814,8 @@ class Config(Model):
                              description="the NetFlow/IPFIX collector (citydc collect netflow)")
     backup: Backup = Field(default_factory=Backup, description="restic backups (citydc backup)")
     ldap: list[LdapSource] = Field(default_factory=list, description="LDAP directories audited")
-    sso: list[SsoSource] = Field(default_factory=list, description="SSO authentication logs audited")
+    sso: list[SsoSource] = Field(default_factory=list,
+                                 description="SSO services audited: Keycloak through its admin API, or a log file")
     security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")
     report: Report = Field(default_factory=Report, description="the bandwidth report (citydc report bandwidth)")
@@ -746,3 +833,16 @@ class Config(Model):
         except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database: IsADirectoryError
             raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
         return value
+
+    @model_validator(mode="after")
+    def sso_references(self) -> Config:
+        ldap_names = [s.name for s in self.ldap]
+        seen: set[str] = set()
+        for i, src in enumerate(self.sso):
+            if src.name in seen:
+                raise ValueError(f"sso[{i}].name: duplicate SSO source name {src.name!r}")
+            seen.add(src.name)
+            if isinstance(src, KeycloakSource) and src.ldap_source is not None and src.ldap_source not in ldap_names:
+                raise ValueError(f"sso[{i}].ldap_source: unknown ldap source {src.ldap_source!r} "
+                                 f"(known: {', '.join(ldap_names) or 'none'})")
+        return self

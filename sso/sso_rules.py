@@ -1,0 +1,372 @@
+"""The SSO (Keycloak) audit's rules: stable ids, severities, descriptions and remediations.
+
+Like the directory's rules (rules.py), each rule is a small function registered with
+``@sso_rule(...)``; it looks at one realm's snapshot (``RealmData``: the realm's settings, its
+clients, its LDAP federations, its administrators, the joiner/leaver comparison with the directory)
+and returns findings. Ids never change meaning once published: accepted risks and the security log
+refer to them. The snapshot is parsed from the admin API's answers by ``RealmData.from_api``; a
+field of the wrong type is an ApiShapeError naming it.
+
+Subjects: ``<realm>`` (realm settings), ``<realm>/client:<clientId>``, ``<realm>/user:<username>``,
+``<realm>/ldap:<federation name>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from citydc.config.models import SsoRuleSettings
+from citydc.sso.keycloak import ApiShapeError
+from citydc.sso.keycloak import field as get
+from citydc.sso.model import Finding, RuleInfo
+
+__all__ = ["SSO_RULES", "AdminUser", "Client", "JmlCase", "LdapFederation", "RealmData", "RealmSettings",
+           "check_realm", "password_min_length", "wildcard_redirect"]
+
+
+@dataclass(frozen=True)
+class RealmSettings:
+    name: str
+    brute_force: bool
+    password_policy: str
+    events_enabled: bool
+    events_expiration: int | None  # seconds; None or 0: kept until deleted
+    admin_events: bool
+    admin_events_details: bool
+    access_token_lifespan: int
+    sso_idle: int
+    sso_max: int
+
+    @classmethod
+    def from_api(cls, rep: Mapping[str, Any]) -> RealmSettings:
+        w = "realm"
+        name = get(rep, "realm", str, w)
+        w = f"realm {name}"
+        return cls(name, get(rep, "bruteForceProtected", bool, w, False), get(rep, "passwordPolicy", str, w, ""),
+                   get(rep, "eventsEnabled", bool, w, False), get(rep, "eventsExpiration", int, w, None),
+                   get(rep, "adminEventsEnabled", bool, w, False),
+                   get(rep, "adminEventsDetailsEnabled", bool, w, False),
+                   get(rep, "accessTokenLifespan", int, w, 300), get(rep, "ssoSessionIdleTimeout", int, w, 1800),
+                   get(rep, "ssoSessionMaxLifespan", int, w, 36000))
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    enabled: bool
+    public: bool
+    bearer_only: bool
+    direct_grants: bool
+    standard_flow: bool
+    redirect_uris: tuple[str, ...]
+
+    @classmethod
+    def from_api(cls, rep: Mapping[str, Any], where: str) -> Client:
+        cid = get(rep, "clientId", str, where)
+        w = f"{where} ({cid})"
+        uris = get(rep, "redirectUris", list, w, [])
+        for i, u in enumerate(uris):
+            if not isinstance(u, str):
+                raise ApiShapeError(f"{w}.redirectUris[{i}]: expected str, got {type(u).__name__}")
+        return cls(cid, get(rep, "enabled", bool, w, True), get(rep, "publicClient", bool, w, False),
+                   get(rep, "bearerOnly", bool, w, False), get(rep, "directAccessGrantsEnabled", bool, w, False),
+                   get(rep, "standardFlowEnabled", bool, w, True), tuple(uris))
+
+
+@dataclass(frozen=True)
+class LdapFederation:
+    name: str
+    url: str
+    start_tls: bool
+    enabled: bool
+
+    @classmethod
+    def from_api(cls, rep: Mapping[str, Any], where: str) -> LdapFederation | None:
+        """Given a user-storage component, return its LDAP settings (None for another provider)."""
+        if get(rep, "providerId", str, where, "") != "ldap":
+            return None
+        name = get(rep, "name", str, where)
+        w = f"{where} ({name}).config"
+        conf = get(rep, "config", Mapping, where, {})
+
+        def one(key: str, default: str) -> str:
+            v = conf.get(key)
+            if v is None or v == []:
+                return default
+            if not isinstance(v, list) or not isinstance(v[0], str):
+                raise ApiShapeError(f"{w}.{key}: expected a list of strings, got {type(v).__name__}")
+            return v[0]
+
+        return cls(name, one("connectionUrl", ""), one("startTls", "false").lower() == "true",
+                   one("enabled", "true").lower() == "true")
+
+
+@dataclass(frozen=True)
+class AdminUser:
+    username: str
+    roles: tuple[str, ...]
+    otp: bool
+
+
+@dataclass(frozen=True)
+class JmlCase:
+    username: str
+    ldap_dn: str | None
+    reason: str  # "disabled in LDAP" | "missing in LDAP"
+    federated: bool
+
+
+@dataclass
+class RealmData:
+    settings: RealmSettings
+    clients: list[Client] = field(default_factory=list)
+    ldap: list[LdapFederation] = field(default_factory=list)
+    admins: list[AdminUser] = field(default_factory=list)
+    jml: list[JmlCase] | None = None  # None: not checked (no ldap_source)
+    users: int = 0
+
+
+SsoCheck = Callable[[RealmData, SsoRuleSettings, "SsoRule"], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class SsoRule:
+    info: RuleInfo
+    check: SsoCheck
+
+    def found(self, subject: str, message: str, **evidence: Any) -> Finding:
+        return Finding(self.info, subject, message, evidence)
+
+
+SSO_RULES: dict[str, SsoRule] = {}
+
+
+def sso_rule(id: str, severity: str, scope: str, title: str, description: str, remediation: str):
+    """Register the decorated check under ``id`` with its metadata."""
+    def register(fn: SsoCheck) -> SsoCheck:
+        if id in SSO_RULES:
+            raise ValueError(f"duplicate rule id {id}")
+        SSO_RULES[id] = SsoRule(RuleInfo(id, severity, title, description, remediation, scope), fn)
+        return fn
+    return register
+
+
+def check_realm(data: RealmData, settings: SsoRuleSettings) -> list[Finding]:
+    """Given a realm's snapshot and the thresholds, return the findings of every rule not disabled."""
+    out: list[Finding] = []
+    for rid, r in SSO_RULES.items():
+        if rid not in settings.disabled:
+            out.extend(r.check(data, settings, r))
+    return out
+
+
+# -- realm settings ------------------------------------------------------------------------------
+
+@sso_rule("SSO-BF-001", "high", "realm", "Brute-force detection disabled",
+          "The realm does not lock or slow down an account after repeated failed logins, so passwords can be "
+          "guessed online at the speed the server answers.",
+          "Realm settings → Security defenses → Brute force detection: enable it (lockout permanently or "
+          "temporarily after, e.g., 5 failures).")
+def _brute_force(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    if not d.settings.brute_force:
+        yield r.found(d.settings.name, "brute-force detection is off", bruteForceProtected=False)
+
+
+_LENGTH = re.compile(r"(?:^|\s|and\s)length\((\d+)\)")
+
+
+def password_min_length(policy: str) -> int:
+    """Given a realm's passwordPolicy string, return its minimum length (0 when it sets none)."""
+    m = _LENGTH.search(policy)
+    return int(m.group(1)) if m else 0
+
+
+@sso_rule("SSO-PWD-001", "medium", "realm", "Weak password policy",
+          "The realm's password policy sets no minimum length, or a minimum below the configured one, for "
+          "local users (federated users follow the directory's policy).",
+          "Realm settings → Authentication → Policies → Password policy: add Minimum length (12 or more), "
+          "Not username and Password blacklist.")
+def _password_policy(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    n = password_min_length(d.settings.password_policy)
+    if n < s.min_password_length:
+        what = f"minimum length {n}" if n else "no minimum length"
+        yield r.found(d.settings.name, f"password policy has {what} (required {s.min_password_length})",
+                      passwordPolicy=d.settings.password_policy, min_length=n)
+
+
+@sso_rule("SSO-EVT-001", "high", "realm", "Login events not saved",
+          "The realm does not store its login events: failed and successful logins leave no trace an "
+          "investigation or `citydc audit auth` can read (Keycloak's default).",
+          "Realm settings → Events → User events settings: Save events on, with an expiration of at least "
+          "the configured days.")
+def _events_saved(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    if not d.settings.events_enabled:
+        yield r.found(d.settings.name, "login events are not saved", eventsEnabled=False)
+
+
+@sso_rule("SSO-EVT-002", "medium", "realm", "Login events expire too soon",
+          "Saved login events are deleted sooner than the configured retention: an incident found later "
+          "cannot be traced back.",
+          "Realm settings → Events → User events settings: raise Expiration to the retention the security "
+          "policy requires.")
+def _events_expiry(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    exp = d.settings.events_expiration
+    if d.settings.events_enabled and exp and exp < s.min_event_expiration_days * 86400:
+        yield r.found(d.settings.name, f"login events expire after {exp // 86400} days {exp % 86400 // 3600} h "
+                                       f"(required {s.min_event_expiration_days} days)", eventsExpiration=exp)
+
+
+@sso_rule("SSO-ADM-001", "high", "realm", "Admin events not saved",
+          "Changes made through the admin console or API (role grants, user changes, client changes) are "
+          "not recorded, so who changed what cannot be established.",
+          "Realm settings → Events → Admin events settings: Save events on.")
+def _admin_events(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    if not d.settings.admin_events:
+        yield r.found(d.settings.name, "admin events are not saved", adminEventsEnabled=False)
+
+
+@sso_rule("SSO-ADM-002", "medium", "realm", "Admin events include representations",
+          "Admin events store the full JSON of each change (Include representation): a password reset or a "
+          "client secret set through the API can end up in the event store and in every export of it.",
+          "Realm settings → Events → Admin events settings: Include representation off.")
+def _admin_details(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    if d.settings.admin_events and d.settings.admin_events_details:
+        yield r.found(d.settings.name, "admin events include the changed objects' representation",
+                      adminEventsDetailsEnabled=True)
+
+
+@sso_rule("SSO-TOK-001", "medium", "realm", "Access tokens live too long",
+          "A stolen access token stays valid for its whole lifespan; long lifespans also delay the effect "
+          "of disabling an account.",
+          "Realm settings → Tokens: Access Token Lifespan of a few minutes (5-15).")
+def _token(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    t = d.settings.access_token_lifespan
+    if t > s.max_access_token_seconds:
+        yield r.found(d.settings.name, f"access token lifespan {t} s (limit {s.max_access_token_seconds} s)",
+                      accessTokenLifespan=t)
+
+
+@sso_rule("SSO-TOK-002", "medium", "realm", "SSO sessions live too long",
+          "The SSO session idle timeout or maximum lifespan is longer than the configured limit: an "
+          "unattended browser stays logged in to every application.",
+          "Realm settings → Sessions: SSO Session Idle 30-60 min, SSO Session Max within a working day.")
+def _session(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    st = d.settings
+    if st.sso_idle > s.max_sso_session_idle_seconds or st.sso_max > s.max_sso_session_max_seconds:
+        yield r.found(st.name, f"SSO session idle {st.sso_idle} s, max {st.sso_max} s (limits "
+                               f"{s.max_sso_session_idle_seconds} s, {s.max_sso_session_max_seconds} s)",
+                      ssoSessionIdleTimeout=st.sso_idle, ssoSessionMaxLifespan=st.sso_max)
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def wildcard_redirect(uri: str) -> bool:
+    """Given a redirect URI, return True when it is ``*`` or has a wildcard before its path.
+
+    A trailing ``/*`` on a fixed https origin is Keycloak's documented prefix match (its own consoles
+    use it) and is not reported; ``*`` alone, or ``*`` in the scheme, host or port, lets a token go
+    to any site.
+    """
+    if uri.strip() in ("*", "/*"):
+        return True
+    if "://" not in uri:
+        return False  # a path relative to the client's root URL (Keycloak's consoles use /…/*)
+    scheme, rest = uri.split("://", 1)
+    return "*" in scheme or "*" in rest.split("/", 1)[0]
+
+
+def _http_redirect(uri: str) -> bool:
+    if not uri.lower().startswith("http://"):
+        return False
+    try:
+        host = urlsplit(uri.replace("*", "x")).hostname or ""
+    except ValueError:
+        return True
+    return host not in _LOOPBACK  # RFC 8252: native apps may use loopback http
+
+
+def _web(d: RealmData, s: SsoRuleSettings) -> list[Client]:
+    return [c for c in d.clients if c.enabled and not c.bearer_only and c.client_id not in s.ignored_clients]
+
+
+@sso_rule("SSO-CLI-001", "high", "client", "Wildcard redirect URI",
+          "A client accepts a redirect URI that is `*` or has a wildcard in its scheme or host: an attacker "
+          "can have authorization codes or tokens sent to a site of their choice.",
+          "Clients → the client → Valid redirect URIs: list the application's exact callback URLs.")
+def _wildcard(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for c in _web(d, s):
+        bad = [u for u in c.redirect_uris if wildcard_redirect(u)]
+        if bad:
+            yield r.found(f"{d.settings.name}/client:{c.client_id}", f"wildcard redirect URI {', '.join(bad)}",
+                          redirectUris=bad)
+
+
+@sso_rule("SSO-CLI-002", "medium", "client", "Redirect URI over plain http",
+          "A client accepts an http:// redirect URI to a non-loopback host: the authorization code or token "
+          "crosses the network in clear.",
+          "Clients → the client → Valid redirect URIs: https:// only (http only to 127.0.0.1 for native apps).")
+def _http(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for c in _web(d, s):
+        bad = [u for u in c.redirect_uris if _http_redirect(u)]
+        if bad:
+            yield r.found(f"{d.settings.name}/client:{c.client_id}", f"http redirect URI {', '.join(bad)}",
+                          redirectUris=bad)
+
+
+@sso_rule("SSO-CLI-003", "high", "client", "Public client with direct access grants",
+          "A public client (no secret) allows the resource owner password grant: anyone can try passwords "
+          "against the token endpoint through it, outside the login page's defences and second factor.",
+          "Clients → the client → Capability config: Direct access grants off (use the authorization code "
+          "flow with PKCE).")
+def _public_dag(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for c in _web(d, s):
+        if c.public and c.direct_grants:
+            yield r.found(f"{d.settings.name}/client:{c.client_id}", "public client with direct access grants",
+                          publicClient=True, directAccessGrantsEnabled=True)
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+@sso_rule("SSO-MFA-001", "high", "user", "Administrator without a second factor",
+          "A user holding an administrative role (configured admin_roles: a realm role, or a realm-management "
+          "client role such as realm-admin) has no OTP credential: one phished password is full control.",
+          "Have the user configure OTP (required action Configure OTP), or require OTP for administrators in "
+          "the browser flow.")
+def _mfa(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for a in d.admins:
+        if not a.otp:
+            yield r.found(f"{d.settings.name}/user:{a.username}",
+                          f"administrator ({', '.join(a.roles)}) without OTP", roles=list(a.roles))
+
+
+@sso_rule("SSO-JML-001", "high", "user", "Leaver still enabled in Keycloak",
+          "An account disabled or missing in the directory (a leaver) is still enabled in Keycloak: a "
+          "federated user whose LDAP link is stale, or a local user named like a disabled directory account. "
+          "Existing sessions, offline tokens and local credentials keep working.",
+          "Disable the user in Keycloak and revoke its sessions (Users → the user → Sessions → Sign out); for "
+          "a federated user, run the federation's sync so Keycloak follows the directory.")
+def _jml(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for c in d.jml or ():
+        yield r.found(f"{d.settings.name}/user:{c.username}",
+                      f"enabled in Keycloak, {c.reason} ({'federated' if c.federated else 'local user'})",
+                      ldap_dn=c.ldap_dn, federated=c.federated)
+
+
+# -- federation ----------------------------------------------------------------------------------
+
+@sso_rule("SSO-LDAP-001", "critical", "federation", "LDAP federation without TLS",
+          "The realm's LDAP user federation connects with ldap:// and no StartTLS: every login sends the "
+          "user's password, and the bind password, in clear to the directory.",
+          "User federation → the provider: use ldaps:// or turn on StartTLS, with the directory's CA in "
+          "Keycloak's truststore.")
+def _ldap_tls(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    for f in d.ldap:
+        if f.enabled and f.url.lower().startswith("ldap://") and not f.start_tls:
+            yield r.found(f"{d.settings.name}/ldap:{f.name}", f"{f.url} without StartTLS", connectionUrl=f.url)

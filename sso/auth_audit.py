@@ -1,25 +1,54 @@
-"""One pass of the authentication-log audit over one source: new binds → events and detections → state.
+"""One pass of the authentication audit over one group of sources: new binds and SSO events → ECS events
+and detections → state.
 
-The saved state (``authlog.json``, 0600) holds the log position, the parser's open connections and
-the detector's windows, so the next run continues exactly where this one stopped.
+A group is a directory (its slapd stats log) and the Keycloak servers federated to it (``sso[].ldap_source``),
+or a Keycloak server alone. Their attempts are merged in time order into one detector, so a password spray
+that tries some accounts through LDAP and others through Keycloak is one detection. Binds from the SSO
+servers' own addresses (``auth.relay_addresses``: Keycloak checking a federated user's password) are recorded
+but not counted: the SSO login event stands for that attempt.
+
+The saved state (0600) holds the log position, the parser's open connections, the Keycloak cursors, the
+detector's windows and the bind read ahead of the merge but not processed, so the next run continues
+exactly where this one stopped.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from citydc import atomicfile
-from citydc.config.models import LdapSource
+from citydc.config.models import AuthDetection
 from citydc.sso import events
-from citydc.sso.authlog import LogPosition, StatsParser, read_binds
+from citydc.sso.authlog import Bind, LogPosition, StatsParser, _bind_from_json, _bind_json, read_binds
 from citydc.sso.detect import Detector
+from citydc.sso.kc_events import STREAMS, Cursor, KcItem, UserNames, read_stream
+from citydc.sso.keycloak import Keycloak, KeycloakError
 
-__all__ = ["BATCH", "run_auth"]
+__all__ = ["BATCH", "KeycloakFeed", "LdapFeed", "run_auth"]
 
-BATCH = 5000  # events emitted (and position saved) together
+BATCH = 5000  # events emitted (and the state saved) together
+
+
+@dataclass
+class LdapFeed:
+    name: str
+    site: str
+    log: Path
+
+
+@dataclass
+class KeycloakFeed:
+    name: str
+    site: str
+    realms: Sequence[str]
+    client: Keycloak
+    page: int
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -30,51 +59,122 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
 
 
-def run_auth(src: LdapSource, log: Path, state_path: Path, emit: Callable[[Sequence[dict]], Any],
-             privileged: Iterable[str], *, from_start: bool = False) -> dict[str, Any]:
-    """Given a source, its stats log, the state file, an emit function and the privileged DNs, read the new
-    binds, emit their events and detections, save the state; return the run's report. Raise OSError if the
-    log cannot be read (the state is saved up to what was read)."""
+def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakFeed], settings: AuthDetection,
+             state_path: Path, emit: Callable[[Sequence[dict]], Any], privileged: Iterable[str],
+             from_start: bool = False) -> dict[str, Any]:
+    """Given a group's feeds, its detection settings, the state file, an emit function and the privileged
+    accounts, read what is new, emit its events and detections, save the state; return the run's report.
+
+    Raise OSError if the stats log cannot be read (the state is saved up to what was processed); a Keycloak
+    that fails is reported in ``errors`` and the other feeds go on."""
     st = {} if from_start else _load(state_path)
     try:
         pos = LogPosition(**(st.get("position") or {}))
     except TypeError:
         pos = LogPosition()
     parser = StatsParser.from_json(st.get("parser") or {})
-    detector = Detector(src.auth, privileged)
+    try:
+        carry = [_bind_from_json(b) for b in st.get("carry") or []]
+    except (TypeError, ValueError, KeyError):
+        carry = []
+    detector = Detector(settings, privileged)
     detector.load(st.get("detector") or {})
-    counts = {"binds": 0, "success": 0, "failure": 0}
+    saved_kc = st.get("keycloak") if isinstance(st.get("keycloak"), dict) else {}
+    cursors: dict[tuple[str, str, str], Cursor] = {
+        (k.name, realm, stream): Cursor.from_json(((saved_kc.get(k.name) or {}).get(realm) or {}).get(stream))
+        for k in keycloaks for realm in k.realms for stream in STREAMS}
+    relay = {str(a) for a in settings.relay_addresses}
+    counts = {"binds": 0, "success": 0, "failure": 0, "relayed": 0}
+    sso = {k.name: {"logins": 0, "success": 0, "failure": 0, "events": 0, "admin_events": 0} for k in keycloaks}
     found: list[dict[str, Any]] = []
+    errors: list[str] = []
     pending: list[dict] = []
+    heads: list[tuple[float, int, int, Any]] = []  # (time, order, feed, item): the merge's next item per feed
+    feeds: list[Iterator[Any]] = []
 
     def save() -> None:
-        # Events first, then the position: after a crash in between, the lines are read again and their
+        # Events first, then the state: after a crash in between, the same items are read again and their
         # events (deterministic ids) are stored once.
         if pending:
             emit(list(pending))
             pending.clear()
+        unprocessed = [_bind_json(item) for _, _, _, item in heads if isinstance(item, Bind)]
+        kc_state: dict[str, Any] = {}
+        for (name, realm, stream), c in cursors.items():
+            kc_state.setdefault(name, {}).setdefault(realm, {})[stream] = c.to_json()
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomicfile.write(state_path, json.dumps({"position": pos.to_json(), "parser": parser.to_json(),
-                                                 "detector": detector.to_json()}), mode=0o600)
+        atomicfile.write(state_path, json.dumps(
+            {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
+             "detector": detector.to_json()}), mode=0o600)
 
+    def pull(index: int) -> None:
+        try:
+            item = next(feeds[index], None)
+        except KeycloakError as exc:
+            errors.append(str(exc))
+            return
+        if item is not None:
+            heapq.heappush(heads, (item.when.timestamp(), next(order), index, item))
+
+    def detect(attempt: Any, source: str, site: str) -> None:
+        for d in detector.feed(attempt):
+            found.append({**d.to_json(), "source": source})
+            pending.append(events.detection_event(
+                action=d.action, message=d.message, site=site, source=source, when=d.when,
+                id_key=f"{group}:{d.id_key}", users=d.users, source_ip=d.source_ip, severity=d.severity,
+                details=d.details))
+
+    order = iter(range(1 << 62))
+    if ldap is not None:
+        feeds.append(chain(carry, read_binds(ldap.log, pos, parser)))
+    for k in keycloaks:
+        names = UserNames(k.client)
+        for realm in k.realms:
+            for stream in STREAMS:
+                feeds.append(read_stream(k.client, realm, stream, cursors[(k.name, realm, stream)], page=k.page,
+                                         source=k.name, site=k.site, names=names))
+    kc_of = [None] * (1 if ldap is not None else 0) + [k for k in keycloaks for _ in k.realms for _ in STREAMS]
     try:
-        for b in read_binds(log, pos, parser):
-            counts["binds"] += 1
-            counts["success" if b.success else "failure"] += 1
-            pending.append(events.bind_event(
-                user=b.dn, source_ip=b.source_ip, success=b.success, code=b.code, when=b.when, site=src.site,
-                source=src.name, id_key=f"{src.name}:{pos.inode}:{b.conn}:{b.op}:{b.when.timestamp()}",
-                conn=b.conn, op=b.op, method=b.method, tls=b.tls))
-            for d in detector.feed(b):
-                found.append(d.to_json())
-                pending.append(events.detection_event(
-                    action=d.action, message=d.message, site=src.site, source=src.name, when=d.when,
-                    id_key=f"{src.name}:{d.id_key}", users=d.users, source_ip=d.source_ip, severity=d.severity,
-                    details=d.details))
+        for i in range(len(feeds)):
+            pull(i)
+        while heads:
+            _, _, index, item = heapq.heappop(heads)
+            if isinstance(item, KcItem):
+                k = kc_of[index]
+                c = sso[k.name]
+                pending.append(item.doc)
+                if item.stream == "admin-events":
+                    c["admin_events"] += 1
+                elif item.attempt is not None:
+                    c["logins"] += 1
+                    c["success" if item.attempt.success else "failure"] += 1
+                    detect(item.attempt, k.name, k.site)
+                else:
+                    c["events"] += 1
+                cursors[(k.name, item.realm, item.stream)].advance(item.time_ms, item.event_id)
+            else:
+                b: Bind = item  # the only other feed: the stats log (ldap is set)
+                assert ldap is not None
+                relayed = b.source_ip in relay
+                counts["binds"] += 1
+                counts["success" if b.success else "failure"] += 1
+                counts["relayed"] += relayed
+                pending.append(events.bind_event(
+                    user=b.dn, source_ip=b.source_ip, success=b.success, code=b.code, when=b.when, site=ldap.site,
+                    source=ldap.name, id_key=f"{ldap.name}:{pos.inode}:{b.conn}:{b.op}:{b.when.timestamp()}",
+                    conn=b.conn, op=b.op, method=b.method, tls=b.tls, relayed=relayed))
+                if not relayed:
+                    detect(b, ldap.name, ldap.site)
+            pull(index)
             if len(pending) >= BATCH:
                 save()
     finally:
         detector.finish()
         save()
-    return {"source": src.name, "log": str(log), **counts, "skipped_lines": parser.skipped,
-            "log_restarted": pos.restarted, "detections": found}
+    report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, **counts,
+                              "skipped_lines": parser.skipped, "log_restarted": pos.restarted, "detections": found}
+    if keycloaks:
+        report["sso"] = sso
+    if errors:
+        report["errors"] = errors
+    return report

@@ -75,6 +75,12 @@ class Bind:
     def success(self) -> bool:
         return self.code == 0
 
+    @property
+    def user(self) -> str:  # the detector's view (detect.Attempt)
+        return self.dn
+
+    origin = "ldap"
+
 
 @dataclass
 class StatsParser:

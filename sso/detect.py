@@ -1,4 +1,10 @@
-"""Detections over the directory's binds, in time order, with sliding windows that survive between runs.
+"""Detections over authentication attempts (directory binds and SSO logins, merged in time order), with
+sliding windows that survive between runs.
+
+An attempt names its account either as a DN (an LDAP bind) or as a username (a Keycloak login). Both
+are compared by ``account_key``: the value of a leading ``uid=`` RDN, else the normalised DN, else the
+lowercase username, so ``uid=sw-alice,ou=people,…`` bound at slapd and ``sw-alice`` logging in through
+Keycloak are one account (a uid is unique in the city's directory, checked by the LDAP audit).
 
 - brute force: ``bruteforce_failures`` failed binds of one account within the window;
 - password spraying: failed binds of ``spraying_accounts`` distinct accounts from one source
@@ -22,10 +28,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from citydc.config.models import AuthDetection
-from citydc.sso.authlog import Bind
 from citydc.sso.rules import norm_dn
 
-__all__ = ["Detection", "Detector"]
+__all__ = ["Attempt", "Detection", "Detector", "account_key"]
 
 MAX_KEYS = 100_000
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -48,6 +53,27 @@ class Detection:
                 "details": self.details}
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One authentication attempt as the detector sees it (a bind, a Keycloak login)."""
+
+    when: datetime
+    user: str  # DN or username, as the source shows it
+    source_ip: str | None
+    success: bool
+    origin: str = "ldap"  # ldap | keycloak: which kind of source saw it
+
+
+def account_key(user: str) -> str:
+    """Given a DN or a username, return the key one account has in every source."""
+    if "=" not in user:
+        return user.strip().lower()
+    dn = norm_dn(user)
+    first = dn.split(",", 1)[0]
+    attr, _, value = first.partition("=")
+    return value if attr == "uid" and value else dn
+
+
 def _hours(spec: str) -> tuple[time, time]:
     a, b = spec.split("-")
     return time.fromisoformat(a), time.fromisoformat(b)
@@ -58,11 +84,11 @@ class Detector:
 
     def __init__(self, settings: AuthDetection, privileged: Iterable[str] = ()) -> None:
         self.s = settings
-        self.privileged = {norm_dn(d) for d in privileged}
+        self.privileged = {account_key(d) for d in privileged}
         self.zone = ZoneInfo(settings.timezone)
         self.start, self.end = _hours(settings.working_hours)
         self.fail_user: dict[str, deque[float]] = {}
-        self.fail_src: dict[str, deque[tuple[float, str]]] = {}
+        self.fail_src: dict[str, deque[tuple[float, str, str]]] = {}  # ip -> (time, account, origin)
         self.alerted: dict[str, float] = {}  # "kind:key" -> time of the alert (no repeat within the window)
 
     # -- state ---------------------------------------------------------------------------------
@@ -73,7 +99,8 @@ class Detector:
 
     def load(self, data: dict[str, Any]) -> None:
         self.fail_user = {k: deque(float(t) for t in v) for k, v in (data.get("fail_user") or {}).items()}
-        self.fail_src = {k: deque((float(t), str(u)) for t, u in v) for k, v in (data.get("fail_src") or {}).items()}
+        self.fail_src = {k: deque((float(x[0]), str(x[1]), str(x[2]) if len(x) > 2 else "ldap") for x in v)
+                         for k, v in (data.get("fail_src") or {}).items()}
         self.alerted = {k: float(v) for k, v in (data.get("alerted") or {}).items()}
 
     def _prune(self, now: float) -> None:
@@ -104,11 +131,11 @@ class Detector:
         self.alerted[key] = t
         return True
 
-    def feed(self, b: Bind) -> list[Detection]:
-        """Given the next bind (time order), return the detections it completes."""
+    def feed(self, b: Attempt) -> list[Detection]:
+        """Given the next attempt (time order), return the detections it completes."""
         t = b.when.timestamp()
         horizon = t - self.s.window_seconds
-        user = norm_dn(b.dn) if b.dn else ""
+        user = account_key(b.user) if b.user else ""
         out: list[Detection] = []
         if len(self.fail_user) > MAX_KEYS or len(self.fail_src) > MAX_KEYS:
             self._prune(t)
@@ -122,37 +149,47 @@ class Detector:
             q.append(t)
             if len(q) >= self.s.bruteforce_failures and self._once(f"bf:{user}", t):
                 out.append(Detection(
-                    "auth-bruteforce", "high", b.when, (b.dn,), b.source_ip,
-                    f"brute force: {len(q)} failed binds for {b.dn} within {self.s.window_seconds} s",
-                    f"bf:{user}:{q[0]}", {"failures": len(q), "window_seconds": self.s.window_seconds}))
+                    "auth-bruteforce", "high", b.when, (b.user,), b.source_ip,
+                    f"brute force: {len(q)} failed logins of {b.user} within {self.s.window_seconds} s",
+                    f"bf:{user}:{q[0]}", {"failures": len(q), "window_seconds": self.s.window_seconds,
+                                          "origin": b.origin}))
             if b.source_ip:
                 sq = self.fail_src.setdefault(b.source_ip, deque())
-                sq.append((t, user))
+                sq.append((t, user, b.origin))
                 while sq and sq[0][0] < horizon:
                     sq.popleft()
-                accounts = {u for _, u in sq}
+                accounts = {u for _, u, _ in sq}
                 if len(accounts) >= self.s.spraying_accounts and self._once(f"spray:{b.source_ip}", t):
                     out.append(Detection(
                         "auth-spraying", "high", b.when, tuple(sorted(accounts)), b.source_ip,
                         f"password spraying: {len(accounts)} accounts failed from {b.source_ip} "
                         f"within {self.s.window_seconds} s", f"spray:{b.source_ip}:{sq[0][0]}",
-                        {"accounts": len(accounts), "window_seconds": self.s.window_seconds}))
+                        {"accounts": len(accounts), "window_seconds": self.s.window_seconds,
+                         "accounts_by_origin": _by_origin(sq)}))
             return out
         if q and len(q) >= self.s.success_after_failures:
             out.append(Detection(
-                "auth-success-after-failures", "high", b.when, (b.dn,), b.source_ip,
-                f"{b.dn} bound successfully after {len(q)} failures within {self.s.window_seconds} s",
-                f"saf:{user}:{t}", {"failures": len(q)}))
+                "auth-success-after-failures", "high", b.when, (b.user,), b.source_ip,
+                f"{b.user} logged in after {len(q)} failures within {self.s.window_seconds} s",
+                f"saf:{user}:{t}", {"failures": len(q), "origin": b.origin}))
         self.fail_user.pop(user, None)
         if user and user in self.privileged and self.offhours(b.when):
             local = b.when.astimezone(self.zone)
             out.append(Detection(
-                "auth-offhours-privileged", "medium", b.when, (b.dn,), b.source_ip,
-                f"privileged account {b.dn} logged in at {local:%a %H:%M} {self.s.timezone} "
+                "auth-offhours-privileged", "medium", b.when, (b.user,), b.source_ip,
+                f"privileged account {b.user} logged in at {local:%a %H:%M} {self.s.timezone} "
                 f"(working hours {self.s.working_hours} {','.join(self.s.working_days)})",
-                f"offhours:{user}:{t}", {"local_time": local.isoformat()}))
+                f"offhours:{user}:{t}", {"local_time": local.isoformat(), "origin": b.origin}))
         return out
 
     def finish(self, now: datetime | None = None) -> None:
         """Drop what has left the window (call before saving the state)."""
         self._prune((now or datetime.now(UTC)).timestamp())
+
+
+def _by_origin(window: Iterable[tuple[float, str, str]]) -> dict[str, int]:
+    """Distinct failing accounts per kind of source (a spray split over LDAP and Keycloak shows both)."""
+    seen: dict[str, set[str]] = {}
+    for _, user, origin in window:
+        seen.setdefault(origin, set()).add(user)
+    return {k: len(v) for k, v in sorted(seen.items())}

@@ -5,6 +5,11 @@ Mapping (DESIGN.md): an audit finding is an ``alert`` / ``iam`` / ``info`` event
 (``ldap-audit-posture``); a directory bind is an ``authentication`` / ``start`` event
 (``ldap-bind``); a detection is an ``alert`` / ``authentication`` / ``info`` event
 (``auth-bruteforce``, ``auth-spraying``, ``auth-success-after-failures``, ``auth-offhours-privileged``).
+Keycloak's stored events: a login is an ``authentication`` / ``start`` event (``sso-login``), a logout
+``authentication`` / ``end`` (``sso-logout``), another user event (password or OTP update, registration…)
+``sso-event``; an admin event is an ``iam`` event (``iam-role-grant``, ``iam-role-revoke``,
+``iam-user-create``, ``iam-user-update``, ``iam-user-delete``, ``iam-group-join``, ``iam-group-leave``,
+``iam-admin-change``) with the acting user in ``user.name`` and the changed one in ``user.target.name``.
 Ids come from the run id + rule + subject, and from the log position of a bind, so re-emitting
 after a crash stores each event once.
 """
@@ -23,15 +28,19 @@ __all__ = [
     "AUTH_DATASET",
     "SEVERITY",
     "SSO_AUDIT_DATASET",
+    "SSO_AUTH_DATASET",
     "bind_event",
     "detection_event",
     "finding_event",
+    "iam_event",
     "posture_event",
+    "sso_user_event",
 ]
 
 AUDIT_DATASET = "citydc.ldap_audit"
 AUTH_DATASET = "citydc.ldap_auth"
 SSO_AUDIT_DATASET = "citydc.sso_audit"
+SSO_AUTH_DATASET = "citydc.sso_auth"
 # ECS event.severity is a number; these are the values Elastic's detection rules use.
 SEVERITY = {"info": 1, "low": 21, "medium": 47, "high": 73, "critical": 99}
 
@@ -64,16 +73,84 @@ def posture_event(result: dict[str, Any], *, site: str, when: datetime, host: st
 
 
 def bind_event(*, user: str, source_ip: str | None, success: bool, code: int, when: datetime, site: str,
-               source: str, id_key: str, conn: int, op: int, method: str | None, tls: bool | None) -> dict:
-    """Given one bind seen in the directory's log, return its ``ldap-bind`` authentication event."""
+               source: str, id_key: str, conn: int, op: int, method: str | None, tls: bool | None,
+               relayed: bool = False) -> dict:
+    """Given one bind seen in the directory's log, return its ``ldap-bind`` authentication event.
+
+    ``relayed``: the bind came from an SSO server logging a user in (``auth.relay_addresses``); the SSO
+    login event is the one the detections count."""
     outcome = "success" if success else "failure"
     who = user or "(anonymous)"
+    details = {"source": source, "conn": conn, "op": op, "result_code": code, "method": method, "tls": tls}
+    if relayed:
+        details["relayed"] = True
     return make_event(
         action="ldap-bind", dataset=AUTH_DATASET, kind="event", category=["authentication"], type=["start"],
         outcome=outcome, site=site, timestamp=when, id_key=id_key, user=user or None, source_ip=source_ip,
         message=f"LDAP bind {outcome} for {who}" + (f" from {source_ip}" if source_ip else "")
-                + ("" if success else f" (result {code})"),
-        details={"source": source, "conn": conn, "op": op, "result_code": code, "method": method, "tls": tls})
+                + (" (relayed by SSO)" if relayed else "") + ("" if success else f" (result {code})"),
+        details=details)
+
+
+_SSO_KIND = {  # Keycloak event type -> (action, category, type)
+    "LOGIN": ("sso-login", "authentication", "start"), "LOGIN_ERROR": ("sso-login", "authentication", "start"),
+    "CLIENT_LOGIN": ("sso-login", "authentication", "start"),
+    "CLIENT_LOGIN_ERROR": ("sso-login", "authentication", "start"),
+    "LOGOUT": ("sso-logout", "authentication", "end"), "LOGOUT_ERROR": ("sso-logout", "authentication", "end"),
+}
+_SSO_IAM_TYPES = ("UPDATE_", "REMOVE_", "REGISTER", "RESET_PASSWORD", "DELETE_ACCOUNT", "VERIFY_EMAIL")
+
+
+def sso_user_event(*, kc_type: str, success: bool, user: str | None, client: str | None, source_ip: str | None,
+                   when: datetime, site: str, source: str, realm: str, id_key: str, error: str | None,
+                   details: dict[str, Any]) -> dict:
+    """Given one of Keycloak's stored user events, return its ``sso-login`` / ``sso-logout`` / ``sso-event``."""
+    action, category, etype = _SSO_KIND.get(kc_type, ("sso-event", "authentication", "info"))
+    if action == "sso-event" and kc_type.startswith(_SSO_IAM_TYPES):
+        category, etype = "iam", "change"
+    outcome = "success" if success else "failure"
+    who = user or "(unknown user)"
+    what = {"sso-login": "login", "sso-logout": "logout"}.get(action, kc_type.lower().replace("_", " "))
+    return make_event(
+        action=action, dataset=SSO_AUTH_DATASET, kind="event", category=[category], type=[etype], outcome=outcome,
+        site=site, timestamp=when, id_key=id_key, user=user, source_ip=source_ip, error=error,
+        message=f"SSO {what} {outcome} for {who} in realm {realm}" + (f" via {client}" if client else "")
+                + (f" from {source_ip}" if source_ip else "") + (f" ({error})" if error else ""),
+        details={"source": source, "realm": realm, "client": client, "keycloak_type": kc_type, **details})
+
+
+_IAM_ACTIONS = {  # (resource type, operation) -> (action, ECS type)
+    ("REALM_ROLE_MAPPING", "CREATE"): ("iam-role-grant", "change"),
+    ("CLIENT_ROLE_MAPPING", "CREATE"): ("iam-role-grant", "change"),
+    ("REALM_ROLE_MAPPING", "DELETE"): ("iam-role-revoke", "change"),
+    ("CLIENT_ROLE_MAPPING", "DELETE"): ("iam-role-revoke", "change"),
+    ("USER", "CREATE"): ("iam-user-create", "creation"),
+    ("USER", "UPDATE"): ("iam-user-update", "change"),
+    ("USER", "DELETE"): ("iam-user-delete", "deletion"),
+    ("USER", "ACTION"): ("iam-user-update", "change"),
+    ("GROUP_MEMBERSHIP", "CREATE"): ("iam-group-join", "change"),
+    ("GROUP_MEMBERSHIP", "DELETE"): ("iam-group-leave", "change"),
+}
+
+
+def iam_event(*, resource_type: str, operation: str, actor: str | None, target: str | None,
+              source_ip: str | None, when: datetime, site: str, source: str, realm: str, id_key: str,
+              error: str | None, details: dict[str, Any]) -> dict:
+    """Given one of Keycloak's admin events, return its ``iam-*`` change event (actor and target user)."""
+    action, etype = _IAM_ACTIONS.get((resource_type, operation), ("iam-admin-change", "admin"))
+    outcome = "failure" if error else "success"
+    what = action.removeprefix("iam-").replace("-", " ")
+    if action == "iam-admin-change":
+        what = f"{operation.lower()} of {resource_type.lower().replace('_', ' ')}"
+    return make_event(
+        action=action, dataset=SSO_AUTH_DATASET, kind="event", category=["iam"], type=[etype], outcome=outcome,
+        site=site, timestamp=when, id_key=id_key, user=actor, user_target=target, source_ip=source_ip, error=error,
+        message=f"SSO admin {what} in realm {realm}" + (f" by {actor}" if actor else "")
+                + (f" for {target}" if target else "") + (f" from {source_ip}" if source_ip else "")
+                + (f" ({error})" if error else ""),
+        related={"user": [u for u in (actor, target) if u]},
+        details={"source": source, "realm": realm, "resource_type": resource_type, "operation": operation,
+                 **details})
 
 
 def detection_event(*, action: str, message: str, site: str, source: str, when: datetime, id_key: str,

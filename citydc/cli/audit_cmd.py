@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -286,47 +287,107 @@ def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
         fail(f"ldap source {src.name}: {exc}", EXIT_CONFIG)
 
 
+@dataclass
+class _AuthGroup:
+    """What one detector sees: a directory and the Keycloak servers federated to it, or a Keycloak alone."""
+
+    name: str
+    ldap: LdapSource | None
+    log: Path | None
+    keycloaks: list[Any]
+    state: Path
+
+
+def _auth_groups(loaded: LoadedConfig, name: str | None, log_path: str | None) -> list[_AuthGroup]:
+    from citydc.config.models import KeycloakSource
+
+    kcs = [s for s in loaded.config.sso if isinstance(s, KeycloakSource) and s.events]
+    ldaps = {s.name: s for s in loaded.config.ldap}
+    groups: list[_AuthGroup] = []
+    for src in loaded.config.ldap:
+        linked = [k for k in kcs if k.ldap_source == src.name]
+        if src.stats_log is None and not log_path and not linked:
+            continue
+        log = Path(log_path) if log_path else (loaded.resolve(src.stats_log) if src.stats_log else None)
+        groups.append(_AuthGroup(src.name, src, log, linked, _state_dir(loaded, src) / src.name / "authlog.json"))
+    for k in kcs:
+        if k.ldap_source is None or k.ldap_source not in ldaps:
+            groups.append(_AuthGroup(k.name, None, None, [k], loaded.resolve(k.state_dir) / k.name / "events.json"))
+    if name is not None:
+        groups = [g for g in groups if g.name == name or any(k.name == name for k in g.keycloaks)]
+        if not groups:
+            fail(f"no ldap source with a stats_log and no keycloak source named {name!r}", EXIT_CONFIG)
+    if not groups:
+        fail("nothing to read: no ldap source has a stats_log and no keycloak source reads events", EXIT_CONFIG,
+             hint="set ldap[].stats_log, pass --log, or add an `sso:` entry with kind: keycloak")
+    return groups
+
+
 @audit_group.command("auth", epilog=examples("citydc audit auth", "citydc audit auth --from-start --json"))
-@click.option("--source", "source_name", help="Only this ldap source (default: every one with a stats_log).")
+@click.option("--source", "source_name",
+              help="Only this ldap or keycloak source (a keycloak source federated to a directory brings its "
+                   "directory's group).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Read this stats log instead of stats_log.")
-@click.option("--from-start", is_flag=True, help="Forget where the last run stopped; read the whole log again.")
+@click.option("--from-start", is_flag=True,
+              help="Forget where the last run stopped; read the whole log and every stored event again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts and detections as JSON.")
 @wide_option
 @timefmt.utc_option
 @click.pass_context
 def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool,
              as_json: bool, wide: bool, utc: bool) -> None:
-    """Read the directory's binds from slapd's stats log (resuming where the last run stopped), record each as
-    an ECS authentication event, and detect brute force, password spraying, success after failures and
-    privileged logins outside working hours. Exit 1 when something was detected."""
+    """Read the directory's binds from slapd's stats log and Keycloak's stored login and admin events (each
+    resuming where the last run stopped), record each as an ECS event (ldap-bind, sso-login, iam-*), and
+    detect brute force, password spraying, success after failures and privileged logins outside working
+    hours across a directory and the Keycloak servers federated to it together. Exit 1 when something was
+    detected or a source could not be read."""
     from citydc.seclog import emit_configured
-    from citydc.sso.auth_audit import run_auth
+    from citydc.sso.auth_audit import KeycloakFeed, LdapFeed, run_auth
+    from citydc.sso.keycloak import Keycloak
 
     loaded = load_config(ctx)
     show_times(loaded, utc)
-    sources = [s for s in _sources(loaded, source_name) if log_path or s.stats_log is not None]
-    if not sources:
-        fail("no ldap source has a stats_log", EXIT_CONFIG, hint="set ldap[].stats_log or pass --log")
     reports, detected = [], False
-    for src in sources:
-        path = Path(log_path) if log_path else loaded.resolve(src.stats_log)  # type: ignore[arg-type]
+    for g in _auth_groups(loaded, source_name, log_path):
+        feeds = []
+        for k in g.keycloaks:
+            try:
+                secret = k.client_secret.reveal()
+            except SecretUnavailable as exc:
+                fail(f"sso source {k.name}: client_secret: {exc}", EXIT_CONFIG)
+            client = Keycloak(k.base_url, k.client_id, secret, auth_realm=k.auth_realm or "master",
+                              ca_file=loaded.resolve(k.ca_file) if k.ca_file else None, timeout=k.timeout_seconds)
+            feeds.append(KeycloakFeed(k.name, k.site, k.realms, client, k.page_size))
+        ldap = LdapFeed(g.ldap.name, g.ldap.site, g.log) if g.ldap is not None and g.log is not None else None
+        settings = g.ldap.auth if g.ldap is not None else g.keycloaks[0].auth
         try:
-            report = run_auth(src, path, _state_dir(loaded, src) / src.name / "authlog.json",
-                              lambda evs: emit_configured(loaded, evs), _privileged(loaded, src),
+            report = run_auth(group=g.name, ldap=ldap, keycloaks=feeds, settings=settings, state_path=g.state,
+                              emit=lambda evs: emit_configured(loaded, evs),
+                              privileged=_privileged(loaded, g.ldap) if g.ldap is not None else (),
                               from_start=from_start)
         except OSError as exc:
-            err.print(f"[bold red]ldap source {escape(src.name)}:[/] cannot read {escape(str(path))}: "
+            err.print(f"[bold red]ldap source {escape(g.name)}:[/] cannot read {escape(str(g.log))}: "
                       f"{escape(exc.strerror or str(exc))}")
             detected = True
             continue
-        detected = detected or bool(report["detections"])
+        finally:
+            for f in feeds:
+                f.client.close()
+        for e in report.get("errors", []):
+            err.print(f"[bold red]{escape(g.name)}:[/] {escape(e)}")
+        detected = detected or bool(report["detections"]) or bool(report.get("errors"))
         reports.append(report)
     if as_json:
         print_json({"sources": reports})
     else:
         for r in reports:
-            out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed) from "
-                      f"{r['log']}" + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
+            if r["log"] is not None:
+                out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed"
+                          + (f", {r['relayed']} relayed by SSO" if r["relayed"] else "") + f") from {r['log']}"
+                          + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
+            for name, c in (r.get("sso") or {}).items():
+                out.print(f"{name}: {c['logins']} SSO logins ({c['success']} ok, {c['failure']} failed), "
+                          f"{c['events']} other user events, {c['admin_events']} admin events")
             if r["detections"]:
                 print_table(out, DETECTION_COLUMNS, detection_rows(r["detections"]), wide=wide,
                             title=f"detections ({r['source']}), times {timefmt.zone_name()}")

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    IPvAnyAddress,
     Tag,
     ValidationInfo,
     field_validator,
@@ -359,7 +360,7 @@ class LdapRuleSettings(Model):
 
 
 class AuthDetection(Model):
-    """Thresholds of ``citydc audit auth`` (binds read from slapd's stats log)."""
+    """Thresholds of ``citydc audit auth`` (binds from slapd's stats log, logins from Keycloak's events)."""
 
     window_seconds: int = Field(default=600, ge=1, description="sliding window of the failure counts")
     bruteforce_failures: int = Field(default=5, ge=2, description="failures of one account within the window")
@@ -372,6 +373,10 @@ class AuthDetection(Model):
                                description="privileged logins outside these hours are alerts")
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="days with working hours")
+    relay_addresses: list[IPvAnyAddress] = Field(
+        default_factory=list,
+        description="addresses of SSO servers that bind on behalf of users (Keycloak's LDAP federation): their "
+                    "binds are recorded but not counted by the detections, which count the SSO's own login events")
 
 
 class LdapSource(Model):
@@ -480,7 +485,12 @@ class KeycloakSource(Model):
         default=None, description="ldap source (by name) of the joiner/leaver check: federated or same-named "
                                   "users disabled or missing there but enabled in Keycloak are findings")
     timeout_seconds: float = Field(default=30, gt=0, le=3600, description="per-request timeout")
-    page_size: int = Field(default=1000, ge=10, le=10000, description="users fetched per request")
+    page_size: int = Field(default=1000, ge=10, le=10000, description="users and events fetched per request")
+    events: bool = Field(default=True, description="`citydc audit auth` reads the realms' stored login and admin "
+                                                   "events (with the binds of ldap_source, when set)")
+    auth: AuthDetection = Field(
+        default_factory=AuthDetection,
+        description="detections of `citydc audit auth` when no ldap_source is set (else the directory's own)")
     rules: SsoRuleSettings = Field(default_factory=SsoRuleSettings, description="thresholds of the SSO rules")
     accepted_risk_file: ConfigPath | None = Field(
         default=None, description="accepted risks: YAML list of {rule, subject, reason, expires, approved_by}")

@@ -245,7 +245,8 @@ class _Renderer:
 
     def value(self, key: str, value: Any, prefix: str, indent: str) -> list[str]:
         if isinstance(value, BaseModel):
-            return [f"{prefix}{key}:", *self.model(value, indent + "  ")]
+            inner = self.model(value, indent + "  ")
+            return [f"{prefix}{key}:", *inner] if inner else [f"{prefix}{key}: {{}}"]  # all defaults, seen before
         if isinstance(value, dict) and value:
             out = [f"{prefix}{key}:"]
             for k, v in value.items():

@@ -151,7 +151,6 @@ def _normal_ip(value: Any, field: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def _canonical_ip(value: str) -> str:
     # Addresses repeat a lot within a batch (a brute force comes from few sources); parsing is costly, so the
     # answers are remembered (a bad address raises ValueError every time: exceptions are not cached).

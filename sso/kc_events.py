@@ -1,0 +1,275 @@
+"""Keycloak's stored user events (logins…) and admin events, read through the admin API, resumably.
+
+Per realm and per stream (``events``, ``admin-events``) the cursor is the time (ms) of the newest event
+processed and the ids processed at that millisecond. A run asks for ``dateFrom=<cursor time>`` in
+ascending order (``direction=asc``), page by page: events that arrive while it reads are appended after
+what it has paged through, so a burst larger than a page leaves no gap, and the ids already processed
+at the cursor's millisecond are skipped, so a restart reads nothing twice. The next page is fetched
+in a background thread while the current one is mapped (the fetch is the slow part).
+
+Each event becomes an ECS event (``events.sso_user_event`` / ``events.iam_event``); a login (``LOGIN``,
+``LOGIN_ERROR``) with a username is also an ``Attempt`` for the detections. Admin events name users by
+id: the acting and the target user are looked up once per run (a user the audit client may not read,
+e.g. an administrator of ``master`` without ``view-users`` there, stays an id with its realm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from citydc.sso import events
+from citydc.sso.detect import Attempt
+from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, need_list, need_map
+
+__all__ = ["STREAMS", "Cursor", "KcItem", "UserNames", "read_stream"]
+
+STREAMS = ("events", "admin-events")
+LOGIN_TYPES = frozenset({"LOGIN", "LOGIN_ERROR"})
+MAX_IDS = 10_000  # ids kept at the cursor's millisecond (more events in one ms than this: a flood)
+_USER_PATH = re.compile(r"^users/([0-9A-Za-z-]+)(?:/|$)")
+_DETAIL_KEYS = ("auth_method", "grant_type", "auth_type", "redirect_uri", "code_id", "identity_provider")
+
+
+@dataclass
+class Cursor:
+    time_ms: int = 0
+    ids: list[str] = field(default_factory=list)  # processed at time_ms
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cursor:
+        if not isinstance(data, Mapping):
+            return cls()
+        t, ids = data.get("time_ms"), data.get("ids")
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            return cls()
+        return cls(t, [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_ms": self.time_ms, "ids": list(self.ids)}
+
+    def seen(self, t: int, event_id: str) -> bool:
+        return t < self.time_ms or (t == self.time_ms and event_id in self.ids)
+
+    def advance(self, t: int, event_id: str) -> None:
+        if t > self.time_ms:
+            self.time_ms, self.ids = t, [event_id]
+        elif len(self.ids) < MAX_IDS:
+            self.ids.append(event_id)
+
+
+@dataclass
+class KcItem:
+    """One event read: its time, where it came from, its ECS document and (logins) the detector's view."""
+
+    when: datetime
+    realm: str
+    stream: str
+    time_ms: int
+    event_id: str
+    doc: dict
+    attempt: Attempt | None
+
+
+class UserNames:
+    """User id -> username, looked up through the admin API once per run; unknown ids stay ids."""
+
+    def __init__(self, kc: Keycloak) -> None:
+        self.kc = kc
+        self.realm_names: dict[str, str] | None = None
+        self.cache: dict[tuple[str, str], str | None] = {}
+
+    def realm_of(self, realm_id: str) -> str | None:
+        if self.realm_names is None:
+            try:
+                reps = need_list(self.kc.get(""), "realms")
+                self.realm_names = {str(r.get("id")): str(r.get("realm")) for r in reps if isinstance(r, Mapping)}
+            except KeycloakError:
+                self.realm_names = {}
+        return self.realm_names.get(realm_id)
+
+    def name(self, realm: str | None, user_id: str) -> str | None:
+        if realm is None:
+            return None
+        key = (realm, user_id)
+        if key not in self.cache:
+            try:
+                rep = need_map(self.kc.get(f"{quote(realm, safe='')}/users/{quote(user_id, safe='')}"), "user")
+                name = rep.get("username")
+                self.cache[key] = name if isinstance(name, str) and name else None
+            except KeycloakError:  # deleted since, or not readable by the audit client
+                self.cache[key] = None
+        return self.cache[key]
+
+
+def _ip(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiShapeError(f"{where}.{name}: expected string, got {type(value).__name__}")
+    return value
+
+
+def _time_ms(obj: Mapping[str, Any], where: str) -> int:
+    t = obj.get("time")
+    if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+        raise ApiShapeError(f"{where}.time: expected epoch milliseconds, got {t!r}")
+    return t
+
+
+def _event_id(obj: Mapping[str, Any], where: str) -> str:
+    value = _str(obj, "id", where)
+    if value:
+        return value
+    # Keycloak before 23 has no event id: the event's own content identifies it.
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
+                   names: UserNames | None) -> tuple[dict, Attempt | None, int, str]:
+    """Given one stored user event, return its ECS document, its detector attempt (logins), time and id."""
+    t, eid = _time_ms(obj, where), _event_id(obj, where)
+    kc_type = _str(obj, "type", where) or "UNKNOWN"
+    details = obj.get("details") or {}
+    if not isinstance(details, Mapping):
+        raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
+    username = details.get("username") if isinstance(details.get("username"), str) else None
+    user_id = _str(obj, "userId", where)
+    if not username and user_id and names is not None:
+        username = names.name(realm, user_id)
+    error = _str(obj, "error", where)
+    raw_ip = _str(obj, "ipAddress", where)
+    ip = _ip(raw_ip)
+    when = datetime.fromtimestamp(t / 1000, UTC)
+    extra: dict[str, Any] = {k: details[k] for k in _DETAIL_KEYS if isinstance(details.get(k), str)}
+    if user_id:
+        extra["user_id"] = user_id
+    if sid := _str(obj, "sessionId", where):
+        extra["session_id"] = sid
+    if raw_ip and not ip:
+        extra["ip_address"] = raw_ip[:100]
+    success = error is None and not kc_type.endswith("_ERROR")
+    doc = events.sso_user_event(
+        kc_type=kc_type[:64], success=success, user=username or None, client=_str(obj, "clientId", where),
+        source_ip=ip, when=when, site=site, source=source, realm=realm, id_key=f"{source}:{realm}:events:{eid}",
+        error=error[:200] if error else None, details=extra)
+    attempt = None
+    if kc_type in LOGIN_TYPES and username:
+        attempt = Attempt(when, username, ip, success, "keycloak")
+    return doc, attempt, t, eid
+
+
+def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
+                    names: UserNames | None) -> tuple[dict, int, str]:
+    """Given one stored admin event, return its ``iam-*`` ECS document, time and id."""
+    t, eid = _time_ms(obj, where), _event_id(obj, where)
+    auth = obj.get("authDetails") or {}
+    if not isinstance(auth, Mapping):
+        raise ApiShapeError(f"{where}.authDetails: expected a JSON object, got {type(auth).__name__}")
+    resource_type = _str(obj, "resourceType", where) or "UNKNOWN"
+    operation = _str(obj, "operationType", where) or "UNKNOWN"
+    path = _str(obj, "resourcePath", where) or ""
+    actor_id, actor_realm_id = _str(auth, "userId", f"{where}.authDetails"), _str(auth, "realmId",
+                                                                                   f"{where}.authDetails")
+    actor_realm = names.realm_of(actor_realm_id) if names is not None and actor_realm_id else None
+    actor = (names.name(actor_realm, actor_id) if names is not None and actor_id else None) or actor_id
+    target_id = m.group(1) if (m := _USER_PATH.match(path)) else None
+    target = (names.name(realm, target_id) if names is not None and target_id else None) or target_id
+    extra: dict[str, Any] = {"resource_path": path[:300]}
+    if actor_id:
+        extra["actor_id"] = actor_id
+        extra["actor_realm"] = actor_realm or actor_realm_id
+    if target_id:
+        extra["target_id"] = target_id
+    roles = _role_names(obj.get("representation")) if "ROLE_MAPPING" in resource_type else []
+    if roles:
+        extra["roles"] = roles
+    error = _str(obj, "error", where)
+    doc = events.iam_event(
+        resource_type=resource_type[:64], operation=operation[:32], actor=actor, target=target,
+        source_ip=_ip(auth.get("ipAddress")), when=datetime.fromtimestamp(t / 1000, UTC), site=site, source=source,
+        realm=realm, id_key=f"{source}:{realm}:admin-events:{eid}", error=error[:200] if error else None,
+        details=extra)
+    return doc, t, eid
+
+
+def _role_names(representation: Any) -> list[str]:
+    # Only the role names: the representation of other resources can hold credentials (SSO-ADM-002).
+    if not isinstance(representation, str):
+        return []
+    try:
+        reps = json.loads(representation)
+    except ValueError:
+        return []
+    if not isinstance(reps, list):
+        return []
+    return [r["name"][:100] for r in reps if isinstance(r, dict) and isinstance(r.get("name"), str)][:50]
+
+
+def _pages(kc: Keycloak, realm: str, stream: str, cursor: Cursor, page: int) -> Iterator[list[Any]]:
+    """Yield the raw pages from the cursor on, the next one fetched while the caller maps this one."""
+    path = f"{quote(realm, safe='')}/{stream}"
+    where = f"realm {realm} {stream}"
+
+    def fetch(first: int) -> list[Any]:
+        return need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc", "first": first,
+                                       "max": page}), where)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="kc-events") as pool:
+        first = 0
+        pending: Future = pool.submit(fetch, first)
+        while True:
+            items = pending.result()
+            first += len(items)
+            if len(items) >= page:
+                pending = pool.submit(fetch, first)
+            yield items
+            if len(items) < page:
+                return
+
+
+def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: int, source: str, site: str,
+                names: UserNames | None) -> Iterator[KcItem]:
+    """Given a realm's stream and its cursor, yield the events not processed yet, oldest first.
+
+    The caller advances the cursor (``cursor.advance``) once an item is processed, so an item read but
+    not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
+    start = Cursor(cursor.time_ms, list(cursor.ids))
+    offset, last = 0, start.time_ms
+    for items in _pages(kc, realm, stream, start, page):
+        for i, raw in enumerate(items):
+            where = f"realm {realm} {stream}[{offset + i}]"
+            obj = need_map(raw, where)
+            t, eid = _time_ms(obj, where), _event_id(obj, where)
+            if t < last:  # a server that ignores direction=asc would page through a moving list
+                raise KeycloakError(f"{where}: events not in ascending time order; citydc reads events with "
+                                    "direction=asc (Keycloak 26 or later)")
+            last = t
+            if start.seen(t, eid):
+                continue
+            if stream == "events":
+                doc, attempt, t, eid = map_user_event(obj, realm=realm, where=where, source=source, site=site,
+                                                      names=names)
+            else:
+                doc, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
+                attempt = None
+            yield KcItem(datetime.fromtimestamp(t / 1000, UTC), realm, stream, t, eid, doc, attempt)
+        offset += len(items)

@@ -57,9 +57,11 @@ def parse_secret_vars(items: tuple[str, ...]) -> dict[str, str]:
     """Given --secret-var NAME=env:VAR|file:PATH items, return {name: value}.
 
     Raise click.BadParameter naming the variable (never echoing what was given after '=')."""
-    from citydc.secrets import SecretRef, SecretUnavailable
-
     values: dict[str, str] = {}
+    if not items:
+        return values
+    from citydc.secrets import SecretRef, SecretUnavailable  # (pydantic: imported only when needed)
+
     for item in items:
         name, sep, ref = item.partition("=")
         if not sep or not _NAME.match(name):
@@ -270,12 +272,17 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
              more_events: Callable[[Any, Any], list[dict[str, Any]]] | None = None) -> tuple[Any, Any, Any]:
     """Run one playbook with its events (start before, changed tasks and end after, plus ``more_events(facts,
     result)``); return (result, request, facts). A run that does not end normally is recorded, then fails."""
-    from citydc.play import events
-    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
-    from citydc.play.view import live_view
-    from citydc.seclog import emit_configured
+    from concurrent.futures import ThreadPoolExecutor
 
-    loaded = load_config(ctx)
+    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
+
+    # git runs while the config models load (the start event needs both; nothing runs before it is on disk)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        revision = pool.submit(git_revision, directory)
+        from citydc.play import events
+        from citydc.seclog import emit_configured
+
+        loaded = load_config(ctx)
     am_url = loaded.config.alerting.alertmanager_url
     if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
         plain = {**plain, "alertmanager_url": am_url}  # lb-rolling.yml silences the servers it drains
@@ -287,10 +294,12 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
                             inventory=inv.name if inv.parent == directory / "inventories" else str(inv),
                             site=site or "all", limit=limit_pattern(site, limit), check=check, diff=diff,
-                            revision=git_revision(directory), host=socket.gethostname(), extra_vars=list(plain),
+                            revision=revision.result(), host=socket.gethostname(), extra_vars=list(plain),
                             secret_vars=list(secrets), artifact_dir=str(artifacts / req.run_id))
     emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
     tracker = Tracker(secrets=list(secrets.values()))
+    if live:
+        from citydc.play.view import live_view
     try:
         with live_view(err, tracker, name) if live else _null():
             result = run_playbook(req, tracker)

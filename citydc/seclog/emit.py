@@ -10,10 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from citydc.config.loader import LoadedConfig
-from citydc.seclog.metrics import SeclogMetrics
 from citydc.seclog.spool import Spool
+
+if TYPE_CHECKING:  # annotations only: emitting an event loads neither the config models nor prometheus_client
+    from citydc.config.loader import LoadedConfig
+    from citydc.seclog.metrics import SeclogMetrics
 
 __all__ = ["emit", "emit_configured", "spool_for"]
 

@@ -132,3 +132,27 @@ def test_runner_kwargs_turn_host_key_checking_back_on(monkeypatch):
     assert kw["envvars"] == {"ANSIBLE_HOST_KEY_CHECKING": "True"}  # ansible-runner would set False
     kw = runner_kwargs(req(secret_vars={"ansible_ssh_private_key_passphrase": "pw"}), Path("/pdd"), Path("/s.json"))
     assert kw["envvars"]["ANSIBLE_SSH_AGENT"] == "auto" and "pw" not in json.dumps(kw)
+
+
+def test_closing_a_reaped_child_does_not_sleep_but_a_running_one_still_does():
+    import time
+
+    import pexpect
+
+    from citydc.play.runner import _no_delay_after_close
+
+    original = pexpect.spawn.close
+    with _no_delay_after_close():
+        child = pexpect.spawn("true")
+        while child.isalive():  # as ansible-runner's loop: the child has exited and been reaped
+            time.sleep(0.01)
+        started = time.perf_counter()
+        child.close()
+        assert time.perf_counter() - started < 0.05
+        assert child.exitstatus == 0
+        running = pexpect.spawn("sleep", ["30"])
+        started = time.perf_counter()
+        running.close(force=True)  # not reaped yet: ptyprocess keeps its delay before it terminates the child
+        assert time.perf_counter() - started >= 0.1
+        assert not running.isalive()
+    assert pexpect.spawn.close is original

@@ -5,8 +5,11 @@
     with the client's ``bulk`` in the same request sizes. Both sides: the same events, the same
     request parameters (no refresh, so the index's 1 s refresh_interval; the same response
     filter_path), one request in flight, fresh indices from the same template for every run.
-    Untimed rounds of both sides first, until the cluster stops getting faster (a freshly started
-    one needed about eight; see ``warm_up``). Then 30 pairs of 40,000-event runs; the order of the
+    Untimed rounds of both sides first: at least ten, then on until the cluster stops getting faster
+    (a freshly started one needed about eight; see ``warm_up``). After every run, timed or not, its
+    indices are refreshed and deleted untimed (``settle``), so each run, of either side, starts on a
+    cluster with no bench index and no indexing left over from the run before. Then 40 pairs of
+    40,000-event runs; the order of the
     sides alternates from pair to pair (ABBA), so drift in the machine's load (shared by other work)
     cancels within a pair, and the ratio is the interquartile mean of the paired ratios (shipper /
     plain bulk per pair, the lowest and highest quarter dropped: ``trimmed_mean``), so a few pairs hit
@@ -68,6 +71,13 @@ def drop_prefix(client: Elasticsearch, prefix: str) -> None:
     client.options(ignore_status=404).indices.delete_index_template(name=template_name(prefix))
 
 
+def settle(client: Elasticsearch, prefix: str) -> None:
+    """After a run (untimed): refresh the run's indices, so the indexing it left buffered is done now, then delete
+    them, so the next run, of either side, starts on a cluster holding no bench index and no pending work."""
+    client.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+    client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+
+
 def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: int, refresh: bool | str,
                    bulk_events: int, full_parse: bool = False) -> float:
     """Ship a copy of the pre-filled spool into fresh indices; return events/s.
@@ -88,6 +98,7 @@ def es_shipper_run(client: Elasticsearch, spool_dir: Path, base: Spool, batch: i
     elapsed = time.perf_counter() - started
     assert result.ok and result.stored == result.delivered, result
     store.close()
+    settle(client, prefix)
     return result.delivered / elapsed
 
 
@@ -99,7 +110,9 @@ def es_bulk_run(client: Elasticsearch, bodies: list[bytes], n: int) -> float:
     for body in bodies:
         resp = client.bulk(operations=body, refresh=False, filter_path=_BULK_FILTER)  # as the store asks
         assert all(item["create"]["status"] == 201 for item in resp["items"])
-    return n / (time.perf_counter() - started)
+    rate = n / (time.perf_counter() - started)
+    settle(client, prefix)
+    return rate
 
 
 def es_put_run(client: Elasticsearch, events: list[dict], batch: int, bulk_events: int) -> float:
@@ -197,21 +210,22 @@ def null_client_main(args: argparse.Namespace) -> None:
 
 
 def warm_up(sides: dict[str, Callable[[], float]], window: int, gain: float, at_most: int,
-            report: Callable[[str], None]) -> int:
+            report: Callable[[str], None], at_least: int = 0) -> int:
     """Given the sides, run untimed rounds of all of them until Elasticsearch stops getting faster; return
     the rounds run.
 
     A freshly started cluster ran its first rounds at a tenth of its later speed and took about
     eight rounds to get there (the JVM's JIT, the cluster's caches), so a fixed two rounds did not
     reach steady state. Steady: the mean rate of the last ``window`` rounds (all sides together) is
-    at most ``gain`` above that of the ``window`` rounds before. Bounded by ``at_most`` rounds.
+    at most ``gain`` above that of the ``window`` rounds before. At least ``at_least`` rounds whatever the
+    rates say (two invocations that stopped after 6 and 8 rounds differed by 0.035), at most ``at_most``.
     """
     means: list[float] = []
     for rounds in range(1, at_most + 1):
         rates = {name: side() for name, side in sides.items()}
         means.append(statistics.fmean(rates.values()))
         report(f"warm-up {rounds}: " + "   ".join(f"{name} {rate:,.0f} ev/s" for name, rate in rates.items()))
-        if rounds >= 2 * window:
+        if rounds >= max(2 * window, at_least):
             last, before = statistics.fmean(means[-window:]), statistics.fmean(means[-2 * window:-window])
             if last <= before * (1 + gain):
                 return rounds
@@ -258,7 +272,7 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
     if args.compare_full_parse:
         sides["full"] = lambda: es_shipper_run(client, work / "es-run", base, args.batch, False,
                                                args.bulk_events, full_parse=True)
-    rounds = warm_up(sides, args.steady_window, args.steady_gain, args.warmup_max, print)
+    rounds = warm_up(sides, args.steady_window, args.steady_gain, args.warmup_max, print, args.warmup_min)
     print(f"# warm-up: {rounds} untimed rounds")
     es_rates: dict[str, list[float]] = {name: [] for name in sides}
     shipper_rates, bulk_rates, full_rates = es_rates["shipper"], es_rates["bulk"], es_rates.get("full", [])
@@ -303,13 +317,14 @@ def es_part(args: argparse.Namespace, client: Elasticsearch, work: Path) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--es-events", type=int, default=40_000, help="events per Elasticsearch run")
-    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=30,
+    parser.add_argument("--es-runs", "--runs", dest="es_runs", type=int, default=40,
                         help="timed Elasticsearch pairs (shipper, plain bulk); with --null-client, its runs")
-    parser.add_argument("--warmup-max", type=int, default=14, help="at most this many untimed warm-up rounds")
-    parser.add_argument("--steady-window", type=int, default=2,
+    parser.add_argument("--warmup-min", type=int, default=10, help="at least this many untimed warm-up rounds")
+    parser.add_argument("--warmup-max", type=int, default=20, help="at most this many untimed warm-up rounds")
+    parser.add_argument("--steady-window", type=int, default=3,
                         help="warm-up ends when the mean rate of this many rounds is at most --steady-gain above "
                              "that of as many rounds before")
-    parser.add_argument("--steady-gain", type=float, default=0.05)
+    parser.add_argument("--steady-gain", type=float, default=0.03)
     parser.add_argument("--batch", type=int, default=5000, help="shipper batch (the Shipper's default)")
     parser.add_argument("--bulk-events", type=int, default=ElasticsearchStore.DEFAULT_BULK_EVENTS,
                         help="events per bulk request, on both sides (the store's default)")

@@ -90,3 +90,11 @@ def test_the_screened_read_pauses_the_collector_and_restores_it_on_error():
     with pytest.raises(bulk_search.DirectoryError):
         ldap_audit._stream_screened(Failing(), None, [], ctx, run, None)
     assert seen == [False] and gc.isenabled()
+
+
+def test_the_path_before_the_search_starts_imports_no_httpx():
+    """What `citydc audit ldap` imports before it starts ldapsearch (the reviewed files' module, which knows the
+    SSO rule ids, and bulk_search) must not load httpx: about 0.1 s before the read, measured."""
+    code = "import citydc.sso.files, citydc.sso.bulk_search, sys; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

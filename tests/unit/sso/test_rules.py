@@ -147,3 +147,29 @@ def test_rule_metadata_complete_and_ids_stable():
 @pytest.mark.parametrize("value", ["", "2026", "20261304000000Z", "2026120400000", "abcdefghijklmnZ", None])
 def test_bad_times_are_absent(value):
     assert parse_gtime(value) is None
+
+
+def test_add_many_counts_like_one_account_at_a_time():
+    """The bulk path of the duplicate rules (clean accounts of the screened read) lowers a block's values in one
+    call: case-insensitive uids and mails, None for a missing value, repeats within and across blocks."""
+    ctx = RuleContext(LdapRuleSettings(), NOW, ServerPosture("ldap://x"), default_policy_dn=None)
+    blocks = [(["Ann", "bob", None, "ΑΣ"], ["uid=1", "uid=2", "uid=3", "uid=4"]),
+              (["ANN", "cy", "cY", "ας"], ["uid=5", "uid=6", "uid=7", "uid=8"]),
+              (["dee", "Eve"], ["uid=9", "uid=10"])]
+    bulk, one = (make_rules(ctx) for _ in range(2))
+    for rules, many in ((bulk, True), (one, False)):
+        for r in rules:
+            if not hasattr(r, "add_many"):
+                continue
+            for values, dns in blocks:
+                if many:
+                    r.add_many(values, dns)
+                else:
+                    for v, dn in zip(values, dns, strict=True):
+                        if v is not None:
+                            r._add(v.lower() if r.lower else v, dn)
+    keys = [sorted((*f.key, tuple(f.evidence["accounts"])) for r in rules for f in r.finish())
+            for rules in (bulk, one)]
+    assert keys[0] == keys[1]
+    assert ("LDAP-DUP-001", "uid=ann", ("uid=1", "uid=5")) in keys[0]
+    assert ("LDAP-DUP-001", "uid=ας", ("uid=4", "uid=8")) in keys[0]

@@ -17,10 +17,11 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:  # imported when a client is made: `citydc audit ldap` loads this module (rule ids) without it
+    import httpx
 
 __all__ = ["ApiShapeError", "Keycloak", "KeycloakError", "field", "need_list", "need_map"]
 
@@ -79,6 +80,9 @@ class Keycloak:
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
+        import httpx
+
+        self._httpx = httpx
         self.http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout, transport=transport,
                                  headers={"Accept": "application/json"})
         self._token: str | None = None
@@ -103,7 +107,7 @@ class Keycloak:
         try:
             resp = self.http.post(url, data={"grant_type": "client_credentials", "client_id": self.client_id,
                                              "client_secret": self._secret})
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise KeycloakError(f"{self.base_url}: cannot get a token: {_why(exc)}") from None
         if resp.status_code != 200:
             raise KeycloakError(f"{self.base_url}: token request of client {self.client_id} in realm "
@@ -122,7 +126,7 @@ class Keycloak:
         for attempt in (0, 1):
             try:
                 resp = self.http.get(url, params=params, headers={"Authorization": f"Bearer {self.token()}"})
-            except httpx.HTTPError as exc:
+            except self._httpx.HTTPError as exc:
                 raise KeycloakError(f"{self.base_url}: GET {url}: {_why(exc)}") from None
             if resp.status_code == 401 and attempt == 0:
                 self._token = None  # expired early or revoked: one new token

@@ -240,7 +240,10 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
             for r in dups:
                 r.add_many(clean.values[r.attribute], clean.dns)
             if wanted:
-                lowered = [dn.lower() for dn in clean.dns]
+                # one C call for the block (a DN holds no newline; a mismatch falls back to one call each)
+                lowered = "\n".join(clean.dns).lower().split("\n") if clean.dns else []
+                if len(lowered) != len(clean.dns):
+                    lowered = [dn.lower() for dn in clean.dns]
                 for key in wanted.intersection(lowered):
                     members[key] = MemberStatus(True, False)  # clean accounts are enabled
             for dn, attrs in cands:

@@ -456,7 +456,14 @@ class _Duplicates(Rule):
 
     def add_many(self, values: Sequence[str | None], dns: Sequence[str]) -> None:
         """Given one value (or None) per account and the accounts' DNs, count them like ``account`` does."""
-        vals = [v.lower() if v is not None and self.lower else v for v in values]
+        if not self.lower:
+            vals = values
+        elif None in values:
+            vals = [v if v is None else v.lower() for v in values]
+        else:  # one C call instead of one per value; LDIF values hold no newline
+            vals = "\n".join(values).lower().split("\n")  # type: ignore[arg-type]
+            if len(vals) != len(values):
+                vals = [v.lower() for v in values]  # type: ignore[union-attr]
         fresh = dict(zip(vals, dns, strict=True))
         if None not in fresh and len(fresh) == len(vals) and fresh.keys().isdisjoint(self.seen.keys()):
             self.seen.update(fresh)  # the common case: no value seen before, none twice here

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import sys
@@ -82,6 +83,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
     Exit codes: 0 ok, 1 findings or a failed job, 2 usage or config error.
     """
+    gc.enable()  # main() paused the cyclic collector while the command's modules were imported
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.ensure_object(dict)
@@ -92,6 +94,10 @@ def main() -> None:
     # Before anything is written: events, state, evidence and flow output are the owner's only
     # (docs/security.md; files.group relaxes it to 027 once the config is read).
     files.set_umask()
+    # Importing a command's modules (pydantic models, ldap3, …) makes hundreds of thousands of objects that
+    # the cyclic collector walks again and again: about 0.15 s of CPU of `citydc audit ldap`, measured.
+    # Paused until the command is resolved and imported; the root callback turns it back on.
+    gc.disable()
     try:
         cli.main(prog_name="citydc", standalone_mode=True)
     except KeyboardInterrupt:

@@ -85,16 +85,34 @@ class UserNames:
     def __init__(self, kc: Keycloak) -> None:
         self.kc = kc
         self.realm_names: dict[str, str] | None = None
+        # Realms listed without their id: an audit client with only view-users of master sees master so.
+        self.unnamed: list[str] = []
         self.cache: dict[tuple[str, str], str | None] = {}
 
     def realm_of(self, realm_id: str) -> str | None:
         if self.realm_names is None:
+            self.realm_names = {}
             try:
-                reps = need_list(self.kc.get(""), "realms")
-                self.realm_names = {str(r.get("id")): str(r.get("realm")) for r in reps if isinstance(r, Mapping)}
+                for r in need_list(self.kc.get(""), "realms"):
+                    if isinstance(r, Mapping) and isinstance(r.get("realm"), str):
+                        if isinstance(r.get("id"), str):
+                            self.realm_names[r["id"]] = r["realm"]
+                        else:
+                            self.unnamed.append(r["realm"])
             except KeycloakError:
-                self.realm_names = {}
+                pass
         return self.realm_names.get(realm_id)
+
+    def actor(self, realm_id: str, user_id: str) -> tuple[str | None, str | None]:
+        """Given an admin event's acting realm id and user id, return (realm name, username), each None
+        when it cannot be read."""
+        realm = self.realm_of(realm_id)
+        if realm is not None:
+            return realm, self.name(realm, user_id)
+        for candidate in self.unnamed:
+            if (found := self.name(candidate, user_id)) is not None:
+                return candidate, found
+        return None, None
 
     def name(self, realm: str | None, user_id: str) -> str | None:
         if realm is None:
@@ -189,8 +207,9 @@ def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: s
     path = _str(obj, "resourcePath", where) or ""
     actor_id, actor_realm_id = _str(auth, "userId", f"{where}.authDetails"), _str(auth, "realmId",
                                                                                    f"{where}.authDetails")
-    actor_realm = names.realm_of(actor_realm_id) if names is not None and actor_realm_id else None
-    actor = (names.name(actor_realm, actor_id) if names is not None and actor_id else None) or actor_id
+    actor_realm, actor = (names.actor(actor_realm_id, actor_id) if names is not None and actor_realm_id and actor_id
+                          else (None, None))
+    actor = actor or actor_id
     target_id = m.group(1) if (m := _USER_PATH.match(path)) else None
     target = (names.name(realm, target_id) if names is not None and target_id else None) or target_id
     extra: dict[str, Any] = {"resource_path": path[:300]}

@@ -43,7 +43,9 @@ class FakeKeycloak:
             return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
         parts = path.removeprefix("/admin/realms").strip("/").split("/")
         if parts == [""]:
-            return httpx.Response(200, json=[{"id": k, "realm": v} for k, v in self.realms.items()])
+            # As Keycloak 26 answers a client with only view-users of master: master listed without its id.
+            return httpx.Response(200, json=[{"id": k, "realm": v} if v != "master" else {"realm": v}
+                                             for k, v in self.realms.items()])
         if len(parts) == 3 and parts[1] == "users":
             name = self.users.get((parts[0], parts[2]))
             if name is None:

@@ -1,0 +1,189 @@
+"""``citydc audit auth`` over the lab's slapd and Keycloak together: logins through Keycloak's token endpoint
+(client addresses set by X-Forwarded-For, which the lab Keycloak trusts) and direct LDAP binds from other
+loopback addresses, read back from Keycloak's stored events and slapd's stats log into one detector.
+
+Keycloak checks a federated user's password by binding to slapd as that user from 127.0.0.1: with
+``relay_addresses: [127.0.0.1]`` those binds are recorded (``relayed``) but not counted twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import ldap3
+import pytest
+import yaml
+
+from citydc.lab import keycloak_data, ports, slapd_data
+from citydc.lab.keycloak import ADMIN_PASSWORD, ADMIN_USER
+from citydc.seclog.spool import Spool
+
+pytestmark = pytest.mark.lab
+
+CITYDC = str(Path(sys.executable).with_name("citydc"))
+BASE = slapd_data.BASE_DN
+KC = f"http://{ports.HOST}:{ports.KEYCLOAK}"
+PW = slapd_data.LDAP_USER_PASSWORD
+# Keycloak's brute-force protection locks an account for a minute after two failures within a second
+# (quickLoginCheckMilliSeconds): failures of one account are spaced wider than that.
+SPACING = 1.2
+
+
+def dn(uid: str, site: str = "siwei") -> str:
+    return f"uid={uid},ou=people,ou={site},{BASE}"
+
+
+def kc_login(username: str, password: str, client_ip: str) -> bool:
+    resp = httpx.post(f"{KC}/realms/city/protocol/openid-connect/token", timeout=30,
+                      headers={"X-Forwarded-For": client_ip},
+                      data={"grant_type": "password", "client_id": keycloak_data.BATCH_CLIENT,
+                            "client_secret": keycloak_data.BATCH_SECRET, "username": username, "password": password})
+    assert resp.status_code in (200, 401), resp.text
+    return resp.status_code == 200
+
+
+def ldap_bind(user: str, password: str, client_ip: str) -> bool:
+    server = ldap3.Server(ports.HOST, ports.SLAPD, get_info=ldap3.NONE, connect_timeout=5)
+    conn = ldap3.Connection(server, user=user, password=password, raise_exceptions=False, receive_timeout=5,
+                            source_address=client_ip)
+    try:
+        return bool(conn.bind())
+    finally:
+        conn.unbind()
+
+
+@pytest.fixture(scope="module")
+def slapd(keycloak, lab_up, lab_env) -> dict[str, str]:
+    (status,) = lab_up("slapd")
+    assert status.running
+    return status.endpoints
+
+
+def off_hours_now() -> str:
+    h = (datetime.now(UTC).astimezone(ZoneInfo("Asia/Taipei")).hour + 12) % 24
+    return f"{h:02d}:00-{h:02d}:59"
+
+
+def config(d: Path, slapd: dict[str, str], relay: list[str]) -> Path:
+    auth = {"working_hours": off_hours_now(), "working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "bruteforce_failures": 4, "spraying_accounts": 6, "success_after_failures": 3,
+            "relay_addresses": relay}
+    ldap = {"name": "city-directory", "url": f"ldap://{ports.HOST}:{ports.SLAPD}", "bind_dn": slapd["bind_dn"],
+            "bind_password": "env:CITYDC_LDAP_PASSWORD", "base_dn": BASE, "ca_file": slapd["ca_file"],
+            "site": "siwei", "baseline_file": slapd["baseline"], "stats_log": slapd["stats_log"],
+            "state_dir": str(d / "state"), "auth": auth}
+    sso = {"kind": "keycloak", "name": "city-sso", "base_url": KC, "realms": ["city", "partners"],
+           "client_id": keycloak_data.AUDIT_CLIENT, "client_secret": "env:CITYDC_KEYCLOAK_SECRET", "site": "siwei",
+           "ldap_source": "city-directory", "state_dir": str(d / "state")}
+    cfg = {"sites": [{"id": "siwei", "name": "Siwei"}, {"id": "fengshan", "name": "Fengshan"}],
+           "security_log": {"spool_dir": str(d / "spool")}, "ldap": [ldap], "sso": [sso]}
+    path = d / "citydc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def audit_auth(cfg: Path, *args: str) -> tuple[int, dict]:
+    proc = subprocess.run([CITYDC, "--config", str(cfg), "audit", "auth", "--json", *args], capture_output=True,
+                          text=True, timeout=300, env=os.environ)
+    assert proc.returncode in (0, 1), proc.stderr
+    (rep,) = json.loads(proc.stdout)["sources"]
+    assert "errors" not in rep, rep["errors"]
+    return proc.returncode, rep
+
+
+def kinds(rep: dict) -> set[tuple[str, tuple[str, ...], str | None]]:
+    return {(d["action"], tuple(d["users"]), d["source_ip"]) for d in rep["detections"]
+            if d["action"] != "auth-spraying"}
+
+
+def test_one_detector_over_directory_binds_and_sso_logins(slapd, tmp_path):
+    d_relay, d_plain = tmp_path / "relay", tmp_path / "plain"
+    d_relay.mkdir()
+    d_plain.mkdir()
+    cfg = config(d_relay, slapd, ["127.0.0.1"])
+    control = config(d_plain, slapd, [])  # the same feeds without the relay: Keycloak's binds count twice
+    audit_auth(cfg)  # consume what the lab holds already; from here on only this test's attempts count
+    audit_auth(control)
+
+    # Fresh accounts each run: Keycloak keeps failure counts of earlier runs on a reused lab.
+    users = [f"sw-u{i:06d}" for i in random.sample(range(43, 60), 5)]
+    brute, lucky, *kc_sprayed = users
+    ldap_sprayed = [f"fs-u{i:06d}" for i in random.sample(range(12, 60), 3)]
+    admin = "sw-admin2"
+
+    for _ in range(4):  # brute force through Keycloak from one client address
+        assert not kc_login(brute, "guess-1234", "127.0.0.78")
+        time.sleep(SPACING)
+    for _ in range(3):  # three failures, then the right password
+        assert not kc_login(lucky, "guess-1234", "127.0.0.79")
+        time.sleep(SPACING)
+    assert kc_login(lucky, PW, "127.0.0.79")
+    assert kc_login(admin, PW, "127.0.0.79")  # privileged, outside the configured working hours
+    # Spraying split across both doors from one address: three accounts at the directory, three at the SSO.
+    for uid in ldap_sprayed:
+        assert not ldap_bind(dn(uid, "fengshan"), "Spring2026!", "127.0.0.77")
+    for uid in kc_sprayed:
+        assert not kc_login(uid, "Spring2026!", "127.0.0.77")
+
+    rc, rep = audit_auth(cfg)
+    assert rc == 1
+    c = rep["sso"]["city-sso"]
+    assert (c["logins"], c["success"], c["failure"]) == (12, 2, 10)
+    # Keycloak verified the ten federated passwords by binding to slapd; the direct binds are not relayed.
+    assert rep["relayed"] >= 12 and rep["binds"] - rep["relayed"] == 3 and rep["failure"] == 3 + 10
+    assert kinds(rep) == {("auth-bruteforce", (brute,), "127.0.0.78"),
+                          ("auth-success-after-failures", (lucky,), "127.0.0.79"),
+                          ("auth-offhours-privileged", (admin,), "127.0.0.79")}
+    (spray,) = [d for d in rep["detections"] if d["action"] == "auth-spraying"]
+    assert spray["source_ip"] == "127.0.0.77"
+    assert set(spray["users"]) == set(ldap_sprayed) | set(kc_sprayed)  # one account, one name in both doors
+    by_origin = spray["details"]["accounts_by_origin"]
+    assert (by_origin["ldap"], by_origin["keycloak"]) == (3, 3)
+
+    # The control: without the relay address, Keycloak's own binds from 127.0.0.1 are attacks too.
+    rc, rep_plain = audit_auth(control)
+    assert rc == 1 and rep_plain["relayed"] == 0
+    # The lucky account's three failures become six, a brute force; the admin's login is reported twice.
+    assert any(d["action"] == "auth-bruteforce" and lucky in d["users"][0] for d in rep_plain["detections"])
+    assert sum(d["action"] == "auth-offhours-privileged" for d in rep_plain["detections"]) == 2
+
+    # Resumed: nothing new is read twice.
+    rc, rep = audit_auth(cfg)
+    assert (rc, rep["binds"], rep["detections"], rep["sso"]["city-sso"]["logins"]) == (0, 0, [], 0)
+
+    # The security log: one sso-login per Keycloak login with its client address, relayed binds marked.
+    evs = Spool(d_relay / "spool").read(None, 100_000).events
+    logins = [e for e in evs if e["event"]["action"] == "sso-login" and e.get("user", {}).get("name") == brute]
+    assert len(logins) == 4
+    assert {(e["event"]["outcome"], e["source"]["ip"]) for e in logins} == {("failure", "127.0.0.78")}
+    assert PW not in json.dumps(evs)
+
+
+def test_role_grant_by_an_administrator_is_an_iam_event(slapd, tmp_path):
+    cfg = config(tmp_path, slapd, ["127.0.0.1"])
+    audit_auth(cfg)
+    admin = keycloak_data.Admin(KC, ADMIN_USER, ADMIN_PASSWORD)
+    user_id = admin.user_id("partners", "partner-clerk")
+    role = admin.call("GET", "/partners/roles/offline_access").json()
+    # Granted and taken back, so the realms stay as the SSO posture audit expects them.
+    admin.call("POST", f"/partners/users/{user_id}/role-mappings/realm", json=[role])
+    admin.call("DELETE", f"/partners/users/{user_id}/role-mappings/realm", json=[role])
+
+    rc, rep = audit_auth(cfg)
+    assert rep["sso"]["city-sso"]["admin_events"] == 2
+    evs = Spool(tmp_path / "spool").read(None, 100_000).events
+    iam = [e for e in evs if e["event"]["action"].startswith("iam-role-")]
+    assert [e["event"]["action"] for e in iam] == ["iam-role-grant", "iam-role-revoke"]
+    for e in iam:
+        assert e["user"] == {"name": ADMIN_USER, "target": {"name": "partner-clerk"}}
+        assert e["event"]["category"] == ["iam"] and e["event"]["outcome"] == "success"
+        assert e["citydc"]["sso_auth"]["roles"] == ["offline_access"]
+        assert e["citydc"]["sso_auth"]["realm"] == "partners"

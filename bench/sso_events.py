@@ -24,12 +24,12 @@ default ``page_size``, 1000) and the same query (``dateFrom=0&direction=asc&firs
 The numbers of events read must agree (citydc's ``logins`` + ``events`` of the source against the bare
 count), else the bench fails. Before timing, the project's packages are byte-compiled, as in
 bench/ldap_audit.py (``PYTHONDONTWRITEBYTECODE`` is set on this machine). Rounds alternate the order; the
-report gives medians of wall time, CPU (user+sys of the child process) and events/s. ``--profile`` adds a
+report gives medians of wall time, CPU (user+sys of the child process) and events/s. ``--profile FILE`` adds a
 cProfile of one citydc run (top functions by own time and by cumulative time).
 The last line is ``RATIO sso_ingest_vs_bare_fetch <median citydc wall / median bare wall>``.
 
     flock /tmp/citydc-lab.lock env CITYDC_LAB_DIR=/tmp/citydc-lab .venv/bin/python bench/sso_events.py \\
-        [--rounds 5] [--events 20000] [--profile]
+        [--rounds 5] [--events 20000] [--profile auth.prof]
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ def citydc_run(argv: list[str], env: dict[str, str], work: Path) -> tuple[float,
         counts["logins"] + counts["events"], counts
 
 
-def profile(argv: list[str], env: dict[str, str], work: Path) -> None:
-    out = work / "auth.prof"
+def profile(argv: list[str], env: dict[str, str], work: Path, out: Path) -> None:
+    """Run citydc once under cProfile (its statistics saved to ``out``); print the top functions."""
     clean(work)
     subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *argv], env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False, timeout=600)
@@ -257,7 +257,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="stored login events wanted in the realm")
     parser.add_argument("--workers", type=int, default=8, help="threads making the logins")
     parser.add_argument("--generate-limit", type=float, default=420.0, help="seconds allowed to make the logins")
-    parser.add_argument("--profile", action="store_true", help="also profile one citydc run with cProfile")
+    parser.add_argument("--profile", metavar="FILE", type=Path,
+                        help="also profile one citydc run with cProfile, statistics saved to FILE")
     args = parser.parse_args()
     byte_compile()
     ctx = LabContext()
@@ -303,7 +304,7 @@ def main() -> None:
         print(f"median citydc audit: wall {med['citydc']:.2f} s, cpu {medc['citydc']:.2f} s, "
               f"{have / med['citydc']:.0f} events/s")
         if args.profile:
-            profile(audit, env, work)
+            profile(audit, env, work, args.profile)
         print(f"RATIO sso_ingest_vs_bare_fetch {med['citydc'] / med['bare']:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -25,11 +25,13 @@ The numbers of events read must agree (citydc's ``logins`` + ``events`` of the s
 count), else the bench fails. Before timing, the project's packages are byte-compiled, as in
 bench/ldap_audit.py (``PYTHONDONTWRITEBYTECODE`` is set on this machine). Rounds alternate the order; the
 report gives medians of wall time, CPU (user+sys of the child process) and events/s. ``--profile FILE`` adds a
-cProfile of one citydc run (top functions by own time and by cumulative time).
+cProfile of one citydc run (top functions by own time and by cumulative time); ``--stages`` replays the
+fetched pages into the real ``run_auth`` in the bench's process (httpx.MockTransport) and times its parts
+apart: JSON decoding, ECS mapping, detector, spool.
 The last line is ``RATIO sso_ingest_vs_bare_fetch <median citydc wall / median bare wall>``.
 
     flock /tmp/citydc-lab.lock env CITYDC_LAB_DIR=/tmp/citydc-lab .venv/bin/python bench/sso_events.py \\
-        [--rounds 5] [--events 20000] [--profile auth.prof]
+        [--rounds 5] [--events 20000] [--profile auth.prof] [--stages]
 """
 
 from __future__ import annotations
@@ -251,6 +253,92 @@ def profile(argv: list[str], env: dict[str, str], work: Path, out: Path) -> None
         pstats.Stats(str(out)).sort_stats(key).print_stats(18)
 
 
+def read_pages(path: Path) -> list[bytes]:
+    """Given the bare fetch's file (the pages' JSON arrays one after the other), return each page's bytes."""
+    text, decoder, pages, pos = path.read_text(), json.JSONDecoder(), [], 0
+    while pos < len(text):
+        _, end = decoder.raw_decode(text, pos)
+        pages.append(text[pos:end].encode())
+        pos = end
+    return pages
+
+
+def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
+    """Replay the recorded pages into the real ``run_auth`` (httpx.MockTransport in place of Keycloak, in this
+    process) and time its parts apart: what citydc spends per event without the server or process start."""
+    from citydc.config.models import AuthDetection
+    from citydc.seclog.emit import emit
+    from citydc.sso import kc_events
+    from citydc.sso.auth_audit import KeycloakFeed, run_auth
+    from citydc.sso.detect import Detector
+    from citydc.sso.keycloak import Keycloak
+
+    by_first: dict[int, bytes] = {}
+    first = 0
+    for body in pages:
+        by_first[first] = body
+        first += len(json.loads(body))
+    total = first
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
+        if req.url.path.endswith("/admin-events"):
+            return httpx.Response(200, content=b"[]")
+        return httpx.Response(200, content=by_first.get(int(req.url.params["first"]), b"[]"))
+
+    def timed_part(fn) -> float:
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
+
+    def whole() -> None:
+        clean(work)
+        kc = Keycloak("http://replay", "c", "s", transport=httpx.MockTransport(answer))
+        report = run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("k", "siwei", [REALM], kc, PAGE)],
+                          settings=AuthDetection(), state_path=work / "state" / "events.json",
+                          emit=lambda evs: emit(evs, spool_dir=work / "spool"), privileged=(), from_start=True)
+        if report["sso"]["k"]["logins"] + report["sso"]["k"]["events"] != total:
+            raise SystemExit(f"bench: the replay read {report['sso']['k']} of {total} events")
+
+    objs = [o for body in pages for o in json.loads(body)]
+    mapped: list = []
+
+    def decode() -> None:
+        for body in pages:
+            json.loads(body)
+
+    def mapping() -> None:
+        mapped[:] = [kc_events.map_user_event(o, realm=REALM, where="w", source="k", site="siwei", names=None)
+                     for o in objs]
+
+    def detect() -> None:
+        det = Detector(AuthDetection(), ())
+        for _, attempt, _, _ in mapped:
+            if attempt is not None:
+                det.feed(attempt)
+        det.finish()
+
+    def spool() -> None:
+        docs = [doc for doc, _, _, _ in mapped]
+        for i in range(0, len(docs), 5000):  # auth_audit.BATCH
+            emit(docs[i:i + 5000], spool_dir=work / "spool")
+
+    parts = {"run_auth, replayed": whole, "JSON decoding of the pages": decode, "ECS mapping (map_user_event)": mapping,
+             "detector": detect, "spool (emit, 5,000 a batch)": spool}
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for _ in range(repeats):
+        for name, fn in parts.items():
+            if name.startswith("spool"):
+                clean(work)
+            times[name].append(timed_part(fn))
+    clean(work)
+    print(f"--- in this process, {total} recorded events, median of {repeats}:")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"  {name:32} {med:6.2f} s  {1e6 * med / total:6.0f} us/event")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -259,6 +347,8 @@ def main() -> None:
     parser.add_argument("--generate-limit", type=float, default=420.0, help="seconds allowed to make the logins")
     parser.add_argument("--profile", metavar="FILE", type=Path,
                         help="also profile one citydc run with cProfile, statistics saved to FILE")
+    parser.add_argument("--stages", action="store_true",
+                        help="also replay the fetched pages into run_auth in this process and time its parts")
     args = parser.parse_args()
     byte_compile()
     ctx = LabContext()
@@ -288,6 +378,8 @@ def main() -> None:
                 if name == "bare":
                     out = work / "bare.json"
                     wall, cpu, n = bare_fetch(url, out, env)
+                    if args.stages:
+                        pages = read_pages(out)
                     out.unlink()
                 else:
                     wall, cpu, n, counts = citydc_run(audit, env, work)
@@ -305,6 +397,8 @@ def main() -> None:
               f"{have / med['citydc']:.0f} events/s")
         if args.profile:
             profile(audit, env, work, args.profile)
+        if args.stages:
+            stages(pages, work)
         print(f"RATIO sso_ingest_vs_bare_fetch {med['citydc'] / med['bare']:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -285,3 +285,30 @@ def test_mutated_answers_give_a_named_error_or_valid_events_never_a_traceback(st
     for item in items:
         validate_event(item.doc)
         assert item.when.tzinfo is UTC and isinstance(item.when, datetime)
+
+
+def test_source_addresses_are_canonical_and_each_parsed_once():
+    # bench/sso_events.py: parsing every login's address cost about 4% of `citydc audit auth`; logins come
+    # from few addresses, so each distinct one is parsed once per process.
+    from citydc.sso import kc_events
+
+    kc_events._canonical_ip.cache_clear()
+    fake = FakeKeycloak()
+    addresses = ["10.20.30.40", "::FFFF:10.0.0.1", "not-an-ip"] * 2
+    for i, ip in enumerate(addresses):
+        fake.add("city", "events", login(i, T0 + i, "sw-alice", False, ip=ip))
+    docs = [g.doc for g in read_all(fake, Cursor())]
+    assert [d.get("source", {}).get("ip") for d in docs] == ["10.20.30.40", "::ffff:a00:1", None] * 2
+    assert [d["citydc"]["sso_auth"].get("ip_address") for d in docs] == [None, None, "not-an-ip"] * 2
+    info = kc_events._canonical_ip.cache_info()
+    assert (info.misses, info.hits) == (3, 3)
+    kc_events._canonical_ip.cache_clear()
+
+
+@pytest.mark.parametrize("t", [253_402_300_800_000, 2**63])
+def test_a_time_past_year_9999_is_a_named_error_not_a_traceback(t):
+    # Found by the hypothesis test above: datetime cannot hold it (ValueError / OverflowError before).
+    fake = FakeKeycloak()
+    fake.add("city", "events", login(1, t, "sw-alice", True))
+    with pytest.raises(KeycloakError, match=r"events\[0\]\.time: expected epoch milliseconds"):
+        read_all(fake, Cursor())

@@ -70,3 +70,14 @@ def test_audit_ldap_turns_the_collector_back_on_when_it_ends(tmp_path):
         assert gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_audit_auth_restores_the_collector_settings_when_it_ends(tmp_path):
+    import gc
+
+    cfg = tmp_path / "citydc.yaml"
+    cfg.write_text("sites: [{id: siwei, name: Siwei}]\n")
+    before = gc.get_threshold()
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "audit", "auth"])
+    assert result.exit_code == 2, result.output  # nothing to read: the config error, from inside the command
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

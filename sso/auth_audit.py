@@ -22,6 +22,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from citydc import atomicfile
 from citydc.config.models import AuthDetection
 from citydc.sso import events
@@ -103,9 +105,11 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         for (name, realm, stream), c in cursors.items():
             kc_state.setdefault(name, {}).setdefault(realm, {})[stream] = c.to_json()
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomicfile.write(state_path, json.dumps(
+        # orjson: the detector's windows hold an entry per account and address seen lately (thousands after a
+        # spray), and the state is written every batch.
+        atomicfile.write(state_path, orjson.dumps(
             {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
-             "detector": detector.to_json()}), mode=0o600)
+             "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS), mode=0o600)
 
     def pull(index: int) -> None:
         try:

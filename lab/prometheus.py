@@ -116,7 +116,10 @@ def prometheus_yml(file_sd: Path, exporter: str, rule_files: list[str] | None = 
     if alertmanager:
         text += f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{json.dumps(alertmanager)}]\n"
     return (text + "scrape_configs:\n"
-            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="1s", scrape_timeout="1s") + webhook_job
+            # 2 s, not 1 s: the lab's five simulated switches (one pure-Python snmpsim, about 0.25 s of its CPU per
+            # poll) cannot all answer every second, and a scrape cut at the exporter's deadline (timeout - 0.5 s)
+            # left the NOC test's link charts empty on a loaded machine.
+            + scrape_config(f"{file_sd}/*.json", exporter, scrape_interval="2s", scrape_timeout="2s") + webhook_job
             # node_exporter's textfile metrics (backup, audit and security-log metrics of lab/noc_data.py)
             + haproxy_scrape_job()
             + f"  - job_name: node\n    scrape_interval: 5s\n    honor_labels: true\n    static_configs:\n"

@@ -153,7 +153,7 @@ def noc_lab(lab_up, lab_env, alertmanager, tmp_path_factory):
                    == {"siwei", "fengshan"}, 90, "Prometheus recorded link utilisation of both sites")
         wait_until(lambda: {x["site"] for x in noc()["links"]} == {"siwei", "fengshan"}, 30,
                    "the NOC page has links of both sites")
-        # A freshly started exporter walks each switch's static columns first and may miss a few 1 s scrapes:
+        # A freshly started exporter walks each switch's static columns first and may miss a few 2 s scrapes:
         # the lab is ready when the network of both sites is answering (OK) on the page.
         wait_until(lambda: {noc()["matrix"][s]["network"]["status"] for s in ("siwei", "fengshan")} == {"ok"}, 60,
                    "the network tier of both sites is OK on the NOC page")

@@ -29,7 +29,7 @@ from citydc.lab import ports, processes, slapd_data
 from citydc.lab.base import LabContext, LabError, Service, apt_install
 from citydc.lab.es_tls import SERVER_EXTENSIONS, csr_argv, make_ca, sign_argv
 
-__all__ = ["ADMIN_DN", "AUDITOR_DN", "CERT_DAYS", "Slapd", "config_ldif"]
+__all__ = ["ADMIN_DN", "AUDITOR_DN", "CERT_DAYS", "Slapd", "config_ldif", "try_bind"]
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -238,3 +238,17 @@ class Slapd(Service):
         return {"ldap": self.url() + " (StartTLS)", "ldaps": self.ldaps_url(), "ca_file": str(self.ca_file(ctx)),
                 "bind_dn": AUDITOR_DN, "base_dn": slapd_data.BASE_DN, "stats_log": str(self.stats_log(ctx)),
                 "baseline": str(self.baseline_file(ctx))}
+
+
+def try_bind(user: str, password: str, source_address: str | None = None) -> bool:
+    """Given a DN, a password and the loopback address to connect from, bind to the lab slapd as a client
+    would (ldap3, plain simple bind); return whether it succeeded. The auth tests make their attempts so."""
+    import ldap3  # only the tests that bind need it
+
+    server = ldap3.Server(ports.HOST, ports.SLAPD, get_info=ldap3.NONE, connect_timeout=5)
+    conn = ldap3.Connection(server, user=user, password=password, raise_exceptions=False, receive_timeout=5,
+                            source_address=source_address)
+    try:
+        return bool(conn.bind())
+    finally:
+        conn.unbind()

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from citydc.sso import events
 from citydc.sso.detect import Attempt
 from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, need_list, need_map
+from citydc.sso.keycloak import field as api_field
 
 __all__ = ["STREAMS", "Cursor", "KcItem", "UserNames", "read_stream"]
 
@@ -144,15 +145,6 @@ def _canonical_ip(value: str) -> str | None:
         return None
 
 
-def _str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ApiShapeError(f"{where}.{name}: expected string, got {type(value).__name__}")
-    return value
-
-
 def _time_ms(obj: Mapping[str, Any], where: str) -> int:
     t = obj.get("time")
     if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= _MAX_MS:
@@ -161,7 +153,7 @@ def _time_ms(obj: Mapping[str, Any], where: str) -> int:
 
 
 def _event_id(obj: Mapping[str, Any], where: str) -> str:
-    value = _str(obj, "id", where)
+    value = api_field(obj, "id", str, where, None)
     if value:
         return value
     # Keycloak before 23 has no event id: the event's own content identifies it.
@@ -172,28 +164,29 @@ def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: st
                    names: UserNames | None) -> tuple[dict, Attempt | None, int, str]:
     """Given one stored user event, return its ECS document, its detector attempt (logins), time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
-    kc_type = _str(obj, "type", where) or "UNKNOWN"
+    kc_type = api_field(obj, "type", str, where, None) or "UNKNOWN"
     details = obj.get("details") or {}
     if not isinstance(details, Mapping):
         raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
     username = details.get("username") if isinstance(details.get("username"), str) else None
-    user_id = _str(obj, "userId", where)
+    user_id = api_field(obj, "userId", str, where, None)
     if not username and user_id and names is not None:
         username = names.name(realm, user_id)
-    error = _str(obj, "error", where)
-    raw_ip = _str(obj, "ipAddress", where)
+    error = api_field(obj, "error", str, where, None)
+    raw_ip = api_field(obj, "ipAddress", str, where, None)
     ip = _ip(raw_ip)
     when = datetime.fromtimestamp(t / 1000, UTC)
     extra: dict[str, Any] = {k: details[k] for k in _DETAIL_KEYS if isinstance(details.get(k), str)}
     if user_id:
         extra["user_id"] = user_id
-    if sid := _str(obj, "sessionId", where):
+    if sid := api_field(obj, "sessionId", str, where, None):
         extra["session_id"] = sid
     if raw_ip and not ip:
         extra["ip_address"] = raw_ip[:100]
     success = error is None and not kc_type.endswith("_ERROR")
     doc = events.sso_user_event(
-        kc_type=kc_type[:64], success=success, user=username or None, client=_str(obj, "clientId", where),
+        kc_type=kc_type[:64], success=success, user=username or None,
+        client=api_field(obj, "clientId", str, where, None),
         source_ip=ip, when=when, site=site, source=source, realm=realm, id_key=f"{source}:{realm}:events:{eid}",
         error=error[:200] if error else None, details=extra)
     attempt = None
@@ -209,11 +202,11 @@ def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: s
     auth = obj.get("authDetails") or {}
     if not isinstance(auth, Mapping):
         raise ApiShapeError(f"{where}.authDetails: expected a JSON object, got {type(auth).__name__}")
-    resource_type = _str(obj, "resourceType", where) or "UNKNOWN"
-    operation = _str(obj, "operationType", where) or "UNKNOWN"
-    path = _str(obj, "resourcePath", where) or ""
-    actor_id, actor_realm_id = _str(auth, "userId", f"{where}.authDetails"), _str(auth, "realmId",
-                                                                                   f"{where}.authDetails")
+    resource_type = api_field(obj, "resourceType", str, where, None) or "UNKNOWN"
+    operation = api_field(obj, "operationType", str, where, None) or "UNKNOWN"
+    path = api_field(obj, "resourcePath", str, where, None) or ""
+    actor_id = api_field(auth, "userId", str, f"{where}.authDetails", None)
+    actor_realm_id = api_field(auth, "realmId", str, f"{where}.authDetails", None)
     actor_realm, actor = (names.actor(actor_realm_id, actor_id) if names is not None and actor_realm_id and actor_id
                           else (None, None))
     actor = actor or actor_id
@@ -228,7 +221,7 @@ def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: s
     roles = _role_names(obj.get("representation")) if "ROLE_MAPPING" in resource_type else []
     if roles:
         extra["roles"] = roles
-    error = _str(obj, "error", where)
+    error = api_field(obj, "error", str, where, None)
     doc = events.iam_event(
         resource_type=resource_type[:64], operation=operation[:32], actor=actor, target=target,
         source_ip=_ip(auth.get("ipAddress")), when=datetime.fromtimestamp(t / 1000, UTC), site=site, source=source,

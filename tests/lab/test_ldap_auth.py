@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import ldap3
 import pytest
 import yaml
 
 from citydc.lab import ports, slapd_data
+from citydc.lab.slapd import try_bind
 from citydc.seclog.spool import Spool
 
 pytestmark = pytest.mark.lab
@@ -37,13 +37,7 @@ CLIENT = f"127.0.0.{random.randint(100, 199)}"
 
 
 def bind(user: str, password: str) -> bool:
-    server = ldap3.Server(ports.HOST, ports.SLAPD, get_info=ldap3.NONE, connect_timeout=5)
-    conn = ldap3.Connection(server, user=user, password=password, raise_exceptions=False, receive_timeout=5,
-                            source_address=CLIENT)
-    try:
-        return bool(conn.bind())
-    finally:
-        conn.unbind()
+    return try_bind(user, password, CLIENT)
 
 
 @pytest.fixture(scope="module")

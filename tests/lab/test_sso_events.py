@@ -18,12 +18,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-import ldap3
 import pytest
 import yaml
 
 from citydc.lab import keycloak_data, ports, slapd_data
 from citydc.lab.keycloak import ADMIN_PASSWORD, ADMIN_USER
+from citydc.lab.slapd import try_bind
 from citydc.seclog.spool import Spool
 
 pytestmark = pytest.mark.lab
@@ -52,16 +52,6 @@ def kc_login(username: str, password: str, client_ip: str) -> bool:
                             "client_secret": keycloak_data.BATCH_SECRET, "username": username, "password": password})
     assert resp.status_code in (200, 401), resp.text
     return resp.status_code == 200
-
-
-def ldap_bind(user: str, password: str, client_ip: str) -> bool:
-    server = ldap3.Server(ports.HOST, ports.SLAPD, get_info=ldap3.NONE, connect_timeout=5)
-    conn = ldap3.Connection(server, user=user, password=password, raise_exceptions=False, receive_timeout=5,
-                            source_address=client_ip)
-    try:
-        return bool(conn.bind())
-    finally:
-        conn.unbind()
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +128,7 @@ def test_one_detector_over_directory_binds_and_sso_logins(slapd, tmp_path):
     assert kc_login(admin, PW, LUCKY)  # privileged, outside the configured working hours
     # Spraying split across both doors from one address: three accounts at the directory, three at the SSO.
     for uid in ldap_sprayed:
-        assert not ldap_bind(dn(uid, "fengshan"), "Spring2026!", SPRAYER)
+        assert not try_bind(dn(uid, "fengshan"), "Spring2026!", SPRAYER)
     for uid in kc_sprayed:
         assert not kc_login(uid, "Spring2026!", SPRAYER)
 

@@ -21,7 +21,7 @@ from citydc.config.models import LdapSource
 from citydc.sso import files, ldif
 from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
 
-__all__ = ["BulkSearch", "DirectoryError", "Prepared", "ldapsearch_argv", "partition_filters", "prepare"]
+__all__ = ["BulkSearch", "DirectoryError", "Prepared", "ldapsearch_argv", "partition", "prepare"]
 
 
 class DirectoryError(RuntimeError):
@@ -29,7 +29,7 @@ class DirectoryError(RuntimeError):
 
 
 def ldapsearch_argv(src: LdapSource, password_file: Path, base: str, flt: str, attrs: Sequence[str],
-                    binary: str = "ldapsearch") -> tuple[str, ...]:
+                    binary: str = "ldapsearch", scope: str = "sub") -> tuple[str, ...]:
     """Given the source, the password file and the search, return the paged ldapsearch argv.
 
     -LLL: entries only; ldif-wrap=no: one line per value; -ZZ: StartTLS is mandatory.
@@ -37,96 +37,134 @@ def ldapsearch_argv(src: LdapSource, password_file: Path, base: str, flt: str, a
     argv = [binary, "-LLL", "-o", "ldif-wrap=no", "-x", "-H", src.url]
     if src.url.startswith("ldap://") and src.start_tls:
         argv.append("-ZZ")
-    argv += ["-D", src.bind_dn, "-y", str(password_file), "-b", base, "-E", f"pr={src.page_size}/noprompt",
-             "-l", str(int(src.timeout_seconds)), flt, *attrs]
+    argv += ["-D", src.bind_dn, "-y", str(password_file), "-b", base, "-s", scope, "-E",
+             f"pr={src.page_size}/noprompt", "-l", str(int(src.timeout_seconds)), flt, *attrs]
     return tuple(argv)
 
 
-# First characters of uid, split into the leading parts of a partitioned read; the last part is "none of these".
-_UID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
+def partition(base: str, children: Sequence[str]) -> list[tuple[str, str]]:
+    """Given the base DN and the DNs of its children, return the (base, scope) searches that read its subtree.
 
-
-def partition_filters(flt: str, parts: int) -> list[str]:
-    """Given the account filter and a number of parts, return filters of disjoint parts covering it exactly.
-
-    Part i < n-1 takes the uids starting with its share of 0-9a-z (substring matching of uid ignores case);
-    the last part is the filter AND NOT any of those, so an account with no uid, or an odd first character,
-    is read exactly once.
+    The base entry alone plus each child's whole subtree is exactly the base's subtree, each entry once
+    (aliases are not followed: ldapsearch's default). With fewer than two children there is nothing to split.
     """
-    if parts <= 1:
-        return [flt]
-    step = len(_UID_CHARS) / parts
-    groups = [_UID_CHARS[round(i * step):round((i + 1) * step)] for i in range(parts - 1)]
-    anyof = ["(|" + "".join(f"(uid={c}*)" for c in g) + ")" for g in groups]
-    return [f"(&{flt}{a})" for a in anyof] + [f"(&{flt}(!(|{''.join(anyof)})))"]
+    if len(children) < 2:
+        return [(base, "sub")]
+    return [(base, "base"), *((child, "sub") for child in children)]
 
 
 class BulkSearch:
-    """The accounts read by ``ldapsearch``: ``bulk_searches`` paged searches in parallel, started at once.
+    """The accounts read by ``ldapsearch``, started at once; with ``bulk_searches`` > 1, read as parallel
+    searches over the base's subtrees.
 
+    One paged search is a ping-pong: slapd builds a page while ldapsearch waits, then ldapsearch decrypts
+    and writes it while slapd waits. Splitting the read by subtree (the base entry, then each child's
+    subtree: ``partition``) keeps both busy; at most ``bulk_searches`` ldapsearch processes run at a time.
+    The children are listed first (one small one-level search, in a thread, so ``start`` returns at once).
     Each process's output is drained by a thread into a bounded queue (at most ``max_buffered`` blocks
-    of about ``block_size`` bytes), so the searches run while the caller still binds, probes and reads the policies,
-    and memory stays bounded when the caller is slower. ``blocks`` yields LDIF text cut at entry
-    boundaries. Use as a context manager: leaving it kills what still runs and removes the password file.
+    of about ``block_size`` bytes), so the searches run while the caller still binds, probes and reads
+    the policies, and memory stays bounded when the caller is slower. ``blocks`` yields LDIF text cut at
+    entry boundaries. Use as a context manager: leaving it kills what still runs and removes the
+    password file.
     """
 
     def __init__(self, src: LdapSource, password: str, *, ca_file: Path | None = None,
                  ldapsearch: str = "ldapsearch", max_buffered: int = 32, block_size: int = 1 << 20) -> None:
         self.src, self._password, self.ldapsearch = src, password, ldapsearch
         self.ca_file = ca_file if ca_file is not None else src.ca_file
-        self._queue: queue.Queue[tuple[int, bytes | BaseException | None]] = queue.Queue(max_buffered)
+        # (stream, data): stream -1 carries the number of searches (or the listing's error) before any data.
+        self._queue: queue.Queue[tuple[int, bytes | int | BaseException | None]] = queue.Queue(max_buffered)
         self._stop = threading.Event()
+        self._slots = threading.Semaphore(max(1, src.bulk_searches))
+        self._planner: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._done: list[execute.Streamed] = []
         self._pwfile: str | None = None
+        self._env: dict[str, str] = {}
         self.block_size = block_size
+        self.searches: list[tuple[str, str]] = []  # (base, scope) of each search, once planned
 
     def __enter__(self) -> BulkSearch:
         return self.start()
 
     def start(self) -> BulkSearch:
-        """Start the searches (once: a second call, as ``with`` on a started search, does nothing); return self."""
+        """Start the read (once: a second call, as ``with`` on a started search, does nothing); return self."""
         if self._pwfile is not None:
             return self
-        env = {"LDAPTLS_REQCERT": "demand"}
+        self._env = {"LDAPTLS_REQCERT": "demand"}
         if self.ca_file:
-            env["LDAPTLS_CACERT"] = str(self.ca_file)
+            self._env["LDAPTLS_CACERT"] = str(self.ca_file)
         fd, self._pwfile = tempfile.mkstemp(prefix="citydc-ldap-", suffix=".pw")  # 0600 by construction
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(self._password)  # -y uses the file's bytes as they are: no newline
-        for i, flt in enumerate(partition_filters(self.src.account_filter, self.src.bulk_searches)):
-            argv = ldapsearch_argv(self.src, Path(self._pwfile), self.src.base_dn, flt, ACCOUNT_ATTRIBUTES,
-                                   self.ldapsearch)
-            done = execute.Streamed()
-            self._done.append(done)
-            t = threading.Thread(target=self._pump, args=(i, argv, done, env), daemon=True,
-                                 name=f"citydc-ldapsearch-{i}")
-            t.start()
-            self._threads.append(t)
+        if self.src.bulk_searches <= 1:
+            self._launch([(self.src.base_dn, "sub")])
+        else:
+            self._planner = threading.Thread(target=self._plan, daemon=True, name="citydc-ldapsearch-plan")
+            self._planner.start()
         return self
 
-    def _pump(self, i: int, argv: Sequence[str], done: execute.Streamed, env: dict[str, str]) -> None:
-        chunks = execute.stream_chunks("ldapsearch", argv, done, env=env, secrets=[self._password])
+    def _plan(self) -> None:
         try:
-            # ldapsearch writes a few KiB at a time; hand on large blocks, so the per-block work stays small.
-            held: list[bytes] = []
-            size = 0
-            for chunk in chunks:
-                held.append(chunk)
-                size += len(chunk)
-                if size >= self.block_size:
-                    if not self._put(i, b"".join(held)):
-                        return
-                    held, size = [], 0
-            if held and not self._put(i, b"".join(held)):
-                return
-            self._queue.put((i, None))
+            searches = partition(self.src.base_dn, self._children())
         except BaseException as exc:  # handed to the consumer, which raises it
-            self._queue.put((i, exc))
-        finally:
-            chunks.close()  # kills the process if it still runs
+            self._put(-1, exc)
+            return
+        self._launch(searches)
 
-    def _put(self, i: int, data: bytes) -> bool:
+    def _children(self) -> list[str]:
+        """Return the DNs of the base's children (one-level search, no attributes). Raise ToolFailed."""
+        argv = ldapsearch_argv(self.src, Path(str(self._pwfile)), self.src.base_dn, "(objectClass=*)", ["1.1"],
+                               self.ldapsearch, scope="one")
+        res = execute.run("ldapsearch", argv, env=self._env, secrets=[self._password],
+                          timeout=self.src.timeout_seconds + 5)
+        if not res.ok:
+            raise execute.ToolFailed(f"ldapsearch (listing {self.src.base_dn}) failed ({res.meaning}): "
+                                     f"{res.masked_stderr().strip()[-400:]}")
+        try:
+            return [dn for dn, _ in ldif.parse(res.stdout.splitlines())]
+        except ldif.LdifError as exc:
+            raise execute.ToolFailed(f"ldapsearch (listing {self.src.base_dn}) output: {exc}") from None
+
+    def _launch(self, searches: list[tuple[str, str]]) -> None:
+        self.searches = searches
+        if not self._put(-1, len(searches)):  # before any stream's data; False: the caller has left
+            return
+        for i, (base, scope) in enumerate(searches):
+            argv = ldapsearch_argv(self.src, Path(str(self._pwfile)), base, self.src.account_filter,
+                                   ACCOUNT_ATTRIBUTES, self.ldapsearch, scope=scope)
+            done = execute.Streamed()
+            self._done.append(done)
+            t = threading.Thread(target=self._pump, args=(i, argv, done), daemon=True,
+                                 name=f"citydc-ldapsearch-{i}")
+            self._threads.append(t)
+            t.start()
+
+    def _pump(self, i: int, argv: Sequence[str], done: execute.Streamed) -> None:
+        with self._slots:
+            if self._stop.is_set():
+                return
+            chunks = execute.stream_chunks("ldapsearch", argv, done, env=self._env, secrets=[self._password])
+            try:
+                # ldapsearch writes a few KiB at a time; hand on large blocks, so the per-block work stays small.
+                held: list[bytes] = []
+                size = 0
+                for chunk in chunks:
+                    held.append(chunk)
+                    size += len(chunk)
+                    if size >= self.block_size:
+                        if not self._put(i, b"".join(held)):
+                            return
+                        held, size = [], 0
+                if held and not self._put(i, b"".join(held)):
+                    return
+                self._put(i, None)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                self._put(i, exc)
+            finally:
+                chunks.close()  # kills the process if it still runs
+
+    def _put(self, i: int, data: bytes | int | BaseException | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put((i, data), timeout=0.2)
@@ -137,20 +175,25 @@ class BulkSearch:
 
     def blocks(self) -> Iterator[tuple[str, int]]:
         """Yield (LDIF text of whole entries, its first line number in its search's output). Raise DirectoryError."""
-        rest = [b""] * len(self._threads)
-        line = [1] * len(self._threads)
-        running = len(self._threads)
-        while running:
+        rest: list[bytes] = []
+        line: list[int] = []
+        running: int | None = None  # searches not yet ended; unknown until the plan arrives
+        while running is None or running:
             i, chunk = self._queue.get()
             if isinstance(chunk, BaseException):
                 if isinstance(chunk, execute.ToolFailed):
                     raise DirectoryError(str(chunk))
                 raise chunk
+            if i < 0:
+                running = int(chunk)  # type: ignore[arg-type]
+                rest, line = [b""] * running, [1] * running
+                continue
             if chunk is None:
-                running -= 1
+                running -= 1  # type: ignore[operator]
                 if rest[i].strip(b"\n"):
                     yield rest[i].decode("utf-8", "replace") + "\n\n", line[i]
                 continue
+            assert isinstance(chunk, bytes)
             data = rest[i] + chunk if rest[i] else chunk
             cut = data.rfind(b"\n\n")
             if cut < 0:
@@ -161,9 +204,10 @@ class BulkSearch:
             line[i] += done.count(b"\n")
         for t in self._threads:
             t.join(timeout=10)
-        for done in self._done:
+        for (base, _), done in zip(self.searches, self._done, strict=True):
             if done.rc != 0:
-                raise DirectoryError(f"ldapsearch failed ({done.meaning}): {done.stderr.strip()[-400:]}")
+                where = "" if len(self.searches) == 1 else f" (under {base})"
+                raise DirectoryError(f"ldapsearch failed{where} ({done.meaning}): {done.stderr.strip()[-400:]}")
 
     def accounts(self) -> Iterator[Account]:
         """Yield every account (the careful way: each parsed and typed). Raise DirectoryError."""
@@ -181,7 +225,9 @@ class BulkSearch:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        for t in self._threads:
+        if self._planner is not None:
+            self._planner.join(timeout=10)
+        for t in list(self._threads):
             t.join(timeout=10)
         if self._pwfile:
             Path(self._pwfile).unlink(missing_ok=True)

@@ -28,11 +28,11 @@ from ldap3.core.exceptions import LDAPException
 from citydc import execute
 from citydc.config.models import LdapSource
 from citydc.sso import ldif
-from citydc.sso.bulk_search import BulkSearch, DirectoryError, ldapsearch_argv, partition_filters
+from citydc.sso.bulk_search import BulkSearch, DirectoryError, ldapsearch_argv, partition
 from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
 from citydc.sso.rules import ServerPosture
 
-__all__ = ["PROBE_RDN", "BulkSearch", "Directory", "DirectoryError", "ldapsearch_argv", "partition_filters"]
+__all__ = ["PROBE_RDN", "BulkSearch", "Directory", "DirectoryError", "ldapsearch_argv", "partition"]
 
 # The DN of the plain-bind probe: fixed, so the auth audit sees one account, never a spraying pattern.
 PROBE_RDN = "cn=citydc-plain-bind-probe"

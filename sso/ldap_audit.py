@@ -162,7 +162,8 @@ def run_audit(src: LdapSource, password: str, *, resolve: Callable[[Path], Path]
             findings = _stream(bulk.accounts() if bulk is not None else d.accounts(), rules, ctx, run, progress)
         for norm, original in _unresolved(ctx):
             entry = d.entry(original, ["pwdAccountLockedTime"])
-            locked = (entry or {}).get("pwdaccountlockedtime", [None])[0]
+            # (ldap3 lists a requested attribute the entry lacks as [], not absent)
+            locked = ((entry or {}).get("pwdaccountlockedtime") or [None])[0]
             ctx.members[norm] = MemberStatus(entry is not None, locked == "000001010000Z")
         for r in rules:
             findings.extend(r.finish())

@@ -409,9 +409,9 @@ class LdapSource(Model):
                                           "ldap3 (pure Python, ~10x slower on a large directory)")
     bulk_searches: int = Field(
         default=1, ge=1, le=4,
-        description="ldapsearch reader: parallel paged searches, each over a disjoint part of the accounts "
-                    "(split by the first character of uid; slower than one search on slapd without a uid "
-                    "substring index, see docs/ldap-audit.md)")
+        description="ldapsearch reader: at most this many paged searches at a time, over the base entry and "
+                    "each child's subtree (more than 1 pays off when slapd and the client have cores to spare, "
+                    "see docs/ldap-audit.md)")
     timeout_seconds: float = Field(default=30, gt=0, le=3600, description="connect and per-request timeout")
     rules: LdapRuleSettings = Field(default_factory=LdapRuleSettings,
                                     description="thresholds of the audit rules (stale days, policy minimums)")

@@ -197,7 +197,7 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
             failed = True
             continue
         try:
-            from citydc.sso import events, report, runs
+            from citydc.sso import events, metrics, report, runs  # noqa: F401 (metrics: for _record, after the read)
             from citydc.sso.ldap_audit import run_audit
             from citydc.sso.model import severity_rank
             if not no_events:

@@ -98,3 +98,56 @@ def test_the_path_before_the_search_starts_imports_no_httpx():
     code = "import citydc.sso.files, citydc.sso.bulk_search, sys; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# A stand-in for ldapsearch at the process boundary: it answers from the -b/-s of its argv, as slapd would for a
+# base with two children (ou=a holds two accounts, ou=b one); with FAIL_LISTING set, the one-level listing fails.
+FAKE_LDAPSEARCH = r"""#!/bin/sh
+base=""; scope=""
+while [ $# -gt 0 ]; do
+  case "$1" in -b) base="$2"; shift;; -s) scope="$2"; shift;; esac
+  shift
+done
+case "$scope:$base" in
+  one:dc=x)
+    if [ -n "$FAIL_LISTING" ]; then echo "ldap_search: Insufficient access (50)" >&2; exit 50; fi
+    printf 'dn: ou=a,dc=x\n\ndn: ou=b,dc=x\n\n' ;;
+  base:dc=x) ;;
+  sub:ou=a,dc=x) printf 'dn: uid=a1,ou=a,dc=x\nuid: a1\n\ndn: uid=a2,ou=a,dc=x\nuid: a2\n\n' ;;
+  sub:ou=b,dc=x) printf 'dn: uid=b1,ou=b,dc=x\nuid: b1\n\n' ;;
+  sub:dc=x) printf 'dn: uid=a1,ou=a,dc=x\nuid: a1\n\ndn: uid=a2,ou=a,dc=x\nuid: a2\n\n'
+            printf 'dn: uid=b1,ou=b,dc=x\nuid: b1\n\n' ;;
+  *) echo "unexpected search $scope $base" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_ldapsearch(tmp_path):
+    path = tmp_path / "ldapsearch"
+    path.write_text(FAKE_LDAPSEARCH)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_partition_is_the_base_entry_and_each_child_subtree():
+    assert bulk_search.partition("dc=x", []) == [("dc=x", "sub")]
+    assert bulk_search.partition("dc=x", ["ou=a,dc=x"]) == [("dc=x", "sub")]
+    assert bulk_search.partition("dc=x", ["ou=a,dc=x", "ou=b,dc=x"]) == [
+        ("dc=x", "base"), ("ou=a,dc=x", "sub"), ("ou=b,dc=x", "sub")]
+
+
+@pytest.mark.parametrize("searches", [1, 2, 3])
+def test_split_or_not_every_account_is_read_once(fake_ldapsearch, searches):
+    with bulk_search.BulkSearch(src(bulk_searches=searches), "s3cret-value", ldapsearch=fake_ldapsearch) as bulk:
+        dns = sorted(a.dn for a in bulk.accounts())
+    assert dns == ["uid=a1,ou=a,dc=x", "uid=a2,ou=a,dc=x", "uid=b1,ou=b,dc=x"]
+    expected = [("dc=x", "sub")] if searches == 1 else [("dc=x", "base"), ("ou=a,dc=x", "sub"), ("ou=b,dc=x", "sub")]
+    assert bulk.searches == expected
+
+
+def test_a_failed_listing_is_a_directory_error_naming_it(fake_ldapsearch, monkeypatch):
+    monkeypatch.setenv("FAIL_LISTING", "1")
+    with bulk_search.BulkSearch(src(bulk_searches=2), "s3cret-value", ldapsearch=fake_ldapsearch) as bulk, \
+            pytest.raises(bulk_search.DirectoryError, match=r"listing dc=x.*Insufficient access"):
+        list(bulk.accounts())

@@ -118,7 +118,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             errors.append(str(exc))
             return
         if item is not None:
-            heapq.heappush(heads, (item.when.timestamp(), next(order), index, item))
+            heapq.heappush(heads, (item.key if type(item) is KcItem else item.when.timestamp(), next(order), index,
+                                   item))
 
     def detect(attempt: Any, source: str, site: str) -> None:
         for d in detector.feed(attempt):
@@ -143,10 +144,10 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             pull(i)
         while heads:
             _, _, index, item = heapq.heappop(heads)
-            if isinstance(item, KcItem):
+            if type(item) is KcItem:
                 k = kc_of[index]
                 c = sso[k.name]
-                pending.append(item.doc)
+                pending.append(item.event)
                 if item.stream == "admin-events":
                     c["admin_events"] += 1
                 elif item.attempt is not None:

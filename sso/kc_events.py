@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from citydc.seclog.event import Encoded
 from citydc.sso import events
 from citydc.sso.detect import Attempt
 from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, need_list, need_map
@@ -38,8 +39,10 @@ STREAMS = ("events", "admin-events")
 LOGIN_TYPES = frozenset({"LOGIN", "LOGIN_ERROR"})
 MAX_IDS = 10_000  # ids kept at the cursor's millisecond (more events in one ms than this: a flood)
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a datetime holds
+_EXACT_MS = 2**32 * 1000  # below: datetime.fromtimestamp(ms / 1000) is that millisecond (event.format_timestamp_ms)
 _USER_PATH = re.compile(r"^users/([0-9A-Za-z-]+)(?:/|$)")
 _DETAIL_KEYS = ("auth_method", "grant_type", "auth_type", "redirect_uri", "code_id", "identity_provider")
+_DETAIL_KEY_SET = frozenset(_DETAIL_KEYS)
 
 
 @dataclass
@@ -69,17 +72,27 @@ class Cursor:
             self.ids.append(event_id)
 
 
-@dataclass
 class KcItem:
-    """One event read: its time, where it came from, its ECS document and (logins) the detector's view."""
+    """One event read: its time, where it came from, its ECS event (``Encoded``: validated and encoded once) and
+    (logins) the detector's view. ``key`` is its time in seconds, ``when.timestamp()`` (the merge's order)."""
 
-    when: datetime
-    realm: str
-    stream: str
-    time_ms: int
-    event_id: str
-    doc: dict
-    attempt: Attempt | None
+    __slots__ = ("attempt", "event", "event_id", "key", "realm", "stream", "time_ms")
+
+    def __init__(self, realm: str, stream: str, time_ms: int, event_id: str, event: Encoded,
+                 attempt: Attempt | None) -> None:
+        self.realm, self.stream, self.time_ms, self.event_id = realm, stream, time_ms, event_id
+        self.event, self.attempt = event, attempt
+        # ms / 1000 is when.timestamp() exactly while fromtimestamp lands on the millisecond (format_timestamp_ms).
+        self.key = time_ms / 1000 if time_ms < _EXACT_MS else self.when.timestamp()
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ms / 1000, UTC)
+
+    @property
+    def doc(self) -> dict:
+        """The ECS document, as a new dict (decoded from the bytes that are spooled)."""
+        return self.event.doc
 
 
 class UserNames:
@@ -161,43 +174,72 @@ def _event_id(obj: Mapping[str, Any], where: str) -> str:
 
 
 def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
-                   names: UserNames | None) -> tuple[dict, Attempt | None, int, str]:
-    """Given one stored user event, return its ECS document, its detector attempt (logins), time and id."""
+                   names: UserNames | None) -> tuple[Encoded, Attempt | None, int, str]:
+    """Given one stored user event, return its ECS event, its detector attempt (logins), time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
-    kc_type = api_field(obj, "type", str, where, None) or "UNKNOWN"
-    details = obj.get("details") or {}
-    if not isinstance(details, Mapping):
+    event, attempt = _user_event(obj, t, eid, realm, where, source, site, names, f"{source}:{realm}:events:")
+    return event, attempt, t, eid
+
+
+def _opt_str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = obj.get(name)
+    if value is None or type(value) is str:
+        return value
+    return api_field(obj, name, str, where, None)  # a str subclass, or the named error
+
+
+def _user_event(obj: Mapping[str, Any], t: int, eid: str, realm: str, where: str, source: str, site: str,
+                names: UserNames | None, id_prefix: str) -> tuple[Encoded, Attempt | None]:
+    # Each field is read once and checked by its exact type (what JSON gives); anything else goes through
+    # keycloak.field, which accepts a subclass and names the field of a wrong type.
+    get = obj.get
+    kc_type, user_id, error = get("type"), get("userId"), get("error")
+    raw_ip, sid, client = get("ipAddress"), get("sessionId"), get("clientId")
+    if not ((kc_type is None or type(kc_type) is str) and (user_id is None or type(user_id) is str)
+            and (error is None or type(error) is str) and (raw_ip is None or type(raw_ip) is str)
+            and (sid is None or type(sid) is str) and (client is None or type(client) is str)):
+        kc_type = _opt_str(obj, "type", where)
+    kc_type = kc_type or "UNKNOWN"
+    details = get("details") or {}
+    if type(details) is not dict and not isinstance(details, Mapping):
         raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
-    username = details.get("username") if isinstance(details.get("username"), str) else None
-    user_id = api_field(obj, "userId", str, where, None)
+    if not (user_id is None or type(user_id) is str):
+        user_id = _opt_str(obj, "userId", where)
+    username = details.get("username")
+    if type(username) is not str and not isinstance(username, str):
+        username = None
     if not username and user_id and names is not None:
         username = names.name(realm, user_id)
-    error = api_field(obj, "error", str, where, None)
-    raw_ip = api_field(obj, "ipAddress", str, where, None)
+    if not (error is None or type(error) is str):
+        error = _opt_str(obj, "error", where)
+    if not (raw_ip is None or type(raw_ip) is str):
+        raw_ip = _opt_str(obj, "ipAddress", where)
     ip = _ip(raw_ip)
-    when = datetime.fromtimestamp(t / 1000, UTC)
-    extra: dict[str, Any] = {k: details[k] for k in _DETAIL_KEYS if isinstance(details.get(k), str)}
+    extra: dict[str, Any] = {k: v for k, v in details.items() if k in _DETAIL_KEY_SET and isinstance(v, str)}
     if user_id:
         extra["user_id"] = user_id
-    if sid := api_field(obj, "sessionId", str, where, None):
+    if not (sid is None or type(sid) is str):
+        sid = _opt_str(obj, "sessionId", where)
+    if sid:
         extra["session_id"] = sid
     if raw_ip and not ip:
         extra["ip_address"] = raw_ip[:100]
     success = error is None and not kc_type.endswith("_ERROR")
-    doc = events.sso_user_event(
-        kc_type=kc_type[:64], success=success, user=username or None,
-        client=api_field(obj, "clientId", str, where, None),
-        source_ip=ip, when=when, site=site, source=source, realm=realm, id_key=f"{source}:{realm}:events:{eid}",
-        error=error[:200] if error else None, details=extra)
+    if not (client is None or type(client) is str):
+        client = _opt_str(obj, "clientId", where)
+    event = events.sso_user_event(
+        kc_type=kc_type[:64], success=success, user=username or None, client=client, source_ip=ip, when_ms=t,
+        site=site, source=source, realm=realm, id_key=id_prefix + eid, error=error[:200] if error else None,
+        details=extra)
     attempt = None
-    if kc_type in LOGIN_TYPES and username:
-        attempt = Attempt(when, username, ip, success, "keycloak")
-    return doc, attempt, t, eid
+    if username and kc_type in LOGIN_TYPES:
+        attempt = Attempt(datetime.fromtimestamp(t / 1000, UTC), username, ip, success, "keycloak")
+    return event, attempt
 
 
 def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
-                    names: UserNames | None) -> tuple[dict, int, str]:
-    """Given one stored admin event, return its ``iam-*`` ECS document, time and id."""
+                    names: UserNames | None) -> tuple[Encoded, int, str]:
+    """Given one stored admin event, return its ``iam-*`` ECS event, time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
     auth = obj.get("authDetails") or {}
     if not isinstance(auth, Mapping):
@@ -273,22 +315,28 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
     not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
     start = Cursor(cursor.time_ms, list(cursor.ids))
     offset, last = 0, start.time_ms
+    id_prefix = f"{source}:{realm}:{stream}:"
     for items in _pages(kc, realm, stream, start, page):
-        for i, raw in enumerate(items):
+        for i, obj in enumerate(items):
             where = f"realm {realm} {stream}[{offset + i}]"
-            obj = need_map(raw, where)
-            t, eid = _time_ms(obj, where), _event_id(obj, where)
+            if type(obj) is not dict:
+                obj = need_map(obj, where)
+            t = obj.get("time")
+            if type(t) is not int or not 0 <= t <= _MAX_MS:
+                t = _time_ms(obj, where)  # a subclass of int, or the named error
+            eid = obj.get("id")
+            if type(eid) is not str or not eid:
+                eid = _event_id(obj, where)
             if t < last:  # a server that ignores direction=asc would page through a moving list
                 raise KeycloakError(f"{where}: events not in ascending time order; citydc reads events with "
                                     "direction=asc (Keycloak 26 or later)")
             last = t
-            if start.seen(t, eid):
+            if t <= start.time_ms and start.seen(t, eid):
                 continue
             if stream == "events":
-                doc, attempt, t, eid = map_user_event(obj, realm=realm, where=where, source=source, site=site,
-                                                      names=names)
+                event, attempt = _user_event(obj, t, eid, realm, where, source, site, names, id_prefix)
             else:
-                doc, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
+                event, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
                 attempt = None
-            yield KcItem(datetime.fromtimestamp(t / 1000, UTC), realm, stream, t, eid, doc, attempt)
+            yield KcItem(realm, stream, t, eid, event, attempt)
         offset += len(items)

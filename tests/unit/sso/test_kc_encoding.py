@@ -326,3 +326,76 @@ def test_run_auth_spools_the_encoded_events_it_read(tmp_path):
     expected = [canonical(ref_map_user_event(o, realm="city", where="w", source="city-sso", site="siwei",
                                              names=None)[0]) for o in page]
     assert [e.body for e in emitted if e.dataset == SSO_AUTH_DATASET] == expected
+
+
+def _logins(n: int) -> list[dict]:
+    return [{"id": f"e{i:03d}", "time": T0 + i * 1000, "type": "LOGIN_ERROR", "userId": "u-1", "ipAddress": "10.6.0.7",
+             "error": "invalid_user_credentials", "details": {"username": f"user-{i % 4}"}} for i in range(n)]
+
+
+def _keycloak(page: list[dict]) -> Keycloak:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
+        first, size = int(request.url.params.get("first", 0)), int(request.url.params.get("max", 100))
+        since = int(request.url.params.get("dateFrom", 0))
+        stored = [e for e in page if e["time"] >= since] if request.url.path.endswith("/events") else []
+        return httpx.Response(200, json=stored[first:first + size])
+
+    return Keycloak("http://kc.test", "c", "s", transport=httpx.MockTransport(handler))
+
+
+def _cursor_ms(state_path) -> int:
+    if not state_path.exists():
+        return -1
+    return json.loads(state_path.read_text())["keycloak"]["city-sso"]["city"]["events"]["time_ms"]
+
+
+def test_each_batch_is_spooled_before_the_state_that_covers_it(tmp_path, monkeypatch):
+    from citydc.sso import auth_audit
+
+    monkeypatch.setattr(auth_audit, "BATCH", 7)
+    state = tmp_path / "s.json"
+    seen: list[tuple[int, int]] = []  # (newest event of the batch, the saved cursor when it is spooled)
+
+    def emit(batch):
+        seen.append((max(json.loads(e.body)["@timestamp"] for e in batch if e.dataset == SSO_AUTH_DATASET),
+                     _cursor_ms(state)))
+
+    page = _logins(30)
+    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+             settings=AuthDetection(), state_path=state, emit=emit, privileged=())
+    assert len(seen) >= 4
+    times = [datetime.fromisoformat(newest).timestamp() * 1000 for newest, _ in seen]
+    for (_, cursor), newest in zip(seen, times, strict=True):
+        assert cursor < newest  # the state on disk did not yet cover the batch being spooled
+    assert _cursor_ms(state) == page[-1]["time"]
+
+
+def test_a_batch_that_fails_to_spool_stops_all_later_state_and_the_next_run_resumes(tmp_path, monkeypatch):
+    from citydc.sso import auth_audit
+
+    monkeypatch.setattr(auth_audit, "BATCH", 7)
+    state = tmp_path / "s.json"
+    page = _logins(30)
+    spooled: list[str] = []
+
+    def failing(batch):
+        if len(spooled) >= 7:
+            raise OSError(28, "No space left on device")
+        spooled.extend(e.id for e in batch)
+
+    with pytest.raises(OSError, match="No space left"):
+        run_auth(group="g", ldap=None,
+                 keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+                 settings=AuthDetection(), state_path=state, emit=failing, privileged=())
+    covered = _cursor_ms(state)
+    assert covered < page[-1]["time"]  # no state after the failed batch
+    assert covered >= page[0]["time"]  # the first batch's
+    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+             settings=AuthDetection(), state_path=state, emit=lambda b: spooled.extend(e.id for e in b),
+             privileged=())
+    login_ids = {e.id for e in (map_user_event(o, realm="city", where="w", source="city-sso", site="siwei",
+                                               names=None)[0] for o in page)}
+    assert login_ids <= set(spooled)  # every login spooled, the failed batch's included (read again)
+    assert _cursor_ms(state) == page[-1]["time"]

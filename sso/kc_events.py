@@ -4,8 +4,8 @@ Per realm and per stream (``events``, ``admin-events``) the cursor is the time (
 processed and the ids processed at that millisecond. A run asks for ``dateFrom=<cursor time>`` in
 ascending order (``direction=asc``), page by page: events that arrive while it reads are appended after
 what it has paged through, so a burst larger than a page leaves no gap, and the ids already processed
-at the cursor's millisecond are skipped, so a restart reads nothing twice. The next page is fetched
-in a background thread while the current one is mapped (the fetch is the slow part).
+at the cursor's millisecond are skipped, so a restart reads nothing twice. The pages are fetched one after
+the other in a background thread, up to ``AHEAD`` pages ahead of the mapping, so Keycloak is kept busy.
 
 Each event becomes an ECS event (``events.sso_user_event`` / ``events.iam_event``); a login (``LOGIN``,
 ``LOGIN_ERROR``) with a username is also an ``Attempt`` for the detections. Admin events name users by
@@ -19,12 +19,14 @@ import functools
 import hashlib
 import ipaddress
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from citydc.seclog.event import Encoded
@@ -72,18 +74,18 @@ class Cursor:
             self.ids.append(event_id)
 
 
-class KcItem:
-    """One event read: its time, where it came from, its ECS event (``Encoded``: validated and encoded once) and
-    (logins) the detector's view. ``key`` is its time in seconds, ``when.timestamp()`` (the merge's order)."""
+class KcItem(NamedTuple):
+    """One event read: its time (``key``: seconds, ``when.timestamp()``, the merge's order; ``time_ms``), where it
+    came from, its ECS event (``Encoded``: validated and encoded once) and (logins) the detector's view.
+    A named tuple: one is made per event."""
 
-    __slots__ = ("attempt", "event", "event_id", "key", "realm", "stream", "time_ms")
-
-    def __init__(self, realm: str, stream: str, time_ms: int, event_id: str, event: Encoded,
-                 attempt: Attempt | None) -> None:
-        self.realm, self.stream, self.time_ms, self.event_id = realm, stream, time_ms, event_id
-        self.event, self.attempt = event, attempt
-        # ms / 1000 is when.timestamp() exactly while fromtimestamp lands on the millisecond (format_timestamp_ms).
-        self.key = time_ms / 1000 if time_ms < _EXACT_MS else self.when.timestamp()
+    key: float
+    realm: str
+    stream: str
+    time_ms: int
+    event_id: str
+    event: Encoded
+    attempt: Attempt | None
 
     @property
     def when(self) -> datetime:
@@ -93,6 +95,12 @@ class KcItem:
     def doc(self) -> dict:
         """The ECS document, as a new dict (decoded from the bytes that are spooled)."""
         return self.event.doc
+
+
+def _key(time_ms: int) -> float:
+    """Given epoch ms, return ``datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()`` (``time_ms / 1000`` while
+    fromtimestamp lands on the millisecond itself: event.format_timestamp_ms)."""
+    return time_ms / 1000 if time_ms < _EXACT_MS else datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()
 
 
 class UserNames:
@@ -285,26 +293,51 @@ def _role_names(representation: Any) -> list[str]:
     return [r["name"][:100] for r in reps if isinstance(r, dict) and isinstance(r.get("name"), str)][:50]
 
 
+AHEAD = 2  # pages fetched and waiting at most, besides the one being mapped
+
+
 def _pages(kc: Keycloak, realm: str, stream: str, cursor: Cursor, page: int) -> Iterator[list[Any]]:
-    """Yield the raw pages from the cursor on, the next one fetched while the caller maps this one."""
+    """Yield the raw pages from the cursor on, fetched one after the other in a background thread while the
+    caller maps the earlier ones (at most ``AHEAD`` pages waiting): Keycloak is never idle for the mapping."""
     path = f"{quote(realm, safe='')}/{stream}"
     where = f"realm {realm} {stream}"
+    ready: queue.Queue[tuple[list[Any] | None, BaseException | None]] = queue.Queue(AHEAD)
+    stop = threading.Event()
 
-    def fetch(first: int) -> list[Any]:
-        return need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc", "first": first,
-                                       "max": page}), where)
+    def put(entry: tuple[list[Any] | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False  # the caller stopped reading
+
+    def fetch_all() -> None:
+        first = 0
+        try:
+            while not stop.is_set():
+                items = need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc",
+                                                "first": first, "max": page}), where)
+                first += len(items)
+                if not put((items, None)) or len(items) < page:
+                    return
+        except BaseException as exc:  # handed to the caller, raised where it reads this page
+            put((None, exc))
 
     with ThreadPoolExecutor(1, thread_name_prefix="kc-events") as pool:
-        first = 0
-        pending: Future = pool.submit(fetch, first)
-        while True:
-            items = pending.result()
-            first += len(items)
-            if len(items) >= page:
-                pending = pool.submit(fetch, first)
-            yield items
-            if len(items) < page:
-                return
+        pool.submit(fetch_all)
+        try:
+            while True:
+                items, error = ready.get()
+                if error is not None:
+                    raise error
+                assert items is not None
+                yield items
+                if len(items) < page:
+                    return
+        finally:
+            stop.set()  # a caller that stops early (an error, a closed generator) ends the fetching too
 
 
 def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: int, source: str, site: str,
@@ -338,5 +371,5 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
             else:
                 event, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
                 attempt = None
-            yield KcItem(realm, stream, t, eid, event, attempt)
+            yield KcItem(t / 1000 if t < _EXACT_MS else _key(t), realm, stream, t, eid, event, attempt)
         offset += len(items)

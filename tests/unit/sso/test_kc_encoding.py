@@ -399,3 +399,47 @@ def test_a_batch_that_fails_to_spool_stops_all_later_state_and_the_next_run_resu
                                                names=None)[0] for o in page)}
     assert login_ids <= set(spooled)  # every login spooled, the failed batch's included (read again)
     assert _cursor_ms(state) == page[-1]["time"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (1 == 1.0 == True is not enough)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return repr(a) == repr(b)
+
+
+def _decoded(fn, content: bytes):
+    try:
+        return ("ok", fn(content))
+    except ValueError:
+        return ("refused", None)
+
+
+_ANSWERS = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=5),
+              st.sampled_from([10**18, 10**19, -2**63, 2**64 - 1, 2**64, 1e-7, 5e-324, 1.7976931348623157e308])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=10)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_ANSWERS, st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]), st.booleans())
+def test_answers_decode_to_what_json_gives(value, encoding, ascii_only):
+    from citydc.sso.keycloak import loads
+
+    content = json.dumps(value, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
+    ours, reference = _decoded(loads, content), _decoded(json.loads, content)
+    assert ours[0] == reference[0] and _same(ours[1], reference[1])
+
+
+@pytest.mark.parametrize("content", [b"[NaN, Infinity]", b'["\\ud800"]', b"[1e400]", b"[123456789012345678901]",
+                                     b"-0", b"[-0.0, 1E5, 0.1]", b'{"a":1,"a":2}', b"[1,]", b"\xff[]", b"", b"[]x"])
+def test_answers_at_the_edges_decode_to_what_json_gives(content):
+    from citydc.sso.keycloak import loads
+
+    ours, reference = _decoded(loads, content), _decoded(json.loads, content)
+    assert ours[0] == reference[0] and _same(ours[1], reference[1])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -62,50 +61,6 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
 
 
-class _Writer:
-    """Spools each batch and then writes the state that goes with it, in a thread of its own, while the next
-    batch is read: the spool's fsyncs and its id index (SQLite) wait there, not in the reading.
-
-    One batch at a time and in order: a batch's events are durable before its state is written, and that
-    state before the next batch is spooled. Once a batch or a state failed, nothing more is written (its
-    error is raised at the next ``submit`` and at ``close``): a later state never covers events not spooled.
-    """
-
-    def __init__(self, emit: Callable[[Sequence[dict]], Any], state_path: Path) -> None:
-        self.emit, self.state_path = emit, state_path
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="auth-save")
-        self._running: Future | None = None
-        self._error: BaseException | None = None
-
-    def submit(self, batch: list, state: bytes) -> None:
-        """Given a batch of events (maybe empty) and the state after it, write them once the previous ones are."""
-        self.wait()
-        self._running = self._pool.submit(self._write, batch, state)
-
-    def _write(self, batch: list, state: bytes) -> None:
-        if batch:
-            self.emit(batch)
-        self.state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomicfile.write(self.state_path, state, mode=0o600)
-
-    def wait(self) -> None:
-        """Wait for the batch being written; raise its error, or an earlier one."""
-        running, self._running = self._running, None
-        if running is not None:
-            try:
-                running.result()
-            except BaseException as exc:
-                self._error = exc
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown()
-
-
 def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakFeed], settings: AuthDetection,
              state_path: Path, emit: Callable[[Sequence[dict]], Any], privileged: Iterable[str],
              from_start: bool = False) -> dict[str, Any]:
@@ -139,23 +94,22 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     heads: list[tuple[float, int, int, Any]] = []  # (time, order, feed, item): the merge's next item per feed
     feeds: list[Iterator[Any]] = []
 
-    writer = _Writer(emit, state_path)
-
     def save() -> None:
-        # The batch and the state as they are now; the writer spools the events first, then writes the state
-        # (after a crash in between, the same items are read again and their events, deterministic ids, are
-        # stored once), while the reading goes on.
-        batch = list(pending)
-        pending.clear()
+        # Events first, then the state: after a crash in between, the same items are read again and their
+        # events (deterministic ids) are stored once.
+        if pending:
+            emit(list(pending))
+            pending.clear()
         unprocessed = [_bind_json(item) for _, _, _, item in heads if isinstance(item, Bind)]
         kc_state: dict[str, Any] = {}
         for (name, realm, stream), c in cursors.items():
             kc_state.setdefault(name, {}).setdefault(realm, {})[stream] = c.to_json()
+        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # orjson: the detector's windows hold an entry per account and address seen lately (thousands after a
         # spray), and the state is written every batch.
-        writer.submit(batch, orjson.dumps(
+        atomicfile.write(state_path, orjson.dumps(
             {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
-             "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS))
+             "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS), mode=0o600)
 
     def pull(index: int) -> Any:
         """Return the next item of a feed (None at its end, or when its Keycloak fails: reported in errors)."""
@@ -233,11 +187,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
                 if len(pending) >= BATCH:
                     save()
     finally:
-        try:
-            detector.finish()
-            save()
-        finally:
-            writer.close()  # waits for the last batch and state; raises what failed in the writer
+        detector.finish()
+        save()
     report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, **counts,
                               "skipped_lines": parser.skipped, "log_restarted": pos.restarted, "detections": found}
     if keycloaks:

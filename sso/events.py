@@ -35,6 +35,7 @@ __all__ = [
     "SEVERITY",
     "SSO_AUDIT_DATASET",
     "SSO_AUTH_DATASET",
+    "SsoUserEvents",
     "bind_event",
     "detection_event",
     "finding_event",
@@ -119,13 +120,38 @@ def sso_user_event(*, kc_type: str, success: bool, user: str | None, client: str
                    when: datetime | None = None, when_ms: int | None = None) -> Encoded:
     """Given one of Keycloak's stored user events (its time as a datetime or as epoch ms), return its
     ``sso-login`` / ``sso-logout`` / ``sso-event``."""
-    template, what, outcome = _sso_kind(kc_type, success, site)
-    return template.make(
-        timestamp=when, timestamp_ms=when_ms, id_key=id_key, user=user, source_ip=source_ip, error=error,
-        message=f"SSO {what} {outcome} for {user or '(unknown user)'} in realm {realm}"
-                + (f" via {client}" if client else "") + (f" from {source_ip}" if source_ip else "")
-                + (f" ({error})" if error else ""),
-        details={"source": source, "realm": realm, "client": client, "keycloak_type": kc_type, **details})
+    if when_ms is None:
+        return SsoUserEvents(site, source, realm).make(kc_type, success, user, client, source_ip, None, id_key,
+                                                       error, details, when)
+    return SsoUserEvents(site, source, realm).make(kc_type, success, user, client, source_ip, when_ms, id_key, error,
+                                                   details)
+
+
+class SsoUserEvents:
+    """``sso_user_event`` for the events of one realm of one Keycloak: what they share looked up once (the
+    template of each kind of event, the words of its message), each event's own facts passed positionally."""
+
+    __slots__ = ("_kinds", "realm", "site", "source")
+
+    def __init__(self, site: str, source: str, realm: str) -> None:
+        self.site, self.source, self.realm = site, source, realm
+        self._kinds: dict[tuple[str, bool], tuple[EventTemplate, str]] = {}
+
+    def make(self, kc_type: str, success: bool, user: str | None, client: str | None, source_ip: str | None,
+             when_ms: int | None, id_key: str, error: str | None, details: dict[str, Any],
+             when: datetime | None = None) -> Encoded:
+        """Given one event's facts (its time as epoch ms, or as a datetime in ``when``), return it encoded."""
+        kind = self._kinds.get((kc_type, success))
+        if kind is None:
+            template, what, outcome = _sso_kind(kc_type, success, self.site)
+            kind = self._kinds[(kc_type, success)] = (template, f"SSO {what} {outcome} for ")
+        template, opening = kind
+        return template.make(
+            timestamp=when, timestamp_ms=when_ms, id_key=id_key, user=user, source_ip=source_ip, error=error,
+            message=f"{opening}{user or '(unknown user)'} in realm {self.realm}" + (f" via {client}" if client else "")
+                    + (f" from {source_ip}" if source_ip else "") + (f" ({error})" if error else ""),
+            details={"source": self.source, "realm": self.realm, "client": client, "keycloak_type": kc_type,
+                     **details})
 
 
 @functools.lru_cache(maxsize=1024)

@@ -185,64 +185,68 @@ def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: st
                    names: UserNames | None) -> tuple[Encoded, Attempt | None, int, str]:
     """Given one stored user event, return its ECS event, its detector attempt (logins), time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
-    event, attempt = _user_event(obj, t, eid, realm, where, source, site, names, f"{source}:{realm}:events:")
+    event, attempt = _user_event(obj, t, eid, where, names, events.SsoUserEvents(site, source, realm),
+                                 f"{source}:{realm}:events:")
     return event, attempt, t, eid
 
 
-def _opt_str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = obj.get(name)
-    if value is None or type(value) is str:
-        return value
-    return api_field(obj, name, str, where, None)  # a str subclass, or the named error
-
-
-def _user_event(obj: Mapping[str, Any], t: int, eid: str, realm: str, where: str, source: str, site: str,
-                names: UserNames | None, id_prefix: str) -> tuple[Encoded, Attempt | None]:
-    # Each field is read once and checked by its exact type (what JSON gives); anything else goes through
-    # keycloak.field, which accepts a subclass and names the field of a wrong type.
+def _user_event(obj: Mapping[str, Any], t: int, eid: str, where: str, names: UserNames | None,
+                build: events.SsoUserEvents, id_prefix: str) -> tuple[Encoded, Attempt | None]:
     get = obj.get
     kc_type, user_id, error = get("type"), get("userId"), get("error")
-    raw_ip, sid, client = get("ipAddress"), get("sessionId"), get("clientId")
-    if not ((kc_type is None or type(kc_type) is str) and (user_id is None or type(user_id) is str)
+    raw_ip, sid, client, details = get("ipAddress"), get("sessionId"), get("clientId"), get("details")
+    # Each field is read once and checked by its exact type (what JSON gives); any other shape goes the careful
+    # way (_checked_user_fields), which accepts a subclass and names the field of a wrong type, in the order
+    # the fields were always checked.
+    if ((kc_type is None or type(kc_type) is str) and (user_id is None or type(user_id) is str)
             and (error is None or type(error) is str) and (raw_ip is None or type(raw_ip) is str)
-            and (sid is None or type(sid) is str) and (client is None or type(client) is str)):
-        kc_type = _opt_str(obj, "type", where)
+            and (sid is None or type(sid) is str) and (client is None or type(client) is str)
+            and (details is None or type(details) is dict)):
+        if details is None:
+            details = {}
+        username = details.get("username")
+        if type(username) is not str and not isinstance(username, str):
+            username = None
+        if not username and user_id and names is not None:
+            username = names.name(build.realm, user_id)
+    else:
+        kc_type, details, user_id, username, error, raw_ip, sid, client = _checked_user_fields(
+            obj, where, build.realm, names)
     kc_type = kc_type or "UNKNOWN"
-    details = get("details") or {}
-    if type(details) is not dict and not isinstance(details, Mapping):
-        raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
-    if not (user_id is None or type(user_id) is str):
-        user_id = _opt_str(obj, "userId", where)
-    username = details.get("username")
-    if type(username) is not str and not isinstance(username, str):
-        username = None
-    if not username and user_id and names is not None:
-        username = names.name(realm, user_id)
-    if not (error is None or type(error) is str):
-        error = _opt_str(obj, "error", where)
-    if not (raw_ip is None or type(raw_ip) is str):
-        raw_ip = _opt_str(obj, "ipAddress", where)
     ip = _ip(raw_ip)
     extra: dict[str, Any] = {k: v for k, v in details.items() if k in _DETAIL_KEY_SET and isinstance(v, str)}
     if user_id:
         extra["user_id"] = user_id
-    if not (sid is None or type(sid) is str):
-        sid = _opt_str(obj, "sessionId", where)
     if sid:
         extra["session_id"] = sid
     if raw_ip and not ip:
         extra["ip_address"] = raw_ip[:100]
     success = error is None and not kc_type.endswith("_ERROR")
-    if not (client is None or type(client) is str):
-        client = _opt_str(obj, "clientId", where)
-    event = events.sso_user_event(
-        kc_type=kc_type[:64], success=success, user=username or None, client=client, source_ip=ip, when_ms=t,
-        site=site, source=source, realm=realm, id_key=id_prefix + eid, error=error[:200] if error else None,
-        details=extra)
+    event = build.make(kc_type[:64], success, username or None, client, ip, t, id_prefix + eid,
+                       error[:200] if error else None, extra)
     attempt = None
     if username and kc_type in LOGIN_TYPES:
         attempt = Attempt(datetime.fromtimestamp(t / 1000, UTC), username, ip, success, "keycloak")
     return event, attempt
+
+
+def _checked_user_fields(obj: Mapping[str, Any], where: str, realm: str, names: UserNames | None) -> tuple:
+    """Given a user event of an unusual shape, return (type, details, userId, username, error, ipAddress,
+    sessionId, clientId), each read through keycloak.field: an ApiShapeError names the first field of a wrong
+    type, in this order (and the username is looked up by id before the error field is read, as always)."""
+    kc_type = api_field(obj, "type", str, where, None)
+    details = obj.get("details") or {}
+    if not isinstance(details, Mapping):
+        raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
+    username = details.get("username") if isinstance(details.get("username"), str) else None
+    user_id = api_field(obj, "userId", str, where, None)
+    if not username and user_id and names is not None:
+        username = names.name(realm, user_id)
+    error = api_field(obj, "error", str, where, None)
+    raw_ip = api_field(obj, "ipAddress", str, where, None)
+    sid = api_field(obj, "sessionId", str, where, None)
+    client = api_field(obj, "clientId", str, where, None)
+    return kc_type, details, user_id, username, error, raw_ip, sid, client
 
 
 def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
@@ -349,6 +353,7 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
     start = Cursor(cursor.time_ms, list(cursor.ids))
     offset, last = 0, start.time_ms
     id_prefix = f"{source}:{realm}:{stream}:"
+    build = events.SsoUserEvents(site, source, realm)
     for items in _pages(kc, realm, stream, start, page):
         for i, obj in enumerate(items):
             where = f"realm {realm} {stream}[{offset + i}]"
@@ -367,7 +372,7 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
             if t <= start.time_ms and start.seen(t, eid):
                 continue
             if stream == "events":
-                event, attempt = _user_event(obj, t, eid, realm, where, source, site, names, id_prefix)
+                event, attempt = _user_event(obj, t, eid, where, names, build, id_prefix)
             else:
                 event, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
                 attempt = None

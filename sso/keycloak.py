@@ -14,7 +14,6 @@ of the ``<realm>-realm`` client).
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -197,7 +196,10 @@ class Keycloak:
             self.get(f"{quote(realm, safe='')}/admin-events", params), where))]
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Digits to "9", anything else to a space: a run of 19 digits is then a plain substring search (a regular
+# expression took longer over a 400 kB page than json.loads itself).
+_DIGITS = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"9" * 19
 
 
 def loads(content: bytes) -> Any:
@@ -207,7 +209,7 @@ def loads(content: bytes) -> Any:
     is 400 kB): not when a run of 19 digits or more could be an integer beyond 64 bits (orjson makes it a
     float), and not for what orjson refuses (NaN, a lone surrogate, another encoding than UTF-8...), which
     json decodes, or refuses, as before. A unit test compares both on many answers and numbers."""
-    if not _LONG_DIGITS.search(content):
+    if _LONG_DIGITS not in content.translate(_DIGITS):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:

@@ -361,10 +361,10 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
     gc.freeze()
     threshold = gc.get_threshold()
     gc.set_threshold(10_000, 10, 10)
-    # The pages are fetched and the batches spooled in threads of their own, which need the interpreter only
-    # briefly (a chunk of an answer, a batch handed to SQLite) but wait for it behind the mapping, up to a
-    # switch interval each time: 5 ms by default made each page wait longer for the interpreter than for
-    # Keycloak (bench/sso_events.py). A shorter interval lets them in sooner.
+    # Keycloak's pages are fetched in a thread of its own, which needs the interpreter only briefly (a chunk of
+    # an answer) but waits for it behind the mapping, up to a switch interval each time: 5 ms by default made
+    # each page wait longer for the interpreter than for Keycloak (bench/sso_events.py). A shorter interval
+    # lets it in sooner.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:

@@ -90,6 +90,7 @@ def format_timestamp(when: datetime) -> str:
 
 _FAST_MS = 2**32 * 1000  # below: ms / 1000 as a float is within 0.48 us of the exact time (format_timestamp_ms)
 _SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS", the few seconds a batch of events spans
+_MILLIS = tuple(f".{milli:03d}Z" for milli in range(1000))
 
 
 def format_timestamp_ms(ms: int) -> str:
@@ -102,13 +103,13 @@ def format_timestamp_ms(ms: int) -> str:
     """
     if not 0 <= ms < _FAST_MS:
         return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
-    second, milli = divmod(ms, 1000)
+    second = ms // 1000
     prefix = _SECONDS.get(second)
     if prefix is None:
         if len(_SECONDS) >= 4096:
             _SECONDS.clear()
         prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:19]
-    return f"{prefix}.{milli:03d}Z"
+    return prefix + _MILLIS[ms - second * 1000]
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -350,7 +350,8 @@ class EventTemplate:
             # chain.canonical gives, without looking for floats again (it falls back for a huge integer).
             try:
                 body = orjson.dumps(doc, option=_SORTED)
-            except (orjson.JSONEncodeError, TypeError):
+            except (orjson.JSONEncodeError, TypeError):  # a huge integer, a key that is not a string
+                validate_event(doc)
                 body = chain.canonical(doc)
         else:
             validate_event(doc)  # the whole check decides, and names the field if it refuses
@@ -361,14 +362,14 @@ class EventTemplate:
 _ECS_OBJECT = {"version": ECS_VERSION}
 
 
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
 def _flat_plain(details: dict) -> bool:
-    """Given component details, return True if they are flat (str keys; str, int, bool or null values): plain JSON
-    without a float, so orjson's bytes are the canonical ones."""
-    for key, value in details.items():
-        kind = type(value)
-        if type(key) is not str or not (kind is str or kind is int or value is None or kind is bool):
-            return False
-    return True
+    """Given component details, return True if their values are flat (str, int, bool or null: plain JSON without a
+    float, so orjson's bytes are the canonical ones). A key that is not a string makes orjson refuse the event,
+    which then goes to validate_event, and is refused naming it."""
+    return _FLAT.issuperset(map(type, details.values()))
 
 
 def _related_plain(related: dict) -> bool:

@@ -202,3 +202,11 @@ def test_emit_takes_one_encoded_event_or_a_mixed_batch_and_counts_them(tmp_path)
         (tmp_path / s).read_bytes() for s in Spool(tmp_path).segments()).splitlines()]
     assert [d["event"]["action"] for d in lines] == ["spool-created", "sso-login", "sso-login", "sso-login"]
     assert verify(lines) == []
+
+
+@pytest.mark.parametrize("details", [{"f": 1e-05}, {"big": 2**70}, {"nested": {"a": [1, None]}}, {"t": True, "n": None},
+                                     {"u": "四維 \u2028"}])
+def test_details_that_orjson_writes_otherwise_give_make_events_bytes(details):
+    # Floats and integers beyond 64 bits are where orjson and the canonical encoder part (chain._sorted_json).
+    facts = {"message": "m", "id_key": "k", "timestamp": T0, "details": details}
+    assert EventTemplate(**SHARED).make(**facts).body == canonical(make_event(**SHARED, **facts))

@@ -27,11 +27,12 @@ bench/ldap_audit.py (``PYTHONDONTWRITEBYTECODE`` is set on this machine). Rounds
 report gives medians of wall time, CPU (user+sys of the child process) and events/s. ``--profile FILE`` adds a
 cProfile of one citydc run (top functions by own time and by cumulative time); ``--stages`` replays the
 fetched pages into the real ``run_auth`` in the bench's process (httpx.MockTransport) and times its parts
-apart: JSON decoding, ECS mapping, detector, spool.
+apart: JSON decoding, ECS mapping, detector, spool. ``--save-pages FILE`` keeps one bare fetch's pages for
+bench/sso_replay.py, which replays them offline (no lab) as often as wanted.
 The last line is ``RATIO sso_ingest_vs_bare_fetch <median citydc wall / median bare wall>``.
 
     flock /tmp/citydc-lab.lock env CITYDC_LAB_DIR=/tmp/citydc-lab .venv/bin/python bench/sso_events.py \\
-        [--rounds 5] [--events 20000] [--profile auth.prof] [--stages]
+        [--rounds 5] [--events 20000] [--profile auth.prof] [--stages] [--save-pages pages.json]
 """
 
 from __future__ import annotations
@@ -268,10 +269,10 @@ def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
     process) and time its parts apart: what citydc spends per event without the server or process start."""
     from citydc.config.models import AuthDetection
     from citydc.seclog.emit import emit
-    from citydc.sso import kc_events
+    from citydc.sso import events, kc_events
     from citydc.sso.auth_audit import KeycloakFeed, run_auth
     from citydc.sso.detect import Detector
-    from citydc.sso.keycloak import Keycloak
+    from citydc.sso.keycloak import Keycloak, loads
 
     by_first: dict[int, bytes] = {}
     first = 0
@@ -306,10 +307,11 @@ def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
 
     def decode() -> None:
         for body in pages:
-            json.loads(body)
+            loads(body)
 
-    def mapping() -> None:
-        mapped[:] = [kc_events.map_user_event(o, realm=REALM, where="w", source="k", site="siwei", names=None)
+    def mapping() -> None:  # as read_stream maps them: one SsoUserEvents for the realm
+        build = events.SsoUserEvents("siwei", "k", REALM)
+        mapped[:] = [(*kc_events._user_event(o, o["time"], o["id"], "w", None, build, f"k:{REALM}:events:"), 0, 0)
                      for o in objs]
 
     def detect() -> None:
@@ -324,7 +326,7 @@ def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
         for i in range(0, len(docs), 5000):  # auth_audit.BATCH
             emit(docs[i:i + 5000], spool_dir=work / "spool")
 
-    parts = {"run_auth, replayed": whole, "JSON decoding of the pages": decode, "ECS mapping (map_user_event)": mapping,
+    parts = {"run_auth, replayed": whole, "JSON decoding of the pages": decode, "ECS mapping (_user_event)": mapping,
              "detector": detect, "spool (emit, 5,000 a batch)": spool}
     times: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(repeats):
@@ -349,6 +351,8 @@ def main() -> None:
                         help="also profile one citydc run with cProfile, statistics saved to FILE")
     parser.add_argument("--stages", action="store_true",
                         help="also replay the fetched pages into run_auth in this process and time its parts")
+    parser.add_argument("--save-pages", metavar="FILE", type=Path,
+                        help="keep one bare fetch's pages in FILE, for bench/sso_replay.py (offline)")
     args = parser.parse_args()
     byte_compile()
     ctx = LabContext()
@@ -380,6 +384,8 @@ def main() -> None:
                     wall, cpu, n = bare_fetch(url, out, env)
                     if args.stages:
                         pages = read_pages(out)
+                    if args.save_pages and r == 0:
+                        shutil.copyfile(out, args.save_pages)
                     out.unlink()
                 else:
                     wall, cpu, n, counts = citydc_run(audit, env, work)

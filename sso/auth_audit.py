@@ -111,14 +111,13 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
              "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS), mode=0o600)
 
-    def pull(index: int) -> None:
+    def pull(index: int) -> Any:
+        """Return the next item of a feed (None at its end, or when its Keycloak fails: reported in errors)."""
         try:
-            item = next(feeds[index], None)
+            return next(feeds[index], None)
         except KeycloakError as exc:
             errors.append(str(exc))
-            return
-        if item is not None:
-            heapq.heappush(heads, (item.when.timestamp(), next(order), index, item))
+            return None
 
     def detect(attempt: Any, source: str, site: str) -> None:
         for d in detector.feed(attempt):
@@ -138,40 +137,55 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
                 feeds.append(read_stream(k.client, realm, stream, cursors[(k.name, realm, stream)], page=k.page,
                                          source=k.name, site=k.site, names=names))
     kc_of = [None] * (1 if ldap is not None else 0) + [k for k in keycloaks for _ in k.realms for _ in STREAMS]
+    cursor_of = [None] * (1 if ldap is not None else 0) + [
+        cursors[(k.name, realm, stream)] for k in keycloaks for realm in k.realms for stream in STREAMS]
     try:
         for i in range(len(feeds)):
-            pull(i)
+            if (first := pull(i)) is not None:
+                heapq.heappush(heads, (first.key if type(first) is KcItem else first.when.timestamp(), next(order), i,
+                                       first))
         while heads:
             _, _, index, item = heapq.heappop(heads)
-            if isinstance(item, KcItem):
-                k = kc_of[index]
-                c = sso[k.name]
-                pending.append(item.doc)
-                if item.stream == "admin-events":
-                    c["admin_events"] += 1
-                elif item.attempt is not None:
-                    c["logins"] += 1
-                    c["success" if item.attempt.success else "failure"] += 1
-                    detect(item.attempt, k.name, k.site)
+            while item is not None:
+                if type(item) is KcItem:
+                    k = kc_of[index]
+                    c = sso[k.name]
+                    pending.append(item.event)
+                    attempt = item.attempt
+                    if item.stream == "admin-events":
+                        c["admin_events"] += 1
+                    elif attempt is not None:
+                        c["logins"] += 1
+                        c["success" if attempt.success else "failure"] += 1
+                        detect(attempt, k.name, k.site)
+                    else:
+                        c["events"] += 1
+                    cursor_of[index].advance(item.time_ms, item.event_id)
                 else:
-                    c["events"] += 1
-                cursors[(k.name, item.realm, item.stream)].advance(item.time_ms, item.event_id)
-            else:
-                b: Bind = item  # the only other feed: the stats log (ldap is set)
-                assert ldap is not None
-                relayed = b.source_ip in relay
-                counts["binds"] += 1
-                counts["success" if b.success else "failure"] += 1
-                counts["relayed"] += relayed
-                pending.append(events.bind_event(
-                    user=b.dn, source_ip=b.source_ip, success=b.success, code=b.code, when=b.when, site=ldap.site,
-                    source=ldap.name, id_key=f"{ldap.name}:{pos.inode}:{b.conn}:{b.op}:{b.when.timestamp()}",
-                    conn=b.conn, op=b.op, method=b.method, tls=b.tls, relayed=relayed))
-                if not relayed:
-                    detect(b, ldap.name, ldap.site)
-            pull(index)
-            if len(pending) >= BATCH:
-                save()
+                    b: Bind = item  # the only other feed: the stats log (ldap is set)
+                    assert ldap is not None
+                    relayed = b.source_ip in relay
+                    counts["binds"] += 1
+                    counts["success" if b.success else "failure"] += 1
+                    counts["relayed"] += relayed
+                    pending.append(events.bind_event(
+                        user=b.dn, source_ip=b.source_ip, success=b.success, code=b.code, when=b.when,
+                        site=ldap.site, source=ldap.name,
+                        id_key=f"{ldap.name}:{pos.inode}:{b.conn}:{b.op}:{b.when.timestamp()}", conn=b.conn, op=b.op,
+                        method=b.method, tls=b.tls, relayed=relayed))
+                    if not relayed:
+                        detect(b, ldap.name, ldap.site)
+                item = pull(index)
+                if item is not None:
+                    key = item.key if type(item) is KcItem else item.when.timestamp()
+                    # Merged by time: this feed's next item goes on at once while it comes before every other
+                    # feed's next (a tie goes to the other, read first, as the heap orders them); else it waits
+                    # there. A bind read ahead is always in the heap, so a save keeps it (carry).
+                    if type(item) is not KcItem or (heads and heads[0][0] <= key):
+                        heapq.heappush(heads, (key, next(order), index, item))
+                        item = None
+                if len(pending) >= BATCH:
+                    save()
     finally:
         detector.finish()
         save()

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from citydc.config.models import AuthDetection
@@ -53,9 +53,9 @@ class Detection:
                 "details": self.details}
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One authentication attempt as the detector sees it (a bind, a Keycloak login)."""
+class Attempt(NamedTuple):
+    """One authentication attempt as the detector sees it (a bind, a Keycloak login). A named tuple: one is made
+    per Keycloak login, and a frozen dataclass costs several times more to make."""
 
     when: datetime
     user: str  # DN or username, as the source shows it
@@ -135,17 +135,20 @@ class Detector:
         """Given the next attempt (time order), return the detections it completes."""
         t = b.when.timestamp()
         horizon = t - self.s.window_seconds
-        user = account_key(b.user) if b.user else ""
+        name = b.user
+        user = (name.strip().lower() if "=" not in name else account_key(name)) if name else ""
         out: list[Detection] = []
-        if len(self.fail_user) > MAX_KEYS or len(self.fail_src) > MAX_KEYS:
+        fail_user = self.fail_user
+        if len(fail_user) > MAX_KEYS or len(self.fail_src) > MAX_KEYS:
             self._prune(t)
-        q = self.fail_user.get(user)
+        q = fail_user.get(user)
         while q and q[0] < horizon:
             q.popleft()
         if not b.success:
             if not user:
                 return out
-            q = self.fail_user.setdefault(user, deque())
+            if q is None:
+                q = fail_user[user] = deque()
             q.append(t)
             if len(q) >= self.s.bruteforce_failures and self._once(f"bf:{user}", t):
                 out.append(Detection(
@@ -154,7 +157,9 @@ class Detector:
                     f"bf:{user}:{q[0]}", {"failures": len(q), "window_seconds": self.s.window_seconds,
                                           "origin": b.origin}))
             if b.source_ip:
-                sq = self.fail_src.setdefault(b.source_ip, deque())
+                sq = self.fail_src.get(b.source_ip)
+                if sq is None:
+                    sq = self.fail_src[b.source_ip] = deque()
                 sq.append((t, user, b.origin))
                 while sq and sq[0][0] < horizon:
                     sq.popleft()

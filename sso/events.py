@@ -12,15 +12,21 @@ Keycloak's stored events: a login is an ``authentication`` / ``start`` event (``
 ``iam-admin-change``) with the acting user in ``user.name`` and the changed one in ``user.target.name``.
 Ids come from the run id + rule + subject, and from the log position of a bind, so re-emitting
 after a crash stores each event once.
+
+The audits' findings and postures are ``make_event`` dicts. The authentication audit's events (binds, SSO
+logins, admin changes, detections: tens of thousands a run) are ``Encoded``: each kind's shared facts are an
+``EventTemplate`` validated once, and each event is validated and encoded once, its bytes spooled as they are.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from citydc.seclog import make_event
+from citydc.seclog.event import Encoded, EventTemplate
 from citydc.sso.model import Finding
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "SEVERITY",
     "SSO_AUDIT_DATASET",
     "SSO_AUTH_DATASET",
+    "SsoUserEvents",
     "bind_event",
     "detection_event",
     "finding_event",
@@ -74,7 +81,7 @@ def posture_event(result: dict[str, Any], *, site: str, when: datetime, host: st
 
 def bind_event(*, user: str, source_ip: str | None, success: bool, code: int, when: datetime, site: str,
                source: str, id_key: str, conn: int, op: int, method: str | None, tls: bool | None,
-               relayed: bool = False) -> dict:
+               relayed: bool = False) -> Encoded:
     """Given one bind seen in the directory's log, return its ``ldap-bind`` authentication event.
 
     ``relayed``: the bind came from an SSO server logging a user in (``auth.relay_addresses``); the SSO
@@ -84,12 +91,19 @@ def bind_event(*, user: str, source_ip: str | None, success: bool, code: int, wh
     details = {"source": source, "conn": conn, "op": op, "result_code": code, "method": method, "tls": tls}
     if relayed:
         details["relayed"] = True
-    return make_event(
-        action="ldap-bind", dataset=AUTH_DATASET, kind="event", category=["authentication"], type=["start"],
-        outcome=outcome, site=site, timestamp=when, id_key=id_key, user=user or None, source_ip=source_ip,
+    return _template("ldap-bind", AUTH_DATASET, "event", "authentication", "start", outcome, site).make(
+        timestamp=when, id_key=id_key, user=user or None, source_ip=source_ip,
         message=f"LDAP bind {outcome} for {who}" + (f" from {source_ip}" if source_ip else "")
                 + (" (relayed by SSO)" if relayed else "") + ("" if success else f" (result {code})"),
         details=details)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(action: str, dataset: str, kind: str, category: str, etype: str, outcome: str, site: str,
+              severity: int | None = None) -> EventTemplate:
+    """Return the template of one kind of event (made once per process: a handful of kinds and sites)."""
+    return EventTemplate(action=action, dataset=dataset, kind=kind, category=[category], type=[etype],
+                         outcome=outcome, site=site, severity=severity)
 
 
 _SSO_KIND = {  # Keycloak event type -> (action, category, type)
@@ -102,21 +116,53 @@ _SSO_IAM_TYPES = ("UPDATE_", "REMOVE_", "REGISTER", "RESET_PASSWORD", "DELETE_AC
 
 
 def sso_user_event(*, kc_type: str, success: bool, user: str | None, client: str | None, source_ip: str | None,
-                   when: datetime, site: str, source: str, realm: str, id_key: str, error: str | None,
-                   details: dict[str, Any]) -> dict:
-    """Given one of Keycloak's stored user events, return its ``sso-login`` / ``sso-logout`` / ``sso-event``."""
+                   site: str, source: str, realm: str, id_key: str, error: str | None, details: dict[str, Any],
+                   when: datetime | None = None, when_ms: int | None = None) -> Encoded:
+    """Given one of Keycloak's stored user events (its time as a datetime or as epoch ms), return its
+    ``sso-login`` / ``sso-logout`` / ``sso-event``."""
+    if when_ms is None:
+        return SsoUserEvents(site, source, realm).make(kc_type, success, user, client, source_ip, None, id_key,
+                                                       error, details, when)
+    return SsoUserEvents(site, source, realm).make(kc_type, success, user, client, source_ip, when_ms, id_key, error,
+                                                   details)
+
+
+class SsoUserEvents:
+    """``sso_user_event`` for the events of one realm of one Keycloak: what they share looked up once (the
+    template of each kind of event, the words of its message), each event's own facts passed positionally."""
+
+    __slots__ = ("_kinds", "realm", "site", "source")
+
+    def __init__(self, site: str, source: str, realm: str) -> None:
+        self.site, self.source, self.realm = site, source, realm
+        self._kinds: dict[tuple[str, bool], tuple[EventTemplate, str]] = {}
+
+    def make(self, kc_type: str, success: bool, user: str | None, client: str | None, source_ip: str | None,
+             when_ms: int | None, id_key: str, error: str | None, details: dict[str, Any],
+             when: datetime | None = None) -> Encoded:
+        """Given one event's facts (its time as epoch ms, or as a datetime in ``when``), return it encoded."""
+        kind = self._kinds.get((kc_type, success))
+        if kind is None:
+            template, what, outcome = _sso_kind(kc_type, success, self.site)
+            kind = self._kinds[(kc_type, success)] = (template, f"SSO {what} {outcome} for ")
+        template, opening = kind
+        return template.make(
+            timestamp=when, timestamp_ms=when_ms, id_key=id_key, user=user, source_ip=source_ip, error=error,
+            message=f"{opening}{user or '(unknown user)'} in realm {self.realm}" + (f" via {client}" if client else "")
+                    + (f" from {source_ip}" if source_ip else "") + (f" ({error})" if error else ""),
+            details={"source": self.source, "realm": self.realm, "client": client, "keycloak_type": kc_type,
+                     **details})
+
+
+@functools.lru_cache(maxsize=1024)
+def _sso_kind(kc_type: str, success: bool, site: str) -> tuple[EventTemplate, str, str]:
+    """Given a Keycloak event type, its success and the site, return (template, what it is in words, outcome)."""
     action, category, etype = _SSO_KIND.get(kc_type, ("sso-event", "authentication", "info"))
     if action == "sso-event" and kc_type.startswith(_SSO_IAM_TYPES):
         category, etype = "iam", "change"
     outcome = "success" if success else "failure"
-    who = user or "(unknown user)"
     what = {"sso-login": "login", "sso-logout": "logout"}.get(action, kc_type.lower().replace("_", " "))
-    return make_event(
-        action=action, dataset=SSO_AUTH_DATASET, kind="event", category=[category], type=[etype], outcome=outcome,
-        site=site, timestamp=when, id_key=id_key, user=user, source_ip=source_ip, error=error,
-        message=f"SSO {what} {outcome} for {who} in realm {realm}" + (f" via {client}" if client else "")
-                + (f" from {source_ip}" if source_ip else "") + (f" ({error})" if error else ""),
-        details={"source": source, "realm": realm, "client": client, "keycloak_type": kc_type, **details})
+    return _template(action, SSO_AUTH_DATASET, "event", category, etype, outcome, site), what, outcome
 
 
 _IAM_ACTIONS = {  # (resource type, operation) -> (action, ECS type)
@@ -135,16 +181,15 @@ _IAM_ACTIONS = {  # (resource type, operation) -> (action, ECS type)
 
 def iam_event(*, resource_type: str, operation: str, actor: str | None, target: str | None,
               source_ip: str | None, when: datetime, site: str, source: str, realm: str, id_key: str,
-              error: str | None, details: dict[str, Any]) -> dict:
+              error: str | None, details: dict[str, Any]) -> Encoded:
     """Given one of Keycloak's admin events, return its ``iam-*`` change event (actor and target user)."""
     action, etype = _IAM_ACTIONS.get((resource_type, operation), ("iam-admin-change", "admin"))
     outcome = "failure" if error else "success"
     what = action.removeprefix("iam-").replace("-", " ")
     if action == "iam-admin-change":
         what = f"{operation.lower()} of {resource_type.lower().replace('_', ' ')}"
-    return make_event(
-        action=action, dataset=SSO_AUTH_DATASET, kind="event", category=["iam"], type=[etype], outcome=outcome,
-        site=site, timestamp=when, id_key=id_key, user=actor, user_target=target, source_ip=source_ip, error=error,
+    return _template(action, SSO_AUTH_DATASET, "event", "iam", etype, outcome, site).make(
+        timestamp=when, id_key=id_key, user=actor, user_target=target, source_ip=source_ip, error=error,
         message=f"SSO admin {what} in realm {realm}" + (f" by {actor}" if actor else "")
                 + (f" for {target}" if target else "") + (f" from {source_ip}" if source_ip else "")
                 + (f" ({error})" if error else ""),
@@ -154,11 +199,10 @@ def iam_event(*, resource_type: str, operation: str, actor: str | None, target: 
 
 
 def detection_event(*, action: str, message: str, site: str, source: str, when: datetime, id_key: str,
-                    users: Sequence[str], source_ip: str | None, severity: str, details: dict[str, Any]) -> dict:
+                    users: Sequence[str], source_ip: str | None, severity: str, details: dict[str, Any]) -> Encoded:
     """Given a detection, return its authentication alert."""
-    return make_event(
-        action=action, dataset=AUTH_DATASET, kind="alert", category=["authentication"], type=["info"],
-        outcome="unknown", site=site, timestamp=when, id_key=id_key, message=message, severity=SEVERITY[severity],
+    return _template(action, AUTH_DATASET, "alert", "authentication", "info", "unknown", site, SEVERITY[severity]).make(
+        timestamp=when, id_key=id_key, message=message,
         user=users[0] if len(users) == 1 else None, source_ip=source_ip,
         related={"user": list(users), **({"ip": [source_ip]} if source_ip else {})},
         details={"source": source, **details})

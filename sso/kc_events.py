@@ -4,8 +4,8 @@ Per realm and per stream (``events``, ``admin-events``) the cursor is the time (
 processed and the ids processed at that millisecond. A run asks for ``dateFrom=<cursor time>`` in
 ascending order (``direction=asc``), page by page: events that arrive while it reads are appended after
 what it has paged through, so a burst larger than a page leaves no gap, and the ids already processed
-at the cursor's millisecond are skipped, so a restart reads nothing twice. The next page is fetched
-in a background thread while the current one is mapped (the fetch is the slow part).
+at the cursor's millisecond are skipped, so a restart reads nothing twice. The pages are fetched one after
+the other in a background thread, up to ``AHEAD`` pages ahead of the mapping, so Keycloak is kept busy.
 
 Each event becomes an ECS event (``events.sso_user_event`` / ``events.iam_event``); a login (``LOGIN``,
 ``LOGIN_ERROR``) with a username is also an ``Attempt`` for the detections. Admin events name users by
@@ -19,14 +19,17 @@ import functools
 import hashlib
 import ipaddress
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from citydc.seclog.event import Encoded
 from citydc.sso import events
 from citydc.sso.detect import Attempt
 from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, need_list, need_map
@@ -38,8 +41,10 @@ STREAMS = ("events", "admin-events")
 LOGIN_TYPES = frozenset({"LOGIN", "LOGIN_ERROR"})
 MAX_IDS = 10_000  # ids kept at the cursor's millisecond (more events in one ms than this: a flood)
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a datetime holds
+_EXACT_MS = 2**32 * 1000  # below: datetime.fromtimestamp(ms / 1000) is that millisecond (event.format_timestamp_ms)
 _USER_PATH = re.compile(r"^users/([0-9A-Za-z-]+)(?:/|$)")
 _DETAIL_KEYS = ("auth_method", "grant_type", "auth_type", "redirect_uri", "code_id", "identity_provider")
+_DETAIL_KEY_SET = frozenset(_DETAIL_KEYS)
 
 
 @dataclass
@@ -69,17 +74,33 @@ class Cursor:
             self.ids.append(event_id)
 
 
-@dataclass
-class KcItem:
-    """One event read: its time, where it came from, its ECS document and (logins) the detector's view."""
+class KcItem(NamedTuple):
+    """One event read: its time (``key``: seconds, ``when.timestamp()``, the merge's order; ``time_ms``), where it
+    came from, its ECS event (``Encoded``: validated and encoded once) and (logins) the detector's view.
+    A named tuple: one is made per event."""
 
-    when: datetime
+    key: float
     realm: str
     stream: str
     time_ms: int
     event_id: str
-    doc: dict
+    event: Encoded
     attempt: Attempt | None
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ms / 1000, UTC)
+
+    @property
+    def doc(self) -> dict:
+        """The ECS document, as a new dict (decoded from the bytes that are spooled)."""
+        return self.event.doc
+
+
+def _key(time_ms: int) -> float:
+    """Given epoch ms, return ``datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()`` (``time_ms / 1000`` while
+    fromtimestamp lands on the millisecond itself: event.format_timestamp_ms)."""
+    return time_ms / 1000 if time_ms < _EXACT_MS else datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()
 
 
 class UserNames:
@@ -161,10 +182,59 @@ def _event_id(obj: Mapping[str, Any], where: str) -> str:
 
 
 def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
-                   names: UserNames | None) -> tuple[dict, Attempt | None, int, str]:
-    """Given one stored user event, return its ECS document, its detector attempt (logins), time and id."""
+                   names: UserNames | None) -> tuple[Encoded, Attempt | None, int, str]:
+    """Given one stored user event, return its ECS event, its detector attempt (logins), time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
-    kc_type = api_field(obj, "type", str, where, None) or "UNKNOWN"
+    event, attempt = _user_event(obj, t, eid, where, names, events.SsoUserEvents(site, source, realm),
+                                 f"{source}:{realm}:events:")
+    return event, attempt, t, eid
+
+
+def _user_event(obj: Mapping[str, Any], t: int, eid: str, where: str, names: UserNames | None,
+                build: events.SsoUserEvents, id_prefix: str) -> tuple[Encoded, Attempt | None]:
+    get = obj.get
+    kc_type, user_id, error = get("type"), get("userId"), get("error")
+    raw_ip, sid, client, details = get("ipAddress"), get("sessionId"), get("clientId"), get("details")
+    # Each field is read once and checked by its exact type (what JSON gives); any other shape goes the careful
+    # way (_checked_user_fields), which accepts a subclass and names the field of a wrong type, in the order
+    # the fields were always checked.
+    if ((kc_type is None or type(kc_type) is str) and (user_id is None or type(user_id) is str)
+            and (error is None or type(error) is str) and (raw_ip is None or type(raw_ip) is str)
+            and (sid is None or type(sid) is str) and (client is None or type(client) is str)
+            and (details is None or type(details) is dict)):
+        if details is None:
+            details = {}
+        username = details.get("username")
+        if type(username) is not str and not isinstance(username, str):
+            username = None
+        if not username and user_id and names is not None:
+            username = names.name(build.realm, user_id)
+    else:
+        kc_type, details, user_id, username, error, raw_ip, sid, client = _checked_user_fields(
+            obj, where, build.realm, names)
+    kc_type = kc_type or "UNKNOWN"
+    ip = _ip(raw_ip)
+    extra: dict[str, Any] = {k: v for k, v in details.items() if k in _DETAIL_KEY_SET and isinstance(v, str)}
+    if user_id:
+        extra["user_id"] = user_id
+    if sid:
+        extra["session_id"] = sid
+    if raw_ip and not ip:
+        extra["ip_address"] = raw_ip[:100]
+    success = error is None and not kc_type.endswith("_ERROR")
+    event = build.make(kc_type[:64], success, username or None, client, ip, t, id_prefix + eid,
+                       error[:200] if error else None, extra)
+    attempt = None
+    if username and kc_type in LOGIN_TYPES:
+        attempt = Attempt(datetime.fromtimestamp(t / 1000, UTC), username, ip, success, "keycloak")
+    return event, attempt
+
+
+def _checked_user_fields(obj: Mapping[str, Any], where: str, realm: str, names: UserNames | None) -> tuple:
+    """Given a user event of an unusual shape, return (type, details, userId, username, error, ipAddress,
+    sessionId, clientId), each read through keycloak.field: an ApiShapeError names the first field of a wrong
+    type, in this order (and the username is looked up by id before the error field is read, as always)."""
+    kc_type = api_field(obj, "type", str, where, None)
     details = obj.get("details") or {}
     if not isinstance(details, Mapping):
         raise ApiShapeError(f"{where}.details: expected a JSON object, got {type(details).__name__}")
@@ -174,30 +244,14 @@ def map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source: st
         username = names.name(realm, user_id)
     error = api_field(obj, "error", str, where, None)
     raw_ip = api_field(obj, "ipAddress", str, where, None)
-    ip = _ip(raw_ip)
-    when = datetime.fromtimestamp(t / 1000, UTC)
-    extra: dict[str, Any] = {k: details[k] for k in _DETAIL_KEYS if isinstance(details.get(k), str)}
-    if user_id:
-        extra["user_id"] = user_id
-    if sid := api_field(obj, "sessionId", str, where, None):
-        extra["session_id"] = sid
-    if raw_ip and not ip:
-        extra["ip_address"] = raw_ip[:100]
-    success = error is None and not kc_type.endswith("_ERROR")
-    doc = events.sso_user_event(
-        kc_type=kc_type[:64], success=success, user=username or None,
-        client=api_field(obj, "clientId", str, where, None),
-        source_ip=ip, when=when, site=site, source=source, realm=realm, id_key=f"{source}:{realm}:events:{eid}",
-        error=error[:200] if error else None, details=extra)
-    attempt = None
-    if kc_type in LOGIN_TYPES and username:
-        attempt = Attempt(when, username, ip, success, "keycloak")
-    return doc, attempt, t, eid
+    sid = api_field(obj, "sessionId", str, where, None)
+    client = api_field(obj, "clientId", str, where, None)
+    return kc_type, details, user_id, username, error, raw_ip, sid, client
 
 
 def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: str, site: str,
-                    names: UserNames | None) -> tuple[dict, int, str]:
-    """Given one stored admin event, return its ``iam-*`` ECS document, time and id."""
+                    names: UserNames | None) -> tuple[Encoded, int, str]:
+    """Given one stored admin event, return its ``iam-*`` ECS event, time and id."""
     t, eid = _time_ms(obj, where), _event_id(obj, where)
     auth = obj.get("authDetails") or {}
     if not isinstance(auth, Mapping):
@@ -243,26 +297,51 @@ def _role_names(representation: Any) -> list[str]:
     return [r["name"][:100] for r in reps if isinstance(r, dict) and isinstance(r.get("name"), str)][:50]
 
 
+AHEAD = 2  # pages fetched and waiting at most, besides the one being mapped
+
+
 def _pages(kc: Keycloak, realm: str, stream: str, cursor: Cursor, page: int) -> Iterator[list[Any]]:
-    """Yield the raw pages from the cursor on, the next one fetched while the caller maps this one."""
+    """Yield the raw pages from the cursor on, fetched one after the other in a background thread while the
+    caller maps the earlier ones (at most ``AHEAD`` pages waiting): Keycloak is never idle for the mapping."""
     path = f"{quote(realm, safe='')}/{stream}"
     where = f"realm {realm} {stream}"
+    ready: queue.Queue[tuple[list[Any] | None, BaseException | None]] = queue.Queue(AHEAD)
+    stop = threading.Event()
 
-    def fetch(first: int) -> list[Any]:
-        return need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc", "first": first,
-                                       "max": page}), where)
+    def put(entry: tuple[list[Any] | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False  # the caller stopped reading
+
+    def fetch_all() -> None:
+        first = 0
+        try:
+            while not stop.is_set():
+                items = need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc",
+                                                "first": first, "max": page}), where)
+                first += len(items)
+                if not put((items, None)) or len(items) < page:
+                    return
+        except BaseException as exc:  # handed to the caller, raised where it reads this page
+            put((None, exc))
 
     with ThreadPoolExecutor(1, thread_name_prefix="kc-events") as pool:
-        first = 0
-        pending: Future = pool.submit(fetch, first)
-        while True:
-            items = pending.result()
-            first += len(items)
-            if len(items) >= page:
-                pending = pool.submit(fetch, first)
-            yield items
-            if len(items) < page:
-                return
+        pool.submit(fetch_all)
+        try:
+            while True:
+                items, error = ready.get()
+                if error is not None:
+                    raise error
+                assert items is not None
+                yield items
+                if len(items) < page:
+                    return
+        finally:
+            stop.set()  # a caller that stops early (an error, a closed generator) ends the fetching too
 
 
 def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: int, source: str, site: str,
@@ -273,22 +352,29 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
     not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
     start = Cursor(cursor.time_ms, list(cursor.ids))
     offset, last = 0, start.time_ms
+    id_prefix = f"{source}:{realm}:{stream}:"
+    build = events.SsoUserEvents(site, source, realm)
     for items in _pages(kc, realm, stream, start, page):
-        for i, raw in enumerate(items):
+        for i, obj in enumerate(items):
             where = f"realm {realm} {stream}[{offset + i}]"
-            obj = need_map(raw, where)
-            t, eid = _time_ms(obj, where), _event_id(obj, where)
+            if type(obj) is not dict:
+                obj = need_map(obj, where)
+            t = obj.get("time")
+            if type(t) is not int or not 0 <= t <= _MAX_MS:
+                t = _time_ms(obj, where)  # a subclass of int, or the named error
+            eid = obj.get("id")
+            if type(eid) is not str or not eid:
+                eid = _event_id(obj, where)
             if t < last:  # a server that ignores direction=asc would page through a moving list
                 raise KeycloakError(f"{where}: events not in ascending time order; citydc reads events with "
                                     "direction=asc (Keycloak 26 or later)")
             last = t
-            if start.seen(t, eid):
+            if t <= start.time_ms and start.seen(t, eid):
                 continue
             if stream == "events":
-                doc, attempt, t, eid = map_user_event(obj, realm=realm, where=where, source=source, site=site,
-                                                      names=names)
+                event, attempt = _user_event(obj, t, eid, where, names, build, id_prefix)
             else:
-                doc, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
+                event, t, eid = map_admin_event(obj, realm=realm, where=where, source=source, site=site, names=names)
                 attempt = None
-            yield KcItem(datetime.fromtimestamp(t / 1000, UTC), realm, stream, t, eid, doc, attempt)
+            yield KcItem(t / 1000 if t < _EXACT_MS else _key(t), realm, stream, t, eid, event, attempt)
         offset += len(items)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from citydc.secrets import SecretUnavailable
 
 __all__ = ["audit_group"]
 
+SWITCH_INTERVAL = 0.0005  # s, while `audit auth` runs (the interpreter's default is 0.005)
 SEVERITY_CHOICE = click.Choice(["info", "low", "medium", "high", "critical", "none"])
 _STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
@@ -359,9 +361,16 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
     gc.freeze()
     threshold = gc.get_threshold()
     gc.set_threshold(10_000, 10, 10)
+    # Keycloak's pages are fetched in a thread of its own, which needs the interpreter only briefly (a chunk of
+    # an answer) but waits for it behind the mapping, up to a switch interval each time: 5 ms by default made
+    # each page wait longer for the interpreter than for Keycloak (bench/sso_events.py). A shorter interval
+    # lets it in sooner.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         _auth(ctx, source_name, log_path, from_start, as_json, wide, utc)
     finally:
+        sys.setswitchinterval(interval)
         gc.set_threshold(*threshold)
         gc.unfreeze()
 

@@ -58,7 +58,41 @@ def progress(*columns: Any, enabled: bool = True) -> Any:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """Given data, return ``json.dumps(data, indent=2, ensure_ascii=False, default=str)``.
+
+    Plain data (dicts with string keys, lists, strings, integers, booleans, null: no float, whose text
+    differs) is encoded by orjson, which gives those very characters (a unit test compares both) several
+    times faster: ``citydc audit auth --json`` prints thousands of detections. Anything else, or what
+    orjson refuses (an integer beyond 64 bits, a lone surrogate), goes through json as before.
+    """
+    if _plain(data):
+        import orjson
+
+        try:
+            return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            pass
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def _plain(data: Any) -> bool:
+    todo = [data]
+    while todo:
+        value = todo.pop()
+        kind = type(value)
+        if kind is dict:
+            if not all(type(k) is str for k in value):
+                return False
+            todo.extend(value.values())
+        elif kind is list or kind is tuple:
+            todo.extend(value)
+        elif not (kind is str or kind is int or kind is bool or value is None):
+            return False
+    return True
 
 
 def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:

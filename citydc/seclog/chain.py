@@ -254,20 +254,37 @@ class Sealer:
         seq, prev = self.seq + 1, self.prev
         if body is None:
             body = canonical(doc)
-        seq_text = str(seq).encode()
-        prev_bytes = prev.encode()
-        hsh = hashlib.sha256(b"".join((prev_bytes, self._middle, seq_text, b"|", body))).hexdigest()
-        ev_at = body.rfind(_EVENT_OBJECT) + 9
-        ts_end = body.find(b'"', 15) + 1 if body.startswith(b'{"@timestamp":"') else -1
-        if ev_at < 9 or ts_end <= 0:  # not shaped as validated: the general path decides
+        line = self._line(body, seq, prev)
+        if line is None:  # not shaped as validated: the general path decides
             out, line = seal(doc, self.writer, seq, prev, self.incarnation)
             self.seq, self.prev = seq, out["event"]["hash"]
             return out, line
+        hsh = self.prev  # _line moved the chain on
         chain = {**self._chain_start, "seq": seq, "prev": prev}
         out = dict(doc)
         out["event"] = {**doc["event"], "hash": hsh}
         citydc = doc.get("citydc")
         out["citydc"] = {**citydc, "chain": chain} if citydc else {"chain": chain}
+        return out, line
+
+    def seal_body(self, body: bytes) -> bytes:
+        """Given the next validated event's ``canonical`` bytes alone, return its JSON line: the line ``seal`` gives
+        for that event, without building the event's dicts (``citydc.seclog.event.Encoded``)."""
+        line = self._line(body, self.seq + 1, self.prev)
+        if line is None:  # never from a validated event; the general path decides
+            return self.seal(json.loads(body))[1]
+        return line
+
+    def _line(self, body: bytes, seq: int, prev: str) -> bytes | None:
+        """Given canonical bytes and their chain position, return the line and move the chain on to it; None
+        (the chain unmoved) when the bytes are not shaped as a validated event's."""
+        ev_at = body.rfind(_EVENT_OBJECT) + 9
+        ts_end = body.find(b'"', 15) + 1 if body.startswith(b'{"@timestamp":"') else -1
+        if ev_at < 9 or ts_end <= 0:
+            return None
+        seq_text = str(seq).encode()
+        prev_bytes = prev.encode()
+        hsh = hashlib.sha256(b"".join((prev_bytes, self._middle, seq_text, b"|", body))).hexdigest()
         chain_json = b"".join((self._chain_open, seq_text, b',"prev":"', prev_bytes, b'"}'))
         if body.startswith(b',"citydc":{', ts_end):
             at = ts_end + 11
@@ -275,7 +292,7 @@ class Sealer:
         else:
             at, cit = ts_end, b',"citydc":{"chain":' + chain_json + b"}"
         self.seq, self.prev = seq, hsh
-        return out, b"".join((body[:at], cit, body[at:ev_at], b'"hash":"', hsh.encode(), b'",', body[ev_at:]))
+        return b"".join((body[:at], cit, body[at:ev_at], b'"hash":"', hsh.encode(), b'",', body[ev_at:]))
 
 
 def read_head(spool_dir: Path) -> dict[str, Any]:

@@ -11,17 +11,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import json
 import math
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from citydc.seclog import validated
+import orjson
 
-__all__ = ["ECS_VERSION", "EventInvalid", "event_id", "format_timestamp", "make_event", "parse_timestamp",
-           "validate_event"]
+from citydc.seclog import chain, validated
+
+__all__ = ["ECS_VERSION", "Encoded", "EventInvalid", "EventTemplate", "encode_event", "event_id", "format_timestamp",
+           "format_timestamp_ms", "make_event", "parse_timestamp", "validate_event"]
 
 ECS_VERSION = "9.0.0"
 
@@ -85,6 +88,30 @@ def format_timestamp(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_FAST_MS = 2**32 * 1000  # below: ms / 1000 as a float is within 0.48 us of the exact time (format_timestamp_ms)
+_SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS", the few seconds a batch of events spans
+_MILLIS = tuple(f".{milli:03d}Z" for milli in range(1000))
+
+
+def format_timestamp_ms(ms: int) -> str:
+    """Given epoch milliseconds (>= 0), return ``format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))``.
+
+    The same text, without a datetime and isoformat per event (4 us of an event's 30): events of one
+    second share its text up to the seconds. Exact below 2**32 s (the year 2106): there the float
+    ``ms / 1000`` is within half a microsecond of the true instant, so fromtimestamp lands on the
+    millisecond itself (a unit test compares both); beyond, the datetime is made as before.
+    """
+    if not 0 <= ms < _FAST_MS:
+        return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
+    second = ms // 1000
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+    return prefix + _MILLIS[ms - second * 1000]
+
+
 def parse_timestamp(text: str) -> datetime:
     """Given ``@timestamp`` text, return the aware datetime. Raise EventInvalid if malformed or naive."""
     try:
@@ -107,22 +134,42 @@ def make_event(*, action: str, dataset: str, kind: str, category: Sequence[str],
     ``details`` go under ``citydc.<component>`` (component = dataset without ``citydc.``).
     Raise EventInvalid naming the field if anything does not match the model.
     """
+    doc = _document(action=action, dataset=dataset, kind=kind, category=category, type=type, outcome=outcome,
+                    message=message, site=site, id_key=id_key, user=user, user_target=user_target,
+                    source_ip=source_ip, host=host, rule=rule, error=error, severity=severity,
+                    duration_ns=duration_ns, related=related, details=details, timestamp=timestamp)
+    validate_event(doc)
+    validated.remember(doc)  # emit() then need not validate it again, unless it is changed meanwhile
+    return doc
+
+
+def _document(*, action: str, dataset: str, kind: str, category: Sequence[str], type: Sequence[str],
+              outcome: str, message: str, site: str, id_key: str, user: str | None, user_target: str | None,
+              source_ip: str | None, host: str | None, rule: Mapping[str, str] | None, error: str | None,
+              severity: int | None, duration_ns: int | None, related: Mapping[str, Sequence[str]] | None,
+              details: Mapping[str, Any] | None, timestamp: datetime | None) -> dict:
+    """make_event's document, not validated yet (raises EventInvalid only for what it cannot even build)."""
     if not isinstance(dataset, str) or not _DATASET.match(dataset):
         raise EventInvalid("event.dataset", f"expected 'citydc.<component>' in lowercase, got {dataset!r}")
     if not isinstance(id_key, str) or not id_key:
         raise EventInvalid("event.id", "expected a non-empty id_key (the source's own identity)")
-    doc: dict[str, Any] = {
-        "@timestamp": format_timestamp(timestamp or datetime.now(UTC)),
-        "ecs": {"version": ECS_VERSION},
-        "event": {"id": event_id(dataset, id_key), "kind": kind, "category": list(category), "type": list(type),
-                  "action": action, "outcome": outcome, "dataset": dataset},
-        "labels": {"site": site},
-        "message": message,
-    }
+    timestamp_text = format_timestamp(timestamp or datetime.now(UTC))  # first, as before: it names a naive time
+    event: dict[str, Any] = {"id": event_id(dataset, id_key), "kind": kind, "category": list(category),
+                             "type": list(type), "action": action, "outcome": outcome, "dataset": dataset}
     if severity is not None:
-        doc["event"]["severity"] = severity
+        event["severity"] = severity
     if duration_ns is not None:
-        doc["event"]["duration"] = duration_ns
+        event["duration"] = duration_ns
+    return _fill(timestamp_text, event, {"site": site}, message, user,
+                 user_target, source_ip, host, rule, error, related, details, dataset.removeprefix("citydc."))
+
+
+def _fill(timestamp: str, event: dict, labels: dict, message: str, user: str | None, user_target: str | None,
+          source_ip: str | None, host: str | None, rule: Mapping[str, str] | None, error: str | None,
+          related: Mapping[str, Sequence[str]] | None, details: Mapping[str, Any] | None, component: str) -> dict:
+    """Given the parts of an event, return its document: the one shape make_event and EventTemplate both build."""
+    doc: dict[str, Any] = {"@timestamp": timestamp, "ecs": {"version": ECS_VERSION}, "event": event,
+                           "labels": labels, "message": message}
     if user is not None or user_target is not None:
         doc["user"] = {k: v for k, v in (("name", user), ("target", {"name": user_target} if user_target else None))
                        if v is not None}
@@ -137,10 +184,208 @@ def make_event(*, action: str, dataset: str, kind: str, category: Sequence[str],
     if related is not None:
         doc["related"] = {k: list(v) for k, v in related.items()}
     if details:
-        doc["citydc"] = {dataset.removeprefix("citydc."): dict(details)}
-    validate_event(doc)
-    validated.remember(doc)  # emit() then need not validate it again, unless it is changed meanwhile
+        doc["citydc"] = {component: dict(details)}
     return doc
+
+
+class Encoded(Mapping):
+    """An event validated and encoded once: ``body`` is its canonical JSON (``chain.canonical``: sorted keys, no
+    whitespace, no chain fields), the very bytes the spool hashes and writes; ``id``, ``site`` and ``dataset``
+    are its ``event.id``, ``labels.site`` and ``event.dataset``, so the spool reads them without decoding.
+
+    Made only by ``encode_event`` and ``EventTemplate.make``, after validation, and immutable: what is spooled
+    is what was validated, whatever happens to the dicts it was built from. A ``make_event`` dict is
+    validated again in ``emit`` if its bytes changed; an Encoded cannot change. Read as a mapping (tests,
+    metrics), it decodes ``body`` afresh each time: ``doc`` is a new plain dict of it.
+    """
+
+    __slots__ = ("body", "dataset", "id", "site")
+
+    body: bytes
+    id: str
+    site: str
+    dataset: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("an Encoded event is made by encode_event() or EventTemplate.make(), which validate it")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("an Encoded event is immutable")
+
+    @property
+    def doc(self) -> dict:
+        """Return the event as a new plain dict (decoded from ``body``: exact, integers of any size included)."""
+        return json.loads(self.body)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.doc[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.doc)
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.body.decode('utf-8', 'replace')})"
+
+
+_new = object.__new__
+# The slots' own setters: Encoded.__setattr__ refuses every assignment, these make one.
+_set_body, _set_id, _set_site, _set_dataset = (Encoded.__dict__[k].__set__ for k in ("body", "id", "site", "dataset"))
+
+
+def _encoded(body: bytes, ident: str, site: str, dataset: str) -> Encoded:
+    enc = _new(Encoded)
+    _set_body(enc, body)
+    _set_id(enc, ident)
+    _set_site(enc, site)
+    _set_dataset(enc, dataset)
+    return enc
+
+
+def encode_event(**facts: Any) -> Encoded:
+    """Given the facts of one security event (as ``make_event``'s arguments), return it validated and encoded once.
+
+    Raise EventInvalid naming the field if anything does not match the model."""
+    doc = _document(**{**_NO_FACTS, **facts})
+    validate_event(doc)
+    return _encoded(chain.canonical(doc), doc["event"]["id"], doc["labels"]["site"], doc["event"]["dataset"])
+
+
+_NO_FACTS: dict[str, Any] = dict.fromkeys(("user", "user_target", "source_ip", "host", "rule", "error", "severity",
+                                           "duration_ns", "related", "details", "timestamp"))
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+class EventTemplate:
+    """One kind of event of one producer: the facts all its events share (action, dataset, kind, category, type,
+    outcome, site, and optionally severity, host, rule), validated once; ``make`` adds one event's own facts,
+    checks only those, and encodes the event once.
+
+    ``make(...)`` returns exactly ``encode_event(**shared, ...)``: the same document, event id and bytes, and an
+    invalid event is refused with the same EventInvalid naming the same field. Its own facts get a quick check
+    that never accepts what ``validate_event`` refuses; whatever it is unsure of, ``validate_event`` decides on
+    the whole document. Shared facts that are invalid themselves are not refused when the template is made:
+    each ``make`` then goes the whole way (``encode_event``) and is refused as make_event would refuse it. A
+    unit test compares both on many variants.
+    """
+
+    __slots__ = ("_component", "_event", "_host", "_id_prefix", "_labels", "_rule", "_shared", "dataset", "site")
+
+    def __init__(self, *, action: str, dataset: str, kind: str, category: Sequence[str], type: Sequence[str],
+                 outcome: str, site: str, severity: int | None = None, host: str | None = None,
+                 rule: Mapping[str, str] | None = None) -> None:
+        self.dataset, self.site = dataset, site
+        self._shared: dict[str, Any] | None = {
+            "action": action, "dataset": dataset, "kind": kind, "category": list(category), "type": list(type),
+            "outcome": outcome, "site": site, "severity": severity, "host": host, "rule": rule}
+        try:  # a whole event with these shared facts and plain own facts
+            probe = _document(**{**_NO_FACTS, **self._shared, "message": "-", "id_key": "-",
+                                 "timestamp": datetime(2000, 1, 1, tzinfo=UTC)})
+            validate_event(probe)
+        except EventInvalid:
+            return  # each make() goes the whole way, and is refused naming the field, as make_event would
+        self._shared = None
+        self._event = {k: v for k, v in probe["event"].items() if k != "id"}  # kind, category, type, action, ...
+        self._labels = probe["labels"]
+        self._host, self._rule = host, probe.get("rule")
+        self._component = dataset.removeprefix("citydc.")
+        self._id_prefix = f"{dataset}\x1f".encode()
+
+    def make(self, *, message: str, id_key: str, timestamp: datetime | None = None, timestamp_ms: int | None = None,
+             user: str | None = None, user_target: str | None = None, source_ip: str | None = None,
+             error: str | None = None, duration_ns: int | None = None,
+             related: Mapping[str, Sequence[str]] | None = None, details: Mapping[str, Any] | None = None) -> Encoded:
+        """Given one event's own facts (its time as a datetime, or as epoch ms in ``timestamp_ms``), return it
+        validated and encoded. Raise EventInvalid naming the field if anything does not match the model."""
+        if self._shared is not None:
+            if timestamp_ms is not None:
+                timestamp = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+            return encode_event(**self._shared, message=message, id_key=id_key,
+                                timestamp=timestamp, user=user, user_target=user_target, source_ip=source_ip,
+                                error=error, duration_ns=duration_ns, related=related, details=details)
+        if not isinstance(id_key, str) or not id_key:
+            raise EventInvalid("event.id", "expected a non-empty id_key (the source's own identity)")
+        when = (format_timestamp_ms(timestamp_ms) if timestamp_ms is not None
+                else format_timestamp(timestamp or datetime.now(UTC)))
+        ident = hashlib.sha256(self._id_prefix + id_key.encode()).hexdigest()[:32]  # event_id(), byte for byte
+        event = self._event.copy()
+        event["id"] = ident
+        # The document _fill builds, written out here (this runs for every event): it is only encoded, never
+        # handed out, so the shared parts are the template's own objects.
+        doc = {"@timestamp": when, "ecs": _ECS_OBJECT, "event": event, "labels": self._labels, "message": message}
+        plain = type(message) is str and message != ""
+        if user_target:
+            doc["user"] = {"target": {"name": user_target}} if user is None else \
+                {"name": user, "target": {"name": user_target}}
+            plain = plain and type(user_target) is str and (user is None or (type(user) is str and user != ""))
+        elif user is not None:
+            doc["user"] = {"name": user}
+            plain = plain and type(user) is str and user != ""
+        elif user_target is not None:
+            doc["user"] = {}
+        if source_ip is not None:
+            doc["source"] = {"ip": _normal_ip(source_ip, "source.ip")}
+        if self._host is not None:
+            doc["host"] = {"name": self._host}
+        if self._rule is not None:
+            doc["rule"] = self._rule
+        if error is not None:
+            doc["error"] = {"message": error}
+            plain = plain and type(error) is str and error != ""
+        if duration_ns is not None:
+            event["duration"] = duration_ns
+            plain = plain and type(duration_ns) is int and duration_ns >= 0
+        if related is not None:
+            doc["related"] = rel = {k: list(v) for k, v in related.items()}
+            plain = plain and _related_plain(rel)
+        if details:
+            if type(details) is not dict:
+                details = dict(details)
+            doc["citydc"] = {self._component: details}
+            plain = plain and _flat_plain(details)
+        if plain:
+            # The shared facts were validated, the rest was just checked, and nothing is a float: what
+            # chain.canonical gives, without looking for floats again (it falls back for a huge integer).
+            try:
+                body = orjson.dumps(doc, option=_SORTED)
+            except (orjson.JSONEncodeError, TypeError):  # a huge integer, a key that is not a string
+                validate_event(doc)
+                body = chain.canonical(doc)
+        else:
+            validate_event(doc)  # the whole check decides, and names the field if it refuses
+            body = chain.canonical(doc)
+        return _encoded(body, ident, self.site, self.dataset)
+
+
+_ECS_OBJECT = {"version": ECS_VERSION}
+
+
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
+def _flat_plain(details: dict) -> bool:
+    """Given component details, return True if their values are flat (str, int, bool or null: plain JSON without a
+    float, so orjson's bytes are the canonical ones). A key that is not a string makes orjson refuse the event,
+    which then goes to validate_event, and is refused naming it."""
+    return _FLAT.issuperset(map(type, details.values()))
+
+
+def _related_plain(related: dict) -> bool:
+    """Given ``related``, return True if it certainly matches the model (the related part of _plainly_valid_rest)."""
+    if not _RELATED.issuperset(related):
+        return False
+    for key, values in related.items():
+        if not all(type(v) is str for v in values):
+            return False
+        if key == "ip":
+            try:
+                if not all(_canonical_ip(v) == v for v in values):
+                    return False
+            except ValueError:  # not an address: validate_event names it
+                return False
+    return True
 
 
 def _normal_ip(value: Any, field: str) -> str:
@@ -223,6 +468,8 @@ def validate_event(doc: Any, *, chained: bool = False) -> None:
 
     With ``chained``, the chain fields (``event.hash``, ``citydc.chain``) are required too.
     """
+    if type(doc) is Encoded:
+        doc = doc.doc  # made valid; checked again as any other event
     # Every emitted event is validated, so the common case gets a straight-line check; anything it
     # is unsure about goes through the full walk below, which also names the wrong field.
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
 from citydc.files import public_textfile
+from citydc.seclog.event import Encoded
 
 __all__ = ["SeclogMetrics", "write_textfile"]
 
@@ -46,8 +47,8 @@ class SeclogMetrics:
 
     def count_emitted(self, events: Iterable[dict], requested: Iterable[dict]) -> None:
         """Given the events spooled and those asked for, count emitted and duplicate events per site/dataset."""
-        spooled = Tally((e["labels"]["site"], e["event"]["dataset"]) for e in events)
-        asked = Tally((e["labels"]["site"], e["event"]["dataset"]) for e in requested)
+        spooled = Tally(_site_dataset(e) for e in events)
+        asked = Tally(_site_dataset(e) for e in requested)
         for (site, dataset), n in asked.items():
             if spooled[(site, dataset)]:
                 self.emitted.labels(site, dataset).inc(spooled[(site, dataset)])
@@ -66,6 +67,13 @@ class SeclogMetrics:
     def set_backlog(self, events: int, size: int) -> None:
         self.backlog_events.labels(self.site).set(events)
         self.backlog_bytes.labels(self.site).set(size)
+
+
+def _site_dataset(event: Mapping) -> tuple[str, str]:
+    """Given an event (a dict, or an ``Encoded`` one: read without decoding it), return its site and dataset."""
+    if type(event) is Encoded:
+        return event.site, event.dataset
+    return event["labels"]["site"], event["event"]["dataset"]
 
 
 def write_textfile(registry: CollectorRegistry, path: str | Path) -> None:

@@ -44,7 +44,7 @@ import orjson
 
 from citydc import atomicfile
 from citydc.seclog import chain, spool_ids, validated
-from citydc.seclog.event import EventInvalid, format_timestamp, make_event, validate_event
+from citydc.seclog.event import Encoded, EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
 
@@ -195,14 +195,18 @@ class Spool:
         with self._lock("shipper.lock", blocking=False):
             yield
 
-    def append(self, events: Sequence[dict]) -> list[dict]:
-        """Given validated events, spool the ones not spooled before, chained; return those written.
+    def append(self, events: Sequence[dict | Encoded]) -> list[dict | Encoded]:
+        """Given validated events, spool the ones not spooled before, chained; return those written (a dict as a
+        copy carrying the chain fields, an ``Encoded`` event as itself).
 
         All lines are written and fsynced before this returns. Raise EventInvalid if an event is
-        invalid (then nothing of the batch is written).
+        invalid (then nothing of the batch is written). An ``Encoded`` event was validated when it was
+        made and cannot change since: its bytes are sealed and written as they are, not encoded again.
         """
         bodies: dict[int, bytes] = {}  # id(event) -> canonical bytes, for the sealer (the events stay alive here)
         for i, doc in enumerate(events):
+            if type(doc) is Encoded:
+                continue
             body = validated.plain_body(doc)
             if body is not None:
                 bodies[id(doc)] = body
@@ -230,13 +234,19 @@ class Spool:
             incarnation = head["incarnation"]["id"] if "incarnation" in head else None
             announced = 0
             if incarnation is not None and self.writer not in writers:
-                fresh.insert(0, self._spool_created(head["incarnation"], fresh[0]["labels"]["site"]))
+                first = fresh[0]
+                site = first.site if type(first) is Encoded else first["labels"]["site"]
+                fresh.insert(0, self._spool_created(head["incarnation"], site))
                 announced = 1
             seq, prev = (writers[self.writer]["seq"], writers[self.writer]["hash"]) \
                 if self.writer in writers else (0, chain.GENESIS)
             linked, lines = [], []
             sealer = chain.Sealer(self.writer, seq, prev, incarnation)  # one encoding: the hashed bytes are the line
             for doc in fresh:
+                if type(doc) is Encoded:
+                    lines.append(sealer.seal_body(doc.body))  # the bytes validated when it was made
+                    linked.append(doc)
+                    continue
                 doc, line = sealer.seal(doc, bodies.get(id(doc)))
                 linked.append(doc)
                 lines.append(line)
@@ -351,11 +361,10 @@ class Spool:
     def _claim(self, ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
         """Given the ids connection inside a transaction and the batch, claim the ids not spooled before; return
         those events in order (an event whose id occurs earlier in the batch is a duplicate too)."""
-        claimed = spool_ids.claim(ids, [doc["event"]["id"] for doc in events], int(self.clock() // 86400),
-                                  self.id_retention_days)
+        idents = [doc.id if type(doc) is Encoded else doc["event"]["id"] for doc in events]
+        claimed = spool_ids.claim(ids, idents, int(self.clock() // 86400), self.id_retention_days)
         fresh = []
-        for doc in events:
-            ident = doc["event"]["id"]
+        for doc, ident in zip(events, idents, strict=True):
             if ident in claimed:
                 claimed.discard(ident)
                 fresh.append(doc)

@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from citydc.backup.jobs import StepResult, reason, restore_reason
@@ -405,3 +407,25 @@ def test_audit_detections_table_in_local_time(width):
     text = render(audit_cmd.DETECTION_COLUMNS, audit_cmd.detection_rows(detections), width)
     assert_fits_and_whole(text, width, ["2026-12-04 22:11:52 +08:00", "ldap-password-spraying",
                                         "ldap-brute-force", "10.20.30.40"])
+
+
+_JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=6),
+                         st.sampled_from(["四維", "\u2028\x7f\x01\"\\", "\ud800"]),
+                         st.floats(allow_nan=True), st.datetimes(), st.tuples(st.integers()))
+_JSON = st.recursive(_JSON_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON)
+def test_json_output_is_exactly_what_json_dumps_writes(data):
+    # orjson encodes plain data (audit auth --json prints thousands of detections); the text must not change.
+    assert output.json_text(data) == json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def test_json_output_of_a_report_takes_the_fast_path(monkeypatch):
+    report = {"sources": [{"source": "g", "log": None, "detections": [
+        {"action": "auth-spraying", "users": ["a", "b"], "details": {"accounts_by_origin": {"keycloak": 6}}}]}]}
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: pytest.fail("not the fast path"))
+    assert output.json_text(report).startswith('{\n  "sources": [\n    {\n      "source": "g",')

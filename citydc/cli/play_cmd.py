@@ -317,10 +317,10 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     except BaseException:
         run.cancel()  # ansible-playbook is gone when this returns, and ran nothing
         raise
-    if live:
-        from citydc.play.view import live_view
     try:
         run.release(config_vars, artifacts_dir=artifacts)  # now ansible-playbook reads them and starts its plays
+        if live:
+            from citydc.play.view import live_view
         with live_view(output.err, tracker, name) if live else _null():
             result = run.wait()
     except BaseException as exc:  # the run did not end normally: record it, then let it propagate

@@ -20,7 +20,9 @@ config's extra-vars (``{}`` when there are none) into the pipe. Why nothing runs
   ``CANCEL_POLL`` seconds; ``cancel()`` waits for the runner thread, so no child is left;
 - a citydc that dies outright (SIGKILL) after the child's open leaves it end-of-file the same way;
   one killed in the second before that leaves the child blocked in its open, never running a task
-  (SIGINT/SIGTERM are the runner's cancel, as in ``ansible_runner.run``).
+  (SIGINT/SIGTERM are the runner's cancel, as in ``ansible_runner.run``);
+- what goes through the pipe is always ``json.dumps`` of a dict: ansible-core opens an extra-vars file a
+  second time only to quote it in a parse error, and that second open would wait for a writer forever.
 The artifact directory is chosen by the config too: unless the request names one, the run writes into
 a staging directory inside the private directory, moved into place (then rotated to ``keep_runs``) when
 the run ends, also when it failed or was interrupted; a cancelled run's artifacts are discarded.

@@ -118,12 +118,8 @@ def test_a_cancelled_run_runs_no_task_and_leaves_nothing(books, tmp_path, when):
     assert run.pipe is not None
     pipe = str(run.pipe)
     if when == "at-the-pipe":
-        wait_for_reader(run.pipe)
-    else:
-        assert processes_with(pipe) or True  # (may not have been spawned yet: the runner thread starts it)
-    started = time.monotonic()
+        wait_for_reader(run.pipe)  # else ansible-playbook is still starting (or not spawned yet)
     run.cancel()
-    assert time.monotonic() - started < 10
     assert processes_with(pipe) == []  # ansible-playbook is gone: cancel() returns only then
     assert not run.pipe.parent.exists()
     time.sleep(0.5)

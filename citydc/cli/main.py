@@ -10,7 +10,7 @@ import sys
 import click
 
 from citydc import __version__, files
-from citydc.cli.output import EXIT_CONFIG, err
+from citydc.cli.output import EXIT_CONFIG
 
 # Each concern's commands load only when used: a backup run at 2 a.m. should not pay for
 # importing the SNMP and NetFlow stacks. (name -> ("module:attribute", one-line help))
@@ -101,6 +101,8 @@ def main() -> None:
     try:
         cli.main(prog_name="citydc", standalone_mode=True)
     except KeyboardInterrupt:
+        from citydc.cli.output import err
+
         err.print("interrupted")
         sys.exit(130)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from citydc import files
 
 if TYPE_CHECKING:  # the config models take a noticeable share of every command's start: loaded when used
+    from rich.console import Console
+
     from citydc.config.loader import ConfigInvalid, LoadedConfig
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "load_config", "out", "print_json",
@@ -27,8 +27,35 @@ __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out: Console  # results (stdout) and messages (stderr): made on first use, by __getattr__ below
+err: Console
+
+
+def _consoles() -> tuple[Console, Console]:
+    """Return (out, err), made on first use: importing Rich is a noticeable share of a command's start, and
+    ``citydc play run`` starts ansible-playbook before it prints anything (docs/playbooks.md)."""
+    made = globals()
+    if "err" not in made:
+        from rich.console import Console
+
+        made["out"] = Console(highlight=False, soft_wrap=True)
+        made["err"] = Console(stderr=True, highlight=False, soft_wrap=True)
+    return made["out"], made["err"]
+
+
+def __getattr__(name: str) -> Any:
+    """``out`` (results, stdout) and ``err`` (messages, stderr): the Rich consoles, made when first imported."""
+    if name == "out":
+        return _consoles()[0]
+    if name == "err":
+        return _consoles()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def examples(*lines: str) -> str:
@@ -54,7 +81,8 @@ def progress(*columns: Any, enabled: bool = True) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=err, transient=True, disable=not (enabled and err.is_terminal))
+    return Progress(*columns, console=_consoles()[1], transient=True,
+                    disable=not (enabled and _consoles()[1].is_terminal))
 
 
 def print_json(data: Any) -> None:
@@ -96,9 +124,10 @@ def _plain(data: Any) -> bool:
 
 
 def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err = _consoles()[1]
+    err.print(f"[bold red]error:[/] {_escape(message)}")
     if hint:
-        err.print(f"[dim]{escape(hint)}[/]")
+        err.print(f"[dim]{_escape(hint)}[/]")
     sys.exit(code)
 
 
@@ -129,9 +158,10 @@ def report_invalid(exc: ConfigInvalid, as_json: bool = False) -> NoReturn:
         print_json({"file": exc.filename, "valid": False,
                     "errors": [{"path": e.path, "line": e.line, "message": e.message} for e in exc.errors]})
     else:
+        err = _consoles()[1]
         for e in exc.errors:
-            err.print(f"[red]{escape(e.format(exc.filename))}[/]")
-        err.print(f"[bold red]{len(exc.errors)} error(s)[/] in {escape(exc.filename)}; nothing was run.")
+            err.print(f"[red]{_escape(e.format(exc.filename))}[/]")
+        err.print(f"[bold red]{len(exc.errors)} error(s)[/] in {_escape(exc.filename)}; nothing was run.")
     sys.exit(EXIT_CONFIG)
 
 
@@ -148,5 +178,5 @@ def load_config(ctx: click.Context) -> LoadedConfig:
             report_invalid(exc)
         warning = files.apply_group(root.obj["config"].config.files.group)
         if warning is not None:
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
+            _consoles()[1].print(f"[yellow]warning:[/] {_escape(warning)}")
     return root.obj["config"]

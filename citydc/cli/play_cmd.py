@@ -5,22 +5,19 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, err, examples, fail, load_config, out, print_json
-from citydc.cli.table import Column, print_table, status_style
+# Light on purpose: ``play run`` starts ansible-playbook before it imports Rich, the table and the config
+# (docs/playbooks.md, "Early start"); output.out/err and citydc.cli.table are imported where used.
+from citydc.cli import output
+from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, examples, exit_now, fail, load_config, print_json
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
-HOST_COLUMNS = [Column("host"), Column("result", style=status_style), Column("ok", right=True),
-                Column("changed", right=True), Column("failed", right=True), Column("unreachable", right=True),
-                Column("skipped", right=True)]
 
 
 def default_playbooks_dir() -> Path:
@@ -114,13 +111,15 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
     directory = playbooks_dir or default_playbooks_dir()
     if not directory.is_dir():
         fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
+    from citydc.cli.table import Column, print_table
+
     books = list_playbooks(directory)
     inventories = sorted(p.name for p in (directory / "inventories").glob("*") if p.is_dir())
     if as_json:
         print_json({"playbooks_dir": str(directory), "inventories": inventories,
                     "playbooks": [{"name": n, "summary": s} for n, s in books]})
         return
-    print_table(out, [Column("playbook"), Column("what it does", text=True)], books,
+    print_table(output.out, [Column("playbook"), Column("what it does", text=True)], books,
                 title=f"playbooks in {directory} (inventories: {', '.join(inventories)})")
 
 
@@ -175,7 +174,8 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
                     "check_mode": check, "revision": facts.revision, **result.to_json()})
     else:
         _report(name, result)
-    ctx.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    # the events are fsynced and the output written: skip the interpreter's teardown (about 0.1 s after a run)
+    exit_now(EXIT_OK if result.ok else EXIT_FAILED)
 
 
 DRIFT_PLAYBOOK = "lb-drift.yml"
@@ -244,25 +244,29 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], s
                     **({"error": report["error"]} if "error" in report else {}),
                     **{k: v for k, v in report.items() if k != "error"}})
     else:
+        from rich.markup import escape
+
         if not result.ok:
             _report(name, result)
         if "error" in report:
-            err.print(f"[bold red]error:[/] {escape(report['error'])}")
+            output.err.print(f"[bold red]error:[/] {escape(report['error'])}")
         elif report["drift"]:
             _drift_table(report)
         else:
-            out.print(f"no drift: {len(report['hosts'])} load balancers agree on {report['settings_compared']} "
+            output.out.print(f"no drift: {len(report['hosts'])} load balancers agree on {report['settings_compared']} "
                       "settings")
-    ctx.exit(EXIT_FAILED if failed or report.get("drift") else EXIT_OK)
+    exit_now(EXIT_FAILED if failed or report.get("drift") else EXIT_OK)  # (as play run)
 
 
 def _drift_table(report: dict[str, Any]) -> None:
+    from citydc.cli.table import Column, print_table
+
     hosts = list(report["hosts"])
     columns = [Column("setting"), *(Column(f"{h} ({report['hosts'][h]})") for h in hosts),
                Column("between")]
     rows = [[d["setting"], *("(absent)" if d["values"][h] is None else d["values"][h] or "(set)" for h in hosts),
              "sites" if d["cross_site"] else "one site's pair"] for d in report["drift"]]
-    print_table(out, columns, rows, title=f"drift: {len(rows)} settings differ between the load balancers")
+    print_table(output.out, columns, rows, title=f"drift: {len(rows)} settings differ between the load balancers")
 
 
 
@@ -271,39 +275,56 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
              keep_runs: int, timeout: int | None, live: bool,
              more_events: Callable[[Any, Any], list[dict[str, Any]]] | None = None) -> tuple[Any, Any, Any]:
     """Run one playbook with its events (start before, changed tasks and end after, plus ``more_events(facts,
-    result)``); return (result, request, facts). A run that does not end normally is recorded, then fails."""
-    from concurrent.futures import ThreadPoolExecutor
+    result)``); return (result, request, facts). A run that does not end normally is recorded, then fails.
 
-    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, run_playbook
+    ansible-playbook is started before the config is loaded and waits, before any play, until the start event is
+    on disk (citydc.play.runner, "Early start"); a config that fails to load, or a start event that cannot be
+    written, cancels it: it ran nothing, and nothing records it."""
+    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, start_playbook
 
-    # git runs while the config models load (the start event needs both; nothing runs before it is on disk)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        revision = pool.submit(git_revision, directory)
-        from citydc.play import events
-        from citydc.seclog import emit_configured
-
-        loaded = load_config(ctx)
-    am_url = loaded.config.alerting.alertmanager_url
-    if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
-        plain = {**plain, "alertmanager_url": am_url}  # lb-rolling.yml silences the servers it drains
-    spool = loaded.resolve(loaded.config.security_log.spool_dir)
-    artifacts = (artifacts_dir or spool.parent / "play-artifacts").absolute()
-    req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv, artifacts_dir=artifacts, site=site,
+    req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv,
+                      artifacts_dir=artifacts_dir.absolute() if artifacts_dir is not None else None, site=site,
                       limit=limit, check=check, diff=diff, extra_vars=plain, secret_vars=secrets, keep_runs=keep_runs,
                       timeout=timeout)
-    facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
-                            inventory=inv.name if inv.parent == directory / "inventories" else str(inv),
-                            site=site or "all", limit=limit_pattern(site, limit), check=check, diff=diff,
-                            revision=revision.result(), host=socket.gethostname(), extra_vars=list(plain),
-                            secret_vars=list(secrets), artifact_dir=str(artifacts / req.run_id))
-    emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
     tracker = Tracker(secrets=list(secrets.values()))
-    if live:
-        from citydc.play.view import live_view
+    run = start_playbook(req, tracker)
     try:
-        with live_view(err, tracker, name) if live else _null():
-            result = run_playbook(req, tracker)
+        import socket
+        from concurrent.futures import ThreadPoolExecutor
+
+        # git runs while the config models load (the start event needs both)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            revision = pool.submit(git_revision, directory)
+            from citydc.play import events
+            from citydc.seclog import emit_configured
+
+            loaded = load_config(ctx)
+        config_vars: dict[str, str] = {}
+        am_url = loaded.config.alerting.alertmanager_url
+        if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
+            config_vars["alertmanager_url"] = am_url  # lb-rolling.yml silences the servers it drains
+        spool = loaded.resolve(loaded.config.security_log.spool_dir)
+        artifacts = req.artifacts_dir or (spool.parent / "play-artifacts").absolute()
+        facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
+                                inventory=inv.name if inv.parent == directory / "inventories" else str(inv),
+                                site=site or "all", limit=limit_pattern(site, limit), check=check, diff=diff,
+                                revision=revision.result(), host=socket.gethostname(),
+                                extra_vars=[*plain, *config_vars], secret_vars=list(secrets),
+                                artifact_dir=str(artifacts / req.run_id))
+        if run.interrupted:  # SIGINT/SIGTERM before the run was recorded: it never ran
+            raise KeyboardInterrupt
+        emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
+    except BaseException:
+        run.cancel()  # ansible-playbook is gone when this returns, and ran nothing
+        raise
+    try:
+        run.release(config_vars, artifacts_dir=artifacts)  # now ansible-playbook reads them and starts its plays
+        if live:
+            from citydc.play.view import live_view
+        with live_view(output.err, tracker, name) if live else _null():
+            result = run.wait()
     except BaseException as exc:  # the run did not end normally: record it, then let it propagate
+        run.cancel()  # (nothing left to stop once wait() returned or raised)
         hosts = tracker.final if tracker.final is not None else tracker.hosts
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         emit_configured(loaded, events.run_end(facts, status="error", rc=None, meaning=reason, duration_seconds=0.0,
@@ -334,12 +355,20 @@ def _null():
 
 
 def _report(name: str, result: Any) -> None:
+    from rich.markup import escape
+
+    from citydc.cli.table import Column, print_table, status_style
+
+    columns = [Column("host"), Column("result", style=status_style), Column("ok", right=True),
+               Column("changed", right=True), Column("failed", right=True), Column("unreachable", right=True),
+               Column("skipped", right=True)]
+    err = output.err
     rows = []
     for host in sorted(result.hosts, key=lambda h: (-(result.hosts[h]["failed"] + result.hosts[h]["unreachable"]), h)):
         c = result.hosts[host]
         word = "failure" if c["failed"] or c["unreachable"] else "changed" if c["changed"] else "ok"
         rows.append([host, word, *(str(c[k]) for k in ("ok", "changed", "failed", "unreachable", "skipped"))])
-    print_table(out, HOST_COLUMNS, rows, title=f"{name}: {result.status} in {result.duration_seconds:.1f} s")
+    print_table(output.out, columns, rows, title=f"{name}: {result.status} in {result.duration_seconds:.1f} s")
     for f in result.failures:
         err.print(f"[red]failed[/] {escape(f['host'])}: {escape(f['task'])}: {escape(f['message'])}")
     if not result.ok:

@@ -3,16 +3,42 @@
 ansible-runner starts ``ansible-playbook`` itself: it is the one place besides ``citydc.execute`` that
 starts processes, and its exit status is read through the ``ansible-playbook`` table there.
 
+Early start (``start_playbook``): ``ansible-playbook`` spends about a second importing Ansible before it
+reads its extra-vars, and citydc about half a second loading its config before it may record the run.
+So the run is started first, with one more extra-vars file, ``-e @config-vars.fifo``: a named pipe in
+the run's private 0700 directory. ``ansible-playbook`` opens and reads it while it sets up (ansible-core
+2.19 reads extra-vars before it parses the inventory and long before the first play) and blocks there;
+meanwhile the caller loads the config and writes the start event, and only then ``release()`` writes the
+config's extra-vars (``{}`` when there are none) into the pipe. Why nothing runs before that:
+- citydc holds the pipe open read-write from before the start (the "keeper"), so the child's open
+  returns at once and its read waits for data, and the keeper is closed only once the child has read
+  what ``release()`` wrote (the pipe's unread count, ``FIONREAD``, is 0) or the child is gone;
+- ``cancel()`` (config invalid, start event not written, interrupted) sets the runner's cancel flag and
+  closes the keeper with nothing written: a child past its open reads end-of-file, which ansible-core
+  refuses as extra-vars ("could not be made into a dictionary", exit 5) before any play; a child not yet
+  there is killed by the runner (SIGKILL to its process group) at its next check, within
+  ``CANCEL_POLL`` seconds; ``cancel()`` waits for the runner thread, so no child is left;
+- a citydc that dies outright (SIGKILL) after the child's open leaves it end-of-file the same way;
+  one killed in the second before that leaves the child blocked in its open, never running a task
+  (SIGINT/SIGTERM are the runner's cancel, as in ``ansible_runner.run``);
+- what goes through the pipe is always ``json.dumps`` of a dict: ansible-core opens an extra-vars file a
+  second time only to quote it in a parse error, and that second open would wait for a writer forever.
+The artifact directory is chosen by the config too: unless the request names one, the run writes into
+a staging directory inside the private directory, moved into place (then rotated to ``keep_runs``) when
+the run ends, also when it failed or was interrupted; a cancelled run's artifacts are discarded.
+
 Secrets: ansible-runner writes ``env/extravars`` into its private data directory and the whole
 environment into ``artifacts/<run>/command``. So citydc never hands it a secret that way:
 - secret extra-vars (``--secret-var NAME=env:VAR`` / ``NAME=file:PATH``) are written to a 0600 JSON
-  file in a private temporary directory outside the artifacts, passed as ``-e @FILE`` and removed
-  when the run ends;
+  file in the run's private temporary directory outside the artifacts, passed as ``-e @FILE`` and
+  removed when the run ends;
 - the child's environment is cut down to an allow-list (``ENV_ALLOW``), so no ``*_PASSWORD`` of the
   operator's shell reaches the artifacts;
 - every runner event is masked (each secret value replaced by ``***``) before the runner writes it,
   and the runner's raw ``stdout`` file is not written (``suppress_output_file``).
-Plain extra-vars go on the command line, where the ``command`` artifact records them for the audit.
+Plain extra-vars go on the command line, where the ``command`` artifact records them for the audit; the
+config's (``alertmanager_url``) go through the pipe and are kept as ``config-vars.json`` in the run's
+artifact directory.
 
 SSH: ansible-runner turns host key checking off unless the environment sets it; citydc turns it back on
 (``ANSIBLE_HOST_KEY_CHECKING=True`` unless the operator's environment says otherwise), so a host whose key
@@ -28,8 +54,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -43,8 +71,8 @@ from typing import Any
 
 from citydc import execute
 
-__all__ = ["COUNTS", "ENV_ALLOW", "PlayRequest", "PlayResult", "Tracker", "git_revision", "limit_pattern",
-           "list_playbooks", "mask_event", "run_playbook", "runner_kwargs"]
+__all__ = ["COUNTS", "ENV_ALLOW", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
+           "limit_pattern", "list_playbooks", "mask_event", "run_playbook", "runner_kwargs", "start_playbook"]
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # Environment names the ansible-playbook child keeps (prefixes end with "_").
@@ -63,7 +91,7 @@ class PlayRequest:
     playbooks_dir: Path
     playbook: str
     inventory: Path
-    artifacts_dir: Path
+    artifacts_dir: Path | None  # None: chosen later (PlaybookRun.release), the run writes to a staging directory
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8])
     site: str | None = None
     limit: str | None = None
@@ -144,26 +172,34 @@ def mask_event(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
-def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None) -> dict[str, Any]:
-    """Given the request, its private data directory and the secret-vars file (or None), return the keyword
-    arguments of ``ansible_runner.run`` (the event and status handlers are added by the caller)."""
+def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None, *,
+                  config_vars: Path | None = None, staging: Path | None = None) -> dict[str, Any]:
+    """Given the request, its private data directory, the secret-vars file (or None), the pipe the config's
+    extra-vars come through (or None) and the staging artifact directory (used when the request names none),
+    return the keyword arguments of ``ansible_runner.interface.init_runner`` (the handlers are added by the
+    caller). The config's extra-vars come first, so an explicit ``-e`` overrides them."""
     cmdline: list[str] = []
     if req.check:
         cmdline.append("--check")
     if req.diff:
         cmdline.append("--diff")
+    if config_vars is not None:
+        cmdline += ["-e", f"@{config_vars}"]
     if req.extra_vars:
         cmdline += ["-e", json.dumps(dict(req.extra_vars), sort_keys=True)]
     if secret_file is not None:
         cmdline += ["-e", f"@{secret_file}"]
+    if req.artifacts_dir is None and staging is None:
+        raise ValueError("the request names no artifact directory and no staging directory was given")
     kwargs: dict[str, Any] = {
         "private_data_dir": str(private_dir),
         "project_dir": str(req.playbooks_dir),
         "playbook": req.playbook,
         "inventory": str(req.inventory),
-        "artifact_dir": str(req.artifacts_dir),
+        "artifact_dir": str(req.artifacts_dir if req.artifacts_dir is not None else staging),
         "ident": req.run_id,
-        "rotate_artifacts": req.keep_runs,
+        # a staging directory holds this run only: the final directory is rotated after the move
+        "rotate_artifacts": req.keep_runs if req.artifacts_dir is not None else 0,
         "quiet": True,
         # (a constructor argument would be overridden by the settings: ansible_runner/config/_base.py)
         "settings": {"suppress_output_file": True, "suppress_ansible_output": True},
@@ -302,48 +338,245 @@ class Tracker:
         self.stats_data = data.get("artifact_data") or {}
 
 
-def _write_secret_file(secret_vars: Mapping[str, str]) -> tuple[Path, Path]:
-    """Write the secret extra-vars to a 0600 JSON file in a new 0700 directory; return (directory, file)."""
-    directory = Path(tempfile.mkdtemp(prefix="citydc-play-"))  # mkdtemp makes it 0700
+CANCEL_POLL = 0.2  # seconds between the runner's checks of its cancel flag while ansible-playbook is quiet
+CONFIG_VARS_PIPE = "config-vars.fifo"
+CONFIG_VARS_FILE = "config-vars.json"  # what went through the pipe, kept in the run's artifact directory
+
+
+def _write_secret_file(directory: Path, secret_vars: Mapping[str, str]) -> Path:
+    """Write the secret extra-vars to a new 0600 JSON file in the given (private) directory; return its path."""
     path = directory / "secret-vars.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(dict(secret_vars), f)
-    return directory, path
+    return path
 
 
-def run_playbook(req: PlayRequest, tracker: Tracker) -> PlayResult:
-    """Given a request and a tracker, run the playbook with ansible-runner; return the result.
+def _unread(fd: int) -> int:
+    """Given a pipe's file descriptor, return how many bytes written to it are not read yet."""
+    import fcntl
+    import struct
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+class PlaybookRun:
+    """One playbook run started before its config is known (``start_playbook``; how: the module docstring).
+
+    ``release`` lets it go on, ``wait`` returns its result; ``cancel`` stops it before it ran anything."""
+
+    def __init__(self, req: PlayRequest, tracker: Tracker) -> None:
+        self.req = req
+        self.tracker = tracker
+        self.artifacts_dir: Path | None = req.artifacts_dir  # where the run's artifact directory ends up
+        self.config_vars: dict[str, Any] | None = None  # set by release()
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self._error: BaseException | None = None  # the run could not start: raised by wait()
+        self._raised: BaseException | None = None  # what Runner.run raised in its thread
+        self._runner: Any = None
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._signalled: Callable[[], bool] | None = None
+        self._saved_signals: dict[int, Any] = {}
+        self._patches = contextlib.ExitStack()
+        self._lock = threading.Lock()
+        self._keeper: int | None = None  # our read-write end of the pipe
+        self._private: Path | None = None
+        self._staging: Path | None = None
+        self._finished = False
+
+    @property
+    def pipe(self) -> Path | None:
+        """The pipe ansible-playbook reads the config's extra-vars from (None when the run could not start)."""
+        return None if self._private is None or self._error is not None else self._private / CONFIG_VARS_PIPE
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether SIGINT or SIGTERM arrived since the start (the runner then cancels the run)."""
+        return self._signalled is not None and self._signalled()
+
+    def _cancelled(self) -> bool:  # the runner's cancel_callback
+        return self._cancel.is_set() or self.interrupted
+
+    def _start(self) -> None:
+        try:
+            from ansible_runner.interface import init_runner
+            from ansible_runner.utils import signal_handler
+        except ImportError:
+            raise execute.ToolFailed("ansible-runner is not installed: pip install 'citydc[play]'") from None
+        if threading.current_thread() is threading.main_thread():
+            # as ansible_runner.run does: SIGINT/SIGTERM cancel the run (restored when it ends); set first, so a
+            # signal never ends this process between here and the end of the run with its files left behind
+            self._saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            self._signalled = signal_handler()
+        if self.req.artifacts_dir is not None:
+            self.req.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._private = Path(tempfile.mkdtemp(prefix="citydc-play-"))  # mkdtemp makes it 0700
+        if self.req.artifacts_dir is None:
+            self._staging = self._private / "artifacts"
+        private_data_dir = self._private / "pdd"
+        private_data_dir.mkdir(mode=0o700)
+        secret_file = _write_secret_file(self._private, self.req.secret_vars) if self.req.secret_vars else None
+        pipe = self._private / CONFIG_VARS_PIPE
+        os.mkfifo(pipe, 0o600)
+        self._keeper = os.open(pipe, os.O_RDWR)  # a FIFO opened read-write never blocks; not inherited (PEP 446)
+        kwargs = runner_kwargs(self.req, private_data_dir, secret_file, config_vars=pipe, staging=self._staging)
+        kwargs["settings"]["pexpect_timeout"] = CANCEL_POLL
+        with _child_environment():  # the runner copies os.environ for the child here, not later
+            self._runner = init_runner(**kwargs, event_handler=self.tracker.handle, cancel_callback=self._cancelled)
+        self._patches.enter_context(_no_delay_after_close())
+        self._thread = threading.Thread(target=self._run, name="citydc-play-runner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._runner.run()
+        except BaseException as exc:  # handed to wait()
+            self._raised = exc
+        finally:
+            self.ended = time.monotonic()
+
+    def _close_keeper(self) -> None:
+        with self._lock:
+            if self._keeper is not None:
+                os.close(self._keeper)
+                self._keeper = None
+
+    def release(self, config_vars: Mapping[str, Any], artifacts_dir: Path | None = None) -> None:
+        """Given the config's extra-vars and, when the request named none, the artifact directory, let the run go
+        on: ansible-playbook reads the extra-vars and starts its plays. Call it once the run's start is on record.
+        """
+        if self.req.artifacts_dir is None:
+            if artifacts_dir is None:
+                raise ValueError("the request named no artifact directory: release() needs one")
+            self.artifacts_dir = artifacts_dir
+        payload = json.dumps(dict(config_vars), sort_keys=True).encode()
+        if len(payload) > select.PIPE_BUF:
+            raise ValueError(f"the config's extra-vars exceed {select.PIPE_BUF} bytes")
+        self.config_vars = dict(config_vars)
+        with self._lock:
+            if self._keeper is not None and not self._cancel.is_set():
+                os.write(self._keeper, payload)  # into the pipe's buffer: does not wait for the reader
+
+    def _feed(self) -> None:
+        """Return once ansible-playbook has read what release() wrote (or is gone), with the keeper closed: its read
+        of the pipe ends there."""
+        while True:
+            with self._lock:
+                if self._keeper is None:
+                    return
+                if _unread(self._keeper) == 0 or self._thread is None or not self._thread.is_alive():
+                    os.close(self._keeper)
+                    self._keeper = None
+                    return
+            time.sleep(0.005)
+
+    def wait(self) -> PlayResult:
+        """Wait for the released run to end, move its artifact directory into place; return the result.
+
+        Raise execute.ToolFailed if ansible-runner is not installed, or what kept the run from starting or ending.
+        """
+        try:
+            if self._error is not None:
+                raise self._error
+            if self.config_vars is None:
+                raise RuntimeError("PlaybookRun.wait() before release()")
+            self._feed()
+            assert self._thread is not None
+            self._thread.join()
+            if self._raised is not None:
+                raise self._raised
+        finally:
+            self._finish(keep=self._error is None)
+        return self._result()
+
+    def cancel(self) -> None:
+        """Stop a run that was not released; return once ansible-playbook is gone (it ran no task) and the run's
+        files are removed (its artifacts too)."""
+        self._cancel.set()
+        self._close_keeper()  # a child past its open reads end-of-file and stops; one before it is killed
+        self._finish(keep=False)
+
+    def _finish(self, *, keep: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if self._thread is not None and self._thread.is_alive():  # (only when stopped early)
+                self._cancel.set()
+                self._close_keeper()
+                self._thread.join()
+            self._close_keeper()
+            self._patches.close()
+            for sig, handler in self._saved_signals.items():
+                signal.signal(sig, handler)
+            if keep:
+                self._keep_artifacts()
+        finally:
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
+
+    def _keep_artifacts(self) -> None:
+        """Write what went through the pipe next to the run's artifacts; move a staged run into place, then keep
+        only the newest ``keep_runs`` runs there."""
+        from ansible_runner.utils import cleanup_artifact_dir
+
+        assert self.artifacts_dir is not None
+        final = self.artifacts_dir / self.req.run_id
+        run_dir = final if self._staging is None else self._staging / self.req.run_id
+        if not run_dir.is_dir():
+            return
+        if self.config_vars is not None:
+            fd = os.open(run_dir / CONFIG_VARS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.config_vars, f, sort_keys=True)
+        if self._staging is None:
+            return  # ansible-runner rotated the directory when the run started
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.move(run_dir, final)  # a rename on one file system, else a copy
+        os.utime(final)  # the newest of the directory, for the rotation
+        cleanup_artifact_dir(str(self.artifacts_dir), self.req.keep_runs)
+
+    def _result(self) -> PlayResult:
+        status, rc = self._runner.status, self._runner.rc
+        duration = (self.ended or time.monotonic()) - self.started
+        if status == "timeout":
+            outcome, meaning = execute.Outcome.FAILURE, f"timed out after {self.req.timeout} s"
+        elif rc is None:
+            outcome, meaning = execute.Outcome.FAILURE, f"ansible-runner ended {status} without an exit code"
+        else:
+            outcome, meaning = execute.interpret_exit_code("ansible-playbook", rc)
+            if rc == 127:
+                meaning = "ansible-playbook not found (install citydc[play] in this environment)"
+        tracker = self.tracker
+        hosts = tracker.final if tracker.final is not None else tracker.hosts
+        assert self.artifacts_dir is not None
+        return PlayResult(status=status, rc=rc, outcome=outcome, meaning=meaning, duration_seconds=duration,
+                          hosts=hosts, changed_tasks=list(tracker.changed), stats_data=tracker.stats_data,
+                          artifact_dir=self.artifacts_dir / self.req.run_id, failures=list(tracker.failures))
+
+
+def start_playbook(req: PlayRequest, tracker: Tracker) -> PlaybookRun:
+    """Given a request (its artifact directory may be left to ``release``) and a tracker, start the run:
+    ansible-playbook starts and waits, before any play, for ``release`` (or ``cancel``).
+
+    Never raises for the run itself: what keeps it from starting (ansible-runner not installed, a bad argument)
+    is raised by ``wait``, so the caller records the run as before."""
+    run = PlaybookRun(req, tracker)
+    try:
+        run._start()
+    except Exception as exc:
+        run._error = exc
+    return run
+
+
+def run_playbook(req: PlayRequest, tracker: Tracker, config_vars: Mapping[str, Any] | None = None) -> PlayResult:
+    """Given a request with its artifact directory and a tracker, run the playbook; return the result.
 
     Raise execute.ToolFailed if ansible-runner is not installed.
     """
-    try:
-        import ansible_runner
-    except ImportError:
-        raise execute.ToolFailed("ansible-runner is not installed: pip install 'citydc[play]'") from None
-    req.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    private_dir = Path(tempfile.mkdtemp(prefix="citydc-play-pdd-"))
-    secret_dir, secret_file = _write_secret_file(req.secret_vars) if req.secret_vars else (None, None)
-    started = time.monotonic()
-    try:
-        kwargs = runner_kwargs(req, private_dir, secret_file)
-        with _child_environment(), _no_delay_after_close():
-            r = ansible_runner.run(**kwargs, event_handler=tracker.handle)
-        status, rc = r.status, r.rc
-    finally:
-        shutil.rmtree(private_dir, ignore_errors=True)
-        if secret_dir is not None:
-            shutil.rmtree(secret_dir, ignore_errors=True)
-    duration = time.monotonic() - started
-    if status == "timeout":
-        outcome, meaning = execute.Outcome.FAILURE, f"timed out after {req.timeout} s"
-    elif rc is None:
-        outcome, meaning = execute.Outcome.FAILURE, f"ansible-runner ended {status} without an exit code"
-    else:
-        outcome, meaning = execute.interpret_exit_code("ansible-playbook", rc)
-        if rc == 127:
-            meaning = "ansible-playbook not found (install citydc[play] in this environment)"
-    hosts = tracker.final if tracker.final is not None else tracker.hosts
-    return PlayResult(status=status, rc=rc, outcome=outcome, meaning=meaning, duration_seconds=duration,
-                      hosts=hosts, changed_tasks=list(tracker.changed), stats_data=tracker.stats_data,
-                      artifact_dir=req.artifacts_dir / req.run_id, failures=list(tracker.failures))
+    run = start_playbook(req, tracker)
+    run.release(config_vars or {})
+    return run.wait()

@@ -67,6 +67,9 @@ def account_ldif(draw, i: int) -> str:
         lines["comment"] = "# note: a comment inside"
     elif odd == 8:
         lines["pwdLastSuccess"] = f"pwdLastSuccess: {g(1)}\npwdLastSuccess: {g(400)}"
+    elif odd == 9 and "userPassword" in lines:  # a damaged value: base64 of a length b64decode refuses
+        lines["userPassword"] = lines["userPassword"].rstrip("=")[:-draw(st.integers(1, 3))] + draw(
+            st.sampled_from(["", "=", "=="]))
     body = list(lines.values())
     if draw(st.integers(0, 10)) == 0:
         body = draw(st.permutations(body))
@@ -115,13 +118,16 @@ def audit(text: str, cuts: list[int], fast: bool, default: str | None = DEFAULT)
     ctx = context(default)
     rules = make_rules(ctx)
     run = ldap_audit.AuditRun("s", "siwei", "ldap://x", "r", NOW)
-    if fast:
-        screen = ldap_audit._screen(rules, ctx)
-        assert screen is not None
-        found = ldap_audit._stream_screened(Blocks(text, cuts), screen, rules, ctx, run, None)
-    else:
-        accounts = (Account.from_attrs(dn, a) for dn, a in ldif.parse_chunks([text.encode()]))
-        found = ldap_audit._stream(accounts, rules, ctx, run, None)
+    try:
+        if fast:
+            screen = ldap_audit._screen(rules, ctx)
+            assert screen is not None
+            found = ldap_audit._stream_screened(Blocks(text, cuts), screen, rules, ctx, run, None)
+        else:
+            accounts = (Account.from_attrs(dn, a) for dn, a in ldif.parse_chunks([text.encode()]))
+            found = ldap_audit._stream(accounts, rules, ctx, run, None)
+    except (ldif.LdifError, ldap_audit.DirectoryError) as exc:  # both paths must refuse the same damaged value
+        return "refused", str(exc).removeprefix("ldapsearch output: ")
     for r in rules:
         found.extend(r.finish())
     return (sorted((f.rule.id, f.subject, f.message, repr(sorted(f.evidence.items()))) for f in found),

@@ -52,10 +52,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: str) -> str:
+    """Given text, return it with Rich markup escaped; Rich is imported on first use (a command that never
+    prints an error does not pay for it before its work starts)."""
+    from rich.markup import escape as rich_escape
 
-    return escape(text)
+    return rich_escape(text)
 
 
 def examples(*lines: str) -> str:
@@ -125,9 +127,9 @@ def _plain(data: Any) -> bool:
 
 def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:
     err = _consoles()[1]
-    err.print(f"[bold red]error:[/] {_escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        err.print(f"[dim]{_escape(hint)}[/]")
+        err.print(f"[dim]{escape(hint)}[/]")
     sys.exit(code)
 
 
@@ -160,8 +162,8 @@ def report_invalid(exc: ConfigInvalid, as_json: bool = False) -> NoReturn:
     else:
         err = _consoles()[1]
         for e in exc.errors:
-            err.print(f"[red]{_escape(e.format(exc.filename))}[/]")
-        err.print(f"[bold red]{len(exc.errors)} error(s)[/] in {_escape(exc.filename)}; nothing was run.")
+            err.print(f"[red]{escape(e.format(exc.filename))}[/]")
+        err.print(f"[bold red]{len(exc.errors)} error(s)[/] in {escape(exc.filename)}; nothing was run.")
     sys.exit(EXIT_CONFIG)
 
 
@@ -178,5 +180,5 @@ def load_config(ctx: click.Context) -> LoadedConfig:
             report_invalid(exc)
         warning = files.apply_group(root.obj["config"].config.files.group)
         if warning is not None:
-            _consoles()[1].print(f"[yellow]warning:[/] {_escape(warning)}")
+            _consoles()[1].print(f"[yellow]warning:[/] {escape(warning)}")
     return root.obj["config"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # Rich is imported when a table is printed: the columns are declared at import time
+    from rich.console import Console
+    from rich.text import Text
 
 __all__ = ["FAILURE_WORDS", "Column", "failures_first", "print_table", "status_style"]
 
@@ -62,6 +61,8 @@ def failures_first(rows: Iterable[Sequence[str]], index: int) -> list[Sequence[s
 
 
 def _width(value: str) -> int:
+    from rich.cells import cell_len
+
     return max((cell_len(line) for line in value.split("\n")), default=0)
 
 
@@ -86,6 +87,10 @@ def print_table(console: Console, columns: Sequence[Column], rows: Iterable[Sequ
 
     Raise ValueError if a row has a different number of cells than there are columns.
     """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     cells = [["" if c is None else str(c) for c in row] for row in rows]
     for row in cells:
         if len(row) != len(columns):
@@ -128,18 +133,24 @@ def print_table(console: Console, columns: Sequence[Column], rows: Iterable[Sequ
 
 
 def _print_title(console: Console, title: str | None) -> None:
+    from rich.text import Text
+
     # Its own line(s), wrapped at the console's width: a table narrower than its title would fold it.
     if title:
         console.print(Text(title, style="italic"), soft_wrap=False, overflow="fold")
 
 
 def _cell(col: Column, value: str) -> Text:
+    from rich.text import Text
+
     style = col.style(value) if col.style and value else None
     return Text(value, style=style or "")
 
 
 def _print_blocks(console: Console, columns: Sequence[Column], cells: list[list[str]], order: list[int],
                   title: str | None) -> None:
+    from rich.text import Text
+
     _print_title(console, title)
     for n, row in enumerate(cells):
         if n:

@@ -56,7 +56,7 @@ class Site(Model):
     id: SiteId = Field(description="short lowercase id used in labels.site and metric labels")
     name: str = Field(description="display name, e.g. '四維 Siwei'")
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
-        default_factory=list, description="management prefixes of the site")
+        default=[], description="management prefixes of the site")
 
 
 class SnmpV2c(Model):
@@ -103,7 +103,7 @@ class SnmpInterfaceFilter(Model):
 
     alias_required: bool = Field(default=False, description="only interfaces with a non-empty ifAlias")
     name_pattern: str | None = Field(default=None, description="regular expression ifName must match, e.g. ^Te")
-    if_types: list[int] = Field(default_factory=list, description="only these ifType values (empty = all)")
+    if_types: list[int] = Field(default=[], description="only these ifType values (empty = all)")
 
     @field_validator("name_pattern")
     @classmethod
@@ -138,7 +138,7 @@ class SnmpCollector(Model):
         default="fast",
         description="SNMPv2c polls: fast (citydc's own BER codec) or pysnmp (reference); v3 uses pysnmp")
     modules: dict[Name, SnmpModule] = Field(
-        default_factory=dict,
+        default={},
         description="modules added to (or replacing) the built-in ones (if_mib, if_mib_bytes), by name")
     state_dir: ConfigPath | None = Field(
         default=Path("var/snmp-state"),
@@ -191,7 +191,7 @@ class Device(Model):
     timeout_seconds: float | None = Field(default=None, gt=0, le=600,
                                           description="overrides the login's timeout_seconds for this device")
     config_commands: dict[Literal["running", "startup"], str] = Field(
-        default_factory=dict, description="commands replacing the platform's for the running/startup config, "
+        default={}, description="commands replacing the platform's for the running/startup config, "
                                           "e.g. {running: cat /etc/nftables.conf} on linux")
 
     @field_validator("address")
@@ -240,10 +240,10 @@ class NetflowExporter(Model):
 
 
 class Netflow(Model):
-    listeners: list[NetflowListener] = Field(default_factory=list, description="UDP sockets the collector binds")
-    agencies: list[Agency] = Field(default_factory=list, description="agency -> prefix map for per-agency traffic")
+    listeners: list[NetflowListener] = Field(default=[], description="UDP sockets the collector binds")
+    agencies: list[Agency] = Field(default=[], description="agency -> prefix map for per-agency traffic")
     exporters: list[NetflowExporter] = Field(
-        default_factory=list, description="known exporters (routers); when any is listed, datagrams from other "
+        default=[], description="known exporters (routers); when any is listed, datagrams from other "
                                           "source addresses are dropped and counted unless accept_unlisted")
     accept_unlisted: bool = Field(
         default=False, description="decode datagrams from source addresses not in exporters too (when exporters "
@@ -281,20 +281,20 @@ class BackupJob(Model):
     name: Name = Field(description="job name, given on the command line (citydc backup run NAME)")
     site: SiteId
     sources: list[ConfigPath] = Field(min_length=1, description="files and directories backed up")
-    excludes: list[str] = Field(default_factory=list, description="restic --exclude patterns")
-    pre_commands: list[list[str]] = Field(default_factory=list,
+    excludes: list[str] = Field(default=[], description="restic --exclude patterns")
+    pre_commands: list[list[str]] = Field(default=[],
                                           description="argv lists run before the backup, e.g. slapcat")
     local_repo: Repository = Field(description="the repository on the job's own site")
     offsite_repo: Repository | None = Field(
         default=None, description="the copy on the other site (restic copy after each backup)")
     retention: Retention = Field(default_factory=Retention, description="what restic forget keeps")
-    tags: list[str] = Field(default_factory=list, description="restic tags added to each snapshot")
+    tags: list[str] = Field(default=[], description="restic tags added to each snapshot")
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
     check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
     drill_sample_files: int = Field(default=0, ge=0, le=10000,
                                     description="restore drill: files restored at random (0 = the whole snapshot)")
     drill_smoke_command: list[str] = Field(
-        default_factory=list, description="argv run after a drill's restore, e.g. load a dump and query it; "
+        default=[], description="argv run after a drill's restore, e.g. load a dump and query it; "
                                           "{restore_dir} is replaced by the scratch directory")
 
 
@@ -325,7 +325,7 @@ class DeviceConfigs(Model):
 
 
 class Backup(Model):
-    jobs: list[BackupJob] = Field(default_factory=list, description="restic backup jobs")
+    jobs: list[BackupJob] = Field(default=[], description="restic backup jobs")
     state_dir: ConfigPath = Field(default=Path("var/backup"),
                             description="run state, check cycle progress and drill evidence (relative to the config)")
     textfile_dir: ConfigPath | None = Field(
@@ -356,7 +356,7 @@ class LdapRuleSettings(Model):
         default_factory=lambda: ["MD5", "SMD5", "SHA", "CRYPT"],
         description="userPassword schemes reported as weak hashes ({CRYPT} only with DES or MD5-crypt); "
                     "CLEARTEXT and values without a scheme are always cleartext")
-    disabled: list[str] = Field(default_factory=list, description="rule ids not to run")
+    disabled: list[str] = Field(default=[], description="rule ids not to run")
 
 
 class AuthDetection(Model):
@@ -374,7 +374,7 @@ class AuthDetection(Model):
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="days with working hours")
     relay_addresses: list[IPvAnyAddress] = Field(
-        default_factory=list,
+        default=[],
         description="addresses of SSO servers that bind on behalf of users (Keycloak's LDAP federation): their "
                     "binds are recorded but not counted by the detections, which count the SSO's own login events")
 
@@ -397,7 +397,7 @@ class LdapSource(Model):
     default_policy_dn: str | None = Field(
         default=None, description="the server's olcPPolicyDefault; null = accounts without pwdPolicySubentry "
                                   "have no policy")
-    privileged_groups: list[str] = Field(default_factory=list,
+    privileged_groups: list[str] = Field(default=[],
                                          description="DNs of the privileged groups (groupOfNames member)")
     baseline_file: ConfigPath | None = Field(
         default=None, description="approved privileged membership: YAML {groups: {group DN: [member DN]}}")
@@ -463,7 +463,7 @@ class SsoRuleSettings(Model):
         default_factory=lambda: ["admin-cli"],
         description="client ids the client rules skip (Keycloak's built-in admin-cli is public with direct "
                     "access grants in every realm and holds no role by itself)")
-    disabled: list[str] = Field(default_factory=list, description="rule ids not to run")
+    disabled: list[str] = Field(default=[], description="rule ids not to run")
 
 
 class KeycloakSource(Model):
@@ -611,16 +611,16 @@ class WebhookTarget(Model):
 
 class Receiver(Model):
     name: Name = Field(description="receiver name, referenced by routes and default_receiver")
-    webhooks: list[WebhookTarget] = Field(default_factory=list, description="webhooks notified")
+    webhooks: list[WebhookTarget] = Field(default=[], description="webhooks notified")
 
 
 class AlertRoute(Model):
     """A route under the root: alerts matching every given condition go to ``receiver``."""
 
     receiver: Name = Field(description="a receivers[].name")
-    severity: list[AlertSeverity] = Field(default_factory=list, description="only these severities (empty = any)")
-    sites: list[SiteId] = Field(default_factory=list, description="only alerts of these sites (empty = any)")
-    alertnames: list[Name] = Field(default_factory=list, description="only these alerts (empty = any)")
+    severity: list[AlertSeverity] = Field(default=[], description="only these severities (empty = any)")
+    sites: list[SiteId] = Field(default=[], description="only alerts of these sites (empty = any)")
+    alertnames: list[Name] = Field(default=[], description="only these alerts (empty = any)")
     continue_matching: bool = Field(default=False, description="also try the routes after this one")
     repeat_interval: Duration | None = Field(default=None, description="overrides grouping.repeat_interval")
 
@@ -673,8 +673,8 @@ class Alerting(Model):
     core_uplink_inhibits_site: bool = Field(
         default=True, description="a core device's UplinkDown inhibits the device alerts of its site")
     default_receiver: Name | None = Field(default=None, description="receiver of alerts no route matches")
-    receivers: list[Receiver] = Field(default_factory=list, description="where notifications go")
-    routes: list[AlertRoute] = Field(default_factory=list, description="routes by severity, site and alert")
+    receivers: list[Receiver] = Field(default=[], description="where notifications go")
+    routes: list[AlertRoute] = Field(default=[], description="routes by severity, site and alert")
     grouping: AlertGrouping = Field(default_factory=AlertGrouping, description="how alerts are grouped")
     resolve_timeout: Duration = Field(default="5m", description="Alertmanager's global resolve_timeout")
     webhook: AlertWebhookServer = Field(default_factory=AlertWebhookServer,
@@ -743,9 +743,9 @@ class Report(Model):
     prometheus_url: PrometheusUrl | None = Field(default=None, description="Prometheus holding the month to report on "
                                        "(with alerts/*.rules.yml loaded); default: alerting.prometheus_url")
     timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="timeout of each Prometheus query")
-    links: list[ReportLink] = Field(default_factory=list, description="named links with their committed rates")
-    agencies: list[ReportAgency] = Field(default_factory=list, description="committed rates of agencies")
-    sites: list[ReportSite] = Field(default_factory=list, description="committed rates of sites (their uplinks)")
+    links: list[ReportLink] = Field(default=[], description="named links with their committed rates")
+    agencies: list[ReportAgency] = Field(default=[], description="committed rates of agencies")
+    sites: list[ReportSite] = Field(default=[], description="committed rates of sites (their uplinks)")
 
 
 class Tools(Model):
@@ -815,16 +815,16 @@ class NocPage(Model):
 class Config(Model):
     sites: list[Site] = Field(min_length=1, description="the data centre's sites")
     snmp_auth: dict[Name, SnmpAuth] = Field(
-        default_factory=dict, description="SNMP credential profiles by name, referenced by devices[].snmp_auth")
+        default={}, description="SNMP credential profiles by name, referenced by devices[].snmp_auth")
     device_logins: dict[Name, DeviceLogin] = Field(
-        default_factory=dict, description="SSH login profiles by name, referenced by devices[].login")
-    devices: list[Device] = Field(default_factory=list, description="network devices polled and backed up")
+        default={}, description="SSH login profiles by name, referenced by devices[].login")
+    devices: list[Device] = Field(default=[], description="network devices polled and backed up")
     snmp: SnmpCollector = Field(default_factory=SnmpCollector, description="the SNMP exporter (citydc collect snmp)")
     netflow: Netflow = Field(default_factory=Netflow,
                              description="the NetFlow/IPFIX collector (citydc collect netflow)")
     backup: Backup = Field(default_factory=Backup, description="restic backups (citydc backup)")
-    ldap: list[LdapSource] = Field(default_factory=list, description="LDAP directories audited")
-    sso: list[SsoSource] = Field(default_factory=list,
+    ldap: list[LdapSource] = Field(default=[], description="LDAP directories audited")
+    sso: list[SsoSource] = Field(default=[],
                                  description="SSO services audited: Keycloak through its admin API, or a log file")
     security_log: SecurityLog = Field(default_factory=SecurityLog, description="spool and store of security events")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus and Alertmanager endpoints")

@@ -83,8 +83,9 @@ class Keycloak:
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
-        import httpx
+        from citydc import httpx_lean
 
+        httpx = httpx_lean.load()
         self._httpx = httpx
         self.http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout, transport=transport,
                                  headers={"Accept": "application/json"})

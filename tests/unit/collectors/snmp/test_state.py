@@ -199,16 +199,18 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
 def test_exporter_saves_at_stop_and_the_next_one_loads_and_counts_problems(tmp_path, agent_cls, make_table):
     cfg = Config.model_validate({"sites": [{"id": "siwei", "name": "Siwei"}]})
     path = tmp_path / "counters.json"
-    first = Exporter(cfg, state_path=path)
+    # The states were polled at monotonic 100 and 110: the exporters' clock must be the same clock, not this
+    # host's (on a host up for more than a day, time.monotonic() would make them a day old and not saved).
+    first = Exporter(cfg, state_path=path, clock=lambda: 120.0)
     _, first.states[KEY] = wrapped_device(agent_cls, make_table)
     first.start()
     first.stop()
     assert json.loads(path.read_text())["targets"][0]["host"] == "10.0.0.5"
-    second = Exporter(cfg, state_path=path)
+    second = Exporter(cfg, state_path=path, clock=lambda: 130.0)
     second.load_state()
     assert second.states[KEY].resume is not None
     path.write_text("not json")
-    third = Exporter(cfg, state_path=path)
+    third = Exporter(cfg, state_path=path, clock=lambda: 130.0)
     third.load_state()
     assert third.states == {}
     assert third.registry.get_sample_value("citydc_snmp_counter_state_load_problems_total") == 1

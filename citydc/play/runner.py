@@ -62,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -338,6 +339,32 @@ class Tracker:
         self.stats_data = data.get("artifact_data") or {}
 
 
+def import_ansible_runner() -> Any:
+    """Import ansible-runner with no plugin of its own loaded; return its package. Raise ImportError.
+
+    ansible-runner hands every event, and at the start the child's command and environment, to each
+    ``ansible_runner.plugins`` entry point installed beside it (ansible-runner-http posts them to a URL).
+    A citydc run's events go where citydc sends them (masked, into the security log) and nowhere else, so
+    no plugin is loaded: the package's entry-point scan is given an empty list, and the plugin table is
+    emptied when another import got there first. That also spares ``importlib.metadata`` and the scan of
+    every installed distribution before ansible-playbook starts (about 20 ms; docs/playbooks.md, "Early start").
+    """
+    if "ansible_runner" not in sys.modules:
+        name = "ansible_runner.utils.importlib_compat"
+        stub = types.ModuleType(name)
+        stub.importlib_metadata = types.SimpleNamespace(entry_points=lambda **_: ())  # type: ignore[attr-defined]
+        sys.modules[name] = stub
+        try:
+            import ansible_runner
+        finally:
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]  # a later import of it gets the real module
+    import ansible_runner
+
+    ansible_runner.plugins.clear()
+    return ansible_runner
+
+
 CANCEL_POLL = 0.2  # seconds between the runner's checks of its cancel flag while ansible-playbook is quiet
 CONFIG_VARS_PIPE = "config-vars.fifo"
 CONFIG_VARS_FILE = "config-vars.json"  # what went through the pipe, kept in the run's artifact directory
@@ -402,6 +429,7 @@ class PlaybookRun:
 
     def _start(self) -> None:
         try:
+            import_ansible_runner()
             from ansible_runner.interface import init_runner
             from ansible_runner.utils import signal_handler
         except ImportError:

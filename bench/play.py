@@ -22,6 +22,7 @@ import argparse
 import compileall
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,12 +49,19 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> floa
 
 
 def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="citydc-bench-play-"))
+    try:
+        measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # its config, spool and sqlite log
+
+
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=4, help="ABBA pairs (each runs both sides twice)")
     args = parser.parse_args()
     ctx = LabContext()
     registry.up(ctx, ["app-backends", "haproxy-siwei", "haproxy-fengshan"])
-    work = Path(tempfile.mkdtemp(prefix="citydc-bench-play-"))
     config = work / "citydc.yaml"
     config.write_text(json.dumps({
         "sites": [{"id": "siwei", "name": "Siwei"}, {"id": "fengshan", "name": "Fengshan"}],

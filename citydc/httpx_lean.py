@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
+from citydc.stand_ins import modules_replaced
+
 __all__ = ["load"]
 
 _SKIPPED = ("httpx._main", "trio")
@@ -23,14 +25,7 @@ def load() -> ModuleType:
     """Return the httpx module, importing it (and httpcore) the lean way on first use."""
     if "httpx" in sys.modules and "httpcore" in sys.modules:
         return sys.modules["httpx"]
-    blocked = [name for name in _SKIPPED if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]  # (an import of a None entry raises ImportError)
-    try:
+    with modules_replaced(dict.fromkeys(_SKIPPED)):
         import httpcore  # noqa: F401  (httpx imports it only when a client is made: load it while trio is blocked)
         import httpx
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
     return httpx

@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from citydc import execute
+from citydc.stand_ins import modules_replaced
 
 __all__ = ["COUNTS", "ENV_ALLOW", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
            "limit_pattern", "list_playbooks", "mask_event", "run_playbook", "runner_kwargs", "start_playbook"]
@@ -351,14 +352,10 @@ def import_ansible_runner() -> Any:
     """
     if "ansible_runner" not in sys.modules:
         name = "ansible_runner.utils.importlib_compat"
-        stub = types.ModuleType(name)
-        stub.importlib_metadata = types.SimpleNamespace(entry_points=lambda **_: ())  # type: ignore[attr-defined]
-        sys.modules[name] = stub
-        try:
+        no_plugins = types.ModuleType(name)
+        no_plugins.importlib_metadata = types.SimpleNamespace(entry_points=lambda **_: ())  # type: ignore[attr-defined]
+        with modules_replaced({name: no_plugins}):
             import ansible_runner
-        finally:
-            if sys.modules.get(name) is stub:
-                del sys.modules[name]  # a later import of it gets the real module
     import ansible_runner
 
     ansible_runner.plugins.clear()

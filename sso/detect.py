@@ -74,6 +74,35 @@ def account_key(user: str) -> str:
     return value if attr == "uid" and value else dn
 
 
+class _SourceWindow:
+    """One source address's failed attempts within the window, oldest first, and how many of them each account
+    has: the number of distinct accounts is known at once, however many failures the window holds (a spray
+    of thousands from one address stays linear, where a set of the window's accounts per failure did not)."""
+
+    __slots__ = ("counts", "failures")
+
+    def __init__(self) -> None:
+        self.failures: deque[tuple[float, str, str]] = deque()  # (time, account, origin)
+        self.counts: dict[str, int] = {}
+
+    def add(self, t: float, account: str, origin: str) -> None:
+        self.failures.append((t, account, origin))
+        self.counts[account] = self.counts.get(account, 0) + 1
+
+    def expire(self, horizon: float) -> None:
+        failures, counts = self.failures, self.counts
+        while failures and failures[0][0] < horizon:
+            account = failures.popleft()[1]
+            left = counts[account] - 1
+            if left:
+                counts[account] = left
+            else:
+                del counts[account]
+
+    def last(self) -> float | None:
+        return self.failures[-1][0] if self.failures else None
+
+
 def _hours(spec: str) -> tuple[time, time]:
     a, b = spec.split("-")
     return time.fromisoformat(a), time.fromisoformat(b)
@@ -88,26 +117,30 @@ class Detector:
         self.zone = ZoneInfo(settings.timezone)
         self.start, self.end = _hours(settings.working_hours)
         self.fail_user: dict[str, deque[float]] = {}
-        self.fail_src: dict[str, deque[tuple[float, str, str]]] = {}  # ip -> (time, account, origin)
+        self.fail_src: dict[str, _SourceWindow] = {}  # ip -> its failures in the window
         self.alerted: dict[str, float] = {}  # "kind:key" -> time of the alert (no repeat within the window)
 
     # -- state ---------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         return {"fail_user": {k: list(v) for k, v in self.fail_user.items()},
-                "fail_src": {k: [list(x) for x in v] for k, v in self.fail_src.items()}, "alerted": self.alerted}
+                "fail_src": {k: [list(x) for x in v.failures] for k, v in self.fail_src.items()},
+                "alerted": self.alerted}
 
     def load(self, data: dict[str, Any]) -> None:
         self.fail_user = {k: deque(float(t) for t in v) for k, v in (data.get("fail_user") or {}).items()}
-        self.fail_src = {k: deque((float(x[0]), str(x[1]), str(x[2]) if len(x) > 2 else "ldap") for x in v)
-                         for k, v in (data.get("fail_src") or {}).items()}
+        self.fail_src = {}
+        for k, v in (data.get("fail_src") or {}).items():
+            window = self.fail_src[k] = _SourceWindow()
+            for x in v:
+                window.add(float(x[0]), str(x[1]), str(x[2]) if len(x) > 2 else "ldap")
         self.alerted = {k: float(v) for k, v in (data.get("alerted") or {}).items()}
 
     def _prune(self, now: float) -> None:
         horizon = now - self.s.window_seconds
         for k in [k for k, q in self.fail_user.items() if not q or q[-1] < horizon]:
             del self.fail_user[k]
-        for k in [k for k, sq in self.fail_src.items() if not sq or sq[-1][0] < horizon]:
+        for k in [k for k, w in self.fail_src.items() if (last := w.last()) is None or last < horizon]:
             del self.fail_src[k]
         for k in [k for k, t in self.alerted.items() if t < horizon]:
             del self.alerted[k]
@@ -157,20 +190,19 @@ class Detector:
                     f"bf:{user}:{q[0]}", {"failures": len(q), "window_seconds": self.s.window_seconds,
                                           "origin": b.origin}))
             if b.source_ip:
-                sq = self.fail_src.get(b.source_ip)
-                if sq is None:
-                    sq = self.fail_src[b.source_ip] = deque()
-                sq.append((t, user, b.origin))
-                while sq and sq[0][0] < horizon:
-                    sq.popleft()
-                accounts = {u for _, u, _ in sq}
+                window = self.fail_src.get(b.source_ip)
+                if window is None:
+                    window = self.fail_src[b.source_ip] = _SourceWindow()
+                window.add(t, user, b.origin)
+                window.expire(horizon)
+                accounts = window.counts
                 if len(accounts) >= self.s.spraying_accounts and self._once(f"spray:{b.source_ip}", t):
                     out.append(Detection(
                         "auth-spraying", "high", b.when, tuple(sorted(accounts)), b.source_ip,
                         f"password spraying: {len(accounts)} accounts failed from {b.source_ip} "
-                        f"within {self.s.window_seconds} s", f"spray:{b.source_ip}:{sq[0][0]}",
+                        f"within {self.s.window_seconds} s", f"spray:{b.source_ip}:{window.failures[0][0]}",
                         {"accounts": len(accounts), "window_seconds": self.s.window_seconds,
-                         "accounts_by_origin": _by_origin(sq)}))
+                         "accounts_by_origin": _by_origin(window.failures)}))
             return out
         if q and len(q) >= self.s.success_after_failures:
             out.append(Detection(

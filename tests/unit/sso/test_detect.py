@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from citydc.config.models import AuthDetection
 from citydc.sso.authlog import Bind
@@ -58,3 +62,48 @@ def test_state_round_trip_keeps_the_window():
     det2 = Detector(s)
     det2.load(det.to_json())
     assert run(det2, [b(5, "uid=a", False), b(6, "uid=a", False)]) == ["auth-bruteforce:uid=a"]
+
+
+# Spraying against a plain model: at each failure from an address, the distinct accounts among that address's
+# failures within the window (a set built every time); one detection per address and window.
+attempts = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6), st.integers(0, 2), st.booleans()),
+                    max_size=120)
+
+
+def spraying_model(seq, accounts_needed: int, window: int) -> list[tuple[str, tuple[str, ...]]]:
+    out, failures, alerted, t = [], [], {}, 0
+    for dt, account, source, ok in seq:
+        t += dt
+        if ok:
+            continue
+        ip = f"10.0.0.{source}"
+        failures.append((t, f"u{account}", ip))
+        names = {u for (when, u, src) in failures if src == ip and when >= t - window}
+        last = alerted.get(ip)
+        if len(names) >= accounts_needed and (last is None or t - last > window):
+            alerted[ip] = t
+            out.append((ip, tuple(sorted(names))))
+    return out
+
+
+def sprays(det: Detector, seq, start: int = 0) -> tuple[list[tuple[str, tuple[str, ...]]], int]:
+    out, t = [], start
+    for dt, account, source, ok in seq:
+        t += dt
+        for d in det.feed(b(t, f"uid=u{account}", ok, ip=f"10.0.0.{source}")):
+            if d.action == "auth-spraying":
+                out.append((d.source_ip, d.users))
+    return out, t
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=attempts, split=st.integers(0, 120))
+def test_spraying_counts_distinct_accounts_as_the_plain_model_does_across_a_state_save(seq, split):
+    s = AuthDetection(spraying_accounts=3, window_seconds=60, bruteforce_failures=1000)
+    expected = spraying_model(seq, 3, 60)
+    det = Detector(s)
+    first, t = sprays(det, seq[:split])
+    restored = Detector(s)
+    restored.load(json.loads(json.dumps(det.to_json())))  # as the state file keeps it
+    rest, _ = sprays(restored, seq[split:], start=t)
+    assert first + rest == expected

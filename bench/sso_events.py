@@ -243,10 +243,30 @@ def citydc_run(argv: list[str], env: dict[str, str], work: Path) -> tuple[float,
         counts["logins"] + counts["events"], counts
 
 
+# citydc ends its commands with os._exit once its output is flushed (citydc.cli.output.exit_now), which
+# ``python -m cProfile`` never survives to write its file: here os._exit ends the profile instead.
+PROFILED = """
+import cProfile, os, sys
+out = sys.argv.pop(1)
+sys.argv[0] = "citydc"
+def _exit(code):
+    raise SystemExit(code)
+os._exit = _exit
+from citydc.cli.main import main
+prof = cProfile.Profile()
+try:
+    prof.runcall(main)
+except SystemExit:
+    pass
+finally:
+    prof.dump_stats(out)
+"""
+
+
 def profile(argv: list[str], env: dict[str, str], work: Path, out: Path) -> None:
     """Run citydc once under cProfile (its statistics saved to ``out``); print the top functions."""
     clean(work)
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *argv], env=env, stdout=subprocess.DEVNULL,
+    subprocess.run([sys.executable, "-c", PROFILED, str(out), *argv[1:]], env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False, timeout=600)
     clean(work)
     for key in ("tottime", "cumulative"):

@@ -87,8 +87,10 @@ class StatsParser:
     """Feeds on stats log lines; keeps per-connection context; returns the binds they complete."""
 
     conns: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)  # conn -> {ip, tls}
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "conn/op" -> {dn, method}
-    held: dict[int, list[Bind]] = field(default_factory=dict)  # conn -> binds awaiting its ACCEPT line
+    # OrderedDicts: at their caps the oldest entry goes, in O(1) (a plain dict's next(iter(d)) walks the holes of
+    # earlier evictions: linear per eviction)
+    pending: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)  # "conn/op" -> {dn, method}
+    held: OrderedDict[int, list[Bind]] = field(default_factory=OrderedDict)  # conn -> binds awaiting its ACCEPT
     skipped: int = 0
 
     def feed(self, line: str) -> list[Bind]:
@@ -131,7 +133,7 @@ class StatsParser:
             if b["kind"] == "method":
                 self.pending[key] = {"dn": b["dn"], "method": _METHODS.get(b["method"], b["method"])}
                 if len(self.pending) > MAX_CONNS:
-                    self.pending.pop(next(iter(self.pending)))
+                    self.pending.popitem(last=False)
             return []
         if b["oid"] is not None:
             if b["oid"] == STARTTLS_OID:
@@ -151,7 +153,7 @@ class StatsParser:
         self.held.setdefault(conn, []).append(bind)
         released = []
         while len(self.held) > MAX_CONNS:  # bounded: the oldest give up waiting, without an address
-            released += self.held.pop(next(iter(self.held)))
+            released += self.held.popitem(last=False)[1]
         return released
 
     def to_json(self) -> dict[str, Any]:
@@ -161,8 +163,8 @@ class StatsParser:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatsParser:
         conns = OrderedDict((int(k), dict(v)) for k, v in (data.get("conns") or {}).items())
-        held = {int(k): [_bind_from_json(b) for b in v] for k, v in (data.get("held") or {}).items()}
-        return cls(conns, dict(data.get("pending") or {}), held)
+        held = OrderedDict((int(k), [_bind_from_json(b) for b in v]) for k, v in (data.get("held") or {}).items())
+        return cls(conns, OrderedDict(data.get("pending") or {}), held)
 
 
 def _bind_json(b: Bind) -> dict[str, Any]:

@@ -20,7 +20,7 @@ The state holds only what the window needs and is capped, so memory stays bounde
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
@@ -33,6 +33,9 @@ from citydc.sso.rules import norm_dn
 __all__ = ["Attempt", "Detection", "Detector", "account_key"]
 
 MAX_KEYS = 100_000
+# Over MAX_KEYS, the tables are cut to this many: one prune per 10,000 new keys, not one per attempt (each
+# prune walks the three tables).
+KEEP_KEYS = MAX_KEYS * 9 // 10
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -116,9 +119,10 @@ class Detector:
         self.privileged = {account_key(d) for d in privileged}
         self.zone = ZoneInfo(settings.timezone)
         self.start, self.end = _hours(settings.working_hours)
-        self.fail_user: dict[str, deque[float]] = {}
-        self.fail_src: dict[str, _SourceWindow] = {}  # ip -> its failures in the window
-        self.alerted: dict[str, float] = {}  # "kind:key" -> time of the alert (no repeat within the window)
+        # OrderedDicts: beyond MAX_KEYS the oldest keys go first, in O(1) each
+        self.fail_user: OrderedDict[str, deque[float]] = OrderedDict()
+        self.fail_src: OrderedDict[str, _SourceWindow] = OrderedDict()  # ip -> its failures in the window
+        self.alerted: OrderedDict[str, float] = OrderedDict()  # "kind:key" -> time of the alert (no repeat within)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -128,13 +132,13 @@ class Detector:
                 "alerted": self.alerted}
 
     def load(self, data: dict[str, Any]) -> None:
-        self.fail_user = {k: deque(float(t) for t in v) for k, v in (data.get("fail_user") or {}).items()}
-        self.fail_src = {}
+        self.fail_user = OrderedDict((k, deque(float(t) for t in v)) for k, v in (data.get("fail_user") or {}).items())
+        self.fail_src = OrderedDict()
         for k, v in (data.get("fail_src") or {}).items():
             window = self.fail_src[k] = _SourceWindow()
             for x in v:
                 window.add(float(x[0]), str(x[1]), str(x[2]) if len(x) > 2 else "ldap")
-        self.alerted = {k: float(v) for k, v in (data.get("alerted") or {}).items()}
+        self.alerted = OrderedDict((k, float(v)) for k, v in (data.get("alerted") or {}).items())
 
     def _prune(self, now: float) -> None:
         horizon = now - self.s.window_seconds
@@ -145,8 +149,9 @@ class Detector:
         for k in [k for k, t in self.alerted.items() if t < horizon]:
             del self.alerted[k]
         for table in (self.fail_user, self.fail_src, self.alerted):
-            while len(table) > MAX_KEYS:  # a flood of distinct names: keep the newest
-                del table[next(iter(table))]
+            if len(table) > MAX_KEYS:  # a flood of distinct names: keep the newest
+                while len(table) > KEEP_KEYS:
+                    table.popitem(last=False)
 
     # -- detections ----------------------------------------------------------------------------
 

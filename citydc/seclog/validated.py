@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -33,7 +34,9 @@ __all__ = ["LIMIT", "known", "plain_body", "remember"]
 LIMIT = 65536  # events; a batch larger than this is validated in part, which is only slower
 
 _lock = threading.Lock()
-_bodies: dict[bytes, None] = {}  # digests of the bodies, in insertion order: the oldest first
+# digests of the bodies, oldest first. An OrderedDict: evicting a plain dict's first key (next(iter(d))) walks
+# the holes earlier evictions left, about 25 us per event at the limit against 0.2 us (measured).
+_bodies: OrderedDict[bytes, None] = OrderedDict()
 
 
 def _digest(body: bytes) -> bytes:
@@ -63,7 +66,7 @@ def remember(doc: dict) -> None:
     with _lock:
         _bodies[digest] = None
         while len(_bodies) > LIMIT:
-            del _bodies[next(iter(_bodies))]
+            _bodies.popitem(last=False)
 
 
 def known(body: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import pytest
@@ -58,7 +59,7 @@ def test_the_memory_is_bounded(monkeypatch):
     monkeypatch.setattr(validated, "LIMIT", 3)
     events = [ev(i) for i in range(5)]  # make_event remembers them, as many as LIMIT
     assert [validated.known(validated.plain_body(e)) for e in events] == [False, False, True, True, True]
-    monkeypatch.setattr(validated, "_bodies", {})
+    monkeypatch.setattr(validated, "_bodies", OrderedDict())
     bodies = [validated.plain_body(e) for e in events]
     assert not any(validated.known(b) for b in bodies)
     for e in events:

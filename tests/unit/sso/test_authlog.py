@@ -120,3 +120,24 @@ def test_a_connection_closed_without_its_accept_gives_its_binds_without_address(
     got = [b for line in lines for b in p.feed(line)]
     assert [(b.conn, b.source_ip) for b in got] == [(1034, None)]
     assert p.held == {}
+
+
+def test_binds_held_for_an_accept_line_are_capped_oldest_released_first(monkeypatch):
+    """Binds of connections whose ACCEPT line was never read wait for it; beyond MAX_CONNS connections the
+    oldest give up waiting and come out without an address, in the order they came."""
+    import citydc.sso.authlog as authlog
+
+    monkeypatch.setattr(authlog, "MAX_CONNS", 3)
+    parser, released = StatsParser(), []
+    for conn in range(1, 8):
+        for line in (f'6b12fd85.02b509b1 0x1 conn={conn} op=0 BIND dn="uid=u{conn},dc=x" method=128',
+                     f"6b12fd85.02ba682f 0x1 conn={conn} op=0 RESULT tag=97 err=49 qtime=0.0 etime=0.0 text="):
+            released += parser.feed(line)
+        assert len(parser.held) <= 3
+    assert [(b.conn, b.source_ip) for b in released] == [(1, None), (2, None), (3, None), (4, None)]
+    assert list(parser.held) == [5, 6, 7]
+    restored = StatsParser.from_json(json.loads(json.dumps(parser.to_json())))
+    assert list(restored.held) == [5, 6, 7]  # the order survives a state save, so the oldest still go first
+    restored.feed('6b12fd85.02b509b1 0x1 conn=8 op=0 BIND dn="uid=u8,dc=x" method=128')
+    out = restored.feed("6b12fd85.02ba682f 0x1 conn=8 op=0 RESULT tag=97 err=49 qtime=0.0 etime=0.0 text=")
+    assert [b.conn for b in out] == [5] and list(restored.held) == [6, 7, 8]

@@ -107,3 +107,24 @@ def test_spraying_counts_distinct_accounts_as_the_plain_model_does_across_a_stat
     restored.load(json.loads(json.dumps(det.to_json())))  # as the state file keeps it
     rest, _ = sprays(restored, seq[split:], start=t)
     assert first + rest == expected
+
+
+def test_a_flood_of_names_keeps_the_newest_and_prunes_once_per_batch(monkeypatch):
+    """Beyond MAX_KEYS the tables are cut to KEEP_KEYS, newest kept: a flood of distinct names costs one
+    prune per (MAX_KEYS - KEEP_KEYS) new names, not one per attempt."""
+    import citydc.sso.detect as detect
+
+    monkeypatch.setattr(detect, "MAX_KEYS", 100)
+    monkeypatch.setattr(detect, "KEEP_KEYS", 90)
+    det = Detector(AuthDetection(window_seconds=3600))
+    prunes = []
+    real = det._prune
+    monkeypatch.setattr(det, "_prune", lambda now: prunes.append(now) or real(now))
+    for i in range(1000):
+        det.feed(b(i, f"uid=u{i}", False, ip=f"10.0.{i // 250}.{i % 250}"))
+        assert len(det.fail_user) <= 101 and len(det.fail_src) <= 101
+    assert 80 <= len(prunes) <= 100  # (1000 - 100) / 10 + the first
+    assert list(det.fail_user)[-1] == "u999" and "u0" not in det.fail_user
+    restored = Detector(AuthDetection(window_seconds=3600))
+    restored.load(json.loads(json.dumps(det.to_json())))
+    assert list(restored.fail_user) == list(det.fail_user)

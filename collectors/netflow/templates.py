@@ -25,6 +25,10 @@ class TemplateCache:
         self.max_templates = max_templates
         self.timeout_seconds = timeout_seconds
         self._items: OrderedDict[TemplateKey, tuple[Template, float]] = OrderedDict()
+        # The keys of each (site, exporter, version, domain): a withdraw-all touches only its own domain's
+        # templates (a set of 4-byte withdraw-all records, each scanning the whole cache, cost a core per
+        # few hundred datagrams). Every removal from _items goes through _forget, which keeps this in step.
+        self._by_domain: dict[tuple[str, str, int, int], set[TemplateKey]] = {}
         # Why templates left the cache: evicted (bound), expired (not refreshed), withdrawn.
         self.removed: Counter[str] = Counter()
 
@@ -41,7 +45,7 @@ class TemplateCache:
             return None
         template, seen = item
         if now - seen > self.timeout_seconds:
-            del self._items[key]
+            self._forget(key)
             self.removed["expired"] += 1
             return None
         return template
@@ -59,21 +63,30 @@ class TemplateCache:
             template = old[0]  # a refresh keeps the compiled object, so buffered records stay grouped
         self._items[key] = (template, now)
         self._items.move_to_end(key)
+        self._by_domain.setdefault(key[:4], set()).add(key)
         while len(self._items) > self.max_templates:
-            self._items.popitem(last=False)
+            self._forget(next(iter(self._items)))  # the least recently refreshed (an OrderedDict: O(1))
             self.removed["evicted"] += 1
 
     def withdraw(self, key: TemplateKey) -> None:
         """Given a key, forget its template (IPFIX template withdrawal)."""
-        if self._items.pop(key, None) is not None:
+        if key in self._items:
+            self._forget(key)
             self.removed["withdrawn"] += 1
 
     def withdraw_all(self, site: str, exporter: str, version: int, domain: int, options: bool) -> None:
         """Forget every (options) template of one exporter's observation domain (RFC 7011 §8.1)."""
-        for key in [k for k, (t, _) in self._items.items()
-                    if k[:4] == (site, exporter, version, domain) and t.is_options == options]:
-            del self._items[key]
+        keys = self._by_domain.get((site, exporter, version, domain))
+        for key in [k for k in keys or () if self._items[k][0].is_options == options]:
+            self._forget(key)
             self.removed["withdrawn"] += 1
+
+    def _forget(self, key: TemplateKey) -> None:
+        del self._items[key]
+        keys = self._by_domain[key[:4]]
+        keys.discard(key)
+        if not keys:
+            del self._by_domain[key[:4]]
 
     def counts(self) -> Counter[tuple[str, int]]:
         """Return the number of known templates by (site, version)."""

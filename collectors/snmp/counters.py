@@ -52,6 +52,9 @@ class TargetCounters:
     resets: Counter = field(default_factory=Counter)
     _slots: dict[tuple[str, int], _Slot] = field(default_factory=dict)
     _discontinuity: dict[int, int] = field(default_factory=dict)
+    # The column names among the slots' keys (None: not known yet), so a discontinuity drops its interface's
+    # few slots by key instead of scanning every slot of the device for each interface that changed.
+    _columns: set[str] | None = field(default=None, repr=False, compare=False)
 
     def observe_uptime(self, ticks: int | None, now: float) -> bool:
         """Given sysUpTime (ticks) read at ``now``, return True if the device rebooted since last time.
@@ -101,6 +104,7 @@ class TargetCounters:
             return "clock"
         self.uptime_ticks, self.uptime_seen_at = saved.uptime_ticks, saved.uptime_seen_at
         self._slots = {key: _Slot(slot.raw, slot.carry) for key, slot in saved._slots.items()}
+        self._columns = None
         self._discontinuity = dict(saved._discontinuity)
         return "restored"
 
@@ -127,8 +131,10 @@ class TargetCounters:
         if previous is None or previous == ticks:
             return False
         self.resets["discontinuity"] += 1
-        for key in [k for k in self._slots if k[1] == if_index]:
-            del self._slots[key]
+        if self._columns is None:
+            self._columns = {column for column, _ in self._slots}
+        for column in self._columns:
+            self._slots.pop((column, if_index), None)
         return True
 
     def update(self, column: str, if_index: int, raw: int, bits: int, max_delta: float | None = None) -> int:
@@ -141,6 +147,8 @@ class TargetCounters:
         slot = self._slots.get(key)
         if slot is None:
             self._slots[key] = _Slot(raw)
+            if self._columns is not None:
+                self._columns.add(column)
             return raw
         if raw < slot.raw:
             modulus = 1 << bits

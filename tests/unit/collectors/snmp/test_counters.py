@@ -101,3 +101,18 @@ def test_resume_without_sysuptime_starts_afresh():
     c = TargetCounters()
     assert c.resume(saved_after_wrap(1000, at=0.0), None, now=5.0, max_age=3600) == "no_uptime"
     assert c.update("ifInOctets", 1, 30, 32) == 30
+
+
+def test_a_discontinuity_drops_the_slots_of_columns_first_seen_after_an_earlier_one():
+    c = TargetCounters()
+    c.observe_discontinuity(1, 0)
+    c.update("ifInOctets", 1, 2**32 - 5, 32)
+    c.update("ifInOctets", 1, 5, 32)
+    assert c.observe_discontinuity(1, 100)  # the columns are known from here on
+    c.update("ifHCOutOctets", 1, 2**64 - 5, 64)  # a column first seen after that
+    c.update("ifHCOutOctets", 1, 5, 64)
+    c.update("ifHCOutOctets", 2, 2**64 - 5, 64)
+    c.update("ifHCOutOctets", 2, 5, 64)
+    assert c.observe_discontinuity(1, 200)
+    assert c.update("ifHCOutOctets", 1, 6, 64) == 6  # its carry went with the reset
+    assert c.update("ifHCOutOctets", 2, 6, 64) == 2**64 + 6  # the other interface's stays

@@ -36,6 +36,13 @@ from typing import Any
 __all__ = ["MAX_CONNS", "Bind", "LogPosition", "StatsParser", "read_binds"]
 
 MAX_CONNS = 100_000
+# A bind waits for its connection's ACCEPT line (slapd's threads sometimes write it after the bind) at most
+# this long in log time, and at most this many per connection; then it goes on without an address. Without
+# a limit, binds of a connection whose ACCEPT was never read (opened before the part of the log read, or
+# before a rotation) waited until the connection closed: a long-lived connection's brute force went
+# undetected for as long as it stayed open, and its binds filled memory.
+HOLD_SECONDS = 60
+MAX_HELD_PER_CONN = 1000
 
 _HEX = re.compile(r"^([0-9a-f]{8})\.([0-9a-f]{8}) \S+ (conn=.*)$")
 _SYSLOG = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ slapd\[\d+\]: (conn=.*)$")
@@ -92,9 +99,25 @@ class StatsParser:
     pending: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)  # "conn/op" -> {dn, method}
     held: OrderedDict[int, list[Bind]] = field(default_factory=OrderedDict)  # conn -> binds awaiting its ACCEPT
     skipped: int = 0
+    _latest: datetime | None = field(default=None, repr=False, compare=False)  # the newest line's time
 
     def feed(self, line: str) -> list[Bind]:
-        """Given one log line, return the binds it completes (often none). Never raises on bad input."""
+        """Given one log line, return the binds it completes (often none), after any held bind that waited
+        too long for its ACCEPT line. Never raises on bad input."""
+        binds = self._line(line)
+        if self.held and self._latest is not None:
+            horizon = self._latest.timestamp() - HOLD_SECONDS
+            expired: list[Bind] = []
+            while self.held:  # the oldest held connection first (an OrderedDict: O(1) each)
+                first = next(iter(self.held.values()))
+                if first[0].when.timestamp() >= horizon:
+                    break
+                expired += self.held.popitem(last=False)[1]
+            if expired:
+                return expired + binds
+        return binds
+
+    def _line(self, line: str) -> list[Bind]:
         m = _HEX.match(line)
         if m:
             when = datetime.fromtimestamp(int(m.group(1), 16) + int(m.group(2), 16) / 1e9, UTC)
@@ -110,6 +133,7 @@ class StatsParser:
                 self.skipped += 1
                 return []
             body = m.group(2)
+        self._latest = when
         b = _BODY.match(body)
         if not b:
             return []  # a stats line of another kind (SRCH, MOD, UNBIND...): not an error
@@ -150,8 +174,9 @@ class StatsParser:
         bind = Bind(when, conn, op, p["dn"], c.get("ip"), code, p["method"], bool(c.get("tls")))
         if c.get("accepted"):
             return [bind]
-        self.held.setdefault(conn, []).append(bind)
-        released = []
+        waiting = self.held.setdefault(conn, [])
+        waiting.append(bind)
+        released = [waiting.pop(0)] if len(waiting) > MAX_HELD_PER_CONN else []
         while len(self.held) > MAX_CONNS:  # bounded: the oldest give up waiting, without an address
             released += self.held.popitem(last=False)[1]
         return released

@@ -141,3 +141,34 @@ def test_binds_held_for_an_accept_line_are_capped_oldest_released_first(monkeypa
     restored.feed('6b12fd85.02b509b1 0x1 conn=8 op=0 BIND dn="uid=u8,dc=x" method=128')
     out = restored.feed("6b12fd85.02ba682f 0x1 conn=8 op=0 RESULT tag=97 err=49 qtime=0.0 etime=0.0 text=")
     assert [b.conn for b in out] == [5] and list(restored.held) == [6, 7, 8]
+
+
+def hexline(sec: int, text: str) -> str:
+    return f"{0x6b12fd85 + sec:08x}.02b509b1 0x1 {text}"
+
+
+def test_a_bind_never_accepted_goes_on_without_an_address_after_the_hold():
+    """A connection opened before the part of the log read never gets its ACCEPT line: its binds wait at
+    most HOLD_SECONDS of log time, then reach the detector without an address (not when it closes)."""
+    import citydc.sso.authlog as authlog
+
+    parser = StatsParser()
+    out = []
+    for sec in range(0, 50, 10):  # a bind every 10 s on conn 9, opened before the log read
+        out += parser.feed(hexline(sec, f'conn=9 op={sec} BIND dn="uid=victim,dc=x" method=128'))
+        out += parser.feed(hexline(sec, f"conn=9 op={sec} RESULT tag=97 err=49 qtime=0.0 etime=0.0 text="))
+    assert out == [] and len(parser.held[9]) == 5
+    out += parser.feed(hexline(authlog.HOLD_SECONDS + 5, "conn=10 fd=15 ACCEPT from IP=10.0.0.5:1234 (IP=0.0.0.0:389)"))
+    assert [(b.op, b.source_ip) for b in out] == [(0, None), (10, None), (20, None), (30, None), (40, None)]
+    assert 9 not in parser.held
+
+
+def test_binds_held_per_connection_are_capped(monkeypatch):
+    import citydc.sso.authlog as authlog
+
+    monkeypatch.setattr(authlog, "MAX_HELD_PER_CONN", 3)
+    parser, out = StatsParser(), []
+    for op in range(5):
+        out += parser.feed(hexline(0, f'conn=9 op={op} BIND dn="uid=victim,dc=x" method=128'))
+        out += parser.feed(hexline(0, f"conn=9 op={op} RESULT tag=97 err=49 qtime=0.0 etime=0.0 text="))
+    assert [b.op for b in out] == [0, 1] and [b.op for b in parser.held[9]] == [2, 3, 4]

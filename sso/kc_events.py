@@ -351,6 +351,8 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
     The caller advances the cursor (``cursor.advance``) once an item is processed, so an item read but
     not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
     start = Cursor(cursor.time_ms, list(cursor.ids))
+    # Cursor.seen, with the ids in a set: up to MAX_IDS events may share the cursor's millisecond
+    seen_at_start = frozenset(start.ids)
     offset, last = 0, start.time_ms
     id_prefix = f"{source}:{realm}:{stream}:"
     build = events.SsoUserEvents(site, source, realm)
@@ -369,7 +371,7 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
                 raise KeycloakError(f"{where}: events not in ascending time order; citydc reads events with "
                                     "direction=asc (Keycloak 26 or later)")
             last = t
-            if t <= start.time_ms and start.seen(t, eid):
+            if t < start.time_ms or (t == start.time_ms and eid in seen_at_start):
                 continue
             if stream == "events":
                 event, attempt = _user_event(obj, t, eid, where, names, build, id_prefix)

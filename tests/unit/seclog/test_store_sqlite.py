@@ -190,3 +190,23 @@ def test_the_shipper_hands_prepared_rows_to_the_store(tmp_path):
         assert verify(store.chain(), delivered=spool.delivered_heads(), emitted=spool.emitted_heads) == []
     finally:
         store.close()
+
+
+def test_chain_since_starts_each_writer_at_its_first_event_then(store):
+    """Against the whole walk: for any ``since``, each writer from its first position at or after it on
+    (a writer with none is left out), in (writer, seq) order."""
+    store.put(chained(20, "a:spool", "a") + chained(10, "b:spool", "b") + chained(31, "c:spool", "c"))
+    walked = list(store.chain())
+
+    def position(e: dict) -> tuple[str, int]:
+        return e["citydc"]["chain"]["writer"], e["citydc"]["chain"]["seq"]
+
+    for ms in range(0, 80, 3):
+        since = T0 + timedelta(milliseconds=ms)
+        first: dict[str, int] = {}
+        for e in walked:
+            w, seq = position(e)
+            if datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")) >= since and w not in first:
+                first[w] = seq
+        expected = [position(e) for e in walked if position(e)[0] in first and position(e)[1] >= first[position(e)[0]]]
+        assert [position(e) for e in store.chain(since)] == expected, ms

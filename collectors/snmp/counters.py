@@ -50,11 +50,9 @@ class TargetCounters:
     uptime_seen_at: float | None = None
     wraps: int = 0
     resets: Counter = field(default_factory=Counter)
-    _slots: dict[tuple[str, int], _Slot] = field(default_factory=dict)
+    # ifIndex -> column -> slot: a discontinuity of one interface drops its slots in one step
+    _slots: dict[int, dict[str, _Slot]] = field(default_factory=dict)
     _discontinuity: dict[int, int] = field(default_factory=dict)
-    # The column names among the slots' keys (None: not known yet), so a discontinuity drops its interface's
-    # few slots by key instead of scanning every slot of the device for each interface that changed.
-    _columns: set[str] | None = field(default=None, repr=False, compare=False)
 
     def observe_uptime(self, ticks: int | None, now: float) -> bool:
         """Given sysUpTime (ticks) read at ``now``, return True if the device rebooted since last time.
@@ -103,14 +101,15 @@ class TargetCounters:
         if drift > slack:
             return "clock"
         self.uptime_ticks, self.uptime_seen_at = saved.uptime_ticks, saved.uptime_seen_at
-        self._slots = {key: _Slot(slot.raw, slot.carry) for key, slot in saved._slots.items()}
-        self._columns = None
+        self._slots = {i: {column: _Slot(slot.raw, slot.carry) for column, slot in row.items()}
+                       for i, row in saved._slots.items()}
         self._discontinuity = dict(saved._discontinuity)
         return "restored"
 
     def slots(self) -> list[tuple[str, int, int, int]]:
         """Return every counter's (column, ifIndex, last raw value, carry), for saving."""
-        return [(column, if_index, slot.raw, slot.carry) for (column, if_index), slot in self._slots.items()]
+        return [(column, if_index, slot.raw, slot.carry) for if_index, row in self._slots.items()
+                for column, slot in row.items()]
 
     def discontinuities(self) -> dict[int, int]:
         """Return the last ifCounterDiscontinuityTime of each interface, for saving."""
@@ -121,8 +120,10 @@ class TargetCounters:
                    resets: dict[str, int], slots: list[tuple[str, int, int, int]],
                    discontinuity: dict[int, int]) -> TargetCounters:
         """Given what ``slots``/``discontinuities`` and the public fields returned, return the TargetCounters."""
-        return cls(uptime_ticks, uptime_seen_at, wraps, Counter(resets),
-                   {(column, i): _Slot(raw, carry) for column, i, raw, carry in slots}, dict(discontinuity))
+        by_index: dict[int, dict[str, _Slot]] = {}
+        for column, i, raw, carry in slots:
+            by_index.setdefault(i, {})[column] = _Slot(raw, carry)
+        return cls(uptime_ticks, uptime_seen_at, wraps, Counter(resets), by_index, dict(discontinuity))
 
     def observe_discontinuity(self, if_index: int, ticks: int) -> bool:
         """Given an interface's ifCounterDiscontinuityTime, return True if it changed (counters reset)."""
@@ -131,10 +132,7 @@ class TargetCounters:
         if previous is None or previous == ticks:
             return False
         self.resets["discontinuity"] += 1
-        if self._columns is None:
-            self._columns = {column for column, _ in self._slots}
-        for column in self._columns:
-            self._slots.pop((column, if_index), None)
+        self._slots.pop(if_index, None)
         return True
 
     def update(self, column: str, if_index: int, raw: int, bits: int, max_delta: float | None = None) -> int:
@@ -143,12 +141,12 @@ class TargetCounters:
         ``bits`` is 32 or 64; ``max_delta`` (optional) is the most the counter can have grown since
         the last scrape (e.g. line rate x elapsed): a "wrap" that would need more is a reset.
         """
-        key = (column, if_index)
-        slot = self._slots.get(key)
+        row = self._slots.get(if_index)
+        if row is None:
+            row = self._slots[if_index] = {}
+        slot = row.get(column)
         if slot is None:
-            self._slots[key] = _Slot(raw)
-            if self._columns is not None:
-                self._columns.add(column)
+            row[column] = _Slot(raw)
             return raw
         if raw < slot.raw:
             modulus = 1 << bits

@@ -64,9 +64,6 @@ class Cursor:
     def to_json(self) -> dict[str, Any]:
         return {"time_ms": self.time_ms, "ids": list(self.ids)}
 
-    def seen(self, t: int, event_id: str) -> bool:
-        return t < self.time_ms or (t == self.time_ms and event_id in self.ids)
-
     def advance(self, t: int, event_id: str) -> None:
         if t > self.time_ms:
             self.time_ms, self.ids = t, [event_id]
@@ -351,7 +348,7 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
     The caller advances the cursor (``cursor.advance``) once an item is processed, so an item read but
     not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
     start = Cursor(cursor.time_ms, list(cursor.ids))
-    # Cursor.seen, with the ids in a set: up to MAX_IDS events may share the cursor's millisecond
+    # what the cursor already covers: every event before its millisecond, and these ids at it (up to MAX_IDS)
     seen_at_start = frozenset(start.ids)
     offset, last = 0, start.time_ms
     id_prefix = f"{source}:{realm}:{stream}:"

@@ -29,7 +29,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ MAX_CONNS = 100_000
 # undetected for as long as it stayed open, and its binds filled memory.
 HOLD_SECONDS = 60
 MAX_HELD_PER_CONN = 1000
+_HOLD = timedelta(seconds=HOLD_SECONDS)
 
 _HEX = re.compile(r"^([0-9a-f]{8})\.([0-9a-f]{8}) \S+ (conn=.*)$")
 _SYSLOG = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ slapd\[\d+\]: (conn=.*)$")
@@ -106,11 +107,10 @@ class StatsParser:
         too long for its ACCEPT line. Never raises on bad input."""
         binds = self._line(line)
         if self.held and self._latest is not None:
-            horizon = self._latest.timestamp() - HOLD_SECONDS
+            horizon = self._latest - _HOLD
             expired: list[Bind] = []
             while self.held:  # the oldest held connection first (an OrderedDict: O(1) each)
-                first = next(iter(self.held.values()))
-                if first[0].when.timestamp() >= horizon:
+                if next(iter(self.held.values()))[0].when >= horizon:
                     break
                 expired += self.held.popitem(last=False)[1]
             if expired:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TEMPLATE_V4", "Flows", "options_v9", "random_flows", "v5_datagrams", "v9_datagrams"]
+__all__ = ["TEMPLATE_V4", "Flows", "ipfix_message", "ipfix_set", "options_v9", "random_flows", "v5_datagrams",
+           "v9_datagrams"]
 
 # softflowd's IPv4 template: (element id, length)
 TEMPLATE_V4 = ((8, 4), (12, 4), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1), (136, 1),
@@ -77,6 +78,17 @@ def v5_datagrams(flows: Flows, per_datagram: int = 30, sampling: int = 0) -> lis
                              (1 << 14 | sampling) if sampling else 0)
         out.append(header + rec[start * 48:(start + count) * 48])
     return out
+
+
+def ipfix_set(set_id: int, body: bytes) -> bytes:
+    """Given a set id and the set's body, return the IPFIX set (its 4-byte header, then the body)."""
+    return struct.pack("!HH", set_id, 4 + len(body)) + body
+
+
+def ipfix_message(*sets: bytes, domain: int = 7, seq: int = 0) -> bytes:
+    """Given IPFIX sets, return one IPFIX message carrying them."""
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), 1_700_000_000, seq, domain) + body
 
 
 def _template_set(version: int, template_id: int) -> bytes:

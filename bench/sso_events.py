@@ -11,7 +11,8 @@ grant, ``--workers`` threads): successes, wrong passwords and unknown usernames,
 nothing.
 
 Both sides read the same events from the same server over HTTP, the same page size (the keycloak source's
-default ``page_size``, 1000) and the same query (``dateFrom=0&direction=asc&first=..&max=..``):
+default ``page_size``, 1000) and the same queries (``dateFrom=<newest ms read>&direction=asc&first=0&max=..``,
+as ``kc_events._Pager`` asks them):
 
 - bare: a Python process (httpx, the client citydc uses) that gets a service-account token, pages through
   ``/admin/realms/bench-events/events`` and writes each page's raw JSON to a file;
@@ -56,6 +57,7 @@ from pathlib import Path
 import httpx
 import yaml
 from ldap_audit import byte_compile  # bench/ is sys.path[0] when run as a script
+from sso_replay import EventStore, read_pages
 
 from citydc.config.models import KeycloakSource
 from citydc.lab import keycloak_data, ports, registry
@@ -83,17 +85,26 @@ with httpx.Client(base_url=url, timeout=120) as http, open(out, "wb") as f:
                           "client_secret": os.environ["CITYDC_KEYCLOAK_SECRET"]})
     tok.raise_for_status()
     auth = {"Authorization": "Bearer " + tok.json()["access_token"], "Accept": "application/json"}
-    first = 0
+    # The pages citydc asks for (kc_events._Pager): each from the newest millisecond read so far, first=0;
+    # that millisecond's events come again at the top of the next page and are counted once.
+    date_from, seen, first, count = 0, set(), 0, 0
     while True:
         resp = http.get(f"/admin/realms/{realm}/events", headers=auth,
-                        params={"dateFrom": "0", "direction": "asc", "first": first, "max": page})
+                        params={"dateFrom": str(date_from), "direction": "asc", "first": first, "max": page})
         resp.raise_for_status()
-        n = len(resp.json())
+        items = resp.json()
         f.write(resp.content)
-        first += n
-        if n < page:
+        count += sum(1 for e in items if e["time"] != date_from or e["id"] not in seen)
+        if len(items) < page:
             break
-print(first)
+        newest = items[-1]["time"]
+        at_newest = {e["id"] for e in items if e["time"] == newest}
+        if newest > date_from:
+            date_from, seen, first = newest, at_newest, len(items) if len(at_newest) == len(items) else 0
+        else:
+            seen |= at_newest
+            first += len(items)
+print(count)
 """
 
 
@@ -274,16 +285,6 @@ def profile(argv: list[str], env: dict[str, str], work: Path, out: Path) -> None
         pstats.Stats(str(out)).sort_stats(key).print_stats(18)
 
 
-def read_pages(path: Path) -> list[bytes]:
-    """Given the bare fetch's file (the pages' JSON arrays one after the other), return each page's bytes."""
-    text, decoder, pages, pos = path.read_text(), json.JSONDecoder(), [], 0
-    while pos < len(text):
-        _, end = decoder.raw_decode(text, pos)
-        pages.append(text[pos:end].encode())
-        pos = end
-    return pages
-
-
 def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
     """Replay the recorded pages into the real ``run_auth`` (httpx.MockTransport in place of Keycloak, in this
     process) and time its parts apart: what citydc spends per event without the server or process start."""
@@ -294,19 +295,15 @@ def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
     from citydc.sso.detect import Detector
     from citydc.sso.keycloak import Keycloak, loads
 
-    by_first: dict[int, bytes] = {}
-    first = 0
-    for body in pages:
-        by_first[first] = body
-        first += len(json.loads(body))
-    total = first
+    store = EventStore(pages)
+    total = store.total
 
     def answer(req: httpx.Request) -> httpx.Response:
         if req.url.path.endswith("/token"):
             return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
         if req.url.path.endswith("/admin-events"):
             return httpx.Response(200, content=b"[]")
-        return httpx.Response(200, content=by_first.get(int(req.url.params["first"]), b"[]"))
+        return httpx.Response(200, content=store.answer(req.url.params))
 
     def timed_part(fn) -> float:
         started = time.perf_counter()
@@ -322,7 +319,7 @@ def stages(pages: list[bytes], work: Path, repeats: int = 3) -> None:
         if report["sso"]["k"]["logins"] + report["sso"]["k"]["events"] != total:
             raise SystemExit(f"bench: the replay read {report['sso']['k']} of {total} events")
 
-    objs = [o for body in pages for o in json.loads(body)]
+    objs = store.events
     mapped: list = []
 
     def decode() -> None:

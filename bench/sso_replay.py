@@ -20,6 +20,7 @@ as Keycloak sent them). This script needs neither the lab nor Keycloak:
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
 import json
 import os
@@ -32,9 +33,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+import orjson
 
 REALM = "bench-events"
 PAGE = 1000
@@ -50,18 +54,35 @@ def read_pages(path: Path) -> list[bytes]:
     return pages
 
 
-def by_first(pages: list[bytes]) -> tuple[dict[int, bytes], int]:
-    """Given the pages, return them by their first event's index (the ``first`` query parameter), and the total."""
-    out: dict[int, bytes] = {}
-    first = 0
-    for body in pages:
-        out[first] = body
-        first += len(json.loads(body))
-    return out, first
+class EventStore:
+    """The events of the recorded pages (each once: a page starts again at the newest millisecond of the one
+    before it), answering the events query as Keycloak does: ``dateFrom`` (epoch ms, inclusive), ascending,
+    ``first``, ``max``. Answers are encoded once per query and kept, so a replay after the first costs
+    only the lookups."""
+
+    def __init__(self, pages: list[bytes]) -> None:
+        self.events: list[dict] = []
+        ids: set[str] = set()
+        for body in pages:
+            for event in json.loads(body):
+                if event["id"] not in ids:
+                    ids.add(event["id"])
+                    self.events.append(event)
+        self.times = [e["time"] for e in self.events]
+        self.total = len(self.events)
+        self._answers: dict[tuple[int, int, int], bytes] = {}
+
+    def answer(self, query: Mapping[str, str]) -> bytes:
+        key = (int(query.get("dateFrom", 0)), int(query.get("first", 0)), int(query.get("max", 100)))
+        body = self._answers.get(key)
+        if body is None:
+            start = bisect.bisect_left(self.times, key[0]) + key[1]
+            body = self._answers[key] = orjson.dumps(self.events[start:start + key[2]])
+        return body
 
 
-def replay_once(pages: dict[int, bytes], total: int, work: Path) -> dict:
-    """Run the real ``run_auth`` over the pages (a new spool and state in ``work``); return its report."""
+def replay_once(store: EventStore, work: Path) -> dict:
+    """Run the real ``run_auth`` over the recorded events (a new spool and state in ``work``); return its report."""
     import httpx
 
     def answer(req: httpx.Request) -> httpx.Response:
@@ -69,7 +90,7 @@ def replay_once(pages: dict[int, bytes], total: int, work: Path) -> dict:
             return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
         if req.url.path.endswith("/admin-events"):
             return httpx.Response(200, content=b"[]")
-        return httpx.Response(200, content=pages.get(int(req.url.params["first"]), b"[]"),
+        return httpx.Response(200, content=store.answer(req.url.params),
                               headers={"content-type": "application/json"})
 
     shutil.rmtree(work, ignore_errors=True)
@@ -78,13 +99,13 @@ def replay_once(pages: dict[int, bytes], total: int, work: Path) -> dict:
     threshold = gc.get_threshold()
     gc.set_threshold(10_000, 10, 10)
     try:
-        return _replay(pages, total, work, answer)
+        return _replay(store.total, work, answer)
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
 
 
-def _replay(pages: dict[int, bytes], total: int, work: Path, answer) -> dict:
+def _replay(total: int, work: Path, answer) -> dict:
     import httpx
 
     from citydc.config.models import AuthDetection
@@ -103,7 +124,7 @@ def _replay(pages: dict[int, bytes], total: int, work: Path, answer) -> dict:
     return report
 
 
-def golden(pages: dict[int, bytes], total: int, work: Path, out: Path) -> None:
+def golden(store: EventStore, work: Path, out: Path) -> None:
     """One replay with the spool's random, clock and host parts pinned; write its lines, head and report."""
     import secrets
     import socket
@@ -119,7 +140,7 @@ def golden(pages: dict[int, bytes], total: int, work: Path, out: Path) -> None:
         self.clock = lambda: 1_796_000_000.0
 
     spool_module.Spool.__init__ = pinned
-    report = replay_once(pages, total, work)
+    report = replay_once(store, work)
     with out.open("wb") as f:
         for seg in sorted((work / "spool").glob("seg-*.jsonl")):
             f.write(seg.read_bytes())
@@ -132,7 +153,7 @@ def golden(pages: dict[int, bytes], total: int, work: Path, out: Path) -> None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    pages: dict[int, bytes]
+    store: EventStore
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -157,11 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.endswith("/admin-events"):
             self._send(b"[]")
             return
-        first = int(parse_qs(url.query).get("first", ["0"])[0])
-        self._send(self.server.pages.get(first, b"[]"))
+        self._send(self.server.store.answer({k: v[0] for k, v in parse_qs(url.query).items()}))
 
 
-def cli(pages: dict[int, bytes], total: int, work: Path, rounds: int) -> None:
+def cli(store: EventStore, work: Path, rounds: int) -> None:
     """Run the whole ``citydc audit auth`` command ``rounds`` times against a local server of the pages."""
     import yaml
     from ldap_audit import byte_compile  # bench/ is sys.path[0] when run as a script
@@ -169,7 +189,8 @@ def cli(pages: dict[int, bytes], total: int, work: Path, rounds: int) -> None:
     byte_compile()  # as bench/sso_events.py does (PYTHONDONTWRITEBYTECODE is set on this machine)
 
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.pages = pages
+    server.store = store
+    total = store.total
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     cfg = {"sites": [{"id": "siwei", "name": "Siwei"}],
@@ -217,35 +238,36 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE", help="cProfile one in-process replay")
     parser.add_argument("--golden", type=Path, metavar="FILE", help="write one pinned replay's spool and report")
     args = parser.parse_args()
-    pages, total = by_first(read_pages(args.pages))
+    store = EventStore(read_pages(args.pages))
     work = Path(tempfile.mkdtemp(prefix="citydc-sso-replay-"))
     try:
         if args.golden:  # a fixed directory: its path is in the spool-created event
-            golden(pages, total, Path(tempfile.gettempdir()) / "citydc-sso-replay-golden", args.golden)
+            golden(store, Path(tempfile.gettempdir()) / "citydc-sso-replay-golden", args.golden)
             return
-        replay_once(pages, total, work / "warm")  # imports and caches warm, as in a long process
+        replay_once(store, work / "warm")  # imports and caches warm, as in a long process
         times = []
         for _ in range(args.repeats):
             started = time.perf_counter()
-            replay_once(pages, total, work / "r")
+            replay_once(store, work / "r")
             times.append(time.perf_counter() - started)
         if times:
             med = statistics.median(times)
-            print(f"run_auth replayed: {total} events, median of {len(times)}: {med:.2f} s, "
-                  f"{1e6 * med / total:.0f} us/event, min {min(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)})")
+            print(f"run_auth replayed: {store.total} events, median of {len(times)}: {med:.2f} s, "
+                  f"{1e6 * med / store.total:.0f} us/event, min {min(times):.2f} s "
+                  f"({', '.join(f'{t:.2f}' for t in times)})")
         if args.profile:
             import cProfile
 
             prof = cProfile.Profile()
             prof.enable()
-            replay_once(pages, total, work / "p")
+            replay_once(store, work / "p")
             prof.disable()
             prof.dump_stats(str(args.profile))
             for key in ("tottime", "cumulative"):
                 print(f"--- cProfile of one replay, by {key}")
                 pstats.Stats(str(args.profile)).sort_stats(key).print_stats(25)
         if args.cli:
-            cli(pages, total, work / "cli", args.cli)
+            cli(store, work / "cli", args.cli)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -297,15 +297,79 @@ def _role_names(representation: Any) -> list[str]:
 AHEAD = 2  # pages fetched and waiting at most, besides the one being mapped
 
 
+class _Pager:
+    """Where the next page starts, and which events of a page were read before.
+
+    Each page is asked from the newest millisecond read so far (``dateFrom``, inclusive) with ``first=0``, so
+    Keycloak's work per page stays the same however far the read has gone: with a fixed ``dateFrom`` and a
+    growing ``first`` it skips every row returned before, again on each page (a backlog of N events cost it
+    O(N²/page)). The events at that millisecond come again at the top of the next page and are dropped here by
+    id, whatever order Keycloak gives events of one millisecond. Only a page wholly of one millisecond
+    moves ``first`` on (by the page's length), so the read always makes progress; those offsets within one
+    millisecond assume Keycloak's order of its events holds from one request to the next, as paging with
+    ``first`` always did."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self.date_from = cursor.time_ms
+        self.seen = set(cursor.ids)  # the ids read at date_from
+        self.first = 0
+
+    def params(self, page: int) -> dict[str, Any]:
+        return {"dateFrom": str(self.date_from), "direction": "asc", "first": self.first, "max": page}
+
+    def take(self, items: list[Any]) -> list[Any]:
+        """Given a page as answered, return what was not read before (in order, malformed events included:
+        the mapping names them) and move past the page."""
+        date_from, seen = self.date_from, self.seen
+        new: list[Any] = []
+        newest: int | None = None
+        at_newest: list[str] = []
+        for obj in items:
+            key = _identity(obj)
+            if key is not None:
+                t, eid = key
+                if t < date_from or (t == date_from and eid in seen):
+                    continue  # before the cursor, or read already
+                if newest is None or t > newest:
+                    newest, at_newest = t, [eid]
+                elif t == newest:
+                    at_newest.append(eid)
+            new.append(obj)
+        if newest is not None and newest > date_from:
+            # a page wholly of its newest millisecond is stepped over at once (it would come again whole)
+            self.date_from, self.seen = newest, set(at_newest)
+            self.first = len(items) if len(at_newest) == len(items) else 0
+        else:  # the whole page at date_from (or nothing readable in it): step over it
+            seen.update(at_newest)
+            self.first += len(items)
+        return new
+
+
+def _identity(obj: Any) -> tuple[int, str] | None:
+    """Given a raw event, return its (time, id), or None when it is malformed (the mapping then names it)."""
+    if type(obj) is not dict:
+        return None
+    t, eid = obj.get("time"), obj.get("id")
+    if type(t) is not int or not 0 <= t <= _MAX_MS:
+        return None
+    if type(eid) is not str or not eid:
+        try:
+            eid = _event_id(obj, "")
+        except KeycloakError:
+            return None
+    return t, eid
+
+
 def _pages(kc: Keycloak, realm: str, stream: str, cursor: Cursor, page: int) -> Iterator[list[Any]]:
-    """Yield the raw pages from the cursor on, fetched one after the other in a background thread while the
-    caller maps the earlier ones (at most ``AHEAD`` pages waiting): Keycloak is never idle for the mapping."""
+    """Yield the raw events from the cursor on not read before, a page at a time, fetched one after the other
+    in a background thread while the caller maps the earlier ones (at most ``AHEAD`` pages waiting): Keycloak
+    is never idle for the mapping."""
     path = f"{quote(realm, safe='')}/{stream}"
     where = f"realm {realm} {stream}"
-    ready: queue.Queue[tuple[list[Any] | None, BaseException | None]] = queue.Queue(AHEAD)
+    ready: queue.Queue[tuple[list[Any] | None, bool, BaseException | None]] = queue.Queue(AHEAD)
     stop = threading.Event()
 
-    def put(entry: tuple[list[Any] | None, BaseException | None]) -> bool:
+    def put(entry: tuple[list[Any] | None, bool, BaseException | None]) -> bool:
         while not stop.is_set():
             try:
                 ready.put(entry, timeout=0.05)
@@ -315,27 +379,26 @@ def _pages(kc: Keycloak, realm: str, stream: str, cursor: Cursor, page: int) -> 
         return False  # the caller stopped reading
 
     def fetch_all() -> None:
-        first = 0
+        pager = _Pager(cursor)
         try:
             while not stop.is_set():
-                items = need_list(kc.get(path, {"dateFrom": str(cursor.time_ms), "direction": "asc",
-                                                "first": first, "max": page}), where)
-                first += len(items)
-                if not put((items, None)) or len(items) < page:
+                items = need_list(kc.get(path, pager.params(page)), where)
+                last = len(items) < page
+                if not put((pager.take(items), last, None)) or last:
                     return
         except BaseException as exc:  # handed to the caller, raised where it reads this page
-            put((None, exc))
+            put((None, True, exc))
 
     with ThreadPoolExecutor(1, thread_name_prefix="kc-events") as pool:
         pool.submit(fetch_all)
         try:
             while True:
-                items, error = ready.get()
+                items, last, error = ready.get()
                 if error is not None:
                     raise error
                 assert items is not None
                 yield items
-                if len(items) < page:
+                if last:
                     return
         finally:
             stop.set()  # a caller that stops early (an error, a closed generator) ends the fetching too
@@ -347,9 +410,7 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
 
     The caller advances the cursor (``cursor.advance``) once an item is processed, so an item read but
     not processed is read again next time. Raise KeycloakError (ApiShapeError for a malformed answer)."""
-    start = Cursor(cursor.time_ms, list(cursor.ids))
-    # what the cursor already covers: every event before its millisecond, and these ids at it (up to MAX_IDS)
-    seen_at_start = frozenset(start.ids)
+    start = Cursor(cursor.time_ms, list(cursor.ids))  # what the cursor covers is left out by _pages
     offset, last = 0, start.time_ms
     id_prefix = f"{source}:{realm}:{stream}:"
     build = events.SsoUserEvents(site, source, realm)
@@ -368,8 +429,6 @@ def read_stream(kc: Keycloak, realm: str, stream: str, cursor: Cursor, *, page: 
                 raise KeycloakError(f"{where}: events not in ascending time order; citydc reads events with "
                                     "direction=asc (Keycloak 26 or later)")
             last = t
-            if t < start.time_ms or (t == start.time_ms and eid in seen_at_start):
-                continue
             if stream == "events":
                 event, attempt = _user_event(obj, t, eid, where, names, build, id_prefix)
             else:

@@ -187,3 +187,28 @@ def test_role_grant_by_an_administrator_is_an_iam_event(slapd, tmp_path):
         assert e["event"]["category"] == ["iam"] and e["event"]["outcome"] == "success"
         assert e["citydc"]["sso_auth"]["roles"] == ["offline_access"]
         assert e["citydc"]["sso_auth"]["realm"] == "partners"
+
+
+def test_small_pages_read_what_one_page_reads_and_keycloak_is_never_asked_to_skip(slapd):
+    """Against Keycloak itself: its dateFrom is inclusive and the events of the newest millisecond read come
+    again at the top of the next page, so pages of 3 read the very events one page of 1,000 reads, in the
+    same order, every page asked with first=0 (no millisecond holds 3 of these events)."""
+    from citydc.sso.kc_events import Cursor, UserNames, read_stream
+    from citydc.sso.keycloak import Keycloak
+
+    for i in range(7):  # unknown users: LOGIN_ERROR events, and no account of another test locked
+        assert not kc_login(f"nobody-{random.randrange(10**6)}-{i}", "guess", f"{_NET}.90")
+    firsts: list[int] = []
+    with Keycloak(KC, keycloak_data.AUDIT_CLIENT, os.environ["CITYDC_KEYCLOAK_SECRET"]) as kc:
+        kc.http.event_hooks["request"].append(
+            lambda req: firsts.append(int(req.url.params["first"])) if req.url.path.endswith("/events") else None)
+
+        def read(page: int) -> list[tuple[int, str]]:
+            return [(i.time_ms, i.event_id) for i in read_stream(kc, "city", "events", Cursor(), page=page,
+                                                                 source="city-sso", site="siwei", names=UserNames(kc))]
+
+        whole = read(1000)
+        firsts.clear()
+        paged = read(3)
+    assert len(whole) >= 7 and paged == whole
+    assert len(firsts) > len(whole) // 3 and set(firsts) == {0}

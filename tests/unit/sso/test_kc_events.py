@@ -9,6 +9,7 @@ users by id. tests/lab/test_sso_events.py runs the same code against the real Ke
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,11 @@ class FakeKeycloak:
         self.realms = {"rid-city": "city", "rid-master": "master"}
         self.on_page: Callable[[str, int], None] | None = None
         self.requests = 0
+        self.firsts: list[int] = []  # the `first` of each events/admin-events request
         self.answer_override: Callable[[str, list], Any] | None = None
+        # Keycloak orders events by time only: events of one millisecond may come in any order, and in another
+        # order on the next request. A Random here shuffles them on every request.
+        self.tie_order: random.Random | None = None
 
     def add(self, realm: str, stream: str, event: dict[str, Any]) -> None:
         self.events.setdefault(f"{realm}/{stream}", []).append(event)
@@ -53,12 +58,17 @@ class FakeKeycloak:
             return httpx.Response(200, json={"id": parts[2], "username": name})
         if len(parts) == 2 and parts[1] in ("events", "admin-events"):
             self.requests += 1
+            if self.requests > 5_000:  # a reader that never gets past a page fails the test, never hangs it
+                return httpx.Response(500, json={"error": "too many requests"})
             q = request.url.params
             first, size = int(q.get("first", 0)), int(q.get("max", 100))
+            self.firsts.append(first)
             if self.on_page is not None:
                 self.on_page(path, first)
             stored = [e for e in self.events.get(f"{parts[0]}/{parts[1]}", [])
                       if e["time"] >= int(q.get("dateFrom", 0))]
+            if self.tie_order is not None:
+                self.tie_order.shuffle(stored)
             stored.sort(key=lambda e: e["time"], reverse=q.get("direction") != "asc")
             page = stored[first:first + size]
             if self.answer_override is not None:
@@ -127,6 +137,75 @@ def test_paging_while_events_arrive_leaves_no_gap_and_resume_reads_nothing_twice
     fake.add("city", "events", login(1000, cursor.time_ms + 1, "next", True))
     again = read_all(fake, cursor)
     assert [g.event_id for g in again] == ["ev-999", "ev-1000"]
+
+
+def test_each_page_is_asked_from_the_newest_millisecond_read_so_keycloak_never_skips_what_it_returned():
+    fake = FakeKeycloak()
+    for i in range(95):
+        fake.add("city", "events", login(i, T0 + i * 10, f"u{i}", False))
+    got = read_all(fake, Cursor(), page=10)
+    assert [g.event_id for g in got] == [f"ev-{i}" for i in range(95)]
+    # With a fixed dateFrom and a growing first, Keycloak would skip 10, 20, ... 90 rows it returned before.
+    assert fake.firsts == [0] * len(fake.firsts) and len(fake.firsts) == 11  # the last of each page comes again
+
+
+def test_a_page_wholly_of_one_millisecond_steps_over_it():
+    fake = FakeKeycloak()
+    for i in range(25):  # 25 events in one millisecond, then 3 more
+        fake.add("city", "events", login(i, T0, f"u{i}", False))
+    for i in range(25, 28):
+        fake.add("city", "events", login(i, T0 + 1, f"u{i}", False))
+    cursor = Cursor()
+    got = read_all(fake, cursor, page=10)
+    assert sorted(g.event_id for g in got) == sorted(f"ev-{i}" for i in range(28)) and len(got) == 28
+    assert fake.firsts[:3] == [0, 10, 20]
+    assert read_all(fake, cursor, page=10) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(st.integers(0, 12), min_size=0, max_size=40), page=st.integers(1, 8),
+       arrivals=st.lists(st.integers(0, 3), max_size=10), processed=st.integers(0, 40),
+       shuffle=st.booleans(), seed=st.integers(0, 2**16))
+def test_paging_reads_every_stored_event_once_against_a_model(times, page, arrivals, processed, shuffle, seed):
+    """Events with many ties, any page size, events arriving while the pages are read (at the newest
+    millisecond or later), a resumed cursor. With Keycloak's order of ties changing on every request, every
+    event is still read once while one millisecond holds fewer events than a page (more than a page of one
+    millisecond needs offsets within it, and those need a stable order)."""
+    if shuffle:
+        per_ms: dict[int, int] = {}
+        for t in times:
+            per_ms[t] = per_ms.get(t, 0) + 1
+        if any(n >= page for n in per_ms.values()):
+            shuffle = False
+    fake = FakeKeycloak()
+    if shuffle:
+        fake.tie_order = random.Random(seed)
+    n = 0
+    for t in sorted(times):
+        fake.add("city", "events", login(n := n + 1, T0 + t, "u", False))
+    cursor = Cursor()
+    first_read = read_all(fake, cursor, page=page)[:processed]
+    cursor = Cursor()  # resume after `processed` of them, as run_auth's state would
+    for g in first_read:
+        cursor.advance(g.time_ms, g.event_id)
+    pending = iter(arrivals)
+
+    def arrive(path: str, first: int) -> None:
+        step = next(pending, None)
+        if step is not None:
+            newest = max((e["time"] for e in fake.events.get("city/events", [])), default=T0)
+            nonlocal n
+            fake.add("city", "events", login(n := n + 1, newest + step, "late", True))
+
+    fake.on_page = arrive
+    got = read_all(fake, cursor, page=page)
+    fake.on_page = None
+    done = {g.event_id for g in first_read}
+    ids = [g.event_id for g in got]
+    assert len(ids) == len(set(ids)) and not done & set(ids)
+    assert done | set(ids) == {e["id"] for e in fake.events.get("city/events", [])}
+    assert [g.time_ms for g in got] == sorted(g.time_ms for g in got)
+    assert read_all(fake, cursor, page=page) == []
 
 
 def test_an_item_read_but_not_processed_is_read_again():

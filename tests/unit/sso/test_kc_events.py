@@ -175,7 +175,7 @@ def test_paging_reads_every_stored_event_once_against_a_model(times, page, arriv
         per_ms: dict[int, int] = {}
         for t in times:
             per_ms[t] = per_ms.get(t, 0) + 1
-        if any(n >= page for n in per_ms.values()):
+        if max(per_ms.values(), default=0) + len(arrivals) >= page:  # arrivals may join the newest one
             shuffle = False
     fake = FakeKeycloak()
     if shuffle:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -34,7 +35,12 @@ from citydc.sso.keycloak import Keycloak, KeycloakError
 
 __all__ = ["BATCH", "KeycloakFeed", "LdapFeed", "run_auth"]
 
-BATCH = 5000  # events emitted (and the state saved) together
+BATCH = 5000  # events emitted together
+# The state is saved with a batch at most this often, and at the end. It holds the detector's windows (a spray
+# fills them): saved with every batch, a long backlog cost a write of the whole window per 5,000 events.
+# Saving less often is safe: events are spooled before any state that covers them, with ids of their own,
+# so what a crash makes the next run read again is stored once.
+SAVE_SECONDS = 5.0
 
 
 @dataclass
@@ -94,12 +100,19 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     heads: list[tuple[float, int, int, Any]] = []  # (time, order, feed, item): the merge's next item per feed
     feeds: list[Iterator[Any]] = []
 
-    def save() -> None:
-        # Events first, then the state: after a crash in between, the same items are read again and their
-        # events (deterministic ids) are stored once.
+    last_save = time.monotonic()
+
+    def flush() -> None:
         if pending:
             emit(list(pending))
             pending.clear()
+
+    def save() -> None:
+        # Events first, then the state: after a crash in between, the same items are read again and their
+        # events (deterministic ids) are stored once.
+        nonlocal last_save
+        flush()
+        last_save = time.monotonic()
         unprocessed = [_bind_json(item) for _, _, _, item in heads if isinstance(item, Bind)]
         kc_state: dict[str, Any] = {}
         for (name, realm, stream), c in cursors.items():
@@ -185,7 +198,10 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
                         heapq.heappush(heads, (key, next(order), index, item))
                         item = None
                 if len(pending) >= BATCH:
-                    save()
+                    if time.monotonic() - last_save >= SAVE_SECONDS:
+                        save()
+                    else:
+                        flush()
     finally:
         detector.finish()
         save()

@@ -355,6 +355,7 @@ def test_each_batch_is_spooled_before_the_state_that_covers_it(tmp_path, monkeyp
     from citydc.sso import auth_audit
 
     monkeypatch.setattr(auth_audit, "BATCH", 7)
+    monkeypatch.setattr(auth_audit, "SAVE_SECONDS", 0.0)  # the state with every batch
     state = tmp_path / "s.json"
     seen: list[tuple[int, int]] = []  # (newest event of the batch, the saved cursor when it is spooled)
 
@@ -376,6 +377,7 @@ def test_a_batch_that_fails_to_spool_stops_all_later_state_and_the_next_run_resu
     from citydc.sso import auth_audit
 
     monkeypatch.setattr(auth_audit, "BATCH", 7)
+    monkeypatch.setattr(auth_audit, "SAVE_SECONDS", 0.0)  # the state with every batch
     state = tmp_path / "s.json"
     page = _logins(30)
     spooled: list[str] = []
@@ -399,6 +401,49 @@ def test_a_batch_that_fails_to_spool_stops_all_later_state_and_the_next_run_resu
                                                names=None)[0] for o in page)}
     assert login_ids <= set(spooled)  # every login spooled, the failed batch's included (read again)
     assert _cursor_ms(state) == page[-1]["time"]
+
+
+def test_between_saves_batches_are_spooled_without_state_and_a_failure_rereads_them(tmp_path, monkeypatch):
+    """The state (with the detector's windows) is written at most every SAVE_SECONDS and at the end, not with
+    every batch; a run that fails before its next save leaves the last state, and the next run reads again
+    from there: every login is spooled, none lost."""
+    from citydc import atomicfile
+    from citydc.sso import auth_audit
+
+    monkeypatch.setattr(auth_audit, "BATCH", 7)
+    monkeypatch.setattr(auth_audit, "SAVE_SECONDS", 3600.0)
+    state = tmp_path / "s.json"
+    writes: list[str] = []
+    real_write = atomicfile.write
+    monkeypatch.setattr(atomicfile, "write", lambda path, *a, **kw: (writes.append(str(path)),
+                                                                     real_write(path, *a, **kw))[1])
+    page = _logins(30)
+    batches: list[int] = []
+    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+             settings=AuthDetection(), state_path=state, emit=lambda b: batches.append(len(b)), privileged=())
+    assert len(batches) >= 4 and writes.count(str(state)) == 1  # four batches or more, one state: the end's
+    assert _cursor_ms(state) == page[-1]["time"]
+
+    state.unlink()
+    writes.clear()
+    spooled: list[str] = []
+
+    def failing(batch):
+        if len(spooled) >= 14:
+            raise OSError(28, "No space left on device")
+        spooled.extend(e.id for e in batch)
+
+    with pytest.raises(OSError, match="No space left"):
+        run_auth(group="g", ldap=None,
+                 keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+                 settings=AuthDetection(), state_path=state, emit=failing, privileged=())
+    assert not state.exists() and len(spooled) >= 14  # two batches spooled, no state written after them
+    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+             settings=AuthDetection(), state_path=state, emit=lambda b: spooled.extend(e.id for e in b),
+             privileged=())
+    login_ids = {e.id for e in (map_user_event(o, realm="city", where="w", source="city-sso", site="siwei",
+                                               names=None)[0] for o in page)}
+    assert login_ids <= set(spooled) and _cursor_ms(state) == page[-1]["time"]
 
 
 def _same(a: Any, b: Any) -> bool:

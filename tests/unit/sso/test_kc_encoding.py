@@ -351,6 +351,25 @@ def _cursor_ms(state_path) -> int:
     return json.loads(state_path.read_text())["keycloak"]["city-sso"]["city"]["events"]["time_ms"]
 
 
+def _run_city(page: list[dict], state, emit) -> dict:
+    return run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
+                    settings=AuthDetection(), state_path=state, emit=emit, privileged=())
+
+
+def _login_ids(page: list[dict]) -> set[str]:
+    return {map_user_event(o, realm="city", where="w", source="city-sso", site="siwei", names=None)[0].id
+            for o in page}
+
+
+def _spool_failing_after(spooled: list[str], n: int):
+    """An emit that records the event ids and fails like a full disk once ``n`` are spooled."""
+    def emit(batch):
+        if len(spooled) >= n:
+            raise OSError(28, "No space left on device")
+        spooled.extend(e.id for e in batch)
+    return emit
+
+
 def test_each_batch_is_spooled_before_the_state_that_covers_it(tmp_path, monkeypatch):
     from citydc.sso import auth_audit
 
@@ -364,8 +383,7 @@ def test_each_batch_is_spooled_before_the_state_that_covers_it(tmp_path, monkeyp
                      _cursor_ms(state)))
 
     page = _logins(30)
-    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-             settings=AuthDetection(), state_path=state, emit=emit, privileged=())
+    _run_city(page, state, emit)
     assert len(seen) >= 4
     times = [datetime.fromisoformat(newest).timestamp() * 1000 for newest, _ in seen]
     for (_, cursor), newest in zip(seen, times, strict=True):
@@ -381,24 +399,13 @@ def test_a_batch_that_fails_to_spool_stops_all_later_state_and_the_next_run_resu
     state = tmp_path / "s.json"
     page = _logins(30)
     spooled: list[str] = []
-
-    def failing(batch):
-        if len(spooled) >= 7:
-            raise OSError(28, "No space left on device")
-        spooled.extend(e.id for e in batch)
-
     with pytest.raises(OSError, match="No space left"):
-        run_auth(group="g", ldap=None,
-                 keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-                 settings=AuthDetection(), state_path=state, emit=failing, privileged=())
+        _run_city(page, state, _spool_failing_after(spooled, 7))
     covered = _cursor_ms(state)
     assert covered < page[-1]["time"]  # no state after the failed batch
     assert covered >= page[0]["time"]  # the first batch's
-    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-             settings=AuthDetection(), state_path=state, emit=lambda b: spooled.extend(e.id for e in b),
-             privileged=())
-    login_ids = {e.id for e in (map_user_event(o, realm="city", where="w", source="city-sso", site="siwei",
-                                               names=None)[0] for o in page)}
+    _run_city(page, state, lambda b: spooled.extend(e.id for e in b))
+    login_ids = _login_ids(page)
     assert login_ids <= set(spooled)  # every login spooled, the failed batch's included (read again)
     assert _cursor_ms(state) == page[-1]["time"]
 
@@ -419,30 +426,18 @@ def test_between_saves_batches_are_spooled_without_state_and_a_failure_rereads_t
                                                                      real_write(path, *a, **kw))[1])
     page = _logins(30)
     batches: list[int] = []
-    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-             settings=AuthDetection(), state_path=state, emit=lambda b: batches.append(len(b)), privileged=())
+    _run_city(page, state, lambda b: batches.append(len(b)))
     assert len(batches) >= 4 and writes.count(str(state)) == 1  # four batches or more, one state: the end's
     assert _cursor_ms(state) == page[-1]["time"]
 
     state.unlink()
     writes.clear()
     spooled: list[str] = []
-
-    def failing(batch):
-        if len(spooled) >= 14:
-            raise OSError(28, "No space left on device")
-        spooled.extend(e.id for e in batch)
-
     with pytest.raises(OSError, match="No space left"):
-        run_auth(group="g", ldap=None,
-                 keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-                 settings=AuthDetection(), state_path=state, emit=failing, privileged=())
+        _run_city(page, state, _spool_failing_after(spooled, 14))
     assert not state.exists() and len(spooled) >= 14  # two batches spooled, no state written after them
-    run_auth(group="g", ldap=None, keycloaks=[KeycloakFeed("city-sso", "siwei", ["city"], _keycloak(page), 10)],
-             settings=AuthDetection(), state_path=state, emit=lambda b: spooled.extend(e.id for e in b),
-             privileged=())
-    login_ids = {e.id for e in (map_user_event(o, realm="city", where="w", source="city-sso", site="siwei",
-                                               names=None)[0] for o in page)}
+    _run_city(page, state, lambda b: spooled.extend(e.id for e in b))
+    login_ids = _login_ids(page)
     assert login_ids <= set(spooled) and _cursor_ms(state) == page[-1]["time"]
 
 

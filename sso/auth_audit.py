@@ -119,7 +119,7 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             kc_state.setdefault(name, {}).setdefault(realm, {})[stream] = c.to_json()
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # orjson: the detector's windows hold an entry per account and address seen lately (thousands after a
-        # spray), and the state is written every batch.
+        # spray), and the state is written every few seconds while a backlog is read.
         atomicfile.write(state_path, orjson.dumps(
             {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
              "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS), mode=0o600)

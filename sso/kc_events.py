@@ -313,6 +313,12 @@ class _Pager:
         self.date_from = cursor.time_ms
         self.seen = set(cursor.ids)  # the ids read at date_from
         self.first = 0
+        # dateFrom moves only once a page has shown the server keeps direction=asc (times rising in it): one
+        # that ignores it answers newest first, and a dateFrom moved to the newest millisecond would never
+        # reach the older events. Until then pages are stepped over with first, and the mapping refuses a
+        # page whose times go down.
+        self.ascending = False
+        self.previous: int | None = None  # the time of the last event of the page before
 
     def params(self, page: int) -> dict[str, Any]:
         return {"dateFrom": str(self.date_from), "direction": "asc", "first": self.first, "max": page}
@@ -324,10 +330,16 @@ class _Pager:
         new: list[Any] = []
         newest: int | None = None
         at_newest: list[str] = []
+        previous = self.previous
+        rising, ordered = False, True
         for obj in items:
             key = _identity(obj)
             if key is not None:
                 t, eid = key
+                if previous is not None:
+                    rising = rising or t > previous
+                    ordered = ordered and t >= previous
+                previous = t
                 if t < date_from or (t == date_from and eid in seen):
                     continue  # before the cursor, or read already
                 if newest is None or t > newest:
@@ -335,12 +347,15 @@ class _Pager:
                 elif t == newest:
                     at_newest.append(eid)
             new.append(obj)
-        if newest is not None and newest > date_from:
+        self.previous = previous
+        self.ascending = self.ascending or (rising and ordered)
+        if self.ascending and ordered and newest is not None and newest > date_from:
             # a page wholly of its newest millisecond is stepped over at once (it would come again whole)
             self.date_from, self.seen = newest, set(at_newest)
             self.first = len(items) if len(at_newest) == len(items) else 0
-        else:  # the whole page at date_from (or nothing readable in it): step over it
-            seen.update(at_newest)
+        else:  # the whole page at date_from, nothing readable in it, or the order not shown yet: step over it
+            if newest == date_from:
+                seen.update(at_newest)
             self.first += len(items)
         return new
 

@@ -210,5 +210,8 @@ def test_small_pages_read_what_one_page_reads_and_keycloak_is_never_asked_to_ski
         whole = read(1000)
         firsts.clear()
         paged = read(3)
-    assert len(whole) >= 7 and paged == whole
-    assert len(firsts) > len(whole) // 3 and set(firsts) == {0}
+    # (events of one millisecond may come in either order: compared as sets, the times as sequences)
+    assert len(whole) >= 7 and sorted(paged) == sorted(whole) and [t for t, _ in paged] == [t for t, _ in whole]
+    # every page from the newest millisecond read, first=0 (a first page wholly of one millisecond, which
+    # cannot show the order, is stepped over with first=3 once)
+    assert len(firsts) > len(whole) // 3 and sum(f != 0 for f in firsts) <= 1

@@ -38,6 +38,7 @@ class FakeKeycloak:
         # Keycloak orders events by time only: events of one millisecond may come in any order, and in another
         # order on the next request. A Random here shuffles them on every request.
         self.tie_order: random.Random | None = None
+        self.ignore_direction = False  # as a server that always answers newest first
 
     def add(self, realm: str, stream: str, event: dict[str, Any]) -> None:
         self.events.setdefault(f"{realm}/{stream}", []).append(event)
@@ -69,7 +70,7 @@ class FakeKeycloak:
                       if e["time"] >= int(q.get("dateFrom", 0))]
             if self.tie_order is not None:
                 self.tie_order.shuffle(stored)
-            stored.sort(key=lambda e: e["time"], reverse=q.get("direction") != "asc")
+            stored.sort(key=lambda e: e["time"], reverse=self.ignore_direction or q.get("direction") != "asc")
             page = stored[first:first + size]
             if self.answer_override is not None:
                 return httpx.Response(200, content=json.dumps(self.answer_override(path, page)).encode())
@@ -120,7 +121,7 @@ def test_paging_while_events_arrive_leaves_no_gap_and_resume_reads_nothing_twice
     def arrive(path: str, first: int) -> None:
         # 7 new events land before each page after the first: more than a page in all.
         nonlocal n
-        if first:
+        if fake.requests > 1:
             for _ in range(7):
                 fake.add("city", "events", login(n := n + 1, T0 + 10_000 + n, "late", True))
 
@@ -130,6 +131,7 @@ def test_paging_while_events_arrive_leaves_no_gap_and_resume_reads_nothing_twice
     ids = [g.event_id for g in got]
     assert len(ids) == len(set(ids))
     stored = {e["id"] for e in fake.events["city/events"]}
+    assert len(stored) > 25 + 10  # events did arrive during the read, more than a page of them
     assert set(ids) == stored  # every event stored by the end of the read was read once
     fake.on_page = None
     assert read_all(fake, cursor) == []  # resumed: nothing again
@@ -242,6 +244,19 @@ def test_login_and_role_grant_are_ecs_events_with_user_client_address_actor_targ
     assert grant["citydc"]["sso_auth"]["actor_realm"] == "master"
     # A target the API no longer knows (deleted) stays its id.
     assert revoke["event"]["action"] == "iam-role-revoke" and revoke["user"]["target"]["name"] == "id-gone"
+
+
+def test_a_server_answering_newest_first_with_a_page_of_one_millisecond_is_still_an_error():
+    """A page wholly of one millisecond cannot show the order; dateFrom must not move to it, or the older
+    events would never be asked for (nor the order error raised)."""
+    fake = FakeKeycloak()
+    fake.ignore_direction = True
+    for i in range(5):
+        fake.add("city", "events", login(i, T0, f"old{i}", False))
+    for i in range(5, 20):
+        fake.add("city", "events", login(i, T0 + 5, f"new{i}", False))
+    with pytest.raises(KeycloakError, match="ascending"):
+        read_all(fake, Cursor(), page=10)
 
 
 def test_a_server_ignoring_ascending_order_is_an_error_not_a_silent_gap():

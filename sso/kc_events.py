@@ -300,7 +300,8 @@ AHEAD = 2  # pages fetched and waiting at most, besides the one being mapped
 class _Pager:
     """Where the next page starts, and which events of a page were read before.
 
-    Each page is asked from the newest millisecond read so far (``dateFrom``, inclusive) with ``first=0``, so
+    Once a page has shown the server's times rising (``__init__``), each page is asked from the newest
+    millisecond read so far (``dateFrom``, inclusive) with ``first=0``, so
     Keycloak's work per page stays the same however far the read has gone: with a fixed ``dateFrom`` and a
     growing ``first`` it skips every row returned before, again on each page (a backlog of N events cost it
     O(N²/page)). The events at that millisecond come again at the top of the next page and are dropped here by

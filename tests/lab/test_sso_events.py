@@ -192,7 +192,7 @@ def test_role_grant_by_an_administrator_is_an_iam_event(slapd, tmp_path):
 def test_small_pages_read_what_one_page_reads_and_keycloak_is_never_asked_to_skip(slapd):
     """Against Keycloak itself: its dateFrom is inclusive and the events of the newest millisecond read come
     again at the top of the next page, so pages of 3 read the very events one page of 1,000 reads, in the
-    same order, every page asked with first=0 (no millisecond holds 3 of these events)."""
+    same time order (events of one millisecond in either order), every page asked with first=0."""
     from citydc.sso.kc_events import Cursor, UserNames, read_stream
     from citydc.sso.keycloak import Keycloak
 

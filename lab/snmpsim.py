@@ -140,7 +140,7 @@ def install_snmpsim(ctx: LabContext) -> None:
             "python", ("/usr/bin/python3", "-c", "import ensurepip, dbm.gnu"), timeout=30).ok:
         apt_install(["python3", "python3-venv", "python3-gdbm"], ctx)
     ctx.log("creating the snmpsim venv")
-    ctx.cache.mkdir(parents=True, exist_ok=True)
+    ctx.cache_dir(venv_dir(ctx).name)  # the cache's root made the lab's way, open to its unprivileged user
     res = execute.run("python", ("/usr/bin/python3", "-m", "venv", "--clear", str(venv_dir(ctx))), timeout=300)
     if res.ok:
         res = execute.run("pip", (str(py), "-m", "pip", "install", "-q", *SNMPSIM_REQUIREMENTS), timeout=600)

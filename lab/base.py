@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,3 +235,27 @@ def need_binaries(binaries: dict[str, str], ctx: LabContext) -> None:
                       if shutil.which(binary) is None and not Path(binary).exists()})
     if missing:
         apt_install(missing, ctx)
+
+
+def install_maven_zip(ctx: LabContext, cache_name: str, artifact: str, zip_name: str, installed: Path) -> None:
+    """Given a cache directory's name, a Maven ``group:artifact:version:zip``, the zip's file name and a file
+    the unpacked archive holds, unpack the archive into the cache unless that file is there; the zip is
+    fetched with ``mvn dependency:copy`` (installed from Debian if needed) only when it is not cached."""
+    dest = ctx.cache_dir(cache_name)  # first: it also opens a cache an earlier run left root-only
+    if installed.exists():
+        return
+    zip_path = dest / zip_name
+    if not zip_path.exists():
+        need_binaries({"mvn": "maven"}, ctx)
+        ctx.log(f"fetching {artifact} with mvn")
+        res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact}",
+                                  f"-DoutputDirectory={dest}"], timeout=1200)
+        if not res.ok or not zip_path.exists():
+            raise LabError(f"mvn could not fetch {artifact}: {(res.stdout + res.stderr)[-800:]}")
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            zf.extract(info, dest)
+            # zipfile does not restore modes; the archive keeps them in external_attr. Everything stays
+            # readable: the lab's unprivileged user runs it.
+            mode = (info.external_attr >> 16) & 0o777
+            (dest / info.filename).chmod((mode or (0o755 if info.is_dir() else 0o644)) | 0o444)

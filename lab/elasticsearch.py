@@ -22,12 +22,11 @@ import re
 import shutil
 import subprocess
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from citydc import execute
 from citydc.lab import ports, processes
-from citydc.lab.base import LabContext, LabError, Service, need_binaries
+from citydc.lab.base import LabContext, LabError, Service, install_maven_zip
 from citydc.lab.java import JavaRuntime, java_runtime
 
 ES_VERSION = "9.2.4"
@@ -66,24 +65,8 @@ class Elasticsearch(Service):
         return ctx.cache / "elasticsearch" / f"elasticsearch-{ES_VERSION}"
 
     def install(self, ctx: LabContext) -> None:
-        dest = ctx.cache_dir("elasticsearch")  # first: it also opens a cache an earlier run left root-only
-        home = self.home(ctx)
-        if (home / "bin" / "elasticsearch").exists():
-            return
-        zip_path = dest / f"elasticsearch-{ES_VERSION}.zip"
-        if not zip_path.exists():
-            need_binaries({"mvn": "maven"}, ctx)
-            ctx.log(f"fetching {ARTIFACT} with mvn")
-            res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
-                                      f"-DoutputDirectory={dest}"], timeout=1200)
-            if not res.ok or not zip_path.exists():
-                raise LabError(f"mvn could not fetch {ARTIFACT}: {(res.stdout + res.stderr)[-800:]}")
-        with zipfile.ZipFile(zip_path) as zf:
-            for info in zf.infolist():
-                zf.extract(info, dest)
-                # zipfile does not restore modes; the archive keeps them in external_attr.
-                mode = (info.external_attr >> 16) & 0o777
-                (dest / info.filename).chmod((mode or (0o755 if info.is_dir() else 0o644)) | 0o444)
+        install_maven_zip(ctx, "elasticsearch", ARTIFACT, f"elasticsearch-{ES_VERSION}.zip",
+                          self.home(ctx) / "bin" / "elasticsearch")
 
     def user(self) -> str | None:
         if os.geteuid() != 0:

@@ -20,12 +20,10 @@ from __future__ import annotations
 import os
 import subprocess
 import urllib.request
-import zipfile
 from pathlib import Path
 
-from citydc import execute
 from citydc.lab import keycloak_data, ports, processes
-from citydc.lab.base import LabContext, LabError, Service, need_binaries
+from citydc.lab.base import LabContext, Service, install_maven_zip
 from citydc.lab.java import java_runtime
 from citydc.lab.slapd import Slapd
 
@@ -58,23 +56,8 @@ class Keycloak(Service):
         return ctx.service_dir(self.name) / "realms-ready"
 
     def install(self, ctx: LabContext) -> None:
-        dest = ctx.cache_dir("keycloak")  # first: it also opens a cache an earlier run left root-only
-        home = self.home(ctx)
-        if (home / "bin" / "kc.sh").exists():
-            return
-        zip_path = dest / f"keycloak-quarkus-dist-{KC_VERSION}.zip"
-        if not zip_path.exists():
-            need_binaries({"mvn": "maven"}, ctx)
-            ctx.log(f"fetching {ARTIFACT} with mvn")
-            res = execute.run("mvn", ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
-                                      f"-DoutputDirectory={dest}"], timeout=1200)
-            if not res.ok or not zip_path.exists():
-                raise LabError(f"mvn could not fetch {ARTIFACT}: {(res.stdout + res.stderr)[-800:]}")
-        with zipfile.ZipFile(zip_path) as zf:
-            for info in zf.infolist():
-                zf.extract(info, dest)
-                mode = (info.external_attr >> 16) & 0o777  # zipfile does not restore modes
-                (dest / info.filename).chmod((mode or (0o755 if info.is_dir() else 0o644)) | 0o444)
+        install_maven_zip(ctx, "keycloak", ARTIFACT, f"keycloak-quarkus-dist-{KC_VERSION}.zip",
+                          self.home(ctx) / "bin" / "kc.sh")
 
     def start(self, ctx: LabContext) -> subprocess.Popen:
         # The city realm federates to the lab slapd over StartTLS: its CA goes into Keycloak's truststore.

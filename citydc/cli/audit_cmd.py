@@ -139,6 +139,16 @@ def _output_path(template: str | None, source: str, many: bool) -> Path | None:
     return Path(template.replace("{source}", source))
 
 
+def _write_reports(result: dict[str, Any], source: str, many: bool, *, csv_path: str | None,
+                   html_path: str | None) -> None:
+    """Write one source's audit result as CSV and as HTML where ``--csv`` / ``--html`` ask for them."""
+    from citydc.sso import report
+    if (p := _output_path(csv_path, source, many)) is not None:
+        _write_private(p, report.to_csv(result))
+    if (p := _output_path(html_path, source, many)) is not None:
+        _write_private(p, report.to_html(result))
+
+
 def _write_private(path: Path, text: str) -> None:
     # Reports name accounts and weaknesses: owner-only, like every file citydc writes.
     from citydc import atomicfile
@@ -232,10 +242,7 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
             emit_configured(loaded, evs)
         _record(loaded, src, attempt=attempt, result=result, error=None)
         many = len(sources) > 1
-        if (p := _output_path(csv_path, src.name, many)) is not None:
-            _write_private(p, report.to_csv(result))
-        if (p := _output_path(html_path, src.name, many)) is not None:
-            _write_private(p, report.to_html(result))
+        _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path)
         results.append(result)
         if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
             failed = True
@@ -473,7 +480,7 @@ def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path
     access grants), administrators without OTP, LDAP federation without TLS, and leavers (disabled or missing
     in the ldap_source directory) still enabled in Keycloak. Same accepted risks, reports, score and exit code
     as `citydc audit ldap`."""
-    from citydc.sso import events, files, report, runs
+    from citydc.sso import events, files, runs
     from citydc.sso.directory import DirectoryError
     from citydc.sso.keycloak import KeycloakError
     from citydc.sso.model import severity_rank
@@ -516,10 +523,7 @@ def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path
                                             action="sso-audit-posture", dataset=events.SSO_AUDIT_DATASET))
             emit_configured(loaded, evs)
         many = len(sources) > 1
-        if (p := _output_path(csv_path, src.name, many)) is not None:
-            _write_private(p, report.to_csv(result))
-        if (p := _output_path(html_path, src.name, many)) is not None:
-            _write_private(p, report.to_html(result))
+        _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path)
         results.append(result)
         if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
             failed = True

@@ -14,7 +14,17 @@ import click
 # Light on purpose: ``play run`` starts ansible-playbook before it imports Rich, the table and the config
 # (docs/playbooks.md, "Early start"); output.out/err and citydc.cli.table are imported where used.
 from citydc.cli import output
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, examples, exit_now, fail, load_config, print_json
+from citydc.cli.output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    config_path,
+    examples,
+    exit_now,
+    fail,
+    load_config,
+    print_json,
+)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -285,7 +295,7 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv,
                       artifacts_dir=artifacts_dir.absolute() if artifacts_dir is not None else None, site=site,
                       limit=limit, check=check, diff=diff, extra_vars=plain, secret_vars=secrets, keep_runs=keep_runs,
-                      timeout=timeout)
+                      timeout=timeout, config_file=config_path((ctx.find_root().obj or {}).get("config_path")))
     tracker = Tracker(secrets=list(secrets.values()))
     run = start_playbook(req, tracker)
     try:

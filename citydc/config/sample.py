@@ -105,9 +105,16 @@ def reference_config() -> Config:
                    snmp_auth="core-v3", netmiko_device_type="arista_eos", login="netops"),
             Device(name="sw-fengshan-acc1", address="[2001:db8:20::11]:161", site="fengshan", role="access",
                    snmp_auth="access-v2c", snmp_module="if_mib_bytes"),
-            Device(name="lb-fengshan-1", address="10.20.0.40", site="fengshan", role="lb",
+            # The load balancers and hypervisors: also the Ansible inventory's (playbooks/inventories/production
+            # makes its lb and hypervisors groups from these devices, citydc.ops.devices).
+            Device(name="lb-siwei-1", address="10.10.0.11", site="siwei", role="lb"),
+            Device(name="lb-siwei-2", address="10.10.0.12", site="siwei", role="lb"),
+            Device(name="lb-fengshan-1", address="10.20.0.11", site="fengshan", role="lb",
                    netmiko_device_type="linux", login="linux-hosts",
                    config_commands={"running": "cat /etc/haproxy/haproxy.cfg"}),
+            Device(name="lb-fengshan-2", address="10.20.0.12", site="fengshan", role="lb"),
+            Device(name="hv-siwei-1", address="10.10.0.31", site="siwei", role="hypervisor"),
+            Device(name="hv-fengshan-1", address="10.20.0.31", site="fengshan", role="hypervisor"),
         ],
         snmp=SnmpCollector(
             listen="10.10.0.20:9116",

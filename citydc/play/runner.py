@@ -103,6 +103,9 @@ class PlayRequest:
     secret_vars: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> value, never printed
     keep_runs: int = 20
     timeout: int | None = None
+    # the citydc.yaml of this run: the child's $CITYDC_CONFIG, so an inventory made from its devices
+    # (citydc.ops.devices, inventories/production) is made from the same file
+    config_file: Path | None = None
 
 
 @dataclass
@@ -210,6 +213,8 @@ def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None,
     if cmdline:
         kwargs["cmdline"] = shlex.join(cmdline)
     envvars = {"ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True")}
+    if req.config_file is not None:
+        envvars["CITYDC_CONFIG"] = str(req.config_file.absolute())
     if any(name in req.secret_vars for name in PRIVATE_KEY_VARS):
         envvars["ANSIBLE_SSH_AGENT"] = os.environ.get("ANSIBLE_SSH_AGENT", "auto")
     kwargs["envvars"] = envvars

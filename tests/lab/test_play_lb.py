@@ -221,6 +221,37 @@ def test_deploy_is_idempotent_and_check_mode_changes_nothing(lab):
     assert cfg.read_text() == before
 
 
+def test_an_inventory_made_from_the_configs_devices_deploys_those_load_balancers(lab, tmp_path):
+    """citydc.ops.devices (the production inventory's way): the load balancers come from citydc.yaml's devices,
+    and ``citydc play run`` hands ansible-playbook the config it runs with ($CITYDC_CONFIG)."""
+    lab_inventory = Path(__file__).resolve().parents[2] / "playbooks" / "inventories" / "lab"
+    inv = tmp_path / "inventory"
+    for part in ("group_vars", "host_vars"):  # the lab's Ansible-only facts, under the devices' names
+        shutil.copytree(lab_inventory / part, inv / part)
+    app = {"siwei": list(SIWEI), "fengshan": list(FENGSHAN)}
+    (inv / "hosts.yml").write_text(json.dumps({"all": {"children": {
+        **{site: {"hosts": dict.fromkeys(hosts)} for site, hosts in app.items()},
+        "app": {"hosts": dict.fromkeys([*SIWEI, *FENGSHAN])}}}}))
+    (inv / "citydc_devices.yml").write_text("plugin: citydc.ops.devices\n")
+    base = json.loads(lab["config"].read_text())
+
+    def with_devices(name: str, *sites: str) -> Path:
+        devices = [{"name": f"lb-{site}-1", "address": "127.0.0.1", "site": site, "role": "lb"} for site in sites]
+        devices.append({"name": "sw-core", "address": "127.0.0.1:1161", "site": "siwei", "role": "core"})
+        path = tmp_path / name
+        path.write_text(json.dumps({**base, "devices": devices}))
+        return path
+
+    rc, static = play(lab, "lb-deploy.yml", "--check")  # the lab's static inventory
+    assert rc == 0 and set(static["hosts"]) == {"lb-siwei-1", "lb-fengshan-1"}, static
+    rc, both = play(lab, "lb-deploy.yml", "-i", str(inv), "--check", config=with_devices("both.yaml",
+                                                                                           "siwei", "fengshan"))
+    assert rc == 0, both
+    assert both["hosts"] == static["hosts"]  # the same hosts, tasks and outcome per host
+    rc, one = play(lab, "lb-deploy.yml", "-i", str(inv), "--check", config=with_devices("one.yaml", "fengshan"))
+    assert rc == 0 and set(one["hosts"]) == {"lb-fengshan-1"}, one
+
+
 def test_runtime_states_survive_a_hitless_reload(lab):
     """A drained server stays drained across the reload a deploy triggers (server-state-file)."""
     sock = lab["sock"]["fengshan"]

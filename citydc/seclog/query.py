@@ -86,18 +86,21 @@ def _failed_logins(now: datetime) -> Query:
                  filters={"event.category": "authentication", "event.outcome": "failure", "event.kind": "event"})
 
 
+# What changes who may do what: the iam events of Keycloak's admin events (citydc audit auth, sso/events.py).
+PRIVILEGE_ACTIONS = ("iam-role-grant", "iam-role-revoke", "iam-group-join", "iam-group-leave")
+
 SAVED: dict[str, SavedQuery] = {q.name: q for q in (
     SavedQuery("failed-logins", "Failed authentications per user in the last 24 hours.", _failed_logins,
                by=("user.name",)),
-    SavedQuery("privileged-changes", "Changes of privileged group membership (who, which group, when).",
-               lambda now: Query(filters={"event.action": "privileged-membership-changed"})),
+    SavedQuery("privileged-changes", "Role grants and revokes, group joins and leaves (who, to whom, when).",
+               lambda now: Query(filters={"event.action": PRIVILEGE_ACTIONS})),
     SavedQuery("stale-backups", "Backup jobs without a successful backup-run in the last 26 hours.",
                lambda now: Query(since=now - timedelta(hours=26),
                                  filters={"event.action": "backup-run", "event.outcome": "success"}),
                by=("citydc.backup.job",)),
     SavedQuery("playbook-runs", "Who ran which playbook against which site.",
                lambda now: Query(filters={"event.action": "playbook-run"}),
-               by=("user.name", "citydc.playbook.name", "labels.site")),
+               by=("user.name", "citydc.playbook.playbook", "labels.site")),
 )}
 
 
@@ -122,7 +125,7 @@ def stale_backups(store: Store, configured_jobs: Iterable[str], now: datetime | 
 
 def describe(query: Query) -> Mapping[str, str]:
     """Given a Query, return its parts as strings (for the table title and --json output)."""
-    out = {k: v for k, v in query.filters.items()}
+    out = {k: v if isinstance(v, str) else " or ".join(v) for k, v in query.filters.items()}
     if query.since:
         out["since"] = query.since.isoformat()
     if query.until:

@@ -32,7 +32,8 @@ class Query:
 
     since: datetime | None = None
     until: datetime | None = None
-    filters: dict[str, str] = field(default_factory=dict)  # ECS field -> exact value
+    # ECS field -> exact value, or a tuple of values of which the field may equal any (a saved question's list)
+    filters: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     text: str | None = None
     limit: int | None = None  # None: no cap (streamed)
     newest_first: bool = True

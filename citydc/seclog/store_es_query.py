@@ -98,7 +98,10 @@ def bool_query(query: Query, *, since: datetime | None = None) -> dict:
     if time_range:
         clauses.append({"range": {"@timestamp": time_range}})
     for field_name, value in sorted(query.filters.items()):
-        clauses.append({"term": {field_name: value}})
+        if isinstance(value, str):
+            clauses.append({"term": {field_name: value}})
+        else:  # any of the values
+            clauses.append({"terms": {field_name: list(value)}})
     if query.text:
         terms = text_terms(query.text)
         if terms is None:

@@ -327,14 +327,17 @@ class SqliteStore:
             clauses.append("ts_ms < ?")
             params.append(_ms(query.until))
         for field, value in sorted(query.filters.items()):
+            values = (value,) if isinstance(value, str) else tuple(value)
+            test = "= ?" if len(values) == 1 else f"IN ({','.join('?' * len(values))})"
             column = COLUMNS.get(field)
             if column is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+                clauses.append(f"{column} {test}")
+                params.extend(values)
             else:
                 # json_each yields a scalar as itself and a list element-wise: "any element equals".
-                clauses.append("EXISTS (SELECT 1 FROM json_each(events.doc, ?) WHERE json_each.value = ?)")
-                params.extend([_json_path(field), value])
+                clauses.append(  # test holds only placeholders
+                    f"EXISTS (SELECT 1 FROM json_each(events.doc, ?) WHERE json_each.value {test})")  # noqa: S608
+                params.extend([_json_path(field), *values])
         if query.text:
             match = fts_query(query.text)
             if match is None:

@@ -186,6 +186,10 @@ PARITY_QUERIES = [
     Query(filters={"source.ip": "10.10.2.3"}),
     Query(filters={"host.name": "sso-1", "event.kind": "event", "event.dataset": "citydc.sso_audit"}),
     Query(filters={"event.action": "no-such-action"}),
+    Query(filters={"user.name": ("bob", "carol")}),  # any of several values (the saved questions)
+    Query(filters={"labels.site": ("fengshan", "nowhere"), "event.outcome": ("failure",)}, newest_first=False),
+    Query(filters={"event.type": ("start", "end"), "host.name": ("sso-1",)}),  # a list field: any element
+    Query(filters={"event.action": ()}),
     Query(since=T0 + timedelta(milliseconds=14), until=T0 + timedelta(days=1)),
     Query(since=T0 + timedelta(days=2)),
     Query(until=T0 + timedelta(milliseconds=28, microseconds=600)),

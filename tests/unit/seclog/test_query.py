@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from citydc.seclog.query import SAVED, QueryError, build_query, parse_time
+from citydc.seclog.query import PRIVILEGE_ACTIONS, SAVED, QueryError, build_query, parse_time
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 
@@ -67,9 +67,9 @@ def test_saved_questions():
     assert q.since == NOW - timedelta(hours=24)
     assert q.filters["event.category"] == "authentication" and q.filters["event.outcome"] == "failure"
     assert SAVED["failed-logins"].by == ("user.name",)
-    assert SAVED["privileged-changes"].make(NOW).filters == {"event.action": "privileged-membership-changed"}
+    assert SAVED["privileged-changes"].make(NOW).filters == {"event.action": PRIVILEGE_ACTIONS}
     assert SAVED["stale-backups"].make(NOW).since == NOW - timedelta(hours=26)
-    assert SAVED["playbook-runs"].by == ("user.name", "citydc.playbook.name", "labels.site")
+    assert SAVED["playbook-runs"].by == ("user.name", "citydc.playbook.playbook", "labels.site")
 
 
 def test_naive_times_never_pass_silently():

@@ -11,7 +11,8 @@ exist). Nothing runs before the whole file is valid, and code after the load see
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,20 +79,213 @@ def format_loc(loc: Iterable[Any]) -> str:
     return out
 
 
-def _line_index(node: yaml.Node | None, prefix: str = "") -> Iterator[tuple[str, int]]:
-    """Yield (path, 1-based line) for every node of a composed YAML document."""
+def _line_index(node: yaml.Node | None, prefix: str = "",
+                where: dict[int, str] | None = None) -> Iterator[tuple[str, int]]:
+    """Yield (path, 1-based line) for every node of a composed YAML document.
+
+    With ``where``, also record the first path of every node (by identity) in it. The graph must
+    have passed _graph_problem: an alias is walked again at each of its uses, which that bounds.
+    """
     if node is None:
         return
+    if where is not None:
+        where.setdefault(id(node), prefix)
     yield prefix, node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             name = str(key.value)
             path = f"{prefix}.{name}" if prefix else name
             yield path, key.start_mark.line + 1
-            yield from (item for item in _line_index(value, path) if item[0] != path)
+            yield from (item for item in _line_index(value, path, where) if item[0] != path)
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            yield from _line_index(value, f"{prefix}[{i}]")
+            yield from _line_index(value, f"{prefix}[{i}]", where)
+
+
+# -- reading the YAML: bounded, every problem an error with its line, no text of the file echoed ----
+
+# Far above any real citydc.yaml, far below what costs noticeable time or memory: PyYAML composes
+# nesting recursively, and an alias copies its whole anchored value at every use (a 300-byte
+# "billion laughs" file of nested aliases expands to millions of values).
+MAX_DEPTH = 100
+MAX_ALIAS_VALUES = 100_000
+
+
+class _YamlRefused(Exception):
+    """The YAML is well formed but refused; ``message`` names what, ``mark`` where."""
+
+    def __init__(self, message: str, mark: yaml.Mark | None):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting while composing and records duplicate mapping keys.
+
+    Duplicates are collected, not raised, so they are reported with every other error of the file.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+        self.current: yaml.Node | None = None  # the node being constructed, for errors without a mark
+        self.duplicates: list[tuple[yaml.MappingNode, yaml.Node, yaml.Node]] = []  # (mapping, key, first key)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _YamlRefused(f"nesting too deep (more than {MAX_DEPTH} levels)", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self.current = node
+        return super().construct_object(node, deep)
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            self._record_duplicates(node)
+        return super().construct_mapping(node, deep)
+
+    def _record_duplicates(self, node: yaml.MappingNode) -> None:
+        # Only keys written in this mapping: a key brought in by a merge (<<: *base) may be overridden.
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)  # 1 and 0x1 are one key, as in the dict built
+            if key in first:
+                self.duplicates.append((node, key_node, first[key]))
+            else:
+                first[key] = key_node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Given a composed document, raise _YamlRefused if aliases make it recursive, too deep or too big.
+
+    One walk over the distinct nodes (an alias is the anchored node itself, reached again), without
+    recursion: a node reached while its own walk is still open contains itself; each further use of
+    a finished node adds its expanded size and depth to its parent's.
+    """
+    size: dict[int, int] = {}  # values in the expansion of a finished node (capped: only the bound matters)
+    depth: dict[int, int] = {}
+    added = 0  # values the aliases add beyond those written out
+    stack: list[tuple[yaml.Node, yaml.Node | None, bool]] = [(root, None, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, parent, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            kids = _children(node)
+            size[key] = min(1 + sum(size[id(k)] for k in kids), 2 * MAX_ALIAS_VALUES)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise _YamlRefused(f"nesting too deep through aliases (more than {MAX_DEPTH} levels)",
+                                   node.start_mark)
+        elif key in open_nodes:
+            raise _YamlRefused("recursive alias: this value contains an alias to itself", node.start_mark)
+        elif key in size:
+            added += size[key]
+            if added > MAX_ALIAS_VALUES:
+                raise _YamlRefused(f"the document expands to too many values through aliases (more than "
+                                   f"{MAX_ALIAS_VALUES:,} added; each alias copies its whole anchored value)",
+                                   (parent or node).start_mark)
+        else:
+            open_nodes.add(key)
+            stack.append((node, parent, True))
+            stack.extend((child, node, False) for child in reversed(_children(node)))
+
+
+# PyYAML's problem texts that quote the file (an alias, tag or anchor name, which may be the start of
+# an unquoted secret), each replaced by what it means.
+_QUOTING_PROBLEMS = (
+    ("found undefined alias", "undefined alias (an unquoted value starting with * names an &anchor; "
+                              "quote the value if it is text)"),
+    ("could not determine a constructor for the tag", "unknown tag (an unquoted value starting with ! "
+                                                      "is a YAML tag; quote the value if it is text)"),
+    ("found undefined tag handle", "undefined tag handle (an unquoted value starting with ! is a YAML tag; "
+                                   "quote the value if it is text)"),
+    ("found duplicate anchor", "duplicate anchor (an &anchor name given twice)"),
+)
+# Anything else quoted in a problem: kept when it is one character ('\t') or a token kind ('<scalar>').
+_QUOTED = re.compile(r"""\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def _harmless(quoted: str) -> bool:
+    inner = quoted.strip()[1:-1]
+    return len(inner) <= 4 or re.fullmatch(r"<[a-z ]+>", inner) is not None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Given a PyYAML error, return what is wrong without any text of the file (it may hold a secret)."""
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    for text in (context, problem):
+        for start, meaning in _QUOTING_PROBLEMS:
+            if text and text.startswith(start):
+                return meaning
+    if not isinstance(exc, yaml.MarkedYAMLError):  # a ReaderError: a character code and a position only
+        return str(exc).splitlines()[0]
+    # str(exc) of a marked error quotes the line of the file, so only the problem text is used.
+    problem = problem or context or "cannot be parsed"
+    return _QUOTED.sub(lambda m: m.group(0) if _harmless(m.group(1)) else "", problem)
+
+
+def _where(mark: yaml.Mark | None) -> tuple[str, int | None]:
+    return (f" at column {mark.column + 1}" if mark else ""), (mark.line + 1 if mark else None)
+
+
+def _yaml_error(filename: str, message: str, mark: yaml.Mark | None) -> ConfigInvalid:
+    column, line = _where(mark)
+    return ConfigInvalid(filename, [ConfigError("", f"not valid YAML{column}: {message}", line)])
+
+
+def _read_yaml(text: str, filename: str) -> tuple[Any, dict[str, int], list[ConfigError]]:
+    """Given YAML text, return (data, {path: line}, duplicate-key errors). Raise ConfigInvalid if it
+    cannot be read, or aliases or nesting make it recursive, too deep or too big."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, {}, []
+            _check_graph(node)
+            where: dict[int, str] = {}
+            lines = dict(_line_index(node, "", where))
+            raw = loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(filename, _yaml_problem(exc), getattr(exc, "problem_mark", None)) from None
+        except _YamlRefused as exc:
+            raise _yaml_error(filename, exc.message, exc.mark) from None
+        except RecursionError:  # a guard behind MAX_DEPTH: PyYAML composes and constructs recursively
+            raise _yaml_error(filename, f"nesting too deep (more than {MAX_DEPTH} levels)", None) from None
+        except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError):
+            # A value of an explicit or implicit type that is no such value: 2026-13-45 (a date), !!int abc,
+            # an empty !!int or !!timestamp (PyYAML indexes or matches it unchecked). The exception's text
+            # would quote the value.
+            mark = loader.current.start_mark if loader.current is not None else None
+            raise _yaml_error(filename, "a value cannot be read as its type (a date such as 2026-13-45, "
+                                        "or a !!tag); quote it if it is text", mark) from None
+    finally:
+        loader.dispose()
+    duplicates = [ConfigError(_key_path(where.get(id(mapping), ""), key),
+                              f"duplicate key (first at line {first.start_mark.line + 1})", key.start_mark.line + 1)
+                  for mapping, key, first in sorted(loader.duplicates, key=lambda d: d[1].start_mark.index)]
+    return raw, lines, duplicates
+
+
+def _key_path(prefix: str, key: yaml.Node) -> str:
+    name = str(key.value)
+    return f"{prefix}.{name}" if prefix else name
 
 
 def _line_for(lines: dict[str, int], path: str) -> int | None:
@@ -104,7 +298,7 @@ def _line_for(lines: dict[str, int], path: str) -> int | None:
     return None
 
 
-_UNION_TAGS = {"SnmpV2c", "SnmpV3", "sqlite", "elasticsearch", "2c", "3"}
+_UNION_TAGS = {"SnmpV2c", "SnmpV3", "sqlite", "elasticsearch", "2c", "3", "log", "keycloak"}
 # tools.* settings that existed before tools held only the programs citydc itself runs.
 _REMOVED_TOOLS = {"snmpget", "snmpbulkwalk", "snmpd", "haproxy", "promtool", "ansible_playbook"}
 
@@ -113,9 +307,10 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = list(err["loc"])
-        # The tag pydantic adds for a discriminated union (snmp_auth.<name>.<tag>, security_log.sink.<tag>)
-        # is no key of the file; drop it there only, so a profile named "3" keeps its name.
-        if len(loc) > 2 and (loc[0] == "snmp_auth" or loc[:2] == ["security_log", "sink"]) and loc[2] in _UNION_TAGS:
+        # The tag pydantic adds for a discriminated union (snmp_auth.<name>.<tag>, security_log.sink.<tag>,
+        # sso[i].<tag>) is no key of the file; drop it there only, so a profile named "3" keeps its name.
+        if len(loc) > 2 and (loc[0] in ("snmp_auth", "sso") or loc[:2] == ["security_log", "sink"]) \
+                and loc[2] in _UNION_TAGS:
             del loc[2]
         msg = err["msg"]
         if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "tools" and loc[1] in _REMOVED_TOOLS:
@@ -124,12 +319,48 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "unknown key (not part of the schema; check its spelling)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            out.append(_union_tag_error(loc, err))
+            continue
+        if err["type"] == "invalid_key" and loc:  # a key that is no text, at the top of the file
+            out.append((_key_loc(loc[:-1], loc[-1]), _not_text_key(loc[-1])))
+            continue
         if len(loc) >= 2 and loc[-1] == "[key]":  # a mapping key of the wrong type: name the key itself
-            loc, msg = loc[:-1], f"key: {msg}"
-            out.append((f"{format_loc(loc[:-1])}.{loc[-1]}" if len(loc) > 1 else str(loc[0]), msg))
+            loc = loc[:-1]
+            msg = _not_text_key(loc[-1]) if err["type"] == "string_type" else f"key: {msg}"
+            out.append((_key_loc(loc[:-1], loc[-1]), msg))
             continue
         out.append((format_loc(loc), msg))
     return out
+
+
+def _key_loc(parent: list[Any], key: Any) -> str:
+    # A key is written .key even when it is a number, as the line index has it (format_loc writes [n]).
+    return f"{format_loc(parent)}.{key}" if parent else str(key)
+
+
+def _not_text_key(key: Any) -> str:
+    return f"key: expected text, got the {type(key).__name__} {key!r}; quote it if it is a name"
+
+
+# The key a discriminated union is chosen by, by pydantic's name of its discriminator.
+_DISCRIMINATOR_KEYS = {"'version'": "version", "_snmp_version()": "version", "'kind'": "kind", "_sso_kind()": "kind"}
+_REQUIRED_TAGS = {"version": "2c (a community) or 3 (a user)", "kind": "sqlite or elasticsearch"}
+_TAG_HINTS = {("version", "2"): " (SNMPv2 with a community is written 2c)",
+              ("version", "1"): " (SNMPv1 is not supported)"}
+
+
+def _union_tag_error(loc: list[Any], err: Any) -> tuple[str, str]:
+    """Given the error of a discriminated union (snmp_auth.X.version, security_log.sink.kind, sso[].kind),
+    return (path, message) naming the key and the values it takes."""
+    ctx = err.get("ctx") or {}
+    key = _DISCRIMINATOR_KEYS.get(str(ctx.get("discriminator")), "kind")
+    path = format_loc(loc)
+    if err["type"] == "union_tag_not_found":
+        return path, f"{key} is required: {_REQUIRED_TAGS.get(key, 'it says which kind of entry this is')}"
+    expected = " or ".join(t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(","))
+    tag = str(ctx.get("tag"))
+    return f"{path}.{key}", f"expected {expected}, got {tag!r}{_TAG_HINTS.get((key, tag), '')}"
 
 
 def _mapping(value: Any) -> dict:
@@ -208,6 +439,13 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     for key in ("ldap", "sso"):
         for i, src in _entries(raw.get(key)):
             check_site(f"{key}[{i}].site", src.get("site"))
+    sso = _entries(raw.get("sso"))
+    check_unique("sso", sso, "name", "SSO source name")  # audit state and labels are keyed by it
+    ldap_names = {name for _, src in _entries(raw.get("ldap")) if (name := text(src.get("name")))}
+    for i, src in sso:
+        name = text(src.get("ldap_source"))
+        if src.get("kind") == "keycloak" and name is not None and name not in ldap_names:
+            errors.append((f"sso[{i}].ldap_source", f'unknown ldap source "{name}" (known: {_names(ldap_names)})'))
     netflow = _mapping(raw.get("netflow"))
     for i, lst in _entries(netflow.get("listeners")):
         check_site(f"netflow.listeners[{i}].site", lst.get("site"))
@@ -285,12 +523,13 @@ def _alerting_references(alerting: dict, check_site: Any) -> list[tuple[str, str
 
 
 def load_data(raw: Any, filename: str = "citydc.yaml", *, base_dir: Path | None = None, check_files: bool = True,
-              lines: dict[str, int] | None = None) -> Config:
+              lines: dict[str, int] | None = None, errors: Sequence[ConfigError] = ()) -> Config:
     """Given parsed YAML data, return the validated Config with every path absolute.
 
     Relative paths are taken relative to ``base_dir`` (the config file's directory; the working
     directory when None). With ``check_files``, files that must exist (``ca_file``, ``ssh_config``)
-    are checked. Raise ConfigInvalid with every error, each with its path (and line, from ``lines``).
+    are checked. Raise ConfigInvalid with every error, each with its path (and line, from ``lines``),
+    ``errors`` found while reading the file (duplicate keys) first.
     """
     if raw is None:
         raw = {}
@@ -305,24 +544,17 @@ def load_data(raw: Any, filename: str = "citydc.yaml", *, base_dir: Path | None 
         except ValidationError as exc:
             found.extend(_pydantic_errors(exc))
         found.extend(_cross_references(raw))
-    if found or config is None:
+    if errors or found or config is None:
         unique = list(dict.fromkeys(found))
-        raise ConfigInvalid(filename, [ConfigError(p, m, _line_for(lines or {}, p)) for p, m in unique])
+        raise ConfigInvalid(filename, [*errors, *(ConfigError(p, m, _line_for(lines or {}, p)) for p, m in unique)])
     return config
 
 
 def load_text(text: str, filename: str = "citydc.yaml", *, base_dir: Path | None = None,
               check_files: bool = True) -> Config:
     """Given YAML text, return the validated Config (see load_data). Raise ConfigInvalid with every error."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigInvalid(filename, [ConfigError("", f"not valid YAML: {problem}",
-                                                   mark.line + 1 if mark else None)]) from None
-    return load_data(raw, filename, base_dir=base_dir, check_files=check_files, lines=dict(_line_index(node)))
+    raw, lines, duplicates = _read_yaml(text, filename)
+    return load_data(raw, filename, base_dir=base_dir, check_files=check_files, lines=lines, errors=duplicates)
 
 
 def load(path: str | Path, *, check_files: bool = True) -> LoadedConfig:

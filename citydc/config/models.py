@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -46,6 +47,31 @@ SNMP_EXPORTER_PORT = 9116
 CONFIG_PLATFORMS = ("arista_eos", "cisco_ios", "cisco_nxos", "cisco_xe", "juniper_junos", "linux")
 
 
+def _ip_network(value: object) -> object:
+    """Given a network as written, return it parsed. Raise ValueError naming the value and what was expected.
+
+    One check for both families, so a bad value gives one message instead of pydantic's two union
+    branches; a number is refused (pydantic's lax mode reads 5 as 0.0.0.5/32)."""
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    expected = "expected an IPv4 or IPv6 network such as 10.10.0.0/16"
+    if not isinstance(value, str):
+        raise ValueError(f"{expected}, got {value!r}")
+    family = ipaddress.IPv6Network if ":" in value else ipaddress.IPv4Network
+    try:
+        return family(value)
+    except ipaddress.NetmaskValueError:
+        raise ValueError(f"{expected}, got {value!r} (prefix length or netmask out of range)") from None
+    except ipaddress.AddressValueError:
+        raise ValueError(f"{expected}, got {value!r}") from None
+    except ValueError:  # the host bits are set
+        raise ValueError(f"{expected}, got {value!r} (host bits set; the network is "
+                         f"{family(value, strict=False)})") from None
+
+
+IPNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_ip_network)]
+
+
 class Model(BaseModel):
     # revalidate_instances: sections filled in by default factories are validated again inside the
     # loader, so their default paths follow the path rule (citydc/config/paths.py) too.
@@ -55,7 +81,7 @@ class Model(BaseModel):
 class Site(Model):
     id: SiteId = Field(description="short lowercase id used in labels.site and metric labels")
     name: str = Field(description="display name, e.g. '四維 Siwei'")
-    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    networks: list[IPNetwork] = Field(
         default=[], description="management prefixes of the site")
 
 
@@ -76,6 +102,12 @@ class SnmpV3(Model):
     priv_key: SecretRef | None = Field(default=None, description="privacy pass phrase, by reference")
     context_name: str = Field(default="", description="SNMPv3 context name (empty: the default context)")
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def number_three(cls, value: object) -> object:
+        # YAML reads an unquoted 3 as a number; it means SNMPv3 all the same (see _snmp_version).
+        return "3" if type(value) is int and value == 3 else value
+
     @model_validator(mode="after")
     def keys_match_level(self) -> SnmpV3:
         if self.security_level in ("authNoPriv", "authPriv") and self.auth_key is None:
@@ -85,7 +117,19 @@ class SnmpV3(Model):
         return self
 
 
-SnmpAuth = Annotated[SnmpV2c | SnmpV3, Field(discriminator="version")]
+def _snmp_version(value: object) -> str | None:
+    """Given a profile (raw or built), return its version as the tag of its model; None when it has none.
+
+    ``version: 3`` unquoted is a YAML number and means "3", as a sysadmin expects. A number 2 is not
+    read as 2c: SNMPv2 proper (party-based) is another protocol, and 2c is the one name net-snmp's
+    ``-v`` and citydc use, so the loader asks for 2c instead of guessing."""
+    version = value.get("version") if isinstance(value, dict) else getattr(value, "version", None)
+    if version is None:
+        return None
+    return "3" if type(version) is int and version == 3 else str(version)
+
+
+SnmpAuth = Annotated[Annotated[SnmpV2c, Tag("2c")] | Annotated[SnmpV3, Tag("3")], Discriminator(_snmp_version)]
 
 
 IfMibColumn = Literal[
@@ -218,7 +262,7 @@ class NetflowListener(Model):
 
 class Agency(Model):
     name: Name = Field(description="agency label, e.g. civil-affairs")
-    prefixes: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    prefixes: list[IPNetwork] = Field(
         min_length=1, description="the agency's address prefixes")
 
 
@@ -423,6 +467,11 @@ class LdapSource(Model):
     textfile_dir: ConfigPath | None = Field(
         default=None, description="node_exporter textfile collector directory for the audit metrics")
 
+    @field_validator("url")
+    @classmethod
+    def url_without_credentials(cls, value: str) -> str:
+        return check_no_credentials(value, "give bind_dn and bind_password (by reference)")
+
     @model_validator(mode="after")
     def transport_is_protected(self) -> LdapSource:
         if self.url.startswith("ldaps://") and self.start_tls:
@@ -500,15 +549,13 @@ class KeycloakSource(Model):
     @field_validator("base_url")
     @classmethod
     def plain_base(cls, value: str) -> str:
+        check_no_credentials(value, "the audit signs in with client_id and client_secret (by reference)")
         parts = urllib.parse.urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected http(s)://host[:port][/path] of the Keycloak server")
         if parts.query or parts.fragment or "/admin" in parts.path or "/realms" in parts.path:
             raise ValueError("give Keycloak's base URL (no /admin, /realms, query or fragment)")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
+        _port_of(parts)
         return value.rstrip("/")
 
 
@@ -529,13 +576,18 @@ class SqliteSink(Model):
 
 class ElasticsearchSink(Model):
     kind: Literal["elasticsearch"] = Field(default="elasticsearch", description="the store: sqlite or elasticsearch")
-    url: str = Field(pattern=r"^https?://", description="cluster URL")
+    url: str = Field(description="cluster URL, e.g. https://es1.city.example:9200 (no credentials in it)")
     api_key: SecretRef | None = Field(default=None, description="API key, by reference (or username/password)")
     username: str | None = Field(default=None, description="basic-auth user")
     password: SecretRef | None = Field(default=None, description="basic-auth password, by reference")
     ca_file: ExistingFile | None = Field(default=None, description="CA bundle for TLS verification")
     index_prefix: str = Field(default="citydc-seclog", pattern=r"^[a-z0-9][a-z0-9_-]*$",
                               description="indices and alias are named after it")
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, value: str) -> str:
+        return check_http_url(value, "give username and password (by reference), or api_key")
 
     @model_validator(mode="after")
     def credentials_complete(self) -> ElasticsearchSink:
@@ -558,25 +610,47 @@ Duration = Annotated[str, Field(min_length=2, description="a Prometheus duration
 AlertSeverity = Literal["critical", "warning", "info"]
 
 
-def check_http_url(value: str) -> str:
-    """Given a URL, return it if it is http(s) with a host and without credentials. Raise ValueError otherwise.
+# Where the credentials of Prometheus and Alertmanager go: nowhere, citydc has none for them.
+_NO_LOGIN = "citydc reads it without a login (reach it over a trusted network or a local proxy)"
 
-    The message never repeats the URL: one with a password in it would land in the log."""
-    import urllib.parse
 
+def check_http_url(value: str, credentials: str = "give username and password (by reference)") -> str:
+    """Given a URL, return it if it is http(s) with a host and without credentials. Raise ValueError otherwise;
+    ``credentials`` says where the component's credentials go instead.
+
+    The message never repeats the URL, nor any part of it: one with a password in it would land in the log
+    (urllib's own errors quote the port or the host, which is the password in ``https://user:password``)."""
     try:
         parts = urllib.parse.urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL ({exc})") from None
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"credentials in the URL are not allowed: {credentials}")
     if parts.scheme not in ("http", "https"):
         raise ValueError("expected an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("expected a host after http(s)://")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the URL are not allowed: give username and password (by reference)")
-    if port == 0:
+    if _port_of(parts) == 0:
         raise ValueError("port must be 1-65535")
+    return value
+
+
+def _port_of(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        raise ValueError("not a valid URL (the port must be a number 1-65535)") from None
+
+
+def check_no_credentials(value: str, credentials: str) -> str:
+    """Given a URL of any scheme, return it if it has no user or password in it. Raise ValueError otherwise,
+    saying where the credentials go instead (``credentials``), without repeating the URL."""
+    try:
+        userinfo = urllib.parse.urlsplit(value).netloc.rpartition("@")[0]
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if userinfo:
+        raise ValueError(f"credentials in the URL are not allowed: {credentials}")
     return value
 
 
@@ -683,7 +757,7 @@ class Alerting(Model):
     @field_validator("prometheus_url", "alertmanager_url")
     @classmethod
     def http_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value, _NO_LOGIN)
 
     @field_validator("resolve_timeout")
     @classmethod
@@ -699,11 +773,16 @@ class Alerting(Model):
 
 
 def _prometheus_url(value: str) -> str:
-    parsed = urllib.parse.urlsplit(value)
+    # Never repeats the value: a URL with a password in it would land in the log.
+    try:
+        parsed = urllib.parse.urlsplit(value)
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parsed.netloc.rpartition("@")[0]:
+        raise ValueError(f"the URL must not carry a user or password (it would show in logs); {_NO_LOGIN}")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"expected an http:// or https:// URL of the Prometheus server, got {value!r}")
-    if parsed.username or parsed.password:
-        raise ValueError("the URL must not carry a user or password (it would show in logs)")
+        raise ValueError("expected an http:// or https:// URL of the Prometheus server")
+    _port_of(parsed)
     return value.rstrip("/")
 
 
@@ -843,16 +922,5 @@ class Config(Model):
         except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database: IsADirectoryError
             raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
         return value
-
-    @model_validator(mode="after")
-    def sso_references(self) -> Config:
-        ldap_names = [s.name for s in self.ldap]
-        seen: set[str] = set()
-        for i, src in enumerate(self.sso):
-            if src.name in seen:
-                raise ValueError(f"sso[{i}].name: duplicate SSO source name {src.name!r}")
-            seen.add(src.name)
-            if isinstance(src, KeycloakSource) and src.ldap_source is not None and src.ldap_source not in ldap_names:
-                raise ValueError(f"sso[{i}].ldap_source: unknown ldap source {src.ldap_source!r} "
-                                 f"(known: {', '.join(ldap_names) or 'none'})")
-        return self
+    # References between sections (sso[].ldap_source, duplicate names, sites) are checked by the
+    # loader on the raw data, so each error gets its own path and line (citydc/config/loader.py).

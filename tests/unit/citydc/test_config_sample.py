@@ -74,7 +74,7 @@ def test_sample_loads_with_the_loader_beside_the_files_it_names(tmp_path):
         load(path)
     assert {e.path for e in exc.value.errors} == {
         "backup.jobs[0].offsite_repo.ssh_config", "backup.jobs[1].offsite_repo.ssh_config", "ldap[0].ca_file",
-        "sso[0].keycloak.ca_file",
+        "sso[0].ca_file",
         "device_logins.linux-hosts.key_file"}
     for name in REFERENCE_FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

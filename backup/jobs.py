@@ -128,7 +128,7 @@ class JobRunner:
         repo = self.repo(kind)
         if repo is None:
             raise ValueError(f"job {self.job.name} has no {kind} repository")
-        return restic.repo_access(repo, ssh=self.ssh)
+        return restic.repo_access(repo, ssh=self.ssh, name=kind)
 
     def _emit(self, evs: list[dict]) -> None:
         self.emitted.extend(evs)
@@ -247,8 +247,18 @@ class JobRunner:
         """Back up to the local repository, then copy the job's snapshots off-site."""
         results = [self._backup()]
         if self.job.offsite_repo is not None:
-            results.append(self._copy())
+            # The copy reads the local repository: when the backup could not even open it, the copy
+            # would fail the same way, and restic's copy does not say which repository it failed to open.
+            unopened = restic.open_failure(results[0].error) if results[0].status == "failure" else None
+            results.append(self._copy_skipped(unopened) if unopened else self._copy())
         return results
+
+    def _copy_skipped(self, reason: str) -> StepResult:
+        wall = time.time()
+        started = self._start("copy", "offsite")
+        return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, None,
+                                       f"not copied: cannot open the source (local) repository: {reason} "
+                                       f"(see the backup step)"), wall)
 
     def _pre_commands(self) -> str:
         for argv in self.job.pre_commands:
@@ -314,9 +324,23 @@ class JobRunner:
             details["snapshots"] = len(copied) + len(skipped)
             return self._finish(StepResult("copy", "offsite", "success", time.monotonic() - started, res.rc,
                                            snapshot_id=copied[-1] if copied else None, details=details), wall)
-        error = f"{res.meaning}: {restic.classify_failure(res.masked_stderr())}"
+        error = f"{res.meaning}: {self._copy_blame(src, restic.classify_failure(res.masked_stderr()))}"
         return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc, error,
                                        details=details), wall)
+
+    def _copy_blame(self, src: RepoAccess, reason: str) -> str:
+        """Given the local repository and why a copy failed, return the reason naming the repository
+        restic could not open: copy opens the source first and says the same ("wrong password") for
+        either, so the source is opened alone (``cat config``) to tell them apart."""
+        if restic.open_failure(reason) is None:
+            return reason
+        try:
+            probe = self.restic.run((*restic.base_argv(self.restic.binary, src), "cat", "config"), src, timeout=300)
+        except execute.ToolFailed:
+            return reason
+        if probe.ok:
+            return f"cannot open the destination (offsite) repository: {reason}"
+        return f"cannot open the source (local) repository: {restic.classify_failure(probe.masked_stderr())}"
 
     # -- check -------------------------------------------------------------------------------------
 

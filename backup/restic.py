@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,14 +24,17 @@ from citydc.execute import Outcome
 
 __all__ = [
     "MIN_VERSION",
+    "OPEN_FAILURES",
     "BackupOutcome",
     "BackupSummary",
+    "PasswordInArgv",
     "ReadError",
     "RepoAccess",
     "Restic",
     "ResticError",
     "Snapshot",
     "Status",
+    "open_failure",
     "parse_version",
 ]
 
@@ -40,6 +44,11 @@ TOOL = "restic"
 
 class ResticError(RuntimeError):
     """restic output that breaks the format this module expects; names the command and the line."""
+
+
+class PasswordInArgv(ValueError):
+    """restic was not started: a repository's password would have appeared in its argv. Names the
+    repository (local or offsite) and how the value occurs, never the value."""
 
 
 # -- repository access ---------------------------------------------------------------------------
@@ -53,6 +62,11 @@ class RepoAccess:
     options: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    name: str = ""  # "local" or "offsite": which repository a message is about
+
+    def label(self) -> str:
+        """Return how messages name this repository: ``the local repository`` (or just ``the repository``)."""
+        return f"the {self.name} repository" if self.name else "the repository"
 
     def from_env(self) -> dict[str, str]:
         """Return this repository's environment renamed for ``copy``'s source side (RESTIC_FROM_*)."""
@@ -84,7 +98,8 @@ def sftp_command(url: str, ssh_config: Path, ssh: str = "ssh") -> str:
     return shlex.join(argv)
 
 
-def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, ssh: str = "ssh") -> RepoAccess:
+def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, ssh: str = "ssh",
+                name: str = "") -> RepoAccess:
     """Given a configured repository (and ``tools.ssh``), return its RepoAccess. Raise SecretUnavailable
     if the password is unset.
 
@@ -96,7 +111,7 @@ def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, s
     path = repo.password.file_path()
     env = {"RESTIC_PASSWORD_FILE": str(path)} if path else {"RESTIC_PASSWORD": value}
     options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config, ssh)}",) if repo.ssh_config else ()
-    return RepoAccess(repo.url, options, env, (value,))
+    return RepoAccess(repo.url, options, env, (value,), name)
 
 
 # -- argv builders ----------------------------------------------------------------------------------
@@ -496,6 +511,32 @@ def classify_failure(stderr: str) -> str:
     return fatal[-1][len("Fatal: "):].strip() if fatal else (stderr.strip().splitlines() or ["failed"])[-1]
 
 
+# classify_failure's reasons that mean restic could not open a repository at all. restic 0.14's
+# ``copy`` opens the source (--from-repo) first, then the destination, and says the same thing for
+# either ("Fatal: wrong password or no key found", exit 1): its output does not say which one failed.
+OPEN_FAILURES = ("wrong password", "no repository", "repository unreachable")
+
+
+def open_failure(error: str) -> str | None:
+    """Given a step's error (``meaning: reason``, the reason from classify_failure), return the reason
+    when it says restic could not open the repository (one of OPEN_FAILURES), else None."""
+    reason = error.rsplit(": ", 1)[-1].strip()
+    return reason if reason in OPEN_FAILURES else None
+
+
+@contextmanager
+def _refusal_named(*accesses: RepoAccess | None) -> Iterator[None]:
+    """Turn execute's SecretInArgv into PasswordInArgv naming whose password it was (local or offsite)."""
+    try:
+        yield
+    except execute.SecretInArgv as exc:
+        owners = [a for a in accesses if a is not None for _ in a.secrets]
+        whose = owners[exc.index].label() if exc.index < len(owners) else "a repository"
+        raise PasswordInArgv(f"refusing to run restic: the password of {whose} appears in its argv "
+                             f"({exc.where}, argument {exc.argument}); passwords go to restic by environment or "
+                             f"file only, so change the password or the argument it collides with") from None
+
+
 # -- the runner --------------------------------------------------------------------------------------
 
 
@@ -560,8 +601,9 @@ class Restic:
         """Run a restic argv for ``access`` (and ``source`` for copy); return the execute.Result."""
         extra = source.from_env() if source is not None else None
         secrets = access.secrets + (source.secrets if source else ())
-        return execute.run(TOOL, argv, env=self._env(access, extra=extra), secrets=secrets,
-                           timeout=timeout or self.timeout)
+        with _refusal_named(access, source):
+            return execute.run(TOOL, argv, env=self._env(access, extra=extra), secrets=secrets,
+                               timeout=timeout or self.timeout)
 
     def backup(self, argv: Sequence[str], access: RepoAccess,
                on_status: Callable[[Status], None] | None = None) -> BackupOutcome:
@@ -569,19 +611,21 @@ class Restic:
         done = execute.Streamed()
         summary: BackupSummary | None = None
         errors: list[ReadError] = []
+        lines = execute.stream_lines(TOOL, argv, done, env=self._env(access), secrets=access.secrets,
+                                     timeout=self.timeout)
         try:
-            for line in execute.stream_lines(TOOL, argv, done, env=self._env(access), secrets=access.secrets,
-                                             timeout=self.timeout):
-                try:
-                    parsed = parse_backup_line(line)
-                except ResticError:
-                    continue  # a stray text line (newer versions print some) is not a result
-                if isinstance(parsed, Status) and on_status is not None:
-                    on_status(parsed)
-                elif isinstance(parsed, BackupSummary):
-                    summary = parsed
-                elif isinstance(parsed, ReadError):
-                    errors.append(parsed)
+            with _refusal_named(access):  # the generator checks argv when the first line is asked for
+                for line in lines:
+                    try:
+                        parsed = parse_backup_line(line)
+                    except ResticError:
+                        continue  # a stray text line (newer versions print some) is not a result
+                    if isinstance(parsed, Status) and on_status is not None:
+                        on_status(parsed)
+                    elif isinstance(parsed, BackupSummary):
+                        summary = parsed
+                    elif isinstance(parsed, ReadError):
+                        errors.append(parsed)
         except execute.ToolFailed as exc:
             return BackupOutcome(Outcome.FAILURE, None, summary, tuple(errors), (), str(exc))
         stderr_errors, missing, _ = parse_backup_stderr(done.stderr)

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -23,15 +24,18 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import unquote
 
 __all__ = [
     "EXIT_CODES",
     "Outcome",
     "Result",
+    "SecretInArgv",
     "ToolFailed",
     "interpret_exit_code",
     "mask",
     "run",
+    "secret_in_argument",
     "stream_chunks",
     "stream_lines",
 ]
@@ -110,12 +114,63 @@ class ToolFailed(RuntimeError):
     """A tool could not be started or timed out; the message never holds secret values."""
 
 
+class SecretInArgv(ValueError):
+    """A secret value would have gone into argv, so the program was not started. ``index`` is the
+    secret's position in the ``secrets`` given (the caller knows whose it is), ``where`` says how it
+    occurs and ``argument`` in which argument. Neither the message nor the attributes hold the value."""
+
+    def __init__(self, index: int, where: str, argument: int):
+        super().__init__(f"refusing to run: a secret value appears in argv ({where}, argument {argument}); "
+                         "secrets go by environment or file")
+        self.index, self.where, self.argument = index, where, argument
+
+
+# From this length on a secret is refused anywhere inside an argument. A shorter one is refused only
+# where a program takes a secret: the whole argument, an option's value, a URL's userinfo, a word of a
+# command string. Short, human-chosen values (``repo``, a site or host name, a number) occur inside
+# paths, tags and host names by coincidence, and refusing them stopped backups for nothing; a value of
+# 12 characters or more turning up inside a path by chance is implausible (generated ones are longer).
+MIN_SUBSTRING_SECRET = 12
+# Where a value is *put* in an argument: after "=" (--password=S, -o key=S), after ":" (user:S@host)
+# or after a space (a word of "sftp.command=ssh ... S"), and ending the argument or followed by a
+# separator ("@", ":", ",", ";", "&", a space).
+_PUT_BEFORE = "=: \t"
+_PUT_AFTER = "@:,;& \t"
+_USERINFO = re.compile(r"//([^/?#@\s]*)@")
+
+
+def secret_in_argument(arg: str, secret: str) -> str | None:
+    """Given one argument and one secret value, return how the value occurs in it (for the message),
+    or None when it does not occur in a way that hands it to the program."""
+    if not secret:
+        return None
+    if arg == secret:
+        return "the whole argument"
+    if len(secret) >= MIN_SUBSTRING_SECRET and secret in arg:
+        return "inside the argument"
+    for userinfo in _USERINFO.findall(arg):
+        if secret in {part for raw in userinfo.split(":", 1) for part in (raw, unquote(raw))}:
+            return "in a URL's user:password"
+    start = arg.find(secret)
+    while start != -1:
+        end = start + len(secret)
+        if start > 0 and arg[start - 1] in _PUT_BEFORE and (end == len(arg) or arg[end] in _PUT_AFTER):
+            return "as a value after '=', ':' or a space"
+        start = arg.find(secret, start + 1)
+    return None
+
+
 def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
-    # Secrets go through the environment or files; an argv is world-readable in /proc.
-    for arg in argv:
-        for secret in secrets:
-            if secret and secret in arg:
-                raise ValueError("refusing to run: a secret value appears in argv (pass it by env or file)")
+    """Raise SecretInArgv if a secret value occurs in an argument (see ``secret_in_argument``).
+
+    Secrets go through the environment or files: every user can read an argv in /proc, and it ends up
+    in process listings and audit logs.
+    """
+    for n, arg in enumerate(argv):
+        for index, secret in enumerate(secrets):
+            where = secret_in_argument(arg, secret)
+            if where is not None:
+                raise SecretInArgv(index, where, n)
 
 
 def run(

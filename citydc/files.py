@@ -19,15 +19,27 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["GROUP_UMASK", "PRIVATE_UMASK", "apply_group", "exposed", "public_textfile", "set_umask"]
+__all__ = ["GROUP_UMASK", "PRIVATE_UMASK", "apply_group", "exposed", "private_modes", "public_textfile", "set_umask"]
 
 PRIVATE_UMASK = 0o077
 GROUP_UMASK = 0o027
 
 
+_group_reads = False  # set_umask(GROUP_UMASK) ran last: files.group is in effect in this process
+
+
 def set_umask(mask: int = PRIVATE_UMASK) -> int:
     """Given a umask, set it for the process; return the previous one."""
+    global _group_reads
+    _group_reads = mask == GROUP_UMASK
     return os.umask(mask)
+
+
+def private_modes() -> tuple[int, int]:
+    """Return (file mode, directory mode) for what citydc creates with an explicit mode rather than
+    through the umask alone: 0640/0750 while files.group is in effect (``apply_group``), else 0600/0700
+    whatever the umask (a library caller's umask 022 must not expose the security log)."""
+    return (0o640, 0o750) if _group_reads else (0o600, 0o700)
 
 
 def apply_group(group: str | None) -> str | None:

@@ -6,15 +6,17 @@ Exit codes: 0 every step succeeded; 1 a step failed or was only partial (some fi
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from citydc.backup import metrics, restic, state
+from citydc.backup import locks, metrics, restic, state
 from citydc.backup.jobs import JobRunner, StepResult, worst
 from citydc.cli import timefmt
 from citydc.cli.backup_configs_cmd import configs_group
@@ -76,6 +78,42 @@ def _runner(ctx: click.Context, name: str, **kwargs: Any) -> tuple[LoadedConfig,
                              ssh=cfg.tools.ssh, **kwargs)
 
 
+def _path_field(loaded: LoadedConfig, name: str | None, path: str | None) -> str:
+    """Given a job name and a path an OSError named, return the config field the path comes from, else ''."""
+    if not path:
+        return ""
+    cfg = loaded.config.backup
+    fields = [(loaded.resolve(cfg.state_dir), "backup.state_dir")]
+    if cfg.textfile_dir is not None:
+        fields.append((loaded.resolve(cfg.textfile_dir), "backup.textfile_dir"))
+    for i, job in enumerate(cfg.jobs):
+        for kind in ("local_repo", "offsite_repo"):
+            repo = getattr(job, kind)
+            directory = locks.local_path(repo.url) if repo is not None and job.name == name else None
+            if directory is not None:
+                fields.append((loaded.resolve(directory), f"backup.jobs[{i}].{kind}.url"))
+    target = Path(path)
+    for directory, field in fields:
+        if target == directory or directory in target.parents:
+            return field
+    return ""
+
+
+def _os_error(loaded: LoadedConfig, name: str | None, exc: OSError) -> str:
+    """Given an OSError from a command on job ``name``, return one line naming the path, the reason
+    and the config field the path comes from (no traceback, no secret: OSError holds paths only)."""
+    field = _path_field(loaded, name, exc.filename)
+    where = f" ({field})" if field else ""
+    return f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}{where}"
+
+
+def _exit_code(exc: OSError) -> int:
+    # A path that is missing, not permitted or read-only is the setup's to fix (exit 2); anything
+    # else (a full disk, an I/O error) is a failed job (exit 1).
+    return EXIT_CONFIG if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EROFS) \
+        else EXIT_FAILED
+
+
 def _write_metrics(loaded: LoadedConfig) -> None:
     cfg = loaded.config.backup
     if cfg.textfile_dir is None:
@@ -87,6 +125,8 @@ def _write_metrics(loaded: LoadedConfig) -> None:
             metrics.write(loaded.resolve(cfg.textfile_dir), state.load_all(state_dir), sites)
     except state.StateLocked as exc:
         err.print(f"[yellow]metrics not rewritten:[/] {escape(str(exc))}")  # the next command writes them
+    except OSError as exc:  # the job's own result stands; the metrics are the next command's to write
+        err.print(f"[yellow]metrics not rewritten:[/] {escape(_os_error(loaded, None, exc))}")
 
 
 def _human_bytes(n: int | None) -> str:
@@ -176,6 +216,10 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
             results = action(runner)
         except SecretUnavailable as exc:
             fail(f"job {name}: repository password: {exc}", EXIT_CONFIG)
+        except restic.PasswordInArgv as exc:
+            fail(f"job {name}: {exc}", EXIT_CONFIG)
+        except OSError as exc:
+            fail(f"job {name}: {_os_error(loaded, name, exc)}", _exit_code(exc))
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED, hint="the lock is held only while a command records a result; "
                                              "a long wait means that command hangs (look at it with ps -p PID)")
@@ -272,6 +316,29 @@ STATUS_COLUMNS = (Column("job"), Column("repo"), Column("last", style=status_sty
                   Column("reason", text=True))
 
 
+def _recorded_rows(loaded: LoadedConfig, name: str) -> list[dict[str, Any]]:
+    """Given a job name, return its status rows from its state file alone (``status --offline``).
+
+    No password is resolved and restic is not run: the state file holds everything shown. A state
+    that cannot be read gives the job one row per repository with the reason, so the other jobs
+    are still shown.
+    """
+    cfg = loaded.config
+    job = _job(loaded, name)
+    runner = JobRunner(job, restic.Restic(binary=cfg.tools.restic), loaded.resolve(cfg.backup.state_dir),
+                       emit=lambda _events: None)
+    try:
+        return runner.status(live=False)
+    except OSError as exc:
+        reason = f"state not readable: {_os_error(loaded, name, exc)}"
+    except ValueError as exc:  # state.load names the file and how to recover
+        reason = f"state not readable: {exc}"
+    return [{"job": name, "repo": kind, "step": "backup" if kind == "local" else "copy", "status": None,
+             "last_attempt": None, "last_success": None, "age_seconds": None, "snapshots": None,
+             "size_bytes": None, "size_time": None, "latest_snapshot_bytes": None, "latest_snapshot_time": None,
+             "last_drill": None, "last_check": None, "error": reason, "reason": reason} for kind in runner.repos()]
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -302,7 +369,8 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
 @backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-ldap --offline "
                                                                        "--utc"))
 @click.argument("jobs", nargs=-1, shell_complete=_complete_jobs)
-@click.option("--offline", is_flag=True, help="Only the recorded state; do not ask the repositories.")
+@click.option("--offline", is_flag=True,
+              help="Only the recorded state; do not ask the repositories (needs no password and no restic).")
 @json_option
 @wide_option
 @utc_option
@@ -316,14 +384,22 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
     names = list(jobs) or [j.name for j in loaded.config.backup.jobs]
     rows: list[dict[str, Any]] = []
     for name in names:
+        if offline:
+            rows += _recorded_rows(loaded, name)
+            continue
         _, runner = _runner(ctx, name)
         try:
-            rows += runner.status(live=not offline)
+            rows += runner.status(live=True)
         except SecretUnavailable as exc:
             fail(f"job {name}: repository password: {exc}", EXIT_CONFIG)
+        except restic.PasswordInArgv as exc:
+            fail(f"job {name}: {exc}", EXIT_CONFIG)
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED)
-    _write_metrics(loaded)
+        except OSError as exc:
+            fail(f"job {name}: {_os_error(loaded, name, exc)}", _exit_code(exc))
+    if not offline:  # offline reads the state and changes nothing, so the metrics rendered from it stand
+        _write_metrics(loaded)
     table = status_rows(rows)
     if as_json:
         print_json(rows)

@@ -98,10 +98,10 @@ def bool_query(query: Query, *, since: datetime | None = None) -> dict:
     if time_range:
         clauses.append({"range": {"@timestamp": time_range}})
     for field_name, value in sorted(query.filters.items()):
-        if isinstance(value, str):
-            clauses.append({"term": {field_name: value}})
-        else:  # any of the values
+        if isinstance(value, tuple | list):  # any of the values
             clauses.append({"terms": {field_name: list(value)}})
+        else:
+            clauses.append({"term": {field_name: value}})
     if query.text:
         terms = text_terms(query.text)
         if terms is None:

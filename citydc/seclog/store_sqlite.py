@@ -18,6 +18,7 @@ walks every link (see ``_keep_reemitted``; docs/security-log.md, "Re-emitted eve
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -26,16 +27,18 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 
+from citydc import files
 from citydc.seclog.chain import AlreadyStored
 from citydc.seclog.event import parse_timestamp
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool import gc_paused
 from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query
 
-__all__ = ["PreparedRows", "SqliteStore"]
+__all__ = ["PreparedRows", "SqliteStore", "StoreUnusable"]
 
 # ECS field -> column. The filter fields of store.FILTER_FIELDS, each indexed.
 COLUMNS: dict[str, str] = {
@@ -136,6 +139,15 @@ def _row_of(i: int, doc: dict) -> tuple:
                             "bad_event") from None
 
 
+class StoreUnusable(DeliveryError):
+    """The database file (or its directory) cannot be created, read or written by this user; the message
+    names the path, the reason and the config field (``field``), a setup problem rather than a failed delivery."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message, "sqlite_error")
+        self.field = field
+
+
 class PreparedRows(list):
     """A batch's rows for ``events``, built by ``SqliteStore.prepare`` for a later ``put`` of that store.
     It holds no event dicts: the shipper drops them once the rows are built."""
@@ -220,26 +232,135 @@ def _reemitted(row: list) -> dict:
 class SqliteStore:
     """The embedded store. Implements citydc.seclog.store.Store."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, field: str = "security_log.sink.path"):
+        """Given the database file (and the config field it comes from, for messages), open it: read-only
+        if it exists, so an auditor with read access only can search and verify; read-write (created,
+        with its tables) if it does not exist yet or lacks tables. ``put`` opens it read-write when it
+        first writes. Raise DeliveryError naming the path and the field if it cannot be opened."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Created 0600 whatever the umask: it holds user names, addresses and audit outcomes. SQLite
-        # gives its -wal and -shm files the mode of the database file.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        for pragma in WRITE_PRAGMAS:
-            self.conn.execute(pragma)
-        # FULL: a batch is on disk before the shipper records it as acknowledged.
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
-        self.conn.executescript(REEMITTED_SCHEMA)
+        self.field = field
+        self.writable = False
+        self._connections: list[sqlite3.Connection] = []
+        self._unchanged: tuple[int, int, int] | None = None  # the file as read with immutable=1 (see _open_reader)
+        self.conn = self._open_reader() if self._exists() else None
+        if self.conn is None or not self._has_tables():
+            self._open_writer()
 
     @classmethod
     def from_config(cls, sink, base_dir: Path) -> SqliteStore:
         """Given a SqliteSink and the config file's directory, return the store."""
         path = sink.path if sink.path.is_absolute() else base_dir / sink.path
         return cls(path)
+
+    # -- opening: read-only for readers, read-write on the first write ----------------------------------
+
+    def _unusable(self, what: str, exc: OSError | sqlite3.Error) -> StoreUnusable:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return StoreUnusable(f"{what}: {reason} ({self.field})", self.field)
+
+    def _exists(self) -> bool:
+        try:
+            return self.path.exists()
+        except OSError as exc:  # a directory on the way that this user may not enter
+            raise self._unusable(f"cannot read {self.path}", exc) from None
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, uri=uri, timeout=30, isolation_level=None, check_same_thread=False)
+        self._connections.append(conn)
+        return conn
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """Open the existing database read-only (SQLite ``mode=ro``).
+
+        A reader of a WAL database needs its -shm and -wal files. While a writer has it open (the
+        ``log ship --follow`` service) they exist and, created with the database's mode, are readable
+        by whoever may read the database. When no writer has it open they are gone, and a reader that
+        may not create files in the directory (an auditor: 0750) cannot make them; then no WAL holds
+        anything newer than the file, which is read as it stands (``immutable=1``) and checked after
+        each read to have stayed unchanged (``_check_unchanged``).
+        """
+        # The OS's own reason (permission) rather than SQLite's. Not by opening and closing a descriptor:
+        # that would drop the POSIX locks of any other connection of this process to the file.
+        if not os.access(self.path, os.R_OK):
+            raise self._unusable(f"cannot read {self.path}", PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+        conn = self._connect(uri, uri=True)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.DatabaseError as exc:
+            wal = Path(f"{self.path}-wal")
+            # SQLite's error when it may not create the -shm file (3.40: SQLITE_READONLY; CANTOPEN in others)
+            cannot_make_shm = (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_READONLY",
+                                                                                       "SQLITE_CANTOPEN"))
+            if not cannot_make_shm or os.path.lexists(wal):
+                raise self._unusable(f"cannot read {self.path}", exc) from None
+        stamp = self._stamp()
+        conn = self._connect(uri + "&immutable=1", uri=True)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(f"cannot read {self.path}", exc) from None
+        self._unchanged = stamp
+        return conn
+
+    def _has_tables(self) -> bool:
+        try:
+            names = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:  # not a database at all, for one
+            raise self._unusable(f"cannot read {self.path}", exc) from None
+        return {"events", "events_fts", "reemitted"} <= names
+
+    def _open_writer(self) -> None:
+        """Open the database read-write, creating it and its tables if needed; reads use it from then on.
+
+        Created 0600 whatever the umask (user names, addresses, audit outcomes), or 0640 in a 0750
+        directory while files.group is in effect (citydc.files.private_modes); SQLite gives its -wal
+        and -shm files the database file's mode.
+        """
+        # The reader goes first: closing any descriptor of the file (the os.open below) drops every POSIX
+        # lock this process holds on it, its connections' included; another process could then take
+        # itself for the database's only user and rebuild the WAL index under our writes ("database disk
+        # image is malformed": tests/lab/test_seclog_sqlite.py's SIGKILL test showed it).
+        self._close_connections()
+        file_mode, dir_mode = files.private_modes()
+        try:
+            self.path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unusable(f"cannot create {exc.filename or self.path.parent}", exc) from None
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode))
+        except OSError as exc:
+            raise self._unusable(f"cannot open {self.path} for writing", exc) from None
+        conn = self._connect(str(self.path), uri=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            for pragma in WRITE_PRAGMAS:
+                conn.execute(pragma)
+            # FULL: a batch is on disk before the shipper records it as acknowledged.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
+            conn.executescript(REEMITTED_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(f"cannot write {self.path}", exc) from None
+        self.conn, self.writable, self._unchanged = conn, True, None
+
+    def _stamp(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _check_unchanged(self) -> None:
+        """After a read of the file as it stood (immutable): raise DeliveryError if a writer changed it
+        meanwhile (a checkpoint), since that read may have mixed old and new pages."""
+        if self._unchanged is None:
+            return
+        try:
+            same = self._stamp() == self._unchanged
+        except OSError:
+            same = False
+        if not same:
+            raise DeliveryError(f"{self.path} was written while it was read (a shipper finished meanwhile); "
+                                "run the command again", "sqlite_busy")
 
     # -- the insert path (shipper → store): prepare in the read-ahead thread, put, commit ---------------
 
@@ -273,6 +394,8 @@ class SqliteStore:
             # event dict of the batch (bench/seclog.py measured that at about 10 µs per event).
             with gc_paused():
                 rows = [_row_of(i, doc) for i, doc in enumerate(events)]
+        if not self.writable:
+            self._open_writer()  # opened read-only: only a command that stores events needs write access
         per = max(1, min(ROWS_PER_INSERT, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH))
         try:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -327,7 +450,7 @@ class SqliteStore:
             clauses.append("ts_ms < ?")
             params.append(_ms(query.until))
         for field, value in sorted(query.filters.items()):
-            values = (value,) if isinstance(value, str) else tuple(value)
+            values = tuple(value) if isinstance(value, tuple | list) else (value,)
             test = "= ?" if len(values) == 1 else f"IN ({','.join('?' * len(values))})"
             column = COLUMNS.get(field)
             if column is not None:
@@ -359,6 +482,7 @@ class SqliteStore:
         try:
             for (doc,) in cursor.execute(sql, params):
                 yield json.loads(doc)
+            self._check_unchanged()
         finally:
             cursor.close()
 
@@ -379,6 +503,7 @@ class SqliteStore:
         sql = (f"SELECT {cols}, COUNT(*) AS n FROM events{where} "  # noqa: S608
                f"GROUP BY {groups} ORDER BY n DESC, {groups}")
         rows = self.conn.execute(sql, extra + params).fetchall()
+        self._check_unchanged()
         return [(tuple(str(v) for v in row[:-1]), row[-1]) for row in rows]
 
     def chain(self, since: datetime | None = None) -> Iterator[dict]:
@@ -402,11 +527,19 @@ class SqliteStore:
         try:
             for kept, *row in cursor.execute(sql, params):
                 yield _checked(tuple(row)) if not kept else _reemitted(row)
+            self._check_unchanged()
         finally:
             cursor.close()
 
     def count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        n = self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._check_unchanged()
+        return n
 
     def close(self) -> None:
-        self.conn.close()
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()

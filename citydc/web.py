@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import bcrypt
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -206,12 +205,15 @@ def load(path: Path) -> WebConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{path}: cannot read the web config file: {getattr(exc, 'strerror', None) or exc}"
                              ) from None
+    from citydc.config.loader import ConfigInvalid, read_yaml  # bounded, and never echoes the file's text
+
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "YAML"
-        raise WebConfigError(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raw, _, duplicates = read_yaml(text, str(path))
+    except ConfigInvalid as exc:
+        raise WebConfigError("\n".join(f"{path}: line {e.line}: {e.message}" if e.line else f"{path}: {e.message}"
+                                        for e in exc.errors)) from None
+    if duplicates:
+        raise WebConfigError("\n".join(f"{path}: line {e.line}: {e.path}: {e.message}" for e in duplicates))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

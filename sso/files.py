@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from citydc.config.loader import _line_for, _line_index, _pydantic_errors  # the config file's error style
+# the config file's error style, and its bounded YAML reading (no alias bomb, no text of the file echoed)
+from citydc.config.loader import ConfigInvalid, _line_for, _pydantic_errors, read_yaml
 from citydc.sso.model import Finding
 
 __all__ = ["Acceptance", "AcceptedRisks", "Baseline", "FileInvalid", "apply_acceptances", "load_accepted",
@@ -74,16 +74,15 @@ def _load(path: Path, model: type[BaseModel]) -> BaseModel:
     except OSError as exc:
         raise FileInvalid(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise FileInvalid(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raw, lines, duplicates = read_yaml(text, str(path))
+    except ConfigInvalid as exc:
+        raise FileInvalid("\n".join(f"{path}:{e.line}: {e.message}" if e.line else f"{path}: {e.message}"
+                                     for e in exc.errors)) from None
+    if duplicates:
+        raise FileInvalid("\n".join(e.format(str(path)) for e in duplicates))
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw or {})
     except ValidationError as exc:
-        lines = dict(_line_index(node))
         msgs = []
         for loc, msg in _pydantic_errors(exc):
             line = _line_for(lines, loc)

@@ -3,15 +3,15 @@ records every notification in the security log (docs/alerting.md)."""
 
 from __future__ import annotations
 
-import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
 import click
 
-from citydc import amconfig, execute, web
-from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, err, examples, fail, load_config
+from citydc import amconfig, atomicfile, execute, web
+from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, err, examples, fail, fail_write, load_config
 from citydc.hostport import parse_host_port
 from citydc.secrets import SecretUnavailable
 
@@ -72,12 +72,10 @@ def amconfig_cmd(ctx: click.Context, output: Path | None, secrets_dir: Path | No
         target = None
     else:
         target = output.absolute()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        tmp.replace(target)
+        try:
+            atomicfile.write(target, text, 0o600)  # (a temporary file that fails is removed)
+        except OSError as exc:
+            fail_write(target, exc, "--output")
         err.print(f"amconfig: wrote {target}")
     if check:
         _check(cfg.tools.amtool, text, target)
@@ -97,6 +95,21 @@ def _check(amtool: str, text: str, target: Path | None) -> None:
         err.print(result.stdout + result.stderr)
         fail("amtool check-config refused the generated config", EXIT_FAILED)
     err.print("amconfig: amtool check-config: SUCCESS")
+
+
+def _resolvable(host: str, where: str) -> None:
+    """Given the host to serve on and the option or field naming it, exit 2 if the name does not resolve:
+    a wrong address, like a port out of range, before anything is opened."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # the resolver is down for now: the bind says so, a failed start
+            return
+        fail(f"{where}: cannot resolve {host!r}: {exc.strerror}", EXIT_CONFIG,
+             "give HOST:PORT with an address or a name of this host")
+    except UnicodeError:  # not even a host name (an empty or over-long label: a..b): the IDNA encoding refuses it
+        fail(f"{where}: {host!r} is not a host name or an address", EXIT_CONFIG,
+             "give HOST:PORT with an address or a name of this host")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -126,6 +139,7 @@ def webhook_cmd(ctx: click.Context, listen: str | None, web_config_file: Path | 
         host, port = parse_host_port(listen or cfg.alerting.webhook.listen, default_port=9095)
     except ValueError as exc:
         fail(f"--listen: {exc}", EXIT_CONFIG)
+    _resolvable(host, "--listen" if listen else "alerting.webhook.listen")
     receiver_box: list[Receiver] = []
     try:
         web_cfg = web.Web(web_config_file, on_denied=lambda peer, reason: receiver_box[0].denied(peer, reason))

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from citydc import web
-from citydc.cli.output import EXIT_CONFIG, err, examples, fail, load_config, out
+from citydc.cli.output import EXIT_CONFIG, err, examples, fail, fail_write, load_config, out
 from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.collectors.snmp.modules import build_modules
 from citydc.collectors.snmp.poller import parse_address
@@ -85,7 +85,10 @@ def snmp_targets(ctx: click.Context, output: Path | None, exporter_address: str 
         out.print(json.dumps(groups, indent=2, ensure_ascii=False), markup=False)
         path: str | Path = "citydc-snmp-targets.json"
     else:
-        write_atomic(output, groups)
+        try:
+            write_atomic(output, groups)
+        except OSError as exc:
+            fail_write(output, exc, "--output")
         path = output.resolve()
         err.print(f"wrote {len(groups)} targets to {output}")
     err.print("# add to prometheus.yml under scrape_configs:")

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import click
 from rich.markup import escape
@@ -21,6 +21,7 @@ from citydc.cli.output import (
     err,
     examples,
     fail,
+    fail_write,
     load_config,
     out,
     print_json,
@@ -33,7 +34,7 @@ from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
 from citydc.seclog.chain import verify_report
 from citydc.seclog.emit import spool_for
-from citydc.seclog.query import SAVED, QueryError, build_query, parse_time, stale_backups
+from citydc.seclog.query import ALLOWED_VALUES, SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import SpoolBusy
 from citydc.seclog.store import DeliveryError, Query, Store
 
@@ -75,7 +76,7 @@ def _query_or_exit(**options) -> Query:
     for name in ("since", "until"):
         options[name] = timefmt.local_option(options.get(name))
     try:
-        return build_query(**options)
+        return build_query(show=timefmt.show, **options)
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
 
@@ -105,6 +106,7 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
 
     from citydc.seclog.metrics import SeclogMetrics, write_textfile
     from citydc.seclog.shipper import Shipper
+    from citydc.seclog.spool import SpoolDamaged
 
     loaded = load_config(ctx)
     spool = spool_for(loaded)
@@ -115,13 +117,19 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
         try:
             with spool.shipping():
                 if follow:
+                    if textfile:  # a path that cannot be written stops the service at its start (exit 2) ...
+                        _write_textfile(registry, textfile)
                     stop = threading.Event()
                     for sig in (signal.SIGINT, signal.SIGTERM):
                         signal.signal(sig, lambda *_: stop.set())
 
                     def report(result) -> None:
                         if textfile:
-                            write_textfile(registry, textfile)
+                            try:
+                                write_textfile(registry, textfile)
+                            except OSError as exc:  # ... later (a full disk) it is logged, and shipping goes on
+                                err.print(f"[yellow]warning:[/] --textfile: cannot write {textfile}: "
+                                          f"{exc.strerror or exc}")
                         if result.delivered:
                             err.print(f"delivered {result.delivered} event(s), {result.stored} new")
 
@@ -131,16 +139,31 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
                     result = shipper.ship()
         except SpoolBusy as exc:
             fail(str(exc), EXIT_FAILED, "only one shipper per spool; wait for it or stop it")
+        except SpoolDamaged as exc:  # the message names the file and how to recover
+            fail(str(exc), EXIT_FAILED)
         if textfile:
-            write_textfile(registry, textfile)
-    for bad in result.corrupt:
-        err.print(f"[yellow]{escape(bad.format())}[/]")
+            _write_textfile(registry, textfile)
+    # Each skipped line was logged once by the shipper as it met it (ERROR citydc.seclog.shipper: FILE:LINE: ...).
     backlog_events, backlog_bytes = spool.backlog()
     err.print(f"delivered {result.delivered} event(s), {result.stored} new; backlog {backlog_events} event(s), "
               f"{backlog_bytes} bytes")
     if result.error is not None:
         fail(f"delivery failed ({result.error.reason}): {result.error}", EXIT_FAILED,
              "the events stay in the spool; run `citydc log ship` again once the store is back")
+    if result.corrupt:  # damaged audit data is a finding, even though every good line was delivered
+        fail(f"skipped {len(result.corrupt)} corrupted spool line(s), listed above; every other line was delivered",
+             EXIT_FAILED, "a line that held an event shows in `citydc log verify` as removed")
+
+
+def _write_textfile(registry, path: str) -> None:
+    """Given the metrics and ``log ship --textfile``, write it; one line naming it and the reason when it
+    cannot be (exit 2 for a missing or unwritable directory, 1 for a full disk), not a traceback."""
+    from citydc.seclog.metrics import write_textfile
+
+    try:
+        write_textfile(registry, path)
+    except OSError as exc:
+        fail_write(path, exc, "--textfile")
 
 
 @contextmanager
@@ -174,7 +197,9 @@ def _delivered(registry) -> float:
 
 def _filter_options(fn):
     for name in ("host", "kind", "source-ip", "site", "dataset", "outcome", "action", "user"):
-        fn = click.option(f"--{name}", default=None, help=f"Only events whose {name} equals this.")(fn)
+        allowed = ALLOWED_VALUES.get(name)
+        fn = click.option(f"--{name}", default=None, help=f"Only events whose {name} equals this"
+                          + (f" (one of {', '.join(sorted(allowed))})." if allowed else "."))(fn)
     fn = click.option("--until", default=None, help=timefmt.time_help("End (exclusive)"))(fn)
     fn = click.option("--since", default=None, help=timefmt.time_help("Start (inclusive)"))(fn)
     return fn
@@ -191,26 +216,27 @@ def _rows(events: Iterable[dict]) -> Iterator[list[str]]:
 @click.argument("text", nargs=-1)
 @click.option("--limit", type=int, default=None, help="At most this many events (default 100 for the table).")
 @click.option("--oldest-first", is_flag=True, help="Oldest events first (default: newest first).")
-@click.option("--json", "fmt", flag_value="json", help="A JSON array of full ECS documents (times in UTC).")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV of the table's columns (times in UTC).")
-@click.option("--ndjson", "fmt", flag_value="ndjson", help="One full document per line, streamed, no cap (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of full ECS documents (times in UTC).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV of the table's columns (times in UTC).")
+@click.option("--ndjson", "as_ndjson", is_flag=True, help="One full document per line, streamed, no cap (UTC).")
 @wide_option
 @timefmt.utc_option
 @click.pass_context
-def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_first: bool, fmt: str | None,
-           wide: bool, utc: bool, **filters: str | None) -> None:
+def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_first: bool, as_json: bool,
+           as_csv: bool, as_ndjson: bool, wide: bool, utc: bool, **filters: str | None) -> None:
     """Find events by filters and free text (every word must occur in the message).
 
     The table shows times in the config's timezone (--utc for UTC); JSON, CSV and NDJSON keep the
     stored UTC ISO 8601 times.
     """
+    fmt = _output_format(json=as_json, csv=as_csv, ndjson=as_ndjson)
     if fmt is None and limit is None:
         limit = 100  # a terminal table is for reading; scripts use --ndjson
     loaded = load_config(ctx)
     show_times(loaded, utc)
     query = _query_or_exit(text=" ".join(text) or None, limit=limit, oldest_first=oldest_first, **filters)
-    with _store(loaded) as store:
-        events = store.search(query)
+    # The stream ends before the store closes, however the output ends (a reader gone away, Ctrl-C).
+    with _store(loaded) as store, closing(store.search(query)) as events:
         if fmt == "ndjson":
             for doc in events:
                 sys.stdout.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -226,6 +252,15 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_
                         wide=wide)
             err.print(f"{len(rows)} event(s){_range_note(query)}"
                       f"{' (limit reached; use --limit or --ndjson)' if len(rows) == limit else ''}")
+
+
+def _output_format(**given: bool) -> str | None:
+    """Given each format flag (json=..., csv=...), return the one given (None: the table); exit 2 for more."""
+    chosen = [name for name, on in given.items() if on]
+    if len(chosen) > 1:
+        flags = [f"--{name}" for name in chosen]
+        fail(f"{', '.join(flags[:-1])} and {flags[-1]} exclude each other: give one output format", EXIT_CONFIG)
+    return chosen[0] if chosen else None
 
 
 def _person_row(doc: dict) -> list[str]:
@@ -318,8 +353,9 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
                     bar.update(task, completed=walked)
                 yield doc
 
-        report = verify_report(counted(store.chain(start)), partial=start is not None, delivered=delivered,
-                               emitted=spool.emitted_heads if spool else None)
+        with closing(store.chain(start)) as chain:  # ended before the store closes, even on Ctrl-C
+            report = verify_report(counted(chain), partial=start is not None, delivered=delivered,
+                                   emitted=spool.emitted_heads if spool else None)
     findings = report.findings
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,

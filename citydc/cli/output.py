@@ -1,14 +1,18 @@
 """Terminal output shared by every command: results on stdout, messages on stderr.
 
-Exit codes mean the same everywhere: 0 ok, 1 findings or a failed job, 2 usage or config error.
+Exit codes mean the same everywhere: 0 ok, 1 findings or a failed job, 2 usage or config error;
+130 interrupted and 141 a reader gone away (main() maps them, see EXIT_INTERRUPTED).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,10 +26,15 @@ if TYPE_CHECKING:  # the config models take a noticeable share of every command'
 
     from citydc.config.loader import ConfigInvalid, LoadedConfig
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "err", "examples", "fail", "load_config", "out", "print_json",
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_CONFIG", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "OutputError", "err",
+           "examples", "fail", "fail_write", "guard_stdout", "load_config", "out", "output_failed", "print_json",
            "progress", "show_times", "wide_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# What a shell reports for a process ended by that signal: Ctrl-C (130) is neither a failed job nor a usage
+# error, and a reader that went away (`| head`, 141) is what `cat` or `grep` report in the same pipeline.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 out: Console  # results (stdout) and messages (stderr): made on first use, by __getattr__ below
 err: Console
@@ -38,8 +47,9 @@ def _consoles() -> tuple[Console, Console]:
     if "err" not in made:
         from rich.console import Console
 
-        made["out"] = Console(highlight=False, soft_wrap=True)
-        made["err"] = Console(stderr=True, highlight=False, soft_wrap=True)
+        # emoji=False: Rich would turn ":100:" of "citydc.yaml:100: ..." into an emoji
+        made["out"] = Console(highlight=False, soft_wrap=True, emoji=False)
+        made["err"] = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     return made["out"], made["err"]
 
 
@@ -123,6 +133,104 @@ def _plain(data: Any) -> bool:
         elif not (kind is str or kind is int or kind is bool or value is None):
             return False
     return True
+
+
+class OutputError(Exception):
+    """Writing the results to stdout failed: the reader went away (a closed pipe), the disk is full, or the
+    command was started with stdout closed. Not an OSError, so that no ``except OSError`` around a command's
+    own files takes it for theirs (nor click's, which would exit 1 on a closed pipe): main() reports it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.errno = code
+        self.reason = reason
+
+
+class _StdoutRaw(io.RawIOBase):
+    """File descriptor 1 under sys.stdout (None: the process started with it closed). A write that fails
+    raises OutputError; once ``discarding``, writes go nowhere (what was buffered is dropped at exit)."""
+
+    def __init__(self, fd: int | None) -> None:
+        super().__init__()
+        self.fd = fd
+        self.discarding = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            raise OSError(errno.EBADF, "standard output is closed")
+        return self.fd
+
+    def isatty(self) -> bool:
+        return self.fd is not None and os.isatty(self.fd)
+
+    def write(self, data) -> int | None:
+        if self.discarding:
+            return memoryview(data).nbytes
+        if self.fd is None:
+            raise OutputError(errno.EBADF, "standard output is closed")
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return None  # a non-blocking stdout that is full: the buffer tries again
+        except OSError as exc:
+            raise OutputError(exc.errno, exc.strerror) from None
+
+
+_stdout_raw: _StdoutRaw | None = None
+
+
+def guard_stdout() -> None:
+    """Put sys.stdout on a file descriptor 1 whose failed writes raise OutputError (see output_failed): a
+    closed pipe, a full disk or a closed stdout is then told apart from a failing file of the command.
+    Only the process's own stdout is replaced (a test that captured it keeps its capture)."""
+    global _stdout_raw
+    old = sys.stdout
+    if old is not None and old is not sys.__stdout__:
+        return
+    try:
+        os.fstat(1)
+        raw = _StdoutRaw(1)
+    except OSError:
+        # Started with stdout closed (`>&-`): /dev/null holds descriptor 1, so that no file the command opens
+        # (the database, a state file) gets it and receives what a library or a child process prints.
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+        raw = _StdoutRaw(None)
+    if old is not None:
+        old.flush()
+    _stdout_raw = raw
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding=getattr(old, "encoding", None) or "utf-8",
+        errors=getattr(old, "errors", None) or "strict", newline="\n",
+        line_buffering=bool(getattr(old, "line_buffering", False)),
+        write_through=bool(getattr(old, "write_through", False)))
+
+
+def output_failed(exc: OutputError) -> NoReturn:
+    """Given the failed write to stdout, end the command: quietly with 141 when the reader went away (what
+    `head` does on purpose), else one line and exit 1 (a full disk, a closed stdout: the results are lost)."""
+    if _stdout_raw is not None:
+        _stdout_raw.discarding = True  # the flush at the interpreter's exit must not fail (and print) again
+    if exc.errno == errno.EPIPE:
+        sys.exit(EXIT_BROKEN_PIPE)
+    fail(f"cannot write output: {exc.reason}")
+
+
+def fail_write(path: str | os.PathLike, exc: OSError, what: str) -> NoReturn:
+    """Given a file the command was told to write (``what``: the option or field naming it) and why it could
+    not, end with one line naming both: exit 2 when the path itself is wrong (a missing directory, no
+    permission, a read-only file system), 1 when writing failed (a full disk, an I/O error)."""
+    wrong_path = exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM,
+                               errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP)
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EEXIST and exc.filename:  # creating its directory met a file of that name
+        reason = f"{exc.filename} is not a directory"
+    fail(f"{what}: cannot write {path}: {reason}", EXIT_CONFIG if wrong_path else EXIT_FAILED)
 
 
 def fail(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:

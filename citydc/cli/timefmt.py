@@ -61,7 +61,10 @@ def local_option(text: str | None) -> str | None:
     """
     if text is None or not _NAIVE_ISO.match(text.strip()):
         return text
-    naive = datetime.fromisoformat(text.strip())
+    try:
+        naive = datetime.fromisoformat(text.strip())
+    except ValueError:  # the shape of a time, not a real one (month 13, 30 February): the parser says so
+        return text
     return naive.replace(tzinfo=_zone).isoformat()
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from citydc.config.models import BUILTIN_SNMP_MODULES, CONFIG_PLATFORMS, Config
 from citydc.secrets import SecretRef
 
-__all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_data", "load_text"]
+__all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_data", "load_text", "read_yaml"]
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def _yaml_error(filename: str, message: str, mark: yaml.Mark | None) -> ConfigIn
     return ConfigInvalid(filename, [ConfigError("", f"not valid YAML{column}: {message}", line)])
 
 
-def _read_yaml(text: str, filename: str) -> tuple[Any, dict[str, int], list[ConfigError]]:
+def read_yaml(text: str, filename: str) -> tuple[Any, dict[str, int], list[ConfigError]]:
     """Given YAML text, return (data, {path: line}, duplicate-key errors). Raise ConfigInvalid if it
     cannot be read, or aliases or nesting make it recursive, too deep or too big."""
     loader = _Loader(text)
@@ -553,7 +553,7 @@ def load_data(raw: Any, filename: str = "citydc.yaml", *, base_dir: Path | None 
 def load_text(text: str, filename: str = "citydc.yaml", *, base_dir: Path | None = None,
               check_files: bool = True) -> Config:
     """Given YAML text, return the validated Config (see load_data). Raise ConfigInvalid with every error."""
-    raw, lines, duplicates = _read_yaml(text, filename)
+    raw, lines, duplicates = read_yaml(text, filename)
     return load_data(raw, filename, base_dir=base_dir, check_files=check_files, lines=lines, errors=duplicates)
 
 

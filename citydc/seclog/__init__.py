@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from citydc.seclog.chain import SpoolDamaged
 from citydc.seclog.emit import emit, emit_configured
 from citydc.seclog.event import EventInvalid, make_event, validate_event
 from citydc.seclog.store import DeliveryError, Query, Store
@@ -15,8 +16,8 @@ from citydc.seclog.store import DeliveryError, Query, Store
 if TYPE_CHECKING:
     from citydc.config.loader import LoadedConfig
 
-__all__ = ["DeliveryError", "EventInvalid", "Query", "Store", "emit", "emit_configured", "make_event", "open_store",
-           "validate_event"]
+__all__ = ["DeliveryError", "EventInvalid", "Query", "SpoolDamaged", "Store", "emit", "emit_configured", "make_event",
+           "open_store", "validate_event"]
 
 
 def open_store(loaded: LoadedConfig) -> Store:

@@ -36,8 +36,8 @@ import orjson
 from citydc import atomicfile
 
 __all__ = ["GENESIS", "INCARNATION", "AlreadyStored", "ChainHead", "Finding", "Notice", "Report", "Sealer",
-           "canonical", "chain_hash", "chain_name", "default_writer", "link", "read_head", "seal", "verify",
-           "verify_report", "write_head"]
+           "SpoolDamaged", "canonical", "chain_hash", "chain_name", "default_writer", "link", "read_head",
+           "read_state_file", "seal", "verify", "verify_report", "write_head"]
 
 GENESIS = "0" * 64
 HEAD_FILE = "chain-head.json"
@@ -295,13 +295,84 @@ class Sealer:
         return b"".join((body[:at], cit, body[at:ev_at], b'"hash":"', hsh.encode(), b'",', body[ev_at:]))
 
 
-def read_head(spool_dir: Path) -> dict[str, Any]:
-    """Given the spool directory, return the chain-head file's content ({} when absent)."""
-    path = Path(spool_dir) / HEAD_FILE
+class SpoolDamaged(RuntimeError):
+    """A spool state file (``chain-head.json``, ``ack.json``) holds something else than what it must hold.
+
+    The message is one line: the file, what is wrong with it, and how to recover. Nothing guesses
+    past such a file: the chain head anchors ``citydc log verify``, the ack is what was delivered.
+    """
+
+    def __init__(self, path: Path, problem: str, recovery: str):
+        super().__init__(f"{path}: damaged spool state file: {problem}; {recovery}")
+        self.path, self.problem = path, problem
+
+
+HEAD_RECOVERY = ("restore it from a backup, or move it aside: the next emit then rebuilds the chain head from "
+                 "the events still in the spool and ack.json, or, if none of them says where the chain was, "
+                 "starts a new spool incarnation that `citydc log verify` reports (docs/security-log.md)")
+SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")  # fullmatch
+HASH = re.compile(r"[0-9a-f]{64}")  # fullmatch
+
+
+def read_state_file(path: Path, problem: Callable[[Any], str | None], recovery: str) -> dict[str, Any]:
+    """Given a spool state file, a check of its content (the problem found, or None) and how to recover from
+    damage, return its content ({} when absent). Raise SpoolDamaged naming the file when it is not JSON or
+    the check finds a problem."""
     try:
-        return orjson.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
+    if not raw.strip():
+        raise SpoolDamaged(path, "empty (expected a JSON object)", recovery)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SpoolDamaged(path, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", recovery) from None
+    found = problem(data)
+    if found is not None:
+        raise SpoolDamaged(path, found, recovery)
+    return data
+
+
+def nonnegative_int(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def writers_problem(writers: Any, incarnations: bool = False) -> str | None:
+    """Given a ``writers`` record ({writer: {seq, hash[, incarnation]}}), return what is wrong with it, or None."""
+    if not isinstance(writers, dict):
+        return "writers: expected an object"
+    for name, h in writers.items():
+        if not (isinstance(h, dict) and nonnegative_int(h.get("seq")) and isinstance(h.get("hash"), str)
+                and HASH.fullmatch(h["hash"])):
+            return f"writers[{name[:80]!r}]: expected {{seq: integer, hash: 64 hex digits}}"
+        if incarnations and h.get("incarnation") is not None and not (
+                isinstance(h["incarnation"], str) and INCARNATION.match(h["incarnation"])):
+            return f"writers[{name[:80]!r}].incarnation: expected an incarnation id"
+    return None
+
+
+def _head_problem(data: Any) -> str | None:
+    """Given a parsed chain-head file, return what is wrong with it (what the writer relies on), or None."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got a JSON {type(data).__name__}"
+    if "segment" in data and not (isinstance(data["segment"], str) and SEGMENT_NAME.fullmatch(data["segment"])):
+        return "segment: expected a segment file name (seg-NNNNNNNNNN.jsonl)"
+    if "offset" in data and not nonnegative_int(data["offset"]):
+        return "offset: expected a byte offset (an integer, 0 or more)"
+    incarnation = data.get("incarnation")
+    if "incarnation" in data and not (isinstance(incarnation, dict) and isinstance(incarnation.get("id"), str)
+                                      and INCARNATION.match(incarnation["id"])):
+        return "incarnation: expected {id: an incarnation id, created: a time}"
+    return writers_problem(data.get("writers", {}))
+
+
+def read_head(spool_dir: Path) -> dict[str, Any]:
+    """Given the spool directory, return the chain-head file's content ({} when absent).
+
+    Raise SpoolDamaged when the file is there but is not a chain head (empty, not JSON, wrong shape).
+    """
+    return read_state_file(Path(spool_dir) / HEAD_FILE, _head_problem, HEAD_RECOVERY)
 
 
 def write_head(spool_dir: Path, data: Mapping[str, Any], *, sync_dir: bool = True) -> None:

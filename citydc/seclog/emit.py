@@ -27,7 +27,8 @@ def emit(events: Mapping | Sequence[Mapping], *, spool_dir: str | Path, writer: 
 
     ``clock`` is the spool's (its id memory's days, a new incarnation's time): tests move it forward.
     Raise EventInvalid naming the event and field if any event is invalid; then nothing of the
-    batch is written.
+    batch is written. Raise SpoolDamaged (a one-line message: the spool state file, what is wrong
+    with it, how to recover) when the spool's chain head is damaged; nothing is written then either.
     """
     batch = [events] if isinstance(events, Mapping) else list(events)
     written = Spool(spool_dir, writer=writer, clock=clock).append(batch)

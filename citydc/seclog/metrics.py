@@ -77,6 +77,12 @@ def _site_dataset(event: Mapping) -> tuple[str, str]:
 
 
 def write_textfile(registry: CollectorRegistry, path: str | Path) -> None:
-    """Given a registry and a ``.prom`` path, write the node_exporter textfile atomically (tmp + rename)."""
-    write_to_textfile(str(path), registry)
-    public_textfile(Path(path))  # node_exporter's user reads it; it holds metrics only
+    """Given a registry and a ``.prom`` path, write the node_exporter textfile atomically (tmp + rename).
+
+    Raise OSError naming ``path`` (the client's own names the temporary file beside it, which the
+    user never gave): a missing or unwritable directory, a full disk."""
+    try:
+        write_to_textfile(str(path), registry)
+        public_textfile(Path(path))  # node_exporter's user reads it; it holds metrics only
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None

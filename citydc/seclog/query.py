@@ -13,12 +13,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from citydc.seclog.event import KINDS, OUTCOMES
 from citydc.seclog.store import FILTER_FIELDS, Query, Store
 
 __all__ = ["SAVED", "QueryError", "SavedQuery", "build_query", "parse_time", "stale_backups"]
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# A day inside datetime's range on each side: every time accepted can be shown in any zone (offsets < 1 day).
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+# The largest LIMIT SQLite takes (a signed 64-bit integer); any larger one would mean "all" anyway.
+MAX_LIMIT = 2**63 - 1
+# Filters with ECS's fixed value sets (what event.py lets into the store): any other value matches nothing.
+# Values are lowercase in ECS, so FAILURE is read as failure rather than refused.
+ALLOWED_VALUES: dict[str, frozenset[str]] = {"outcome": OUTCOMES, "kind": KINDS}
 
 
 class QueryError(ValueError):
@@ -29,14 +38,33 @@ def parse_time(text: str, option: str = "--since", now: datetime | None = None) 
     """Given ``7d`` or an ISO-8601 time with timezone, return an aware datetime. Raise QueryError if neither."""
     now = now or datetime.now(UTC)
     text = text.strip()
+    out_of_range = QueryError(f"{option}: {text!r} is out of range: times go from {EARLIEST.date()} "
+                              f"to {LATEST.date()}")
     match = _RELATIVE.match(text)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            value = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise out_of_range from None
+    else:
+        value = _iso_time(text, option)
+    try:
+        in_range = EARLIEST <= value <= LATEST
+    except OverflowError:  # an offset that takes it past year 1 or 9999 in UTC
+        in_range = False
+    if not in_range:
+        raise out_of_range
+    return value
+
+
+def _iso_time(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as exc:
+        # Python's words when the shape is right and a field is not (month must be in 1..12): worth showing.
+        why = "" if str(exc).startswith("Invalid isoformat") else f" ({exc})"
         raise QueryError(f"{option}: expected a relative time like 15m, 24h, 7d, 2w or an ISO-8601 time "
-                         f"like 2025-03-01T08:00:00+08:00, got {text!r}") from None
+                         f"like 2025-03-01T08:00:00+08:00, got {text!r}{why}") from None
     if value.tzinfo is None:
         raise QueryError(f"{option}: {text!r} has no timezone; add Z (UTC) or an offset such as +08:00")
     return value
@@ -44,10 +72,11 @@ def parse_time(text: str, option: str = "--since", now: datetime | None = None) 
 
 def build_query(*, since: str | None = None, until: str | None = None, text: str | None = None,
                 limit: int | None = None, oldest_first: bool = False, now: datetime | None = None,
-                **options: str | None) -> Query:
+                show: Callable[[datetime], str] = datetime.isoformat, **options: str | None) -> Query:
     """Given CLI option values (``user=...``, ``source_ip=...``), return the Query.
 
-    Raise QueryError naming the option if a value is wrong.
+    Raise QueryError naming the option if a value is wrong; ``show`` writes the times in its message
+    (the CLI's: the display zone, to the second).
     """
     filters: dict[str, str] = {}
     for option, value in options.items():
@@ -60,15 +89,23 @@ def build_query(*, since: str | None = None, until: str | None = None, text: str
                 value = str(ipaddress.ip_address(value))
             except ValueError:
                 raise QueryError(f"--source-ip: expected an IPv4 or IPv6 address, got {value!r}") from None
+        if option in ALLOWED_VALUES:
+            value = _one_of(option, value, ALLOWED_VALUES[option])
         filters[FILTER_FIELDS[option]] = value
     start = parse_time(since, "--since", now) if since else None
     end = parse_time(until, "--until", now) if until else None
     if start and end and start >= end:
-        raise QueryError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
-    if limit is not None and limit < 1:
-        raise QueryError(f"--limit: expected a positive number, got {limit}")
+        raise QueryError(f"--since ({show(start)}) must be before --until ({show(end)})")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"--limit: expected a positive number up to {MAX_LIMIT}, got {limit}")
     return Query(since=start, until=end, filters=filters, text=text or None, limit=limit,
                  newest_first=not oldest_first)
+
+
+def _one_of(option: str, value: str, allowed: frozenset[str]) -> str:
+    if value.lower() not in allowed:
+        raise QueryError(f"--{option}: expected one of {', '.join(sorted(allowed))}, got {value!r}")
+    return value.lower()
 
 
 @dataclass(frozen=True)
@@ -125,7 +162,7 @@ def stale_backups(store: Store, configured_jobs: Iterable[str], now: datetime | 
 
 def describe(query: Query) -> Mapping[str, str]:
     """Given a Query, return its parts as strings (for the table title and --json output)."""
-    out = {k: v if isinstance(v, str) else " or ".join(v) for k, v in query.filters.items()}
+    out = {k: " or ".join(map(str, v)) if isinstance(v, tuple | list) else v for k, v in query.filters.items()}
     if query.since:
         out["since"] = query.since.isoformat()
     if query.until:

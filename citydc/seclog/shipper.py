@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from citydc.seclog.metrics import SeclogMetrics
-from citydc.seclog.spool import Batch, CorruptLine, Position, Spool, SpoolBusy, gc_paused
+from citydc.seclog.spool import Batch, CorruptLine, Position, Spool, SpoolBusy, SpoolDamaged, gc_paused
 from citydc.seclog.store import DeliveryError, Store
 
 __all__ = ["BackgroundShipper", "ShipResult", "Shipper"]
@@ -208,6 +208,8 @@ class BackgroundShipper:
                 self.shipper.follow(self.stop, self.poll)
         except SpoolBusy:
             log.info("another shipper delivers %s; the background shipper stands aside", self.shipper.spool.dir)
+        except SpoolDamaged as exc:  # one line naming the file and the recovery, not a thread's traceback
+            log.error("the background shipper stopped: %s", exc)
 
     def __enter__(self) -> BackgroundShipper:
         self.thread.start()

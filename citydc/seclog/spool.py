@@ -16,6 +16,15 @@ mid-batch leaves at most a partial last line: the next writer drops that fragmen
 acknowledged to anyone) and adopts the complete lines after the recorded head, so sequence
 numbers stay gap-free.
 
+Damage (docs/security-log.md, "Damaged spool files"): a ``chain-head.json`` or ``ack.json`` that is
+not what it must be raises SpoolDamaged, naming the file and how to recover; nothing guesses past
+it. A head file moved aside is rebuilt from the lines still spooled and the delivered heads, or,
+when nothing tells where the chain was, a new incarnation starts (reported by ``verify``). A
+damaged ``ids.db`` (an index, not evidence) is set aside and started anew. A newest segment that
+was cut (shorter than the head records, or ending in a fragment) gets no more lines: the next
+batch starts a new segment, so no new event is joined to the fragment, and the lost events stay
+visible as removed.
+
 A spool directory created from scratch (a new host, a replaced disk) gets a new incarnation, and
 each writer's chain in it starts at seq 1 with a ``spool-created`` event, so ``citydc log verify``
 tells a re-created spool from events inserted into an old chain. A spool from before incarnations
@@ -44,16 +53,20 @@ import orjson
 
 from citydc import atomicfile
 from citydc.seclog import chain, spool_ids, validated
+from citydc.seclog.chain import SpoolDamaged
 from citydc.seclog.event import Encoded, EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
 
-__all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpooledEvent", "SpooledLine", "gc_paused"]
+__all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpoolDamaged", "SpooledEvent", "SpooledLine",
+           "gc_paused"]
 
 log = logging.getLogger(__name__)
 
 SEGMENT_GLOB = "seg-*.jsonl"
 ACK_FILE = "ack.json"
+ACK_RECOVERY = ("move it aside: the next `citydc log ship` then delivers the spool again from its oldest segment "
+                "(the store keeps every event once) and writes a new ack.json (docs/security-log.md)")
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 
@@ -158,6 +171,59 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _ack_problem(data: Any) -> str | None:
+    """Given a parsed ack.json, return what is wrong with it (what the shipper and verify rely on), or None."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got a JSON {type(data).__name__}"
+    position = [k for k in ("segment", "offset", "line") if k in data]
+    if position and len(position) < 3:
+        return f"expected segment, offset and line together, found only {', '.join(position)}"
+    if position and not (isinstance(data["segment"], str) and chain.SEGMENT_NAME.fullmatch(data["segment"])):
+        return "segment: expected a segment file name (seg-NNNNNNNNNN.jsonl)"
+    for key in ("offset", "line"):
+        if key in data and not chain.nonnegative_int(data[key]):
+            return f"{key}: expected an integer, 0 or more"
+    return chain.writers_problem(data.get("writers", {}), incarnations=True)
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    """Given a non-empty file and its size, return whether its last byte is a newline (one pread, no buffer)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, 1, size - 1) == b"\n"
+    finally:
+        os.close(fd)
+
+
+def _adopt(head: dict[str, Any], complete: bytes) -> list[dict]:
+    """Given the chain head and complete spool lines, move each writer's head on to its lines past it; return
+    the events so adopted.
+
+    A line past the head is adopted even after a gap in the numbers (a line lost to damage): the store then
+    lacks that event and ``citydc log verify`` reports it as removed, while numbering on from before the gap
+    would give two events one number. A line of another incarnation than the head's is not this chain's.
+    """
+    writers, adopted = head["writers"], []
+    for raw in complete.split(b"\n") if complete else []:
+        try:
+            doc = orjson.loads(raw)
+            c = doc["citydc"]["chain"]
+            writer, seq, hsh, incarnation = c["writer"], c["seq"], doc["event"]["hash"], c.get("incarnation")
+        except (ValueError, KeyError, TypeError):
+            continue  # corrupted: the reader reports it
+        if not (isinstance(writer, str) and type(seq) is int and isinstance(hsh, str) and chain.HASH.fullmatch(hsh)
+                and (incarnation is None or (isinstance(incarnation, str) and chain.INCARNATION.match(incarnation)))):
+            continue  # not a chained event: the reader reports it
+        if "incarnation" not in head and incarnation:  # the head file was lost: take it back
+            head["incarnation"] = {"id": incarnation, "created": doc.get("@timestamp")}
+        if incarnation != head.get("incarnation", {}).get("id"):
+            continue
+        if seq > writers.get(writer, {"seq": 0})["seq"]:
+            writers[writer] = {"seq": seq, "hash": hsh}
+            adopted.append(doc)
+    return adopted
+
+
 class Spool:
     """One spool directory. Safe for several emitting processes and one shipper."""
 
@@ -200,8 +266,9 @@ class Spool:
         copy carrying the chain fields, an ``Encoded`` event as itself).
 
         All lines are written and fsynced before this returns. Raise EventInvalid if an event is
-        invalid (then nothing of the batch is written). An ``Encoded`` event was validated when it was
-        made and cannot change since: its bytes are sealed and written as they are, not encoded again.
+        invalid, SpoolDamaged if chain-head.json is damaged (then nothing of the batch is written). An
+        ``Encoded`` event was validated when it was made and cannot change since: its bytes are sealed
+        and written as they are, not encoded again.
         """
         bodies: dict[int, bytes] = {}  # id(event) -> canonical bytes, for the sealer (the events stay alive here)
         for i, doc in enumerate(events):
@@ -304,59 +371,142 @@ class Spool:
         return name, end
 
     def _recover(self, ids: sqlite3.Connection) -> dict[str, Any]:
-        """Return the chain head, adopting complete lines a killed writer left after it; drop a partial tail."""
+        """Return the chain head brought up to the spool: the complete lines written after it adopted, a killed
+        writer's partial tail dropped, and a new segment begun if the newest one was cut (``_append_point``).
+
+        The head lags the spool after a writer killed before recording it, after its file was moved aside
+        (then rebuilt here from every line still spooled) and after it was restored from an older copy.
+        Raise SpoolDamaged when chain-head.json is damaged: nothing is written then.
+        """
         head = chain.read_head(self.dir)
+        lost = not head
         head.setdefault("writers", {})
         segments = self.segments()
         if not segments:
             return head
         start_seg, start_off = head.get("segment"), head.get("offset", 0)
-        if start_seg == segments[-1] and (self.dir / start_seg).stat().st_size == start_off:
-            return head  # the common case: nothing happened since the last batch
-        todo = [s for s in segments if start_seg is None or s >= start_seg]
+        if start_seg == segments[-1]:
+            size = (self.dir / start_seg).stat().st_size
+            if size == start_off and (size == 0 or _ends_with_newline(self.dir / start_seg, size)):
+                return head  # the common case: nothing happened since the last batch
         adopted: list[dict] = []
-        writers = head["writers"]
-        for name in todo:
-            offset = start_off if name == start_seg else 0
-            path = self.dir / name
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read()
-            complete, _, partial = data.rpartition(b"\n")
-            if partial and name == segments[-1]:
-                log.warning("%s: dropping a partial last line of %d bytes left by a killed writer", path,
-                            len(partial))
-                os.truncate(path, offset + len(complete) + (1 if complete else 0))
-            for raw in complete.split(b"\n") if complete else []:
-                try:
-                    doc = orjson.loads(raw)
-                    c = doc["citydc"]["chain"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # corrupted: the reader reports it
-                last = writers.get(c["writer"], {"seq": 0})
-                if "incarnation" not in head and c.get("incarnation"):  # the head file was lost: take it back
-                    head["incarnation"] = {"id": c["incarnation"], "created": doc.get("@timestamp")}
-                if c["seq"] == last["seq"] + 1:
-                    writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
-                    adopted.append(doc)
+        for name in segments:
+            if start_seg is None or name >= start_seg:
+                # A fragment is a killed writer's only when the head says where its batch began.
+                complete = self._complete_lines(name, start_off if name == start_seg else 0,
+                                                drop_partial=name == segments[-1] and not lost)
+                adopted += _adopt(head, complete)
+        self._take_delivered(head)
         if adopted:
-            log.warning("%s: adopted %d events written by a writer killed before recording the chain head",
-                        self.dir, len(adopted))
+            log.warning("%s: adopted %d events %s", self.dir, len(adopted),
+                        f"still in the spool, as {chain.HEAD_FILE} was missing" if lost
+                        else "written by a writer killed before recording the chain head")
             self._remember(ids, adopted)
-        head["segment"] = segments[-1]
-        head["offset"] = (self.dir / segments[-1]).stat().st_size
+        if lost and not head["writers"] and "incarnation" not in head:
+            # Nothing tells where the chain was: a new incarnation, which `citydc log verify` reports with
+            # where the previous chain ended, rather than a seq 1 that would collide with the store's.
+            head["incarnation"] = self._new_incarnation()
+            log.warning("%s: %s was missing and no event says where the chain was: a new spool incarnation "
+                        "starts", self.dir, chain.HEAD_FILE)
+        head["segment"], head["offset"] = self._append_point(segments[-1], start_seg, start_off)
         chain.write_head(self.dir, head)
         return head
 
+    def _complete_lines(self, name: str, offset: int, drop_partial: bool) -> bytes:
+        """Given a segment and an offset, return its complete lines from there; with ``drop_partial``, cut off a
+        fragment after them (a killed writer's, never acknowledged to anyone)."""
+        path = self.dir / name
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        complete, _, partial = data.rpartition(b"\n")
+        if partial and drop_partial:
+            log.warning("%s: dropping a partial last line of %d bytes left by a killed writer", path, len(partial))
+            os.truncate(path, offset + len(complete) + (1 if complete else 0))
+        return complete
+
+    def _take_delivered(self, head: dict[str, Any]) -> None:
+        """Move a writer's head on to its delivered head (ack.json) where that is further: a head restored from
+        an older copy, or rebuilt from a spool whose lines of that writer were delivered and deleted, must not
+        number again what the store holds. A damaged ack.json is the shipper's to report, here it is ignored:
+        refusing the event for it would lose the event."""
+        try:
+            delivered = self.delivered_heads()
+        except SpoolDamaged:
+            return
+        incarnation = head.get("incarnation", {}).get("id")
+        writers = head["writers"]
+        for writer, h in delivered.items():
+            if h.incarnation == incarnation and h.seq > writers.get(writer, {"seq": 0})["seq"]:
+                writers[writer] = {"seq": h.seq, "hash": h.hash}
+
+    def _append_point(self, newest: str, start_seg: str | None, start_off: int) -> tuple[str, int]:
+        """Given the newest segment and where the head says the last batch ended, return where the next batch
+        goes: the segment's end, or a new empty segment when the newest one was cut, that is shorter than the
+        head records (truncated, or restored from an older copy) or ending in a fragment.
+
+        A line appended to a fragment is lost with it, and the shipper's ack may point past the cut: the cut
+        segment is left as it is, so the shipper reports its fragment and ``verify`` the events it lost.
+        """
+        path = self.dir / newest
+        size = path.stat().st_size
+        if newest == start_seg and size < start_off:
+            problem = (f"is {size} bytes, shorter than the {start_off} bytes the chain head records (truncated, "
+                       "or restored from an older copy): the events past its end are gone")
+        elif size and not _ends_with_newline(path, size):
+            problem = "ends in an incomplete line"
+        else:
+            return newest, size
+        name = _segment_name(int(newest[4:14]) + 1)
+        os.close(os.open(self.dir / name, os.O_WRONLY | os.O_CREAT, 0o600))
+        _fsync_dir(self.dir)
+        log.warning("%s %s; the next events go to a new segment, %s (`citydc log verify` reports the lost events "
+                    "as removed)", path, problem, name)
+        return name, 0
+
     @contextmanager
     def _ids(self) -> Iterator[sqlite3.Connection]:
-        conn = spool_ids.connection(self.dir)  # kept open: opening it per emit cost more than the emit
+        try:
+            conn = spool_ids.connection(self.dir)  # kept open: opening it per emit cost more than the emit
+        except spool_ids.IndexDamaged as exc:
+            conn = self._new_ids(exc)
         try:
             yield conn
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")  # the next append in this process reuses the connection
             raise
+
+    def _new_ids(self, damage: spool_ids.IndexDamaged) -> sqlite3.Connection:
+        """Set a damaged ids.db aside and start a new one holding the ids still in the spool; return its connection.
+
+        Safe, so not an error that would stop every event: ids.db is an index, not evidence (the chain is in
+        the segments and the chain head). An id the new index lacks only lets that event, emitted again, be
+        chained again: the store keeps it once and ``citydc log verify`` notes it as re-emitted.
+        """
+        aside = spool_ids.set_aside(self.dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+        conn = spool_ids.connection(self.dir)
+        known = list(self._spooled_ids())
+        spool_ids.remember(conn, known, int(self.clock() // 86400), self.id_retention_days)
+        log.warning("%s; set it aside as %s and started a new one with the %d event id(s) still in the spool "
+                    "(an older event emitted again is chained again, which `citydc log verify` notes as "
+                    "re-emitted)", damage, aside.name, len(known))
+        return conn
+
+    def _spooled_ids(self) -> Iterator[str]:
+        """Yield the event.id of every readable line in the spool's segments."""
+        for name in self.segments():
+            try:
+                with (self.dir / name).open("rb") as f:
+                    for raw in f:
+                        try:
+                            ident = orjson.loads(raw)["event"]["id"]
+                        except (ValueError, KeyError, TypeError):
+                            continue  # corrupted: the shipper reports it
+                        if isinstance(ident, str):
+                            yield ident
+            except FileNotFoundError:
+                continue  # acknowledged and deleted by the shipper meanwhile
 
     def _claim(self, ids: sqlite3.Connection, events: Sequence[dict]) -> list[dict]:
         """Given the ids connection inside a transaction and the batch, claim the ids not spooled before; return
@@ -378,11 +528,8 @@ class Spool:
     # -- reading ---------------------------------------------------------------------------
 
     def ack(self) -> dict[str, Any]:
-        """Return the ack record ({} before the first acknowledgement)."""
-        try:
-            return orjson.loads((self.dir / ACK_FILE).read_bytes())
-        except FileNotFoundError:
-            return {}
+        """Return the ack record ({} before the first acknowledgement). Raise SpoolDamaged if ack.json is damaged."""
+        return chain.read_state_file(self.dir / ACK_FILE, _ack_problem, ACK_RECOVERY)
 
     def ack_position(self) -> Position | None:
         """Return the acknowledged position, or None when nothing was acknowledged yet."""

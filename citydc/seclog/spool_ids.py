@@ -11,6 +11,9 @@ The ids live in the table ``seen``: the 16 bytes of each id (not its 32 hex char
 of the id and the index of the day in the older table ``ids``). The retention purge scans it once a day
 (``purged_day`` in ``meta``) instead of keeping an index of days. An ``ids.db`` of the older layout is
 migrated on first use (``migrate``).
+
+An ``ids.db`` that is not a database, or that SQLite finds corrupted when it is opened, raises
+IndexDamaged; the spool then sets it aside (``set_aside``) and starts a new one (spool.py, ``_ids``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["MAX_OPEN", "claim", "connection", "forget_before", "key", "migrate", "remember", "remember_in", "unseen"]
+__all__ = ["MAX_OPEN", "IndexDamaged", "claim", "connection", "forget_before", "key", "migrate", "remember",
+           "remember_in", "set_aside", "unseen"]
 
 MAX_OPEN = 8  # spools a process emits into at once is small; beyond this, the oldest is closed
 
@@ -39,17 +43,57 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+class IndexDamaged(RuntimeError):
+    """``ids.db`` is not an SQLite database, or SQLite found it corrupted, when it was opened."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Given an SQLite error, return whether it says the file is damaged (not "locked", "read-only" and the like)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name == "SQLITE_NOTADB" or name.startswith("SQLITE_CORRUPT")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # the spool's fsync and the head are the durable record
-    # Ids are hashes, so each emit() of 1,000 events dirties pages all over the index, and the default
-    # checkpoint (every 1,000 WAL pages) ran at almost every emit: 39 fdatasyncs per 50,000 events, 15 so.
-    conn.execute("PRAGMA wal_autocheckpoint=4000")
-    conn.execute("CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY, day INTEGER NOT NULL) WITHOUT ROWID")
-    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-    migrate(conn)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # the spool's fsync and the head are the durable record
+        # Ids are hashes, so each emit() of 1,000 events dirties pages all over the index, and the default
+        # checkpoint (every 1,000 WAL pages) ran at almost every emit: 39 fdatasyncs per 50,000 events, 15 so.
+        conn.execute("PRAGMA wal_autocheckpoint=4000")
+        conn.execute("CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY, day INTEGER NOT NULL) WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if _damaged(exc):
+            raise IndexDamaged(path, str(exc)) from None
+        raise
     return conn
+
+
+def set_aside(spool_dir: Path, stamp: str) -> Path:
+    """Given a spool directory and a time stamp, rename its ``ids.db`` (and the WAL files with it) to
+    ``ids.db.damaged-<stamp>-<pid>``, forgetting this process's connection to it; return the new name.
+
+    Kept, not deleted: what damaged it may be worth a look. Call it holding the spool's writer lock.
+    """
+    path = Path(spool_dir) / "ids.db"
+    aside = path.with_name(f"ids.db.damaged-{stamp}-{os.getpid()}")
+    with _lock:
+        cached = _open.pop(path, None)
+        if cached is not None:
+            cached[0].close()
+    for suffix in ("-wal", "-shm", ""):  # the database last: a WAL left behind must not meet a new database
+        try:
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+        except FileNotFoundError:
+            continue
+    return aside
 
 
 def key(event_id: str) -> bytes:

@@ -140,3 +140,14 @@ def test_status_offline_of_a_state_file_that_cannot_be_opened_names_it_and_its_f
     reasons = {r["reason"] for r in json.loads(status.stdout)}
     assert reasons == {f"state not readable: cannot use {tmp_path / 'state' / 'j1.json'}: Is a directory "
                        "(backup.state_dir)"}
+
+
+def test_a_damaged_spool_chain_head_stops_the_run_with_one_line_naming_the_file(tmp_path, repos):
+    job = Setup(tmp_path, repos)
+    assert job.cli("run", "j1").returncode == 0  # the spool exists, with its chain head
+    head = tmp_path / "spool" / "chain-head.json"
+    head.write_text("garbage{")
+    run = job.cli("run", "j1")
+    assert run.returncode == 1
+    assert run.stderr.startswith("error: the security log cannot record events: ") and str(head) in run.stderr
+    assert "move it aside" in run.stderr

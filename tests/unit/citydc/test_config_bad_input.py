@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -296,3 +297,13 @@ def test_raw_yaml_data_never_echoes_a_secret_through_the_loader():
     with pytest.raises(ConfigInvalid) as exc:
         load_data(doc)
     assert SECRET not in str(exc.value) and "credentials in the URL are not allowed" in str(exc.value)
+
+
+def test_an_error_on_line_100_shows_its_line_number(tmp_path):
+    # Rich reads ":100:" as an emoji code unless the consoles are made with emoji=False.
+    path = tmp_path / "citydc.yaml"
+    path.write_text("sites: [{id: siwei, name: S}]\n" + "# pad\n" * 98 + "bogus_key: 1\n")
+    proc = subprocess.run([str(Path(sys.executable).with_name("citydc")), "config", "check", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert f"{path}:100: bogus_key: unknown key" in proc.stderr

@@ -244,6 +244,9 @@ def test_a_changed_certificate_is_reloaded_and_a_broken_change_keeps_the_old(pki
     ({"rate_limit": {"burst": 1}}, "rate_limit: not supported"),
     ("- a list", "(top level): expected a mapping"),
     ("tls_server_config: {cert_file: [", "line 1: not valid YAML"),
+    ("basic_auth_users:\n  prometheus: *plain-password\n", "line 2: not valid YAML"),  # the token is not quoted
+    ("basic_auth_users: {a: 1}\nbasic_auth_users: {b: 2}\n", "basic_auth_users: duplicate key (first at line 1)"),
+    ("a: &a [*a]\n", "recursive alias"),
 ])
 def test_bad_web_config_files_name_the_field(pki, doc, message) -> None:
     path = config_file(pki, doc, "bad.yml")

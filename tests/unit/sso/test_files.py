@@ -57,3 +57,13 @@ def test_baseline(tmp_path):
         load_baseline(p)
     with pytest.raises(FileInvalid, match="cannot read"):
         load_baseline(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text", ["accepted:\n  - reason: *Hunter2Secret\n",
+                                  "accepted:\n  - reason: !Hunter2Secret x\n", "a: &a [*a]\n", "a: 1\na: 2\n"])
+def test_a_bad_accepted_file_never_echoes_its_text_nor_runs_away(tmp_path, text):
+    p = tmp_path / "acc.yaml"
+    p.write_text(text)
+    with pytest.raises(FileInvalid) as exc:
+        load_accepted(p)
+    assert str(exc.value).startswith(f"{p}:") and "Hunter2" not in str(exc.value)

@@ -63,6 +63,9 @@ class RepoAccess:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
     name: str = ""  # "local" or "offsite": which repository a message is about
+    # The URL holds a password (rest:https://user:password@host/): it goes to restic in the environment
+    # (RESTIC_REPOSITORY / RESTIC_FROM_REPOSITORY), never in argv, where every user of the host could read it.
+    url_in_env: bool = False
 
     def label(self) -> str:
         """Return how messages name this repository: ``the local repository`` (or just ``the repository``)."""
@@ -70,7 +73,8 @@ class RepoAccess:
 
     def from_env(self) -> dict[str, str]:
         """Return this repository's environment renamed for ``copy``'s source side (RESTIC_FROM_*)."""
-        names = {"RESTIC_PASSWORD": "RESTIC_FROM_PASSWORD", "RESTIC_PASSWORD_FILE": "RESTIC_FROM_PASSWORD_FILE"}
+        names = {"RESTIC_PASSWORD": "RESTIC_FROM_PASSWORD", "RESTIC_PASSWORD_FILE": "RESTIC_FROM_PASSWORD_FILE",
+                 "RESTIC_REPOSITORY": "RESTIC_FROM_REPOSITORY"}
         return {names[k]: v for k, v in self.env.items() if k in names}
 
 
@@ -111,15 +115,31 @@ def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, s
     path = repo.password.file_path()
     env = {"RESTIC_PASSWORD_FILE": str(path)} if path else {"RESTIC_PASSWORD": value}
     options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config, ssh)}",) if repo.ssh_config else ()
-    return RepoAccess(repo.url, options, env, (value,), name)
+    secrets: tuple[str, ...] = (value,)
+    url_password = rest_url_password(repo.url)
+    if url_password:
+        env["RESTIC_REPOSITORY"] = repo.url
+        secrets += (url_password,)
+    return RepoAccess(repo.url, options, env, secrets, name, url_in_env=bool(url_password))
+
+
+def rest_url_password(url: str) -> str | None:
+    """Given a repository URL, return the password of a ``rest:http(s)://user:password@host/`` URL (restic
+    0.14's only way to a REST server's basic auth), else None."""
+    if not url.startswith("rest:"):
+        return None
+    try:
+        return urlsplit(url[len("rest:"):]).password or None
+    except ValueError:
+        return None
 
 
 # -- argv builders ----------------------------------------------------------------------------------
 
 
 def base_argv(binary: str, access: RepoAccess, *, json_output: bool = False) -> tuple[str, ...]:
-    """Return ``restic -r URL [-o OPT]... [--json]``."""
-    out: list[str] = [binary, "-r", access.url]
+    """Return ``restic -r URL [-o OPT]... [--json]`` (without ``-r URL`` when the URL goes in the environment)."""
+    out: list[str] = [binary] if access.url_in_env else [binary, "-r", access.url]
     for opt in access.options:
         out += ["-o", opt]
     return (*out, "--json") if json_output else tuple(out)
@@ -142,7 +162,9 @@ def init_argv(binary: str, access: RepoAccess, copy_chunker_from: RepoAccess | N
     """Return ``restic init``; an off-site repo takes the local repo's chunker parameters so copies deduplicate."""
     out = [*base_argv(binary, access), "init"]
     if copy_chunker_from is not None:
-        out += ["--copy-chunker-params", "--from-repo", copy_chunker_from.url]
+        out += ["--copy-chunker-params"]
+        if not copy_chunker_from.url_in_env:  # else RESTIC_FROM_REPOSITORY (RepoAccess.from_env)
+            out += ["--from-repo", copy_chunker_from.url]
     return tuple(out)
 
 
@@ -152,7 +174,7 @@ def copy_argv(binary: str, dest: RepoAccess, source: RepoAccess, *, tags: Sequen
     out = list(base_argv(binary, dest))
     if limit_upload_kib:
         out += ["--limit-upload", str(limit_upload_kib)]
-    out += ["copy", "--from-repo", source.url]
+    out += ["copy"] if source.url_in_env else ["copy", "--from-repo", source.url]
     if tags:
         out += ["--tag", ",".join(tags)]
     return tuple(out)

@@ -59,7 +59,19 @@ def show(file: str) -> None:
         loaded = load(file)
     except ConfigInvalid as exc:
         report_invalid(exc)
-    print_json(loaded.config.model_dump(mode="json"))
+    print_json(_without_url_passwords(loaded.config.model_dump(mode="json")))
+
+
+def _without_url_passwords(value):
+    """Given the dumped config, return it with the password of any URL's userinfo replaced by ***: the loader
+    refuses them everywhere but in restic REST repository URLs (restic 0.14 has no other way to them)."""
+    from citydc.backup.events import redact_url
+
+    if isinstance(value, dict):
+        return {k: _without_url_passwords(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_url_passwords(v) for v in value]
+    return redact_url(value) if isinstance(value, str) and "@" in value and "://" in value else value
 
 
 @config_group.command("sample", epilog=examples("citydc config sample > citydc.yaml"))

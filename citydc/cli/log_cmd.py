@@ -59,14 +59,16 @@ def _get(doc: dict, path: str) -> str:
 
 @contextmanager
 def _store(loaded: LoadedConfig) -> Iterator[Store]:
+    # A store this user cannot create, read or write (StoreUnusable, which names the config field) is a
+    # setup error, exit 2; a store that failed (down, rejected a batch) is a failed job, exit 1.
     try:
         store = open_store(loaded)
     except DeliveryError as exc:
-        fail(f"cannot open the security log store: {exc}", EXIT_FAILED)
+        fail(f"cannot open the security log store: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
     try:
         yield store
     except DeliveryError as exc:
-        fail(f"security log store failed: {exc}", EXIT_FAILED)
+        fail(f"security log store failed: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
     finally:
         store.close()
 

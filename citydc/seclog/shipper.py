@@ -78,7 +78,10 @@ class Shipper:
                 if self.metrics is not None:
                     self.metrics.errors.labels(self.metrics.site, exc.reason).inc()
                 log.warning("delivery failed (attempt %d, %s): %s", attempt, exc.reason, exc)
-                if (not forever and attempt >= self.max_attempts) or (stop is not None and stop.is_set()):
+                # A store this user cannot write (StoreUnusable: permissions, a read-only file) does not heal
+                # by waiting: a one-off run reports it at once; a following shipper keeps trying, slowly.
+                setup = getattr(exc, "field", None) is not None
+                if (not forever and (setup or attempt >= self.max_attempts)) or (stop is not None and stop.is_set()):
                     raise
                 delay = self.backoff(attempt)
                 if stop is not None:

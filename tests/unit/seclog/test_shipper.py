@@ -85,6 +85,24 @@ def test_gives_up_without_acknowledging(tmp_path):
     assert Shipper(spool, store).ship().delivered == 5 + OPENING  # the events waited in the spool
 
 
+def test_a_store_this_user_cannot_write_is_reported_at_once(tmp_path):
+    from citydc.seclog.store_sqlite import StoreUnusable
+
+    class ReadOnlyStore(FlakyStore):
+        def put(self, events):
+            self.puts += 1
+            raise StoreUnusable("cannot open /var/lib/citydc/seclog.db for writing: Permission denied "
+                                "(security_log.sink.path)", "security_log.sink.path")
+
+    spool = Spool(tmp_path, writer="w:spool")
+    spool.append([ev(i) for i in range(3)])
+    store, sleeps = ReadOnlyStore(), []
+    result = Shipper(spool, store, max_attempts=6, sleep=sleeps.append).ship()
+    assert not result.ok and "Permission denied" in str(result.error)
+    assert store.puts == 1 and sleeps == []  # waiting does not fix permissions
+    assert spool.ack_position() is None
+
+
 def test_corrupt_lines_are_counted_and_passed(tmp_path):
     spool = Spool(tmp_path, writer="w:spool")
     spool.append([ev(i) for i in range(3)])

@@ -224,8 +224,9 @@ def test_a_database_or_folder_the_user_cannot_use_is_one_line_naming_path_and_fi
     proc = as_nobody(CLI_PROGRAM, "-c", str(config), "log", "search")
     assert proc.stderr.strip() == (f"error: cannot open the security log store: cannot read {shared}/db/seclog.db: "
                                    "Permission denied (security_log.sink.path)")
+    assert proc.returncode == 2  # a setup error, not a failed job
     config.write_text(config.read_text().replace("db/seclog.db", "db/new/seclog.db"))
     proc = as_nobody(CLI_PROGRAM, "-c", str(config), "log", "stats", "--by", "user.name")
     assert proc.stderr.strip() == (f"error: cannot open the security log store: cannot create {shared}/db/new: "
                                    "Permission denied (security_log.sink.path)")
-    assert proc.returncode != 0
+    assert proc.returncode == 2

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
+from typing import NoReturn
 
 import click
 from rich.markup import escape
@@ -32,10 +33,10 @@ from citydc.cli.output import (
 from citydc.cli.table import Column, print_table, status_style
 from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
-from citydc.seclog.chain import verify_report
+from citydc.seclog.chain import ChainHead, verify_report
 from citydc.seclog.emit import spool_for
 from citydc.seclog.query import ALLOWED_VALUES, SAVED, QueryError, build_query, parse_time, stale_backups
-from citydc.seclog.spool import SpoolBusy
+from citydc.seclog.spool import Spool, SpoolBusy
 from citydc.seclog.store import DeliveryError, Query, Store
 
 __all__ = ["log_group"]
@@ -334,10 +335,29 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
     spool_dir = loaded.resolve(loaded.config.security_log.spool_dir)
+
+    def unreadable(exc: OSError) -> NoReturn:
+        # A spool this user may not read is a setup error (docs/operations.md §5), not a broken chain.
+        fail(f"cannot read the security log spool: {exc.filename or spool_dir}: {exc.strerror or exc} "
+             "(security_log.spool_dir)", EXIT_CONFIG)
+
     # On a host without the spool (an auditor's), the store's chains are still walked, but a store
-    # that lost the end of a chain, or holds events past it, cannot be told from an intact one.
-    spool = spool_for(loaded) if spool_dir.is_dir() else None
-    delivered = spool.delivered_heads() if spool else {}  # read before the walk: the store holds at least these
+    # that lost the end of a chain, or holds events past it, cannot be told from an intact one. The
+    # spool is only read: nothing created or locked, so an auditor who may read it can verify.
+    try:
+        spool = Spool.existing(spool_dir)
+        delivered = spool.delivered_heads() if spool else {}  # read before the walk: the store holds at least these
+        if spool:
+            spool.emitted_heads()  # read again after the walk; a head this user cannot read stops verify now
+    except OSError as exc:
+        unreadable(exc)
+
+    def emitted() -> dict[str, ChainHead]:
+        try:
+            return spool.emitted_heads()
+        except OSError as exc:  # replaced during the walk by a writer without files.group's group
+            unreadable(exc)
+
     if spool is None and not as_json:
         err.print(f"[yellow]warning:[/] no spool at {escape(str(spool_dir))} on this host: the chains are checked, "
                   "but not against the heads the shipper delivered (a lost tail would go unnoticed)")
@@ -357,7 +377,7 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
 
         with closing(store.chain(start)) as chain:  # ended before the store closes, even on Ctrl-C
             report = verify_report(counted(chain), partial=start is not None, delivered=delivered,
-                                   emitted=spool.emitted_heads if spool else None)
+                                   emitted=emitted if spool else None)
     findings = report.findings
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from citydc import atomicfile
+from citydc import atomicfile, files
 
 __all__ = ["GENESIS", "INCARNATION", "AlreadyStored", "ChainHead", "Finding", "Notice", "Report", "Sealer",
            "SpoolDamaged", "canonical", "chain_hash", "chain_name", "default_writer", "link", "read_head",
@@ -377,9 +377,10 @@ def read_head(spool_dir: Path) -> dict[str, Any]:
 
 def write_head(spool_dir: Path, data: Mapping[str, Any], *, sync_dir: bool = True) -> None:
     """Given the spool directory and the head record, write ``chain-head.json`` atomically (tmp, fsync, rename,
-    and unless ``sync_dir`` is False, fsync of the directory)."""
+    and unless ``sync_dir`` is False, fsync of the directory), 0600, or 0640 while files.group is in effect: an
+    auditor's ``citydc log verify`` reads it."""
     path = Path(spool_dir) / HEAD_FILE
-    atomicfile.write(path, json.dumps(dict(data), sort_keys=True), sync_dir=sync_dir)
+    atomicfile.write(path, json.dumps(dict(data), sort_keys=True), files.private_modes()[0], sync_dir=sync_dir)
 
 
 class AlreadyStored(dict):

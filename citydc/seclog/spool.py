@@ -29,6 +29,12 @@ A spool directory created from scratch (a new host, a replaced disk) gets a new 
 each writer's chain in it starts at seq 1 with a ``spool-created`` event, so ``citydc log verify``
 tells a re-created spool from events inserted into an old chain. A spool from before incarnations
 (its chain head has none) keeps its chain as it is.
+
+Modes (docs/operations.md §5): the directory is created 0700 and the segments, ``chain-head.json``,
+``ack.json`` and ``ids.db`` 0600, or 0750/0640 while files.group is in effect
+(citydc.files.private_modes), so the auditors' group can run ``citydc log verify``. The lock files
+stay 0600: a reader takes no lock. What exists keeps its mode; the two state files are replaced at
+every write, so they take the writing process's modes and group.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from typing import Any
 
 import orjson
 
-from citydc import atomicfile
+from citydc import atomicfile, files
 from citydc.seclog import chain, spool_ids, validated
 from citydc.seclog.chain import SpoolDamaged
 from citydc.seclog.event import Encoded, EventInvalid, format_timestamp, make_event, validate_event
@@ -229,9 +235,12 @@ class Spool:
 
     def __init__(self, spool_dir: str | Path, *, writer: str | None = None,
                  max_segment_bytes: int = DEFAULT_SEGMENT_BYTES, id_retention_days: int = 8,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, create: bool = True):
+        """Given the spool directory, make it (unless ``create`` is False) 0700, or 0750 while files.group is in
+        effect (citydc.files.private_modes); a directory that exists keeps its mode."""
         self.dir = Path(spool_dir)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if create:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=files.private_modes()[1])
         self.writer = writer or chain.default_writer(self.dir)
         self.max_segment_bytes = max_segment_bytes
         self.id_retention_days = id_retention_days
@@ -243,8 +252,19 @@ class Spool:
         """Return the segment file names, oldest first."""
         return sorted(p.name for p in self.dir.glob(SEGMENT_GLOB))
 
+    @classmethod
+    def existing(cls, spool_dir: str | Path) -> Spool | None:
+        """Given a spool directory, return the spool to read its state from (``ack``, ``emitted_heads``), or None
+        when there is no such directory. Nothing is created or locked, so a user who may read the spool but
+        not write it (an auditor of files.group, docs/operations.md §5) can: no lock is needed, as ack.json
+        and chain-head.json are only ever replaced whole by a rename (citydc.atomicfile), so a read sees one
+        complete version. Raise OSError when this user may not look into the directory's parent."""
+        spool_dir = Path(spool_dir)
+        return cls(spool_dir, create=False) if spool_dir.is_dir() else None
+
     @contextmanager
     def _lock(self, name: str, blocking: bool = True) -> Iterator[None]:
+        # Owner-only whatever files.group says: only writers and the shipper lock, a reader never does.
         fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
@@ -357,7 +377,7 @@ class Spool:
             name = segments[-1]
             if (self.dir / name).stat().st_size >= self.max_segment_bytes:
                 name, created = _segment_name(int(name[4:14]) + 1), True
-        fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, files.private_modes()[0])
         try:
             view = memoryview(data)
             while view:
@@ -458,7 +478,7 @@ class Spool:
         else:
             return newest, size
         name = _segment_name(int(newest[4:14]) + 1)
-        os.close(os.open(self.dir / name, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.close(os.open(self.dir / name, os.O_WRONLY | os.O_CREAT, files.private_modes()[0]))
         _fsync_dir(self.dir)
         log.warning("%s %s; the next events go to a new segment, %s (`citydc log verify` reports the lost events "
                     "as removed)", path, problem, name)
@@ -641,7 +661,8 @@ class Spool:
                 writers[c["writer"]] = {"seq": c["seq"], "hash": doc["event"]["hash"]}
                 if c.get("incarnation") is not None:
                     writers[c["writer"]]["incarnation"] = c["incarnation"]
-        atomicfile.write(self.dir / ACK_FILE, json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True))
+        atomicfile.write(self.dir / ACK_FILE, json.dumps({**pos.to_json(), "writers": writers}, sort_keys=True),
+                         files.private_modes()[0])
         for name in self.segments():
             if name < pos.segment:
                 (self.dir / name).unlink(missing_ok=True)

@@ -18,11 +18,14 @@ IndexDamaged; the spool then sets it aside (``set_aside``) and starts a new one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from citydc import files
 
 __all__ = ["MAX_OPEN", "IndexDamaged", "claim", "connection", "forget_before", "key", "migrate", "remember",
            "remember_in", "set_aside", "unseen"]
@@ -57,7 +60,18 @@ def _damaged(exc: sqlite3.DatabaseError) -> bool:
     return name == "SQLITE_NOTADB" or name.startswith("SQLITE_CORRUPT")
 
 
+def _create(path: Path) -> None:
+    """Given the ``ids.db`` path, create the file if it is missing: 0600, or 0640 while files.group is in effect
+    (citydc.files.private_modes). SQLite would create it 0644 less the umask (0644 under a library caller's 022);
+    its -wal and -shm files take the database's mode."""
+    # O_EXCL: never a descriptor of an existing file, whose closing would drop the POSIX locks this
+    # process's other connections hold on it.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, files.private_modes()[0]))
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    _create(path)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -2,9 +2,7 @@
 directory when ``files.group`` is in effect; opened read-only until something is stored, so an auditor of that
 group can search, count and verify; a path that cannot be used is one error naming it and its config field.
 
-The auditor is played for real by the ``nobody`` user (root runs the tests; root itself ignores file modes).
-Its interpreter is the system ``python3`` of the same version, with this venv's packages: the venv's own
-interpreter may sit under a home directory other users cannot enter.
+The auditor is played for real by the ``nobody`` user (the ``auditor`` fixture, conftest.py).
 """
 
 from __future__ import annotations
@@ -13,9 +11,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,9 +23,6 @@ from citydc.seclog.chain import GENESIS, link
 from citydc.seclog.event import make_event
 from citydc.seclog.store import Query
 from citydc.seclog.store_sqlite import SqliteStore, StoreUnusable
-
-REPO = Path(__file__).resolve().parents[3]
-NOBODY, NOGROUP = 65534, 65534
 
 
 def mode(path: Path) -> int:
@@ -88,30 +80,9 @@ def test_a_path_that_cannot_be_used_names_itself_and_the_config_field(tmp_path) 
         SqliteStore(tmp_path / "garbage.db")
 
 
-# -- as another user --------------------------------------------------------------------------------
+# -- as another user (the auditor fixture) ---------------------------------------------------------
 
-
-def _other_python() -> str | None:
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            version = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                     capture_output=True, text=True, check=False).stdout.strip()
-            if version == str(sys.version_info[:2]):
-                return candidate
-    return None
-
-
-PYTHON = _other_python()
-as_auditor = pytest.mark.skipif(os.geteuid() != 0 or PYTHON is None,
-                                reason="needs root (to run a child as nobody) and a system python3 of this version")
-
-PRELUDE = f"""
-import json, site, sys
-site.addsitedir({sysconfig.get_paths()["purelib"]!r})
-sys.path.insert(0, {str(REPO)!r})
-"""
-
-STORE_PROGRAM = PRELUDE + """
+STORE_PROGRAM = """
 from citydc.seclog.store import DeliveryError, Query
 from citydc.seclog.store_sqlite import SqliteStore
 try:
@@ -126,22 +97,9 @@ except DeliveryError as exc:
     print(json.dumps({"error": str(exc)}))
 """
 
-CLI_PROGRAM = PRELUDE + """
-from citydc.cli.main import main
-sys.argv = ["citydc", *sys.argv[1:]]
-main()
-"""
-
-
-def as_nobody(program: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    assert PYTHON is not None
-    return subprocess.run([PYTHON, "-S", "-c", program, *args], capture_output=True, text=True, timeout=120,
-                          user=NOBODY, group=NOGROUP, extra_groups=[], input=stdin, check=False,
-                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}, cwd="/")
-
 
 @pytest.fixture
-def shared() -> Iterator[Path]:
+def shared(auditor) -> Iterator[Path]:
     """A folder the auditor (group nogroup) may enter, holding a 0750 db/ folder, as files.group makes it."""
     top = Path(tempfile.mkdtemp(prefix="citydc-auditor-", dir="/tmp"))
     top.chmod(0o755)
@@ -153,18 +111,17 @@ def shared() -> Iterator[Path]:
     finally:
         files.set_umask(old)
     for path in (top / "db", top / "db" / "seclog.db"):
-        os.chown(path, 0, NOGROUP)
+        os.chown(path, 0, auditor.gid)
     (top / "citydc.yaml").write_text("sites: [{id: siwei, name: Siwei}]\nfiles: {group: nogroup}\n"
                                      "security_log: {spool_dir: spool, sink: {kind: sqlite, path: db/seclog.db}}\n")
-    os.chown(top / "citydc.yaml", 0, NOGROUP)
+    os.chown(top / "citydc.yaml", 0, auditor.gid)
     (top / "citydc.yaml").chmod(0o640)
     yield top
     shutil.rmtree(top)
 
 
-@as_auditor
-def test_an_auditor_reads_a_closed_database_without_writing_anything(shared) -> None:
-    proc = as_nobody(STORE_PROGRAM, str(shared / "db" / "seclog.db"))
+def test_an_auditor_reads_a_closed_database_without_writing_anything(auditor, shared) -> None:
+    proc = auditor.run(STORE_PROGRAM, str(shared / "db" / "seclog.db"))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got == {"writable": False, "count": 10, "search": 10, "stats": [[["failure"], 5], [["success"], 5]],
@@ -172,25 +129,21 @@ def test_an_auditor_reads_a_closed_database_without_writing_anything(shared) -> 
     assert sorted(p.name for p in (shared / "db").iterdir()) == ["seclog.db"]  # no -wal, no -shm left behind
 
 
-@as_auditor
-def test_an_auditor_reads_what_a_running_writer_holds_in_its_wal(shared) -> None:
+def test_an_auditor_reads_what_a_running_writer_holds_in_its_wal(auditor, shared) -> None:
     writer = SqliteStore(shared / "db" / "seclog.db")
     try:
         writer.put(chained(15, start=10))  # still in the WAL: the writer is open, nothing checkpointed
         assert (shared / "db" / "seclog.db-wal").stat().st_size > 0
-        proc = as_nobody(STORE_PROGRAM, str(shared / "db" / "seclog.db"))
+        proc = auditor.run(STORE_PROGRAM, str(shared / "db" / "seclog.db"))
     finally:
         writer.close()
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["count"] == 15
 
 
-@as_auditor
-def test_a_write_during_a_read_of_the_closed_database_is_reported(shared) -> None:
+def test_a_write_during_a_read_of_the_closed_database_is_reported(auditor, shared) -> None:
     db = shared / "db" / "seclog.db"
-    child = subprocess.Popen([PYTHON, "-S", "-c", STORE_PROGRAM, str(db), "wait"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, user=NOBODY, group=NOGROUP,
-                             extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    child = auditor.popen(STORE_PROGRAM, str(db), "wait")
     try:
         assert json.loads(child.stdout.readline())["count"] == 10
         assert child.stdout.readline().strip() == "ready"
@@ -205,28 +158,26 @@ def test_a_write_during_a_read_of_the_closed_database_is_reported(shared) -> Non
     assert "was written while it was read" in json.loads(out)["error"], err
 
 
-@as_auditor
-def test_search_stats_and_saved_work_for_an_auditor_through_the_cli(shared) -> None:
+def test_search_stats_and_saved_work_for_an_auditor_through_the_cli(auditor, shared) -> None:
     config = str(shared / "citydc.yaml")
-    search = as_nobody(CLI_PROGRAM, "-c", config, "log", "search", "--json")
+    search = auditor.cli("-c", config, "log", "search", "--json")
     assert search.returncode == 0, search.stderr
     assert len(json.loads(search.stdout)) == 10
-    stats = as_nobody(CLI_PROGRAM, "-c", config, "log", "stats", "--by", "user.name", "--json")
+    stats = auditor.cli("-c", config, "log", "stats", "--by", "user.name", "--json")
     assert stats.returncode == 0, stats.stderr
-    saved = as_nobody(CLI_PROGRAM, "-c", config, "log", "saved", "failed-logins")
+    saved = auditor.cli("-c", config, "log", "saved", "failed-logins")
     assert saved.returncode in (0, 1) and "Traceback" not in saved.stderr, saved.stderr
 
 
-@as_auditor
-def test_a_database_or_folder_the_user_cannot_use_is_one_line_naming_path_and_field(shared) -> None:
+def test_a_database_or_folder_the_user_cannot_use_is_one_line_naming_path_and_field(auditor, shared) -> None:
     config = shared / "citydc.yaml"
     (shared / "db" / "seclog.db").chmod(0o600)
-    proc = as_nobody(CLI_PROGRAM, "-c", str(config), "log", "search")
+    proc = auditor.cli("-c", str(config), "log", "search")
     assert proc.stderr.strip() == (f"error: cannot open the security log store: cannot read {shared}/db/seclog.db: "
                                    "Permission denied (security_log.sink.path)")
     assert proc.returncode == 2  # a setup error, not a failed job
     config.write_text(config.read_text().replace("db/seclog.db", "db/new/seclog.db"))
-    proc = as_nobody(CLI_PROGRAM, "-c", str(config), "log", "stats", "--by", "user.name")
+    proc = auditor.cli("-c", str(config), "log", "stats", "--by", "user.name")
     assert proc.stderr.strip() == (f"error: cannot open the security log store: cannot create {shared}/db/new: "
                                    "Permission denied (security_log.sink.path)")
     assert proc.returncode == 2

@@ -264,7 +264,8 @@ def test_runtime_states_survive_a_hitless_reload(lab):
     finally:
         load.stop()
         runtime_command(sock, "set server be_app/app-fengshan-2 state ready")
-        assert play(lab, "lb-deploy.yml", "--site", "fengshan")[0] == 0  # back to the inventory's config
+        rc, back = play(lab, "lb-deploy.yml", "--site", "fengshan")  # back to the inventory's config
+        assert rc == 0, back
     assert load.failed == 0 and load.errors <= 4, load.failures[:5]  # PLATFORM.md §4: keep-alive reads on reload
 
 

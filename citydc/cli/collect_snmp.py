@@ -14,13 +14,17 @@ from citydc.cli.output import EXIT_CONFIG, err, examples, fail, fail_write, load
 from citydc.collectors.snmp.exporter import Exporter, serve
 from citydc.collectors.snmp.modules import build_modules
 from citydc.collectors.snmp.poller import parse_address
-from citydc.collectors.snmp.targets import file_sd, scrape_config, write_atomic
+from citydc.collectors.snmp.targets import check_scrape_settings, file_sd, scrape_config, write_atomic
+from citydc.config.models import SNMP_EXPORTER_PORT
+from citydc.hostport import parse_host_port
 
 __all__ = ["snmp", "snmp_targets"]
 
 
 @click.command("snmp", epilog=examples("citydc collect snmp", "citydc collect snmp --listen 127.0.0.1:9117"))
-@click.option("--listen", default=None, help="HOST:PORT to serve on (default: snmp.listen in citydc.yaml).")
+@click.option("--listen", default=None,
+              help="HOST[:PORT] to serve on; without a port, 9116 (the snmp_exporter's port) "
+                   "(default: snmp.listen in citydc.yaml).")
 @click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TLS and basic auth, in the web config format of Prometheus' exporters (docs/security.md).")
 @click.pass_context
@@ -80,6 +84,18 @@ def snmp_targets(ctx: click.Context, output: Path | None, exporter_address: str 
                  scrape_timeout: str) -> None:
     """Write Prometheus file_sd targets for every SNMP device in citydc.yaml and print the scrape config."""
     cfg = load_config(ctx).config
+    # What Prometheus would refuse is refused here, before a file is written (exit 2).
+    problem = check_scrape_settings(scrape_interval, scrape_timeout)
+    if problem is not None:
+        fail(problem, EXIT_CONFIG)
+    try:
+        # Prometheus needs the port in __address__: --exporter must name it; snmp.listen's is 9116 if unsaid.
+        if exporter_address is not None:
+            host, port = parse_host_port(exporter_address)
+        else:
+            host, port = parse_host_port(cfg.snmp.listen, SNMP_EXPORTER_PORT)
+    except ValueError as exc:
+        fail(f"--exporter: {exc}", EXIT_CONFIG)
     groups = file_sd(cfg.devices)
     if output is None:
         out.print(json.dumps(groups, indent=2, ensure_ascii=False), markup=False)
@@ -92,5 +108,6 @@ def snmp_targets(ctx: click.Context, output: Path | None, exporter_address: str 
         path = output.resolve()
         err.print(f"wrote {len(groups)} targets to {output}")
     err.print("# add to prometheus.yml under scrape_configs:")
-    click.echo(scrape_config(path, exporter_address or cfg.snmp.listen, scrape_interval=scrape_interval,
+    click.echo(scrape_config(path, f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                             scrape_interval=scrape_interval,
                              scrape_timeout=scrape_timeout), err=output is None)

@@ -412,6 +412,38 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     check_unique("sites", _entries(raw.get("sites")), "id", "id")
     check_unique("devices", devices, "name", "name")
     check_unique("ldap", _entries(raw.get("ldap")), "name", "name")  # audit state and metrics are keyed by it
+    # The SNMP exporter finds a device by its address alone: two devices at one agent would label
+    # each other's scrapes. Both entries are named, each at its own line.
+    import ipaddress
+
+    from citydc.hostport import parse_host_port  # the exporter's parser, default port 161 as there
+
+    def snmp_agent_key(address: str) -> tuple[str, int] | None:
+        try:
+            host, port = parse_host_port(address, 161)
+        except ValueError:
+            return None
+        try:
+            host = str(ipaddress.ip_address(host))  # one spelling per address (IPv6 zeros, case)
+        except ValueError:
+            host = host.lower().rstrip(".")  # host names are case-insensitive
+        return host, port
+
+    agents: dict[tuple[str, int], tuple[int, str]] = {}
+    for i, dev in devices:
+        address, name = text(dev.get("address")), text(dev.get("name")) or f"devices[{i}]"
+        agent = snmp_agent_key(address) if address is not None else None
+        if agent is None:
+            continue  # a malformed address is reported by the structural pass
+        if agent in agents:
+            first, first_name = agents[agent]
+            where = f"{agent[0]}:{agent[1]}" if ":" not in agent[0] else f"[{agent[0]}]:{agent[1]}"
+            errors.append((f"devices[{first}].address", f'SNMP agent {where} is also devices[{i}].address '
+                                                        f'("{name}"): one device per agent address and port'))
+            errors.append((f"devices[{i}].address", f'SNMP agent {where} is also devices[{first}].address '
+                                                    f'("{first_name}"): one device per agent address and port'))
+        else:
+            agents[agent] = (i, name)
     profiles = {k for k in _mapping(raw.get("snmp_auth")) if isinstance(k, str)}
     modules = set(BUILTIN_SNMP_MODULES) | {k for k in _mapping(_mapping(raw.get("snmp")).get("modules"))
                                            if isinstance(k, str)}

@@ -15,14 +15,21 @@ import numpy as np
 
 from citydc.collectors.netflow.records import COLUMNS, FlowBatch, Malformed
 
-__all__ = ["FIELD_COLUMNS", "SAMPLING_FIELDS", "Template", "batch_from_records", "compile_template", "normalize",
-           "uint_column"]
+__all__ = ["FIELD_COLUMNS", "MAX_FLOW_COUNTER", "SAMPLING_FIELDS", "Template", "batch_from_records",
+           "compile_template", "implausible", "implausible_at", "may_be_implausible", "normalize", "uint_column"]
 
 VARIABLE = 65535
 # Largest sane template: a UDP payload cannot carry a record longer than this, and no real
 # exporter announces hundreds of fields. Anything beyond is garbage or an attack.
 MAX_FIELDS = 256
 MAX_RECORD_LEN = 65000
+# Largest bytes or packets one flow record may add, once scaled by its sampling rate. 2**48 bytes
+# is over an hour and a half of a saturated 400 Gbit/s link in a single record (active timeouts
+# are minutes), and no link carries 2**48 packets in a day. A record above it is a broken or
+# hostile exporter (a counter of 2**64 - 1, a sampling interval of 4e9): adding it would make the
+# counter meaningless, and it would swamp the float64 every exported sample is (one 2**64 record
+# hides every later increment below 4096).
+MAX_FLOW_COUNTER = 1 << 48
 
 # IANA IPFIX element id (same numbers as NetFlow v9 for these) -> column it feeds.
 FIELD_COLUMNS = {
@@ -66,7 +73,9 @@ def compile_template(template_id: int, fields: list[tuple[int, int, int]], scope
     """Given a template id and its (enterprise, id, length) fields, return the compiled Template.
 
     Raise Malformed('bad_template') if the field count or the record length is absurd (zero
-    fields, more than MAX_FIELDS, a record of zero length or longer than MAX_RECORD_LEN).
+    fields, more than MAX_FIELDS, a record of zero length or longer than MAX_RECORD_LEN), or if a
+    field this decoder reads has a length its type cannot have (an address not of 4 or 16 bytes,
+    an integer of 0 or more than 8 bytes): its value would otherwise be silently lost.
     """
     if not fields or len(fields) > MAX_FIELDS:
         raise Malformed("bad_template", f"template {template_id}: {len(fields)} fields")
@@ -80,13 +89,15 @@ def compile_template(template_id: int, fields: list[tuple[int, int, int]], scope
             variable = True
             continue
         column = FIELD_COLUMNS.get(element) if enterprise == 0 else None
-        if column is not None and column not in names and column + "_hi" not in names:
-            spec = _field_format(column, length)
-            if spec is not None:
-                for suffix, fmt, extra in spec:
-                    names.append(column + suffix)
-                    formats.append(fmt)
-                    offsets.append(offset + extra)
+        spec = _field_format(column, length) if column is not None else None
+        if column is not None and spec is None:
+            # RFC 7011 §6.2: only integers may be shorter than their type, none longer.
+            raise Malformed("bad_template", f"template {template_id}: element {element} of length {length}")
+        if spec is not None and column not in names and column + "_hi" not in names:
+            for suffix, fmt, extra in spec:
+                names.append(column + suffix)
+                formats.append(fmt)
+                offsets.append(offset + extra)
         offset += length
     if offset == 0 and not variable:
         raise Malformed("bad_template", f"template {template_id}: record length 0")
@@ -110,6 +121,77 @@ def _field_format(column: str, length: int) -> list[tuple[str, object, int]] | N
         if 0 < length < 8:  # reduced-size encoding (RFC 7011 §6.2): big-endian, fewer bytes
             return [("", (np.uint8, (length,)), 0)]
     return None
+
+
+def _counter_fields(template: Template) -> list[str]:
+    # The dtype fields the bytes and packets columns are read from (as batch_from_records and
+    # fastpath.layout choose them: the delta counter, else the total one).
+    have = template.columns
+    out = []
+    for name in ("bytes", "packets"):
+        if name in have:
+            out.append(name)
+        elif name + "_total" in have:
+            out.append(name + "_total")
+    return out
+
+
+def _largest(dtype: np.dtype) -> int:
+    return (1 << (8 * dtype.itemsize)) - 1  # a reduced-size (uint8, (n,)) field has itemsize n
+
+
+def may_be_implausible(template: Template, rate: int) -> bool:
+    """Given a template and the sampling rate its records are scaled by, return whether any of its
+    records could exceed MAX_FLOW_COUNTER. False for the usual 4-byte counters at a rate up to
+    65536 (v5, softflowd): those records are not checked at all."""
+    fields = template.dtype.fields or {}
+    largest_rate = max(rate, 1)
+    if "sampling" in template.columns:
+        largest_rate = max(largest_rate, _largest(fields["sampling"][0]))
+    return any(_largest(fields[name][0]) * largest_rate > MAX_FLOW_COUNTER for name in _counter_fields(template))
+
+
+def _too_large(counters: list[np.ndarray], sampling: np.ndarray | None, rate: int) -> np.ndarray:
+    # Compared before scaling (value > bound // rate), so a product past 2**64 cannot wrap around.
+    rate = min(max(rate, 1), 2**64 - 1)
+    if sampling is None:
+        limit: np.ndarray | np.uint64 = np.uint64(MAX_FLOW_COUNTER // rate)
+    else:
+        rates = sampling.astype(np.uint64)
+        rates[rates == 0] = rate
+        limit = np.uint64(MAX_FLOW_COUNTER) // rates
+    bad = np.zeros(len(counters[0]) if counters else 0, bool)
+    for values in counters:
+        bad |= values.astype(np.uint64) > limit
+    return bad
+
+
+def implausible(template: Template, arr: np.ndarray, rate: int) -> np.ndarray:
+    """Given records of the template's dtype and their sampling rate, return a boolean mask of the
+    records whose scaled bytes or packets exceed MAX_FLOW_COUNTER (scaled as batch_from_records does)."""
+    n = len(arr)
+    sampling = uint_column(arr, "sampling", n) if "sampling" in template.columns else None
+    return _too_large([uint_column(arr, name, n) for name in _counter_fields(template)], sampling, rate)
+
+
+def implausible_at(template: Template, rate: int, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """As implausible, for the records at byte ``offsets`` of ``buf``: reads only the counter and
+    sampling fields (a few bytes per record), not whole records."""
+    fields = template.dtype.fields or {}
+    sampling = _column_at(buf, offsets, *fields["sampling"][:2]) if "sampling" in template.columns else None
+    return _too_large([_column_at(buf, offsets, *fields[name][:2]) for name in _counter_fields(template)],
+                      sampling, rate)
+
+
+def _column_at(buf: np.ndarray, offsets: np.ndarray, dtype: np.dtype, field_offset: int) -> np.ndarray:
+    # The field (big-endian, maybe reduced-size) of every record at ``offsets``, as uint64.
+    width = dtype.itemsize
+    items = np.ndarray((len(buf) - field_offset - width + 1,), np.dtype((np.void, width)), buffer=buf,
+                       offset=field_offset, strides=(1,))
+    raw = items[offsets]
+    if dtype.subdtype is None:
+        return raw.view(dtype).astype(np.uint64)
+    return uint_column(raw.view([("v", dtype)]), "v", len(raw))
 
 
 def normalize(template: Template, data: bytes | memoryview, start: int, end: int) -> tuple[bytes, int]:

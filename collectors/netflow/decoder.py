@@ -21,7 +21,16 @@ import numpy as np
 
 from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow import ipfix, receive, v5, v9
-from citydc.collectors.netflow.decode import Template, batch_from_records, compile_template, normalize, uint_column
+from citydc.collectors.netflow.decode import (
+    Template,
+    batch_from_records,
+    compile_template,
+    implausible,
+    implausible_at,
+    may_be_implausible,
+    normalize,
+    uint_column,
+)
 from citydc.collectors.netflow.fastpath import DirectAggregates, Partial, walk
 from citydc.collectors.netflow.pending import PendingRecords
 from citydc.collectors.netflow.records import REASONS, FlowBatch, Malformed
@@ -215,6 +224,8 @@ class Decoder:
             return False
         records, interval = found
         rate = interval or self.config_sampling.get(batch.exporters[0], 1)
+        if may_be_implausible(v5.TEMPLATE, rate):  # a configured rate above 65536: records are checked there
+            return False
         sink.add_v5((site, label, 5, id(v5.TEMPLATE), rate), v5.TEMPLATE, rate, batch, records)
         self.stats.datagrams[(site, label, "5")] += len(batch)
         self.stats.records[(site, label, "5")] += records
@@ -256,7 +267,7 @@ class Decoder:
         counts = heads.count[rows]
         n = len(rows)
         if n == len(batch) and bool((counts == v5.MAX_COUNT).all()) and bool((rates == rates[0]).all()) and (
-                len(batch.exporters) == 1):
+                len(batch.exporters) == 1) and not may_be_implausible(v5.TEMPLATE, int(rates[0])):
             # The common case, full v5 datagrams from one exporter: one strided view, one copy.
             self._pending.grid((site, labels[0], 5, id(v5.TEMPLATE), int(rates[0])), v5.TEMPLATE, int(rates[0]),
                                batch.buf, v5.HEADER_LEN, batch.slot, n, v5.MAX_COUNT)
@@ -264,8 +275,8 @@ class Decoder:
             return
         starts = rows * batch.slot + v5.HEADER_LEN
         for (e, rate), sel in batchmod.groups(exp, rates):
-            self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf, starts[sel], counts[sel])
-            self.stats.records[(site, labels[e], "5")] += int(counts[sel].sum())
+            self.stats.records[(site, labels[e], "5")] += self._gather(site, labels[e], 5, v5.TEMPLATE, rate, batch.buf,
+                                                                       starts[sel], counts[sel])
 
     def _feed_set_batch(self, batch: receive.Received, heads: batchmod.Headers, sets: batchmod.Sets,
                         labels: list[str], site: str, now: float) -> None:
@@ -334,6 +345,14 @@ class Decoder:
                 last.pop(source, None)
             j = k
         self._data_sets(batch, heads, sets, labels, site, now, done, len(sets.dg), special | dropped, version)
+        self._count_reserved(batch, sets, labels, site, special | dropped)
+
+    def _count_reserved(self, batch: receive.Received, sets: batchmod.Sets, labels: list[str], site: str,
+                        skip: np.ndarray) -> None:
+        # Set ids below 256 that are not (options) template sets are reserved (RFC 3954 §5.2, RFC
+        # 7011 §3.3.2): nothing can be read from them, but an exporter sending them is broken.
+        for i in np.flatnonzero(~skip & (sets.set_id < 256)).tolist():
+            self.stats.errors[(site, labels[int(batch.exporter_index[sets.dg[i]])], "reserved_set")] += 1
 
     def _parse_template_set(self, body: bytes, version: int, options: bool) -> list[Template | ipfix.Withdrawal]:
         # Parse and compile a (options) template set body; Malformed('bad_template') if any record
@@ -393,8 +412,8 @@ class Decoder:
             if n == 0:
                 continue
             rate = self.announced_sampling.get(key[:4]) or self.config_sampling.get(exporter, 1)
-            self._gather(site, label, ver, template, rate, batch.buf, starts, counts)
-            self.stats.records[(site, label, str(ver))] += n
+            self.stats.records[(site, label, str(ver))] += self._gather(site, label, ver, template, rate, batch.buf,
+                                                                        starts, counts)
 
     def _sets_one_by_one(self, template: Template | None, key: TemplateKey, site: str, label: str,
                          buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, now: float, dgs: np.ndarray) -> None:
@@ -447,8 +466,7 @@ class Decoder:
             self._options_data(template, key, body)
             return count
         rate = self.announced_sampling.get(key[:4]) or self.config_sampling.get(key[1], 1)
-        self._append(site, label, version, template, rate, body)
-        self.stats.records[(site, label, str(version))] += count
+        self.stats.records[(site, label, str(version))] += self._append(site, label, version, template, rate, body)
         return count
 
     def _options_data(self, template: Template, key: TemplateKey, body: bytes) -> None:
@@ -460,13 +478,33 @@ class Decoder:
             if rate >= 1:
                 self.announced_sampling[key[:4]] = rate
 
-    def _append(self, site: str, label: str, version: int, template: Template, rate: int, records: bytes) -> None:
-        self._pending.add((site, label, version, id(template), rate), template, rate,
-                          np.frombuffer(records, template.dtype))
+    # _append and _gather leave out the records whose scaled counters are implausible (counted
+    # per record under 'implausible_counter') and return how many records they kept.
+
+    def _append(self, site: str, label: str, version: int, template: Template, rate: int, records: bytes) -> int:
+        arr = np.frombuffer(records, template.dtype)
+        if may_be_implausible(template, rate):
+            bad = implausible(template, arr, rate)
+            if bad.any():
+                self.stats.errors[(site, label, "implausible_counter")] += int(bad.sum())
+                arr = arr[~bad]
+        if len(arr):
+            self._pending.add((site, label, version, id(template), rate), template, rate, arr)
+        return len(arr)
 
     def _gather(self, site: str, label: str, version: int, template: Template, rate: int, buf: np.ndarray,
-                starts: np.ndarray, counts: np.ndarray) -> None:
-        self._pending.runs((site, label, version, id(template), rate), template, rate, buf, starts, counts)
+                starts: np.ndarray, counts: np.ndarray) -> int:
+        key = (site, label, version, id(template), rate)
+        if may_be_implausible(template, rate):  # 8-byte counters, a sampling field or a huge rate
+            offsets = batchmod.record_offsets(starts, counts, template.norm_len)
+            bad = implausible_at(template, rate, buf, offsets)
+            if bad.any():
+                self.stats.errors[(site, label, "implausible_counter")] += int(bad.sum())
+                starts, counts = offsets[~bad], np.ones(len(offsets) - int(bad.sum()), np.int64)
+                if len(starts) == 0:
+                    return 0
+        self._pending.runs(key, template, rate, buf, starts, counts)
+        return int(counts.sum())
 
     # -- held data sets ------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ REASONS = (
     "bad_template",          # absurd field count, zero or oversized record length, truncated template
     "bad_record",            # variable-length field running past its set
     "internal_error",        # a bug: caught by the crash guard, counted, the collector goes on
+    # Appended, not inserted: _fastflow.c numbers the datagram reasons by their index here.
+    "implausible_counter",   # a record whose scaled bytes or packets exceed decode.MAX_FLOW_COUNTER (per record)
+    "reserved_set",          # a set id the protocol reserves (v9 2-255, IPFIX 0, 1, 4-255): skipped (per set)
 )
 
 # Column name -> dtype of the canonical batch. Addresses: IPv4 in src4/dst4, IPv6 as two

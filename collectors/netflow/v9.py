@@ -15,6 +15,9 @@ __all__ = ["HEADER_LEN", "OPTIONS_SET", "SCOPE", "TEMPLATE_SET", "parse_header",
            "parse_templates"]
 
 HEADER_LEN = 20
+# RFC 3954 has no variable-length fields: a length of 65535 (IPFIX's variable-length marker) is a
+# 65535-byte field, which no datagram can carry.
+_IPFIX_VARIABLE = 65535
 TEMPLATE_SET = 0
 OPTIONS_SET = 1
 SCOPE = -1  # enterprise marker of v9 scope fields: their type numbers are a separate namespace
@@ -33,8 +36,8 @@ def parse_header(data: bytes) -> int:
 def parse_templates(data: bytes, start: int, end: int) -> list[tuple[int, list[tuple[int, int, int]]]]:
     """Given a template flowset body data[start:end], return [(template id, fields)].
 
-    Raise Malformed('bad_template') if a template id is below 256, has no fields or its
-    fields run past the flowset.
+    Raise Malformed('bad_template') if a template id is below 256, has no fields, its fields run
+    past the flowset or a field has length 65535.
     """
     out = []
     pos = start
@@ -45,6 +48,7 @@ def parse_templates(data: bytes, start: int, end: int) -> list[tuple[int, list[t
             raise Malformed("bad_template", f"v9 template {tid} with {count} fields in a {end - start}-byte set")
         fields = [(0, *_PAIR.unpack_from(data, pos + 4 * i)) for i in range(count)]
         pos += 4 * count
+        _fixed_lengths(tid, fields)
         out.append((tid, fields))
     return out
 
@@ -53,7 +57,8 @@ def parse_options_templates(data: bytes, start: int, end: int) -> list[tuple[int
     """Given an options template flowset body, return [(template id, fields, scope field count)].
 
     Scope fields are marked with enterprise SCOPE. Raise Malformed('bad_template') if the
-    scope and option lengths are not multiples of 4 or run past the flowset.
+    scope and option lengths are not multiples of 4 or run past the flowset, or a field has
+    length 65535.
     """
     out = []
     pos = start
@@ -67,7 +72,16 @@ def parse_options_templates(data: bytes, start: int, end: int) -> list[tuple[int
         fields = [((SCOPE if i < n_scope else 0), *_PAIR.unpack_from(data, pos + 4 * i))
                   for i in range((scope_len + option_len) // 4)]
         pos += scope_len + option_len
+        _fixed_lengths(tid, fields)
         out.append((tid, fields, n_scope))
         # Options templates are padded to 4 bytes; whatever is left is padding.
         pos += (-(pos - start)) % 4
     return out
+
+
+def _fixed_lengths(tid: int, fields: list[tuple[int, int, int]]) -> None:
+    # compile_template would read 65535 as IPFIX's variable length: a v9 template must not reach it.
+    for _, element, length in fields:
+        if length == _IPFIX_VARIABLE:
+            raise Malformed("bad_template", f"v9 template {tid}: field {element} of length 65535 (v9 has no "
+                                            "variable-length fields)")

@@ -98,22 +98,31 @@ def _merge(into: WalkResult, other: WalkResult) -> None:
     into.errors.update(other.errors)
 
 
+async def _get(session: Session, oids: list[tuple[int, ...]], data: WalkResult) -> None:
+    # A GET of scalars, counted in the poll's requests and varbinds (also when it fails).
+    data.requests += 1
+    answer = await session.get(oids)
+    data.varbinds += len(answer)
+    for oid, value in answer:
+        data.scalars[oid] = to_python(value)
+
+
 async def _read(session: Session, module: Module, state: TargetState, now: float, deadline: float,
-                static_refresh: float) -> tuple[WalkResult, list[int]]:
-    """Given a session and module, return the cells read and the ifIndexes to export."""
+                static_refresh: float, data: WalkResult | None = None) -> tuple[WalkResult, list[int]]:
+    """Given a session and module (and the poll's WalkResult to fill), return the cells read and the
+    ifIndexes to export."""
     oids = {n: COLUMNS[n].oid for n in (*module.static_columns, *module.dynamic_columns, *state.fallbacks)}
     static_names = [n for n in module.static_columns]
     dynamic_names = [n for n in (*module.dynamic_columns, *sorted(state.fallbacks)) if n not in static_names]
     refresh = state.static is None or now - state.static_at >= static_refresh
-    data = WalkResult()
+    data = WalkResult() if data is None else data
     rows = None
     if refresh:
         # ifNumber first, as a hint only: real agents disagree with their own ifTable (an HPE ProCurve
         # 6120XG says 33 for 42 rows, a Juniper MX960 143 for 61), so every column is walked to its
         # end; the hint sizes the requests so that a right one reads one row past the end, not
         # max-repetitions rows.
-        for oid, value in await session.get([SYS_UPTIME, IF_NUMBER]):
-            data.scalars[oid] = to_python(value)
+        await _get(session, [SYS_UPTIME, IF_NUMBER], data)
         rows = data.scalars.get(IF_NUMBER)
         rows = rows if isinstance(rows, int) and 0 < rows < 100_000 else None
     if refresh and not module.has_filter:
@@ -133,11 +142,14 @@ async def _read(session: Session, module: Module, state: TargetState, now: float
     known = sorted(set().union(*state.static.values()))
     selected = [i for i in known if module.keep(state.static, i)] if module.has_filter else known
     dyn = {n: oids[n] for n in dynamic_names}
+    if data.varbinds and (data.errors["budget_exhausted"] or time.monotonic() > deadline):
+        # The static walk spent the budget: export what it read rather than fail on the next request.
+        data.errors["budget_exhausted"] = max(data.errors["budget_exhausted"], 1)
+        return data, selected
     if module.has_filter and len(selected) * 2 < len(known):
         # Few interfaces wanted: GET exactly their counters instead of walking every port.
         if SYS_UPTIME not in data.scalars:
-            for oid, value in await session.get([SYS_UPTIME]):
-                data.scalars[oid] = to_python(value)
+            await _get(session, [SYS_UPTIME], data)
         if selected and dyn:
             _merge(data, await get_columns(session, dyn, selected, deadline))
         if known and not refresh:  # a refresh just walked the static columns to their end
@@ -159,12 +171,12 @@ async def _probe_past(session: Session, state: TargetState, data: WalkResult, co
                       last_known: int) -> None:
     """Ask for the row after the last known ifIndex (one GETBULK of one varbind); if the agent has one,
     the cached interface list is out of date: refresh the static columns at the next poll."""
+    data.requests += 1
     try:
         answer = await session.get_bulk([], [(*column, last_known)], 1)
     except PollError as exc:  # the counters were read: a failed probe makes the poll partial, not down
         data.errors[exc.reason] += 1
         return
-    data.requests += 1
     data.varbinds += len(answer)
     if answer and answer[0][0][:len(column)] == column and len(answer[0][0]) > len(column) \
             and to_python(answer[0][1]) is not None:
@@ -194,7 +206,9 @@ async def _fallbacks(session: Session, module: Module, state: TargetState, data:
             cells = data.columns.get(column, {})
             if any(i not in cells for i in indexes):
                 needed[fallback] = COLUMNS[fallback].oid
-    if needed:
+    if needed and data.varbinds and (data.errors["budget_exhausted"] or time.monotonic() > deadline):
+        data.errors["budget_exhausted"] = max(data.errors["budget_exhausted"], 1)  # what was read is exported
+    elif needed:
         _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline, known_indexes=indexes))
         state.fallbacks |= set(needed)
 
@@ -265,11 +279,13 @@ async def poll_target(session: Session, module: Module, state: TargetState, dead
     Never raises for device problems: those become ``up=False`` with a reason.
     """
     started = clock()
+    data = WalkResult()  # filled as the poll goes, so a failed poll still reports its requests
     try:
-        data, indexes = await _read(session, module, state, started, deadline, static_refresh)
+        data, indexes = await _read(session, module, state, started, deadline, static_refresh, data)
         await _fallbacks(session, module, state, data, indexes, deadline)
     except PollError as exc:
-        return ScrapeResult(False, exc.reason, str(exc), clock() - started, errors=Counter({exc.reason: 1}))
+        return ScrapeResult(False, exc.reason, str(exc), clock() - started, data.varbinds + exc.varbinds,
+                            data.requests + exc.requests, errors=Counter({exc.reason: 1}))
     if not data.varbinds and not indexes:
         return ScrapeResult(False, "empty", "the agent returned no IF-MIB data", clock() - started,
                             errors=Counter({"empty": 1}))

@@ -49,8 +49,8 @@ from pysnmp.proto import rfc1905
 from citydc.collectors.snmp import ber
 from citydc.config.models import SnmpV2c, SnmpV3
 
-__all__ = ["MAX_REQUESTS", "PollError", "Session", "WalkResult", "auth_data", "parse_address", "rows_to_ask",
-           "to_python"]
+__all__ = ["MAX_REQUESTS", "MAX_ROWS", "PollError", "Session", "WalkResult", "auth_data", "parse_address",
+           "rows_to_ask", "to_python"]
 
 AUTH_PROTOCOLS = {"MD5": usmHMACMD5AuthProtocol, "SHA": usmHMACSHAAuthProtocol,
                   "SHA224": usmHMAC128SHA224AuthProtocol, "SHA256": usmHMAC192SHA256AuthProtocol,
@@ -62,6 +62,10 @@ AUTH_FAILURES = {"WrongDigest", "UnknownUserName", "DecryptionError", "Authentic
                  "UnsupportedSecLevel", "UnknownSecurityName", "UnknownEngineID", "NotInTimeWindow",
                  "AuthenticationError"}
 MAX_REQUESTS = 2000  # per walk: a misbehaving agent cannot keep a poll busy forever
+# Rows per column and walk. An agent whose table never ends (OIDs that keep increasing inside the
+# column) or a chassis with more interfaces than one scrape can export stops here with the
+# reason ``too_many_rows``, and the rows read so far are exported.
+MAX_ROWS = 10_000
 _END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance, ber.SnmpException)
 
 
@@ -71,6 +75,15 @@ class PollError(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+        # What the failed walk had sent and received before it gave up (the poll's scrape_requests
+        # and scrape_varbinds count them: a timed-out poll was not silent).
+        self.requests = 0
+        self.varbinds = 0
+
+    def after(self, requests: int, varbinds: int) -> PollError:
+        """Given the requests sent and varbinds received before this error, record them; return self."""
+        self.requests, self.varbinds = requests, varbinds
+        return self
 
 
 def parse_address(address: str, default_port: int = 161) -> tuple[str, int]:
@@ -209,7 +222,10 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
     the requests: they ask for the rows expected plus one, so a right expectation costs no request
     more than stopping at it, and a wrong one (an agent whose ifNumber disagrees with its ifTable, a
     new interface) costs requests, never rows. Raise PollError if the first request fails (nothing
-    read) or on timeout.
+    read) or when the budget is spent before the first answer; once rows were read, the budget
+    running out ends the walk with the reason ``budget_exhausted`` and MAX_ROWS in a column ends
+    that column with ``too_many_rows``: what was read is returned. A PollError carries the
+    requests and varbinds of the walk (PollError.after).
     """
     result = WalkResult(columns={name: {} for name in columns})
     position = dict(columns)
@@ -218,7 +234,11 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
     hint = row_hint if row_hint is not None and row_hint > 0 else None
     while position and result.requests < MAX_REQUESTS:
         if time.monotonic() > deadline:
-            raise PollError("timeout", "poll ran out of its scrape budget")
+            if first:
+                raise PollError("timeout", "poll ran out of its scrape budget").after(result.requests,
+                                                                                     result.varbinds)
+            result.errors["budget_exhausted"] += 1  # rows were read: keep them, flagged
+            break
         names = list(position)
         reps = max_repetitions
         if known:
@@ -226,6 +246,7 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
         elif hint is not None:
             reps = max(rows_to_ask(hint - len(result.columns[n]), max_repetitions) for n in names)
         sent_scalars = scalars if first else ()
+        result.requests += 1  # counted when sent: a request that timed out was sent too
         try:
             # Non-repeaters are GETNEXTs: ask for the parent of each scalar (x.0) to get x.0 itself.
             var_binds = await session.get_bulk([o[:-1] for o in sent_scalars], [position[n] for n in names], reps)
@@ -234,11 +255,10 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
                 max_repetitions = max(1, reps // 2)  # the agent cannot fit the answer: ask for fewer rows
                 continue
             if first or exc.reason not in ("timeout", "decode", "truncated"):
-                raise
+                raise exc.after(result.requests, result.varbinds) from None
             # Later requests failing after data arrived: keep what was read, mark it partial.
             result.errors[exc.reason] += 1
             break
-        result.requests += 1
         result.varbinds += len(var_binds)
         for wanted, (oid, value) in zip(sent_scalars, var_binds[:len(sent_scalars)], strict=False):
             if oid == wanted:
@@ -270,7 +290,11 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
             if converted is None:
                 result.errors["no_such"] += 1
                 continue
-            result.columns[name][oid[len(col)] if len(oid) == len(col) + 1 else oid[len(col):]] = converted
+            cells = result.columns[name]
+            cells[oid[len(col)] if len(oid) == len(col) + 1 else oid[len(col):]] = converted
+            if len(cells) >= MAX_ROWS:
+                result.errors["too_many_rows"] += 1
+                closed.add(name)
         for name in closed:
             position.pop(name, None)
     return result
@@ -292,10 +316,13 @@ async def get_columns(session: Session, columns: Mapping[str, tuple[int, ...]], 
     cells = [(name, idx) for name in columns for idx in indexes]
     for start in range(0, len(cells), per_request):
         if time.monotonic() > deadline:
-            raise PollError("timeout", "poll ran out of its scrape budget")
+            raise PollError("timeout", "poll ran out of its scrape budget").after(result.requests, result.varbinds)
         chunk = cells[start:start + per_request]
-        var_binds = await session.get([(*columns[name], idx) for name, idx in chunk])
         result.requests += 1
+        try:
+            var_binds = await session.get([(*columns[name], idx) for name, idx in chunk])
+        except PollError as exc:
+            raise exc.after(result.requests, result.varbinds) from None
         result.varbinds += len(var_binds)
         for (name, idx), (_oid, value) in zip(chunk, var_binds, strict=False):
             converted = to_python(value)

@@ -307,3 +307,38 @@ def test_an_error_on_line_100_shows_its_line_number(tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert f"{path}:100: bogus_key: unknown key" in proc.stderr
+
+
+@pytest.mark.parametrize("first,second", [
+    ("10.0.0.1", "10.0.0.1:161"),          # the default port spelled out
+    ("[2001:db8::1]:161", "2001:DB8:0::1"),  # one IPv6 address, two spellings
+    ("SW1.example", "sw1.example:161"),     # host names are case-insensitive
+    ("127.0.0.1:24162", "127.0.0.1:24162"),
+])
+def test_two_devices_at_one_snmp_agent_are_refused_naming_both(tmp_path, first, second):
+    # findings-2 #11: the exporter finds a device by address alone, so the second one labelled the
+    # first one's scrapes. Each entry is reported at its own line, naming the other.
+    text = HEAD + f"""\
+snmp_auth:
+  v2: {{version: "2c", community: "env:C"}}
+devices:
+  - {{name: garbage, address: "{first}", site: siwei, role: access, snmp_auth: v2}}
+  - {{name: other, address: 10.0.0.9, site: siwei, role: access, snmp_auth: v2}}
+  - {{name: v3garbage, address: "{second}", site: siwei, role: access, snmp_auth: v2}}
+"""
+    found = errors_of(text)
+    assert [(p, line) for p, line, _ in found] == [("devices[0].address", 6), ("devices[2].address", 8)]
+    assert 'is also devices[2].address ("v3garbage")' in found[0][2]
+    assert 'is also devices[0].address ("garbage")' in found[1][2]
+    code, output = check(tmp_path, text)
+    assert code == 2 and "citydc.yaml:6: devices[0].address" in output and "citydc.yaml:8: devices[2].address" in output
+
+
+def test_devices_at_one_host_on_different_snmp_ports_are_accepted():
+    load_text(HEAD + """\
+snmp_auth:
+  v2: {version: "2c", community: "env:C"}
+devices:
+  - {name: a, address: "10.0.0.1", site: siwei, role: access, snmp_auth: v2}
+  - {name: b, address: "10.0.0.1:1161", site: siwei, role: access, snmp_auth: v2}
+""", check_files=False)

@@ -65,11 +65,18 @@ EXIT_CODES: dict[str, dict[int, tuple[Outcome, str]]] = {
     "haproxy": {0: (Outcome.SUCCESS, "valid"), 1: (Outcome.FAILURE, "invalid configuration")},
     "promtool": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "check failed")},
     "amtool": {0: (Outcome.SUCCESS, "success"), 1: (Outcome.FAILURE, "check failed")},
+    # ansible-core 2.19 (ansible.errors.ExitCode, cli/__init__.py cli_executor): 1 is any AnsibleError (no
+    # hosts matched, a missing playbook); 4 is both HOST_UNREACHABLE and PARSER_ERROR, which citydc.play.runner
+    # tells apart by whether a host was unreachable; 8 and 255 never leave PlaybookExecutor.run.
     "ansible-playbook": {
         0: (Outcome.SUCCESS, "success"),
+        1: (Outcome.FAILURE, "Ansible stopped with an error"),
         2: (Outcome.FAILURE, "one or more hosts failed"),
-        4: (Outcome.FAILURE, "one or more hosts unreachable"),
+        4: (Outcome.FAILURE, "one or more hosts unreachable, or a playbook, inventory or variables file could "
+                             "not be parsed"),
+        5: (Outcome.FAILURE, "invalid options or extra-vars"),
         99: (Outcome.FAILURE, "interrupted"),
+        250: (Outcome.FAILURE, "unexpected error inside Ansible (its traceback is in the run's events)"),
     },
 }
 DEFAULT_EXIT_CODES = {0: (Outcome.SUCCESS, "success")}

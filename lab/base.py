@@ -47,10 +47,14 @@ class LabContext:
     root: Path = DEFAULT_LAB_DIR
     cache: Path = DEFAULT_CACHE_DIR
     log: Callable[[str], None] = field(default=lambda msg: None)
+    # A context that only looks (``citydc lab status``): its service directories are named, never made, so
+    # asking about the lab leaves no trace; a service never started simply has no records there.
+    read_only: bool = False
 
     def service_dir(self, name: str) -> Path:
         path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        if not self.read_only:
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def cache_dir(self, name: str) -> Path:

@@ -34,7 +34,6 @@ from citydc.cli.output import (
     wide_option,
 )
 from citydc.cli.table import Column, failures_first, print_table, status_style
-from citydc.cli.timefmt import utc_option
 from citydc.config.loader import LoadedConfig
 from citydc.secrets import SecretUnavailable
 
@@ -373,7 +372,7 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
               help="Only the recorded state; do not ask the repositories (needs no password and no restic).")
 @json_option
 @wide_option
-@utc_option
+@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
 @click.pass_context
 def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json: bool, wide: bool,
                utc: bool) -> None:

@@ -149,7 +149,7 @@ def down(services: tuple[str, ...]) -> None:
 def status(services: tuple[str, ...], as_json: bool, wide: bool) -> None:
     """Show which lab services run, their PIDs and endpoints."""
     try:
-        statuses = registry.status(lab_context(), services)
+        statuses = registry.status(replace(lab_context(), read_only=True), services)
     except LabError as exc:
         fail(str(exc), code=2)
     print_json([s.to_json() for s in statuses]) if as_json else print_status(statuses, wide)

@@ -406,7 +406,7 @@ STALE_COLUMNS = (Column("job"), Column("last success"))
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @wide_option
-@timefmt.utc_option
+@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
 @click.pass_context
 def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: bool) -> None:
     """List the saved auditor questions, or run one by NAME."""

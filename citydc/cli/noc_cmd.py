@@ -38,8 +38,10 @@ def _poller(ctx: click.Context, prometheus_url: str | None, alertmanager_url: st
 
     loaded = load_config(ctx)
     cfg = loaded.config
-    prom = _url(prometheus_url or cfg.alerting.prometheus_url, "alerting.prometheus_url")
-    am = _url(alertmanager_url or cfg.alerting.alertmanager_url, "alerting.alertmanager_url")
+    # An error names where the URL came from: the option the user gave, else the config field.
+    prom = _url(prometheus_url, "--prometheus-url") or _url(cfg.alerting.prometheus_url, "alerting.prometheus_url")
+    am = _url(alertmanager_url, "--alertmanager-url") or _url(cfg.alerting.alertmanager_url,
+                                                                "alerting.alertmanager_url")
     if prom is None:
         fail("alerting.prometheus_url is not set in the config", EXIT_CONFIG,
              "set it (e.g. http://127.0.0.1:9090) or give --prometheus-url")
@@ -117,14 +119,18 @@ def serve(ctx: click.Context, listen: str | None, web_config_file: Path | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the page's data (what /api/noc serves) as JSON.")
 @click.pass_context
 def show(ctx: click.Context, prometheus_url: str | None, alertmanager_url: str | None, as_json: bool) -> None:
-    """Query Prometheus and Alertmanager once and print the site status matrix (exit 1 when a tier is not OK)."""
+    """Query Prometheus and Alertmanager once and print the site status matrix.
+
+    Exit 0 only when every tier at every site is OK; 1 when one is WARNING, CRITICAL, STALE or NO DATA (a
+    check pointed at the wrong Prometheus, or one that lost its scrape configs, must not pass).
+    """
     from citydc.cli.output import out
     from citydc.cli.table import Column, print_table
 
     poller, _ = _poller(ctx, prometheus_url, alertmanager_url)
     poller.poll_once()
     view = poller.view()
-    bad = any(cell["status"] not in ("ok", "nodata") for row in view["matrix"].values() for cell in row.values())
+    not_ok = _not_ok(view)
     if as_json:
         print_json(view)
     else:
@@ -135,7 +141,23 @@ def show(ctx: click.Context, prometheus_url: str | None, alertmanager_url: str |
         for name, src in view["sources"].items():
             if src["error"]:
                 err.print(f"{name}: {src['error']}")
-    sys.exit(1 if bad else 0)
+        for line in not_ok:
+            err.print(line, markup=False, highlight=False)
+    sys.exit(1 if not_ok else 0)
+
+
+def _not_ok(view: dict) -> list[str]:
+    """Given the page's data, return one line per tier and site that is not OK (NO DATA included)."""
+    names = {site["id"]: site["name"] for site in view["sites"]}
+    tiers = {tier["id"]: tier["en"] for tier in view["tiers"]}
+    lines = []
+    for site_id, row in view["matrix"].items():
+        for tier_id, cell in row.items():
+            if cell["status"] != "ok":
+                reason = f" ({cell['reason']})" if cell.get("reason") else ""
+                lines.append(f"not OK: {names.get(site_id, site_id)} {tiers.get(tier_id, tier_id)}: "
+                             f"{cell['status'].upper()}{reason}")
+    return lines
 
 
 def _style(value: str) -> str | None:

@@ -17,6 +17,7 @@ from citydc.cli import output
 from citydc.cli.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     config_path,
     examples,
@@ -160,7 +161,9 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
 def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | None, check: bool, diff: bool,
             extra_vars: tuple[str, ...], secret_vars: tuple[str, ...], inventory: str, playbooks_dir: Path | None,
             artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
-    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable.
+    """Run PLAYBOOK (a file in playbooks/) with a live view; exit 1 if any host failed or was unreachable, or
+    Ansible stopped with an error (its message is shown), or --timeout ran out; 130 when interrupted (Ctrl-C,
+    SIGTERM). A run stopped either way has ansible-playbook and the task it was running stopped first.
 
     With alerting.alertmanager_url in citydc.yaml, the run gets -e alertmanager_url (lb-rolling.yml silences
     the servers it drains)."""
@@ -185,7 +188,16 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     else:
         _report(name, result)
     # the events are fsynced and the output written: skip the interpreter's teardown (about 0.1 s after a run)
-    exit_now(EXIT_OK if result.ok else EXIT_FAILED)
+    exit_now(_exit_code(result, failed=not result.ok))
+
+
+def _exit_code(result: Any, *, failed: bool) -> int:
+    """Given a run's result, return the exit code: 130 when interrupted (saying so last, as every command
+    does), else 1 when ``failed``, else 0."""
+    if result.interrupted:
+        output.err.print("interrupted")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 DRIFT_PLAYBOOK = "lb-drift.yml"
@@ -265,7 +277,7 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], s
         else:
             output.out.print(f"no drift: {len(report['hosts'])} load balancers agree on {report['settings_compared']} "
                       "settings")
-    exit_now(EXIT_FAILED if failed or report.get("drift") else EXIT_OK)  # (as play run)
+    exit_now(_exit_code(result, failed=failed or bool(report.get("drift"))))  # (as play run)
 
 
 def _drift_table(report: dict[str, Any]) -> None:
@@ -309,6 +321,7 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
             from citydc.seclog import emit_configured
 
             loaded = load_config(ctx)
+        _check_site(site, loaded)
         config_vars: dict[str, str] = {}
         am_url = loaded.config.alerting.alertmanager_url
         if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
@@ -358,6 +371,14 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     return result, req, facts
 
 
+def _check_site(site: str | None, loaded: Any) -> None:
+    """Given --site and the loaded config, end with a usage error (exit 2) unless it is a site of the config:
+    a pattern matching no host is an error of Ansible's only after it started (ansible-playbook is cancelled)."""
+    known = [s.id for s in loaded.config.sites]
+    if site is not None and site not in known:
+        fail(f"--site: no site {site!r} in {loaded.path} (sites: {', '.join(known)})", EXIT_CONFIG)
+
+
 def _null():
     from contextlib import nullcontext
 
@@ -381,6 +402,12 @@ def _report(name: str, result: Any) -> None:
     print_table(output.out, columns, rows, title=f"{name}: {result.status} in {result.duration_seconds:.1f} s")
     for f in result.failures:
         err.print(f"[red]failed[/] {escape(f['host'])}: {escape(f['task'])}: {escape(f['message'])}")
+    if not result.ok and not result.failures:
+        # no host result says why: Ansible's own words do (a playbook that does not parse, no host matched)
+        for line in result.messages:
+            err.print(f"[dim]ansible:[/] {escape(line)}")
     if not result.ok:
-        err.print(f"[bold red]error:[/] {escape(name)}: {escape(result.meaning)} (exit code {result.rc}); "
+        # 254 is ansible-runner's code for a stopped run, not ansible-playbook's: not shown as an exit code
+        code = "" if result.status in ("canceled", "timeout") else f" (exit code {result.rc})"
+        err.print(f"[bold red]error:[/] {escape(name)}: {escape(result.meaning)}{code}; "
                   f"artifacts in {escape(str(result.artifact_dir))}")

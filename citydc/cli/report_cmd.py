@@ -61,6 +61,11 @@ def _subject(loaded: LoadedConfig, link: str | None, agency: str | None, site: s
             known = ", ".join(item.name for item in cfg.links) or "none in report.links"
             fail(f'unknown link "{name}" (report.links: {known})', EXIT_CONFIG,
                  "name a link of report.links, or give DEVICE:IFNAME, e.g. sw-siwei-core1:Te1/1/1")
+        # A typo in the device would only show as "no samples" after a month-long query: say it now.
+        devices = sorted(d.name for d in loaded.config.devices)
+        if device not in devices:
+            fail(f'unknown device "{device}" in --link {name} (devices: {", ".join(devices) or "none"})',
+                 EXIT_CONFIG, "give DEVICE:IFNAME with DEVICE a name of devices[] in the config")
         return Subject("link", name, device, interface)
     if kind == "agency":
         agencies = {a.name for a in loaded.config.netflow.agencies}
@@ -89,7 +94,7 @@ def _subject(loaded: LoadedConfig, link: str | None, agency: str | None, site: s
 @click.option("--csv", "fmt", flag_value="csv", help="One CSV row per direction (times in UTC, rates in bit/s).")
 @click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG chart of the month's samples to this file (needs citydc[report]).")
-@timefmt.utc_option
+@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
 @wide_option
 @click.pass_context
 def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: str | None, month: str,
@@ -101,10 +106,11 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
     report.prometheus_url (default alerting.prometheus_url). The month is a calendar month in the
     config's timezone (Asia/Taipei: 2026-11 is 2026-11-01 00:00 +08:00 to 2026-12-01 00:00 +08:00);
     the sample at T is the rate over the 5 minutes before T. With a committed rate in report:, the
-    overage is how far the 95th percentile is above it. Exit 0 with a report, 1 when Prometheus fails
-    or holds no samples, 2 for a usage or config error.
+    overage is how far the 95th percentile is above it. Exit 0 with a report; 1 when Prometheus fails,
+    holds no samples of a direction, or answers a sample that is not a rate (NaN, infinite, negative:
+    never billed); 2 for a usage or config error.
     """
-    from citydc.report.bandwidth import NoData, build_report, parse_month
+    from citydc.report.bandwidth import BadSample, NoData, build_report, parse_month
     from citydc.report.promapi import PrometheusClient, PrometheusError
 
     loaded = load_config(ctx)
@@ -120,7 +126,7 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
     client = PrometheusClient(url, timeout=loaded.config.report.timeout_seconds)
     try:
         report = build_report(client, subject, the_month, now=time.time())
-    except (PrometheusError, NoData) as exc:
+    except (PrometheusError, NoData, BadSample) as exc:
         fail(str(exc), EXIT_FAILED)
     if png:
         from citydc.report.chart import ChartUnavailable, write_png

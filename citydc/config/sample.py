@@ -291,4 +291,19 @@ def reference_text() -> str:
 
 
 def json_schema() -> str:
-    return json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    schema = Config.model_json_schema()
+    _accept_number_three(schema)
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def _accept_number_three(schema: dict[str, Any]) -> None:
+    """Let the schema accept ``version: 3`` (a YAML number) in an SNMPv3 profile, as the loader does.
+
+    SnmpV3's ``number_three`` validator reads the number 3 as "3" before the Literal["3"] check, and a
+    before-validator is invisible to the generated schema, which would ask for the string alone: an editor
+    or CI job validating against it would flag configs citydc loads.
+    """
+    version = schema["$defs"][SnmpV3.__name__]["properties"]["version"]
+    version.pop("const", None)
+    version.pop("type", None)
+    version["enum"] = ["3", 3]

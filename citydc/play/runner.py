@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import shlex
 import shutil
@@ -71,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from citydc import execute
+from citydc.play.stop import stop_tree
 from citydc.stand_ins import modules_replaced
 
 __all__ = ["COUNTS", "ENV_ALLOW", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
@@ -84,6 +86,14 @@ ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER",
 PRIVATE_KEY_VARS = ("ansible_private_key", "ansible_ssh_private_key", "ansible_private_key_passphrase",
                     "ansible_ssh_private_key_passphrase")
 _STATS_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+# Ansible's own error and warning lines (its "verbose" events): kept to say why a run failed before any host
+# result (a playbook that does not parse, no host matched); bounded, an error block can quote source lines.
+MAX_MESSAGES = 20
+MAX_MESSAGE_CHARS = 500
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ERROR_START = ("[ERROR]", "ERROR!")  # ansible-core 2.19, and earlier versions
+_WARNING_START = ("[WARNING]", "[DEPRECATION WARNING]")
 
 
 @dataclass(frozen=True)
@@ -120,16 +130,22 @@ class PlayResult:
     stats_data: dict[str, Any]
     artifact_dir: Path
     failures: list[dict[str, str]]
+    messages: list[str] = field(default_factory=list)  # Ansible's error and warning lines (Tracker.messages)
 
     @property
     def ok(self) -> bool:
         return self.outcome is execute.Outcome.SUCCESS
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether SIGINT or SIGTERM stopped the run (ansible-runner's status "canceled")."""
+        return self.status == "canceled"
+
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "rc": self.rc, "outcome": str(self.outcome), "meaning": self.meaning,
                 "duration_seconds": round(self.duration_seconds, 3), "hosts": self.hosts,
-                "changed_tasks": self.changed_tasks, "failures": self.failures, "stats_data": self.stats_data,
-                "artifact_dir": str(self.artifact_dir)}
+                "changed_tasks": self.changed_tasks, "failures": self.failures, "messages": self.messages,
+                "stats_data": self.stats_data, "artifact_dir": str(self.artifact_dir)}
 
 
 def limit_pattern(site: str | None, limit: str | None) -> str | None:
@@ -254,6 +270,29 @@ def _no_delay_after_close() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _stopping_the_whole_run(on_stopped: Callable[[list[int]], None]) -> Iterator[None]:
+    """Within the block, ansible-runner's cancel and timeout stop ansible-playbook and every process it started
+    (``citydc.play.stop``), not only its process group, and return once they are gone; ``on_stopped`` gets the
+    PIDs still alive after that (none unless one is stuck in the kernel). The runner's own SIGKILL follows."""
+    from ansible_runner.runner import Runner
+
+    original = Runner.__dict__["handle_termination"]
+    stopped: set[int] = set()
+
+    def handle_termination(cls: Any, pid: int, pidfile: str | None = None) -> None:
+        if pid not in stopped:  # called at each check of the cancel flag until the child is reaped
+            stopped.add(pid)
+            on_stopped(stop_tree(pid))
+        original.__func__(cls, pid, pidfile)
+
+    Runner.handle_termination = classmethod(handle_termination)
+    try:
+        yield
+    finally:
+        Runner.handle_termination = original
+
+
+@contextlib.contextmanager
 def _child_environment(allow: Sequence[str] = ENV_ALLOW) -> Iterator[None]:
     """Within the block, os.environ holds only allowed names (ansible-runner copies it for the child and into
     its ``command`` artifact), with this interpreter's bin directory first on PATH; restored afterwards."""
@@ -283,6 +322,9 @@ class Tracker:
         self.failures: list[dict[str, str]] = []
         self.stats_data: dict[str, Any] = {}
         self.final: dict[str, dict[str, int]] | None = None
+        self.messages: list[str] = []  # Ansible's error blocks and warnings, plain text
+        self.errors: list[str] = []  # the first line of each error block ("[ERROR]: " cut)
+        self._in_error = False
         self.lock = threading.Lock()
 
     def _count(self, host: str, key: str) -> None:
@@ -298,6 +340,10 @@ class Tracker:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         with self.lock:
+            if kind == "verbose":
+                self._on_verbose(str(event.get("stdout") or ""))
+            else:
+                self._in_error = False
             if kind == "playbook_on_play_start":
                 self.play = data.get("play", "")
             elif kind == "playbook_on_task_start":
@@ -309,6 +355,21 @@ class Tracker:
         if self.on_change is not None:
             self.on_change(self)
         return True
+
+    def _on_verbose(self, stdout: str) -> None:
+        """Keep Ansible's error blocks (the [ERROR] line and the lines after it: origin, quoted source) and its
+        warnings (e.g. "Could not match supplied host pattern"), as plain one-line text."""
+        for raw in stdout.splitlines():
+            line = plain_text(raw).rstrip()
+            if line.startswith(_ERROR_START):
+                self._in_error = True
+                self.errors.append(re.sub(r"^(\[ERROR\]:?|ERROR!)\s*", "", line)[:MAX_MESSAGE_CHARS])
+            elif line.startswith(_WARNING_START):
+                self._in_error = False
+            elif not (self._in_error and line):
+                continue
+            if len(self.messages) < MAX_MESSAGES:
+                self.messages.append(line[:MAX_MESSAGE_CHARS])
 
     def _on_result(self, kind: str, event: dict, data: dict) -> None:
         host = data.get("host", "?")
@@ -343,6 +404,12 @@ class Tracker:
             final.setdefault(host, dict.fromkeys(COUNTS, 0))
         self.final = final
         self.stats_data = data.get("artifact_data") or {}
+
+
+def plain_text(text: str) -> str:
+    """Given a line of Ansible's output, return it without colour codes, any other control character shown as
+    ``\\xNN`` (a terminal must not act on what a playbook or an inventory put there)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _ANSI.sub("", text))
 
 
 def import_ansible_runner() -> Any:
@@ -415,6 +482,7 @@ class PlaybookRun:
         self._private: Path | None = None
         self._staging: Path | None = None
         self._finished = False
+        self.left_running: list[int] | None = None  # after a cancel or timeout: PIDs that would not stop
 
     @property
     def pipe(self) -> Path | None:
@@ -457,6 +525,7 @@ class PlaybookRun:
         with _child_environment():  # the runner copies os.environ for the child here, not later
             self._runner = init_runner(**kwargs, event_handler=self.tracker.handle, cancel_callback=self._cancelled)
         self._patches.enter_context(_no_delay_after_close())
+        self._patches.enter_context(_stopping_the_whole_run(self._stopped))
         self._thread = threading.Thread(target=self._run, name="citydc-play-runner", daemon=True)
         self._thread.start()
 
@@ -467,6 +536,9 @@ class PlaybookRun:
             self._raised = exc
         finally:
             self.ended = time.monotonic()
+
+    def _stopped(self, left: list[int]) -> None:
+        self.left_running = left
 
     def _close_keeper(self) -> None:
         with self._lock:
@@ -572,20 +644,35 @@ class PlaybookRun:
     def _result(self) -> PlayResult:
         status, rc = self._runner.status, self._runner.rc
         duration = (self.ended or time.monotonic()) - self.started
-        if status == "timeout":
-            outcome, meaning = execute.Outcome.FAILURE, f"timed out after {self.req.timeout} s"
+        tracker = self.tracker
+        hosts = tracker.final if tracker.final is not None else tracker.hosts
+        if status in ("timeout", "canceled"):
+            # rc is ansible-runner's 254 for both, not ansible-playbook's: say what happened instead
+            outcome = execute.Outcome.FAILURE
+            meaning = f"timed out after {self.req.timeout} s" if status == "timeout" else "interrupted"
+            meaning += "; " + self._stop_text()
         elif rc is None:
             outcome, meaning = execute.Outcome.FAILURE, f"ansible-runner ended {status} without an exit code"
         else:
             outcome, meaning = execute.interpret_exit_code("ansible-playbook", rc)
             if rc == 127:
                 meaning = "ansible-playbook not found (install citydc[play] in this environment)"
-        tracker = self.tracker
-        hosts = tracker.final if tracker.final is not None else tracker.hosts
+            elif rc == 4:  # ansible-core's HOST_UNREACHABLE and PARSER_ERROR share 4
+                meaning = ("one or more hosts unreachable" if any(c["unreachable"] for c in hosts.values())
+                           else "a playbook, inventory or variables file could not be parsed")
+            if outcome is not execute.Outcome.SUCCESS and tracker.errors:
+                meaning += f": {tracker.errors[0]}"
         assert self.artifacts_dir is not None
         return PlayResult(status=status, rc=rc, outcome=outcome, meaning=meaning, duration_seconds=duration,
                           hosts=hosts, changed_tasks=list(tracker.changed), stats_data=tracker.stats_data,
-                          artifact_dir=self.artifacts_dir / self.req.run_id, failures=list(tracker.failures))
+                          artifact_dir=self.artifacts_dir / self.req.run_id, failures=list(tracker.failures),
+                          messages=list(tracker.messages))
+
+    def _stop_text(self) -> str:
+        if self.left_running:
+            return (f"processes {', '.join(map(str, self.left_running))} of the run would not stop: check them "
+                    "and the hosts")
+        return "ansible-playbook and any task in flight were stopped"
 
 
 def start_playbook(req: PlayRequest, tracker: Tracker) -> PlaybookRun:

@@ -12,6 +12,11 @@ is the average rate over the 5 minutes before it, so the samples cover the month
 The 95th percentile is the nearest-rank one: sort the N samples, take the ceil(0.95 N)-th. With a
 committed rate, the overage of a direction is how far its 95th percentile is above it (else 0);
 ``billable`` is the higher of the two directions' 95th percentiles, as carriers bill.
+
+A sample that is not a rate (NaN, an infinity, a negative value: a recording rule dividing by zero, a
+counter reset mishandled) is never billed: the report fails naming the series and the time
+(``BadSample``). A direction without any sample fails too (``NoData``): billing the higher of in and out
+from one direction alone would be wrong without a word.
 """
 
 from __future__ import annotations
@@ -25,16 +30,22 @@ from zoneinfo import ZoneInfo
 
 from citydc.report.promapi import PrometheusClient, Series
 
-__all__ = ["STEP_SECONDS", "BandwidthReport", "DirectionStats", "Month", "NoData", "Subject", "build_report",
-           "nearest_rank", "parse_month", "subject_query"]
+__all__ = ["STEP_SECONDS", "BadSample", "BandwidthReport", "DirectionStats", "Month", "NoData", "Subject",
+           "build_report", "nearest_rank", "parse_month", "subject_query"]
 
 STEP_SECONDS = 300
 DIRECTIONS = ("in", "out")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+# Epoch seconds start in 1970; the month after 9999-12 is past datetime's range, and no bill is for year 3000.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 
 
 class NoData(RuntimeError):
     """Prometheus has no sample of the subject in the month; the message says what was asked where."""
+
+
+class BadSample(RuntimeError):
+    """Prometheus answered a sample that is not a rate in bit/s; the message names the series and the time."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,9 @@ class Month:
 def parse_month(text: str, zone: str) -> Month:
     """Given ``YYYY-MM`` and a zone name, return the Month. Raise ValueError saying what is expected."""
     m = _MONTH.match(text.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
-        raise ValueError(f"--month expects a calendar month as YYYY-MM, e.g. 2026-11; got {text!r}")
+    if not m or not 1 <= int(m.group(2)) <= 12 or not FIRST_YEAR <= int(m.group(1)) <= LAST_YEAR:
+        raise ValueError(f"--month expects a calendar month as YYYY-MM, e.g. 2026-11, from {FIRST_YEAR}-01 to "
+                         f"{LAST_YEAR}-12; got {text!r}")
     return Month(int(m.group(1)), int(m.group(2)), zone)
 
 
@@ -173,27 +185,53 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _by_direction(series: list[Series], subject: Subject, url: str) -> dict[str, list[tuple[float, float]]]:
+def _by_direction(series: list[Series], subject: Subject, url: str) -> dict[str, Series]:
+    """Given the answer, return the one series of each direction (an empty one when there is none)."""
     found: dict[str, list[Series]] = {}
     for s in series:
         found.setdefault(s.labels.get("direction", ""), []).append(s)
-    out: dict[str, list[tuple[float, float]]] = {}
+    out: dict[str, Series] = {}
     for direction in DIRECTIONS:
         group = found.get(direction, [])
         if len(group) > 1:
             where = "; ".join(", ".join(f"{k}={v}" for k, v in sorted(s.labels.items())) for s in group[:3])
             raise NoData(f"{subject.title}: {len(group)} series for direction {direction} in {url} ({where}); "
                          "the interface is scraped twice or the name is ambiguous")
-        out[direction] = group[0].points if group else []
+        out[direction] = group[0] if group else Series({"direction": direction}, [])
     return out
+
+
+def _prom_number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return ("+Inf" if value > 0 else "-Inf") if math.isinf(value) else repr(value)
+
+
+def _check_rates(series: Series, points: list[tuple[float, float]], subject: Subject, url: str) -> None:
+    """Raise BadSample if a point is not a rate in bit/s (finite and >= 0): it must never be billed."""
+    bad = [(t, v) for t, v in points if not (math.isfinite(v) and v >= 0)]
+    if not bad:
+        return
+    t, v = bad[0]
+    labels = ", ".join(f'{k}="{val}"' for k, val in sorted(series.labels.items()))
+    more = f" (and {len(bad) - 1} more such samples)" if len(bad) > 1 else ""
+    raise BadSample(f"{subject.title}: series {{{labels}}} in {url} has the value {_prom_number(v)} at {_iso(t)}"
+                    f"{more}, not a rate in bit/s (a finite number >= 0); nothing is billed from it: fix the "
+                    "recording rule or the counter it reads (alerts/*.rules.yml)")
+
+
+def _mean(values: list[float]) -> float:
+    # Dividing first: a sum of huge finite rates could overflow to inf, and an inf must never be billed.
+    return sum(v / len(values) for v in values)
 
 
 def build_report(client: PrometheusClient, subject: Subject, month: Month, now: float) -> BandwidthReport:
     """Given a Prometheus client, the subject, the month and the current time, return the report.
 
     A month still running is reported up to the last whole 5 minutes before ``now``. Raise NoData if the
-    month has not started or Prometheus holds no sample of the subject in it; PrometheusError if
-    Prometheus gives no valid answer.
+    month has not started or Prometheus holds no sample of the subject (or of one direction) in it;
+    BadSample if a sample is not a rate (NaN, infinite, negative); PrometheusError if Prometheus gives no
+    valid answer.
     """
     first = month.start + STEP_SECONDS
     last = min(month.end, math.floor(now / STEP_SECONDS) * STEP_SECONDS)
@@ -201,22 +239,26 @@ def build_report(client: PrometheusClient, subject: Subject, month: Month, now: 
         raise NoData(f"{month.label} ({month.zone}) has no whole 5 minutes before now")
     expected = int((last - first) // STEP_SECONDS) + 1
     expr = subject_query(subject)
-    points = _by_direction(client.query_range(expr, first, last, STEP_SECONDS), subject, client.base_url)
+    series = _by_direction(client.query_range(expr, first, last, STEP_SECONDS), subject, client.base_url)
     # Only the sample times of the month (a server may not align to them; then nothing counts twice).
     grid = {first + k * STEP_SECONDS for k in range(expected)}
-    points = {d: [(t, v) for t, v in p if t in grid] for d, p in points.items()}
+    points = {d: [(t, v) for t, v in s.points if t in grid] for d, s in series.items()}
     if not any(points.values()):
         raise NoData(f"no samples of {subject.title} in {month.label} ({month.zone}) in {client.base_url} "
                      f"(query: {expr}); check the name and that Prometheus loads alerts/*.rules.yml")
+    for direction in DIRECTIONS:
+        if not points[direction]:
+            other = next(d for d in DIRECTIONS if d != direction)
+            raise NoData(f"no samples of {subject.title} direction {direction} in {month.label} ({month.zone}) in "
+                         f"{client.base_url}, {len(points[other])} of direction {other} (query: {expr}); the "
+                         "billable rate is the higher of both directions: check the exporter or collector")
+        _check_rates(series[direction], points[direction], subject, client.base_url)
     rows = []
     for direction in DIRECTIONS:
         values = [v for _, v in points[direction]]
-        if not values:
-            rows.append(DirectionStats(direction, 0, expected, None, None, None, None, subject.committed_bps, None))
-            continue
         p95 = nearest_rank(values, 95)
         peak_t, peak = max(points[direction], key=lambda tv: (tv[1], -tv[0]))
         overage = None if subject.committed_bps is None else max(0.0, p95 - subject.committed_bps)
-        rows.append(DirectionStats(direction, len(values), expected, p95, sum(values) / len(values), peak, peak_t,
+        rows.append(DirectionStats(direction, len(values), expected, p95, _mean(values), peak, peak_t,
                                    subject.committed_bps, overage))
     return BandwidthReport(subject, month, first, last, expr, client.base_url, rows, points)

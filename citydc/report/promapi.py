@@ -11,7 +11,6 @@ KeyError. Errors carry what went wrong and where, never a traceback:
 from __future__ import annotations
 
 import json
-import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -153,5 +152,5 @@ def _series(item: Any, where: str) -> Series:
     values = item.get("values")
     if not isinstance(values, list):
         raise PrometheusAnswerInvalid(f"{where}: a series without values")
-    points = [_point(v, where) for v in values]
-    return Series(labels, [(t, v) for t, v in points if not math.isnan(v)])
+    # NaN and infinities are kept: what they mean is the caller's to decide (a report refuses them).
+    return Series(labels, [_point(v, where) for v in values])

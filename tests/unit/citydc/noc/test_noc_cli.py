@@ -24,7 +24,8 @@ def test_show_without_prometheus_url_is_a_config_error(tmp_path):
 
 def test_bad_url_is_named(tmp_path):
     res = CliRunner().invoke(cli, ["-c", write(tmp_path), "noc", "show", "--prometheus-url", "ftp://x"])
-    assert res.exit_code == 2 and "alerting.prometheus_url: expected an http:// or https:// URL" in res.output
+    # the error names the option the user gave, not the config field it overrides
+    assert res.exit_code == 2 and "--prometheus-url: expected an http:// or https:// URL" in res.output
 
 
 def test_bad_link_selector_names_the_field(tmp_path):

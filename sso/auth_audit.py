@@ -96,6 +96,7 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     sso = {k.name: {"logins": 0, "success": 0, "failure": 0, "events": 0, "admin_events": 0} for k in keycloaks}
     found: list[dict[str, Any]] = []
     errors: list[str] = []
+    failed: set[str] = set()  # Keycloak sources whose events could not all be read
     pending: list[dict] = []
     heads: list[tuple[float, int, int, Any]] = []  # (time, order, feed, item): the merge's next item per feed
     feeds: list[Iterator[Any]] = []
@@ -129,7 +130,13 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         try:
             return next(feeds[index], None)
         except KeycloakError as exc:
-            errors.append(str(exc))
+            # Named with its Keycloak source, said once: every realm and stream of an unreachable Keycloak
+            # fails with the same words.
+            k = kc_of[index]
+            failed.add(k.name)
+            message = f"sso source {k.name}: {exc}"
+            if message not in errors:
+                errors.append(message)
             return None
 
     def detect(attempt: Any, source: str, site: str) -> None:
@@ -206,8 +213,11 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         detector.finish()
         save()
     report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, **counts,
-                              "skipped_lines": parser.skipped, "log_restarted": pos.restarted, "detections": found}
+                              "skipped_lines": parser.skipped, "log_restarted": pos.restarted,
+                              "long_lines": pos.long_lines[:100], "detections": found}
     if keycloaks:
+        for name in failed:
+            sso[name]["failed"] = True
         report["sso"] = sso
     if errors:
         report["errors"] = errors

@@ -33,9 +33,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_CONNS", "Bind", "LogPosition", "StatsParser", "read_binds"]
+__all__ = ["MAX_CONNS", "MAX_LINE", "Bind", "LogPosition", "StatsParser", "read_binds"]
 
 MAX_CONNS = 100_000
+# slapd's stats lines are a few hundred bytes (a BIND line holds one DN, at most a few KiB): a longer "line" is a
+# log filled with NULs after a crash, or a file without newlines. It is skipped and counted, never held whole.
+MAX_LINE = 64 * 1024
 # A bind waits for its connection's ACCEPT line (slapd's threads sometimes write it after the bind) at most
 # this long in log time, and at most this many per connection; then it goes on without an address. Without
 # a limit, binds of a connection whose ACCEPT was never read (opened before the part of the log read, or
@@ -205,6 +208,7 @@ class LogPosition:
     inode: int | None = None
     offset: int = 0
     restarted: bool = False  # set when the log was rotated or truncated since the last read
+    long_lines: list[int] = field(default_factory=list)  # byte offsets of the lines skipped as too long (this run)
 
     def to_json(self) -> dict[str, Any]:
         return {"inode": self.inode, "offset": self.offset}
@@ -214,8 +218,9 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
     """Given the log, where reading stopped and the parser, yield the binds of the complete new lines.
 
     ``pos`` is advanced past each complete line as it is consumed (a partial last line is left for
-    the next read). At most ``max_bytes`` are read per call, so one run is bounded. Raise OSError
-    if the log cannot be opened.
+    the next read). At most ``max_bytes`` are read per call, so one run is bounded. A line longer than
+    ``MAX_LINE`` is skipped (its offset added to ``pos.long_lines``, counted in ``parser.skipped``)
+    without being held whole. Raise OSError if the log cannot be opened.
     """
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())
@@ -230,13 +235,26 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
             parser.held.clear()
         fh.seek(pos.offset)
         budget = max_bytes
+        held = b""  # the start of the line whose end is not read yet (at most MAX_LINE bytes)
+        too_long = False  # that line is longer than MAX_LINE: dropped up to its end
+        block_at = pos.offset  # offset of the block in the file
         while budget > 0:
-            chunk = fh.readlines(min(budget, 1 << 20))
-            if not chunk:
-                break
-            for raw in chunk:
-                if not raw.endswith(b"\n"):
-                    return  # a line still being written: read it next time
-                pos.offset += len(raw)
-                budget -= len(raw)
+            block = fh.read(min(budget, 1 << 20))
+            if not block:
+                return  # a partial last line is read again next time
+            budget -= len(block)
+            start = 0
+            while (nl := block.find(b"\n", start)) >= 0:
+                raw = b"" if too_long else held + block[start:nl + 1]
+                line_at, pos.offset, start, held = pos.offset, block_at + nl + 1, nl + 1, b""
+                if too_long or len(raw) > MAX_LINE:
+                    too_long = False
+                    pos.long_lines.append(line_at)
+                    parser.skipped += 1
+                    continue
                 yield from parser.feed(raw.decode("utf-8", "replace").rstrip("\n"))
+            if not too_long:
+                held += block[start:]
+                if len(held) > MAX_LINE:
+                    too_long, held = True, b""
+            block_at += len(block)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -225,6 +226,8 @@ class BulkSearch:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
+        if any(t.is_alive() for t in self._threads):
+            self._kill_searches()
         if self._planner is not None:
             self._planner.join(timeout=10)
         for t in list(self._threads):
@@ -233,6 +236,23 @@ class BulkSearch:
             Path(self._pwfile).unlink(missing_ok=True)
 
 
+
+    def _kill_searches(self) -> None:
+        """Kill this read's ldapsearch processes that still run: their pumps wait on them (a server that stops
+        answering, or trickles bytes, past the audit's deadline) and would let them outlive the command.
+        They are the children of this process whose argv names this read's password file."""
+        if not self._pwfile:
+            return
+        marker, me = os.fsencode(self._pwfile), os.getpid()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                parent = int((proc / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+                if parent == me and marker in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)  # its pump's stream reaps it
+            except (OSError, ValueError, IndexError):
+                continue  # ended meanwhile, or not ours to read
 
 
 @dataclass

@@ -26,7 +26,11 @@ import orjson
 if TYPE_CHECKING:  # imported when a client is made: `citydc audit ldap` loads this module (rule ids) without it
     import httpx
 
-__all__ = ["ApiShapeError", "Keycloak", "KeycloakError", "field", "need_list", "need_map"]
+__all__ = ["MAX_ANSWER_BYTES", "ApiShapeError", "Keycloak", "KeycloakError", "field", "need_list", "need_map"]
+
+# An answer is read up to this size (decoded), like the Prometheus client's: a page of 1,000 users or events is
+# well under 1 MB, and a broken proxy or an endless chunked body must not fill the memory.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class KeycloakError(RuntimeError):
@@ -109,8 +113,8 @@ class Keycloak:
             return self._token
         url = f"/realms/{quote(self.auth_realm, safe='')}/protocol/openid-connect/token"
         try:
-            resp = self.http.post(url, data={"grant_type": "client_credentials", "client_id": self.client_id,
-                                             "client_secret": self._secret})
+            resp = self._send("POST", url, data={"grant_type": "client_credentials", "client_id": self.client_id,
+                                                 "client_secret": self._secret})
         except self._httpx.HTTPError as exc:
             raise KeycloakError(f"{self.base_url}: cannot get a token: {_why(exc)}") from None
         if resp.status_code != 200:
@@ -122,6 +126,29 @@ class Keycloak:
         self._expires = time.monotonic() + max(5, lifetime - 10)
         return self._token
 
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request and return its answer, read whole but at most MAX_ANSWER_BYTES (decoded).
+
+        Raise KeycloakError naming the method and path (never the query or the form: they may hold a secret)
+        when the answer is larger."""
+        with self.http.stream(method, url, **kwargs) as resp:
+            length = resp.headers.get("content-length", "")
+            chunks, size = [], int(length) if length.isdigit() and not resp.headers.get("content-encoding") else 0
+            if size <= MAX_ANSWER_BYTES:
+                size = 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        break
+                    chunks.append(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise KeycloakError(f"{self.base_url}: {method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+        # The body is decoded already: the new answer must not be decoded (or its length checked) again.
+        headers = [(k, v) for k, v in resp.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return self._httpx.Response(resp.status_code, headers=headers, content=b"".join(chunks),
+                                    request=resp.request)
+
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -129,7 +156,7 @@ class Keycloak:
         url = f"/admin/realms/{path}"
         for attempt in (0, 1):
             try:
-                resp = self.http.get(url, params=params, headers={"Authorization": f"Bearer {self.token()}"})
+                resp = self._send("GET", url, params=params, headers={"Authorization": f"Bearer {self.token()}"})
             except self._httpx.HTTPError as exc:
                 raise KeycloakError(f"{self.base_url}: GET {url}: {_why(exc)}") from None
             if resp.status_code == 401 and attempt == 0:

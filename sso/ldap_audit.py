@@ -26,6 +26,7 @@ from citydc.config.models import LdapSource
 from citydc.sso import bulk as bulk_mod
 from citydc.sso import files, ldif
 from citydc.sso.bulk_search import BulkSearch, DirectoryError, Prepared, prepare
+from citydc.sso.deadline import DEADLINE_FACTOR, DeadlinePassed, deadline, deadline_seconds
 from citydc.sso.directory import Directory
 from citydc.sso.model import SEVERITIES, Account, Finding, severity_rank
 from citydc.sso.rules import (
@@ -82,6 +83,7 @@ class AuditRun:
     unused_acceptances: list[files.Acceptance] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     score: int = 100
+    unchecked: list[str] = field(default_factory=list)  # checks that could not run, and why (the run exits 1)
 
     def by_severity(self) -> dict[str, int]:
         counts = Counter(f.rule.severity for f in self.findings)
@@ -127,9 +129,22 @@ def run_audit(src: LdapSource, password: str, *, resolve: Callable[[Path], Path]
     already running (the command starts it before importing the rest); closed here in any case.
     ``started``: the ``time.monotonic()`` the run's duration counts from (default: now).
     Raise files.FileInvalid for a bad baseline / accepted-risk file, DirectoryError when the
-    directory cannot be reached, verified, bound or read.
+    directory cannot be reached, verified, bound or read, or gives no complete answer within the
+    source's deadline (``DEADLINE_FACTOR`` × ``timeout_seconds`` from ``started``, see deadline.py).
     """
     started = time.monotonic() if started is None else started
+    limit = deadline_seconds(src.timeout_seconds)
+    why = f"no complete answer within {limit:g} s (the deadline: {DEADLINE_FACTOR} × timeout_seconds)"
+    try:
+        with deadline(max(0.001, limit - (time.monotonic() - started)), why):
+            return _run_audit(src, password, resolve, now, today, progress, prepared, started)
+    except DeadlinePassed as exc:
+        raise DirectoryError(str(exc)) from None
+
+
+def _run_audit(src: LdapSource, password: str, resolve: Callable[[Path], Path], now: datetime | None,
+               today: date | None, progress: Callable[[int], None] | None, prepared: Prepared | None,
+               started: float) -> AuditRun:
     now = now or datetime.now(UTC)
     today = today or now.astimezone(TZ).date()
     run = AuditRun(src.name, src.site, src.url, uuid.uuid4().hex, now)

@@ -8,13 +8,14 @@ without asking the directory again.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from citydc import atomicfile
 
-__all__ = ["RunDiff", "diff", "list_runs", "load_run", "runs_dir", "save_run"]
+__all__ = ["RunDiff", "comparable", "diff", "list_runs", "load_run", "runs_dir", "save_run"]
 
 
 def runs_dir(state_dir: Path, source: str) -> Path:
@@ -43,7 +44,50 @@ def load_run(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable audit run: {exc}") from None
     if not isinstance(data, dict) or not {"findings", "score", "source"} <= data.keys():
         raise ValueError(f"{path}: not an audit run (no findings/score/source)")
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise ValueError(f"{path}: not an audit run: {problem}")
     return data
+
+
+# What ``diff`` and ``citydc audit diff`` read of each finding: a damaged or hand-edited run file must be refused
+# with the field named, not end in a traceback halfway through the comparison.
+_FINDING_FIELDS = ("rule", "subject", "severity", "message")
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """Given a run file's JSON object, return what is wrong with the fields a diff reads (None: nothing)."""
+    if not isinstance(data["source"], str):
+        return f"source: expected a string, got {_kind(data['source'])}"
+    score = data["score"]
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        return f"score: expected a number, got {_kind(score) if not isinstance(score, float) else score}"
+    if not isinstance(data["findings"], list):
+        return f"findings: expected a list, got {_kind(data['findings'])}"
+    for i, f in enumerate(data["findings"]):
+        if not isinstance(f, dict):
+            return f"findings[{i}]: expected an object, got {_kind(f)}"
+        for name in _FINDING_FIELDS:
+            if name not in f:
+                return f"findings[{i}].{name} missing"
+            if not isinstance(f[name], str):
+                return f"findings[{i}].{name}: expected a string, got {_kind(f[name])}"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def comparable(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Given two loaded runs, return why comparing them means nothing (None: same source and audit).
+
+    Findings of another source would all read as "new" and "resolved": refused rather than reported."""
+    kinds = (old.get("kind", "ldap"), new.get("kind", "ldap"))
+    if (old["source"], kinds[0]) != (new["source"], kinds[1]):
+        return (f"the runs are of different sources ({kinds[0]} source {old['source']}, "
+                f"{kinds[1]} source {new['source']}): compare two runs of one source")
+    return None
 
 
 @dataclass(frozen=True)

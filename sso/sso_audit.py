@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from citydc.config.models import KeycloakSource, LdapSource
 from citydc.sso import files
+from citydc.sso.bulk_search import DirectoryError
 from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, field, need_list, need_map
 from citydc.sso.ldap_audit import AuditRun, _sorted, posture_score
 from citydc.sso.model import ADMIN_LOCK
@@ -154,7 +155,8 @@ def run_sso_audit(src: KeycloakSource, secret: str, *, resolve: Callable[[Path],
     """Given a Keycloak source, its client secret and optionally (ldap source, bind password), audit it.
 
     Raise files.FileInvalid for a bad accepted-risk file, KeycloakError (ApiShapeError included) when
-    Keycloak cannot be read, DirectoryError when the directory of the JML check cannot.
+    Keycloak cannot be read. A directory of the JML check that cannot be read leaves that rule out: named in
+    ``run.unchecked`` (and the notes), every other rule runs.
     """
     started = time.monotonic()
     now = now or datetime.now(UTC)
@@ -164,7 +166,12 @@ def run_sso_audit(src: KeycloakSource, secret: str, *, resolve: Callable[[Path],
     directory = None
     if ldap is not None:
         lsrc, password = ldap
-        directory = DirectoryView.read(lsrc, password, resolve(lsrc.ca_file) if lsrc.ca_file else None)
+        try:
+            directory = DirectoryView.read(lsrc, password, resolve(lsrc.ca_file) if lsrc.ca_file else None)
+        except DirectoryError as exc:
+            # The directory serves only the leaver check: the realm, client and administrator rules still run.
+            run.unchecked.append(f"SSO-JML-001 not checked: directory {lsrc.name} unreachable ({exc})")
+            run.notes.append(run.unchecked[-1])
     else:
         run.notes.append("no ldap_source: the joiner/leaver check (SSO-JML-001) did not run")
     findings = []

@@ -372,7 +372,7 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
               help="Only the recorded state; do not ask the repositories (needs no password and no restic).")
 @json_option
 @wide_option
-@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
+@timefmt.utc_show_option
 @click.pass_context
 def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json: bool, wide: bool,
                utc: bool) -> None:

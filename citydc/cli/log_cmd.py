@@ -28,6 +28,7 @@ from citydc.cli.output import (
     print_json,
     progress,
     show_times,
+    visible,
     wide_option,
 )
 from citydc.cli.table import Column, print_table, status_style
@@ -267,7 +268,9 @@ def _output_format(**given: bool) -> str | None:
 
 
 def _person_row(doc: dict) -> list[str]:
-    cells = [_get(doc, path) for _, path in TABLE_COLUMNS]
+    # What events carry came from outside (log lines, directory entries, server answers): shown with its
+    # control characters escaped, so a stored value cannot steer the auditor's terminal.
+    cells = [visible(_get(doc, path)) for _, path in TABLE_COLUMNS]
     cells[0] = timefmt.show(cells[0], "")
     return cells
 
@@ -406,7 +409,7 @@ STALE_COLUMNS = (Column("job"), Column("last success"))
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @wide_option
-@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
+@timefmt.utc_show_option
 @click.pass_context
 def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: bool) -> None:
     """List the saved auditor questions, or run one by NAME."""

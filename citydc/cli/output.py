@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # the config models take a noticeable share of every command'
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_CONFIG", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "OutputError", "err",
            "examples", "fail", "fail_write", "guard_stdout", "load_config", "out", "output_failed", "print_json",
-           "progress", "show_times", "wide_option"]
+           "progress", "show_times", "visible", "wide_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # What a shell reports for a process ended by that signal: Ctrl-C (130) is neither a failed job nor a usage
@@ -68,6 +69,23 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+# C0 and C1 control characters (ESC, BEL, CR, newline, tab included), DEL, and the Unicode line separators and
+# bidirectional overrides: in text that came from a log, a directory or a server, each of them can move the
+# cursor, clear the screen, retitle the window or reorder what an auditor reads.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Given text from outside (a log line, a directory entry, a server's answer), return it with every control
+    character shown as an escape (``\\x1b``, ``\\u202e``), so printing it cannot steer the terminal."""
+    return _CONTROLS.sub(_escape_control, text) if _CONTROLS.search(text) else text
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def examples(*lines: str) -> str:

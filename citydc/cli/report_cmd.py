@@ -94,7 +94,7 @@ def _subject(loaded: LoadedConfig, link: str | None, agency: str | None, site: s
 @click.option("--csv", "fmt", flag_value="csv", help="One CSV row per direction (times in UTC, rates in bit/s).")
 @click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG chart of the month's samples to this file (needs citydc[report]).")
-@click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")
+@timefmt.utc_show_option
 @wide_option
 @click.pass_context
 def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: str | None, month: str,

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-__all__ = ["DEFAULT_ZONE", "display_zone", "local_option", "set_zone", "show", "utc_option", "zone_name"]
+__all__ = ["DEFAULT_ZONE", "display_zone", "local_option", "set_zone", "show", "utc_option", "utc_show_option",
+           "zone_name"]
 
 DEFAULT_ZONE = "Asia/Taipei"
 _zone: tzinfo = ZoneInfo(DEFAULT_ZONE)
@@ -74,6 +75,11 @@ def time_help(what: str) -> str:
 
 
 def utc_option(fn):
-    """The --utc flag of every command that shows times to a person."""
+    """The --utc flag of a command that shows times to a person and reads --since/--until."""
     return click.option("--utc", is_flag=True, help="Show times (and read zone-less --since/--until) in UTC "
                                                     "instead of the config's timezone.")(fn)
+
+
+def utc_show_option(fn):
+    """The --utc flag of a command that shows times to a person and reads none."""
+    return click.option("--utc", is_flag=True, help="Show times in UTC instead of the config's timezone.")(fn)

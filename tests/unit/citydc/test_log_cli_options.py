@@ -151,3 +151,18 @@ def test_since_after_until_relative_and_in_utc(store):
                         usage_error(store, "stats", "--by", "event.outcome", "--since", "1h", "--until", "2h"))
     assert re.fullmatch(rf"error: --since \({shown} \+00:00\) must be before --until \({shown} \+00:00\)\n",
                         usage_error(store, "search", "--utc", "--since", "1h", "--until", "2h"))
+
+
+def test_the_table_shows_control_characters_of_a_stored_message_escaped(tmp_path):
+    # A bind DN from slapd's log (anyone may try a bind) reaches the auditor's terminal through log search.
+    cfg = tmp_path / "citydc.yaml"
+    cfg.write_text("sites: [{id: siwei, name: Siwei}]\n"
+                   "security_log: {spool_dir: spool, sink: {kind: sqlite, path: seclog.db}}\n", encoding="utf-8")
+    emit([make_event(action="ldap-bind", dataset="citydc.ldap", kind="event", category=["authentication"],
+                     type=["start"], outcome="failure", site="siwei", id_key="esc",
+                     message="bind of uid=\x1b]0;PWNED\x07x failed", timestamp=T0)], spool_dir=tmp_path / "spool")
+    assert run(cfg, "ship").exit_code == 0
+    result = run(cfg, "search", "--wide")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "uid=\\x1b]0;PWNED\\x07x" in result.output

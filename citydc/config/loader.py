@@ -412,8 +412,8 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     check_unique("sites", _entries(raw.get("sites")), "id", "id")
     check_unique("devices", devices, "name", "name")
     check_unique("ldap", _entries(raw.get("ldap")), "name", "name")  # audit state and metrics are keyed by it
-    # The SNMP exporter finds a device by its address alone: two devices at one agent would label
-    # each other's scrapes. Both entries are named, each at its own line.
+    # The SNMP exporter finds a device by its address alone: two polled devices (with an snmp_auth
+    # profile) at one agent would label each other's scrapes. Both entries are named, each at its own line.
     import ipaddress
 
     from citydc.hostport import parse_host_port  # the exporter's parser, default port 161 as there
@@ -431,6 +431,8 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
 
     agents: dict[tuple[str, int], tuple[int, str]] = {}
     for i, dev in devices:
+        if not dev.get("snmp_auth"):
+            continue  # not polled (no SNMP profile): a host reached over SSH only may share an address
         address, name = text(dev.get("address")), text(dev.get("name")) or f"devices[{i}]"
         agent = snmp_agent_key(address) if address is not None else None
         if agent is None:

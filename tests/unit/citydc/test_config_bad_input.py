@@ -342,3 +342,16 @@ devices:
   - {name: a, address: "10.0.0.1", site: siwei, role: access, snmp_auth: v2}
   - {name: b, address: "10.0.0.1:1161", site: siwei, role: access, snmp_auth: v2}
 """, check_files=False)
+
+
+def test_devices_not_polled_may_share_an_address():
+    # Hosts reached over SSH only (config backup: no snmp_auth) are never an SNMP target, e.g. the lab's
+    # device servers, all at 127.0.0.1 with their own management ports.
+    load_text(HEAD + """\
+snmp_auth:
+  v2: {version: "2c", community: "env:C"}
+devices:
+  - {name: a, address: "127.0.0.1", site: siwei, role: core, management_address: "127.0.0.1:2201"}
+  - {name: b, address: "127.0.0.1", site: siwei, role: core, management_address: "127.0.0.1:2202"}
+  - {name: c, address: "127.0.0.1", site: siwei, role: access, snmp_auth: v2}
+""", check_files=False)

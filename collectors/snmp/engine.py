@@ -199,24 +199,27 @@ class Engine:
     def poll(self, job: Job, budget: float) -> ScrapeResult:
         """Given a job and a time budget (seconds), run one poll on the SNMP loop, wait for it and return
         its result; never raises for device problems (``up=False`` with a reason). Thread-safe."""
-        future = asyncio.run_coroutine_threadsafe(self._shared_poll(job, budget), self.loop)
+        # The budget counts from the request's arrival, not from when the busy loop gets to the poll
+        # (200 scrapes at once on two cores start late): Prometheus gives up at its own timeout.
+        deadline = time.monotonic() + budget
+        future = asyncio.run_coroutine_threadsafe(self._shared_poll(job, deadline), self.loop)
         try:
-            return future.result(budget + 2)
+            return future.result(max(deadline - time.monotonic(), 0) + 0.25)
         except TimeoutError:
             future.cancel()
             return ScrapeResult(False, "timeout", "poll did not finish within its budget", budget)
 
-    async def _shared_poll(self, job: Job, budget: float) -> ScrapeResult:
+    async def _shared_poll(self, job: Job, deadline: float) -> ScrapeResult:
         running = self.inflight.get(job.key)
         if running is None:
-            running = asyncio.ensure_future(self._poll(job, budget))
+            running = asyncio.ensure_future(self._poll(job, deadline))
             self.inflight[job.key] = running
             running.add_done_callback(lambda _f: self.inflight.pop(job.key, None))
         return await asyncio.shield(running)
 
-    async def _poll(self, job: Job, budget: float) -> ScrapeResult:
+    async def _poll(self, job: Job, deadline: float) -> ScrapeResult:
         started = time.monotonic()
-        deadline = started + budget
+        budget = max(deadline - started, 0.05)
         auth = self.config.snmp_auth[job.auth_name]
         # Each request may be resent: its timeout shrinks so all tries fit inside the budget.
         per_try = min(self.settings.timeout_seconds, budget / (self.settings.retries + 1) * 0.9)

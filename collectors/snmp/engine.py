@@ -15,6 +15,7 @@ show up in Prometheus as a reset of every carried counter.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -37,6 +38,9 @@ from citydc.secrets import SecretUnavailable
 __all__ = ["BadRequest", "Engine", "Job"]
 
 log = logging.getLogger(__name__)
+
+STOP_SECONDS = 5  # how long stop() waits for the SNMP loop to end its tasks, and then for its thread
+STOPPED = "the exporter stopped before the poll finished"
 
 
 class BadRequest(ValueError):
@@ -165,11 +169,32 @@ class Engine:
         self._stopping.set()
         if self._saver:
             self._saver.join(30)  # before the loop stops: a save in progress needs the loop for its snapshot
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread:
-            self._thread.join(5)
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(STOP_SECONDS)
+            except TimeoutError:
+                log.warning("the SNMP loop did not end its tasks within %s s of the stop", STOP_SECONDS)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(STOP_SECONDS)
+        if not self.loop.is_running():
+            self.loop.close()
         if self.state_path is not None:
             self.save_state()  # the loop has stopped: the states no longer change
+
+    async def _close(self) -> None:
+        """Close pysnmp's dispatcher and end every task of the loop, polls in flight included.
+
+        pysnmp 7's dispatcher keeps a timer task (``handle_timeout``) while it has a transport; a
+        loop closed with it (or a poll) still pending logs "Task was destroyed but it is pending!"
+        at ERROR on every stop. Cancelling is not enough: a cancelled task ends only when the loop
+        runs it once more, so the tasks are awaited here, before the loop stops.
+        """
+        if self.engine is not None and self.engine.transport_dispatcher is not None:
+            self.engine.close_dispatcher()  # closes its UDP sockets and cancels its timer task
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -202,12 +227,19 @@ class Engine:
         # The budget counts from the request's arrival, not from when the busy loop gets to the poll
         # (200 scrapes at once on two cores start late): Prometheus gives up at its own timeout.
         deadline = time.monotonic() + budget
-        future = asyncio.run_coroutine_threadsafe(self._shared_poll(job, deadline), self.loop)
+        coro = self._shared_poll(job, deadline)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # stop() closed the loop: an HTTP thread asked after it
+            coro.close()
+            return ScrapeResult(False, "timeout", STOPPED, budget)
         try:
             return future.result(max(deadline - time.monotonic(), 0) + 0.25)
         except TimeoutError:
             future.cancel()
             return ScrapeResult(False, "timeout", "poll did not finish within its budget", budget)
+        except concurrent.futures.CancelledError:  # stop() ended the poll in flight
+            return ScrapeResult(False, "timeout", STOPPED, budget)
 
     async def _shared_poll(self, job: Job, deadline: float) -> ScrapeResult:
         running = self.inflight.get(job.key)

@@ -91,6 +91,7 @@ class Keycloak:
 
         httpx = httpx_lean.load()
         self._httpx = httpx
+        self.timeout = timeout
         self.http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout, transport=transport,
                                  headers={"Accept": "application/json"})
         self._token: str | None = None
@@ -127,10 +128,17 @@ class Keycloak:
         return self._token
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send a request and return its answer, read whole but at most MAX_ANSWER_BYTES (decoded).
+        """Send a request and return its answer, read whole but at most MAX_ANSWER_BYTES (decoded), within
+        ``timeout`` seconds from the request's start.
+
+        httpx's timeout bounds each wait only: a server trickling its body (a byte every 0.2 s) resets it at
+        every byte and held a request, and so the audit, for hours. The deadline is checked at each chunk of
+        the body, so such an answer ends after about ``timeout`` (a last wait of at most ``timeout`` more).
+        Not a signal (sso/deadline.py): the events of ``audit auth`` are read in a background thread.
 
         Raise KeycloakError naming the method and path (never the query or the form: they may hold a secret)
-        when the answer is larger."""
+        when the answer is larger or late."""
+        deadline = time.monotonic() + self.timeout
         with self.http.stream(method, url, **kwargs) as resp:
             length = resp.headers.get("content-length", "")
             chunks, size = [], int(length) if length.isdigit() and not resp.headers.get("content-encoding") else 0
@@ -141,6 +149,9 @@ class Keycloak:
                     if size > MAX_ANSWER_BYTES:
                         break
                     chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise KeycloakError(f"{self.base_url}: {method} {url}: no complete answer within "
+                                            f"{self.timeout:g} s (timeout_seconds, for the whole answer)")
             if size > MAX_ANSWER_BYTES:
                 raise KeycloakError(f"{self.base_url}: {method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
         # The body is decoded already: the new answer must not be decoded (or its length checked) again.

@@ -33,6 +33,8 @@ KC_VERSION = "26.5.6"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KC_VERSION}:zip"
 ADMIN_USER = "lab-admin"  # bootstrap admin of the master realm (lab only)
 ADMIN_PASSWORD = "citydc-lab-keycloak-admin"  # noqa: S105 - lab credential, not a secret of any real system
+# rsyslog's file layout (RSYSLOG_FileFormat: RFC 3339 time, host, tag[pid]:) before Keycloak's own pattern
+SYSLOG_FORMAT = "%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX} %h keycloak[%i]: %-5p [%c] (%t) %s%e%n"
 
 
 class Keycloak(Service):
@@ -71,8 +73,19 @@ class Keycloak(Service):
                 f"--http-port={ports.KEYCLOAK}", f"--http-management-port={ports.KEYCLOAK_MANAGEMENT}",
                 "--health-enabled=true", "--db=dev-mem", "--proxy-headers=xforwarded",
                 f"--truststore-paths={self.slapd.ca_file(ctx)}",
-                "--log-level=WARN,org.keycloak.quarkus.runtime.KeycloakMain:INFO"]
+                # Every login and admin event is logged too (jboss-logging listener, success at INFO), in the two
+                # shapes `sso:` entries of kind log read: the console (this service's log) in a syslog file's
+                # layout, the file as Quarkus JSON.
+                "--log-level=WARN,org.keycloak.quarkus.runtime.KeycloakMain:INFO,org.keycloak.events:INFO",
+                "--spi-events-listener--jboss-logging--success-level=info",
+                f"--log-console-format={SYSLOG_FORMAT}", "--log=console,file",
+                f"--log-file={self.event_log(ctx)}", "--log-file-output=json"]
         return processes.spawn(argv, log_path=self.log_path(ctx), env=env, cwd=ctx.service_dir(self.name))
+
+    def event_log(self, ctx: LabContext) -> Path:
+        """Keycloak's log as Quarkus JSON lines (``sso[].format: keycloak-json``); its console log, this
+        service's ``log_path``, has the syslog layout (``format: syslog``)."""
+        return ctx.service_dir(self.name) / "keycloak.json.log"
 
 
     def ready(self, ctx: LabContext) -> bool:
@@ -86,7 +99,8 @@ class Keycloak(Service):
 
     def endpoints(self, ctx: LabContext) -> dict[str, str]:
         return {"http": self.url(), "management": self.management_url(),
-                "audit_client": f"{keycloak_data.AUDIT_CLIENT} (realm master)"}
+                "audit_client": f"{keycloak_data.AUDIT_CLIENT} (realm master)",
+                "event_log_json": str(self.event_log(ctx)), "event_log_syslog": str(self.log_path(ctx))}
 
 
 def audit_secret() -> str:

@@ -31,9 +31,10 @@ from citydc.sso import events
 from citydc.sso.authlog import Bind, LogPosition, StatsParser, _bind_from_json, _bind_json, read_binds
 from citydc.sso.detect import Detector
 from citydc.sso.kc_events import STREAMS, Cursor, KcItem, UserNames, read_stream
+from citydc.sso.kc_log import KcLogReader
 from citydc.sso.keycloak import Keycloak, KeycloakError
 
-__all__ = ["BATCH", "KeycloakFeed", "LdapFeed", "run_auth"]
+__all__ = ["BATCH", "KeycloakFeed", "KeycloakLogFeed", "LdapFeed", "run_auth"]
 
 BATCH = 5000  # events emitted together
 # The state is saved with a batch at most this often, and at the end. It holds the detector's windows (a spray
@@ -59,6 +60,16 @@ class KeycloakFeed:
     page: int
 
 
+@dataclass
+class KeycloakLogFeed:
+    """A Keycloak whose events are read from its log file (``sso:`` kind log)."""
+
+    name: str
+    site: str
+    log: Path
+    format: str
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -67,14 +78,23 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _position(saved: Any) -> LogPosition:
+    if not isinstance(saved, dict):
+        return LogPosition()
+    inode, offset = saved.get("inode"), saved.get("offset")
+    if not isinstance(inode, int) or not isinstance(offset, int) or offset < 0:
+        return LogPosition()
+    return LogPosition(inode, offset)
+
+
 def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakFeed], settings: AuthDetection,
              state_path: Path, emit: Callable[[Sequence[dict]], Any], privileged: Iterable[str],
-             from_start: bool = False) -> dict[str, Any]:
+             from_start: bool = False, kc_logs: Sequence[KeycloakLogFeed] = ()) -> dict[str, Any]:
     """Given a group's feeds, its detection settings, the state file, an emit function and the privileged
     accounts, read what is new, emit its events and detections, save the state; return the run's report.
 
     Raise OSError if the stats log cannot be read (the state is saved up to what was processed); a Keycloak
-    that fails is reported in ``errors`` and the other feeds go on."""
+    (or its log) that fails is reported in ``errors`` and the other feeds go on."""
     st = {} if from_start else _load(state_path)
     try:
         pos = LogPosition(**(st.get("position") or {}))
@@ -91,9 +111,12 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     cursors: dict[tuple[str, str, str], Cursor] = {
         (k.name, realm, stream): Cursor.from_json(((saved_kc.get(k.name) or {}).get(realm) or {}).get(stream))
         for k in keycloaks for realm in k.realms for stream in STREAMS}
+    saved_logs = st.get("kc_logs") if isinstance(st.get("kc_logs"), dict) else {}
+    readers = [KcLogReader(f.name, f.site, f.log, f.format, _position(saved_logs.get(f.name))) for f in kc_logs]
     relay = {str(a) for a in settings.relay_addresses}
     counts = {"binds": 0, "success": 0, "failure": 0, "relayed": 0}
-    sso = {k.name: {"logins": 0, "success": 0, "failure": 0, "events": 0, "admin_events": 0} for k in keycloaks}
+    sso = {k.name: {"logins": 0, "success": 0, "failure": 0, "events": 0, "admin_events": 0}
+           for k in [*keycloaks, *kc_logs]}
     found: list[dict[str, Any]] = []
     errors: list[str] = []
     failed: set[str] = set()  # Keycloak sources whose events could not all be read
@@ -123,7 +146,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         # spray), and the state is written every few seconds while a backlog is read.
         atomicfile.write(state_path, orjson.dumps(
             {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
-             "detector": detector.to_json()}, option=orjson.OPT_NON_STR_KEYS), mode=0o600)
+             "kc_logs": {r.source: r.saved_position() for r in readers}, "detector": detector.to_json()},
+            option=orjson.OPT_NON_STR_KEYS), mode=0o600)
 
     def pull(index: int) -> Any:
         """Return the next item of a feed (None at its end, or when its Keycloak fails: reported in errors)."""
@@ -132,12 +156,15 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         except KeycloakError as exc:
             # Named with its Keycloak source, said once: every realm and stream of an unreachable Keycloak
             # fails with the same words.
-            k = kc_of[index]
-            failed.add(k.name)
-            message = f"sso source {k.name}: {exc}"
-            if message not in errors:
-                errors.append(message)
-            return None
+            message = f"sso source {label_of[index][0]}: {exc}"
+        except OSError as exc:
+            if (r := reader_of[index]) is None:
+                raise  # the directory's stats log: the caller says so
+            message = f"sso source {r.source}: cannot read {r.path}: {exc.strerror or exc}"
+        failed.add(label_of[index][0])
+        if message not in errors:
+            errors.append(message)
+        return None
 
     def detect(attempt: Any, source: str, site: str) -> None:
         for d in detector.feed(attempt):
@@ -156,9 +183,14 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             for stream in STREAMS:
                 feeds.append(read_stream(k.client, realm, stream, cursors[(k.name, realm, stream)], page=k.page,
                                          source=k.name, site=k.site, names=names))
-    kc_of = [None] * (1 if ldap is not None else 0) + [k for k in keycloaks for _ in k.realms for _ in STREAMS]
-    cursor_of = [None] * (1 if ldap is not None else 0) + [
-        cursors[(k.name, realm, stream)] for k in keycloaks for realm in k.realms for stream in STREAMS]
+    feeds.extend(r.items() for r in readers)
+    lead = [None] * (1 if ldap is not None else 0)
+    label_of: list[Any] = lead + [(k.name, k.site) for k in keycloaks for _ in k.realms for _ in STREAMS] + [
+        (r.source, r.site) for r in readers]
+    cursor_of: list[Any] = lead + [
+        cursors[(k.name, realm, stream)] for k in keycloaks for realm in k.realms for stream in STREAMS] + [
+        None for _ in readers]
+    reader_of: list[Any] = lead + [None for k in keycloaks for _ in k.realms for _ in STREAMS] + readers
     try:
         for i in range(len(feeds)):
             if (first := pull(i)) is not None:
@@ -168,8 +200,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             _, _, index, item = heapq.heappop(heads)
             while item is not None:
                 if type(item) is KcItem:
-                    k = kc_of[index]
-                    c = sso[k.name]
+                    name, site = label_of[index]
+                    c = sso[name]
                     pending.append(item.event)
                     attempt = item.attempt
                     if item.stream == "admin-events":
@@ -177,10 +209,13 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
                     elif attempt is not None:
                         c["logins"] += 1
                         c["success" if attempt.success else "failure"] += 1
-                        detect(attempt, k.name, k.site)
+                        detect(attempt, name, site)
                     else:
                         c["events"] += 1
-                    cursor_of[index].advance(item.time_ms, item.event_id)
+                    if (cursor := cursor_of[index]) is not None:
+                        cursor.advance(item.time_ms, item.event_id)
+                    else:
+                        reader_of[index].done()
                 else:
                     b: Bind = item  # the only other feed: the stats log (ldap is set)
                     assert ldap is not None
@@ -215,7 +250,11 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, **counts,
                               "skipped_lines": parser.skipped, "log_restarted": pos.restarted,
                               "long_lines": pos.long_lines[:100], "detections": found}
-    if keycloaks:
+    for r in readers:
+        sso[r.source].update(log=str(r.path), log_restarted=r.pos.restarted, unreadable_lines=r.bad,
+                             unreadable=[{"offset": at, "why": why} for at, why in r.bad_at],
+                             long_lines=r.pos.long_lines[:100])
+    if keycloaks or kc_logs:
         for name in failed:
             sso[name]["failed"] = True
         report["sso"] = sso

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_CONNS", "MAX_LINE", "Bind", "LogPosition", "StatsParser", "read_binds"]
+__all__ = ["MAX_CONNS", "MAX_LINE", "RESTARTED", "Bind", "LogPosition", "StatsParser", "read_binds", "read_lines"]
 
 MAX_CONNS = 100_000
 # slapd's stats lines are a few hundred bytes (a BIND line holds one DN, at most a few KiB): a longer "line" is a
@@ -222,17 +222,47 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
     ``MAX_LINE`` is skipped (its offset added to ``pos.long_lines``, counted in ``parser.skipped``)
     without being held whole. Raise OSError if the log cannot be opened.
     """
-    with open(path, "rb") as fh:
+    lines = read_lines(path, pos, max_bytes)
+    if next(lines) is RESTARTED:
+        # Binds still waiting for their ACCEPT line will not get it from a new file.
+        for held in parser.held.values():
+            yield from held
+        parser.conns.clear()
+        parser.pending.clear()
+        parser.held.clear()
+    for _, line in lines:
+        if line is None:
+            parser.skipped += 1
+        else:
+            yield from parser.feed(line)
+
+
+RESTARTED = (-1, None)  # read_lines' first item when the file is new to ``pos`` (rotated, truncated, first read)
+_SAME_FILE = (-2, None)
+
+
+def read_lines(path: Path, pos: LogPosition, max_bytes: int = 1 << 30) -> Iterator[tuple[int, str | None]]:
+    """Given a log and where reading stopped, yield ``RESTARTED`` (the file is not the one ``pos`` was in, or
+    was truncated: read from its start) or another marker first, then ``(byte offset, line)`` for each
+    complete new line (decoded as UTF-8, invalid bytes replaced, without its newline), ``(offset, None)`` for
+    a line longer than ``MAX_LINE`` (its offset added to ``pos.long_lines``; never held whole).
+
+    ``pos`` is advanced past each line before it is yielded; a partial last line is left for the next read.
+    At most ``max_bytes`` are read per call. Raise OSError if the log cannot be opened (before any item).
+    """
+    fh = open(path, "rb")  # noqa: SIM115 - opened before the generator's first item, so OSError comes at once
+    return _lines(fh, pos, max_bytes)
+
+
+def _lines(fh: Any, pos: LogPosition, max_bytes: int) -> Iterator[tuple[int, str | None]]:
+    with fh:
         st = os.fstat(fh.fileno())
         if pos.inode != st.st_ino or st.st_size < pos.offset:
             pos.restarted = pos.inode is not None
             pos.inode, pos.offset = st.st_ino, 0
-            # Binds still waiting for their ACCEPT line will not get it from a new file.
-            for held in parser.held.values():
-                yield from held
-            parser.conns.clear()
-            parser.pending.clear()
-            parser.held.clear()
+            yield RESTARTED
+        else:
+            yield _SAME_FILE
         fh.seek(pos.offset)
         budget = max_bytes
         held = b""  # the start of the line whose end is not read yet (at most MAX_LINE bytes)
@@ -250,9 +280,9 @@ def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int
                 if too_long or len(raw) > MAX_LINE:
                     too_long = False
                     pos.long_lines.append(line_at)
-                    parser.skipped += 1
+                    yield line_at, None
                     continue
-                yield from parser.feed(raw.decode("utf-8", "replace").rstrip("\n"))
+                yield line_at, raw.decode("utf-8", "replace").rstrip("\n")
             if not too_long:
                 held += block[start:]
                 if len(held) > MAX_LINE:

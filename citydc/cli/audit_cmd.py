@@ -327,29 +327,26 @@ def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
 
 @dataclass
 class _AuthGroup:
-    """What one detector sees: a directory and the Keycloak servers federated to it, or a Keycloak alone."""
+    """What one detector sees: a directory and the Keycloak servers federated to it (read through the admin API
+    or from their logs), or a Keycloak alone."""
 
     name: str
     ldap: LdapSource | None
     log: Path | None
     keycloaks: list[Any]
     state: Path
+    kc_logs: list[Any]
 
-
-# `sso:` entries of kind: log are kept by the config (older configs and the sample have them), but nothing reads
-# their file yet: said on every run, so that no site believes its SSO logins are audited (docs/sso-audit.md).
-LOG_SOURCE_UNREAD = ("sso source {name} (kind: log): its log_path is not read by `citydc audit auth`; "
-                     "use kind: keycloak with events: true (Keycloak's stored login and admin events)")
+    def settings(self) -> Any:
+        if self.ldap is not None:
+            return self.ldap.auth
+        return (self.keycloaks or self.kc_logs)[0].auth
 
 
 def _auth_groups(loaded: LoadedConfig, name: str | None, log_path: str | None) -> list[_AuthGroup]:
     from citydc.config.models import KeycloakSource, SsoLogSource
 
     logs = [s for s in loaded.config.sso if isinstance(s, SsoLogSource)]
-    if name is not None and any(s.name == name for s in logs):
-        fail(LOG_SOURCE_UNREAD.format(name=name), EXIT_CONFIG)
-    for s in logs:
-        output.err.print(f"[yellow]warning:[/] {escape(LOG_SOURCE_UNREAD.format(name=s.name))}")
     if log_path and name is None and len(loaded.config.ldap) > 1:
         # One file is one directory's log: given to every source, each bind would count once per directory.
         fail(f"--log {log_path}: several ldap sources ({', '.join(s.name for s in loaded.config.ldap)}); "
@@ -359,26 +356,34 @@ def _auth_groups(loaded: LoadedConfig, name: str | None, log_path: str | None) -
     groups: list[_AuthGroup] = []
     for src in loaded.config.ldap:
         linked = [k for k in kcs if k.ldap_source == src.name]
-        if src.stats_log is None and not log_path and not linked:
+        linked_logs = [s for s in logs if s.ldap_source == src.name]
+        if src.stats_log is None and not log_path and not linked and not linked_logs:
             continue
         log = Path(log_path) if log_path else (loaded.resolve(src.stats_log) if src.stats_log else None)
-        groups.append(_AuthGroup(src.name, src, log, linked, _state_dir(loaded, src) / src.name / "authlog.json"))
+        groups.append(_AuthGroup(src.name, src, log, linked, _state_dir(loaded, src) / src.name / "authlog.json",
+                                 linked_logs))
     for k in kcs:
         if k.ldap_source is None or k.ldap_source not in ldaps:
-            groups.append(_AuthGroup(k.name, None, None, [k], loaded.resolve(k.state_dir) / k.name / "events.json"))
+            groups.append(_AuthGroup(k.name, None, None, [k], loaded.resolve(k.state_dir) / k.name / "events.json",
+                                     []))
+    for s in logs:
+        if s.ldap_source is None or s.ldap_source not in ldaps:
+            groups.append(_AuthGroup(s.name, None, None, [], loaded.resolve(s.state_dir) / s.name / "events.json",
+                                     [s]))
     if name is not None:
-        groups = [g for g in groups if g.name == name or any(k.name == name for k in g.keycloaks)]
+        groups = [g for g in groups if g.name == name or any(s.name == name for s in [*g.keycloaks, *g.kc_logs])]
         if not groups:
-            fail(f"no ldap source with a stats_log and no keycloak source named {name!r}", EXIT_CONFIG)
+            fail(f"no ldap source with a stats_log and no sso source named {name!r}", EXIT_CONFIG)
     if not groups:
-        fail("nothing to read: no ldap source has a stats_log and no keycloak source reads events", EXIT_CONFIG,
-             hint="set ldap[].stats_log, pass --log, or add an `sso:` entry with kind: keycloak")
+        fail("nothing to read: no ldap source has a stats_log and no sso source reads events", EXIT_CONFIG,
+             hint="set ldap[].stats_log, pass --log, or add an `sso:` entry (kind: keycloak, or kind: log with "
+                  "Keycloak's log file)")
     return groups
 
 
 @audit_group.command("auth", epilog=examples("citydc audit auth", "citydc audit auth --from-start --json"))
 @click.option("--source", "source_name",
-              help="Only this ldap or keycloak source (a keycloak source federated to a directory brings its "
+              help="Only this ldap or sso source (an sso source federated to a directory brings its "
                    "directory's group).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Read this stats log instead of stats_log.")
 @click.option("--from-start", is_flag=True,
@@ -389,8 +394,9 @@ def _auth_groups(loaded: LoadedConfig, name: str | None, log_path: str | None) -
 @click.pass_context
 def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool,
              as_json: bool, wide: bool, utc: bool) -> None:
-    """Read the directory's binds from slapd's stats log and Keycloak's stored login and admin events (each
-    resuming where the last run stopped), record each as an ECS event (ldap-bind, sso-login, iam-*), and
+    """Read the directory's binds from slapd's stats log and Keycloak's login and admin events, stored (through
+    the admin API) or logged (sso sources of kind log: Keycloak's log file), each resuming where the last run
+    stopped; record each as an ECS event (ldap-bind, sso-login, iam-*), and
     detect brute force, password spraying, success after failures and privileged logins outside working
     hours across a directory and the Keycloak servers federated to it together. Exit 1 when something was
     detected or a source could not be read."""
@@ -417,7 +423,7 @@ def auth_cmd(ctx: click.Context, source_name: str | None, log_path: str | None, 
 def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, from_start: bool, as_json: bool,
           wide: bool, utc: bool) -> None:
     from citydc.seclog import emit_configured
-    from citydc.sso.auth_audit import KeycloakFeed, LdapFeed, run_auth
+    from citydc.sso.auth_audit import KeycloakFeed, KeycloakLogFeed, LdapFeed, run_auth
     from citydc.sso.keycloak import Keycloak
 
     loaded = load_config(ctx)
@@ -434,12 +440,12 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
                               ca_file=loaded.resolve(k.ca_file) if k.ca_file else None, timeout=k.timeout_seconds)
             feeds.append(KeycloakFeed(k.name, k.site, k.realms, client, k.page_size))
         ldap = LdapFeed(g.ldap.name, g.ldap.site, g.log) if g.ldap is not None and g.log is not None else None
-        settings = g.ldap.auth if g.ldap is not None else g.keycloaks[0].auth
+        kc_logs = [KeycloakLogFeed(s.name, s.site, loaded.resolve(s.log_path), s.format) for s in g.kc_logs]
         try:
-            report = run_auth(group=g.name, ldap=ldap, keycloaks=feeds, settings=settings, state_path=g.state,
+            report = run_auth(group=g.name, ldap=ldap, keycloaks=feeds, settings=g.settings(), state_path=g.state,
                               emit=lambda evs: emit_configured(loaded, evs),
                               privileged=_privileged(loaded, g.ldap) if g.ldap is not None else (),
-                              from_start=from_start)
+                              from_start=from_start, kc_logs=kc_logs)
         except OSError as exc:
             output.err.print(f"[bold red]ldap source {escape(g.name)}:[/] cannot read {escape(str(g.log))}: "
                       f"{escape(exc.strerror or str(exc))}")
@@ -454,6 +460,8 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
             at = report["long_lines"]
             output.err.print(f"[yellow]warning:[/] {escape(str(g.log))}: {len(at)}{'+' if len(at) >= 100 else ''} "
                              f"line(s) longer than {MAX_LINE} bytes skipped, the first at byte offset {at[0]}")
+        for name, c in (report.get("sso") or {}).items():
+            _warn_unread_lines(name, c)
         for e in report.get("errors", []):  # each names its Keycloak source (run_auth)
             output.err.print(f"[bold red]error:[/] {escape(visible(e))}")
         detected = detected or bool(report["detections"]) or bool(report.get("errors"))
@@ -471,11 +479,28 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
                     output.out.print(f"{name}: SSO events not read completely (see the error above)")
                     continue
                 output.out.print(f"{name}: {c['logins']} SSO logins ({c['success']} ok, {c['failure']} failed), "
-                          f"{c['events']} other user events, {c['admin_events']} admin events")
+                          f"{c['events']} other user events, {c['admin_events']} admin events"
+                          + (f" from {c['log']}" if c.get("log") else "")
+                          + (" (log rotated: read from its start)" if c.get("log_restarted") else ""))
             if r["detections"]:
                 print_table(output.out, DETECTION_COLUMNS, detection_rows(r["detections"]), wide=wide,
                             title=f"detections ({r['source']}), times {timefmt.zone_name()}")
     exit_now(EXIT_FAILED if detected else EXIT_OK)  # all written and synced: no teardown (as audit ldap)
+
+
+def _warn_unread_lines(name: str, counts: dict[str, Any]) -> None:
+    """Say which lines of a Keycloak log (kind: log) were skipped: unreadable event lines and over-long lines."""
+    from citydc.sso.authlog import MAX_LINE
+
+    if counts.get("unreadable_lines"):
+        first = counts["unreadable"][0]
+        output.err.print(f"[yellow]warning:[/] sso source {escape(name)}: {escape(str(counts['log']))}: "
+                         f"{counts['unreadable_lines']} event line(s) unreadable, the first at byte offset "
+                         f"{first['offset']}: {escape(visible(first['why']))}")
+    if at := counts.get("long_lines"):
+        output.err.print(f"[yellow]warning:[/] sso source {escape(name)}: {escape(str(counts['log']))}: "
+                         f"{len(at)}{'+' if len(at) >= 100 else ''} line(s) longer than {MAX_LINE} bytes skipped, "
+                         f"the first at byte offset {at[0]}")
 
 
 def _keycloak_sources(loaded: LoadedConfig, name: str | None) -> list[Any]:

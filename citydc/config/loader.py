@@ -478,7 +478,7 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
     ldap_names = {name for _, src in _entries(raw.get("ldap")) if (name := text(src.get("name")))}
     for i, src in sso:
         name = text(src.get("ldap_source"))
-        if src.get("kind") == "keycloak" and name is not None and name not in ldap_names:
+        if src.get("kind", "log") in ("keycloak", "log") and name is not None and name not in ldap_names:
             errors.append((f"sso[{i}].ldap_source", f'unknown ldap source "{name}" (known: {_names(ldap_names)})'))
     netflow = _mapping(raw.get("netflow"))
     for i, lst in _entries(netflow.get("listeners")):

@@ -483,14 +483,24 @@ class LdapSource(Model):
 
 
 class SsoLogSource(Model):
-    """An SSO service whose authentication log is shipped as a file (syslog or Keycloak's JSON log)."""
+    """A Keycloak whose login and admin events are read from its log file (``citydc audit auth``): the
+    jboss-logging event listener's lines, as Quarkus JSON or in a syslog file."""
 
     kind: Literal["log"] = Field(default="log", description="log: a log file; keycloak: Keycloak's admin API")
     name: Name = Field(description="SSO service name, used as a label")
-    log_path: ConfigPath = Field(description="authentication log of the SSO service")
-    format: Literal["keycloak-json", "syslog"] = Field(default="keycloak-json",
-                                                        description="keycloak-json or syslog")
+    log_path: ConfigPath = Field(description="Keycloak's log holding the org.keycloak.events lines")
+    format: Literal["keycloak-json", "syslog"] = Field(
+        default="keycloak-json", description="keycloak-json (Quarkus JSON lines) or syslog (RFC 3339 syslog file)")
     site: SiteId
+    ldap_source: Name | None = Field(
+        default=None, description="ldap source (by name) whose binds are read with these events: a password spray "
+                                  "split between the directory and this Keycloak is one detection")
+    auth: AuthDetection = Field(
+        default_factory=AuthDetection,
+        description="detections of `citydc audit auth` when no ldap_source is set (else the directory's own)")
+    state_dir: ConfigPath = Field(default=Path("var/sso-audit"),
+                                  description="where `citydc audit auth` keeps its place in the log (relative "
+                                              "to the config)")
 
 
 class SsoRuleSettings(Model):
@@ -533,7 +543,8 @@ class KeycloakSource(Model):
     ldap_source: Name | None = Field(
         default=None, description="ldap source (by name) of the joiner/leaver check: federated or same-named "
                                   "users disabled or missing there but enabled in Keycloak are findings")
-    timeout_seconds: float = Field(default=30, gt=0, le=3600, description="per-request timeout")
+    timeout_seconds: float = Field(default=30, gt=0, le=3600,
+                                   description="per-request timeout, for the whole answer")
     page_size: int = Field(default=1000, ge=10, le=10000, description="users and events fetched per request")
     events: bool = Field(default=True, description="`citydc audit auth` reads the realms' stored login and admin "
                                                    "events (with the binds of ldap_source, when set)")

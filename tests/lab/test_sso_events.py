@@ -58,7 +58,7 @@ def kc_login(username: str, password: str, client_ip: str) -> bool:
 def slapd(keycloak, lab_up, lab_env) -> dict[str, str]:
     (status,) = lab_up("slapd")
     assert status.running
-    return status.endpoints
+    return {**status.endpoints, "kc_json": keycloak["event_log_json"], "kc_syslog": keycloak["event_log_syslog"]}
 
 
 def off_hours_now() -> str:
@@ -66,7 +66,8 @@ def off_hours_now() -> str:
     return f"{h:02d}:00-{h:02d}:59"
 
 
-def config(d: Path, slapd: dict[str, str], relay: list[str]) -> Path:
+def config(d: Path, slapd: dict[str, str], relay: list[str], log: tuple[str, str] | None = None) -> Path:
+    """The directory and the lab Keycloak, read through its admin API, or from its log (``log``: path, format)."""
     auth = {"working_hours": off_hours_now(), "working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
             "bruteforce_failures": 4, "spraying_accounts": 6, "success_after_failures": 3,
             "relay_addresses": relay}
@@ -77,6 +78,9 @@ def config(d: Path, slapd: dict[str, str], relay: list[str]) -> Path:
     sso = {"kind": "keycloak", "name": "city-sso", "base_url": KC, "realms": ["city", "partners"],
            "client_id": keycloak_data.AUDIT_CLIENT, "client_secret": "env:CITYDC_KEYCLOAK_SECRET", "site": "siwei",
            "ldap_source": "city-directory", "state_dir": str(d / "state")}
+    if log is not None:
+        sso = {"kind": "log", "name": "city-sso-log", "log_path": log[0], "format": log[1], "site": "siwei",
+               "ldap_source": "city-directory", "state_dir": str(d / "state")}
     cfg = {"sites": [{"id": "siwei", "name": "Siwei"}, {"id": "fengshan", "name": "Fengshan"}],
            "security_log": {"spool_dir": str(d / "spool")}, "ldap": [ldap], "sso": [sso]}
     path = d / "citydc.yaml"
@@ -99,13 +103,16 @@ def kinds(rep: dict) -> set[tuple[str, tuple[str, ...], str | None]]:
 
 
 def test_one_detector_over_directory_binds_and_sso_logins(slapd, tmp_path):
-    d_relay, d_plain = tmp_path / "relay", tmp_path / "plain"
-    d_relay.mkdir()
-    d_plain.mkdir()
+    d_relay, d_plain, d_json, d_syslog = (tmp_path / n for n in ("relay", "plain", "json", "syslog"))
+    for d in (d_relay, d_plain, d_json, d_syslog):
+        d.mkdir()
     cfg = config(d_relay, slapd, ["127.0.0.1"])
     control = config(d_plain, slapd, [])  # the same feeds without the relay: Keycloak's binds count twice
-    audit_auth(cfg)  # consume what the lab holds already; from here on only this test's attempts count
-    audit_auth(control)
+    # The same Keycloak read from its log (the jboss-logging listener's lines), in both shapes the lab writes.
+    from_logs = [config(d_json, slapd, ["127.0.0.1"], (slapd["kc_json"], "keycloak-json")),
+                 config(d_syslog, slapd, ["127.0.0.1"], (slapd["kc_syslog"], "syslog"))]
+    for c in (cfg, control, *from_logs):
+        audit_auth(c)  # consume what the lab holds already; from here on only this test's attempts count
     consumed = len(Spool(d_relay / "spool").read(None, 100_000).events)
 
     # Fresh accounts each run: Keycloak keeps failure counts of earlier runs on a reused lab, and the detector
@@ -146,6 +153,23 @@ def test_one_detector_over_directory_binds_and_sso_logins(slapd, tmp_path):
     assert set(spray["users"]) == set(ldap_sprayed) | set(kc_sprayed)  # one account, one name in both doors
     by_origin = spray["details"]["accounts_by_origin"]
     assert (by_origin["ldap"], by_origin["keycloak"]) == (3, 3)
+
+    # Read from Keycloak's log instead of its admin API: the same logins, the same detections.
+    for c_log in from_logs:
+        rc, rep_log = audit_auth(c_log)
+        assert rc == 1
+        c = rep_log["sso"]["city-sso-log"]
+        assert (c["logins"], c["success"], c["failure"], c["unreadable_lines"]) == (12, 2, 10, 0), c_log
+        assert kinds(rep_log) == kinds(rep)
+        (spray_log,) = [d for d in rep_log["detections"] if d["action"] == "auth-spraying"]
+        assert set(spray_log["users"]) == set(spray["users"])
+        assert (spray_log["source_ip"], spray_log["details"]["accounts_by_origin"]) == (SPRAYER, by_origin)
+        rc, rep_log = audit_auth(c_log)
+        assert (rc, rep_log["detections"], rep_log["sso"]["city-sso-log"]["logins"]) == (0, [], 0)
+        logged = [e for e in Spool(c_log.parent / "spool").read(None, 100_000).events
+                  if e["event"]["action"] == "sso-login" and e.get("user", {}).get("name") == brute]
+        assert {(e["event"]["outcome"], e["source"]["ip"]) for e in logged} == {("failure", BRUTE)}
+        assert len(logged) == 4
 
     # The control: without the relay address, Keycloak's own binds from 127.0.0.1 are attacks too.
     rc, rep_plain = audit_auth(control)

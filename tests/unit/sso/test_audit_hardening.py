@@ -303,16 +303,23 @@ def test_overlong_log_line_is_skipped_and_named(tmp_path):
 
 # -- 9, 10: kind: log sources, --log with several directories -------------------------------------------------------
 
-def test_log_kind_sso_source_is_said_to_be_unread(tmp_path):
+def test_log_kind_sso_source_is_read_with_its_directory(tmp_path):
+    # (It was only warned about as unread; now its file is read: tests/unit/sso/test_kc_log.py.)
     log = tmp_path / "stats.log"
     stats_log(log, "uid=a,dc=x", 1)
-    sso_log = {"kind": "log", "name": "kc-log", "log_path": str(tmp_path / "kc.json"), "site": "siwei"}
+    kc_log = tmp_path / "kc.json"
+    kc_log.write_bytes((Path(__file__).parent / "data" / "keycloak-26.5.6-events.json.log").read_bytes())
+    sso_log = {"kind": "log", "name": "kc-log", "log_path": str(kc_log), "site": "siwei", "ldap_source": "dir1"}
     cfg = write_config(tmp_path, ldap=[ldap_entry("dir1", 1, stats_log=str(log), state_dir=str(tmp_path / "st"))],
                        sso=[sso_log])
-    proc = citydc(cfg, "audit", "auth")
-    assert "warning: sso source kc-log (kind: log): its log_path is not read" in proc.stderr
-    proc = citydc(cfg, "audit", "auth", "--source", "kc-log")
-    assert proc.returncode == 2 and "use kind: keycloak with events: true" in proc.stderr
+    proc = citydc(cfg, "audit", "auth", "--source", "kc-log", "--json")
+    assert proc.returncode in (0, 1) and "not read" not in proc.stderr, proc.stderr
+    (rep,) = json.loads(proc.stdout)["sources"]
+    assert rep["source"] == "dir1" and rep["binds"] == 1 and rep["sso"]["kc-log"]["logins"] > 0
+    bad = write_config(tmp_path, ldap=[ldap_entry("dir1", 1, stats_log=str(log))],
+                       sso=[{**sso_log, "ldap_source": "x"}])
+    proc = citydc(bad, "audit", "auth")
+    assert proc.returncode == 2 and "sso[0].ldap_source" in proc.stderr and 'unknown ldap source "x"' in proc.stderr
 
 
 def test_log_option_with_several_directories_needs_source(tmp_path):

@@ -14,6 +14,7 @@ exactly where this one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import time
@@ -70,21 +71,26 @@ class KeycloakLogFeed:
     format: str
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> tuple[dict[str, Any], str | None]:
+    """Given the state file, return (its state, None), ({}, None) when there is none, or ({}, what is wrong)
+    with the damaged file set aside as ``<name>.damaged`` (kept for a look; the next save writes a new one)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _position(saved: Any) -> LogPosition:
-    if not isinstance(saved, dict):
-        return LogPosition()
-    inode, offset = saved.get("inode"), saved.get("offset")
-    if not isinstance(inode, int) or not isinstance(offset, int) or offset < 0:
-        return LogPosition()
-    return LogPosition(inode, offset)
+        if isinstance(data, dict):
+            return data, None
+        why = "not a JSON object"
+    except FileNotFoundError:
+        return {}, None
+    except UnicodeDecodeError:
+        why = "not UTF-8 text"
+    except ValueError as exc:
+        why = f"not JSON ({exc})"
+    except OSError as exc:
+        return {}, f"state {path} unreadable ({exc.strerror or exc}): every source is read from its start"
+    aside = path.with_name(path.name + ".damaged")
+    with contextlib.suppress(OSError):
+        path.replace(aside)
+    return {}, f"state {path} damaged ({why}), set aside as {aside.name}: every source is read from its start"
 
 
 def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakFeed], settings: AuthDetection,
@@ -95,24 +101,30 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
 
     Raise OSError if the stats log cannot be read (the state is saved up to what was processed); a Keycloak
     (or its log) that fails is reported in ``errors`` and the other feeds go on."""
-    st = {} if from_start else _load(state_path)
-    try:
-        pos = LogPosition(**(st.get("position") or {}))
-    except TypeError:
-        pos = LogPosition()
+    warnings: list[str] = []
+    st, damaged = ({}, None) if from_start else _load(state_path)
+    if damaged:
+        warnings.append(damaged)
+    pos = LogPosition.from_json(st.get("position"))
     parser = StatsParser.from_json(st.get("parser") or {})
     try:
         carry = [_bind_from_json(b) for b in st.get("carry") or []]
     except (TypeError, ValueError, KeyError):
         carry = []
     detector = Detector(settings, privileged)
-    detector.load(st.get("detector") or {})
+    try:
+        detector.load(st.get("detector") or {})
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        detector = Detector(settings, privileged)
+        warnings.append(f"state {state_path}: the detections' windows are damaged ({type(exc).__name__}: "
+                        f"{str(exc)[:100]}): detections start afresh")
     saved_kc = st.get("keycloak") if isinstance(st.get("keycloak"), dict) else {}
     cursors: dict[tuple[str, str, str], Cursor] = {
         (k.name, realm, stream): Cursor.from_json(((saved_kc.get(k.name) or {}).get(realm) or {}).get(stream))
         for k in keycloaks for realm in k.realms for stream in STREAMS}
     saved_logs = st.get("kc_logs") if isinstance(st.get("kc_logs"), dict) else {}
-    readers = [KcLogReader(f.name, f.site, f.log, f.format, _position(saved_logs.get(f.name))) for f in kc_logs]
+    readers = [KcLogReader(f.name, f.site, f.log, f.format, LogPosition.from_json(saved_logs.get(f.name)))
+               for f in kc_logs]
     relay = {str(a) for a in settings.relay_addresses}
     counts = {"binds": 0, "success": 0, "failure": 0, "relayed": 0}
     sso = {k.name: {"logins": 0, "success": 0, "failure": 0, "events": 0, "admin_events": 0}
@@ -120,6 +132,7 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     found: list[dict[str, Any]] = []
     errors: list[str] = []
     failed: set[str] = set()  # Keycloak sources whose events could not all be read
+    log_failed: list[str] = []  # the stats log could not be read
     pending: list[dict] = []
     heads: list[tuple[float, int, int, Any]] = []  # (time, order, feed, item): the merge's next item per feed
     feeds: list[Iterator[Any]] = []
@@ -159,7 +172,11 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
             message = f"sso source {label_of[index][0]}: {exc}"
         except OSError as exc:
             if (r := reader_of[index]) is None:
-                raise  # the directory's stats log: the caller says so
+                # The directory's stats log: the Keycloak feeds of the group go on without it.
+                assert ldap is not None
+                log_failed.append(f"ldap source {ldap.name}: cannot read {ldap.log}: {exc.strerror or exc}")
+                errors.append(log_failed[-1])
+                return None
             message = f"sso source {r.source}: cannot read {r.path}: {exc.strerror or exc}"
         failed.add(label_of[index][0])
         if message not in errors:
@@ -247,7 +264,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     finally:
         detector.finish()
         save()
-    report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, **counts,
+    report: dict[str, Any] = {"source": group, "log": str(ldap.log) if ldap else None, "log_failed": bool(log_failed),
+                              **counts,
                               "skipped_lines": parser.skipped, "log_restarted": pos.restarted,
                               "long_lines": pos.long_lines[:100], "detections": found}
     for r in readers:
@@ -260,4 +278,6 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         report["sso"] = sso
     if errors:
         report["errors"] = errors
+    if warnings:
+        report["warnings"] = warnings
     return report

@@ -23,9 +23,12 @@ or truncated (smaller than the offset) is read from its start.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import ipaddress
 import os
 import re
+import stat
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -207,11 +210,25 @@ def _bind_from_json(data: dict[str, Any]) -> Bind:
 class LogPosition:
     inode: int | None = None
     offset: int = 0
+    # A digest of the file's first line: a log truncated and written again in place (logrotate's copytruncate)
+    # keeps its inode and may have grown past the offset by the next read; its first line tells it apart.
+    head: str | None = None
     restarted: bool = False  # set when the log was rotated or truncated since the last read
     long_lines: list[int] = field(default_factory=list)  # byte offsets of the lines skipped as too long (this run)
 
     def to_json(self) -> dict[str, Any]:
-        return {"inode": self.inode, "offset": self.offset}
+        return {"inode": self.inode, "offset": self.offset, "head": self.head}
+
+    @classmethod
+    def from_json(cls, data: Any) -> LogPosition:
+        """Given a saved position (or anything else: a damaged state), return it, or the start of a new file."""
+        if not isinstance(data, dict):
+            return cls()
+        inode, offset, head = data.get("inode"), data.get("offset"), data.get("head")
+        if (type(inode) is not int or type(offset) is not int or offset < 0
+                or (head is not None and not isinstance(head, str))):
+            return cls()
+        return cls(inode, offset, head)
 
 
 def read_binds(path: Path, pos: LogPosition, parser: StatsParser, max_bytes: int = 1 << 30) -> Iterator[Bind]:
@@ -250,18 +267,37 @@ def read_lines(path: Path, pos: LogPosition, max_bytes: int = 1 << 30) -> Iterat
     ``pos`` is advanced past each line before it is yielded; a partial last line is left for the next read.
     At most ``max_bytes`` are read per call. Raise OSError if the log cannot be opened (before any item).
     """
-    fh = open(path, "rb")  # noqa: SIM115 - opened before the generator's first item, so OSError comes at once
-    return _lines(fh, pos, max_bytes)
+    # Opened before the generator's first item, so OSError comes at once; without blocking, so a FIFO (or a
+    # device) named as the log is refused rather than waited on forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return _lines(fh, st, pos, max_bytes)
 
 
-def _lines(fh: Any, pos: LogPosition, max_bytes: int) -> Iterator[tuple[int, str | None]]:
+def _first_line_digest(fh: Any) -> str | None:
+    fh.seek(0)
+    line = fh.readline(MAX_LINE + 1)
+    return hashlib.sha256(line).hexdigest()[:16] if line.endswith(b"\n") else None
+
+
+def _lines(fh: Any, st: os.stat_result, pos: LogPosition, max_bytes: int) -> Iterator[tuple[int, str | None]]:
     with fh:
-        st = os.fstat(fh.fileno())
-        if pos.inode != st.st_ino or st.st_size < pos.offset:
+        head = _first_line_digest(fh)
+        rewritten = pos.offset > 0 and pos.head is not None and head != pos.head
+        if pos.inode != st.st_ino or st.st_size < pos.offset or rewritten:
             pos.restarted = pos.inode is not None
             pos.inode, pos.offset = st.st_ino, 0
+            pos.head = head
             yield RESTARTED
         else:
+            pos.head = head
             yield _SAME_FILE
         fh.seek(pos.offset)
         budget = max_bytes
@@ -282,7 +318,7 @@ def _lines(fh: Any, pos: LogPosition, max_bytes: int) -> Iterator[tuple[int, str
                     pos.long_lines.append(line_at)
                     yield line_at, None
                     continue
-                yield line_at, raw.decode("utf-8", "replace").rstrip("\n")
+                yield line_at, raw.decode("utf-8", "replace").rstrip("\r\n")  # CRLF: a log passed through Windows
             if not too_long:
                 held += block[start:]
                 if len(held) > MAX_LINE:

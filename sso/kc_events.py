@@ -25,11 +25,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from citydc.seclog.event import Encoded
+from citydc.seclog.event import Encoded, datetime_of_ms
 from citydc.sso import events
 from citydc.sso.detect import Attempt
 from citydc.sso.keycloak import ApiShapeError, Keycloak, KeycloakError, need_list, need_map
@@ -86,7 +86,7 @@ class KcItem(NamedTuple):
 
     @property
     def when(self) -> datetime:
-        return datetime.fromtimestamp(self.time_ms / 1000, UTC)
+        return datetime_of_ms(self.time_ms)
 
     @property
     def doc(self) -> dict:
@@ -95,9 +95,9 @@ class KcItem(NamedTuple):
 
 
 def _key(time_ms: int) -> float:
-    """Given epoch ms, return ``datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()`` (``time_ms / 1000`` while
-    fromtimestamp lands on the millisecond itself: event.format_timestamp_ms)."""
-    return time_ms / 1000 if time_ms < _EXACT_MS else datetime.fromtimestamp(time_ms / 1000, UTC).timestamp()
+    """Given epoch ms, return ``datetime_of_ms(time_ms).timestamp()``, the merge's key (``time_ms / 1000`` while
+    that is the same float: event.format_timestamp_ms)."""
+    return time_ms / 1000 if time_ms < _EXACT_MS else datetime_of_ms(time_ms).timestamp()
 
 
 class UserNames:
@@ -223,7 +223,7 @@ def _user_event(obj: Mapping[str, Any], t: int, eid: str, where: str, names: Use
                        error[:200] if error else None, extra)
     attempt = None
     if username and kc_type in LOGIN_TYPES:
-        attempt = Attempt(datetime.fromtimestamp(t / 1000, UTC), username, ip, success, "keycloak")
+        attempt = Attempt(datetime_of_ms(t), username, ip, success, "keycloak")
     return event, attempt
 
 
@@ -275,7 +275,7 @@ def map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, source: s
     error = api_field(obj, "error", str, where, None)
     doc = events.iam_event(
         resource_type=resource_type[:64], operation=operation[:32], actor=actor, target=target,
-        source_ip=_ip(auth.get("ipAddress")), when=datetime.fromtimestamp(t / 1000, UTC), site=site, source=source,
+        source_ip=_ip(auth.get("ipAddress")), when=datetime_of_ms(t), site=site, source=source,
         realm=realm, id_key=f"{source}:{realm}:admin-events:{eid}", error=error[:200] if error else None,
         details=extra)
     return doc, t, eid

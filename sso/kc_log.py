@@ -22,9 +22,11 @@ Two file shapes (``format``):
   Keycloak's own pattern with ``[org.keycloak.events]``); the time is the syslog line's.
 
 Each event becomes the ECS event a stored event of the admin API becomes (``kc_events.map_user_event`` /
-``map_admin_event``), with the id ``<inode>:<byte offset>`` of its line: a line read again after a crash is
-stored once. Lines of other loggers are passed over; an event line that cannot be read is counted and its
-byte offset kept for the report. Admin events name users by id only (a log source has no API access).
+``map_admin_event``), with the id ``<inode>-<first line's digest>:<byte offset>`` of its line: a line read
+again after a crash is stored once, and a file truncated and rewritten in place gives new ids. Lines of
+other loggers are passed over; an event line that cannot be read is counted and its byte offset kept for
+the report. Admin events name users by id only (a log source has no API access). A trailing CR (a log
+passed through Windows) is dropped with the newline.
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ class KcLogReader:
 
     def saved_position(self) -> dict[str, Any]:
         offset = self.pos.offset if self._done_end == self._yielded_end else self._done_end
-        return {"inode": self.pos.inode, "offset": offset}
+        return {"inode": self.pos.inode, "offset": offset, "head": self.pos.head}
 
     def items(self) -> Iterator[KcItem]:
         """Yield the new events in the order of the log. Raise OSError if the log cannot be opened."""
@@ -196,10 +198,13 @@ class KcLogReader:
         next(lines)  # rotated or not, the events of a new file are read from its start
         self._yielded_end = self._done_end = self.pos.offset
         source, site, fmt = self.source, self.site, self.fmt
+        # The file is named by its inode and first line: a log truncated and written again in place, or a new
+        # file on a freed inode, gives its lines other ids than the lines read before at the same offsets.
+        file_id = f"{self.pos.inode}-{self.pos.head}"
         for at, line in lines:
             if line is None:
                 continue  # too long: in pos.long_lines, reported by the caller
-            event_id = f"{self.pos.inode}:{at}"
+            event_id = f"{file_id}:{at}"
             try:
                 ev = parse_line(line, fmt, event_id)
                 if ev is None:

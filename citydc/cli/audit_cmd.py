@@ -460,17 +460,24 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
             at = report["long_lines"]
             output.err.print(f"[yellow]warning:[/] {escape(str(g.log))}: {len(at)}{'+' if len(at) >= 100 else ''} "
                              f"line(s) longer than {MAX_LINE} bytes skipped, the first at byte offset {at[0]}")
+        for w in report.get("warnings", []):
+            output.err.print(f"[yellow]warning:[/] {escape(visible(w))}")
+        unread = False
         for name, c in (report.get("sso") or {}).items():
-            _warn_unread_lines(name, c)
-        for e in report.get("errors", []):  # each names its Keycloak source (run_auth)
+            unread = _warn_unread_lines(name, c) or unread
+        for e in report.get("errors", []):  # each names its source (run_auth)
             output.err.print(f"[bold red]error:[/] {escape(visible(e))}")
-        detected = detected or bool(report["detections"]) or bool(report.get("errors"))
+        # Event lines of a Keycloak log that could not be read are logins not audited: the run says so in its
+        # exit code too, as for a source that could not be read.
+        detected = detected or bool(report["detections"]) or bool(report.get("errors")) or unread
         reports.append(report)
     if as_json:
         print_json({"sources": reports})
     else:
         for r in reports:
-            if r["log"] is not None:
+            if r["log"] is not None and r.get("log_failed"):
+                output.out.print(f"{r['source']}: stats log not read (see the error above)")
+            elif r["log"] is not None:
                 output.out.print(f"{r['source']}: {r['binds']} binds ({r['success']} ok, {r['failure']} failed"
                           + (f", {r['relayed']} relayed by SSO" if r["relayed"] else "") + f") from {r['log']}"
                           + (" (log rotated: read from its start)" if r["log_restarted"] else ""))
@@ -488,8 +495,9 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
     exit_now(EXIT_FAILED if detected else EXIT_OK)  # all written and synced: no teardown (as audit ldap)
 
 
-def _warn_unread_lines(name: str, counts: dict[str, Any]) -> None:
-    """Say which lines of a Keycloak log (kind: log) were skipped: unreadable event lines and over-long lines."""
+def _warn_unread_lines(name: str, counts: dict[str, Any]) -> bool:
+    """Say which lines of a Keycloak log (kind: log) were skipped: unreadable event lines and over-long lines.
+    Return whether any event line was unreadable."""
     from citydc.sso.authlog import MAX_LINE
 
     if counts.get("unreadable_lines"):
@@ -501,6 +509,7 @@ def _warn_unread_lines(name: str, counts: dict[str, Any]) -> None:
         output.err.print(f"[yellow]warning:[/] sso source {escape(name)}: {escape(str(counts['log']))}: "
                          f"{len(at)}{'+' if len(at) >= 100 else ''} line(s) longer than {MAX_LINE} bytes skipped, "
                          f"the first at byte offset {at[0]}")
+    return bool(counts.get("unreadable_lines"))
 
 
 def _keycloak_sources(loaded: LoadedConfig, name: str | None) -> list[Any]:

@@ -480,6 +480,14 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         name = text(src.get("ldap_source"))
         if src.get("kind", "log") in ("keycloak", "log") and name is not None and name not in ldap_names:
             errors.append((f"sso[{i}].ldap_source", f'unknown ldap source "{name}" (known: {_names(ldap_names)})'))
+    # Two log sources of one file would read, store and detect each event twice (under two source names).
+    logs: dict[str, int] = {}
+    for i, src in sso:
+        if src.get("kind", "log") == "log" and (path := text(src.get("log_path"))) is not None:
+            j = logs.setdefault(os.path.normpath(path), i)
+            if j != i:
+                errors.append((f"sso[{i}].log_path", f"the same file as sso[{j}].log_path: each event would be "
+                                                     "stored and counted twice"))
     netflow = _mapping(raw.get("netflow"))
     for i, lst in _entries(netflow.get("listeners")):
         check_site(f"netflow.listeners[{i}].site", lst.get("site"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -222,5 +223,93 @@ def test_audit_auth_names_an_unreadable_log_and_unreadable_lines(tmp_path):
     log = tmp_path / "missing.log"
     log.write_text(SYSLOG.read_text().replace('realmName="', 'realmName=""', 1))  # one event line broken
     proc = audit_auth(cfg)
-    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # a login not audited is said in the exit too
     assert "1 event line(s) unreadable, the first at byte offset" in " ".join(proc.stderr.split())
+
+
+# -- hostile and odd logs (third exploratory pass) ------------------------------------------------------------------
+
+def renamed_users(text: str, prefix: str) -> str:
+    """The same lines with other usernames and sequence numbers: what a log rewritten in place would hold."""
+    text = re.sub(r'"sequence":(\d+)', lambda m: f'"sequence":{int(m.group(1)) + 100_000}', text)
+    return text.replace('username=\\"', f'username=\\"{prefix}')
+
+
+def test_a_log_truncated_and_rewritten_in_place_past_the_old_offset_is_read_anew(tmp_path):
+    # logrotate's copytruncate: the same inode, and by the next run the log may have grown past the old offset
+    log = tmp_path / "kc.json.log"
+    shutil.copy(JSON_LOG, log)
+    first_reader, first = read(log, "keycloak-json")
+    new = renamed_users(JSON_LOG.read_text(), "zz-")
+    with log.open("r+") as fh:
+        fh.truncate(0)
+        fh.write(new + new[:2000].replace("\n", " "))  # past the old offset, with a line not complete yet
+    second_reader, second = read(log, "keycloak-json", LogPosition(**first_reader.saved_position()))
+    assert second_reader.pos.restarted and len(second) == len(first)
+    assert {it.doc["user"]["name"] for it in second if it.attempt} == {f"zz-{it.attempt.user}" for it in first
+                                                                       if it.attempt}
+    assert not {it.event_id for it in first} & {it.event_id for it in second}  # new lines, new ids
+
+
+def test_a_fifo_or_a_device_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "kc.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        proc = audit_auth(config(tmp_path, path, "keycloak-json"))  # hangs without O_NONBLOCK: a hang check
+        assert proc.returncode == 1 and f"cannot read {path}: not a regular file" in proc.stderr
+
+
+def test_crlf_line_ends_are_read(tmp_path):
+    for fmt, source in (("syslog", SYSLOG), ("keycloak-json", JSON_LOG)):
+        log = tmp_path / f"crlf-{fmt}.log"
+        log.write_bytes(source.read_bytes().replace(b"\n", b"\r\n"))
+        reader, items = read(log, fmt)
+        assert reader.bad == 0 and facts(items) == facts(read(source, fmt)[1]), fmt
+
+
+def test_two_log_sources_of_one_file_are_refused_at_load(tmp_path):
+    cfg = config(tmp_path, JSON_LOG, "keycloak-json")
+    data = yaml.safe_load(cfg.read_text())
+    data["sso"].append({**data["sso"][0], "name": "kc-log-2"})
+    cfg.write_text(yaml.safe_dump(data))
+    proc = subprocess.run([CITYDC, "config", "check", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "sso[1].log_path" in proc.stdout + proc.stderr
+    assert "the same file as sso[0].log_path" in proc.stdout + proc.stderr
+
+
+def test_a_damaged_state_is_set_aside_and_said(tmp_path):
+    log = tmp_path / "kc.json.log"
+    shutil.copy(JSON_LOG, log)
+    cfg = config(tmp_path, log, "keycloak-json")
+    state = tmp_path / "state" / "kc-log" / "events.json"
+    assert audit_auth(cfg).returncode in (0, 1)
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "detector": {"fail_user": {"a": "zz"}}}))
+    proc = audit_auth(cfg, "--json")
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr
+    assert "the detections' windows are damaged" in " ".join(proc.stderr.split())
+    assert json.loads(proc.stdout)["sources"][0]["sso"]["kc-log"]["logins"] == 0  # the place in the log was kept
+    state.write_text("garbage{")
+    proc = audit_auth(cfg, "--json")
+    assert "damaged" in proc.stderr and "read from its start" in " ".join(proc.stderr.split())
+    assert (state.parent / "events.json.damaged").read_text() == "garbage{"
+    assert json.loads(proc.stdout)["sources"][0]["sso"]["kc-log"]["logins"] > 0
+
+
+def test_a_missing_stats_log_does_not_stop_the_keycloak_log_of_its_group(tmp_path):
+    log = tmp_path / "kc.json.log"
+    shutil.copy(JSON_LOG, log)
+    cfg = config(tmp_path, log, "keycloak-json")
+    data = yaml.safe_load(cfg.read_text())
+    data["ldap"] = [{"name": "dir1", "url": "ldap://127.0.0.1:1", "bind_dn": "cn=a,dc=x", "bind_password": "env:PW",
+                     "base_dn": "dc=x", "start_tls": False, "allow_plain_bind": True, "site": "siwei",
+                     "stats_log": str(tmp_path / "missing-stats.log"), "state_dir": str(tmp_path / "st")}]
+    data["sso"][0]["ldap_source"] = "dir1"
+    cfg.write_text(yaml.safe_dump(data))
+    proc = audit_auth(cfg, "--json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"ldap source dir1: cannot read {tmp_path / 'missing-stats.log'}" in " ".join(proc.stderr.split())
+    (rep,) = json.loads(proc.stdout)["sources"]
+    assert rep["log_failed"] and rep["sso"]["kc-log"]["logins"] > 0 and rep["detections"]
+    proc = audit_auth(cfg)
+    assert "dir1: stats log not read" in proc.stdout

@@ -16,7 +16,7 @@ import math
 import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -93,16 +93,25 @@ _SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS", the few 
 _MILLIS = tuple(f".{milli:03d}Z" for milli in range(1000))
 
 
-def format_timestamp_ms(ms: int) -> str:
-    """Given epoch milliseconds (>= 0), return ``format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))``.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    The same text, without a datetime and isoformat per event (4 us of an event's 30): events of one
-    second share its text up to the seconds. Exact below 2**32 s (the year 2106): there the float
-    ``ms / 1000`` is within half a microsecond of the true instant, so fromtimestamp lands on the
-    millisecond itself (a unit test compares both); beyond, the datetime is made as before.
+
+def datetime_of_ms(ms: int) -> datetime:
+    """Given epoch milliseconds, return that instant exactly (``fromtimestamp(ms / 1000)`` is a millisecond early
+    at some times beyond the year 2106: a float holds them to a microsecond or worse)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def format_timestamp_ms(ms: int) -> str:
+    """Given epoch milliseconds, return ``@timestamp`` text of exactly that millisecond.
+
+    Below 2**32 s (the year 2106), without a datetime and isoformat per event (4 us of an event's 30):
+    events of one second share its text up to the seconds. Beyond, the second and the millisecond are
+    put together without a float: ``ms / 1000`` there is a microsecond or more off, and a time of the
+    year 9999 came out a millisecond early (a unit test compares with the exact text).
     """
     if not 0 <= ms < _FAST_MS:
-        return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
+        return format_timestamp(datetime_of_ms(ms))
     second = ms // 1000
     prefix = _SECONDS.get(second)
     if prefix is None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from citydc.config.models import AuthDetection
 from citydc.seclog.chain import canonical
-from citydc.seclog.event import Encoded, make_event
+from citydc.seclog.event import Encoded, datetime_of_ms, make_event
 from citydc.sso import kc_events
 from citydc.sso.auth_audit import KeycloakFeed, run_auth
 from citydc.sso.detect import Attempt
@@ -138,7 +138,7 @@ def ref_map_user_event(obj: Mapping[str, Any], *, realm: str, where: str, source
     error = api_field(obj, "error", str, where, None)
     raw_ip = api_field(obj, "ipAddress", str, where, None)
     ip = _ip(raw_ip)
-    when = datetime.fromtimestamp(t / 1000, UTC)
+    when = datetime_of_ms(t)
     extra: dict[str, Any] = {k: details[k] for k in _DETAIL_KEYS if isinstance(details.get(k), str)}
     if user_id:
         extra["user_id"] = user_id
@@ -187,7 +187,7 @@ def ref_map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, sourc
     error = api_field(obj, "error", str, where, None)
     doc = ref_iam_event(
         resource_type=resource_type[:64], operation=operation[:32], actor=actor, target=target,
-        source_ip=_ip(auth.get("ipAddress")), when=datetime.fromtimestamp(t / 1000, UTC), site=site, source=source,
+        source_ip=_ip(auth.get("ipAddress")), when=datetime_of_ms(t), site=site, source=source,
         realm=realm, id_key=f"{source}:{realm}:admin-events:{eid}", error=error[:200] if error else None,
         details=extra)
     return doc, t, eid

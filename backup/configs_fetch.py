@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,17 @@ __all__ = ["FetchFailed", "Fetched", "Target", "fetch", "host_key_name"]
 logging.getLogger("netmiko").setLevel(logging.WARNING)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
 
-_REJECTED = ("% Invalid input", "% Invalid command", "% Incomplete command", "Unknown command", "syntax error")
+# What a device answers instead of the output when it refuses a command (compared, case-insensitively, with the
+# start of the first line that is not a ``^`` marker): a bad command (IOS/EOS ``% Invalid input``, NX-OS
+# ``% Invalid command``, Junos ``syntax error`` / ``unknown command.``), or command authorization refusing
+# the backup user (IOS TACACS+ ``Command authorization failed.``, ``% Authorization failed.``, EOS
+# ``% Authorization denied for command ...``, NX-OS ``% Permission denied for the role``, Junos
+# ``error: permission denied``).
+_REJECTED = ("% Invalid input", "% Invalid command", "% Incomplete command", "% Ambiguous command", "Unknown command",
+             "syntax error", "error: syntax error", "Command authorization failed", "% Authorization failed",
+             "% Authorization denied", "% Permission denied", "% Access denied", "error: permission denied")
+# A linux host's command failing: ``cat: /etc/x: Permission denied``, ``bash: x: command not found``.
+_SHELL_ERROR = re.compile(r"^[\w./+-]+: .*(?:Permission denied|No such file or directory|Is a directory|not found)$")
 
 
 @dataclass(frozen=True)
@@ -170,8 +181,10 @@ def fetch(target: Target, pinned: list[tuple[str, str]]) -> Fetched:
                 out = conn.send_command(cmd, read_timeout=target.timeout)
             except ReadTimeout:
                 raise FetchFailed("prompt", f"no prompt after {cmd!r} within {target.timeout:g} s") from None
-            if any(out.lstrip().startswith(r) for r in _REJECTED):
-                raise FetchFailed("command", f"{cmd!r} rejected: {_first_line(out, secrets)}")
+            refused = _refusal(str(out), target.platform, rules.last_line if cmd == rules.running else None,
+                               secrets)
+            if refused:
+                raise FetchFailed("command", f"{cmd!r} {refused}")
             outputs.append(out)
         return Fetched(outputs[0], outputs[1], (key.get_name(), key.get_base64()))
     except FetchFailed:
@@ -185,6 +198,22 @@ def fetch(target: Target, pinned: list[tuple[str, str]]) -> Fetched:
             with contextlib.suppress(Exception):  # a session that died mid-run cannot be closed politely
                 conn.disconnect()
         client.close()
+
+
+def _refusal(out: str, platform: str, last_line: str | None, secrets: tuple[str, ...]) -> str:
+    """Given a command's answer, return why it is not the config asked for ("" when it is): nothing at all,
+    a refusal text, or a config without the line it always ends with (``last_line``)."""
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    if not lines:
+        return "answered nothing"
+    first = next((line for line in lines if line.strip("^ ")), lines[0])
+    if any(first.casefold().startswith(r.casefold()) for r in _REJECTED) or (
+            platform == "linux" and _SHELL_ERROR.match(first)):
+        return f"rejected: {_first_line(first, secrets)}"
+    if last_line is not None and lines[-1] != last_line:
+        # its lines are not quoted: a config's lines may hold secrets no one has masked yet
+        return f"answered {len(lines)} line(s) without the closing {last_line!r} line (cut short, or not a config)"
+    return ""
 
 
 def _b64(text: str) -> bytes:

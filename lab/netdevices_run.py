@@ -1,7 +1,10 @@
 """Run the lab's simulated network-OS devices (fakenos) named in a JSON spec; started by ``lab/netdevices.py``.
 
 ``python -m citydc.lab.netdevices_run SPEC.json`` starts one fakenos SSH server per device on
-127.0.0.1 and serves until SIGTERM. Each device:
+127.0.0.1 and serves until SIGTERM (or SIGINT); it then stops within seconds whatever its clients left
+behind (a login that opened no channel, a shell at the ``Password:`` prompt, a bare TCP connection), and a
+connection thread still running STOP_GRACE_SECONDS later is named, with its stack, and the process exits
+1 instead of hanging. Each device:
 
 - starts in user mode (``R1>``); ``enable`` asks ``Password:`` and only the device's enable secret
   reaches privileged mode (``R1#``), as on a real Cisco or Arista box;
@@ -17,7 +20,11 @@ The secrets of the spec are lab-only values; the spec file is private to the lab
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -29,6 +36,7 @@ USER_PROMPT = "{base_prompt}>"
 ENABLE_PROMPT = "{base_prompt}#"
 PASSWORD_PROMPT = "Password: "  # noqa: S105 - a prompt
 STARTED = time.monotonic()
+STOP_GRACE_SECONDS = 10.0  # after the servers' own stop (fakenos joins each connection for about 3 s)
 
 
 def _server_class() -> type:
@@ -48,7 +56,50 @@ def _server_class() -> type:
         def _ssh_server_key(self, value: Any) -> None:  # the base class assigns its default key
             pass
 
+        def _bind_sockets(self) -> None:
+            # listen before start() returns ("serving" is printed then), not when the listener thread gets
+            # to it: a client connecting at once was refused
+            super()._bind_sockets()
+            self._socket.listen()
+
+        def _close_active_connections(self) -> None:  # called by stop()
+            self.end_sessions()
+
+        def end_sessions(self) -> None:
+            """Make every connection's thread end (each connection once: ``_end_session``)."""
+            done = self.__dict__.setdefault("_ended", set())
+            with self._active_sessions_lock:
+                sessions = [s for s in self._active_sessions if id(s) not in done]
+            for session in sessions:
+                done.add(id(session))
+                _end_session(session)
+
+        def connection_function(self, client: Any, is_running: threading.Event) -> None:
+            try:
+                super().connection_function(client, is_running)
+            except Exception as exc:
+                # fakenos has closed the transport already. Expected: accept()'s None .makefile() (the client
+                # left, or the server stopped, before a channel was opened), and any failure of a connection
+                # the stopping server cut (a handshake on a closed socket). Anything else is a bug: raise.
+                if is_running.is_set() and not (isinstance(exc, AttributeError) and "makefile" in str(exc)):
+                    raise
+
     return KeyFromFile
+
+
+def _end_session(session: Any) -> None:
+    """Given a fakenos connection's paramiko transport, make its connection thread end."""
+    session.close()
+    # close() does nothing to a transport not started yet (a client that has just connected): closing its
+    # socket makes the SSH handshake about to start fail at once instead of waiting out the banner timeout.
+    with contextlib.suppress(OSError):
+        session.sock.close()
+    # Nor does close() wake accept() (only a transport dying on its own does): a client that logged in but
+    # opened no channel held its connection thread, and so this process, forever. A queued None makes
+    # accept() return at once, whether the thread waits already or gets there later.
+    with session.server_accept_cv:
+        session.server_accepts.append(None)
+        session.server_accept_cv.notify_all()
 
 
 def _file_output(path: Path):
@@ -83,7 +134,9 @@ def commands(platform: str, enable_secret: str, directory: Path) -> dict[str, di
         "show startup-config": {"output": _file_output(directory / "startup.cfg"), "help": "startup config",
                                 "prompt": ENABLE_PROMPT},
         "disable": {"output": None, "new_prompt": USER_PROMPT, "help": "", "prompt": ENABLE_PROMPT},
-        "exit": {"output": True, "help": "close the session", "prompt": both},
+        # also at the Password: prompt: fakenos stops the shell of a closed session by typing "exit"; refused
+        # there, the shell of a client that left after ``enable`` waited forever, and SIGTERM with it
+        "exit": {"output": True, "help": "close the session", "prompt": [*both, PASSWORD_PROMPT]},
     }
     return table
 
@@ -116,13 +169,39 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     servers = serve(spec)
     print(f"serving {len(servers)} devices", flush=True)
-    stop.wait()
+    # Never an endless wait: the kernel may deliver SIGTERM to one of fakenos' threads, and Python runs the
+    # handler in the main thread only once that thread wakes up (a wait without a timeout: never).
+    while not stop.wait(0.5):
+        pass
+    # paramiko logs, with a traceback, every handshake the stop cuts short: expected, not news
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     for server in servers:
         try:
             server.stop()
         except Exception as exc:  # one server failing to stop must not keep the others up
             print(f"stop failed: {exc}", file=sys.stderr, flush=True)
-    return 0
+    return _threads_ended(servers, STOP_GRACE_SECONDS)
+
+
+def _threads_ended(servers: list, grace: float) -> int:
+    """Wait up to ``grace`` seconds for the connection threads to end, ending the connections accepted while
+    the servers stopped; return 0 when they did. Else exit at once with 1, naming them: a lab process asked
+    to stop must stop, and Python would wait for them forever."""
+    deadline = time.monotonic() + grace
+    while True:
+        for server in servers:
+            server.end_sessions()
+        left = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+        if not left or time.monotonic() >= deadline:
+            break
+        left[0].join(timeout=0.1)
+    if not left:
+        return 0
+    print(f"stopping with {len(left)} connection thread(s) still running: {', '.join(t.name for t in left)}",
+          file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr)  # where they are stuck, for the next fix
+    sys.stdout.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

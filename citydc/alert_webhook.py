@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import choose_encoder
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from citydc import web
 from citydc.alert_ledger import Ledger, LedgerKey
@@ -41,17 +41,28 @@ log = logging.getLogger(__name__)
 DATASET = "citydc.alerts"
 PATH = "/alerts"
 DENIED_PER_MINUTE = 60
-MAX_BODY = 4 << 20
+MAX_BODY = 4 << 20  # a bigger post gets 413, which Alertmanager does not retry: max_alerts keeps posts below it
+MAX_ALERTS = 10_000
+MAX_CONNECTIONS = 64  # connections served at once; more are closed at once (Alertmanager retries those)
 _SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class PayloadInvalid(ValueError):
-    """The body is not an Alertmanager webhook message; the message names the field."""
+    """The body is not an Alertmanager webhook message; the message names the field, ``reason`` is
+    the bounded label it is counted under (``invalid``, ``too_many_alerts``)."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Model(BaseModel):
     # Alertmanager may add fields in later versions: unknown ones are ignored, known ones checked.
     model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+
+
+# Alertmanager writes times as RFC 3339 strings with a time of day: a number or a bare date is not from it.
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
 
 
 class WebhookAlert(_Model):
@@ -62,6 +73,15 @@ class WebhookAlert(_Model):
     endsAt: datetime | None = None
     generatorURL: str = ""
     fingerprint: str = Field(pattern=r"^[0-9a-f]{1,64}$")
+
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def rfc3339(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, str) or not _RFC3339.match(value):
+            raise ValueError("expected an RFC 3339 time such as 2026-12-05T01:00:00Z")
+        return value
 
 
 class Payload(_Model):
@@ -74,13 +94,16 @@ class Payload(_Model):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: list[WebhookAlert] = Field(min_length=1, max_length=10_000)
+    alerts: list[WebhookAlert] = Field(min_length=1, max_length=MAX_ALERTS)
 
 
 def _loc(loc: Sequence[Any]) -> str:
+    """Given pydantic's error location, return the field path, each key escaped and shortened: a
+    label key is the peer's text and goes into the log and the answer."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        key = web.printable(str(part), 64)
+        out += f"[{part}]" if isinstance(part, int) else (f".{key}" if out else key)
     return out or "(body)"
 
 
@@ -98,7 +121,8 @@ def parse_payload(body: bytes) -> Payload:
         errors = exc.errors(include_url=False, include_input=False)
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise PayloadInvalid(f"{_loc(first['loc'])}: {first['msg']}{more}") from None
+        reason = "too_many_alerts" if tuple(first["loc"]) == ("alerts",) and first["type"] == "too_long" else "invalid"
+        raise PayloadInvalid(f"{_loc(first['loc'])}: {web.printable(first['msg'])}{more}", reason) from None
     except RecursionError:
         raise PayloadInvalid("(body): nested too deeply") from None
 
@@ -133,6 +157,8 @@ def notification_event(payload: Payload, alert: WebhookAlert, *, now: datetime |
                "labels": dict(alert.labels), "annotations": dict(alert.annotations),
                "starts_at": key[3], "ends_at": _time(alert.endsAt), "group_key": payload.groupKey,
                "generator_url": alert.generatorURL, "external_url": payload.externalURL}
+    if payload.truncatedAlerts:  # the group had more alerts than the receiver's max_alerts let through
+        details["truncated_alerts"] = payload.truncatedAlerts
     return make_event(
         action="alert-notification", dataset=DATASET, kind="alert", category=[], type=["info"], outcome="success",
         message=f"{alert.status} {name} ({site}) to {payload.receiver}" + (f": {summary}" if summary else ""),
@@ -161,22 +187,45 @@ class Metrics:
         self.duplicates = Counter("citydc_alert_webhook_duplicates",
                                   "Notifications received again (retries, re-sends) and not recorded again",
                                   registry=registry)
-        self.bad_requests = Counter("citydc_alert_webhook_bad_requests", "Posts refused with 400", registry=registry)
+        self.bad_requests = Counter("citydc_alert_webhook_bad_requests",
+                                    "Posts refused with 400, 411 or 413 (Alertmanager does not retry them), by reason",
+                                    ["reason"], registry=registry)
+        self.truncated = Counter("citydc_alert_webhook_truncated_alerts",
+                                 "Alerts Alertmanager left out of posts (truncatedAlerts: the receiver's max_alerts)",
+                                 registry=registry)
+        self.connections_refused = Counter("citydc_alert_webhook_connections_refused",
+                                           f"Connections closed unserved: {MAX_CONNECTIONS} already open",
+                                           registry=registry)
         self.denied = Counter("citydc_alert_webhook_denied", "Posts refused for missing or wrong credentials",
                               ["reason"], registry=registry)
         self.errors = Counter("citydc_alert_webhook_errors", "Posts answered 500 (spool not written)",
                               registry=registry)
         for status in ("firing", "resolved"):
             self.notifications.labels(status)
+        for reason in ("invalid", "too_many_alerts", web.TOO_LARGE, web.LENGTH_REQUIRED, web.BAD_LENGTH):
+            self.bad_requests.labels(reason)
+
+
+def failure(exc: BaseException, where: str = "") -> str:
+    """Given why the spool was not written (and the spool it is), return one line naming the cause:
+    the OS's reason and file for an OSError (full disk, permissions), else the exception's class
+    (its text may hold the events)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        what = exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    else:
+        what = exc.__class__.__name__
+    return f"spool {where}: {what}" if where else what
 
 
 class Receiver:
-    """Given the ledger and an ``emit`` function (events → spool), record webhook messages."""
+    """Given the ledger and an ``emit`` function (events → spool), record webhook messages;
+    ``spool`` names where ``emit`` writes, for the log lines of a failed write."""
 
     def __init__(self, ledger: Ledger, emit: Callable[[list[dict]], Any], registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, spool: str = ""):
         self.ledger = ledger
         self.emit = emit
+        self.spool = spool
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.clock = clock
@@ -229,13 +278,14 @@ class Receiver:
         try:
             self.emit([denied_event(peer, reason, suppressed=suppressed,
                                     now=datetime.fromtimestamp(self.clock(), UTC), seq=seq)])
-        except Exception:  # the refusal stands; the failure is logged, never the request's content
-            log.exception("could not record a refused webhook post from %s", peer)
+        except Exception as exc:  # the refusal stands; the failure is logged, never the request's content
+            log.error("refused webhook post from %s not recorded: %s", peer, failure(exc, self.spool))
 
 
 class _Handler(BaseHTTPRequestHandler):
     receiver: Receiver
     server_version = "citydc-alert-webhook"
+    timeout = web.READ_TIMEOUT_SECONDS  # a stalled client is dropped, not kept on a thread
 
     def _answer(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         body = text.encode()
@@ -250,24 +300,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._answer(404, f"not found: post Alertmanager webhook messages to {PATH}\n")
             return
-        body = web.read_body(self, limit=MAX_BODY)
+        body = web.read_body(self, limit=MAX_BODY, on_refused=self._refused)
         if body is None:
             return
         try:
             payload = parse_payload(body)
         except PayloadInvalid as exc:
-            self.receiver.metrics.bad_requests.inc()
-            log.warning("bad webhook post from %s: %s", self.client_address[0], exc)
+            self._refused(exc.reason, str(exc))
             self._answer(400, f"bad request: {exc}\n")
             return
+        if payload.truncatedAlerts:
+            self.receiver.metrics.truncated.inc(payload.truncatedAlerts)
+            log.warning("webhook post to %s left out %d alert(s) (truncatedAlerts; the receiver's max_alerts): "
+                        "they are not recorded", web.printable(payload.receiver, 64), payload.truncatedAlerts)
         try:
             recorded, dup = self.receiver.receive(payload)
         except Exception as exc:  # the spool could not be written: 500, Alertmanager retries
             self.receiver.metrics.errors.inc()
-            log.error("webhook post not recorded (%s); Alertmanager will retry", exc.__class__.__name__)
+            log.error("webhook post not recorded: %s; Alertmanager will retry", failure(exc, self.receiver.spool))
             self._answer(500, "not recorded; retry\n")
             return
         self._answer(200, json.dumps({"recorded": recorded, "duplicates": dup}) + "\n", "application/json")
+
+    def _refused(self, reason: str, detail: str) -> None:
+        """Count and log a post refused with 4xx: Alertmanager does not retry it, the notification is lost."""
+        self.receiver.metrics.bad_requests.labels(reason).inc()
+        log.warning("webhook post from %s refused (%s): %s; Alertmanager does not retry it, the notification is "
+                    "not recorded", self.client_address[0], reason, detail)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -290,5 +349,40 @@ def server(receiver: Receiver, host: str, port: int) -> ThreadingHTTPServer:
 
     handler = type("WebhookHandler", (_Handler,), {"receiver": receiver})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    cls = type("WebhookServer", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
-    return cls((host, port), handler)
+    cls = type("WebhookServer", (_BoundedServer,), {"address_family": family, "daemon_threads": True})
+    srv = cls((host, port), handler)
+    srv.refused = receiver.metrics.connections_refused
+    return srv
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server serving at most MAX_CONNECTIONS connections at once: one more is
+    closed unserved (counted), so stalled or flooding peers cannot take every thread."""
+
+    refused: Counter
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._last_warning = 0.0
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused.inc()
+            if time.monotonic() - self._last_warning > 60:  # once a minute: a flood must not flood the journal
+                self._last_warning = time.monotonic()
+                log.warning("%d connections open: closing new ones unserved (from %s among them)",
+                            MAX_CONNECTIONS, client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()

@@ -59,13 +59,19 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["HANDSHAKE_SECONDS", "Web", "WebConfig", "WebConfigError", "load", "metrics_server", "read_body",
+__all__ = ["BAD_LENGTH", "HANDSHAKE_SECONDS", "LENGTH_REQUIRED", "PEER_GONE", "READ_TIMEOUT_SECONDS", "TOO_LARGE",
+           "Web", "WebConfig", "WebConfigError", "content_length", "load", "metrics_server", "printable", "read_body",
            "secure", "serve_in_thread"]
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_SECONDS = 10.0
+# Each read or write of a connection waits at most this long: a client that stalls (sends half a
+# request and nothing more) is dropped instead of holding its thread forever.
+READ_TIMEOUT_SECONDS = 30.0
 _DRAIN_LIMIT = 64 * 1024
+# What a peer can do to a connection that is no error of ours: leave (reset, broken pipe, TLS EOF) or stall.
+PEER_GONE = (ConnectionError, TimeoutError, ssl.SSLError)
 # Denied: a callback given the peer address and the reason ("no_credentials", "bad_credentials",
 # "tls_handshake", "client_san").
 OnDenied = Callable[[str, str], None]
@@ -440,6 +446,15 @@ def protect(handler: type[BaseHTTPRequestHandler], web: Web) -> type[BaseHTTPReq
     (any method) without valid basic auth credentials, and adds the configured headers."""
 
     class Protected(handler):  # type: ignore[valid-type, misc]
+        timeout = getattr(handler, "timeout", None) or READ_TIMEOUT_SECONDS
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except PEER_GONE as exc:  # the peer left or stalled: no one to answer, and no error of ours to log
+                log.debug("connection from %s ended: %s", self.client_address[0], exc.__class__.__name__)
+                self.close_connection = True
+
         def parse_request(self) -> bool:
             if not super().parse_request():
                 return False
@@ -448,9 +463,9 @@ def protect(handler: type[BaseHTTPRequestHandler], web: Web) -> type[BaseHTTPReq
                 return True
             # Read a small unread body first: closing a socket with unread data sends a reset that
             # can destroy the 401 before the client reads it. A large one closes the connection.
-            length = self.headers.get("Content-Length", "0")
-            if length.isdigit() and int(length) <= _DRAIN_LIMIT:
-                self.rfile.read(int(length))
+            length = content_length(self.headers.get("Content-Length", "0"))
+            if length is not None and length <= _DRAIN_LIMIT:
+                self.rfile.read(length)
             else:
                 self.close_connection = True
             # Recorded before the answer, so whoever sees the 401 finds the refusal already recorded.
@@ -506,20 +521,59 @@ def secure(server: socketserver.TCPServer, web: Web) -> None:
     server.finish_request = types.MethodType(finish_request, server)  # type: ignore[method-assign]
 
 
-def read_body(handler: BaseHTTPRequestHandler, limit: int = 1 << 20) -> bytes | None:
-    """Given a handler of an (authenticated) POST, return its body, or None after answering 411
-    (no Content-Length) or 413 (over ``limit`` bytes). For receivers such as the Alertmanager webhook."""
-    length = handler.headers.get("Content-Length")
-    if length is None or not length.isdigit():
-        handler.send_error(411, "Content-Length required")
+def content_length(value: str | None) -> int | None:
+    """Given a Content-Length header, return it as a number, or None when missing or not a plain
+    decimal number (``str.isdigit`` alone takes "²", which ``int`` refuses)."""
+    if value is None:
         return None
-    if int(length) > limit:
-        if int(length) <= max(limit, _DRAIN_LIMIT):
-            handler.rfile.read(int(length))  # unread data would reset the connection before the 413 is read
-        handler.send_error(413, f"body over {limit} bytes")
-        handler.close_connection = True
-        return None
-    return handler.rfile.read(int(length))
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+# Why read_body refused a body (the reason given to its on_refused callback).
+LENGTH_REQUIRED, BAD_LENGTH, TOO_LARGE = "length_required", "bad_length", "too_large"
+
+
+def read_body(handler: BaseHTTPRequestHandler, limit: int = 1 << 20,
+              on_refused: Callable[[str, str], None] | None = None) -> bytes | None:
+    """Given a handler of an (authenticated) POST, return its body, or None after answering in plain
+    text 411 (no Content-Length), 400 (a Content-Length that is not a number) or 413 (over ``limit``
+    bytes), and calling ``on_refused(reason, detail)`` (reason LENGTH_REQUIRED, BAD_LENGTH or
+    TOO_LARGE) so the caller counts and logs it. For receivers such as the Alertmanager webhook."""
+    raw = handler.headers.get("Content-Length")
+    length = content_length(raw)
+    if length is None:
+        reason, status = (LENGTH_REQUIRED, 411) if raw is None else (BAD_LENGTH, 400)
+        detail = "no Content-Length" if raw is None else f"Content-Length {printable(raw, 40)} is not a number"
+        return _refuse(handler, status, reason, detail, on_refused)
+    if length > limit:
+        if length <= max(limit, _DRAIN_LIMIT):
+            handler.rfile.read(length)  # unread data would reset the connection before the 413 is read
+        return _refuse(handler, 413, TOO_LARGE, f"body of {length} bytes over the limit of {limit}", on_refused)
+    return handler.rfile.read(length)
+
+
+def _refuse(handler: BaseHTTPRequestHandler, status: int, reason: str, detail: str,
+            on_refused: Callable[[str, str], None] | None) -> None:
+    if on_refused is not None:
+        on_refused(reason, detail)  # counted and logged before the answer, which the peer may not wait for
+    body = f"{detail}\n".encode()
+    handler.close_connection = True
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.wfile.write(body)
+    return None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Given text from a peer, return it safe for a log line or an answer: control and other
+    unprintable characters escaped (no forged log lines, no terminal escapes), at most ``limit``
+    characters (then "…")."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit + 1])
+    return out[:limit] + "…" if len(out) > limit else out
 
 
 class _MetricsHandler(BaseHTTPRequestHandler):

@@ -3,14 +3,18 @@ records every notification in the security log (docs/alerting.md)."""
 
 from __future__ import annotations
 
+import grp
+import os
 import signal
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
-from citydc import amconfig, atomicfile, execute, web
+from citydc import amconfig, atomicfile, execute, files, web
 from citydc.cli.output import EXIT_CONFIG, EXIT_FAILED, err, examples, fail, fail_write, load_config
 from citydc.hostport import parse_host_port
 from citydc.secrets import SecretUnavailable
@@ -50,40 +54,89 @@ def amconfig_cmd(ctx: click.Context, output: Path | None, secrets_dir: Path | No
         cfg = cfg.model_copy(update={"alerting": cfg.alerting.model_copy(update={"home_site": home_site})})
     if secrets_dir is None and output is not None:
         secrets_dir = output.absolute().parent / "secrets"
+    secrets_dir = secrets_dir.absolute() if secrets_dir else None
     try:
-        files = amconfig.secret_files(cfg, secrets_dir.absolute() if secrets_dir else None)
-        text = amconfig.render(cfg, secrets_dir.absolute() if secrets_dir else None)
-        written = amconfig.write_secret_files(files)
+        files_ = amconfig.secret_files(cfg, secrets_dir)
+        text = amconfig.render(cfg, secrets_dir)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
+    _warn_config(cfg, files_)
+    if secrets_dir is not None and any(sf.generated for sf in files_.values()):
+        problem = amconfig.secrets_dir_problem(secrets_dir)
+        if problem:  # before anything is written: an existing shared directory is never chmod'ed
+            fail(f"--secrets-dir {problem}", EXIT_CONFIG,
+                 "it is left as it is (never chmod'ed): give a directory of its own for the password files, "
+                 "e.g. /etc/prometheus/am-secrets")
+    target = output.absolute() if output is not None else None
+    staged = _stage(target, text) if target is not None else None
+    try:
+        if check:
+            _check(cfg.tools.amtool, text, staged, target)
+        written = _write_secrets(files_, secrets_dir)
+        if staged is None:
+            click.echo(text, nl=False)
+            return
+        try:
+            staged.replace(target)  # only now: a refused or unwritable config leaves the old file in place
+            atomicfile.fsync_dir(target.parent)
+        except OSError as exc:
+            fail_write(target, exc, "--output")
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+    err.print(f"amconfig: wrote {target}")
+    _report_access([target, *written])
+
+
+def _warn_config(cfg, files_: dict) -> None:
+    """Given the config and its password files, warn about what Alertmanager accepts but gets wrong:
+    routes an earlier route takes alerts from, no receiver at all, unusable password files."""
+    for warning in amconfig.shadowed_routes(cfg):
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    empty = amconfig.empty_receivers_warning(cfg)
+    if empty:
+        err.print(f"[yellow]warning:[/] {escape(empty)}")
+    for sf in files_.values():
+        problem = None if sf.generated else sf.ref.file_problem()  # missing too: Alertmanager reads it at send time
+        if problem:
+            err.print(f"[yellow]warning:[/] {escape(problem)}")
+
+
+def _stage(target: Path, text: str) -> Path:
+    """Given the output path and the config, write it to a temporary file in the same directory
+    (0600, or 0640 while files.group is in effect; fsynced) and return that file."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=files.private_modes()[1])
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), files.private_modes()[0])
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        fail_write(target, exc, "--output")
+    return Path(tmp)
+
+
+def _write_secrets(files_: dict, secrets_dir: Path | None) -> list[Path]:
+    try:
+        written = amconfig.write_secret_files(files_)
+    except amconfig.SecretsDirShared as exc:
+        fail(f"--secrets-dir {exc}", EXIT_CONFIG)
     except SecretUnavailable as exc:
         fail(str(exc), EXIT_CONFIG, "set the variable the password references, then run again")
     except OSError as exc:
         fail(f"cannot write the password file: {exc.strerror}: {exc.filename}")
     if written:
         err.print(f"amconfig: {len(written)} password file(s) written under {secrets_dir}")
-    for sf in files.values():
-        if not sf.generated and sf.path.exists():
-            problem = sf.ref.file_problem()
-            if problem:
-                err.print(f"[yellow]warning:[/] {problem}")
-    if output is None:
-        click.echo(text, nl=False)
-        target = None
-    else:
-        target = output.absolute()
-        try:
-            atomicfile.write(target, text, 0o600)  # (a temporary file that fails is removed)
-        except OSError as exc:
-            fail_write(target, exc, "--output")
-        err.print(f"amconfig: wrote {target}")
-    if check:
-        _check(cfg.tools.amtool, text, target)
+    return written
 
 
-def _check(amtool: str, text: str, target: Path | None) -> None:
+def _check(amtool: str, text: str, staged: Path | None, target: Path | None) -> None:
+    """Given amtool, the config and its staged file (None: stdout), run amtool check-config on it;
+    exit 1 naming amtool's error if it refuses (the target is not replaced)."""
     with tempfile.TemporaryDirectory(prefix="citydc-amconfig-") as tmp:
-        path = target
+        path = staged
         if path is None:
             path = Path(tmp) / "alertmanager.yml"
             path.write_text(text, encoding="utf-8")
@@ -92,9 +145,48 @@ def _check(amtool: str, text: str, target: Path | None) -> None:
         except execute.ToolFailed as exc:
             fail(str(exc), EXIT_FAILED, "amtool is in the Debian package prometheus-alertmanager")
     if not result.ok:
-        err.print(result.stdout + result.stderr)
-        fail("amtool check-config refused the generated config", EXIT_FAILED)
+        said = (result.stdout + result.stderr).replace(str(path), "the generated config").strip()
+        reason = next((line.split("FAILED:", 1)[1].strip() for line in said.splitlines() if "FAILED:" in line),
+                      said.splitlines()[-1] if said else f"exit {result.returncode}")
+        where = f"{target} left unchanged" if target is not None else "nothing printed"
+        fail(f"amtool check-config refused the generated config ({where}): {reason}", EXIT_FAILED)
     err.print("amconfig: amtool check-config: SUCCESS")
+
+
+def _group_gap(path: Path, gid: int) -> str | None:
+    """Given a file and a group, return what keeps that group from reading it (the file's group or
+    mode, or a directory on the way it cannot enter), else None."""
+    st = path.stat()
+    if not (st.st_mode & 0o004 or (st.st_gid == gid and st.st_mode & 0o040)):
+        return f"{path} ({stat.S_IMODE(st.st_mode):04o} {_group_name(st.st_gid)})"
+    for directory in path.parents:
+        dst = directory.stat()
+        if not (dst.st_mode & 0o001 or (dst.st_gid == gid and dst.st_mode & 0o010)):
+            return f"{directory} ({stat.S_IMODE(dst.st_mode):04o} {_group_name(dst.st_gid)})"
+    return None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _report_access(paths: list[Path]) -> None:
+    """Given the files written, say who can read them: Alertmanager runs as its own user (Debian:
+    prometheus) and reads them through files.group; root alone reading them fails its reload."""
+    gid = os.getegid()
+    gaps = list(dict.fromkeys(gap for p in paths if (gap := _group_gap(p, gid))))
+    modes = ", ".join(f"{p.name} {stat.S_IMODE(p.stat().st_mode):04o}" for p in paths)
+    if not gaps:
+        err.print(f"amconfig: group {_group_name(gid)} can read them ({modes})")
+    elif os.geteuid() == 0:
+        err.print(f"[yellow]warning:[/] only root can read {'; '.join(gaps)}: Alertmanager (Debian: user "
+                  "prometheus) cannot load it; set files.group: prometheus in citydc.yaml and run amconfig "
+                  "with that group (sg prometheus -c '...'), docs/alerting.md")
+    else:
+        err.print(f"amconfig: readable by their owner only ({modes}); files.group gives a group read access")
 
 
 def _resolvable(host: str, where: str) -> None:
@@ -153,7 +245,8 @@ def webhook_cmd(ctx: click.Context, listen: str | None, web_config_file: Path | 
         ledger = Ledger(state / "ledger.db")
     except OSError as exc:
         fail(f"alerting.webhook.state_dir {state}: cannot open the ledger: {exc.strerror}")
-    receiver = Receiver(ledger, lambda events: emit_configured(loaded, events))
+    receiver = Receiver(ledger, lambda events: emit_configured(loaded, events),
+                        spool=str(loaded.resolve(cfg.security_log.spool_dir)))
     receiver_box.append(receiver)
     try:
         srv = server(receiver, host, port)

@@ -26,7 +26,8 @@ ALWAYS_FIRING = {"Watchdog"}
 
 # The modules whose metric families are what Prometheus scrapes from citydc today.
 EXPORTING_MODULES = ("collectors/snmp/exposition.py", "collectors/netflow/metrics.py",
-                     "collectors/netflow/snmp_feed.py", "backup/metrics.py", "citydc/seclog/metrics.py")
+                     "collectors/netflow/snmp_feed.py", "backup/metrics.py", "citydc/seclog/metrics.py",
+                     "citydc/alert_webhook.py")
 # Metrics of other exporters the rules read, each with where it comes from.
 EXTERNAL_METRICS = {
     "haproxy_server_status": "HAProxy's built-in prometheus-exporter (playbooks/roles/lb: the stats frontend)",

@@ -188,7 +188,7 @@ def test_a_bad_payload_gets_400_naming_the_field(hook, mutate, field):
     mutate(body)
     status, text = post(port, body)
     assert status == 400 and f"bad request: {field}:" in text, text
-    assert spooled(spool_dir) == [] and receiver.metrics.bad_requests._value.get() == 1
+    assert spooled(spool_dir) == [] and receiver.metrics.bad_requests.labels("invalid")._value.get() == 1
 
 
 def test_not_json_and_wrong_path(hook):

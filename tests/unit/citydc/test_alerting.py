@@ -110,7 +110,8 @@ def test_routes_receivers_and_grouping(tmp_path):
 def test_inhibitions_know_the_two_sites(tmp_path):
     rules = rendered(tmp_path)["inhibit_rules"]
     assert rules == [
-        {"source_matchers": ['alertname="UplinkDown"', 'role="core"'],
+        {"source_matchers": ['alertname="UplinkDown"', 'role="core"', 'ifAlias!~"(?i).*inter-site.*"',
+                             'site=~"fengshan"'],
          "target_matchers": ['device=~".+"', 'role!="core"'], "equal": ["site"]},
         {"source_matchers": ['alertname="UplinkDown"', 'ifAlias=~"(?i).*inter-site.*"'],
          "target_matchers": ['site=~"fengshan"']}]
@@ -179,6 +180,7 @@ def test_unset_password_variable_is_a_clear_error(tmp_path, monkeypatch):
     config = tmp_path / "citydc.yaml"
     config.write_text(GOOD)
     config.chmod(0o600)
+    (tmp_path / "secrets").chmod(0o700)  # also where the generated password goes: a shared one is refused
     monkeypatch.delenv("CITYDC_WEBHOOK_PASSWORD", raising=False)
     result = CliRunner().invoke(cli, ["-c", str(config), "alerts", "amconfig", "-o", str(tmp_path / "am.yml")])
     assert result.exit_code == 2 and "CITYDC_WEBHOOK_PASSWORD is not set" in result.output

@@ -144,7 +144,11 @@ def key_of(receiver: str, alert: WebhookAlert) -> LedgerKey:
 
 def site_of(labels: Mapping[str, str], default: str = "all") -> str:
     site = labels.get("site", "")
-    return site if _SITE.match(site) else default
+    if _SITE.match(site):
+        return site
+    # Site ids are lower case; a label written "Siwei" is that site, not every site.
+    lowered = site.strip().lower()
+    return lowered if _SITE.match(lowered) else default
 
 
 def notification_event(payload: Payload, alert: WebhookAlert, *, now: datetime | None = None) -> dict:

@@ -420,7 +420,8 @@ class Spool:
         if adopted:
             log.warning("%s: adopted %d events %s", self.dir, len(adopted),
                         f"still in the spool, as {chain.HEAD_FILE} was missing" if lost
-                        else "written by a writer killed before recording the chain head")
+                        else "written by a writer stopped (killed, or its write failed) before recording the "
+                             "chain head")
             self._remember(ids, adopted)
         if lost and not head["writers"] and "incarnation" not in head:
             # Nothing tells where the chain was: a new incarnation, which `citydc log verify` reports with
@@ -441,7 +442,8 @@ class Spool:
             data = f.read()
         complete, _, partial = data.rpartition(b"\n")
         if partial and drop_partial:
-            log.warning("%s: dropping a partial last line of %d bytes left by a killed writer", path, len(partial))
+            log.warning("%s: dropping a partial last line of %d bytes left by an interrupted write (a writer "
+                        "killed, or a write that failed: disk full?)", path, len(partial))
             os.truncate(path, offset + len(complete) + (1 if complete else 0))
         return complete
 

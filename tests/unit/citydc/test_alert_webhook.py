@@ -244,3 +244,11 @@ def test_mutated_payloads_are_accepted_or_refused_by_field_never_a_crash(tmp_pat
 def test_denied_event_never_holds_more_than_peer_and_reason():
     ev = denied_event("::1", "no_credentials")
     assert ev["source"]["ip"] == "::1" and ev["citydc"]["alerts"] == {"reason": "no_credentials"}
+
+
+def test_a_site_label_in_capitals_is_that_site_not_every_site():
+    from citydc.alert_webhook import site_of
+
+    assert site_of({"site": "Siwei"}) == "siwei" and site_of({"site": " FENGSHAN "}) == "fengshan"
+    assert site_of({"site": "fengshan"}) == "fengshan"
+    assert site_of({"site": "四維"}) == "all" and site_of({}) == "all"  # not a site id: every site

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write"]
+__all__ = ["fsync_dir", "stage", "write"]
 
 
 def write(path: str | Path, data: bytes | str, mode: int = 0o600, *, sync_dir: bool = True) -> Path:
@@ -27,9 +27,25 @@ def write(path: str | Path, data: bytes | str, mode: int = 0o600, *, sync_dir: b
     ``sync_dir=False``: the directory is not fsynced (see the module docstring; ``sync_dir(path.parent)``).
     """
     path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = stage(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+    return path
+
+
+def stage(path: str | Path, data: bytes | str, mode: int = 0o600) -> Path:
+    """Given a path (its directory must exist), the data and a mode, write the data to a new temporary file
+    beside it, fsynced, and return that file: the caller checks it, then renames it over ``path`` (or
+    removes it). Raise OSError (no temporary file is left)."""
+    path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:
@@ -40,13 +56,10 @@ def write(path: str | Path, data: bytes | str, mode: int = 0o600, *, sync_dir: b
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if sync_dir:
-        fsync_dir(path.parent)
-    return path
+    return Path(tmp)
 
 
 def fsync_dir(directory: str | Path) -> None:

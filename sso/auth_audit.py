@@ -99,8 +99,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     """Given a group's feeds, its detection settings, the state file, an emit function and the privileged
     accounts, read what is new, emit its events and detections, save the state; return the run's report.
 
-    Raise OSError if the stats log cannot be read (the state is saved up to what was processed); a Keycloak
-    (or its log) that fails is reported in ``errors`` and the other feeds go on."""
+    A stats log, Keycloak or Keycloak log that cannot be read is reported in ``errors`` and the other feeds
+    go on. Raise OSError if the state cannot be written."""
     warnings: list[str] = []
     st, damaged = ({}, None) if from_start else _load(state_path)
     if damaged:

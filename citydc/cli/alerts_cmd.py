@@ -107,15 +107,9 @@ def _stage(target: Path, text: str) -> Path:
     (0600, or 0640 while files.group is in effect; fsynced) and return that file."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=files.private_modes()[1])
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), files.private_modes()[0])
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        return atomicfile.stage(target, text, files.private_modes()[0])
     except OSError as exc:
         fail_write(target, exc, "--output")
-    return Path(tmp)
 
 
 def _write_secrets(files_: dict, secrets_dir: Path | None) -> list[Path]:

@@ -446,9 +446,9 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
                               emit=lambda evs: emit_configured(loaded, evs),
                               privileged=_privileged(loaded, g.ldap) if g.ldap is not None else (),
                               from_start=from_start, kc_logs=kc_logs)
-        except OSError as exc:
-            output.err.print(f"[bold red]ldap source {escape(g.name)}:[/] cannot read {escape(str(g.log))}: "
-                      f"{escape(exc.strerror or str(exc))}")
+        except OSError as exc:  # the state (an unreadable log is in the report's errors)
+            output.err.print(f"[bold red]{escape(g.name)}:[/] cannot write {escape(str(exc.filename or g.state))}: "
+                             f"{escape(exc.strerror or str(exc))}")
             detected = True
             continue
         finally:

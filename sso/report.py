@@ -7,7 +7,6 @@ script, no font or image fetched), so it opens the same offline, in a browser or
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from datetime import datetime
@@ -15,6 +14,7 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from citydc.cli.csvout import CsvWriter
 from citydc.sso.model import SEVERITIES
 from citydc.sso.rules import RULES
 from citydc.sso.sso_rules import SSO_RULES
@@ -27,23 +27,19 @@ CSV_COLUMNS = ("status", "severity", "rule", "title", "subject", "message", "rem
 _COLOURS = {"critical": "#7f1d1d", "high": "#b91c1c", "medium": "#c2410c", "low": "#a16207", "info": "#475569"}
 
 
-def _csv_safe(value: str) -> str:
-    # A cell starting with = + - @ is a formula in spreadsheet programs (CSV injection): quote it.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def to_csv(result: dict[str, Any]) -> str:
-    """Given a run's JSON, return CSV: one row per active, then accepted, finding."""
+    """Given a run's JSON, return CSV: one row per active, then accepted, finding. Cells are made safe for
+    spreadsheets and terminals (citydc.cli.csvout: no formula, control characters escaped)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w = CsvWriter(buf, lineterminator="\n")
+    w.writeheader(CSV_COLUMNS)
     for f in result["findings"]:
-        w.writerow([_csv_safe(str(x)) for x in ("active", f["severity"], f["rule"], f["title"], f["subject"],
-                                                 f["message"], f["remediation"], "", "")])
+        w.writerow([str(x) for x in ("active", f["severity"], f["rule"], f["title"], f["subject"], f["message"],
+                                     f["remediation"], "", "")])
     for f in result["accepted"]:
         a = f["acceptance"]
-        w.writerow([_csv_safe(str(x)) for x in ("accepted", f["severity"], f["rule"], f["title"], f["subject"],
-                                                 f["message"], f["remediation"], a["expires"], a["reason"])])
+        w.writerow([str(x) for x in ("accepted", f["severity"], f["rule"], f["title"], f["subject"], f["message"],
+                                     f["remediation"], a["expires"], a["reason"])])
     return buf.getvalue()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import sys
@@ -16,6 +15,7 @@ from rich.markup import escape
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from citydc.cli import timefmt
+from citydc.cli.csvout import CsvWriter
 from citydc.cli.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -34,9 +34,9 @@ from citydc.cli.output import (
 from citydc.cli.table import Column, print_table, status_style
 from citydc.config.loader import LoadedConfig
 from citydc.seclog import open_store
-from citydc.seclog.chain import ChainHead, verify_report
+from citydc.seclog.chain import ChainHead, Finding, SpoolDamaged, verify_report
 from citydc.seclog.emit import spool_for
-from citydc.seclog.query import ALLOWED_VALUES, SAVED, QueryError, build_query, parse_time, stale_backups
+from citydc.seclog.query import ALLOWED_VALUES, MAX_LIMIT, SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import Spool, SpoolBusy
 from citydc.seclog.store import DeliveryError, Query, Store
 
@@ -77,9 +77,9 @@ def _store(loaded: LoadedConfig) -> Iterator[Store]:
 
 def _query_or_exit(**options) -> Query:
     # A --since/--until without a zone is read in the display zone (config timezone, or UTC with --utc).
-    for name in ("since", "until"):
-        options[name] = timefmt.local_option(options.get(name))
     try:
+        for name in ("since", "until"):
+            options[name] = timefmt.local_option(options.get(name), f"--{name}")
         return build_query(show=timefmt.show, **options)
     except QueryError as exc:
         fail(str(exc), EXIT_CONFIG)
@@ -152,11 +152,22 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
     err.print(f"delivered {result.delivered} event(s), {result.stored} new; backlog {backlog_events} event(s), "
               f"{backlog_bytes} bytes")
     if result.error is not None:
-        fail(f"delivery failed ({result.error.reason}): {result.error}", EXIT_FAILED,
-             "the events stay in the spool; run `citydc log ship` again once the store is back")
+        fail(f"delivery failed ({result.error.reason}): {result.error}", EXIT_FAILED, _delivery_hint(result.error))
     if result.corrupt:  # damaged audit data is a finding, even though every good line was delivered
         fail(f"skipped {len(result.corrupt)} corrupted spool line(s), listed above; every other line was delivered",
              EXIT_FAILED, "a line that held an event shows in `citydc log verify` as removed")
+
+
+# DeliveryError reasons of a store that refused an event itself: waiting for the store does not help.
+EVENT_REFUSED = frozenset({"bad_event", "invalid_event", "rejected"})
+
+
+def _delivery_hint(error: DeliveryError) -> str:
+    """Given why delivery gave up, return what to do next."""
+    if error.reason in EVENT_REFUSED:
+        return ("the store refused an event of the batch (named above), so shipping again will not help; the "
+                "events stay in the spool (docs/security-log.md, \"Shipping\")")
+    return "the events stay in the spool; run `citydc log ship` again once the store is back"
 
 
 def _write_textfile(registry, path: str) -> None:
@@ -221,14 +232,22 @@ def _rows(events: Iterable[dict]) -> Iterator[list[str]]:
 @click.option("--limit", type=int, default=None, help="At most this many events (default 100 for the table).")
 @click.option("--oldest-first", is_flag=True, help="Oldest events first (default: newest first).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of full ECS documents (times in UTC).")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV of the table's columns (times in UTC).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV of the table's columns (times in UTC). A cell starting "
+              "with = + - @ gets a leading ' so no spreadsheet reads it as a formula; control characters are "
+              "escaped (\\x1b).")
 @click.option("--ndjson", "as_ndjson", is_flag=True, help="One full document per line, streamed, no cap (UTC).")
 @wide_option
 @timefmt.utc_option
 @click.pass_context
 def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_first: bool, as_json: bool,
            as_csv: bool, as_ndjson: bool, wide: bool, utc: bool, **filters: str | None) -> None:
-    """Find events by filters and free text (every word must occur in the message).
+    """Find events by filters and free text: every word of TEXT must occur in the message.
+
+    A word matches a whole word of the message, ignoring case and accents (jose finds José), never part
+    of one: a run of Chinese characters without spaces is one word, so 四維 does not find 四維分局. Text
+    with dots or other punctuation is its separate words, each found anywhere in the message, not side
+    by side: 10.0.0.1 also finds "from 10.1.0.0" (filter addresses with --source-ip). Text without a
+    letter or digit is refused (exit 2).
 
     The table shows times in the config's timezone (--utc for UTC); JSON, CSV and NDJSON keep the
     stored UTC ISO 8601 times.
@@ -238,7 +257,9 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_
         limit = 100  # a terminal table is for reading; scripts use --ndjson
     loaded = load_config(ctx)
     show_times(loaded, utc)
-    query = _query_or_exit(text=" ".join(text) or None, limit=limit, oldest_first=oldest_first, **filters)
+    # The table asks for one event more than it shows: whether the limit left any out.
+    fetch = limit + 1 if fmt is None and limit is not None and 1 <= limit < MAX_LIMIT else limit
+    query = _query_or_exit(text=" ".join(text) or None, limit=fetch, oldest_first=oldest_first, **filters)
     # The stream ends before the store closes, however the output ends (a reader gone away, Ctrl-C).
     with _store(loaded) as store, closing(store.search(query)) as events:
         if fmt == "ndjson":
@@ -247,15 +268,17 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_
         elif fmt == "json":
             print_json(list(events))
         elif fmt == "csv":
-            writer = csv.writer(sys.stdout)
-            writer.writerow([name for name, _ in TABLE_COLUMNS])
+            writer = CsvWriter(sys.stdout)
+            writer.writeheader(name for name, _ in TABLE_COLUMNS)
             writer.writerows(_rows(events))
         else:
             rows = [_person_row(doc) for doc in events]
-            print_table(out, PERSON_COLUMNS, rows, title=f"security log (times in {timefmt.zone_name()})",
+            shown = rows[:limit]
+            print_table(out, PERSON_COLUMNS, shown, title=f"security log (times in {timefmt.zone_name()})",
                         wide=wide)
-            err.print(f"{len(rows)} event(s){_range_note(query)}"
-                      f"{' (limit reached; use --limit or --ndjson)' if len(rows) == limit else ''}")
+            more = len(rows) > len(shown)
+            err.print(f"{len(shown)} event(s){_range_note(query)}"
+                      f"{' (limit reached: more events match; use --limit or --ndjson)' if more else ''}")
 
 
 def _output_format(**given: bool) -> str | None:
@@ -303,9 +326,18 @@ def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, wide: bool, ut
             rows = store.stats(query, list(by))
         except ValueError as exc:
             fail(f"--by: {exc}", EXIT_CONFIG)
+    for field in _absent(rows, by):  # a misspelt field would count every event under one empty value
+        fail(f"--by {field}: none of the {sum(n for _, n in rows)} event(s) in the range has this field; check "
+             "its spelling (ECS names such as user.name, event.outcome, labels.site)", EXIT_CONFIG)
     _print_counts(rows, by, as_json, wide)
     if not as_json and (note := _range_note(query)):
         err.print(f"{sum(n for _, n in rows)} event(s){note}")
+
+
+def _absent(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str]) -> list[str]:
+    """Given stats rows and their fields, return the fields no counted event has (stores count a missing value
+    as ""): none when nothing was counted."""
+    return [field for i, field in enumerate(by) if rows and all(values[i] == "" for values, _ in rows)]
 
 
 def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as_json: bool,
@@ -315,8 +347,9 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
         print_json([{**dict(zip(by, values, strict=True)), "count": n} for values, n in rows])
         return
     columns = [Column(name, style=status_style if name == "event.outcome" else None) for name in by]
-    print_table(out, [*columns, Column("count", right=True)], [[*values, str(n)] for values, n in rows],
-                wide=wide)
+    # Stored values (user names chosen by whoever tried to log in) with control characters escaped, as in search.
+    print_table(out, [*columns, Column("count", right=True)],
+                [[*map(visible, values), str(n)] for values, n in rows], wide=wide)
 
 
 @log_group.command("verify", epilog=examples("citydc log verify", "citydc log verify --since 7d --json"))
@@ -354,12 +387,16 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
             spool.emitted_heads()  # read again after the walk; a head this user cannot read stops verify now
     except OSError as exc:
         unreadable(exc)
+    except SpoolDamaged as exc:
+        _damaged(exc)
 
     def emitted() -> dict[str, ChainHead]:
         try:
             return spool.emitted_heads()
         except OSError as exc:  # replaced during the walk by a writer without files.group's group
             unreadable(exc)
+        except SpoolDamaged as exc:
+            _damaged(exc)
 
     if spool is None and not as_json:
         err.print(f"[yellow]warning:[/] no spool at {escape(str(spool_dir))} on this host: the chains are checked, "
@@ -381,24 +418,36 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
         with closing(store.chain(start)) as chain:  # ended before the store closes, even on Ctrl-C
             report = verify_report(counted(chain), partial=start is not None, delivered=delivered,
                                    emitted=emitted if spool else None)
+        index_problem = store.search_index_problem()
     findings = report.findings
+    if index_problem is not None:
+        findings.append(Finding("search-index", None, None, None, index_problem))
     if as_json:
         print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
                     "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]})
         if findings:
             sys.exit(EXIT_FAILED)
         return
+    # Writer names, ids and times come from the store: whoever could write a row there must not be able to
+    # steer the terminal (or print a fake "OK" line) with them.
     for notice in report.notices:
-        out.print(f"info: {escape(notice.format())}", soft_wrap=True)
+        out.print(f"info: {escape(visible(notice.format()))}", soft_wrap=True)
     if findings:
         for f in findings:
-            err.print(f"[bold red]{escape(f.format())}[/]", soft_wrap=True)
+            err.print(f"[bold red]{escape(visible(f.format()))}[/]", soft_wrap=True)
         err.print(f"[bold red]BROKEN[/]: {len(findings)} finding(s) in {walked} event(s)"
                   f"{f' since {timefmt.show(start)}' if start else ''}")
     else:
         out.print(f"OK: {walked} event(s){f' since {timefmt.show(start)}' if start else ''}, every chain intact")
     if findings:
         sys.exit(EXIT_FAILED)
+
+
+def _damaged(exc: SpoolDamaged) -> NoReturn:
+    """Given a damaged spool state file met by verify, stop with what it means for the verification."""
+    fail(f"cannot verify: {exc.path} is damaged ({exc.problem}); without it the store's chains cannot be "
+         "checked against what the spool wrote and delivered, so nothing was walked", EXIT_FAILED,
+         "the spool's operator restores it (docs/security-log.md, \"Damaged spool files\"); then verify again")
 
 
 SAVED_COLUMNS = (Column("name"), Column("question", text=True))
@@ -431,7 +480,8 @@ def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: 
             if as_json:
                 print_json(rows)
             else:
-                print_table(out, STALE_COLUMNS, [[row["job"], timefmt.show(row["last_success"])] for row in rows],
+                print_table(out, STALE_COLUMNS, [[visible(row["job"]), visible(timefmt.show(row["last_success"]))]
+                                                 for row in rows],
                             title=f"{question.description} (times in {timefmt.zone_name()})", wide=wide)
             sys.exit(EXIT_FAILED if rows else 0)
         from datetime import UTC, datetime

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 from rich.markup import escape
 
 from citydc.cli import timefmt
+from citydc.cli.csvout import CsvWriter
 from citydc.cli.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -91,7 +91,8 @@ def _subject(loaded: LoadedConfig, link: str | None, agency: str | None, site: s
 @click.option("--site", default=None, help="A site id: the sum of its uplinks (interfaces whose ifAlias says uplink).")
 @click.option("--month", required=True, help="Calendar month YYYY-MM in the config's timezone (default Asia/Taipei).")
 @click.option("--json", "fmt", flag_value="json", help="The report as JSON (times in UTC, rates in bit/s).")
-@click.option("--csv", "fmt", flag_value="csv", help="One CSV row per direction (times in UTC, rates in bit/s).")
+@click.option("--csv", "fmt", flag_value="csv", help="One CSV row per direction (times in UTC, rates in bit/s); "
+              "a text cell starting with = + - @ gets a leading ' (no spreadsheet formula).")
 @click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG chart of the month's samples to this file (needs citydc[report]).")
 @timefmt.utc_show_option
@@ -148,8 +149,8 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
 
 
 def _csv(report) -> None:
-    writer = csv.writer(sys.stdout)
-    writer.writerow(CSV_HEADER)
+    writer = CsvWriter(sys.stdout)
+    writer.writeheader(CSV_HEADER)
     for row in report.to_json()["directions"]:
         writer.writerow([report.subject.kind, report.subject.name, report.month.label, report.month.zone,
                          row["direction"], *("" if row[k] is None else row[k] for k in CSV_HEADER[5:])])

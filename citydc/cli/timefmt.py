@@ -17,7 +17,9 @@ __all__ = ["DEFAULT_ZONE", "display_zone", "local_option", "set_zone", "show", "
 
 DEFAULT_ZONE = "Asia/Taipei"
 _zone: tzinfo = ZoneInfo(DEFAULT_ZONE)
-_NAIVE_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+# A date, or date and time, without a zone, in ISO 8601's extended (2026-03-01 22:00) or basic (20260301T2200) form.
+_NAIVE_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+                        r"|\d{8}([T ]\d{4}(\d{2}(\.\d+)?)?)?)$")
 
 
 def set_zone(name: str | None, utc: bool = False) -> None:
@@ -56,17 +58,23 @@ def show(value: float | int | str | datetime | None, missing: str = "never") -> 
     return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
 
 
-def local_option(text: str | None) -> str | None:
-    """Given a --since/--until value, return it with the display zone's offset added when it is a
-    date or date-time without a zone (``2026-12-04 22:00``); relative times and zoned times pass as they are.
+def local_option(text: str | None, option: str = "--since") -> str | None:
+    """Given a --since/--until value and its option, return it with the display zone's offset added when it
+    is a date or date-time without a zone (``2026-12-04 22:00``, ``20261204``); relative times and zoned
+    times pass as they are. Raise QueryError (citydc.seclog.query) naming the option and the text as typed
+    when such a time is out of range.
     """
+    from citydc.seclog.query import out_of_range, within_range
+
     if text is None or not _NAIVE_ISO.match(text.strip()):
         return text
     try:
-        naive = datetime.fromisoformat(text.strip())
+        local = datetime.fromisoformat(text.strip()).replace(tzinfo=_zone)
     except ValueError:  # the shape of a time, not a real one (month 13, 30 February): the parser says so
         return text
-    return naive.replace(tzinfo=_zone).isoformat()
+    if not within_range(local):  # said here, with what was typed: not the offset-laden text made of it
+        raise out_of_range(text.strip(), option)
+    return local.isoformat()
 
 
 def time_help(what: str) -> str:

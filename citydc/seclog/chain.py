@@ -67,13 +67,15 @@ class Finding:
     """The first break of a chain: ``problem`` is changed, removed or inserted."""
 
     problem: str
-    writer: str
+    writer: str | None  # None: a finding about the store as a whole (its search index), not about a chain
     seq: int | None
     event_id: str | None
     reason: str
     incarnation: str | None = None
 
     def format(self) -> str:
+        if self.writer is None:
+            return f"{self.problem}: {self.reason}"
         name = chain_name(self.writer, self.incarnation)
         where = f"writer {name} seq {self.seq}" if self.seq is not None else f"writer {name}"
         ident = f" (event.id {self.event_id})" if self.event_id else ""
@@ -111,9 +113,22 @@ class Report:
     notices: list[Notice]
 
 
-def default_writer(spool_dir: Path) -> str:
-    """Given the spool directory, return the writer id ``<host name>:<spool dir name>``."""
-    return f"{socket.gethostname()}:{Path(spool_dir).name}"
+def default_writer(spool_dir: Path, recorded: Iterable[str] = ()) -> str:
+    """Given the spool directory and the writers its state files record, return this host's writer id there.
+
+    A spool keeps the writer it has: the recorded one of this host and directory name, ``<host>:<dir
+    name>`` as spools made before 2026-12 have it, or ``<host>:<dir name>~<8 hex digits>`` (kept too when
+    the directory moved), so neither an upgrade nor a move forks a chain. Otherwise the id is the latter,
+    the digits from the directory's absolute path: two spools of one host whose directories share a name
+    (one per site, or the default var/spool under two config files) are two writers, not one writer's
+    incarnations.
+    """
+    spool_dir = Path(spool_dir)
+    plain = f"{socket.gethostname()}:{spool_dir.name}"
+    fresh = f"{plain}~{hashlib.sha256(str(spool_dir.resolve()).encode()).hexdigest()[:8]}"
+    own = re.compile(re.escape(plain) + r"(~[0-9a-f]{8})?")
+    kept = sorted(w for w in recorded if own.fullmatch(w))
+    return fresh if fresh in kept or not kept else kept[0]
 
 
 def canonical(doc: Mapping) -> bytes:
@@ -441,6 +456,9 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
     state: dict[tuple[str, str | None], _Chain] = {}
     firsts: dict[tuple[str, str | None], int] = {}
     broken: set[tuple[str, str | None]] = set()
+    # The walk keeps only each chain's last state: the hash at each delivered head's seq is noted in passing.
+    delivered_seqs = {(writer, head.incarnation): head.seq for writer, head in (delivered or {}).items()}
+    at_delivered: dict[tuple[str, str | None], str] = {}
     for doc in events:
         fields = _chain_fields(doc)
         event = doc.get("event")
@@ -461,6 +479,8 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
             continue
         timestamp = doc.get("@timestamp")
         state[key] = _Chain(seq, stored_hash, event_id, timestamp if isinstance(timestamp, str) else None)
+        if delivered_seqs.get(key) == seq:
+            at_delivered[key] = stored_hash
         firsts.setdefault(key, seq)
         if isinstance(doc, AlreadyStored):
             notices.append(Notice("re-emitted", writer, incarnation, seq, event_id,
@@ -475,6 +495,11 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
             have = f"the store ends at seq {last.seq}" if last else "the store has none of its events"
             findings.append(Finding("removed", writer, (last.seq + 1) if last else 1, None,
                                     f"{have}, but seq {head.seq} was delivered", head.incarnation))
+            broken.add(key)
+        elif key in at_delivered and at_delivered[key] != head.hash:
+            findings.append(Finding("changed", writer, head.seq, None, _REHASHED.format(
+                seq=head.seq, head=f"the hash the shipper recorded when it delivered seq {head.seq} (ack.json)"),
+                head.incarnation))
             broken.add(key)
     for writer, head in (emitted() if emitted else {}).items():
         key = (writer, head.incarnation)
@@ -492,10 +517,16 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
             findings.append(Finding("inserted", writer, last.seq, last.event_id,
                                     f"the store goes beyond the chain head (seq {head.seq})", head.incarnation))
         elif last.seq == head.seq and last.hash != head.hash:
-            findings.append(Finding("changed", writer, last.seq, last.event_id,
-                                    "event.hash differs from the chain head", head.incarnation))
+            findings.append(Finding("changed", writer, last.seq, last.event_id, _REHASHED.format(
+                seq=last.seq, head="the chain head (chain-head.json)"), head.incarnation))
     notices[:0] = _incarnation_notices(state, firsts, partial)
     return Report(findings, notices)
+
+
+# Every link checked out, so the events up to that seq were rewritten and hashed again as a chain: which
+# one of them was altered first no hash can tell (the store's copies agree with each other).
+_REHASHED = ("event.hash differs from {head}: this event, or any before it, was changed and the chain up to "
+             "seq {seq} hashed again (which event was changed first cannot be told from the store)")
 
 
 def _incarnation_notices(state: Mapping[tuple[str, str | None], _Chain], firsts: Mapping[tuple[str, str | None], int],

@@ -16,10 +16,13 @@ from datetime import UTC, datetime, timedelta
 from citydc.seclog.event import KINDS, OUTCOMES
 from citydc.seclog.store import FILTER_FIELDS, Query, Store
 
-__all__ = ["SAVED", "QueryError", "SavedQuery", "build_query", "parse_time", "stale_backups"]
+__all__ = ["SAVED", "QueryError", "SavedQuery", "build_query", "out_of_range", "parse_time", "stale_backups",
+           "within_range"]
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# A letter or digit: what the stores' words are made of (FTS5 unicode61 tokens, mirrored by store_es_query).
+_WORD_CHARACTER = re.compile(r"[^\W_]")
 # A day inside datetime's range on each side: every time accepted can be shown in any zone (offsets < 1 day).
 EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
@@ -38,23 +41,30 @@ def parse_time(text: str, option: str = "--since", now: datetime | None = None) 
     """Given ``7d`` or an ISO-8601 time with timezone, return an aware datetime. Raise QueryError if neither."""
     now = now or datetime.now(UTC)
     text = text.strip()
-    out_of_range = QueryError(f"{option}: {text!r} is out of range: times go from {EARLIEST.date()} "
-                              f"to {LATEST.date()}")
     match = _RELATIVE.match(text)
     if match:
         try:
             value = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         except OverflowError:
-            raise out_of_range from None
+            raise out_of_range(text, option) from None
     else:
         value = _iso_time(text, option)
-    try:
-        in_range = EARLIEST <= value <= LATEST
-    except OverflowError:  # an offset that takes it past year 1 or 9999 in UTC
-        in_range = False
-    if not in_range:
-        raise out_of_range
+    if not within_range(value):
+        raise out_of_range(text, option)
     return value
+
+
+def within_range(value: datetime) -> bool:
+    """Given an aware datetime, return whether it lies from EARLIEST to LATEST."""
+    try:
+        return EARLIEST <= value <= LATEST
+    except OverflowError:  # an offset that takes it past year 1 or 9999 in UTC
+        return False
+
+
+def out_of_range(text: str, option: str) -> QueryError:
+    """Given the time as the user typed it and its option, return the error saying it is out of range."""
+    return QueryError(f"{option}: {text!r} is out of range: times go from {EARLIEST.date()} to {LATEST.date()}")
 
 
 def _iso_time(text: str, option: str) -> datetime:
@@ -98,6 +108,9 @@ def build_query(*, since: str | None = None, until: str | None = None, text: str
         raise QueryError(f"--since ({show(start)}) must be before --until ({show(end)})")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"--limit: expected a positive number up to {MAX_LIMIT}, got {limit}")
+    if text and not _WORD_CHARACTER.search(text):  # it would match nothing, by construction
+        raise QueryError(f"free text {text[:80]!r} has no words to search for: a word is letters or digits "
+                         "(punctuation and * are not searched)")
     return Query(since=start, until=end, filters=filters, text=text or None, limit=limit,
                  newest_first=not oldest_first)
 

@@ -63,6 +63,7 @@ from citydc.seclog.chain import SpoolDamaged
 from citydc.seclog.event import Encoded, EventInvalid, format_timestamp, make_event, validate_event
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine, scan_line
+from citydc.seclog.store import storable_timestamp
 
 __all__ = ["Batch", "CorruptLine", "Position", "Spool", "SpoolBusy", "SpoolDamaged", "SpooledEvent", "SpooledLine",
            "gc_paused"]
@@ -241,10 +242,24 @@ class Spool:
         self.dir = Path(spool_dir)
         if create:
             self.dir.mkdir(parents=True, exist_ok=True, mode=files.private_modes()[1])
-        self.writer = writer or chain.default_writer(self.dir)
+        self._writer = writer  # None: this host's writer of the spool, found when first needed (_writer_of)
         self.max_segment_bytes = max_segment_bytes
         self.id_retention_days = id_retention_days
         self.clock = clock  # the id memory's days and a new incarnation's time (tests move it forward)
+
+    @property
+    def writer(self) -> str:
+        """The writer id this spool's events are chained under: the one given, else this host's (chain.default_writer).
+        Raise SpoolDamaged when chain-head.json or ack.json is damaged and none was given."""
+        return self._writer_of(chain.read_head(self.dir)) if self._writer is None else self._writer
+
+    def _writer_of(self, head: dict[str, Any]) -> str:
+        """Given the chain head, return the writer id (found once: the writer the spool's state records, so a spool
+        made before the ids held a digest of the directory keeps its chain, else a new one)."""
+        if self._writer is None:
+            recorded = head.get("writers") or self.ack().get("writers", {})  # a head moved aside: the ack has it
+            self._writer = chain.default_writer(self.dir, recorded)
+        return self._writer
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -307,6 +322,7 @@ class Spool:
             return []
         with self._lock("writer.lock"), self._ids() as ids:
             head = self._recover(ids)
+            self._writer_of(head)
             # The batch's ids are claimed in a transaction that commits only once its lines are on disk
             # (a failure rolls it back: _ids); one upsert per id instead of a lookup and an insert.
             ids.execute("BEGIN IMMEDIATE")
@@ -728,6 +744,10 @@ def _parse_line(raw: bytes) -> tuple[dict | None, str]:
         intact = False
     if not intact:
         return None, _damage(doc)
+    try:
+        storable_timestamp(doc)  # what a store refuses would fail the whole batch, again at every attempt
+    except EventInvalid as exc:
+        return None, f"not a valid event ({exc})"
     event = SpooledEvent(doc)
     event.raw = text  # the line is a compact encoding of this event: stores keep it as it is
     event.line = raw  # and its bytes, already in memory: sending them saves encoding the text again

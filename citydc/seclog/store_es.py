@@ -35,9 +35,10 @@ from elasticsearch import ApiError, Elasticsearch
 from citydc.config.models import ElasticsearchSink
 from citydc.execute import mask
 from citydc.seclog.chain import AlreadyStored
+from citydc.seclog.event import EventInvalid
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine
-from citydc.seclog.store import DeliveryError, Query
+from citydc.seclog.store import DeliveryError, Query, storable_timestamp
 from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
 from citydc.seclog.store_es_template import MAPPINGS, index_for, template_body, template_name, template_version
 from citydc.secrets import SecretUnavailable
@@ -420,20 +421,17 @@ class ElasticsearchStore:
     def _head(self, position: int, event: dict) -> tuple[str, bytes]:
         """Given an event and its position in the batch, return (its id, its bulk action line).
 
-        Raise ElasticsearchStoreError if it has no usable event.id or @timestamp.
+        Raise ElasticsearchStoreError if a store cannot keep it (store.storable_timestamp names the field).
         """
-        if type(event) is SpooledLine:
+        if type(event) is SpooledLine:  # intact: its hash verified, so it is the event validated when emitted
             event_id, timestamp = event.event_id, event.timestamp
         else:
             try:
-                event_id = event["event"]["id"]
-                timestamp = event["@timestamp"]
-            except (KeyError, TypeError):
-                raise ElasticsearchStoreError(f"event {position} of the batch has no event.id or @timestamp",
+                storable_timestamp(event)  # the checks the SQLite store makes of every event, and the shipper's
+            except (EventInvalid, AttributeError) as exc:
+                raise ElasticsearchStoreError(f"event {position} of the batch cannot be stored: {exc}",
                                               "invalid_event", retriable=False) from None
-        if not isinstance(event_id, str) or not event_id or not isinstance(timestamp, str):
-            raise ElasticsearchStoreError(f"event {position} of the batch: event.id and @timestamp must be "
-                                          "non-empty strings", "invalid_event", retriable=False)
+            event_id, timestamp = event["event"]["id"], event["@timestamp"]
         start = self._index_heads.get(timestamp[:7])
         if start is None:
             try:
@@ -586,6 +584,11 @@ class ElasticsearchStore:
             after = agg.get("after_key")
             if not agg.get("buckets") or after is None:
                 return starts
+
+    def search_index_problem(self) -> None:
+        """Return None: an event's search words are part of its document (``citydc_index.words``), indexed with
+        it, so there is no separate index to fall out of step with the events (the SQLite store's can)."""
+        return None
 
     def count(self) -> int:
         """Return how many events are stored."""

@@ -290,7 +290,8 @@ def test_a_tls_failure_says_which_ca_to_check():
 
 def test_an_event_without_id_is_refused_naming_its_position():
     store, client, _ = _store([])
-    with pytest.raises(ElasticsearchStoreError, match=r"event 1 of the batch has no event\.id"):
+    with pytest.raises(ElasticsearchStoreError,
+                       match=r"event 1 of the batch cannot be stored: event\.id: expected a non-empty string"):
         store.put([_events(1)[0], {"@timestamp": "2026-11-26T05:00:00.000Z", "event": {}}])
     assert client.bulks == []
 

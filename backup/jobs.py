@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import socket
@@ -57,7 +58,7 @@ def worst(results: Sequence[StepResult]) -> str:
     return "failure" if "failure" in statuses else "partial" if "partial" in statuses else "success"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: Path | bytes, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -88,6 +89,62 @@ def restore_reason(errors: Sequence[str], meaning: str) -> str:
         more = f" (and {len(per_file) - 1} more file(s))" if len(per_file) > 1 else ""
         return f"{per_file[0]}{more}"
     return "; ".join(errors[-3:]) or meaning
+
+
+def latest_snapshot(snaps: Sequence[restic.Snapshot]) -> tuple[restic.Snapshot, datetime]:
+    """Given snapshots, return the latest and its time. restic writes each snapshot's time in the zone
+    of the host that made it (``+14:00``, ``-11:00``), so the texts do not sort; the parsed times do.
+    Raise ValueError naming a time that is not RFC 3339."""
+    timed = [(locks.parse_time(s.time), s) for s in snaps]
+    taken, snap = max(timed, key=lambda pair: pair[0])
+    return snap, taken
+
+
+def nothing_verified(snapshot: str, details: dict[str, Any]) -> str:
+    """Given a drill that verified no file, return why, for the partial result."""
+    if details.get("unverifiable_names"):
+        return (f"no file verified: the {details['unverifiable_names']} file(s) of snapshot {snapshot} have names "
+                f"restic cannot tell apart (not UTF-8)")
+    return f"snapshot {snapshot} is empty: no file to restore and verify (are the job's sources empty?)"
+
+
+def freshness(last_success: float | None, now: float, max_age_seconds: float) -> str:
+    """Given a repository's last success (the off-site one's: its newest snapshot's time), return
+    ``fresh``, ``stale`` (older than the job's max age) or ``never``."""
+    if last_success is None:
+        return "never"
+    return "stale" if now - last_success > max_age_seconds else "fresh"
+
+
+def stale_reason(fresh: str, kind: str, last_success: float | None, now: float, max_age_hours: float) -> str:
+    """Given a freshness verdict, return its reason for the status row ('' when fresh)."""
+    what = "successful backup" if kind == "local" else "snapshot copied off-site"
+    if fresh == "never":
+        return f"never: no {what} yet"
+    if fresh == "stale" and last_success is not None:
+        return f"stale: newest {what} is {(now - last_success) / 3600:.1f} h old (max_age_hours {max_age_hours:g})"
+    return ""
+
+
+class RestoredNames:
+    """Finds a restored file by its path in ``ls --json``, where each byte of a name that is not UTF-8 is
+    U+FFFD: such paths are looked up among the restored files' real names (bytes) written the same way."""
+
+    def __init__(self, scratch: Path):
+        self.root = os.fsencode(scratch)
+        self._lossy: dict[str, list[bytes]] | None = None
+
+    def find(self, path: str) -> list[bytes]:
+        """Given a snapshot path, return the restored file(s) it may name (none, one, or several alike)."""
+        if restic.LOST_BYTE not in path:
+            return [self.root + os.fsencode(path)]
+        if self._lossy is None:
+            self._lossy = {}
+            for directory, _dirs, files in os.walk(self.root):
+                for name in files:
+                    raw = os.path.join(directory, name)
+                    self._lossy.setdefault(restic.lossy_name(raw[len(self.root):]), []).append(raw)
+        return self._lossy.get(path, [])
 
 
 def reason(entry: dict[str, Any] | None, what: str) -> str:
@@ -157,7 +214,7 @@ class JobRunner:
             entry.update(last_attempt=started_wall, status=result.status, duration_seconds=result.duration_seconds,
                          exit_code=result.exit_code, error=result.error, snapshot_id=result.snapshot_id)
             if result.ok:
-                entry["last_success"] = started_wall
+                entry["last_success"] = self._fresh_as_of(result, started_wall, entry.get("last_success"))
             if result.step == "backup":
                 entry["bytes_added"] = result.details.get("bytes_added")
                 if result.snapshot_id and result.details.get("bytes_processed") is not None:
@@ -183,6 +240,17 @@ class JobRunner:
                                     duration_seconds=result.duration_seconds, exit_code=result.exit_code,
                                     error=result.error or None, snapshot_id=result.snapshot_id, extra=details)])
         return result
+
+    @staticmethod
+    def _fresh_as_of(result: StepResult, started_wall: float, before: float | None) -> float | None:
+        """Given a successful step, return its new ``last_success``: when it started, but for the copy
+        the time of the newest job snapshot now off-site. A copy succeeds after a failed backup too (it
+        catches up on older snapshots), and must not make the off-site repository look fresh then; a
+        copy that went through no snapshot keeps the time it had."""
+        if result.step != "copy":
+            return started_wall
+        newest = result.details.get("newest_snapshot_time")
+        return before if newest is None else newest
 
     def _clear_locks(self, kind: str, access: RepoAccess, force: bool = False) -> list[str]:
         """Remove stale locks of a repository; emit an event per removed lock; return notes on kept ones.
@@ -212,33 +280,54 @@ class JobRunner:
         self._clear_locks(kind, access, force=True)
         return len(self.emitted) > before
 
-    def _snapshot_count(self, access: RepoAccess) -> int | None:
+    def _job_snapshots(self, access: RepoAccess) -> list[restic.Snapshot] | None:
+        """Return the job's snapshots in a repository, or None if restic could not list them."""
         res = self.restic.run(restic.snapshots_argv(self.restic.binary, access, tags=[restic.job_tag(self.job.name)]),
                               access, timeout=600)
-        return len(restic.parse_snapshots(res.stdout)) if res.ok else None
+        return restic.parse_snapshots(res.stdout) if res.ok else None
+
+    def _snapshot_count(self, access: RepoAccess) -> int | None:
+        snaps = self._job_snapshots(access)
+        return None if snaps is None else len(snaps)
+
+    def _repository_id(self, access: RepoAccess) -> str | None:
+        """Return a repository's restic id (``cat config``: a key derivation), or None if it cannot be read."""
+        try:
+            res = self.restic.run((*restic.base_argv(self.restic.binary, access), "cat", "config"), access,
+                                  timeout=300)
+        except execute.ToolFailed:
+            return None
+        return restic.parse_config(res.stdout) if res.ok else None
 
     # -- init --------------------------------------------------------------------------------------
 
     def init(self) -> list[StepResult]:
         """Create the repositories that do not exist yet (off-site with the local chunker parameters)."""
         out = []
+        local_id = ""  # the local repository's id, full (cat config) or short (init prints 10 digits)
         for kind in self.repos():
             started = time.monotonic()
             access = self.access(kind)
             probe = self.restic.run((*restic.base_argv(self.restic.binary, access), "cat", "config"), access,
                                     timeout=300)
             if probe.ok:
-                out.append(StepResult("init", kind, "success", time.monotonic() - started, 0,
-                                      details={"created": False}))
+                repo_id = restic.parse_config(probe.stdout) or ""
+                # The probe already read the id: an off-site URL leading back to the local repository costs nothing.
+                same = kind == "offsite" and bool(repo_id and local_id) and repo_id.startswith(local_id)
+                out.append(StepResult("init", kind, "failure" if same else "success", time.monotonic() - started, 0,
+                                      self._same_repository_error(repo_id) if same else "",
+                                      details={"created": False, "repository_id": repo_id or None}))
+                local_id = repo_id if kind == "local" else local_id
                 continue
             chunker = self.access("local") if kind == "offsite" else None
             res = self.restic.run(restic.init_argv(self.restic.binary, access, chunker), access, source=chunker,
                                   timeout=600)
             status = "success" if res.ok else "failure"
-            repo_id = restic.parse_init(res.stdout) if res.ok else None
+            created_id = restic.parse_init(res.stdout) if res.ok else None
+            local_id = (created_id or "") if kind == "local" else local_id
             out.append(StepResult("init", kind, status, time.monotonic() - started, res.rc,
                                   "" if res.ok else restic.classify_failure(res.masked_stderr()),
-                                  details={"created": res.ok, "repository_id": repo_id}))
+                                  details={"created": res.ok, "repository_id": created_id}))
         return out
 
     # -- run ---------------------------------------------------------------------------------------
@@ -322,11 +411,35 @@ class JobRunner:
         if res.ok:
             # Every snapshot of the job in the local repository was either copied or already there.
             details["snapshots"] = len(copied) + len(skipped)
+            if not copied:  # rare (a backup made no snapshot), so its two key derivations are affordable
+                repo_id = self._repository_id(src)
+                if repo_id is not None and repo_id == self._repository_id(dst):
+                    return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc,
+                                                   self._same_repository_error(repo_id), details=details), wall)
+            details["newest_snapshot_time"] = self._newest_offsite(res.stdout, details["snapshots"], dst)
             return self._finish(StepResult("copy", "offsite", "success", time.monotonic() - started, res.rc,
                                            snapshot_id=copied[-1] if copied else None, details=details), wall)
         error = f"{res.meaning}: {self._copy_blame(src, restic.classify_failure(res.masked_stderr()))}"
         return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc, error,
                                        details=details), wall)
+
+    def _same_repository_error(self, repo_id: str | None) -> str:
+        return (f"offsite_repo is the local repository (both have restic repository id {(repo_id or '?')[:10]}): "
+                f"nothing leaves the site; point job {self.job.name}'s offsite_repo.url at a repository on the "
+                f"other site")
+
+    def _newest_offsite(self, copy_output: str, snapshots: int, dst: RepoAccess) -> float | None:
+        """Given a successful copy's output, return the time (epoch seconds) of the newest job snapshot now in
+        the off-site repository: the newest source snapshot the copy went through (each was copied or already
+        there). Should restic's output no longer give the times, the off-site repository is asked."""
+        times = restic.parse_copy_times(copy_output)
+        if not times and snapshots:
+            try:
+                listed = self._job_snapshots(dst) or []
+                times = [locks.parse_time(s.time) for s in listed]
+            except (execute.ToolFailed, ValueError, restic.ResticError):
+                return None  # last_success stays as it was: an alert rather than a false freshness
+        return max(times).timestamp() if times else None
 
     def _copy_blame(self, src: RepoAccess, reason: str) -> str:
         """Given the local repository and why a copy failed, return the reason naming the repository
@@ -394,7 +507,9 @@ class JobRunner:
             if res.ok:
                 return self._finish(StepResult("prune", kind, "failure", time.monotonic() - started, res.rc,
                                                str(exc), details=details), wall)
-        if res.ok:
+        if res.ok and self.job.retention.applies:
+            # A forget that applied no policy lists no snapshot at all: its 0 is no count (the config
+            # refuses such a policy; a hand-made job may still have one).
             details["snapshots"] = details.get("snapshots_kept")
         error = "" if res.ok else f"{res.meaning}: {restic.classify_failure(res.masked_stderr())}"
         return self._finish(StepResult("prune", kind, "success" if res.ok else "failure",
@@ -427,8 +542,11 @@ class JobRunner:
         snaps = restic.parse_snapshots(snaps_res.stdout)
         if not snaps:
             return fail("no snapshot of this job in the repository")
-        snap = max(snaps, key=lambda s: s.time)
-        details["snapshot"] = snap.short_id
+        try:
+            snap, taken = latest_snapshot(snaps)
+        except ValueError as exc:
+            return fail(f"cannot tell the latest snapshot: {exc}")
+        details.update(snapshot=snap.short_id, snapshot_time=taken.isoformat())
         ls = self.restic.run(restic.ls_argv(self.restic.binary, access, snap.id), access)
         if not ls.ok:
             return fail(f"cannot list snapshot {snap.short_id}: {restic.classify_failure(ls.masked_stderr())}", ls.rc)
@@ -455,6 +573,11 @@ class JobRunner:
             smoke_error = self._smoke(scratch)
             if smoke_error:
                 return fail(smoke_error, res.rc)
+            if not details["verified_files"]:
+                # "drill success" reads as "we restored data": with no file verified it cannot say that.
+                return self._finish(StepResult("drill", kind, "partial", time.monotonic() - started, res.rc,
+                                               nothing_verified(snap.short_id, details), snap.short_id, details),
+                                    wall)
             self._save_evidence(kind, snap.id, manifest)
             return self._finish(StepResult("drill", kind, "success", time.monotonic() - started, res.rc,
                                            snapshot_id=snap.short_id, details=details), wall)
@@ -464,13 +587,21 @@ class JobRunner:
     def _verify(self, chosen: Sequence[restic.Node], scratch: Path,
                 details: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         failures: list[str] = []
+        unverifiable: list[str] = []
         manifest: dict[str, str] = {}
         matched_source = 0
+        names = RestoredNames(scratch)
         for node in chosen:
-            restored = scratch / node.path.lstrip("/")
+            found = names.find(node.path)
+            if len(found) > 1:  # several names not UTF-8 that restic writes alike: which is which is unknown
+                unverifiable.append(node.path)
+                continue
+            restored = found[0] if found else None
             try:
-                size = restored.stat().st_size
+                size = os.stat(restored).st_size if restored is not None else -1
             except OSError:
+                size = -1
+            if size < 0:
                 failures.append(f"{node.path}: not restored")
                 continue
             if size != node.size:
@@ -478,9 +609,9 @@ class JobRunner:
                 continue
             digest = sha256_file(restored)
             manifest[node.path] = digest
-            source = Path(node.path)
+            source = restored[len(names.root):]  # the restore puts each file at the target + its own path
             try:
-                st = source.stat()
+                st = os.stat(source)
             except OSError:
                 st = None
             if st is not None and st.st_size == node.size and st.st_mtime_ns == mtime_ns(node.mtime):
@@ -491,6 +622,9 @@ class JobRunner:
             details["verified_files"] += 1
             details["verified_bytes"] += size
         details["matched_source_files"] = matched_source
+        details["unverifiable_names"] = len(unverifiable)
+        if unverifiable:
+            details["unverifiable"] = unverifiable[:20]
         return failures, manifest
 
     def _smoke(self, scratch: Path) -> str:
@@ -553,12 +687,15 @@ class JobRunner:
             last_success = entry.get("last_success")
             check = st["steps"].get(state.step_key(kind, "check"))
             drill = st["drill"].get(kind)
-            # One line a person reads first: what failed and why (live scan, last step, drill, check).
+            fresh = freshness(last_success, now, self.job.max_age_hours * 3600)
+            # One line a person reads first: what failed and why (live scan, freshness, last step, drill, check).
             reasons = [r for r in (f"status scan: {errors[kind]}" if errors.get(kind) else "",
+                                   stale_reason(fresh, kind, last_success, now, self.job.max_age_hours),
                                    reason(entry, step), reason(drill, "drill"), reason(check, "check")) if r]
             rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),
                          "last_attempt": entry.get("last_attempt"), "last_success": last_success,
                          "age_seconds": None if last_success is None else round(now - last_success, 1),
+                         "freshness": fresh, "max_age_seconds": self.job.max_age_hours * 3600,
                          "snapshots": repo_info.get("snapshots"), "size_bytes": repo_info.get("size_bytes"),
                          "size_time": repo_info.get("size_time"),
                          "latest_snapshot_bytes": repo_info.get("latest_snapshot_bytes"),

@@ -15,12 +15,14 @@ import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from citydc import execute
 from citydc.config.models import Repository, Retention
 from citydc.execute import Outcome
+from citydc.secrets import SecretUnavailable
 
 __all__ = [
     "MIN_VERSION",
@@ -105,13 +107,15 @@ def sftp_command(url: str, ssh_config: Path, ssh: str = "ssh") -> str:
 def repo_access(repo: Repository, environ: Mapping[str, str] | None = None, *, ssh: str = "ssh",
                 name: str = "") -> RepoAccess:
     """Given a configured repository (and ``tools.ssh``), return its RepoAccess. Raise SecretUnavailable
-    if the password is unset.
+    if the password is unset or empty.
 
     A ``file:`` password is handed over as RESTIC_PASSWORD_FILE (restic reads the file itself);
     an ``env:`` password as RESTIC_PASSWORD in the child's environment, which only the same user
     can read, unlike argv.
     """
     value = repo.password.reveal(dict(environ) if environ is not None else None)
+    if not value:  # restic says only "an empty password is not a password", after it started
+        raise SecretUnavailable(f"{repo.password.reference} is empty; restic needs a password")
     path = repo.password.file_path()
     env = {"RESTIC_PASSWORD_FILE": str(path)} if path else {"RESTIC_PASSWORD": value}
     options = (f"sftp.command={sftp_command(repo.url, repo.ssh_config, ssh)}",) if repo.ssh_config else ()
@@ -224,11 +228,24 @@ def ls_argv(binary: str, access: RepoAccess, snapshot: str) -> tuple[str, ...]:
 
 def restore_argv(binary: str, access: RepoAccess, snapshot: str, target: Path,
                  includes: Sequence[str] = ()) -> tuple[str, ...]:
-    """Return ``restic restore SNAPSHOT --target DIR --verify`` (restic re-reads and checks every file)."""
+    """Return ``restic restore SNAPSHOT --target DIR --verify`` (restic re-reads and checks every file),
+    restoring only the files at the paths ``includes`` (as ``ls --json`` gives them) when any are given."""
     out = [*base_argv(binary, access), "restore", snapshot, "--target", str(target), "--verify"]
     for path in includes:
-        out += ["--include", path]
+        out += ["--include", literal_pattern(path)]
     return tuple(out)
+
+
+def literal_pattern(path: str) -> str:
+    """Given a snapshot path as ``ls --json`` gives it, return the ``--include`` pattern matching just it.
+
+    restic reads an include as a glob (Go's filepath.Match per path element), so ``*``, ``?``, ``[``
+    and ``\\`` are escaped. ``ls --json`` writes each byte of a name that is not UTF-8 as U+FFFD,
+    which matches no name; ``?`` matches exactly one such byte (one invalid rune to Go), so the file
+    is still the one restored.
+    """
+    escaped = re.sub(r"([*?\[\\])", r"\\\1", path)
+    return escaped.replace(LOST_BYTE, "?")
 
 
 def list_locks_argv(binary: str, access: RepoAccess) -> tuple[str, ...]:
@@ -421,6 +438,26 @@ def parse_copy(text: str) -> tuple[list[str], list[str]]:
     return copied, skipped
 
 
+_SOURCE = re.compile(r"^snapshot [0-9a-f]{8,64} of \[.*\] at (?P<day>\d{4}-\d\d-\d\d) (?P<clock>\d\d:\d\d:\d\d)"
+                     r"(?P<frac>\.\d+)? (?P<zone>[+-]\d\d)(?P<minutes>\d\d)\b")
+
+
+def parse_copy_times(text: str) -> list[datetime]:
+    """Given ``copy`` text output, return the time of every source snapshot it went through, copied or
+    already there (``snapshot ID of [PATHS] at 2026-12-07 21:18:17.13 +0800 CST)``, Go's time format)."""
+    return [datetime.fromisoformat(f"{m['day']}T{m['clock']}{(m['frac'] or '')[:7]}{m['zone']}:{m['minutes']}")
+            for line in text.splitlines() if (m := _SOURCE.match(line.strip()))]
+
+
+def parse_config(text: str) -> str | None:
+    """Given ``cat config`` output, return the repository's id (None if the output has none)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
+
+
 _CREATED = re.compile(r"created restic repository (?P<id>[0-9a-f]+) at ")
 
 
@@ -470,6 +507,24 @@ def parse_restore(stdout: str, stderr: str) -> RestoreReport:
     return RestoreReport(int(m["n"]) if m else None, errors)
 
 
+LOST_BYTE = "\ufffd"  # what restic's JSON output writes for each byte of a name that is not UTF-8
+
+
+def lossy_name(raw: bytes) -> str:
+    """Given a file name's bytes, return it as restic's JSON output writes it: each byte that is not part
+    of valid UTF-8 becomes one U+FFFD (Go's encoding/json), unlike Python's ``errors="replace"``,
+    which may replace a run of bytes with one."""
+    out: list[str] = []
+    while raw:
+        try:
+            out.append(raw.decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            out += [raw[:exc.start].decode("utf-8"), LOST_BYTE]
+            raw = raw[exc.start + 1:]
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class Node:
     path: str
@@ -514,23 +569,45 @@ def parse_lock(lock_id: str, text: str) -> Lock:
         raise ResticError(f"cat lock {lock_id[:8]}: expected JSON with time, hostname, pid") from None
 
 
+# Markers of classify_failure, in order, compared in lower case. The network ones come before "no
+# repository": restic 0.14 adds "Is there a repository at the following location?" to any failure to
+# open a repository, a refused connection or an unknown host included, and "no repository" would send
+# the operator to `backup init` instead of the network or the server.
+_FAILURE_MARKERS = (
+    ("wrong password", "wrong password or no key found"),
+    ("repository unreachable", "unable to start the sftp session"),
+    ("repository unreachable", "connection refused"),
+    ("repository unreachable", "no such host"),
+    ("repository unreachable", "i/o timeout"),
+    ("repository unreachable", "no route to host"),
+    ("repository unreachable", "network is unreachable"),
+    ("no repository", "is there a repository at the following location?"),
+    ("no repository", "unable to open config file"),
+    ("repository locked", "repository is already locked"),
+    ("repository contains errors", "repository contains errors"),
+)
+_FRAME = re.compile(r"^\t\S+:\d+")  # a Go stack frame's file:line, under its function's line
+
+
 def classify_failure(stderr: str) -> str:
     """Given restic's stderr after a failure, return a short reason (for people and events)."""
-    checks = [
-        ("wrong password", "wrong password or no key found"),
-        ("no repository", "Is there a repository at the following location?"),
-        ("no repository", "unable to open config file"),
-        ("repository locked", "repository is already locked"),
-        ("repository unreachable", "unable to start the sftp session"),
-        ("repository unreachable", "connection refused"),
-        ("repository unreachable", "Connection refused"),
-        ("repository contains errors", "repository contains errors"),
-    ]
-    for reason, marker in checks:
-        if marker in stderr:
+    lowered = stderr.lower()
+    for reason, marker in _FAILURE_MARKERS:
+        if marker in lowered:
             return reason
     fatal = [line for line in stderr.splitlines() if line.startswith("Fatal:")]
-    return fatal[-1][len("Fatal: "):].strip() if fatal else (stderr.strip().splitlines() or ["failed"])[-1]
+    return fatal[-1][len("Fatal: "):].strip() if fatal else error_before_trace(stderr)
+
+
+def error_before_trace(stderr: str) -> str:
+    """Given stderr without a ``Fatal:`` line, return its last line, or, when a Go stack trace follows
+    the error (restic 0.14 prints one for ``write …: file too large``), the error line before the trace:
+    the last line there naming a cause (``…: …``), else the last one."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    start = next((i - 1 for i, line in enumerate(lines) if _FRAME.match(line)), len(lines))
+    start = min(start, next((i for i, line in enumerate(lines) if line.startswith("goroutine ")), len(lines)))
+    before = [line.strip() for line in lines[:max(start, 0)]] or [line.strip() for line in lines[-1:]]
+    return next((line for line in reversed(before) if ": " in line), before[-1] if before else "failed")
 
 
 # classify_failure's reasons that mean restic could not open a repository at all. restic 0.14's

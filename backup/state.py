@@ -24,7 +24,7 @@ from typing import Any
 
 from citydc import atomicfile
 
-__all__ = ["LOCK_TIMEOUT_SECONDS", "StateLocked", "advance_check_cycle", "load", "load_all", "locked",
+__all__ = ["LOCK_TIMEOUT_SECONDS", "StateDamaged", "StateLocked", "advance_check_cycle", "load", "load_all", "locked",
            "metrics_locked", "next_check_subset", "save", "step_key", "update"]
 
 LOCK_TIMEOUT_SECONDS = 30.0  # the lock is held only around a load and a save: waiting this long means a hang
@@ -46,6 +46,10 @@ class _TestHooks:
 TEST_HOOKS = _TestHooks()
 
 
+class StateDamaged(ValueError):
+    """A job's state file is not the JSON object citydc wrote; names the file and how to recover."""
+
+
 class StateLocked(RuntimeError):
     """Another process held a job's state lock longer than the bounded wait; names the job and the holder."""
 
@@ -65,20 +69,29 @@ def _lock_path(state_dir: Path, job: str) -> Path:
 def load(state_dir: Path, job: str) -> dict[str, Any]:
     """Given the state directory and a job name, return its state (empty when none was saved yet).
 
-    Raise ValueError naming the file if it is not valid JSON (never silently start over).
+    Raise StateDamaged (a ValueError) naming the file if it is not valid JSON or not an object of
+    objects as saved (never silently start over).
     """
     path = _path(state_dir, job)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {"job": job, "steps": {}, "repos": {}, "check_cycle": {}, "drill": {}}
+    except UnicodeDecodeError as exc:
+        raise StateDamaged(f"{path}: not UTF-8 text ({exc.reason}); {_RECOVER}") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); move it away to start a new state") from None
+        raise StateDamaged(f"{path}: not valid JSON ({exc}); {_RECOVER}") from None
+    if not isinstance(data, dict):
+        raise StateDamaged(f"{path}: expected a JSON object, got {type(data).__name__}; {_RECOVER}")
     for key in ("steps", "repos", "check_cycle", "drill"):
-        data.setdefault(key, {})
+        if not isinstance(data.setdefault(key, {}), dict):
+            raise StateDamaged(f"{path}: {key!r} is not a JSON object; {_RECOVER}")
     return data
+
+
+_RECOVER = "move it away to start a new state"
 
 
 def load_all(state_dir: Path) -> list[dict[str, Any]]:

@@ -8,6 +8,14 @@ the tool's table: an exit code the table does not know is a failure, never a suc
 The one other place that starts processes is ansible-runner (``citydc.play.runner``): it starts
 ``ansible-playbook`` itself, with an allow-listed environment and secrets in a removed 0600 file;
 its exit status is read through the ``ansible-playbook`` table here.
+
+A program is never just killed while it may still clean up: on a timeout, an interrupt (Ctrl-C) or a
+consumer that stops reading, it gets SIGINT, as from a terminal, and ``STOP_GRACE_SECONDS`` to end
+(restic removes its repository lock then; Python's own ``subprocess.run`` kills it 0.25 s after an
+interrupt, leaving the lock for ``lock_stale_seconds``); only then SIGKILL. While a program runs on the
+main thread (``run``, ``stream_lines``), SIGTERM to citydc is an interrupt as well (where nothing else
+handles SIGTERM), so a ``kill PID`` of citydc stops the program the same way instead of leaving it
+running unwatched.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -41,6 +50,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0  # a stopped program's time to clean up after SIGINT (restic: remove its lock)
 
 
 class Outcome(StrEnum):
@@ -201,16 +212,63 @@ def run(
     full_env = {**os.environ, **(env or {})}
     log.debug("run %s: %s", tool, mask(shlex.join(argv), secrets))
     started = time.monotonic()
-    try:
-        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout,
-                              input=input_text, cwd=cwd, check=False, errors="replace")
-    except FileNotFoundError:
-        raise ToolFailed(f"{tool}: program not found: {argv[0]} (install it or set tools.* in citydc.yaml)") from None
-    except subprocess.TimeoutExpired:
-        raise ToolFailed(f"{tool}: timed out after {timeout} s: {mask(shlex.join(argv), secrets)}") from None
+    with _terminate_interrupts():
+        try:
+            proc = subprocess.Popen(argv, env=full_env, stdin=None if input_text is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                                    errors="replace")
+        except FileNotFoundError:
+            raise ToolFailed(f"{tool}: program not found: {argv[0]} (install it or set tools.* in citydc.yaml)") \
+                from None
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(input_text, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                raise ToolFailed(f"{tool}: timed out after {timeout} s: {mask(shlex.join(argv), secrets)}") from None
+            except BaseException:  # an interrupt: the program ends first, cleaning up as it can
+                _stop(proc)
+                raise
     outcome, meaning = interpret_exit_code(tool, proc.returncode)
-    return Result(tool, argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started,
+    return Result(tool, argv, proc.returncode, stdout, stderr, time.monotonic() - started,
                   outcome, meaning, tuple(s for s in secrets if s))
+
+
+def _stop(proc: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Given a started program, return once it has ended: if it still runs, send SIGINT (what Ctrl-C
+    sends; restic then removes its lock) and wait up to ``grace`` seconds, then SIGKILL. A second
+    interrupt while waiting kills it at once (and goes on up)."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_interrupts() -> Iterator[None]:
+    """While a program runs, make SIGTERM to citydc raise KeyboardInterrupt, so the program is stopped by
+    ``_stop`` (not left running, or, in a process group, killed mid-write). Only on the main thread (the only
+    one that may set handlers) and only where SIGTERM has its default action: a command's own handler stays."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
@@ -234,13 +292,19 @@ def stream_lines(
 ) -> Iterator[str]:
     """Given argv, yield stdout lines as they come; fill ``done`` when the process ends.
 
-    For tools with progress output (``restic --json``). The process is killed if the consumer
-    stops early or ``timeout`` passes.
+    For tools with progress output (``restic --json``). The process is stopped (``_stop``: SIGINT, then
+    SIGKILL after ``STOP_GRACE_SECONDS``) if the consumer stops early or ``timeout`` passes.
     """
     argv = tuple(str(a) for a in argv)
     _check_argv(argv, secrets)
     log.debug("stream %s: %s", tool, mask(shlex.join(argv), secrets))
     deadline = None if timeout is None else time.monotonic() + timeout
+    with _terminate_interrupts():
+        yield from _stream_lines(tool, argv, done, env, secrets, timeout, deadline)
+
+
+def _stream_lines(tool: str, argv: tuple[str, ...], done: Streamed, env: Mapping[str, str] | None,
+                  secrets: Sequence[str], timeout: float | None, deadline: float | None) -> Iterator[str]:
     try:
         proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace")
@@ -262,9 +326,7 @@ def stream_lines(
         done.rc = proc.returncode
         done.outcome, done.meaning = interpret_exit_code(tool, proc.returncode)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def stream_chunks(
@@ -280,7 +342,7 @@ def stream_chunks(
     """Given argv, yield stdout as raw byte chunks (up to ``size``) as they come; fill ``done`` at the end.
 
     For bulk output parsed in blocks (``ldapsearch`` LDIF of 100k entries), where a Python-level
-    iteration per line would cost more than the tool itself. Killed like ``stream_lines``.
+    iteration per line would cost more than the tool itself. Stopped like ``stream_lines``.
     """
     argv = tuple(str(a) for a in argv)
     _check_argv(argv, secrets)
@@ -309,6 +371,4 @@ def stream_chunks(
         done.rc = proc.returncode
         done.outcome, done.meaning = interpret_exit_code(tool, proc.returncode)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

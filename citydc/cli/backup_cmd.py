@@ -1,7 +1,8 @@
 """``citydc backup``: run, check, prune, drill, init and status of the restic backup jobs.
 
-Exit codes: 0 every step succeeded; 1 a step failed or was only partial (some files unreadable);
-2 the config, the job name or a password reference is wrong.
+Exit codes: 0 every step succeeded; 1 a step failed or was only partial (some files unreadable), or
+(status) a repository is stale or never backed up; 2 the config, the job name, a password reference
+or a job's state file is wrong.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from citydc import execute
 from citydc.backup import locks, metrics, restic, state
 from citydc.backup.jobs import JobRunner, StepResult, worst
 from citydc.cli import timefmt
@@ -63,18 +65,31 @@ def _runner(ctx: click.Context, name: str, **kwargs: Any) -> tuple[LoadedConfig,
     job = _job(loaded, name)
     state_dir = loaded.resolve(cfg.backup.state_dir)
     runner = restic.Restic(binary=cfg.tools.restic, cache_dir=state_dir / "cache")
-    try:  # a password reference that resolves to nothing is a config error, found before anything runs
-        for repo in (job.local_repo, job.offsite_repo):
+    for field in ("local_repo", "offsite_repo"):
+        repo = getattr(job, field)
+        try:  # a password reference that resolves to nothing is a config error, found before anything runs
             if repo is not None:
                 restic.repo_access(repo)
-    except SecretUnavailable as exc:
-        fail(f"job {name}: repository password: {exc}", EXIT_CONFIG)
+        except SecretUnavailable as exc:
+            fail(f"job {name}: {field} password: {exc}", EXIT_CONFIG)
+    _check_state(loaded, name, state_dir)
     try:
         runner.version()
-    except (restic.ResticError, OSError) as exc:
+    except (restic.ResticError, OSError, execute.ToolFailed) as exc:
         fail(str(exc), EXIT_FAILED, hint="install restic 0.14 or newer, or set tools.restic in citydc.yaml")
     return loaded, JobRunner(job, runner, state_dir, _emitter(loaded), cfg.backup.lock_stale_seconds,
                              ssh=cfg.tools.ssh, **kwargs)
+
+
+def _check_state(loaded: LoadedConfig, name: str, state_dir: Path) -> None:
+    """End with one line (exit 2) if job ``name``'s state file cannot be read: found before restic runs,
+    not when a snapshot made meanwhile is to be recorded (and its off-site copy would be left undone)."""
+    try:
+        state.load(state_dir, name)
+    except state.StateDamaged as exc:
+        fail(f"job {name}: state: {exc}", EXIT_CONFIG)
+    except OSError as exc:
+        fail(f"job {name}: {_os_error(loaded, name, exc)}", _exit_code(exc))
 
 
 def _path_field(loaded: LoadedConfig, name: str | None, path: str | None) -> str:
@@ -152,12 +167,19 @@ def step_detail(r: StepResult) -> str:
     if not r.ok:
         return r.error or f"{r.status} (exit code {r.exit_code})"
     if r.step == "drill":
-        return f"{d.get('verified_files')} files, {_human_bytes(d.get('verified_bytes'))} verified"
+        return (f"{d.get('verified_files')} files, {_human_bytes(d.get('verified_bytes'))} verified, snapshot "
+                f"{d.get('snapshot')} of {d.get('snapshot_time')}{_unverifiable(d)}")
     if r.step == "check":
         return f"read subset {d.get('subset')}"
     if r.step == "copy":
-        return f"{len(d.get('snapshots_copied') or [])} snapshot(s) copied"
+        return (f"{len(d.get('snapshots_copied') or [])} snapshot(s) copied, newest off-site from "
+                f"{timefmt.show(d.get('newest_snapshot_time'), 'none')}")
     return ""
+
+
+def _unverifiable(details: dict[str, Any]) -> str:
+    n = details.get("unverifiable_names")
+    return f"; {n} file(s) with names restic cannot tell apart not verified" if n else ""
 
 
 def run_rows(results: Sequence[StepResult]) -> list[list[str]]:
@@ -222,6 +244,10 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED, hint="the lock is held only while a command records a result; "
                                              "a long wait means that command hangs (look at it with ps -p PID)")
+        except state.StateDamaged as exc:  # damaged while restic ran (checked before it started)
+            fail(f"job {name}: state: {exc}", EXIT_CONFIG)
+        except execute.ToolFailed as exc:  # restic timed out (or vanished): no step result to show
+            fail(f"job {name}: {exc}", EXIT_FAILED)
         finally:
             _write_metrics(loaded)
     ctx.exit(_report(name, results, runner, as_json, wide))
@@ -231,8 +257,9 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
 def backup_group() -> None:
     """restic backup jobs: backup, off-site copy, retention, checks and restore drills.
 
-    Exit codes: 0 every step succeeded; 1 a step failed or was partial (the reason is on its row);
-    2 the config, the job name or a password reference is wrong.
+    Exit codes: 0 every step succeeded; 1 a step failed or was partial (the reason is on its row), or
+    (status) a repository is stale or never backed up; 2 the config, the job name, a password
+    reference or a state file is wrong.
     """
 
 
@@ -308,7 +335,13 @@ def drill_cmd(ctx: click.Context, job: str, repo: str, as_json: bool, wide: bool
     _act(ctx, job, as_json, lambda r: [r.drill(repo)], wide)
 
 
-STATUS_COLUMNS = (Column("job"), Column("repo"), Column("last", style=status_style), Column("last success"),
+def _status_style(value: str) -> str | None:
+    """Given a status cell, return its style: a stale or never backed-up repository is as red as a failure."""
+    return "bold red" if value in NOT_FRESH else status_style(value)
+
+
+NOT_FRESH = ("stale", "never")
+STATUS_COLUMNS = (Column("job"), Column("repo"), Column("last", style=_status_style), Column("last success"),
                   Column("age", right=True, drop=2), Column("snapshots", right=True, drop=4),
                   Column("repo size", right=True, drop=3), Column("last snapshot", right=True, drop=5),
                   Column("last drill", style=status_style, drop=1), Column("drilled", drop=6),
@@ -349,7 +382,9 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     """Given ``JobRunner.status`` rows, return the status table's rows, failures first.
 
     The "last" cell is the worst of the last backup/copy, drill and check, so a failed drill
-    sorts first and is red even after a clean backup; the reason cell says which and why.
+    sorts first and is red even after a clean backup; then ``never`` or ``stale`` when the repository
+    has no successful backup (off-site: no snapshot) within the job's max_age_hours. The reason cell
+    says which and why.
     """
     table = []
     for r in rows:
@@ -357,12 +392,14 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
         check = r.get("last_check") or {}
         statuses = [s for s in (r["status"], drill.get("status"), check.get("status")) if s]
         overall = "failure" if r["error"] or "failure" in statuses else (
+            r["freshness"] if r.get("freshness") in NOT_FRESH else
             "partial" if "partial" in statuses else (r["status"] or "-"))
         table.append([r["job"], r["repo"], overall, timefmt.show(r["last_success"]), _age(r["age_seconds"]),
                       str(r["snapshots"]) if r["snapshots"] is not None else "-", _human_bytes(r["size_bytes"]),
                       _human_bytes(r["latest_snapshot_bytes"]), drill.get("status") or "never",
                       timefmt.show(drill.get("time"), "-"), r.get("reason") or r["error"]])
-    return failures_first(table, 2)
+    # Stale and never-backed-up rows before the fresh ones (failures_first keeps that order among equals).
+    return failures_first(sorted(table, key=lambda row: row[2] not in NOT_FRESH), 2)
 
 
 @backup_group.command("status", epilog=examples("citydc backup status", "citydc backup status siwei-ldap --offline "
@@ -377,7 +414,12 @@ def status_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
 def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json: bool, wide: bool,
                utc: bool) -> None:
     """Per job and repository: last result, last success, age, snapshots, size, last drill, and the reason
-    of the last failure (backup, copy, drill or check). Exit 1 if any of them failed or was partial."""
+    of the last failure (backup, copy, drill or check).
+
+    A repository whose newest successful backup (off-site: the newest snapshot copied there) is older
+    than the job's max_age_hours (default 26) is "stale", one with none is "never".
+
+    Exit 1 if any of them failed, was partial, stale or never backed up."""
     loaded = load_config(ctx)
     show_times(loaded, utc)
     names = list(jobs) or [j.name for j in loaded.config.backup.jobs]
@@ -395,6 +437,10 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
             fail(f"job {name}: {exc}", EXIT_CONFIG)
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED)
+        except state.StateDamaged as exc:
+            fail(f"job {name}: state: {exc}", EXIT_CONFIG)
+        except execute.ToolFailed as exc:
+            fail(f"job {name}: {exc}", EXIT_FAILED)
         except OSError as exc:
             fail(f"job {name}: {_os_error(loaded, name, exc)}", _exit_code(exc))
     if not offline:  # offline reads the state and changes nothing, so the metrics rendered from it stand

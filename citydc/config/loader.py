@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from citydc.config.models import BUILTIN_SNMP_MODULES, CONFIG_PLATFORMS, Config
+from citydc.config.models import BUILTIN_SNMP_MODULES, CONFIG_PLATFORMS, Config, repository_key
 from citydc.secrets import SecretRef
 
 __all__ = ["ConfigError", "ConfigInvalid", "LoadedConfig", "load", "load_data", "load_text", "read_yaml"]
@@ -376,7 +376,7 @@ def _names(values: Iterable[Any]) -> str:
     return ", ".join(sorted(str(v) for v in values)) or "none"
 
 
-def _cross_references(raw: Any) -> list[tuple[str, str]]:
+def _cross_references(raw: Any, base_dir: Path | None = None) -> list[tuple[str, str]]:
     """Given the raw mapping, return errors in references between sections.
 
     Works on the raw data so it runs even when structural validation failed elsewhere. Any node
@@ -512,6 +512,7 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         if own_site is not None and off_site == own_site:
             errors.append((f"{base}.offsite_repo.site",
                            f'off-site repository is on the job\'s own site "{own_site}"; expected the other site'))
+        errors.extend(_same_repository(base, job, base_dir))
     report = _mapping(raw.get("report"))
     links = _entries(report.get("links"))
     check_unique("report.links", links, "name", "link name")
@@ -533,6 +534,19 @@ def _cross_references(raw: Any) -> list[tuple[str, str]]:
         check_site(f"report.sites[{i}].id", site.get("id"))
     errors.extend(_alerting_references(_mapping(raw.get("alerting")), check_site))
     return errors
+
+
+def _same_repository(base: str, job: dict, base_dir: Path | None) -> list[tuple[str, str]]:
+    """Given a raw backup job (at ``base``), return an error when its offsite_repo is its local_repo
+    written again (the same normalised path or URL): every copy would succeed with nothing leaving the site."""
+    local, offsite = (_mapping(job.get(key)).get("url") for key in ("local_repo", "offsite_repo"))
+    if not (isinstance(local, str) and isinstance(offsite, str)):
+        return []
+    if repository_key(local, base_dir) != repository_key(offsite, base_dir):
+        return []
+    name = job.get("name") if isinstance(job.get("name"), str) else "?"
+    return [(f"{base}.offsite_repo.url", f'job "{name}": the same repository as local_repo.url ({local}); expected '
+                                         "a repository on the other site")]
 
 
 def _alerting_references(alerting: dict, check_site: Any) -> list[tuple[str, str]]:
@@ -585,7 +599,7 @@ def load_data(raw: Any, filename: str = "citydc.yaml", *, base_dir: Path | None 
             config = Config.model_validate(raw, context=context)
         except ValidationError as exc:
             found.extend(_pydantic_errors(exc))
-        found.extend(_cross_references(raw))
+        found.extend(_cross_references(raw, context["base_dir"]))
     if errors or found or config is None:
         unique = list(dict.fromkeys(found))
         raise ConfigInvalid(filename, [*errors, *(ConfigError(p, m, _line_for(lines or {}, p)) for p, m in unique)])

@@ -8,6 +8,7 @@ sample config are generated from them (``citydc config schema`` / ``citydc confi
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import urllib.parse
 from pathlib import Path
@@ -298,6 +299,16 @@ class Netflow(Model):
 _RESTIC_REMOTE = ("sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
 
 
+def repository_key(url: str, base_dir: Path | None) -> str:
+    """Given a repository URL as written and the config's directory, return it in a form that is the
+    same for two spellings of one repository: a local path (``local:`` or not) absolute and normalised
+    (``./repos/../repos/a`` is ``repos/a``), a remote URL without trailing slashes."""
+    if url.startswith(_RESTIC_REMOTE):
+        return url.rstrip("/")
+    path = url[len("local:"):] if url.startswith("local:") else url
+    return os.path.normpath(resolve_text(path, base_dir))
+
+
 class Repository(Model):
     url: str = Field(min_length=1,
                      description="restic repository: a path, sftp:host:/path, rest:https://..., s3:...")
@@ -315,10 +326,29 @@ class Repository(Model):
         return prefix + resolve_text(value[len(prefix):], base_dir_of(info))
 
 
+# A daily job's freshness limit: a day and two hours for a slow run. alerts/backup.rules.yml
+# (BackupNotSucceeded) uses the same 26 h; tests/unit/backup/test_freshness.py keeps them equal.
+BACKUP_MAX_AGE_HOURS = 26
+
+
 class Retention(Model):
     keep_daily: int = Field(default=7, ge=0, description="daily snapshots kept")
     keep_weekly: int = Field(default=4, ge=0, description="weekly snapshots kept")
     keep_monthly: int = Field(default=12, ge=0, description="monthly snapshots kept")
+
+    @model_validator(mode="after")
+    def keeps_something(self) -> Retention:
+        # restic forget with every --keep-* 0 applies no policy: it removes nothing and says so, and
+        # "keep nothing" (delete every backup) is no retention policy either.
+        if not self.applies:
+            raise ValueError("keep_daily, keep_weekly and keep_monthly are all 0, which is no policy (restic "
+                             "would keep every snapshot); set at least one of them to 1 or more")
+        return self
+
+    @property
+    def applies(self) -> bool:
+        """Whether restic forget applies this policy (at least one keep_* is 1 or more)."""
+        return max(self.keep_daily, self.keep_weekly, self.keep_monthly) >= 1
 
 
 class BackupJob(Model):
@@ -335,6 +365,10 @@ class BackupJob(Model):
     tags: list[str] = Field(default=[], description="restic tags added to each snapshot")
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
     check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
+    max_age_hours: float = Field(
+        default=BACKUP_MAX_AGE_HOURS, gt=0,
+        description="backup status: a repository is STALE (exit 1) when its newest success (off-site: its newest "
+                    "snapshot) is older than this; 26 h as the BackupNotSucceeded alert")
     drill_sample_files: int = Field(default=0, ge=0, le=10000,
                                     description="restore drill: files restored at random (0 = the whole snapshot)")
     drill_smoke_command: list[str] = Field(

@@ -151,3 +151,61 @@ def test_a_damaged_spool_chain_head_stops_the_run_with_one_line_naming_the_file(
     assert run.returncode == 1
     assert run.stderr.startswith("error: the security log cannot record events: ") and str(head) in run.stderr
     assert "move it aside" in run.stderr
+
+
+def local_snapshots(repos: Path) -> int:
+    proc = subprocess.run(["restic", "-r", str(repos / "local-repo"), "snapshots", "--json"], capture_output=True,
+                          text=True, env={**os.environ, "RESTIC_PASSWORD": LOCAL_PW}, timeout=120, check=True)
+    return len(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize("damage", ["{garbage", "[]"])
+def test_a_damaged_state_file_stops_every_command_before_restic_with_one_line(tmp_path, repos, damage):
+    job = Setup(tmp_path, repos)
+    assert job.cli("run", "j1").returncode == 0
+    state_file = tmp_path / "state" / "j1.json"
+    state_file.write_text(damage)
+    before = local_snapshots(repos)
+    for args in (("run", "j1"), ("check", "j1"), ("prune", "j1"), ("drill", "j1"), ("status",)):
+        proc = job.cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"error: job j1: state: {state_file}: ") and proc.stderr.count("\n") == 1
+        assert "move it away to start a new state" in proc.stderr
+        if args[0] == "run":  # refused before restic ran: no snapshot left without its off-site copy
+            assert local_snapshots(repos) == before
+
+
+def test_a_missing_restic_program_is_one_error_line(tmp_path, repos):
+    job = Setup(tmp_path, repos)
+    cfg = json.loads(job.config.read_text())
+    job.config.write_text(json.dumps({**cfg, "tools": {"restic": str(tmp_path / "no-restic-here")}}))
+    proc = job.cli("run", "j1")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: restic: program not found: {tmp_path / 'no-restic-here'}")
+
+
+def test_restic_failing_to_start_inside_a_step_is_one_error_line(tmp_path, repos):
+    # A restic that answers the version check and then is gone: the step's restic start raises ToolFailed,
+    # as a restic timeout does.
+    vanishing = tmp_path / "restic"
+    vanishing.write_text('#!/bin/sh\n[ "$1" = version ] && rm -f "$0" && echo "restic 0.14.0 compiled with go" '
+                         '&& exit 0\nexec restic "$@"\n')
+    vanishing.chmod(0o700)
+    job = Setup(tmp_path, repos)
+    cfg = json.loads(job.config.read_text())
+    job.config.write_text(json.dumps({**cfg, "tools": {"restic": str(vanishing)}}))
+    proc = job.cli("check", "j1")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == f"error: job j1: restic: program not found: {vanishing} (install it or set tools.* in " \
+                          "citydc.yaml)\n"
+
+
+@pytest.mark.parametrize("content", ["", "\n"])
+def test_an_empty_password_file_is_a_setup_error_before_restic_runs(tmp_path, repos, content):
+    job = Setup(tmp_path, repos)
+    (tmp_path / "pw2").write_text(content)
+    proc = job.cli("run", "j1")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: job j1: offsite_repo password: file:{tmp_path / 'pw2'} is empty; restic needs a " \
+                          "password\n"
+    assert not (tmp_path / "state" / "j1.json").exists()

@@ -178,12 +178,15 @@ def secret_in_argument(arg: str, secret: str) -> str | None:
     return None
 
 
-def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
-    """Raise SecretInArgv if a secret value occurs in an argument (see ``secret_in_argument``).
+def _check_argv(tool: str, argv: Sequence[str], secrets: Sequence[str]) -> None:
+    """Raise ToolFailed if argv names no program, SecretInArgv if a secret value occurs in an argument
+    (see ``secret_in_argument``).
 
     Secrets go through the environment or files: every user can read an argv in /proc, and it ends up
     in process listings and audit logs.
     """
+    if not argv or not argv[0]:  # Popen would raise IndexError, or PermissionError for the empty program
+        raise ToolFailed(f"{tool}: no program to run (an empty command)")
     for n, arg in enumerate(argv):
         for index, secret in enumerate(secrets):
             where = secret_in_argument(arg, secret)
@@ -208,7 +211,7 @@ def run(
     the program is missing or times out.
     """
     argv = tuple(str(a) for a in argv)
-    _check_argv(argv, secrets)
+    _check_argv(tool, argv, secrets)
     full_env = {**os.environ, **(env or {})}
     log.debug("run %s: %s", tool, mask(shlex.join(argv), secrets))
     started = time.monotonic()
@@ -296,7 +299,7 @@ def stream_lines(
     SIGKILL after ``STOP_GRACE_SECONDS``) if the consumer stops early or ``timeout`` passes.
     """
     argv = tuple(str(a) for a in argv)
-    _check_argv(argv, secrets)
+    _check_argv(tool, argv, secrets)
     log.debug("stream %s: %s", tool, mask(shlex.join(argv), secrets))
     deadline = None if timeout is None else time.monotonic() + timeout
     with _terminate_interrupts():
@@ -345,7 +348,7 @@ def stream_chunks(
     iteration per line would cost more than the tool itself. Stopped like ``stream_lines``.
     """
     argv = tuple(str(a) for a in argv)
-    _check_argv(argv, secrets)
+    _check_argv(tool, argv, secrets)
     log.debug("stream %s: %s", tool, mask(shlex.join(argv), secrets))
     deadline = None if timeout is None else time.monotonic() + timeout
     try:

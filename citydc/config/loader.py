@@ -10,11 +10,16 @@ exist). Nothing runs before the whole file is valid, and code after the load see
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import os
 import re
+import stat
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import yaml
@@ -244,6 +249,12 @@ def _where(mark: yaml.Mark | None) -> tuple[str, int | None]:
     return (f" at column {mark.column + 1}" if mark else ""), (mark.line + 1 if mark else None)
 
 
+def _mark_at(text: str, index: int) -> yaml.Mark:
+    """Given text and an index into it, return the mark (0-based line and column) of that character."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return yaml.Mark("<config>", index, text.count("\n", 0, index), index - line_start, None, None)
+
+
 def _yaml_error(filename: str, message: str, mark: yaml.Mark | None) -> ConfigInvalid:
     column, line = _where(mark)
     return ConfigInvalid(filename, [ConfigError("", f"not valid YAML{column}: {message}", line)])
@@ -252,7 +263,10 @@ def _yaml_error(filename: str, message: str, mark: yaml.Mark | None) -> ConfigIn
 def read_yaml(text: str, filename: str) -> tuple[Any, dict[str, int], list[ConfigError]]:
     """Given YAML text, return (data, {path: line}, duplicate-key errors). Raise ConfigInvalid if it
     cannot be read, or aliases or nesting make it recursive, too deep or too big."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the reader checks every character up front: a control character, NUL
+        raise _yaml_error(filename, _yaml_problem(exc), _mark_at(text, exc.position)) from None
     try:
         try:
             node = loader.get_single_node()
@@ -305,7 +319,8 @@ _REMOVED_TOOLS = {"snmpget", "snmpbulkwalk", "snmpd", "haproxy", "promtool", "an
 
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
-    for err in exc.errors(include_url=False, include_input=False):
+    # The input is kept for its type only (_expected_text); no message quotes it, as it may be a secret.
+    for err in exc.errors(include_url=False):
         loc = list(err["loc"])
         # The tag pydantic adds for a discriminated union (snmp_auth.<name>.<tag>, security_log.sink.<tag>,
         # sso[i].<tag>) is no key of the file; drop it there only, so a profile named "3" keeps its name.
@@ -316,7 +331,9 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
         if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "tools" and loc[1] in _REMOVED_TOOLS:
             msg = "no longer a setting: citydc does not run this program itself (the lab finds its own); remove it"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the schema; check its spelling)"
+            msg = "unknown key (not part of the schema; check its spelling)" + _did_you_mean(loc)
+        elif err["type"] == "string_type" and loc[-1:] != ["[key]"]:
+            msg = _expected_text(err.get("input")) or msg
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -332,6 +349,66 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
             continue
         out.append((format_loc(loc), msg))
     return out
+
+
+def _did_you_mean(loc: list[Any]) -> str:
+    """Given the loc of an unknown key, return '; did you mean "x"?' naming the closest key of its model, or ""."""
+    close = difflib.get_close_matches(str(loc[-1]), sorted(_keys_at(loc[:-1])), n=1)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def _keys_at(loc: list[Any]) -> set[str]:
+    """Given the loc of a mapping in the file, return the keys its model (or models, in a union) takes."""
+    types: list[Any] = [Config]
+    for part in loc:
+        types = [inner for t in types for inner in _member_types(t, part)]
+    return {name for t in types for name in _model_fields(t)}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """Given a type annotation, return its alternatives without Annotated, Optional or union wrappers."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is UnionType:
+        return [inner for arg in typing.get_args(annotation) for inner in _unwrap(arg)]
+    return [annotation]
+
+
+def _member_types(annotation: Any, part: Any) -> list[Any]:
+    """Given a type and one loc part (a field name, list index or mapping key), return the types of that member."""
+    out: list[Any] = []
+    for t in _unwrap(annotation):
+        if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(part, str) and part in t.model_fields:
+            out.append(t.model_fields[part].annotation)
+        elif typing.get_origin(t) is list and isinstance(part, int):
+            out.append(typing.get_args(t)[0])
+        elif typing.get_origin(t) is dict:
+            out.append(typing.get_args(t)[1])
+    return out
+
+
+def _model_fields(annotation: Any) -> list[str]:
+    return [name for t in _unwrap(annotation) if isinstance(t, type) and issubclass(t, BaseModel)
+            for name in t.model_fields]
+
+
+# What YAML 1.1 reads an unquoted scalar as, for a value of another type where text is expected.
+_YAML_SCALARS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean (YAML reads an unquoted yes, no, on, off, true or false as one)"),
+    (datetime.date, "a date (YAML reads an unquoted 2026-12-07 as one)"),
+    (int, "a number (YAML reads an unquoted 010 as the octal number 8, and 1_000 as 1000)"),
+    (float, "a number (YAML reads an unquoted 1.5 or 1e3 as one)"),
+)
+
+
+def _expected_text(value: Any) -> str | None:
+    """Given a value where text was expected, return the message saying what YAML read it as and to quote it,
+    or None if it is no scalar YAML reads unquoted. The value itself is not repeated (it may be a secret)."""
+    for kind, meaning in _YAML_SCALARS:
+        if isinstance(value, kind):
+            return f"expected text, got {meaning}; quote it if it is text"
+    return None
 
 
 def _key_loc(parent: list[Any], key: Any) -> str:
@@ -545,7 +622,8 @@ def _same_repository(base: str, job: dict, base_dir: Path | None) -> list[tuple[
     if repository_key(local, base_dir) != repository_key(offsite, base_dir):
         return []
     name = job.get("name") if isinstance(job.get("name"), str) else "?"
-    return [(f"{base}.offsite_repo.url", f'job "{name}": the same repository as local_repo.url ({local}); expected '
+    # The URL is not repeated: a REST URL may hold a password in its userinfo, and the error names both fields.
+    return [(f"{base}.offsite_repo.url", f'job "{name}": the same repository as local_repo.url; expected '
                                          "a repository on the other site")]
 
 
@@ -613,16 +691,64 @@ def load_text(text: str, filename: str = "citydc.yaml", *, base_dir: Path | None
     return load_data(raw, filename, base_dir=base_dir, check_files=check_files, lines=lines, errors=duplicates)
 
 
+# Far above any real citydc.yaml (the sample is about 30 KiB), far below what PyYAML takes seconds and
+# gigabytes to compose: a wrong --config (a log file, a dump) is refused before it is read.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """Given a path, return the bytes of the regular file there. Raise ConfigInvalid if it cannot be read,
+    is no regular file or is larger than MAX_CONFIG_BYTES.
+
+    Opened without blocking, then checked on the open descriptor: a FIFO with no writer would block
+    the open (and the command) forever, and a device such as /dev/zero never ends."""
+    def refused(message: str) -> ConfigInvalid:
+        return ConfigInvalid(str(path), [ConfigError("", message)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refused(f"cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refused(f"not a regular file ({_file_kind(info.st_mode)}); expected a YAML file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise refused(f"file too large ({info.st_size / 2**20:.1f} MiB; at most {MAX_CONFIG_BYTES // 2**20} MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)  # bounded: the file may have grown since fstat
+    except OSError as exc:
+        raise refused(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise refused(f"file too large (more than {MAX_CONFIG_BYTES // 2**20} MiB)")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _decode(data: bytes, filename: str) -> str:
+    """Given the bytes of the config, return its text. Raise ConfigInvalid naming the line and column
+    of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start].decode("utf-8")  # valid: the error is at the first bad byte
+        mark = _mark_at(before, len(before))
+        raise ConfigInvalid(filename, [ConfigError("", f"not UTF-8 text at column {mark.column + 1} ({exc.reason})",
+                                                   mark.line + 1)]) from None
+
+
 def load(path: str | Path, *, check_files: bool = True) -> LoadedConfig:
     """Given a path, return the LoadedConfig, every relative path in it made absolute against the
     file's directory. Raise ConfigInvalid (unreadable file included)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigInvalid(str(path), [ConfigError("", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigInvalid(str(path), [ConfigError("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+    text = _decode(_read_regular_file(path), str(path))
     absolute = path.resolve()
     return LoadedConfig(load_text(text, str(path), base_dir=absolute.parent, check_files=check_files), absolute)
 

@@ -73,6 +73,44 @@ def _ip_network(value: object) -> object:
 IPNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_ip_network)]
 
 
+def _known_zone(value: str) -> str:
+    """Given a time zone name, return it if the zone database has it. Raise ValueError otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database: IsADirectoryError
+        raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
+    return value
+
+
+# Every configured zone: checked at load, so code that builds a ZoneInfo from it cannot fail.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+
+
+def _hours_range(value: str) -> str:
+    """Given working hours as HH:MM-HH:MM, return them if both are times of day. Raise ValueError otherwise."""
+    start, sep, end = value.partition("-")
+    if sep and all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", t) for t in (start, end)):
+        return value
+    raise ValueError(f"expected HH:MM-HH:MM with times from 00:00 to 23:59 such as 08:00-18:00, got {value!r}")
+
+
+def _command(argv: list[str]) -> list[str]:
+    """Given an argv, return it if it names a program. Raise ValueError otherwise (there would be nothing to run)."""
+    if not argv:
+        raise ValueError("expected a command (a non-empty argv list such as [slapcat, -n, '1'])")
+    if not argv[0]:
+        raise ValueError("expected a command: its first element, the program, is empty")
+    return argv
+
+
+def _command_or_none(argv: list[str]) -> list[str]:
+    return _command(argv) if argv else argv
+
+
+Command = Annotated[list[str], AfterValidator(_command)]
+CommandOrNone = Annotated[list[str], AfterValidator(_command_or_none)]  # [] is no command
+
+
 class Model(BaseModel):
     # revalidate_instances: sections filled in by default factories are validated again inside the
     # loader, so their default paths follow the path rule (citydc/config/paths.py) too.
@@ -356,7 +394,7 @@ class BackupJob(Model):
     site: SiteId
     sources: list[ConfigPath] = Field(min_length=1, description="files and directories backed up")
     excludes: list[str] = Field(default=[], description="restic --exclude patterns")
-    pre_commands: list[list[str]] = Field(default=[],
+    pre_commands: list[Command] = Field(default=[],
                                           description="argv lists run before the backup, e.g. slapcat")
     local_repo: Repository = Field(description="the repository on the job's own site")
     offsite_repo: Repository | None = Field(
@@ -371,7 +409,7 @@ class BackupJob(Model):
                     "snapshot) is older than this; 26 h as the BackupNotSucceeded alert")
     drill_sample_files: int = Field(default=0, ge=0, le=10000,
                                     description="restore drill: files restored at random (0 = the whole snapshot)")
-    drill_smoke_command: list[str] = Field(
+    drill_smoke_command: CommandOrNone = Field(
         default=[], description="argv run after a drill's restore, e.g. load a dump and query it; "
                                           "{restore_dir} is replaced by the scratch directory")
 
@@ -446,9 +484,9 @@ class AuthDetection(Model):
                                    description="distinct accounts failing from one source within the window")
     success_after_failures: int = Field(default=3, ge=1,
                                         description="a success after at least this many failures in the window")
-    timezone: str = Field(default="Asia/Taipei", description="zone of the working hours")
-    working_hours: str = Field(default="08:00-18:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$",
-                               description="privileged logins outside these hours are alerts")
+    timezone: TimeZoneName = Field(default="Asia/Taipei", description="zone of the working hours")
+    working_hours: Annotated[str, AfterValidator(_hours_range)] = Field(
+        default="08:00-18:00", description="privileged logins outside these hours are alerts")
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="days with working hours")
     relay_addresses: list[IPvAnyAddress] = Field(
@@ -956,16 +994,7 @@ class Config(Model):
     tools: Tools = Field(default_factory=Tools, description="external programs citydc runs")
     files: Files = Field(default_factory=Files, description="modes of the files citydc writes (docs/security.md)")
     noc: NocPage = Field(default_factory=NocPage, description="the NOC wall page (citydc noc serve)")
-    timezone: str = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
-                          "(events, --json and CSV stay UTC)")
-
-    @field_validator("timezone")
-    @classmethod
-    def known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database: IsADirectoryError
-            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Taipei or UTC") from None
-        return value
+    timezone: TimeZoneName = Field(default="Asia/Taipei", description="IANA zone of every time shown to a person "
+                                   "(events, --json and CSV stay UTC)")
     # References between sections (sso[].ldap_source, duplicate names, sites) are checked by the
     # loader on the raw data, so each error gets its own path and line (citydc/config/loader.py).

@@ -263,12 +263,18 @@ class SqliteStore:
 
     def _exists(self) -> bool:
         try:
+            if self.path.is_dir():  # SQLite would say only "disk I/O error"
+                raise self._unusable(f"cannot use {self.path}", IsADirectoryError(errno.EISDIR,
+                                                                                  os.strerror(errno.EISDIR)))
             return self.path.exists()
         except OSError as exc:  # a directory on the way that this user may not enter
             raise self._unusable(f"cannot read {self.path}", exc) from None
 
     def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(target, uri=uri, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn = sqlite3.connect(target, uri=uri, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:  # anything else SQLite cannot open: one error line naming the path
+            raise self._unusable(f"cannot open {self.path}", exc) from None
         self._connections.append(conn)
         return conn
 

@@ -42,8 +42,9 @@ def errors_of(tmp_path, local: str, offsite: str, retention: str = KEEP) -> dict
 def test_an_offsite_repository_that_is_the_local_one_is_a_config_error_naming_job_and_field(tmp_path, local,
                                                                                              offsite):
     errors = errors_of(tmp_path, local, offsite)
-    assert errors == {"backup.jobs[0].offsite_repo.url": f'job "s1": the same repository as local_repo.url '
-                                                         f"({local}); expected a repository on the other site"}
+    # The URL is not repeated: a REST URL may hold a password (test_config_load_findings masks it).
+    assert errors == {"backup.jobs[0].offsite_repo.url": 'job "s1": the same repository as local_repo.url; '
+                                                         "expected a repository on the other site"}
 
 
 def test_different_repositories_are_fine(tmp_path):

@@ -52,3 +52,10 @@ def test_stream_lines_yields_and_reports_exit():
     lines = list(execute.stream_lines("restic", [sys.executable, "-c", code], done))
     assert lines == ["a", "b"]
     assert (done.rc, done.outcome) == (3, Outcome.PARTIAL)
+
+
+@pytest.mark.parametrize("argv", [[], [""]])
+def test_an_empty_command_is_a_clear_tool_failure(argv):
+    # An empty argv made Popen raise IndexError (a traceback), an empty program a misleading PermissionError.
+    with pytest.raises(execute.ToolFailed, match=r"^pre-command: no program to run \(an empty command\)$"):
+        execute.run("pre-command", argv)

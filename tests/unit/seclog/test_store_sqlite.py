@@ -210,3 +210,12 @@ def test_chain_since_starts_each_writer_at_its_first_event_then(store):
                 first[w] = seq
         expected = [position(e) for e in walked if position(e)[0] in first and position(e)[1] >= first[position(e)[0]]]
         assert [position(e) for e in store.chain(since)] == expected, ms
+
+
+def test_a_directory_as_the_database_is_one_error_naming_it(tmp_path):
+    # SQLite said only "disk I/O error", as a traceback, for security_log.sink.path: . (finding 8)
+    from citydc.seclog.store_sqlite import StoreUnusable
+
+    with pytest.raises(StoreUnusable) as caught:
+        SqliteStore(tmp_path)
+    assert str(caught.value) == f"cannot use {tmp_path}: Is a directory (security_log.sink.path)"

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from citydc import files
-from citydc.cli.output import err, examples, out, print_json, report_invalid
+from citydc.cli.output import config_path, err, examples, out, print_json, report_invalid
 from citydc.cli.table import Column, print_table
 from citydc.config import sample
 from citydc.config.loader import ConfigInvalid, load, secret_refs
@@ -20,11 +20,21 @@ def config_group() -> None:
     """Validate and inspect citydc.yaml."""
 
 
-@config_group.command("check", epilog=examples("citydc config check /etc/citydc/citydc.yaml"))
-@click.argument("file", type=click.Path(dir_okay=False))
+def _file_or_default(ctx: click.Context, file: str | None) -> str:
+    """Given the FILE argument (or None), return the config file to read: FILE, else the global one."""
+    return str(config_path(file or (ctx.find_root().obj or {}).get("config_path")))
+
+
+@config_group.command("check", epilog=examples("citydc config check /etc/citydc/citydc.yaml", "citydc config check"))
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def check(file: str, as_json: bool) -> None:
-    """Validate FILE; report every error with its path and line; exit 2 if any."""
+@click.pass_context
+def check(ctx: click.Context, file: str | None, as_json: bool) -> None:
+    """Validate FILE; report every error with its path and line; exit 2 if any.
+
+    Without FILE, check the config every other command uses: --config, then $CITYDC_CONFIG,
+    ./citydc.yaml, /etc/citydc/citydc.yaml."""
+    file = _file_or_default(ctx, file)
     try:
         loaded = load(file)
     except ConfigInvalid as exc:
@@ -51,10 +61,15 @@ def check(file: str, as_json: bool) -> None:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-@config_group.command("show", epilog=examples("citydc config show citydc.yaml"))
-@click.argument("file", type=click.Path(dir_okay=False))
-def show(file: str) -> None:
-    """Print FILE as validated, defaults filled in (secrets stay references)."""
+@config_group.command("show", epilog=examples("citydc config show citydc.yaml", "citydc config show"))
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_context
+def show(ctx: click.Context, file: str | None) -> None:
+    """Print FILE as validated, defaults filled in (secrets stay references).
+
+    Without FILE, show the config every other command uses: --config, then $CITYDC_CONFIG,
+    ./citydc.yaml, /etc/citydc/citydc.yaml."""
+    file = _file_or_default(ctx, file)
     try:
         loaded = load(file)
     except ConfigInvalid as exc:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from citydc.cli import timefmt
 from citydc.cli.csvout import CsvWriter, csv_cell
 from citydc.cli.main import cli
 from citydc.seclog import emit, make_event
@@ -48,12 +47,6 @@ def store(tmp_path_factory) -> Path:
     emit(events, spool_dir=tmp / "spool")
     assert CliRunner().invoke(cli, ["-c", str(cfg), "log", "ship"]).exit_code == 0
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def _default_zone():
-    yield
-    timefmt.set_zone(None)  # a command sets the display zone for the process: leave the default behind
 
 
 def run(cfg: Path, *args: str):

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from citydc.cli import timefmt
 from citydc.cli.main import cli
 from citydc.seclog import emit, make_event
 
@@ -31,12 +30,6 @@ def store(tmp_path_factory) -> Path:
                      id_key=f"b{i}", timestamp=T0 + timedelta(minutes=i)) for i in range(4)], spool_dir=tmp / "spool")
     assert CliRunner().invoke(cli, ["-c", str(cfg), "log", "ship"]).exit_code == 0
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def _default_zone():
-    yield
-    timefmt.set_zone(None)  # a command sets the display zone for the process: leave the default behind
 
 
 def run(cfg: Path, *args: str):

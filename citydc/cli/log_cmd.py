@@ -311,7 +311,7 @@ def _range_note(query: Query) -> str:
                                               "citydc log stats --since 7d --by labels.site --by event.action"))
 @_filter_options
 @click.option("--by", "by", multiple=True, required=True, help="ECS field to count by (repeat for combinations).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of {field: value, ..., count} objects.")
 @wide_option
 @timefmt.utc_option
 @click.pass_context
@@ -354,7 +354,7 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
 
 @log_group.command("verify", epilog=examples("citydc log verify", "citydc log verify --since 7d --json"))
 @click.option("--since", default=None, help=timefmt.time_help("Verify from each writer's first event at/after"))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, events, spool_checked, findings, notices.")
 @timefmt.utc_option
 @click.pass_context
 def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> None:
@@ -456,7 +456,8 @@ STALE_COLUMNS = (Column("job"), Column("last success"))
 
 @log_group.command("saved", epilog=examples("citydc log saved", "citydc log saved stale-backups"))
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="The answer as JSON (its events or counted rows); without NAME, the questions.")
 @wide_option
 @timefmt.utc_show_option
 @click.pass_context

@@ -272,9 +272,12 @@ def exit_now(code: int = 0) -> NoReturn:
     os._exit(code)
 
 
+SYSTEM_CONFIG = "/etc/citydc/citydc.yaml"  # the last place looked in (tests point it elsewhere)
+
+
 def config_path(explicit: str | None) -> Path:
-    """Return the config file: --config, then $CITYDC_CONFIG, then ./citydc.yaml, then /etc/citydc."""
-    for candidate in (explicit, os.environ.get("CITYDC_CONFIG"), "citydc.yaml", "/etc/citydc/citydc.yaml"):
+    """Return the config file: --config, then $CITYDC_CONFIG, then ./citydc.yaml, then SYSTEM_CONFIG."""
+    for candidate in (explicit, os.environ.get("CITYDC_CONFIG"), "citydc.yaml", SYSTEM_CONFIG):
         if candidate and (explicit == candidate or Path(candidate).exists()):
             return Path(candidate)
     fail("no config file found", EXIT_CONFIG,

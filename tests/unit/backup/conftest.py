@@ -58,8 +58,8 @@ class ResticJob:
 @pytest.fixture
 def restic_job(tmp_path: Path) -> Callable[..., ResticJob]:
     """Return a factory of ResticJob (job settings as keyword arguments); ``init`` creates its repositories."""
-    if shutil.which("restic") is None:
-        pytest.skip("needs the restic binary")
+    if shutil.which("restic") is None:  # `make setup` installs it (lab/apt-packages.txt): fail, never skip
+        pytest.fail("needs the restic binary: run `make setup`")
 
     def make(init: bool = True, **settings: Any) -> ResticJob:
         job = ResticJob(tmp_path, settings)

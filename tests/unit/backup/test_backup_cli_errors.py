@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="needs the restic binary")
 
 CITYDC = str(Path(sys.executable).with_name("citydc"))
 LOCAL_PW = "Local-pw-Q7v2-never-shown"

@@ -7,7 +7,6 @@ restic here is ``backup --stdin`` on a pipe this test holds open: it holds its l
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="needs the restic binary")
 
 PASSWORD = "Interrupt-pw-5Tz9"
 CHILD = """\

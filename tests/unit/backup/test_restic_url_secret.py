@@ -5,9 +5,6 @@ way (two local repositories, handed over as a password-holding URL would be)."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
-
-import pytest
 
 from citydc.backup import restic
 from citydc.backup.restic import Restic
@@ -34,7 +31,6 @@ def test_a_rest_url_password_is_a_secret_and_the_url_leaves_argv():
     assert not plain.url_in_env and restic.base_argv("restic", plain)[1:3] == ("-r", plain.url)
 
 
-@pytest.mark.skipif(shutil.which("restic") is None, reason="needs the restic binary")
 def test_restic_takes_repository_and_copy_source_from_the_environment(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("data\n")

@@ -54,7 +54,23 @@ def _poller(ctx: click.Context, prometheus_url: str | None, alertmanager_url: st
         backup_max_age=noc.backup_max_age_hours * 3600.0, timezone=cfg.timezone,
         evaluation_delay=noc.evaluation_delay_seconds)
     timeout = noc.query_timeout_seconds
-    return Poller(Prometheus(prom, timeout), Alertmanager(am, timeout) if am else None, settings), noc
+    # The *_http settings go with whichever URL is used, the option's too (the same server, reached otherwise).
+    prom_access = _access(cfg.alerting.prometheus_http, "alerting.prometheus_http", prom)
+    prometheus = Prometheus(prom, timeout, context=prom_access.context, headers=prom_access.headers)
+    alertmanager = None
+    if am:
+        am_access = _access(cfg.alerting.alertmanager_http, "alerting.alertmanager_http", am)
+        alertmanager = Alertmanager(am, timeout, context=am_access.context, headers=am_access.headers)
+    return Poller(prometheus, alertmanager, settings), noc
+
+
+def _access(settings, where: str, url: str):
+    from citydc.httpaccess import HttpAccessError, http_access
+
+    try:
+        return http_access(settings, where, url)
+    except HttpAccessError as exc:
+        fail(str(exc), EXIT_CONFIG)
 
 
 URL_OPTIONS = (

@@ -166,7 +166,8 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     SIGTERM). A run stopped either way has ansible-playbook and the task it was running stopped first.
 
     With alerting.alertmanager_url in citydc.yaml, the run gets -e alertmanager_url (lb-rolling.yml silences
-    the servers it drains)."""
+    the servers it drains) with alerting.alertmanager_http's CA, client certificate and basic auth (the password
+    as a secret variable); an alertmanager_* variable given with -e or --secret-var replaces them all."""
     directory = (playbooks_dir or default_playbooks_dir()).resolve()
     if not directory.is_dir():
         fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
@@ -322,17 +323,14 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
 
             loaded = load_config(ctx)
         _check_site(site, loaded)
-        config_vars: dict[str, str] = {}
-        am_url = loaded.config.alerting.alertmanager_url
-        if am_url and "alertmanager_url" not in plain and "alertmanager_url" not in secrets:
-            config_vars["alertmanager_url"] = am_url  # lb-rolling.yml silences the servers it drains
+        config_vars, config_secrets = _alertmanager_vars(loaded.config.alerting, {*plain, *secrets})
         spool = loaded.resolve(loaded.config.security_log.spool_dir)
         artifacts = req.artifacts_dir or (spool.parent / "play-artifacts").absolute()
         facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
                                 inventory=inv.name if inv.parent == directory / "inventories" else str(inv),
                                 site=site or "all", limit=limit_pattern(site, limit), check=check, diff=diff,
                                 revision=revision.result(), host=socket.gethostname(),
-                                extra_vars=[*plain, *config_vars], secret_vars=list(secrets),
+                                extra_vars=[*plain, *config_vars], secret_vars=[*secrets, *config_secrets],
                                 artifact_dir=str(artifacts / req.run_id))
         if run.interrupted:  # SIGINT/SIGTERM before the run was recorded: it never ran
             raise KeyboardInterrupt
@@ -341,7 +339,8 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
         run.cancel()  # ansible-playbook is gone when this returns, and ran nothing
         raise
     try:
-        run.release(config_vars, artifacts_dir=artifacts)  # now ansible-playbook reads them and starts its plays
+        # now ansible-playbook reads them and starts its plays
+        run.release(config_vars, artifacts_dir=artifacts, secret_vars=config_secrets)
         if live:
             from citydc.play.view import live_view
         with live_view(output.err, tracker, name) if live else _null():
@@ -369,6 +368,36 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
         batch += more_events(facts, result)
     emit_configured(loaded, batch)
     return result, req, facts
+
+
+AM_VARS = ("alertmanager_url", "alertmanager_ca_file", "alertmanager_cert_file", "alertmanager_key_file",
+           "alertmanager_username", "alertmanager_password")
+
+
+def _alertmanager_vars(alerting: Any, given: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Given the config's alerting section and the names of the extra-vars the operator gave, return the plain and
+    the secret extra-vars that let lb-rolling.yml silence the servers it drains: alertmanager_url with the
+    settings of alertmanager_http (the password read from its reference). None when the operator gave any of
+    them: what the command line says wins as a whole (a URL of its own with the config's password would send
+    that password elsewhere)."""
+    url = alerting.alertmanager_url
+    if not url or given & set(AM_VARS):
+        return {}, {}
+    http = alerting.alertmanager_http
+    plain = {"alertmanager_url": url}
+    for var, value in (("alertmanager_ca_file", http.ca_file), ("alertmanager_cert_file", http.cert_file),
+                       ("alertmanager_key_file", http.key_file), ("alertmanager_username", http.username)):
+        if value is not None:
+            plain[var] = str(value)
+    secret = {}
+    if http.password is not None:
+        from citydc.secrets import SecretUnavailable
+
+        try:
+            secret["alertmanager_password"] = http.password.reveal()
+        except SecretUnavailable as exc:
+            fail(f"alerting.alertmanager_http.password: {exc}", EXIT_CONFIG)
+    return plain, secret
 
 
 def _check_site(site: str | None, loaded: Any) -> None:

@@ -121,10 +121,20 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
     subject = _subject(loaded, link, agency, site)
-    url = loaded.config.report.prometheus_url or loaded.config.alerting.prometheus_url
+    from citydc.httpaccess import HttpAccessError, http_access
+
+    cfg = loaded.config
+    url, http, where = cfg.report.prometheus_url, cfg.report.prometheus_http, "report.prometheus_http"
+    if not url:
+        url, http, where = cfg.alerting.prometheus_url, cfg.alerting.prometheus_http, "alerting.prometheus_http"
     if not url:
         fail("no Prometheus to read from", EXIT_CONFIG, "set report.prometheus_url or alerting.prometheus_url")
-    client = PrometheusClient(url, timeout=loaded.config.report.timeout_seconds)
+    try:
+        access = http_access(http, where, url)
+    except HttpAccessError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    client = PrometheusClient(url, timeout=cfg.report.timeout_seconds, context=access.context,
+                              headers=access.headers)
     try:
         report = build_report(client, subject, the_month, now=time.time())
     except (PrometheusError, NoData, BadSample) as exc:

@@ -693,8 +693,8 @@ Duration = Annotated[str, Field(min_length=2, description="a Prometheus duration
 AlertSeverity = Literal["critical", "warning", "info"]
 
 
-# Where the credentials of Prometheus and Alertmanager go: nowhere, citydc has none for them.
-_NO_LOGIN = "citydc reads it without a login (reach it over a trusted network or a local proxy)"
+# Where the credentials of Prometheus and Alertmanager go: the *_http settings beside their URL.
+_NO_LOGIN = "give username and password (by reference) in {field}"
 
 
 def check_http_url(value: str, credentials: str = "give username and password (by reference)") -> str:
@@ -814,12 +814,68 @@ class AlertWebhookServer(Model):
         return value
 
 
+class HttpClientSettings(Model):
+    """How citydc reaches a Prometheus or Alertmanager that runs with a web config (``--web.config.file``):
+    the CA that signs its certificate, a client certificate when it requires one, and its basic auth."""
+
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle verifying the server's certificate "
+                                                                   "(default: the system's)")
+    cert_file: ExistingFile | None = Field(default=None, description="client certificate (PEM), when the server "
+                                                                     "requires one (with key_file)")
+    key_file: ExistingFile | None = Field(default=None, description="the client certificate's key (PEM, unencrypted)")
+    username: str | None = Field(default=None, min_length=1, description="basic auth user")
+    password: SecretRef | None = Field(default=None, description="basic auth password, by reference")
+
+    @model_validator(mode="after")
+    def pairs_complete(self) -> HttpClientSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("username: basic auth allows no ':' in the user name")
+        return self
+
+    @property
+    def tls_settings(self) -> bool:
+        return self.ca_file is not None or self.cert_file is not None
+
+    def check_url(self, url: str | None) -> None:
+        """Given the URL these settings go with, raise ValueError when they do not fit it: TLS settings for an
+        http:// URL, or a password that would cross the network in clear (http:// to a host not on loopback)."""
+        if url is None:
+            if self.tls_settings or self.username is not None:
+                raise ValueError("set without the URL they are for")
+            return
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "https":
+            return
+        if self.tls_settings:
+            raise ValueError("ca_file/cert_file are for an https:// URL; this one is http://")
+        if self.username is not None and not _loopback(parts.hostname or ""):
+            raise ValueError("a password over http:// would cross the network in clear: use https://")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Alerting(Model):
     """Prometheus and Alertmanager: the endpoints the NOC page reads, and the Alertmanager config
     ``citydc alerts amconfig`` generates (receivers, routes, grouping, the inhibitions across sites)."""
 
     prometheus_url: str | None = Field(default=None, description="Prometheus the NOC page queries")
-    alertmanager_url: str | None = Field(default=None, description="Alertmanager the NOC page reads alerts from")
+    prometheus_http: HttpClientSettings = Field(
+        default_factory=HttpClientSettings, description="TLS and basic auth towards prometheus_url")
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager the NOC page reads alerts from "
+                                                                   "and lb-rolling.yml silences in")
+    alertmanager_http: HttpClientSettings = Field(
+        default_factory=HttpClientSettings, description="TLS and basic auth towards alertmanager_url")
     home_site: SiteId | None = Field(
         default=None, description="site this Alertmanager and its Prometheus run at; the others are far sites, "
                                   "whose alerts the inter-site link down inhibits (none: no such inhibition)")
@@ -839,13 +895,23 @@ class Alerting(Model):
 
     @field_validator("prometheus_url", "alertmanager_url")
     @classmethod
-    def http_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value, _NO_LOGIN)
+    def http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        where = _NO_LOGIN.format(field=info.field_name.replace("_url", "_http"))
+        return None if value is None else check_http_url(value, where)
 
     @field_validator("resolve_timeout")
     @classmethod
     def duration(cls, value: str) -> str:
         return check_duration(value)
+
+    @model_validator(mode="after")
+    def http_fits_url(self) -> Alerting:
+        for name in ("prometheus", "alertmanager"):
+            try:
+                getattr(self, f"{name}_http").check_url(getattr(self, f"{name}_url"))
+            except ValueError as exc:
+                raise ValueError(f"{name}_http: {exc} ({name}_url)") from None
+        return self
 
     @field_validator("inter_site_alias")
     @classmethod
@@ -862,7 +928,8 @@ def _prometheus_url(value: str) -> str:
     except ValueError:
         raise ValueError("not a valid URL") from None
     if parsed.netloc.rpartition("@")[0]:
-        raise ValueError(f"the URL must not carry a user or password (it would show in logs); {_NO_LOGIN}")
+        raise ValueError("the URL must not carry a user or password (it would show in logs); "
+                         + _NO_LOGIN.format(field="prometheus_http"))
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError("expected an http:// or https:// URL of the Prometheus server")
     _port_of(parsed)
@@ -904,10 +971,22 @@ class Report(Model):
 
     prometheus_url: PrometheusUrl | None = Field(default=None, description="Prometheus holding the month to report on "
                                        "(with alerts/*.rules.yml loaded); default: alerting.prometheus_url")
+    prometheus_http: HttpClientSettings = Field(
+        default_factory=HttpClientSettings,
+        description="TLS and basic auth towards report.prometheus_url (with alerting.prometheus_url, "
+                    "alerting.prometheus_http applies)")
     timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="timeout of each Prometheus query")
     links: list[ReportLink] = Field(default=[], description="named links with their committed rates")
     agencies: list[ReportAgency] = Field(default=[], description="committed rates of agencies")
     sites: list[ReportSite] = Field(default=[], description="committed rates of sites (their uplinks)")
+
+    @model_validator(mode="after")
+    def http_fits_url(self) -> Report:
+        try:
+            self.prometheus_http.check_url(self.prometheus_url)
+        except ValueError as exc:
+            raise ValueError(f"prometheus_http: {exc} (prometheus_url)") from None
+        return self
 
 
 class Tools(Model):

@@ -37,8 +37,9 @@ environment into ``artifacts/<run>/command``. So citydc never hands it a secret 
 - every runner event is masked (each secret value replaced by ``***``) before the runner writes it,
   and the runner's raw ``stdout`` file is not written (``suppress_output_file``).
 Plain extra-vars go on the command line, where the ``command`` artifact records them for the audit; the
-config's (``alertmanager_url``) go through the pipe and are kept as ``config-vars.json`` in the run's
-artifact directory.
+config's (``alertmanager_url`` and the settings of ``alertmanager_http``) go through the pipe and are kept as
+``config-vars.json`` in the run's artifact directory, except its secret ones (``alertmanager_password``, read
+from its reference): those go through the pipe only, and are masked in the events as secret extra-vars are.
 
 SSH: ansible-runner turns host key checking off unless the environment sets it; citydc turns it back on
 (``ANSIBLE_HOST_KEY_CHECKING=True`` unless the operator's environment says otherwise), so a host whose key
@@ -65,7 +66,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,6 +328,10 @@ class Tracker:
         self._in_error = False
         self.lock = threading.Lock()
 
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """Mask these values too in the events handled from now on."""
+        self.secrets = (*self.secrets, *(v for v in values if v and v not in self.secrets))
+
     def _count(self, host: str, key: str) -> None:
         counts = self.hosts.setdefault(host, dict.fromkeys(COUNTS, 0))
         counts[key] += 1
@@ -546,17 +551,23 @@ class PlaybookRun:
                 os.close(self._keeper)
                 self._keeper = None
 
-    def release(self, config_vars: Mapping[str, Any], artifacts_dir: Path | None = None) -> None:
-        """Given the config's extra-vars and, when the request named none, the artifact directory, let the run go
-        on: ansible-playbook reads the extra-vars and starts its plays. Call it once the run's start is on record.
-        """
+    def release(self, config_vars: Mapping[str, Any], artifacts_dir: Path | None = None,
+                secret_vars: Mapping[str, str] | None = None) -> None:
+        """Given the config's extra-vars, its secret ones (a password the config holds by reference) and, when the
+        request named none, the artifact directory, let the run go on: ansible-playbook reads the extra-vars and
+        starts its plays. Call it once the run's start is on record.
+
+        The secret ones go through the pipe only: they are masked in the events from here on and not kept in
+        ``config-vars.json``."""
         if self.req.artifacts_dir is None:
             if artifacts_dir is None:
                 raise ValueError("the request named no artifact directory: release() needs one")
             self.artifacts_dir = artifacts_dir
-        payload = json.dumps(dict(config_vars), sort_keys=True).encode()
+        secret_vars = dict(secret_vars or {})
+        payload = json.dumps({**config_vars, **secret_vars}, sort_keys=True).encode()
         if len(payload) > select.PIPE_BUF:
             raise ValueError(f"the config's extra-vars exceed {select.PIPE_BUF} bytes")
+        self.tracker.add_secrets(secret_vars.values())  # before ansible-playbook can read them
         self.config_vars = dict(config_vars)
         with self._lock:
             if self._keeper is not None and not self._cancel.is_set():

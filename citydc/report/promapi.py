@@ -11,6 +11,7 @@ KeyError. Errors carry what went wrong and where, never a traceback:
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,23 +53,28 @@ Opener = Callable[..., Any]
 
 
 class PrometheusClient:
-    """Given the server's base URL (``http://host:9090``) and a timeout, query it.
+    """Given the server's base URL (``http://host:9090``), a timeout, and for a server with a web config its
+    SSL context and headers (``citydc.httpaccess``: CA, client certificate, basic auth), query it.
 
     ``opener`` is ``urllib.request.urlopen`` unless a test passes another.
     """
 
-    def __init__(self, base_url: str, timeout: float = 30.0, opener: Opener = urllib.request.urlopen) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, opener: Opener = urllib.request.urlopen, *,
+                 context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._open = opener
+        self._context = context
+        self._headers = dict(headers or {})
 
     def _post(self, path: str, params: dict[str, str]) -> Any:
         url = f"{self.base_url}{path}"
         data = urllib.parse.urlencode(params).encode()
         request = urllib.request.Request(url, data=data, method="POST",  # noqa: S310 - http(s) checked at load
-                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+                                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                  **self._headers})
         try:
-            with self._open(request, timeout=self.timeout) as resp:
+            with self._open(request, timeout=self.timeout, context=self._context) as resp:
                 body = resp.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             # Prometheus answers 400/422/503 with a JSON error body: say its words.

@@ -266,7 +266,7 @@ sso:
     (f"alerting: {{prometheus_url: 'http://admin:{SECRET}'}}", "alerting.prometheus_url",
      "not a valid URL (the port must be a number 1-65535)"),
     (f"alerting: {{alertmanager_url: 'https://u:{SECRET}@am.example'}}", "alerting.alertmanager_url",
-     "credentials in the URL are not allowed: citydc reads it without a login"),
+     "credentials in the URL are not allowed: give username and password (by reference) in alertmanager_http"),
 ], ids=["elasticsearch", "ldap", "keycloak", "report-scheme", "report-no-scheme", "alerting-no-host",
         "alertmanager"])
 def test_credentials_in_a_url_are_refused_naming_where_they_go_without_echoing(tmp_path, section, path, where):

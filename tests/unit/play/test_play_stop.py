@@ -88,7 +88,8 @@ def test_an_interrupt_stops_the_task_in_flight_and_exits_130(books: Path, tmp_pa
     assert processes_with(str(tmp_path)) == [], stderr
     assert proc.returncode == 130, stdout + stderr
     assert stderr.strip().endswith("interrupted")
-    assert "ansible-playbook and any task in flight were stopped" in stderr and "254" not in stderr
+    # ansible-runner's 254 is not shown as an exit code (the artifact path's time may hold those digits)
+    assert "ansible-playbook and any task in flight were stopped" in stderr and "exit code" not in stderr
     end = run_end(tmp_path)
     assert end["citydc"]["playbook"]["status"] == "canceled"
     assert end["citydc"]["playbook"]["meaning"].startswith("interrupted")

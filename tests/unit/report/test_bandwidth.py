@@ -41,10 +41,11 @@ def test_nearest_rank() -> None:
 
 class FakeOpener:
     def __init__(self, body: object, error: Exception | None = None) -> None:
-        self.body, self.error, self.requests = body, error, []
+        self.body, self.error, self.requests, self.contexts = body, error, [], []
 
-    def __call__(self, request, timeout):
+    def __call__(self, request, timeout, context=None):
         self.requests.append(request)
+        self.contexts.append(context)
         if self.error:
             raise self.error
         data = self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()

@@ -8,9 +8,11 @@ active or pending silence with the same matchers and ``createdBy``, ``absent`` e
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import re
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -82,17 +84,66 @@ def filter_query(matchers):
                                    for m in matchers])
 
 
-def api(base_url, method, path, body=None, timeout=10.0):
-    """Given Alertmanager's base URL, a method, an API path and a JSON body, return the decoded answer.
+class Access(object):
+    """How to reach an Alertmanager that runs with a web config: an SSL context (its CA, a client certificate) and
+    the basic auth header. ``Access()`` is a plain one (the default verification, no login)."""
 
-    Raise AlertmanagerError on any HTTP error status, a refused connection or a timeout.
+    def __init__(self, context=None, headers=None):
+        self.context = context
+        self.headers = dict(headers or {})
+
+    def __repr__(self):  # never the header: it holds the password
+        return "Access(tls=%s, basic_auth=%s)" % (self.context is not None, "Authorization" in self.headers)
+
+
+def access(ca_path=None, client_cert=None, client_key=None, username=None, password=None):
+    """Given the module's TLS and basic auth options, return the Access. Raise AlertmanagerError naming the option
+    when they do not go together or a file does not load (never quoting the password)."""
+    if (client_cert is None) != (client_key is None):
+        raise AlertmanagerError("client_cert and client_key go together")
+    if (username is None) != (password is None):
+        raise AlertmanagerError("url_username and url_password go together")
+    context = None
+    if ca_path or client_cert:
+        try:
+            context = ssl.create_default_context(cafile=ca_path or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise AlertmanagerError("ca_path: not a CA bundle that loads (%s)" % (getattr(exc, "strerror", None) or exc))
+        if client_cert:
+            try:
+                context.load_cert_chain(client_cert, client_key, password=_no_passphrase)
+            except (ssl.SSLError, OSError, TypeError) as exc:
+                raise AlertmanagerError("client_cert/client_key: they do not load together (%s; the key must be PEM "
+                                        "without a passphrase)" % (getattr(exc, "strerror", None) or exc))
+    headers = {}
+    if username is not None:
+        if ":" in username:
+            raise AlertmanagerError("url_username: basic auth allows no ':' in the user name")
+        token = base64.b64encode(("%s:%s" % (username, password)).encode("utf-8")).decode("ascii")
+        headers["Authorization"] = "Basic " + token
+    return Access(context, headers)
+
+
+def _no_passphrase():
+    raise TypeError("the key is encrypted")
+
+
+def api(base_url, method, path, body=None, timeout=10.0, how=None):
+    """Given Alertmanager's base URL, a method, an API path, a JSON body and how to reach it (an Access), return
+    the decoded answer.
+
+    Raise AlertmanagerError on any HTTP error status, a refused connection, a TLS failure or a timeout.
     """
+    how = how or Access()
     url = base_url.rstrip("/") + path
     data = None if body is None else json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    headers = dict(how.headers)
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the configured Alertmanager
+        # the configured Alertmanager
+        with urllib.request.urlopen(req, timeout=timeout, context=how.context) as resp:  # noqa: S310
             text = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace").strip()[:300]
@@ -102,7 +153,7 @@ def api(base_url, method, path, body=None, timeout=10.0):
     return json.loads(text) if text.strip() else None
 
 
-def live_silences(base_url, matchers, created_by, timeout=10.0):
+def live_silences(base_url, matchers, created_by, timeout=10.0, how=None):
     """Return our active or pending silences with exactly these matchers (see find_live)."""
-    listed = api(base_url, "GET", "/api/v2/silences?" + filter_query(matchers), timeout=timeout) or []
+    listed = api(base_url, "GET", "/api/v2/silences?" + filter_query(matchers), timeout=timeout, how=how) or []
     return find_live(listed, matchers, created_by)

@@ -1,0 +1,75 @@
+"""What citydc's own HTTP clients of Prometheus and Alertmanager need from their ``*_http`` settings
+(``HttpClientSettings`` in the config): an SSL context (the CA, a client certificate) and the basic auth header.
+
+The password is read from its reference here, when a command is about to use it, and lives only in the
+header; errors name the setting and say what is wrong with it, never the password or the header.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from citydc.secrets import SecretUnavailable
+
+if TYPE_CHECKING:
+    from citydc.config.models import HttpClientSettings
+
+__all__ = ["HttpAccess", "HttpAccessError", "http_access"]
+
+
+class HttpAccessError(ValueError):
+    """A ``*_http`` setting cannot be used: a CA or certificate file that does not load, a password that cannot
+    be read. The message names the setting."""
+
+
+@dataclass(frozen=True)
+class HttpAccess:
+    """The SSL context (None: the default verification) and headers of one server's requests."""
+
+    context: ssl.SSLContext | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def http_access(settings: HttpClientSettings, where: str, url: str) -> HttpAccess:
+    """Given the settings, their place in the config (``alerting.prometheus_http``) and the URL they are used
+    with (the config's, or one given on the command line), return the access.
+
+    Raise HttpAccessError naming the setting when they do not fit the URL, a file does not load or the password
+    cannot be read."""
+    try:
+        settings.check_url(url)
+    except ValueError as exc:
+        raise HttpAccessError(f"{where}: {exc}") from None
+    context = None
+    if settings.ca_file is not None or settings.cert_file is not None:
+        try:
+            context = ssl.create_default_context(cafile=None if settings.ca_file is None else str(settings.ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise HttpAccessError(f"{where}.ca_file: not a CA bundle that loads ({_reason(exc)})") from None
+        if settings.cert_file is not None:
+            try:
+                context.load_cert_chain(str(settings.cert_file), str(settings.key_file), password=_no_passphrase)
+            except (ssl.SSLError, OSError, TypeError) as exc:
+                raise HttpAccessError(f"{where}.cert_file/key_file: the client certificate and key do not load "
+                                      f"together ({_reason(exc)}; the key must be PEM without a passphrase)") from None
+    headers = {}
+    if settings.username is not None and settings.password is not None:
+        try:
+            password = settings.password.reveal()
+        except SecretUnavailable as exc:
+            raise HttpAccessError(f"{where}.password: {exc}") from None
+        token = base64.b64encode(f"{settings.username}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    return HttpAccess(context, headers)
+
+
+def _no_passphrase() -> bytes:
+    # An encrypted key would make OpenSSL ask on the terminal; refuse it instead (TypeError above).
+    raise TypeError("the key is encrypted")
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

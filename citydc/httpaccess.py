@@ -17,7 +17,7 @@ from citydc.secrets import SecretUnavailable
 if TYPE_CHECKING:
     from citydc.config.models import HttpClientSettings
 
-__all__ = ["HttpAccess", "HttpAccessError", "http_access"]
+__all__ = ["HttpAccess", "HttpAccessError", "explain", "http_access"]
 
 
 class HttpAccessError(ValueError):
@@ -73,3 +73,15 @@ def _no_passphrase() -> bytes:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def explain(reason: object) -> str:
+    """Given why a request got no answer (a URLError's reason), return it as text with what it usually means for
+    a server behind a web config: OpenSSL's own words say neither."""
+    text = str(reason)
+    if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"{text}; set ca_file to the CA that signs the server's certificate"
+    if isinstance(reason, ssl.SSLEOFError) or "EOF occurred in violation of protocol" in text \
+            or "CERTIFICATE_REQUIRED" in text.upper():
+        return f"{text}; the server ended the TLS handshake: it may require a client certificate (cert_file, key_file)"
+    return text

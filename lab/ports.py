@@ -63,6 +63,10 @@ ALERT_WEBHOOK = 19095  # citydc alerts webhook (basic auth: lab/alertmanager.py)
 NOC = 19080
 NODE_EXPORTER = 19101
 ALERTMANAGER_NOC_TEST = 19094
+# Prometheus and Alertmanager behind the lab web config (TLS, client certificate, basic auth:
+# lab/web_secured.py), reached by citydc's clients through alerting.*_http / report.prometheus_http.
+PROMETHEUS_TLS = 19092
+ALERTMANAGER_TLS = 19096
 # Playbooks lab (issue 11): one HAProxy per site (admin and master sockets are files in its service
 # directory), two small HTTP backends per site from APP_BACKENDS on, libvirtd on a private unix socket.
 HAPROXY_SIWEI = 18080

@@ -25,6 +25,7 @@ from citydc.lab.slapd import Slapd
 from citydc.lab.snmpd import Snmpd
 from citydc.lab.snmpsim import SERVICES as SNMPSIM_SERVICES
 from citydc.lab.softflowd import SERVICES as SOFTFLOWD_SERVICES
+from citydc.lab.web_secured import AlertmanagerTls, PrometheusTls
 
 __all__ = ["SERVICES", "ServiceStatus", "UnknownService", "down", "select", "status", "up"]
 
@@ -38,6 +39,8 @@ SERVICES.update({s.name: s for s in (AlertWebhook(), Alertmanager())})  # alerts
 SERVICES["node-exporter"] = NodeExporter()  # textfile metrics for the NOC page
 SERVICES["busy-link"] = BusyLink()  # a veth the NOC end-to-end test drives over its utilisation threshold
 SERVICES["prometheus-report"] = PrometheusReport()  # a backfilled month: bandwidth report, dashboards
+# Prometheus (reading prometheus-report's month) and Alertmanager behind the lab's web config (TLS, basic auth).
+SERVICES.update({s.name: s for s in (PrometheusTls(), AlertmanagerTls())})
 # Playbooks (issue 11): application servers, one HAProxy per site, libvirtd with the test driver.
 SERVICES.update({s.name: s for s in (AppBackends(), *HAPROXY_SERVICES, Libvirt())})
 # keepalived-<site>-<k>: each site's load-balancer pair holding its virtual IP, in namespaces citydc-ka-*.

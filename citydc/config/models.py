@@ -856,6 +856,18 @@ class HttpClientSettings(Model):
             raise ValueError("a password over http:// would cross the network in clear: use https://")
 
 
+def _fits_url(value: HttpClientSettings, info: ValidationInfo) -> HttpClientSettings:
+    # The URL is the field declared just before its *_http settings: validated already (absent if it failed).
+    url_field = (info.field_name or "").replace("_http", "_url")
+    if url_field not in info.data:
+        return value
+    try:
+        value.check_url(info.data[url_field])
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({url_field})") from None
+    return value
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -904,14 +916,10 @@ class Alerting(Model):
     def duration(cls, value: str) -> str:
         return check_duration(value)
 
-    @model_validator(mode="after")
-    def http_fits_url(self) -> Alerting:
-        for name in ("prometheus", "alertmanager"):
-            try:
-                getattr(self, f"{name}_http").check_url(getattr(self, f"{name}_url"))
-            except ValueError as exc:
-                raise ValueError(f"{name}_http: {exc} ({name}_url)") from None
-        return self
+    @field_validator("prometheus_http", "alertmanager_http")
+    @classmethod
+    def http_fits_url(cls, value: HttpClientSettings, info: ValidationInfo) -> HttpClientSettings:
+        return _fits_url(value, info)
 
     @field_validator("inter_site_alias")
     @classmethod
@@ -980,13 +988,10 @@ class Report(Model):
     agencies: list[ReportAgency] = Field(default=[], description="committed rates of agencies")
     sites: list[ReportSite] = Field(default=[], description="committed rates of sites (their uplinks)")
 
-    @model_validator(mode="after")
-    def http_fits_url(self) -> Report:
-        try:
-            self.prometheus_http.check_url(self.prometheus_url)
-        except ValueError as exc:
-            raise ValueError(f"prometheus_http: {exc} (prometheus_url)") from None
-        return self
+    @field_validator("prometheus_http")
+    @classmethod
+    def http_fits_url(cls, value: HttpClientSettings, info: ValidationInfo) -> HttpClientSettings:
+        return _fits_url(value, info)
 
 
 class Tools(Model):

@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from citydc.httpaccess import explain
+
 __all__ = ["Alertmanager", "AlertmanagerApi", "ApiError", "Prometheus", "PrometheusApi", "Sample", "Series"]
 
 MAX_BODY = 32 << 20  # bytes of one answer; a larger one is refused
@@ -87,7 +89,7 @@ class _Http:
                 detail = json.loads(exc.read(4096) or b"{}").get("error", "")
             raise ApiError(f"{self.base}: HTTP {exc.code}{': ' + str(detail)[:200] if detail else ''}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            reason = explain(getattr(exc, "reason", None) or exc)
             raise ApiError(f"{self.base} unreachable: {reason}") from None
         if len(body) > MAX_BODY:
             raise ApiError(f"{self.base}: answer over {MAX_BODY} bytes")

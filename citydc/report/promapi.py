@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from citydc.httpaccess import explain
+
 __all__ = ["PrometheusAnswerInvalid", "PrometheusClient", "PrometheusError", "PrometheusQueryError",
            "PrometheusUnreachable", "Series"]
 
@@ -82,7 +84,7 @@ class PrometheusClient:
             message = _error_text(body) or f"HTTP {exc.code} {exc.reason}"
             raise PrometheusQueryError(f"{self.base_url}: {message}") from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
+            reason = explain(getattr(exc, "reason", exc))
             raise PrometheusUnreachable(f"{self.base_url}: no answer ({reason})") from None
         if len(body) > MAX_ANSWER_BYTES:
             raise PrometheusAnswerInvalid(f"{self.base_url}: answer larger than {MAX_ANSWER_BYTES} bytes")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from citydc.lab import ports
+from citydc.lab import ports, web_secured
 from citydc.lab.alertmanager import am_api
 from citydc.lab.app_backends import Load, down_marker
 from citydc.lab.haproxy import runtime_command
@@ -390,6 +390,63 @@ def test_rolling_silences_exactly_the_drained_server_in_alertmanager(lab, lab_up
         marker.unlink(missing_ok=True)
         runtime_command(lab["sock"]["siwei"], "set server be_app/app-siwei-1 state ready")
         assert all_serving(lab, "siwei")
+
+
+AM_TLS = f"https://{ports.HOST}:{ports.ALERTMANAGER_TLS}"
+AM_PASSWORD_ENV = "CITYDC_TEST_AM_PASSWORD"
+
+
+def tls_silences(lab_ctx, states: tuple[str, ...] = ("active", "pending")) -> list[dict]:
+    context, headers = web_secured.client(lab_ctx)
+    req = urllib.request.Request(f"{AM_TLS}/api/v2/silences", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:  # noqa: S310 - loopback
+        return [s for s in json.loads(resp.read())
+                if s["createdBy"] == ROLLING and s["status"]["state"] in states]
+
+
+def test_rolling_silences_through_an_alertmanager_with_tls_and_basic_auth(lab, lab_up, lab_ctx):
+    """alerting.alertmanager_http (the lab web CA, a client certificate, basic auth with the password by env:
+    reference) takes lb-rolling.yml's silences to an Alertmanager behind a web config; the password reaches
+    ansible-playbook through the config pipe only: no event, artifact, output or file of the run holds it."""
+    lab_up("alertmanager-tls")
+    password = web_secured.web_tls.PASSWORD
+    config = lab["base"] / "citydc-am-tls.yaml"
+    config.write_text(json.dumps({**json.loads(lab["config"].read_text()), "alerting": {
+        "alertmanager_url": AM_TLS, "alertmanager_http": web_secured.http_settings(lab_ctx, AM_PASSWORD_ENV)}}))
+    assert tls_silences(lab_ctx) == []
+    seen: list[list[tuple]] = []
+
+    def record(name: str, st: dict) -> None:
+        if name == "app-siwei-1" and st["admin"] != "ready":
+            seen.append(sorted(matcher_set(s) for s in tls_silences(lab_ctx)))
+
+    lab["env"] = {**(env_before := lab["env"]), AM_PASSWORD_ENV: password}
+    try:
+        with Watcher(lab, on_state=record):
+            proc = citydc(lab, "play", "run", "lb-rolling.yml", "--site", "siwei", "--limit", "app-siwei-1",
+                          "--artifacts", str(lab["base"] / "art-am-tls"), "--json", config=config)
+    finally:
+        lab["env"] = env_before
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["hosts"]) >= {"app-siwei-1"}, result
+    expected = [(("proxy", "be_app"), ("server", "app-siwei-1"), ("site", "siwei"))]
+    assert len(seen) >= 3 and all(obs == expected for obs in seen), seen[:5]
+    assert tls_silences(lab_ctx) == []
+    assert any(matcher_set(s) == expected[0] for s in tls_silences(lab_ctx, ("expired",)))
+    # The password: not in the output, the artifacts (events, config-vars.json, command), the spool or the log.
+    assert password not in proc.stdout + proc.stderr
+    assert citydc(lab, "log", "ship").returncode == 0
+    leaked = [str(p) for root in (lab["base"],) for p in root.rglob("*")
+              if p.is_file() and password.encode() in p.read_bytes()]
+    assert leaked == []
+    runs = [p for p in (lab["base"] / "art-am-tls").iterdir() if p.is_dir()]
+    (run,) = runs
+    kept = json.loads((run / "config-vars.json").read_text())
+    assert kept["alertmanager_url"] == AM_TLS and kept["alertmanager_username"] == web_secured.web_tls.USER
+    assert "alertmanager_password" not in kept
+    events = [e for e in search(lab, "playbook-run") if e["citydc"]["playbook"]["artifact_dir"] == str(run)]
+    assert events and all("alertmanager_password" in e["citydc"]["playbook"]["secret_vars"] for e in events)
 
 
 def served_between(load: Load, seconds: float) -> dict[str, int]:

@@ -112,6 +112,13 @@ def all_serving(lab: dict, site: str, timeout: float = 20) -> bool:
     return False
 
 
+def ready_everywhere(lab: dict, server: str) -> None:
+    """Put a server a failed rolling run left in maintenance back into both sites' pools."""
+    for site in ("siwei", "fengshan"):
+        runtime_command(lab["sock"][site], f"set server be_app/{server} state ready")
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")
+
+
 def search(lab: dict, action: str) -> list[dict]:
     assert citydc(lab, "log", "ship").returncode == 0
     proc = citydc(lab, "log", "search", "--action", action, "--json", "--limit", "1000")
@@ -181,6 +188,7 @@ def test_server_that_does_not_come_back_stops_the_run_and_pool_keeps_serving(lab
         assert result["hosts"]["app-siwei-2"]["failed"] == 1
         assert any("did not come back" in f["message"] for f in result["failures"]), result["failures"]
         assert after["app-siwei-2"]["admin"] == "maint"  # left out of the pool
+        assert pool(lab, "fengshan")["app-siwei-2"]["admin"] == "maint"  # on every load balancer
         assert after["app-siwei-1"] == {"admin": "ready", "up": True, "weight": 100}  # the pool serves
         assert (load.failed, load.errors) == (0, 0), load.failures[:5]
         assert load.served.get("app-siwei-1", 0) > 0
@@ -189,8 +197,7 @@ def test_server_that_does_not_come_back_stops_the_run_and_pool_keeps_serving(lab
         assert end and end[0]["event"]["outcome"] == "failure" and "app-siwei-2" in end[0]["error"]["message"]
     finally:
         marker.unlink(missing_ok=True)
-        runtime_command(lab["sock"]["siwei"], "set server be_app/app-siwei-2 state ready")
-        assert all_serving(lab, "siwei")
+        ready_everywhere(lab, "app-siwei-2")
 
 
 def test_broken_config_is_refused_and_haproxy_keeps_serving(lab):
@@ -388,8 +395,7 @@ def test_rolling_silences_exactly_the_drained_server_in_alertmanager(lab, lab_up
         assert rolling_silences() == []
     finally:
         marker.unlink(missing_ok=True)
-        runtime_command(lab["sock"]["siwei"], "set server be_app/app-siwei-1 state ready")
-        assert all_serving(lab, "siwei")
+        ready_everywhere(lab, "app-siwei-1")
 
 
 AM_TLS = f"https://{ports.HOST}:{ports.ALERTMANAGER_TLS}"
@@ -491,6 +497,52 @@ def test_site_failover_by_weight_under_load_loses_no_request(lab):
     assert (other.failed, other.errors) == (0, 0), other.failures[:5]
     print(f"\nFAILOVER siwei->fengshan->siwei: {load.total} requests through Siwei's HAProxy, "
           f"{load.failed + load.errors} failed; during the failover {sum(during.values())} in 2 s served by {during}")
+
+
+def test_rolling_maintenance_during_a_failover_takes_the_server_out_of_every_pool(lab):
+    """During a failover Siwei's frontend is served by Fengshan's servers: a rolling maintenance of Fengshan
+    drains each server on both load balancers (never in maintenance on one while the other still sends it
+    new requests), with no failed request on either frontend."""
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")
+    pairs: list[tuple[str, str, str]] = []  # (server, its state on Fengshan's LB, on Siwei's LB)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            fengshan, siwei = pool(lab, "fengshan"), pool(lab, "siwei")
+            pairs.extend((n, fengshan[n]["admin"], siwei[n]["admin"]) for n in FENGSHAN)
+            time.sleep(0.05)
+
+    rc, out = play(lab, "lb-failover.yml", "-e", "failover_from=siwei")
+    assert rc == 0, out
+    load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=3).start()
+    other = Load(ports.HOST, ports.HAPROXY_FENGSHAN, threads=2).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rc, result = play(lab, "lb-rolling.yml", "--site", "fengshan")
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        load.stop()
+        other.stop()
+        rc_back, back = play(lab, "lb-failover.yml", "-e", "failback=true")
+    assert rc == 0, result
+    assert rc_back == 0, back
+    for server in FENGSHAN:
+        on_siwei = {s for n, _, s in pairs if n == server}
+        assert {"drain", "maint", "ready"} <= on_siwei, (server, on_siwei)
+        assert (lab["app_dir"] / f"{server}.maintained").exists()
+    # Siwei's LB (first in group lb) takes the server out before Fengshan's: never in maintenance on
+    # Fengshan's while Siwei's, which carries the failed-over traffic, still sends it new requests.
+    for server in FENGSHAN:
+        seq = [(f, s) for n, f, s in pairs if n == server]
+        back = next(i for i, (f, s) in enumerate(seq) if s == "ready" and any(x != "ready" for _, x in seq[:i]))
+        assert all(s != "ready" for f, s in seq[:back] if f == "maint"), (server, seq[:back])
+    assert set(load.served) <= set(FENGSHAN) and sum(load.served.values()) >= 1000, load.served
+    assert (load.failed, load.errors) == (0, 0), load.failures[:5]
+    assert (other.failed, other.errors) == (0, 0), other.failures[:5]
+    assert all_serving(lab, "siwei") and all_serving(lab, "fengshan")
 
 
 def test_failover_to_a_site_whose_servers_are_down_is_refused(lab):

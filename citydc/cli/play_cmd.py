@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,8 +350,13 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
         run.cancel()  # (nothing left to stop once wait() returned or raised)
         hosts = tracker.final if tracker.final is not None else tracker.hosts
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        emit_configured(loaded, events.run_end(facts, status="error", rc=None, meaning=reason, duration_seconds=0.0,
-                                               hosts=hosts, changed_tasks=len(tracker.changed), error=reason[:500]))
+        # what it did is recorded all the same: its changed tasks, and how long it ran
+        emit_configured(loaded, [
+            *(events.task_changed(facts, event_uuid=t["uuid"], target=t["host"], task=t["task"], module=t["module"],
+                                  play=t["play"]) for t in tracker.changed),
+            events.run_end(facts, status="error", rc=None, meaning=reason,
+                           duration_seconds=(run.ended or time.monotonic()) - run.started, hosts=hosts,
+                           changed_tasks=len(tracker.changed), error=reason[:500])])
         if isinstance(exc, Exception):
             fail(f"{name}: {reason}")
         raise
@@ -363,7 +369,8 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
         else result.meaning)
     batch.append(events.run_end(facts, status=result.status, rc=result.rc, meaning=result.meaning,
                                 duration_seconds=result.duration_seconds, hosts=result.hosts,
-                                changed_tasks=len(result.changed_tasks), error=error[:500] if error else None))
+                                changed_tasks=len(result.changed_tasks), error=error[:500] if error else None,
+                                ok=result.ok, warnings=result.warnings))
     if more_events is not None:
         batch += more_events(facts, result)
     emit_configured(loaded, batch)
@@ -414,6 +421,23 @@ def _null():
     return nullcontext()
 
 
+def vm_drift_lines(stats_data: dict[str, Any]) -> list[str]:
+    """Given a run's stats_data, return the VM drift report of vm-deploy.yml (``vm_drift``) as lines: per hypervisor,
+    in sync, or its missing, undeclared and differing VMs (field: declared -> actual)."""
+    lines = []
+    for hypervisor, d in sorted((stats_data.get("vm_drift") or {}).items()):
+        parts = []
+        if d.get("missing"):
+            parts.append(f"missing {', '.join(d['missing'])}")
+        for vm, fields in sorted((d.get("differing") or {}).items()):
+            changes = ", ".join(f"{f} {v.get('declared')} -> {v.get('actual')}" for f, v in fields.items())
+            parts.append(f"{vm} differs: {changes} (declared -> actual)")
+        if d.get("undeclared"):
+            parts.append(f"undeclared (not removed) {', '.join(d['undeclared'])}")
+        lines.append(f"vm drift {hypervisor}: " + ("; ".join(parts) if parts else "in sync"))
+    return lines
+
+
 def _report(name: str, result: Any) -> None:
     from rich.markup import escape
 
@@ -428,15 +452,21 @@ def _report(name: str, result: Any) -> None:
         c = result.hosts[host]
         word = "failure" if c["failed"] or c["unreachable"] else "changed" if c["changed"] else "ok"
         rows.append([host, word, *(str(c[k]) for k in ("ok", "changed", "failed", "unreachable", "skipped"))])
-    print_table(output.out, columns, rows, title=f"{name}: {result.status} in {result.duration_seconds:.1f} s")
+    # ansible-runner's "successful" is not the verdict when the run failed anyway (no host matched)
+    status = "failed" if not result.ok and result.status == "successful" else result.status
+    print_table(output.out, columns, rows, title=f"{name}: {status} in {result.duration_seconds:.1f} s")
     for f in result.failures:
         err.print(f"[red]failed[/] {escape(f['host'])}: {escape(f['task'])}: {escape(f['message'])}")
     if not result.ok and not result.failures:
         # no host result says why: Ansible's own words do (a playbook that does not parse, no host matched)
         for line in result.messages:
             err.print(f"[dim]ansible:[/] {escape(line)}")
+    for line in vm_drift_lines(result.stats_data):
+        output.out.print(escape(line))
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if not result.ok:
         # 254 is ansible-runner's code for a stopped run, not ansible-playbook's: not shown as an exit code
-        code = "" if result.status in ("canceled", "timeout") else f" (exit code {result.rc})"
+        code = "" if not result.rc or result.status in ("canceled", "timeout") else f" (exit code {result.rc})"
         err.print(f"[bold red]error:[/] {escape(name)}: {escape(result.meaning)}{code}; "
                   f"artifacts in {escape(str(result.artifact_dir))}")

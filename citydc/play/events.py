@@ -64,12 +64,16 @@ def run_start(facts: RunFacts) -> dict:
 
 
 def run_end(facts: RunFacts, *, status: str, rc: int | None, meaning: str, duration_seconds: float,
-            hosts: Mapping[str, Mapping[str, int]], changed_tasks: int, error: str | None = None) -> dict:
+            hosts: Mapping[str, Mapping[str, int]], changed_tasks: int, error: str | None = None,
+            ok: bool | None = None, warnings: Sequence[str] = ()) -> dict:
     """Given the run's facts and result (per-host counts ok/changed/failed/unreachable/skipped), return its end event.
 
-    The outcome is success only when ansible-playbook exited 0 (its exit-code table in citydc.execute).
+    The outcome is success only when ansible-playbook exited 0 (its exit-code table in citydc.execute) and, when
+    given, ``ok`` (the result's own verdict: a run whose plays matched no host is a failure though it exited 0).
+    ``rc`` is ansible-playbook's exit status, None when it has none (stopped by a timeout or an interrupt).
+    ``warnings`` (the artifacts not kept or not rotated) are recorded when there are any.
     """
-    outcome = "success" if rc == 0 and status == "successful" else "failure"
+    outcome = "success" if rc == 0 and status == "successful" and ok is not False else "failure"
     names = sorted(hosts)
     listed = {h: dict(hosts[h]) for h in names[:_MAX_HOSTS]}
     totals = {k: sum(c.get(k, 0) for c in hosts.values()) for k in ("ok", "changed", "failed", "unreachable")}
@@ -83,14 +87,22 @@ def run_end(facts: RunFacts, *, status: str, rc: int | None, meaning: str, durat
         related={"hosts": names[:_MAX_HOSTS]} if names else None,
         details={**facts.details(), "phase": "end", "status": status, "exit_code": rc, "meaning": meaning,
                  "duration_seconds": round(duration_seconds, 3), "hosts": listed, "host_count": len(names),
-                 "totals": totals, "changed_tasks": changed_tasks})
+                 "totals": totals, "changed_tasks": changed_tasks,
+                 **({"warnings": [w[:500] for w in warnings[:10]]} if warnings else {})})
 
 
 def task_changed(facts: RunFacts, *, event_uuid: str, target: str, task: str, module: str, play: str) -> dict:
-    """Given one changed task (target host, task name, module), return its ``playbook-task-changed`` event."""
+    """Given one changed task (target host, task name, module), return its ``playbook-task-changed`` event.
+
+    In check mode nothing changed: the event says what would have (``would change``, ECS type ``info``), so an
+    auditor's search for changes never counts a dry run's."""
+    if facts.check:
+        kind, message = ["info"], f"{task} ({module}) would change {target} in {facts.playbook} (check mode)"
+    else:
+        kind, message = ["change"], f"{task} ({module}) changed {target} in {facts.playbook}"
     return make_event(
-        action="playbook-task-changed", dataset=DATASET, kind="event", category=["configuration"], type=["change"],
-        outcome="success", message=f"{task} ({module}) changed {target} in {facts.playbook}",
+        action="playbook-task-changed", dataset=DATASET, kind="event", category=["configuration"], type=kind,
+        outcome="success", message=message,
         site=facts.site, id_key=f"{facts.run_id}:task:{event_uuid}", user=facts.user, host=facts.host,
         related={"hosts": [target]},
         details={"run_id": facts.run_id, "playbook": facts.playbook, "target": target, "task": task, "module": module,

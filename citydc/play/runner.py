@@ -26,6 +26,10 @@ config's extra-vars (``{}`` when there are none) into the pipe. Why nothing runs
 The artifact directory is chosen by the config too: unless the request names one, the run writes into
 a staging directory inside the private directory, moved into place (then rotated to ``keep_runs``) when
 the run ends, also when it failed or was interrupted; a cancelled run's artifacts are discarded.
+Rotation (``rotate_runs``) removes only citydc's own run directories (named ``<UTC stamp>-<8 hex>`` by the run
+id, holding ansible-runner's ``job_events``), never anything else in the directory, and never fails the run: what
+it cannot remove becomes a warning of the result. ansible-runner's own rotation (which removes the oldest entries
+of the directory, whatever they are) is off.
 
 Secrets: ansible-runner writes ``env/extravars`` into its private data directory and the whole
 environment into ``artifacts/<run>/command``. So citydc never hands it a secret that way:
@@ -34,8 +38,12 @@ environment into ``artifacts/<run>/command``. So citydc never hands it a secret 
   removed when the run ends;
 - the child's environment is cut down to an allow-list (``ENV_ALLOW``), so no ``*_PASSWORD`` of the
   operator's shell reaches the artifacts;
-- every runner event is masked (each secret value replaced by ``***``) before the runner writes it,
-  and the runner's raw ``stdout`` file is not written (``suppress_output_file``).
+- every runner event is masked before the runner writes it: each secret value, and each form it takes once
+  encoded in an event (``secret_forms``: JSON-escaped as Ansible prints results, Python ``repr``, HTML and
+  URL escaped), is replaced by ``***``; the runner's raw ``stdout`` file is not written (``suppress_output_file``);
+- the fact cache (``set_fact: cacheable``, gathered facts; ansible-runner puts its jsonfile cache in the
+  artifact directory) is kept in the run's private directory and removed with it: a secret a task caches
+  never reaches the artifacts.
 Plain extra-vars go on the command line, where the ``command`` artifact records them for the audit; the
 config's (``alertmanager_url`` and the settings of ``alertmanager_http``) go through the pipe and are kept as
 ``config-vars.json`` in the run's artifact directory, except its secret ones (``alertmanager_password``, read
@@ -53,6 +61,8 @@ key never touches the disk in clear, the passphrase never reaches argv, events o
 from __future__ import annotations
 
 import contextlib
+import functools
+import html
 import json
 import os
 import re
@@ -65,6 +75,7 @@ import tempfile
 import threading
 import time
 import types
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,8 +87,9 @@ from citydc import execute
 from citydc.play.stop import stop_tree
 from citydc.stand_ins import modules_replaced
 
-__all__ = ["COUNTS", "ENV_ALLOW", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
-           "limit_pattern", "list_playbooks", "mask_event", "run_playbook", "runner_kwargs", "start_playbook"]
+__all__ = ["COUNTS", "ENV_ALLOW", "RUN_DIR", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
+           "limit_pattern", "list_playbooks", "mask_event", "rotate_runs", "run_playbook", "runner_kwargs",
+           "secret_forms", "start_playbook"]
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # Environment names the ansible-playbook child keeps (prefixes end with "_").
@@ -95,6 +107,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ERROR_START = ("[ERROR]", "ERROR!")  # ansible-core 2.19, and earlier versions
 _WARNING_START = ("[WARNING]", "[DEPRECATION WARNING]")
+# The name of a run's artifact directory (PlayRequest.run_id): the only entries rotation ever removes.
+RUN_DIR = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+NO_HOST_MATCHED = "no host matched: no play of the run had a host to run on (check the inventory, --site and --limit)"
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,7 @@ class PlayResult:
     artifact_dir: Path
     failures: list[dict[str, str]]
     messages: list[str] = field(default_factory=list)  # Ansible's error and warning lines (Tracker.messages)
+    warnings: list[str] = field(default_factory=list)  # citydc's own: artifacts not kept or not rotated
 
     @property
     def ok(self) -> bool:
@@ -146,7 +162,7 @@ class PlayResult:
         return {"status": self.status, "rc": self.rc, "outcome": str(self.outcome), "meaning": self.meaning,
                 "duration_seconds": round(self.duration_seconds, 3), "hosts": self.hosts,
                 "changed_tasks": self.changed_tasks, "failures": self.failures, "messages": self.messages,
-                "stats_data": self.stats_data, "artifact_dir": str(self.artifact_dir)}
+                "stats_data": self.stats_data, "artifact_dir": str(self.artifact_dir), "warnings": self.warnings}
 
 
 def limit_pattern(site: str | None, limit: str | None) -> str | None:
@@ -157,15 +173,19 @@ def limit_pattern(site: str | None, limit: str | None) -> str | None:
 
 
 def list_playbooks(playbooks_dir: Path) -> list[tuple[str, str]]:
-    """Given the playbooks directory, return (file, first comment line) of each top-level playbook."""
+    """Given the playbooks directory, return (file, summary) of each top-level playbook: the first sentence of its
+    first comment block (which may span lines), or the whole block when it has no sentence end."""
     out = []
     for path in sorted(playbooks_dir.glob("*.yml")):
-        summary = ""
+        block: list[str] = []
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("# "):
-                summary = line[2:].strip()
+            if line.startswith("#") and not line.startswith("#!"):
+                block.append(line[1:].strip())
+            elif block:
                 break
-        out.append((path.name, summary))
+        text = " ".join(w for w in block if w)
+        end = re.search(r"\.(\s|$)", text)
+        out.append((path.name, text[:end.start() + 1] if end else text))
     return out
 
 
@@ -181,17 +201,105 @@ def git_revision(directory: Path) -> str:
     return head.stdout.strip() + ("+dirty" if dirty.ok and dirty.stdout.strip() else "")
 
 
-def mask_event(value: Any, secrets: Sequence[str]) -> Any:
-    """Given a runner event (nested dicts and lists), return it with every secret value replaced by ``***``."""
-    if not secrets:
+@functools.lru_cache(maxsize=32)
+def _forms(secret: str) -> frozenset[str]:
+    backslashed = secret.replace("\\", "\\\\")
+    # how a value is written into a string: as it is, Python repr (a list or dict rendered into a message), XML or
+    # HTML (a domain definition, a diff), a URL's userinfo or query
+    written = {secret, repr(secret)[1:-1], backslashed.replace("'", "\\'"), backslashed.replace('"', '\\"'),
+               html.escape(secret), html.escape(secret, quote=False),
+               urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    # ... and each of those JSON-escaped once (a result Ansible prints, a to_json) and twice (that JSON printed)
+    once = {json.dumps(w, ensure_ascii=a)[1:-1] for w in written for a in (True, False)}
+    twice = {json.dumps(w, ensure_ascii=a)[1:-1] for w in once for a in (True, False)}
+    return frozenset(written | once | twice)
+
+
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Given secret values, return every form each can take in a runner event (the value itself, in ``repr``,
+    HTML and URL escaped, each of these JSON-escaped once and twice), longest first so a longer form is replaced
+    whole. A value without characters to escape has one form."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms |= _forms(secret)
+    forms.discard("")
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+class _Masker:
+    """Replaces every form of the given secrets (``secret_forms``) by ``***`` in strings, dict keys included.
+
+    Per string, one regular-expression search for the forms' first three characters rejects the usual string
+    that holds none (the hot path: every string of every runner event); only a hit runs the substitution of all
+    the forms (one alternation, longest first, so the longest form at a place is replaced whole)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.forms = secret_forms(secrets)
+        self._hint = re.compile("|".join(sorted({re.escape(f[:3]) for f in self.forms})))
+        self._pattern = re.compile("|".join(map(re.escape, self.forms)))
+
+    def __bool__(self) -> bool:
+        return bool(self.forms)
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub("***", text) if self._hint.search(text) else text
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
         return value
-    if isinstance(value, str):
-        return execute.mask(value, secrets)
-    if isinstance(value, dict):
-        return {k: mask_event(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_event(v, secrets) for v in value]
-    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _masker(secrets: tuple[str, ...]) -> _Masker:
+    return _Masker(secrets)
+
+
+def mask_event(value: Any, secrets: Sequence[str]) -> Any:
+    """Given a runner event (nested dicts and lists), return it with every secret value, in each of its encoded
+    forms (``secret_forms``), replaced by ``***`` (in keys too)."""
+    masker = _masker(tuple(secrets))
+    return masker.value(value) if masker else value
+
+
+def _is_run_dir(entry: os.DirEntry) -> bool:
+    return (bool(RUN_DIR.match(entry.name)) and entry.is_dir(follow_symlinks=False)
+            and os.path.isdir(os.path.join(entry.path, "job_events")))
+
+
+def rotate_runs(directory: Path, keep: int, current: str | None = None) -> list[str]:
+    """Given an artifacts directory, keep only its newest ``keep`` run directories (by modification time, then
+    name); return warnings for what could not be read or removed (never raises).
+
+    Only citydc's run directories are candidates (``RUN_DIR`` names, real directories holding ``job_events``):
+    any other file or directory there is left alone and not counted, and ``current`` (this run) is never removed.
+    """
+    warnings: list[str] = []
+    runs: list[tuple[float, str, str]] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if _is_run_dir(entry):
+                        runs.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, entry.path))
+                except OSError:
+                    continue  # gone meanwhile, or unreadable: not rotated
+    except OSError as exc:
+        return [f"artifacts not rotated: cannot list {directory}: {exc.strerror or exc}"]
+    runs.sort()
+    for _, name, path in runs[:max(0, len(runs) - keep)]:
+        if name == current:
+            continue
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            warnings.append(f"artifacts not rotated: cannot remove {path}: {exc.strerror or exc}")
+    return warnings
 
 
 def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None, *,
@@ -220,11 +328,14 @@ def runner_kwargs(req: PlayRequest, private_dir: Path, secret_file: Path | None,
         "inventory": str(req.inventory),
         "artifact_dir": str(req.artifacts_dir if req.artifacts_dir is not None else staging),
         "ident": req.run_id,
-        # a staging directory holds this run only: the final directory is rotated after the move
-        "rotate_artifacts": req.keep_runs if req.artifacts_dir is not None else 0,
+        # never ansible-runner's rotation (it removes whatever is oldest in the directory): rotate_runs, at the end
+        "rotate_artifacts": 0,
         "quiet": True,
         # (a constructor argument would be overridden by the settings: ansible_runner/config/_base.py)
-        "settings": {"suppress_output_file": True, "suppress_ansible_output": True},
+        # The fact cache (a secret in a cacheable set_fact) goes to the private directory, not the artifacts:
+        # an absolute path is kept as it is by the runner's os.path.join(artifact_dir, fact_cache).
+        "settings": {"suppress_output_file": True, "suppress_ansible_output": True,
+                     "fact_cache_type": "jsonfile", "fact_cache": str(private_dir.absolute() / "fact_cache")},
         "json_mode": False,
     }
     if cmdline:
@@ -315,6 +426,7 @@ class Tracker:
 
     def __init__(self, secrets: Sequence[str] = (), on_change: Callable[[Tracker], None] | None = None) -> None:
         self.secrets = tuple(s for s in secrets if s)
+        self._masker = _Masker(self.secrets)  # what handle() replaces: made once per set of secrets
         self.on_change = on_change
         self.task = ""
         self.play = ""
@@ -325,12 +437,14 @@ class Tracker:
         self.final: dict[str, dict[str, int]] | None = None
         self.messages: list[str] = []  # Ansible's error blocks and warnings, plain text
         self.errors: list[str] = []  # the first line of each error block ("[ERROR]: " cut)
+        self.plays_without_hosts: list[str] = []  # plays whose host pattern matched no host
         self._in_error = False
         self.lock = threading.Lock()
 
     def add_secrets(self, values: Iterable[str]) -> None:
         """Mask these values too in the events handled from now on."""
         self.secrets = (*self.secrets, *(v for v in values if v and v not in self.secrets))
+        self._masker = _Masker(self.secrets)
 
     def _count(self, host: str, key: str) -> None:
         counts = self.hosts.setdefault(host, dict.fromkeys(COUNTS, 0))
@@ -338,8 +452,8 @@ class Tracker:
 
     def handle(self, event: dict) -> bool:
         """ansible-runner's event_handler: mask the event in place (the runner writes it after), follow it."""
-        if self.secrets:
-            masked = mask_event(event, self.secrets)
+        if self._masker:
+            masked = self._masker.value(event)
             event.clear()
             event.update(masked)
         kind = event.get("event", "")
@@ -357,6 +471,8 @@ class Tracker:
                 self._on_result(kind, event, data)
             elif kind == "playbook_on_stats":
                 self._on_stats(data)
+            elif kind == "playbook_on_no_hosts_matched":
+                self.plays_without_hosts.append(self.play)
         if self.on_change is not None:
             self.on_change(self)
         return True
@@ -391,8 +507,7 @@ class Tracker:
                 self._count(host, "ok")
                 return
             self._count(host, "failed")
-            self.failures.append({"host": host, "task": data.get("task", ""),
-                                  "message": str(res.get("msg", ""))[:500]})
+            self.failures.append({"host": host, "task": data.get("task", ""), "message": _failure_text(res)[:500]})
         elif kind == "runner_on_unreachable":
             self._count(host, "unreachable")
             self.failures.append({"host": host, "task": data.get("task", ""),
@@ -409,6 +524,21 @@ class Tracker:
             final.setdefault(host, dict.fromkeys(COUNTS, 0))
         self.final = final
         self.stats_data = data.get("artifact_data") or {}
+
+
+def _failure_text(res: dict) -> str:
+    """Given a failed result, return its message; for a loop task (Ansible's "One or more items failed"), the first
+    failed item's label and message, the reason the loop failed."""
+    msg = str(res.get("msg", ""))
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and item.get("failed"):
+                label = item.get("_ansible_item_label", item.get(item.get("ansible_loop_var") or "item", ""))
+                if isinstance(label, dict):
+                    label = label.get("name", "")
+                return f"{msg} (first: {label}: {item.get('msg', '')})" if label else f"{msg} ({item.get('msg', '')})"
+    return msg
 
 
 def plain_text(text: str) -> str:
@@ -487,6 +617,7 @@ class PlaybookRun:
         self._private: Path | None = None
         self._staging: Path | None = None
         self._finished = False
+        self.warnings: list[str] = []  # the artifacts not kept or not rotated (the run itself is not failed)
         self.left_running: list[int] | None = None  # after a cancel or timeout: PIDs that would not stop
 
     @property
@@ -626,16 +757,17 @@ class PlaybookRun:
             for sig, handler in self._saved_signals.items():
                 signal.signal(sig, handler)
             if keep:
-                self._keep_artifacts()
+                try:
+                    self._keep_artifacts()
+                except OSError as exc:  # the run happened: its result and events are kept, with a warning
+                    self.warnings.append(f"artifacts not kept in {self.artifacts_dir}: {exc}")
         finally:
             if self._private is not None:
                 shutil.rmtree(self._private, ignore_errors=True)
 
     def _keep_artifacts(self) -> None:
         """Write what went through the pipe next to the run's artifacts; move a staged run into place, then keep
-        only the newest ``keep_runs`` runs there."""
-        from ansible_runner.utils import cleanup_artifact_dir
-
+        only the newest ``keep_runs`` runs there (``rotate_runs``: failures are warnings)."""
         assert self.artifacts_dir is not None
         final = self.artifacts_dir / self.req.run_id
         run_dir = final if self._staging is None else self._staging / self.req.run_id
@@ -645,12 +777,11 @@ class PlaybookRun:
             fd = os.open(run_dir / CONFIG_VARS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self.config_vars, f, sort_keys=True)
-        if self._staging is None:
-            return  # ansible-runner rotated the directory when the run started
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shutil.move(run_dir, final)  # a rename on one file system, else a copy
+        if self._staging is not None:
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.move(run_dir, final)  # a rename on one file system, else a copy
         os.utime(final)  # the newest of the directory, for the rotation
-        cleanup_artifact_dir(str(self.artifacts_dir), self.req.keep_runs)
+        self.warnings += rotate_runs(self.artifacts_dir, self.req.keep_runs, current=self.req.run_id)
 
     def _result(self) -> PlayResult:
         status, rc = self._runner.status, self._runner.rc
@@ -658,7 +789,8 @@ class PlaybookRun:
         tracker = self.tracker
         hosts = tracker.final if tracker.final is not None else tracker.hosts
         if status in ("timeout", "canceled"):
-            # rc is ansible-runner's 254 for both, not ansible-playbook's: say what happened instead
+            # rc is ansible-runner's 254 for both, not ansible-playbook's: say what happened instead, and record none
+            rc = None
             outcome = execute.Outcome.FAILURE
             meaning = f"timed out after {self.req.timeout} s" if status == "timeout" else "interrupted"
             meaning += "; " + self._stop_text()
@@ -673,11 +805,14 @@ class PlaybookRun:
                            else "a playbook, inventory or variables file could not be parsed")
             if outcome is not execute.Outcome.SUCCESS and tracker.errors:
                 meaning += f": {tracker.errors[0]}"
+            elif outcome is execute.Outcome.SUCCESS and not hosts:
+                # ansible-playbook exits 0 when every play matched no host (an empty group): it did nothing
+                outcome, meaning = execute.Outcome.FAILURE, NO_HOST_MATCHED
         assert self.artifacts_dir is not None
         return PlayResult(status=status, rc=rc, outcome=outcome, meaning=meaning, duration_seconds=duration,
                           hosts=hosts, changed_tasks=list(tracker.changed), stats_data=tracker.stats_data,
                           artifact_dir=self.artifacts_dir / self.req.run_id, failures=list(tracker.failures),
-                          messages=list(tracker.messages))
+                          messages=list(tracker.messages), warnings=list(self.warnings))
 
     def _stop_text(self) -> str:
         if self.left_running:

@@ -146,7 +146,8 @@ def test_the_docs_example_sends_fengshans_criticals_to_its_oncall_and_the_noc(tm
 
 def test_a_route_an_earlier_one_takes_alerts_from_is_warned_about(tmp_path):
     (tmp_path / "tls").mkdir()
-    (tmp_path / "tls" / "city-ca.pem").write_text("")
+    for name in ("city-ca.pem", "citydc-client.pem", "citydc-client.key"):  # the example's files
+        (tmp_path / "tls" / name).write_text("")
     shadowing = docs_example().replace(", continue_matching: true}", "}")
     result = run(tmp_path, shadowing, "--secrets-dir", str(tmp_path / "s"))
     assert result.exit_code == 0, result.output

@@ -90,8 +90,9 @@ def test_runner_kwargs_put_the_config_pipe_first_and_stage_without_rotation():
 def test_nothing_runs_before_release_then_the_config_vars_arrive_and_artifacts_move_into_place(books, tmp_path):
     final = tmp_path / "art"
     final.mkdir()
-    for n, age in (("old-1", 300), ("old-2", 200)):  # two earlier runs: with keep_runs=2 the oldest goes
-        (final / n).mkdir()
+    old1, old2 = "20261201T000000Z-0000aaaa", "20261201T000100Z-0000bbbb"
+    for n, age in ((old1, 300), (old2, 200)):  # two earlier runs: with keep_runs=2 the oldest goes
+        (final / n / "job_events").mkdir(parents=True)
         os.utime(final / n, (time.time() - age, time.time() - age))
     run = start_playbook(request(books, tmp_path, keep_runs=2), Tracker())
     assert run.pipe is not None
@@ -108,7 +109,7 @@ def test_nothing_runs_before_release_then_the_config_vars_arrive_and_artifacts_m
     assert result.artifact_dir == final / run.req.run_id and (result.artifact_dir / "job_events").is_dir()
     assert json.loads((result.artifact_dir / CONFIG_VARS_FILE).read_text()) == {
         "alertmanager_url": "http://am.example:9093"}
-    assert sorted(p.name for p in final.iterdir()) == sorted(["old-2", run.req.run_id])
+    assert sorted(p.name for p in final.iterdir()) == sorted([old2, run.req.run_id])
     assert not private.exists()  # the pipe, the staging directory and the private data directory are gone
 
 

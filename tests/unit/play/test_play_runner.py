@@ -26,7 +26,7 @@ def req(**kw) -> PlayRequest:
 def test_runner_kwargs_plain_run():
     kw = runner_kwargs(req(), Path("/pdd"), None)
     assert kw["private_data_dir"] == "/pdd" and kw["project_dir"] == "/pb" and kw["playbook"] == "lb-deploy.yml"
-    assert kw["artifact_dir"] == "/art" and kw["ident"] == "r1" and kw["rotate_artifacts"] == 20
+    assert kw["artifact_dir"] == "/art" and kw["ident"] == "r1" and kw["rotate_artifacts"] == 0  # rotate_runs
     assert kw["settings"]["suppress_output_file"] is True
     assert "cmdline" not in kw and "limit" not in kw and "extravars" not in kw
 
@@ -156,3 +156,13 @@ def test_closing_a_reaped_child_does_not_sleep_but_a_running_one_still_does():
         assert time.perf_counter() - started >= 0.1
         assert not running.isalive()
     assert pexpect.spawn.close is original
+
+
+def test_a_check_mode_task_event_says_would_change_and_is_no_change():
+    real = events.task_changed(facts(), event_uuid="u1", target="hv-siwei-1", task="Define", module="virt", play="P")
+    dry = events.task_changed(facts(check=True), event_uuid="u1", target="hv-siwei-1", task="Define", module="virt",
+                              play="P")
+    validate_event(dry)
+    assert real["event"]["type"] == ["change"] and " changed hv-siwei-1" in real["message"]
+    assert dry["event"]["type"] == ["info"] and "would change hv-siwei-1" in dry["message"]
+    assert "check mode" in dry["message"] and dry["citydc"]["playbook"]["check_mode"] is True

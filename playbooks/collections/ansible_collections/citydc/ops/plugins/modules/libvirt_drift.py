@@ -13,12 +13,16 @@ description:
     hypervisor role writes; domains of another inventory host are ignored (the lab's two hypervisors share one
     libvirtd), and domains without that element are reported as undeclared.
   - Reports declared VMs that are missing, domains that are not declared, and per VM the fields that differ
-    (vcpu, memory_mib, network, disk_gib, site, state). Changes nothing.
+    (vcpu, memory_mib, network, disk_gib, site, state). vcpu and memory_mib are what the VM boots with (the
+    C(current) attribute of C(<vcpu>), C(<currentMemory>)); vcpu_max and memory_max_mib are reported when the
+    maximum (C(<vcpu>), C(<memory>)) differs from the declared value too. Changes nothing.
+  - A declared state is C(running) (the default), C(shutoff) or its synonym C(shutdown); any other value fails
+    the module, so a playbook calling it first changes nothing.
 options:
   uri: {description: libvirt connection URI., type: str, required: true}
   hypervisor: {description: Inventory name of the hypervisor., type: str, required: true}
   declared:
-    description: The declared VMs (name, vcpu, memory_mib, disk_gib, network, site, state).
+    description: The declared VMs (name, vcpu, memory_mib, disk_gib, network, site, state running/shutoff/shutdown).
     type: list
     elements: dict
     required: true
@@ -39,7 +43,10 @@ RETURN = r"""
 missing: {description: Declared VMs that do not exist., returned: always, type: list, elements: str}
 undeclared: {description: Domains nobody declared., returned: always, type: list, elements: str}
 differing: {description: "Per VM, per field: {declared, actual}.", returned: always, type: dict}
+redefine: {description: Differing VMs whose definition changes (not only their state)., returned: always, type: list,
+           elements: str}
 in_sync: {description: True when nothing is missing or differs., returned: always, type: bool}
+actual: {description: "Per existing declared VM, its spec (with its interface's mac).", returned: always, type: dict}
 """
 
 import xml.etree.ElementTree as ET
@@ -53,27 +60,87 @@ except ImportError:
 
 NS = "https://citydc.example/xmlns/vm"
 FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "state")
+# Compared beside the fields: the maximum a VM may grow to (hotplug, balloon), declared as the same vcpu/memory_mib.
+MAX_FIELDS = {"vcpu_max": "vcpu", "memory_max_mib": "memory_mib"}
+# Declared states, in the vocabulary the report uses (running, shutoff); shutdown is a synonym of shutoff
+# (community.libvirt.virt's word). Anything else is refused before any task changes anything.
+STATES = {"running": "running", "shutoff": "shutoff", "shutdown": "shutoff"}
+# Fields whose difference needs a new definition (and a snapshot before it); a state-only drift is a start/stop.
+REDEFINE_FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "vcpu_max", "memory_max_mib")
+_UNITS = {"b": 1, "bytes": 1, "KB": 1000, "k": 1024, "KiB": 1024, "MB": 1000 ** 2, "M": 1024 ** 2, "MiB": 1024 ** 2,
+          "GB": 1000 ** 3, "G": 1024 ** 3, "GiB": 1024 ** 3, "TB": 1000 ** 4, "T": 1024 ** 4, "TiB": 1024 ** 4}
 
 
-def actual_spec(dom):
-    """Given a domain, return its spec as the inventory declares VMs, plus its owning hypervisor."""
-    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    mem = root.find("memory")
-    unit = (mem.get("unit") or "KiB") if mem is not None else "KiB"
-    kib = int(mem.text) * {"KiB": 1, "MiB": 1024, "GiB": 1024 * 1024, "b": 1, "bytes": 1}.get(unit, 1) if mem is not None else 0
-    if unit in ("b", "bytes"):
-        kib //= 1024
-    net = root.find("devices/interface[@type='network']/source")
+def _mib(element):
+    """Given a <memory>/<currentMemory> element (or None), return its size in MiB (None when absent)."""
+    if element is None or not (element.text or "").strip().isdigit():
+        return None
+    return int(element.text) * _UNITS.get(element.get("unit") or "KiB", 1024) // (1024 * 1024)
+
+
+def spec_from_xml(xml, active):
+    """Given a domain's inactive XML and whether it runs, return its spec as the inventory declares VMs (what it
+    boots with: vcpu's current attribute, currentMemory), the maxima, its MAC address, and its owning hypervisor."""
+    root = ET.fromstring(xml)
+    vcpu_el = root.find("vcpu")
+    vcpu_max = int(vcpu_el.text) if vcpu_el is not None and (vcpu_el.text or "").strip().isdigit() else 0
+    current = vcpu_el.get("current", "") if vcpu_el is not None else ""
+    memory_max = _mib(root.find("memory"))
+    memory = _mib(root.find("currentMemory"))
+    net = root.find("devices/interface[@type='network']")
     meta = root.find("metadata/{%s}vm" % NS)
     spec = {
-        "vcpu": int(root.findtext("vcpu") or 0),
-        "memory_mib": kib // 1024,
-        "network": net.get("network") if net is not None else None,
-        "state": "running" if dom.isActive() else "shutoff",
+        "vcpu": int(current) if current.isdigit() else vcpu_max,
+        "vcpu_max": vcpu_max,
+        "memory_mib": memory if memory is not None else (memory_max or 0),
+        "memory_max_mib": memory_max or 0,
+        "network": net.find("source").get("network") if net is not None and net.find("source") is not None else None,
+        "mac": net.find("mac").get("address") if net is not None and net.find("mac") is not None else None,
+        "state": "running" if active else "shutoff",
         "disk_gib": int(meta.get("disk_gib")) if meta is not None and meta.get("disk_gib", "").isdigit() else None,
         "site": meta.get("site") if meta is not None else None,
     }
     return spec, (meta.get("hypervisor") if meta is not None else None)
+
+
+def actual_spec(dom):
+    """Given a domain, return its spec (spec_from_xml) and its owning hypervisor."""
+    return spec_from_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive())
+
+
+def normalize_declared(declared):
+    """Given the declared VMs, return ({name: vm with its state in the report's vocabulary}, error or None)."""
+    out = {}
+    for i, vm in enumerate(declared):
+        if not vm.get("name"):
+            return None, "declared[%d]: name is required" % i
+        state = vm.get("state", "running")
+        if state not in STATES:
+            return None, ("%s: state %r is not one of %s (shutdown is a synonym of shutoff); nothing was changed"
+                          % (vm["name"], state, ", ".join(STATES)))
+        out[vm["name"]] = dict(vm, state=STATES[state])
+    return out, None
+
+
+def differences(declared, actual):
+    """Given the normalized declared VMs and the actual specs of those that exist, return
+    {name: {field: {declared, actual}}} for every VM that differs."""
+    differing = {}
+    for name, spec in actual.items():
+        want = declared[name]
+        fields = {f: {"declared": want.get(f), "actual": spec[f]} for f in FIELDS
+                  if want.get(f) is not None and want.get(f) != spec[f]}
+        for field, source in MAX_FIELDS.items():
+            if want.get(source) is not None and spec[field] != want.get(source) and spec[field] != spec[source]:
+                fields[field] = {"declared": want.get(source), "actual": spec[field]}
+        if fields:
+            differing[name] = fields
+    return differing
+
+
+def to_redefine(differing):
+    """Given the differing VMs, return those whose definition changes (a snapshot first): not a state-only drift."""
+    return sorted(n for n, fields in differing.items() if any(f in REDEFINE_FIELDS for f in fields))
 
 
 def main():
@@ -84,11 +151,9 @@ def main():
     if libvirt is None:
         module.fail_json(msg="the libvirt Python binding is not importable (pip install libvirt-python)")
     p = module.params
-    declared = {}
-    for i, vm in enumerate(p["declared"]):
-        if not vm.get("name"):
-            module.fail_json(msg="declared[%d]: name is required" % i)
-        declared[vm["name"]] = dict(vm, state=vm.get("state", "running"))
+    declared, error = normalize_declared(p["declared"])
+    if error:
+        module.fail_json(msg=error)
     try:
         conn = libvirt.open(p["uri"])
     except libvirt.libvirtError as exc:
@@ -105,14 +170,10 @@ def main():
     finally:
         conn.close()
     missing = sorted(n for n in declared if n not in actual)
-    differing = {}
-    for name, spec in actual.items():
-        fields = {f: {"declared": declared[name].get(f), "actual": spec[f]} for f in FIELDS
-                  if declared[name].get(f) is not None and declared[name].get(f) != spec[f]}
-        if fields:
-            differing[name] = fields
+    differing = differences(declared, actual)
+    redefine = to_redefine(differing)
     module.exit_json(changed=False, missing=missing, undeclared=sorted(undeclared), differing=differing,
-                     in_sync=not missing and not differing, actual=actual)
+                     redefine=redefine, in_sync=not missing and not differing, actual=actual)
 
 
 if __name__ == "__main__":

@@ -203,12 +203,14 @@ def run(
     timeout: float | None = 600,
     input_text: str | None = None,
     cwd: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Result:
     """Given a tool name and argv, run it and return its Result.
 
     ``env`` is added to the current environment. ``secrets`` are values that must never
     be shown: they are masked in logs and refused if they appear in argv. Raise ToolFailed if
-    the program is missing or times out.
+    the program is missing or times out. ``pass_fds``: descriptors the program inherits (a secret handed
+    over through a pipe, ``/dev/fd/N``, never a named file that a SIGTERM or SIGKILL would leave behind).
     """
     argv = tuple(str(a) for a in argv)
     _check_argv(tool, argv, secrets)
@@ -219,7 +221,7 @@ def run(
         try:
             proc = subprocess.Popen(argv, env=full_env, stdin=None if input_text is None else subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                                    errors="replace")
+                                    errors="replace", pass_fds=tuple(pass_fds))
         except FileNotFoundError:
             raise ToolFailed(f"{tool}: program not found: {argv[0]} (install it or set tools.* in citydc.yaml)") \
                 from None
@@ -341,11 +343,13 @@ def stream_chunks(
     secrets: Sequence[str] = (),
     timeout: float | None = None,
     size: int = 1 << 20,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[bytes]:
     """Given argv, yield stdout as raw byte chunks (up to ``size``) as they come; fill ``done`` at the end.
 
     For bulk output parsed in blocks (``ldapsearch`` LDIF of 100k entries), where a Python-level
-    iteration per line would cost more than the tool itself. Stopped like ``stream_lines``.
+    iteration per line would cost more than the tool itself. Stopped like ``stream_lines``. ``pass_fds``:
+    as for ``run``.
     """
     argv = tuple(str(a) for a in argv)
     _check_argv(tool, argv, secrets)
@@ -353,7 +357,7 @@ def stream_chunks(
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, bufsize=0)
+                                stderr=subprocess.PIPE, bufsize=0, pass_fds=tuple(pass_fds))
     except FileNotFoundError:
         raise ToolFailed(f"{tool}: program not found: {argv[0]}") from None
     stderr_chunks: list[bytes] = []

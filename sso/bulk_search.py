@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +22,64 @@ from citydc.config.models import LdapSource
 from citydc.sso import files, ldif
 from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
 
-__all__ = ["BulkSearch", "DirectoryError", "Prepared", "ldapsearch_argv", "partition", "prepare"]
+__all__ = ["NO_SUCH_OBJECT", "BulkSearch", "DirectoryError", "Prepared", "ldapsearch_argv", "ldapsearch_failure",
+           "no_such_object", "partition", "password_pipe", "prepare"]
 
 
 class DirectoryError(RuntimeError):
     """The directory could not be reached, verified, bound or read. Never holds the password."""
+
+
+def password_pipe(password: str) -> tuple[int, Path]:
+    """Given the bind password, return (the read end of a pipe holding it, the path ldapsearch's ``-y`` opens).
+
+    The password never sits in a named file: a file in /tmp outlived a SIGTERM or SIGKILL of citydc (the
+    kill of a systemd stop or a ``timeout``), password in clear. The caller hands the read end to one
+    ldapsearch (``pass_fds``), which reads it to its end (``-y`` takes the bytes as they are: no newline),
+    and closes it once that process has started or ended. Raise DirectoryError when it does not fit the
+    pipe (64 KiB: no password is that long).
+    """
+    data = password.encode("utf-8")
+    r, w = os.pipe()  # both ends close-on-exec: only the process given ``pass_fds=(r,)`` inherits it
+    try:
+        os.set_blocking(w, False)
+        if data and os.write(w, data) != len(data):
+            raise BlockingIOError
+    except BlockingIOError:
+        os.close(r)
+        raise DirectoryError("the bind password does not fit a pipe (over 64 KiB)") from None
+    finally:
+        os.close(w)  # EOF after the password
+    return r, Path(f"/dev/fd/{r}" if os.path.isdir("/dev/fd") else f"/proc/self/fd/{r}")
+
+
+# ldapsearch exits with the LDAP result code of a search the server refused (RFC 4511 4.1.9).
+NO_SUCH_OBJECT = 32
+
+
+def ldapsearch_failure(src: LdapSource, base: str, done: execute.Streamed | execute.Result,
+                       what: str = "ldapsearch") -> str:
+    """Given the source, the base of a failed search, its ended ldapsearch and what it was, return the
+    one-line message. A base that does not exist (noSuchObject) says so, naming base_dn."""
+    stderr = done.masked_stderr() if isinstance(done, execute.Result) else done.stderr
+    if done.rc == NO_SUCH_OBJECT:
+        return no_such_object(src, base, next((ln.split(":", 1)[1].strip() for ln in stderr.splitlines()
+                                               if ln.lower().startswith("matched dn:")), ""))
+    meaning = f"exit code {done.rc}" if done.meaning.startswith("unknown exit code") else done.meaning
+    return f"{what} failed ({meaning}): {' '.join(stderr.split())[-400:]}"
+
+
+def no_such_object(src: LdapSource, base: str, matched: str = "") -> str:
+    """Given the source, the base of a search the server answered noSuchObject (32) and the matched DN it gave
+    (the nearest entry that exists), return the message."""
+    nearest = f" (the nearest entry that exists: {matched})" if matched else ""
+    if _norm_dn(base) == _norm_dn(src.base_dn):
+        return f"no such object: base_dn {base} does not exist{nearest}"
+    return f"no such object: {base} (under base_dn {src.base_dn}) does not exist: removed during the read?"
+
+
+def _norm_dn(dn: str) -> str:
+    return ",".join(part.strip() for part in dn.lower().split(","))
 
 
 def ldapsearch_argv(src: LdapSource, password_file: Path, base: str, flt: str, attrs: Sequence[str],
@@ -65,8 +118,9 @@ class BulkSearch:
     Each process's output is drained by a thread into a bounded queue (at most ``max_buffered`` blocks
     of about ``block_size`` bytes), so the searches run while the caller still binds, probes and reads
     the policies, and memory stays bounded when the caller is slower. ``blocks`` yields LDIF text cut at
-    entry boundaries. Use as a context manager: leaving it kills what still runs and removes the
-    password file.
+    entry boundaries. Use as a context manager: leaving it kills what still runs. Each ldapsearch reads the
+    password from a pipe of its own (``password_pipe``): nothing holding it is left on disk, whatever ends
+    citydc.
     """
 
     def __init__(self, src: LdapSource, password: str, *, ca_file: Path | None = None,
@@ -80,7 +134,9 @@ class BulkSearch:
         self._planner: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._done: list[execute.Streamed] = []
-        self._pwfile: str | None = None
+        self._started = False
+        # In each ldapsearch's environment: tells this read's processes from any other's (``_kill_searches``).
+        self._marker = f"CITYDC_LDAP_READ={os.getpid()}-{uuid.uuid4().hex}"
         self._env: dict[str, str] = {}
         self.block_size = block_size
         self.searches: list[tuple[str, str]] = []  # (base, scope) of each search, once planned
@@ -90,14 +146,13 @@ class BulkSearch:
 
     def start(self) -> BulkSearch:
         """Start the read (once: a second call, as ``with`` on a started search, does nothing); return self."""
-        if self._pwfile is not None:
+        if self._started:
             return self
-        self._env = {"LDAPTLS_REQCERT": "demand"}
+        self._started = True
+        name, value = self._marker.split("=", 1)
+        self._env = {"LDAPTLS_REQCERT": "demand", name: value}
         if self.ca_file:
             self._env["LDAPTLS_CACERT"] = str(self.ca_file)
-        fd, self._pwfile = tempfile.mkstemp(prefix="citydc-ldap-", suffix=".pw")  # 0600 by construction
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(self._password)  # -y uses the file's bytes as they are: no newline
         if self.src.bulk_searches <= 1:
             self._launch([(self.src.base_dn, "sub")])
         else:
@@ -115,13 +170,17 @@ class BulkSearch:
 
     def _children(self) -> list[str]:
         """Return the DNs of the base's children (one-level search, no attributes). Raise ToolFailed."""
-        argv = ldapsearch_argv(self.src, Path(str(self._pwfile)), self.src.base_dn, "(objectClass=*)", ["1.1"],
-                               self.ldapsearch, scope="one")
-        res = execute.run("ldapsearch", argv, env=self._env, secrets=[self._password],
-                          timeout=self.src.timeout_seconds + 5)
+        fd, path = password_pipe(self._password)
+        try:
+            argv = ldapsearch_argv(self.src, path, self.src.base_dn, "(objectClass=*)", ["1.1"], self.ldapsearch,
+                                   scope="one")
+            res = execute.run("ldapsearch", argv, env=self._env, secrets=[self._password],
+                              timeout=self.src.timeout_seconds + 5, pass_fds=(fd,))
+        finally:
+            os.close(fd)
         if not res.ok:
-            raise execute.ToolFailed(f"ldapsearch (listing {self.src.base_dn}) failed ({res.meaning}): "
-                                     f"{res.masked_stderr().strip()[-400:]}")
+            raise execute.ToolFailed(ldapsearch_failure(self.src, self.src.base_dn, res,
+                                                        f"ldapsearch (listing {self.src.base_dn})"))
         try:
             return [dn for dn, _ in ldif.parse(res.stdout.splitlines())]
         except ldif.LdifError as exc:
@@ -132,20 +191,26 @@ class BulkSearch:
         if not self._put(-1, len(searches)):  # before any stream's data; False: the caller has left
             return
         for i, (base, scope) in enumerate(searches):
-            argv = ldapsearch_argv(self.src, Path(str(self._pwfile)), base, self.src.account_filter,
-                                   ACCOUNT_ATTRIBUTES, self.ldapsearch, scope=scope)
             done = execute.Streamed()
             self._done.append(done)
-            t = threading.Thread(target=self._pump, args=(i, argv, done), daemon=True,
+            t = threading.Thread(target=self._pump, args=(i, base, scope, done), daemon=True,
                                  name=f"citydc-ldapsearch-{i}")
             self._threads.append(t)
             t.start()
 
-    def _pump(self, i: int, argv: Sequence[str], done: execute.Streamed) -> None:
+    def _pump(self, i: int, base: str, scope: str, done: execute.Streamed) -> None:
         with self._slots:
             if self._stop.is_set():
                 return
-            chunks = execute.stream_chunks("ldapsearch", argv, done, env=self._env, secrets=[self._password])
+            try:
+                fd, path = password_pipe(self._password)
+            except DirectoryError as exc:
+                self._put(i, exc)
+                return
+            argv = ldapsearch_argv(self.src, path, base, self.src.account_filter, ACCOUNT_ATTRIBUTES,
+                                   self.ldapsearch, scope=scope)
+            chunks = execute.stream_chunks("ldapsearch", argv, done, env=self._env, secrets=[self._password],
+                                           pass_fds=(fd,))
             try:
                 # ldapsearch writes a few KiB at a time; hand on large blocks, so the per-block work stays small.
                 held: list[bytes] = []
@@ -164,6 +229,7 @@ class BulkSearch:
                 self._put(i, exc)
             finally:
                 chunks.close()  # kills the process if it still runs
+                os.close(fd)
 
     def _put(self, i: int, data: bytes | int | BaseException | None) -> bool:
         while not self._stop.is_set():
@@ -207,8 +273,8 @@ class BulkSearch:
             t.join(timeout=10)
         for (base, _), done in zip(self.searches, self._done, strict=True):
             if done.rc != 0:
-                where = "" if len(self.searches) == 1 else f" (under {base})"
-                raise DirectoryError(f"ldapsearch failed{where} ({done.meaning}): {done.stderr.strip()[-400:]}")
+                what = "ldapsearch" if len(self.searches) == 1 else f"ldapsearch (under {base})"
+                raise DirectoryError(ldapsearch_failure(self.src, base, done, what))
 
     def accounts(self) -> Iterator[Account]:
         """Yield every account (the careful way: each parsed and typed). Raise DirectoryError."""
@@ -232,24 +298,20 @@ class BulkSearch:
             self._planner.join(timeout=10)
         for t in list(self._threads):
             t.join(timeout=10)
-        if self._pwfile:
-            Path(self._pwfile).unlink(missing_ok=True)
-
-
 
     def _kill_searches(self) -> None:
         """Kill this read's ldapsearch processes that still run: their pumps wait on them (a server that stops
         answering, or trickles bytes, past the audit's deadline) and would let them outlive the command.
-        They are the children of this process whose argv names this read's password file."""
-        if not self._pwfile:
+        They are the children of this process whose environment holds this read's marker."""
+        if not self._started:
             return
-        marker, me = os.fsencode(self._pwfile), os.getpid()
+        marker, me = os.fsencode(self._marker), os.getpid()
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
             try:
                 parent = int((proc / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-                if parent == me and marker in (proc / "cmdline").read_bytes():
+                if parent == me and marker in (proc / "environ").read_bytes().split(b"\0"):
                     os.kill(int(proc.name), signal.SIGKILL)  # its pump's stream reaps it
             except (OSError, ValueError, IndexError):
                 continue  # ended meanwhile, or not ours to read

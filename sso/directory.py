@@ -7,15 +7,15 @@ paging, streamed as LDIF into ``ldif.parse`` (default; about 10x faster than lda
 BER decoding on 100k accounts, measured in bench/ldap_audit.py), or ldap3's paged search.
 
 A simple bind is sent only over TLS, unless the source sets ``allow_plain_bind`` (lab only).
-The password never reaches argv, logs or exceptions: ldapsearch reads it from a 0600 file.
+The password never reaches argv, logs, exceptions or a file: ldapsearch reads it from a pipe (``-y /dev/fd/N``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import ssl
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,16 @@ from ldap3.core.exceptions import LDAPException
 from citydc import execute
 from citydc.config.models import LdapSource
 from citydc.sso import ldif
-from citydc.sso.bulk_search import BulkSearch, DirectoryError, ldapsearch_argv, partition
+from citydc.sso.bulk_search import (
+    NO_SUCH_OBJECT,
+    BulkSearch,
+    DirectoryError,
+    ldapsearch_argv,
+    ldapsearch_failure,
+    no_such_object,
+    partition,
+    password_pipe,
+)
 from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
 from citydc.sso.rules import ServerPosture
 
@@ -90,8 +99,8 @@ class Directory:
             if tls and not self.endpoint.ldaps and self.src.start_tls and not conn.start_tls():
                 raise DirectoryError(f"{where}: StartTLS refused: {conn.result.get('description')} "
                                      f"{conn.result.get('message') or ''}".strip())
-        except ssl.SSLError as exc:
-            raise DirectoryError(f"{where}: TLS failed: {exc.reason or exc} (check ca_file)") from None
+        except ssl.SSLError as exc:  # ldap3's own exceptions too: it derives them from ssl's (without .reason)
+            raise DirectoryError(f"{where}: TLS failed: {tls_problem(exc)}") from None
         except (LDAPException, OSError) as exc:
             raise DirectoryError(f"{where}: {type(exc).__name__}: {_safe(exc)}"
                                  + (" (check ca_file)" if "certificate" in str(exc).lower() else "")) from None
@@ -213,20 +222,26 @@ class Directory:
                     yield Account.from_attrs(e["dn"], _decode(e["raw_attributes"]))
         except LDAPException as exc:
             raise DirectoryError(f"{self.src.url}: account search failed: {_safe(exc)}") from None
+        # raise_exceptions is off: a refused or cut search (no such base, a size limit) ends the generator quietly
+        res = self.conn.result or {}
+        if res.get("result") == NO_SUCH_OBJECT:
+            raise DirectoryError(no_such_object(self.src, self.src.base_dn, res.get("dn") or ""))
+        if res.get("result") not in (0, 10, None):  # 10: a referral, which ldap3 followed
+            raise DirectoryError(f"{self.src.url}: account search failed: {res.get('description')} "
+                                 f"({res.get('result')}) {_safe(res.get('message') or '')}".strip())
 
     def _accounts_ldapsearch(self) -> Iterator[Account]:
         env = {"LDAPTLS_REQCERT": "demand"}
         if self.ca_file:
             env["LDAPTLS_CACERT"] = str(self.ca_file)
-        fd, name = tempfile.mkstemp(prefix="citydc-ldap-", suffix=".pw")  # 0600 by construction
+        fd, path = password_pipe(self._password)  # never a named file (bulk_search.password_pipe)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self._password)  # -y uses the file's bytes as they are: no newline
-            argv = ldapsearch_argv(self.src, Path(name), self.src.base_dn, self.src.account_filter,
+            argv = ldapsearch_argv(self.src, path, self.src.base_dn, self.src.account_filter,
                                    ACCOUNT_ATTRIBUTES, self.ldapsearch)
             done = execute.Streamed()
             try:
-                chunks = execute.stream_chunks("ldapsearch", argv, done, env=env, secrets=[self._password])
+                chunks = execute.stream_chunks("ldapsearch", argv, done, env=env, secrets=[self._password],
+                                               pass_fds=(fd,))
                 for dn, attrs in ldif.parse_chunks(chunks):
                     yield Account.from_attrs(dn, attrs)
             except execute.ToolFailed as exc:
@@ -234,9 +249,36 @@ class Directory:
             except ldif.LdifError as exc:
                 raise DirectoryError(f"ldapsearch output: {exc}") from None
             if done.rc != 0:
-                raise DirectoryError(f"ldapsearch failed ({done.meaning}): {done.stderr.strip()[-400:]}")
+                raise DirectoryError(ldapsearch_failure(self.src, self.src.base_dn, done))
         finally:
-            Path(name).unlink(missing_ok=True)
+            os.close(fd)
+
+
+def tls_problem(exc: BaseException) -> str:
+    """Given the exception of a failed TLS handshake (ssl's, or ldap3's: a class deriving from both its own
+    exception and ssl's, with neither ``reason`` nor ``verify_message`` set), return what failed and what to
+    check, on one line: ``certificate verify failed: certificate has expired (renew the server certificate, …)``."""
+    what = None
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 8:  # the handshake's own error, when chained
+        seen.append(cur)
+        if isinstance(cur, ssl.SSLCertVerificationError) and getattr(cur, "verify_message", None):
+            what = f"certificate verify failed: {cur.verify_message}"
+            break
+        cur = cur.__cause__ or cur.__context__
+    if what is None:  # ldap3 keeps only the text: "wrap socket error: [SSL: CODE] what failed (_ssl.c:1006)"
+        found = re.search(r"\[SSL(?:: [A-Z0-9_]+)?\] ?(.*?)\s*(?:\(_ssl\.c:\d+\)|$)", " ".join(str(exc).split()))
+        what = (found.group(1).rstrip("'\",)") if found else "") or _safe(exc)
+    what = _safe(what)
+    low = what.lower()
+    if "expired" in low or "not yet valid" in low:
+        hint = "renew the server certificate, or check this host's clock"
+    elif "hostname" in low or "ip address mismatch" in low:
+        hint = "the server certificate does not name the host of the url"
+    else:
+        hint = "check ca_file: it must hold the CA that signed the server certificate"
+    return f"{what} ({hint})"
 
 
 def _decode(raw: Mapping[str, Sequence[bytes]]) -> dict[str, list[str]]:

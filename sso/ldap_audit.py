@@ -81,6 +81,8 @@ class AuditRun:
     accepted: list[tuple[Finding, files.Acceptance]] = field(default_factory=list)
     expired: list[tuple[Finding, files.Acceptance]] = field(default_factory=list)
     unused_acceptances: list[files.Acceptance] = field(default_factory=list)
+    # findings of a set of accounts (duplicates) with accounts their acceptance does not list: active again
+    uncovered: list[tuple[Finding, files.Acceptance, list[str]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     score: int = 100
     unchecked: list[str] = field(default_factory=list)  # checks that could not run, and why (the run exits 1)
@@ -105,13 +107,18 @@ class AuditRun:
             "accepted": [{**f.to_json(), "acceptance": _acc(a)} for f, a in self.accepted],
             "expired_acceptances": [{**f.to_json(), "acceptance": _acc(a)} for f, a in self.expired],
             "unused_acceptances": [_acc(a) for a in self.unused_acceptances],
+            "uncovered_acceptances": [{**f.to_json(), "acceptance": _acc(a), "not_covered": extra}
+                                      for f, a, extra in self.uncovered],
             "notes": self.notes,
         }
 
 
-def _acc(a: files.Acceptance) -> dict[str, str]:
-    return {"rule": a.rule, "subject": a.subject, "reason": a.reason, "expires": a.expires.isoformat(),
-            "approved_by": a.approved_by}
+def _acc(a: files.Acceptance) -> dict[str, Any]:
+    out: dict[str, Any] = {"rule": a.rule, "subject": a.subject, "reason": a.reason,
+                           "expires": a.expires.isoformat(), "approved_by": a.approved_by}
+    if a.accounts is not None:
+        out["accounts"] = list(a.accounts)
+    return out
 
 
 def _sorted(findings: Iterable[Finding]) -> list[Finding]:
@@ -188,8 +195,12 @@ def _run_audit(src: LdapSource, password: str, resolve: Callable[[Path], Path], 
     applied = files.apply_acceptances(findings, acceptances, today)
     run.findings = _sorted(applied.active)
     run.accepted, run.expired, run.unused_acceptances = applied.accepted, applied.expired, applied.unused
+    run.uncovered = applied.uncovered
     for _, a in applied.expired:
         run.notes.append(f"acceptance of {a.rule} for {a.subject} expired on {a.expires}: the finding is back")
+    for _, a, extra in applied.uncovered:
+        run.notes.append(f"acceptance of {a.rule} for {a.subject} does not cover {', '.join(extra)} (it lists "
+                         f"{len(a.accounts or ())} accounts): the finding is back")
     run.score = posture_score(run.findings)
     run.duration_seconds = time.monotonic() - started
     return run

@@ -9,6 +9,7 @@ meaning once published, because accepted risks and the security log refer to the
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,13 +18,25 @@ from typing import Any
 from citydc.config.models import LdapRuleSettings
 from citydc.sso.model import Account, Finding, RuleInfo, parse_gtime
 
-__all__ = ["RULES", "MemberStatus", "Policy", "Rule", "RuleContext", "ServerPosture", "make_rules", "norm_dn",
+__all__ = ["RULES", "MemberStatus", "Policy", "Rule", "RuleContext", "ServerPosture", "fold", "make_rules", "norm_dn",
            "password_problem"]
 
 
 def norm_dn(dn: str) -> str:
     """Given a DN, return the form used to compare DNs (lowercase, no spaces around separators)."""
     return ",".join(p.strip() for p in dn.lower().split(","))
+
+
+def fold(value: str) -> str:
+    """Given an attribute value, return the form slapd's caseIgnoreMatch compares (RFC 4518 string preparation):
+    Unicode NFKC with case folding, and insignificant spaces: none leading or trailing, a run of spaces (any
+    Unicode white space) counting as one. ``" Chen.Wei "``, ``"chen.wei"`` and fullwidth ``"ｃｈｅｎ.ｗｅｉ"``
+    are one value to slapd, so a filter ``(uid=chen.wei)`` finds all three; the duplicate rules compare them so."""
+    if value.isascii():
+        v = value.lower()
+    else:
+        v = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    return " ".join(v.split())
 
 
 @dataclass(frozen=True)
@@ -212,7 +225,9 @@ class WeakHash(CleartextPassword):
 
 @rule("LDAP-ACC-001", "medium", "account", "Stale enabled account",
       "An enabled account has not bound for longer than the stale threshold (pwdLastSuccess kept by slapd's "
-      "lastbind), or never bound and was created before it. Unused accounts are the quietest way in.",
+      "lastbind), or has no recorded bind and both its creation and its last password change "
+      "(pwdChangedTime: slapd deletes pwdLastSuccess when the password changes) are older than it. Unused "
+      "accounts are the quietest way in.",
       "Confirm with the owner's unit; disable the account (pwdAccountLockedTime 000001010000Z) or delete it.")
 class StaleAccount(Rule):
     screened = True  # a clean account is enabled and its pwdLastSuccess is at or after ``cut``
@@ -234,7 +249,18 @@ class StaleAccount(Rule):
                 days = (self.ctx.now - last_t).days
                 return [self.found(acct.dn, f"last bind {days} days ago", last_bind=last, days=days)]
             return ()
+        # No pwdLastSuccess: slapd's ppolicy deletes it when the password is changed (a helpdesk reset, too), so
+        # its absence means "no bind recorded since the password was set" when pwdChangedTime is newer than the
+        # entry, and "never bound" only when it is not. The later of the two times is where the count starts.
         created = parse_gtime(acct.created)
+        changed = parse_gtime(acct.pwd_changed)
+        if changed is not None and (created is None or changed > created):
+            if self.ctx.now - changed > limit:
+                days = (self.ctx.now - changed).days
+                return [self.found(acct.dn, f"no bind recorded since the password was set {days} days ago "
+                                            "(slapd clears pwdLastSuccess when the password changes)",
+                                   pwd_changed=acct.pwd_changed, created=acct.created, days=days)]
+            return ()
         if created is not None and self.ctx.now - created > limit:
             days = (self.ctx.now - created).days
             return [self.found(acct.dn, f"never bound; created {days} days ago", created=acct.created, days=days)]
@@ -282,7 +308,8 @@ class PasswordAge(Rule):
 
 
 @rule("LDAP-ACC-003", "high", "account", "Account without a password policy",
-      "An enabled account has no effective password policy: no pwdPolicySubentry and no default policy, or "
+      "An enabled account has no effective password policy: no pwdPolicySubentry and no default policy "
+      "configured (default_policy_dn), or "
       "a pwdPolicySubentry naming an entry that is not a pwdPolicy. No lockout, no expiry, no quality check "
       "applies to it.",
       "Point pwdPolicySubentry at an existing policy, or remove it so the default policy applies.")
@@ -298,7 +325,10 @@ class NoPolicy(Rule):
             return ()
         dn = _effective_policy(self.ctx, acct)
         if dn is None:
-            return [self.found(acct.dn, "no pwdPolicySubentry and the server has no default policy")]
+            # Nothing on the server was asked: the config names no default policy (the server's olcPPolicyDefault
+            # is not readable by the audit account).
+            return [self.found(acct.dn, "no pwdPolicySubentry, and no default_policy_dn is configured for this "
+                                        "source (the server's default policy, if any, is not known to the audit)")]
         ok = self.known.get(dn)
         if ok is None:
             ok = self.known[dn] = norm_dn(dn) in self.ctx.policies
@@ -437,7 +467,7 @@ class PrivilegedMissing(_GroupRule):
 
 class _Duplicates(Rule):
     attribute = ""
-    lower = False  # compare values case-insensitively
+    lower = False  # compare values as caseIgnoreMatch does (``fold``: NFKC, case folding, insignificant spaces)
     screened = True  # clean accounts come in through ``add_many``
 
     def __init__(self, ctx: RuleContext) -> None:
@@ -459,11 +489,17 @@ class _Duplicates(Rule):
         if not self.lower:
             vals = values
         elif None in values:
-            vals = [v if v is None else v.lower() for v in values]
+            vals = [v if v is None else fold(v) for v in values]
         else:  # one C call instead of one per value; LDIF values hold no newline
-            vals = "\n".join(values).lower().split("\n")  # type: ignore[arg-type]
+            joined = "\n".join(values)  # type: ignore[arg-type]
+            # plain ASCII without insignificant spaces: lowercasing is the whole of fold()
+            if joined.isascii() and " " not in joined and "\t" not in joined and "\r" not in joined \
+                    and "\x0b" not in joined and "\x0c" not in joined:
+                vals = joined.lower().split("\n")
+            else:
+                vals = []
             if len(vals) != len(values):
-                vals = [v.lower() for v in values]  # type: ignore[union-attr]
+                vals = [fold(v) for v in values]  # type: ignore[arg-type]
         fresh = dict(zip(vals, dns, strict=True))
         if None not in fresh and len(fresh) == len(vals) and fresh.keys().isdisjoint(self.seen.keys()):
             self.seen.update(fresh)  # the common case: no value seen before, none twice here
@@ -498,7 +534,7 @@ class DuplicateUid(_Duplicates):
     lower = True
 
     def values(self, acct: Account) -> Sequence[str]:
-        return [v.lower() for v in acct.uid]
+        return [fold(v) for v in acct.uid]
 
 
 @rule("LDAP-DUP-002", "high", "directory", "Duplicate uidNumber",
@@ -519,7 +555,7 @@ class DuplicateMail(_Duplicates):
     lower = True
 
     def values(self, acct: Account) -> Sequence[str]:
-        return [v.lower() for v in acct.mail]
+        return [fold(v) for v in acct.mail]
 
 
 # -- server posture ------------------------------------------------------------------------------

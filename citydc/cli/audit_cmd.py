@@ -52,7 +52,9 @@ def severity_style(value: str) -> str | None:
 # Severity, rule ids and subjects are never cut; the finding's message takes the remaining width.
 FINDING_COLUMNS = (Column("severity", style=severity_style), Column("rule"), Column("subject"),
                    Column("finding", text=True))
-DIFF_COLUMNS = (Column("change", style=lambda v: "red" if v == "new" else "green"), *FINDING_COLUMNS)
+# A change that is a regression (exit 1) in red: a finding new, back from an acceptance, or with more accounts.
+_REGRESSION = ("new", "acceptance ended", "changed")
+DIFF_COLUMNS = (Column("change", style=lambda v: "red" if v in _REGRESSION else "green"), *FINDING_COLUMNS)
 DETECTION_COLUMNS = (Column("time"), Column("detection"), Column("source"), Column("what", text=True))
 
 
@@ -63,8 +65,17 @@ def finding_rows(findings: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[visible(str(f[k])) for k in ("severity", "rule", "subject", "message")] for f in findings]
 
 
-def diff_rows(appeared: Sequence[dict[str, Any]], resolved: Sequence[dict[str, Any]]) -> list[list[str]]:
+def diff_rows(appeared: Sequence[dict[str, Any]], resolved: Sequence[dict[str, Any]],
+              accepted: Sequence[dict[str, Any]] = (), ended: Sequence[dict[str, Any]] = (),
+              changed: Sequence[dict[str, Any]] = ()) -> list[list[str]]:
+    """Rows of ``audit diff``: new, acceptance ended, changed (a set of accounts grew: the accounts added are
+    named), accepted (still there, not resolved), resolved."""
+    grown = [{**f, "message": f"{f['message']} (added: {', '.join(f.get('added_accounts') or [])})"}
+             for f in changed]
     return ([["new", *row] for row in finding_rows(appeared)]
+            + [["acceptance ended", *row] for row in finding_rows(ended)]
+            + [["changed", *row] for row in finding_rows(grown)]
+            + [["accepted", *row] for row in finding_rows(accepted)]
             + [["resolved", *row] for row in finding_rows(resolved)])
 
 
@@ -144,14 +155,51 @@ def _output_path(template: str | None, source: str, many: bool) -> Path | None:
     return Path(template.replace("{source}", source))
 
 
+def _check_report_paths(names: Sequence[str], *, csv_path: str | None, html_path: str | None) -> None:
+    """Refuse (exit 2) report options that could not be written, before any source is read: a name without
+    {source} for several sources, a directory, a missing or unwritable directory, an unwritable file."""
+    import os
+
+    many = len(names) > 1
+    for option, template in (("--csv", csv_path), ("--html", html_path)):
+        for name in names:
+            p = _output_path(template, name, many)
+            if p is None:
+                break
+            where = p.parent  # missing directories are made (0700): the nearest existing one must take them
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            why = ("is a directory: name a file" if p.is_dir()
+                   else f"{where} is not a directory" if not where.is_dir()
+                   else f"directory {where} is not writable" if not os.access(where, os.W_OK | os.X_OK)
+                   else "is not writable" if p.exists() and not os.access(p, os.W_OK)
+                   else None)
+            if why is not None:
+                fail(f"{option} {visible(str(p))}: {why}", EXIT_CONFIG)
+
+
 def _write_reports(result: dict[str, Any], source: str, many: bool, *, csv_path: str | None,
-                   html_path: str | None) -> None:
-    """Write one source's audit result as CSV and as HTML where ``--csv`` / ``--html`` ask for them."""
+                   html_path: str | None) -> bool:
+    """Write one source's audit result as CSV and as HTML where ``--csv`` / ``--html`` ask for them.
+    Return False (after one line on stderr) if one could not be written."""
     from citydc.sso import report
-    if (p := _output_path(csv_path, source, many)) is not None:
-        _write_private(p, report.to_csv(result))
-    if (p := _output_path(html_path, source, many)) is not None:
-        _write_private(p, report.to_html(result))
+    ok = True
+    for template, render in ((csv_path, report.to_csv), (html_path, report.to_html)):
+        if (p := _output_path(template, source, many)) is not None:
+            try:
+                _write_private(p, render(result))
+            except OSError as exc:
+                output.err.print(f"[bold red]error:[/] cannot write {escape(visible(str(p)))}: "
+                                 f"{escape(exc.strerror or str(exc))}")
+                ok = False
+    return ok
+
+
+def _note_acceptances(result: dict[str, Any]) -> None:
+    """Say on stderr which acceptances matched no finding (the problem was fixed, or the subject has a typo)."""
+    for a in result.get("unused_acceptances") or []:
+        output.err.print(f"[yellow]note:[/] acceptance of {escape(visible(a['rule']))} for "
+                         f"{escape(visible(a['subject']))} matched no finding (fixed, or a typo in the subject)")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -202,6 +250,7 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
 
     loaded = load_config(ctx)
     sources = _sources(loaded, source_name)
+    _check_report_paths([s.name for s in sources], csv_path=csv_path, html_path=html_path)
     results, failed = [], False
     for src in sources:
         if reader is not None:
@@ -247,7 +296,8 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
             emit_configured(loaded, evs)
         _record(loaded, src, attempt=attempt, result=result, error=None)
         many = len(sources) > 1
-        _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path)
+        if not _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path):
+            failed = True
         results.append(result)
         if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
             failed = True
@@ -263,6 +313,7 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
             output.out.print(f"{result['accounts']} accounts in {result['duration_seconds']:.1f} s; findings: {sev}")
             for note in result["notes"]:
                 output.err.print(f"[yellow]note:[/] {escape(visible(note))}")
+            _note_acceptances(result)
     # Everything is written, synced and closed: the interpreter's teardown would free a 100k-account read's
     # objects one by one (about 0.13 s after the output on bench/ldap_audit.py's directory).
     exit_now(EXIT_FAILED if failed else EXIT_OK)
@@ -276,8 +327,9 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
 @click.pass_context
 def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | None, as_json: bool,
              wide: bool) -> None:
-    """Compare two audit runs (default: the source's last two): findings that appeared or were resolved, and
-    the posture score change. Exit 1 when findings appeared or the score dropped."""
+    """Compare two audit runs (default: the source's last two): findings that appeared, were resolved, were
+    newly accepted, came back when their acceptance ended, or gained accounts, and the posture score change.
+    Exit 1 when findings appeared, came back or grew, or the score dropped."""
     from citydc.sso import runs
 
     if runs_given and len(runs_given) != 2:
@@ -304,13 +356,17 @@ def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | N
         fail(visible(str(exc)), EXIT_CONFIG)
     if (why := runs.comparable(old, new)) is not None:
         fail(visible(why), EXIT_CONFIG)
+    if (why := runs.order_problem(old, new)) is not None:
+        fail(visible(why), EXIT_CONFIG)
     d = runs.diff(old, new)
     if as_json:
         print_json(d.to_json())
     else:
-        print_table(output.out, DIFF_COLUMNS, diff_rows(d.appeared, d.resolved), wide=wide,
+        print_table(output.out, DIFF_COLUMNS, diff_rows(d.appeared, d.resolved, d.accepted, d.acceptance_ended,
+                                                        d.changed), wide=wide,
                     title=f"audit diff: score {d.old['score']} → {d.new['score']} ({d.score_change:+d})")
-    ctx.exit(EXIT_FAILED if d.appeared or d.score_change < 0 else EXIT_OK)
+    # A risk newly accepted is no regression; an acceptance that ended is a finding appearing again.
+    ctx.exit(EXIT_FAILED if d.regressed else EXIT_OK)
 
 
 def _privileged(loaded: LoadedConfig, src: LdapSource) -> list[str]:
@@ -554,6 +610,7 @@ def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path
 
     loaded = load_config(ctx)
     sources = _keycloak_sources(loaded, source_name)
+    _check_report_paths([s.name for s in sources], csv_path=csv_path, html_path=html_path)
     results, failed = [], False
     said: set[str] = set()
     for src in sources:
@@ -594,7 +651,8 @@ def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path
                                             action="sso-audit-posture", dataset=events.SSO_AUDIT_DATASET))
             emit_configured(loaded, evs)
         many = len(sources) > 1
-        _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path)
+        if not _write_reports(result, src.name, many, csv_path=csv_path, html_path=html_path):
+            failed = True
         results.append(result)
         if fail_on != "none" and run.worst() is not None and severity_rank(run.worst()) >= severity_rank(fail_on):
             failed = True
@@ -615,4 +673,5 @@ def sso_cmd(ctx: click.Context, source_name: str | None, as_json: bool, csv_path
                 if note in said:
                     continue  # an unchecked rule: already an error line
                 output.err.print(f"[yellow]note:[/] {escape(visible(note))}")
+            _note_acceptances(result)
     ctx.exit(EXIT_FAILED if failed else EXIT_OK)

@@ -495,6 +495,26 @@ class AuthDetection(Model):
                     "binds are recorded but not counted by the detections, which count the SSO's own login events")
 
 
+# A distinguished name as RFC 4514 writes it, with the leniency of OpenLDAP's parser (spaces around "," "+" "="):
+# attribute=value pairs; a value's special characters escaped (\, or \XX), or quoted, or #hex (BER).
+_DN_PAIR = r"\\(?:[0-9A-Fa-f]{2}|[ \"#+,;<=>\\])"
+_DN_ATV = (r"(?> *+(?:[A-Za-z][A-Za-z0-9-]*+|[0-9]++(?:\.[0-9]++)++) *+= *+"
+           rf"(?:\"(?:[^\"\\]|{_DN_PAIR})*+\" *+|#(?:[0-9A-Fa-f]{{2}})++ *+(?=[,;+]|$)"
+           rf"|(?:[^\\\",+;<>\x00]|{_DN_PAIR})++))")
+# (atomic and possessive: a long value that fails is refused in linear time)
+_DN = re.compile(rf"{_DN_ATV}(?:\+{_DN_ATV})*+(?:[,;]{_DN_ATV}(?:\+{_DN_ATV})*+)*+")
+
+
+def _ldap_dn(value: str) -> str:
+    if not _DN.fullmatch(value):
+        raise ValueError(f"not a DN: {value!r} (attribute=value pairs separated by commas, e.g. "
+                         "cn=domain-admins,ou=groups,dc=city,dc=example; escape , + ; < > \\ \" in a value with \\)")
+    return value
+
+
+LdapDn = Annotated[str, AfterValidator(_ldap_dn)]
+
+
 class LdapSource(Model):
     name: Name = Field(description="directory name, used as a label")
     url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port (StartTLS) or ldaps://host:port")
@@ -510,10 +530,10 @@ class LdapSource(Model):
     account_filter: str = Field(default="(|(objectClass=posixAccount)(objectClass=inetOrgPerson))",
                                 description="LDAP filter of the accounts audited")
     policy_filter: str = Field(default="(objectClass=pwdPolicy)", description="LDAP filter of ppolicy entries")
-    default_policy_dn: str | None = Field(
+    default_policy_dn: LdapDn | None = Field(
         default=None, description="the server's olcPPolicyDefault; null = accounts without pwdPolicySubentry "
                                   "have no policy")
-    privileged_groups: list[str] = Field(default=[],
+    privileged_groups: list[LdapDn] = Field(default=[],
                                          description="DNs of the privileged groups (groupOfNames member)")
     baseline_file: ConfigPath | None = Field(
         default=None, description="approved privileged membership: YAML {groups: {group DN: [member DN]}}")

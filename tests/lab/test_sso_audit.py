@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_accepted_risk_suppresses_its_finding(keycloak, lab_env, lab_ctx, tmp_pa
     acc = tmp_path / "accepted.yaml"
     acc.write_text(yaml.safe_dump({"accepted": [{
         "rule": "SSO-LDAP-001", "subject": "legacy/ldap:legacy-directory", "reason": "legacy ERP until CHG-42",
-        "expires": "2099-12-31", "approved_by": "CISO"}]}))
+        "expires": (date.today() + timedelta(days=365)).isoformat(), "approved_by": "CISO"}]}))
     proc = audit(write_config(tmp_path, lab_ctx, accepted_risk_file=str(acc)), "--json", "--fail-on", "none")
     assert proc.returncode == 0, proc.stderr
     assert found(proc) == keycloak_data.EXPECTED - {("SSO-LDAP-001", "legacy/ldap:legacy-directory")}

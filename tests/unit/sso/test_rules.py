@@ -8,7 +8,16 @@ import pytest
 
 from citydc.config.models import LdapRuleSettings
 from citydc.sso.model import Account, Finding, parse_gtime
-from citydc.sso.rules import RULES, MemberStatus, Policy, RuleContext, ServerPosture, make_rules, password_problem
+from citydc.sso.rules import (
+    RULES,
+    MemberStatus,
+    Policy,
+    RuleContext,
+    ServerPosture,
+    fold,
+    make_rules,
+    password_problem,
+)
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 WEAK = LdapRuleSettings().weak_schemes
@@ -67,7 +76,8 @@ def test_password_rules_name_the_scheme_never_the_value():
 
 def test_stale_never_used_and_disabled():
     found = run([acct("old", last_success=g(91)), acct("fresh", last_success=g(89)),
-                 acct("never", last_success=None, created=g(100)), acct("new", last_success=None, created=g(3)),
+                 acct("never", last_success=None, created=g(100), pwd_changed=g(100)),
+                 acct("new", last_success=None, created=g(3)),
                  acct("gone", last_success=g(900), pwd_changed=g(900), locked="000001010000Z"),
                  acct("templocked", last_success=g(900), locked="20261204100000Z")])
     assert found == {("LDAP-ACC-001", "uid=old,ou=people,dc=x"), ("LDAP-ACC-001", "uid=never,ou=people,dc=x"),
@@ -167,9 +177,9 @@ def test_add_many_counts_like_one_account_at_a_time():
                 else:
                     for v, dn in zip(values, dns, strict=True):
                         if v is not None:
-                            r._add(v.lower() if r.lower else v, dn)
+                            r._add(fold(v) if r.lower else v, dn)
     keys = [sorted((*f.key, tuple(f.evidence["accounts"])) for r in rules for f in r.finish())
             for rules in (bulk, one)]
     assert keys[0] == keys[1]
     assert ("LDAP-DUP-001", "uid=ann", ("uid=1", "uid=5")) in keys[0]
-    assert ("LDAP-DUP-001", "uid=ας", ("uid=4", "uid=8")) in keys[0]
+    assert ("LDAP-DUP-001", "uid=ασ", ("uid=4", "uid=8")) in keys[0]

@@ -515,6 +515,18 @@ def _ldap_dn(value: str) -> str:
 LdapDn = Annotated[str, AfterValidator(_ldap_dn)]
 
 
+def _group_dn(value: str) -> str:
+    # A group is never an entry of the root: a single RDN is almost always a DN that YAML split at its commas,
+    # written as a flow list ([cn=admins,ou=groups,dc=city,dc=example] is four "DNs").
+    if not re.search(r"(?<!\\)[,;]", value):
+        raise ValueError(f"{value!r} is a single RDN, not a group's DN: in a YAML flow list [cn=a,ou=b] each comma "
+                         "ends an item; write one DN per line (- cn=a,ou=b,...) or quote each DN")
+    return value
+
+
+GroupDn = Annotated[LdapDn, AfterValidator(_group_dn)]
+
+
 class LdapSource(Model):
     name: Name = Field(description="directory name, used as a label")
     url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port (StartTLS) or ldaps://host:port")
@@ -533,7 +545,7 @@ class LdapSource(Model):
     default_policy_dn: LdapDn | None = Field(
         default=None, description="the server's olcPPolicyDefault; null = accounts without pwdPolicySubentry "
                                   "have no policy")
-    privileged_groups: list[LdapDn] = Field(default=[],
+    privileged_groups: list[GroupDn] = Field(default=[],
                                          description="DNs of the privileged groups (groupOfNames member)")
     baseline_file: ConfigPath | None = Field(
         default=None, description="approved privileged membership: YAML {groups: {group DN: [member DN]}}")

@@ -64,3 +64,12 @@ def test_a_long_value_that_fails_is_refused_at_once():
     errors(CFG + f"    privileged_groups: ['cn={' ' * 20000}<']\n")
     errors(CFG + f"    privileged_groups: ['{'cn=a ' * 5000}<']\n")
     assert time.monotonic() - started < 2
+
+
+def test_a_flow_list_that_split_a_dn_at_its_commas_is_refused():
+    # YAML reads [cn=admins,ou=groups,dc=city,dc=example] as four items, each a valid single RDN
+    (first, *rest) = errors(CFG + "    privileged_groups: [cn=admins,ou=groups,dc=city,dc=example]\n")
+    assert first.startswith("c.yaml:9: ldap[0].privileged_groups[0]: 'cn=admins' is a single RDN"), first
+    assert "flow list" in first and len(rest) == 3
+    src = load_text(CFG + '    privileged_groups: ["cn=admins,ou=groups,dc=city,dc=example"]\n', "c.yaml").ldap[0]
+    assert src.privileged_groups == ["cn=admins,ou=groups,dc=city,dc=example"]

@@ -81,7 +81,14 @@ def explain(reason: object) -> str:
     text = str(reason)
     if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return f"{text}; set ca_file to the CA that signs the server's certificate"
+    # A server that requires a client certificate ends the handshake without one: with an alert the client reads
+    # (certificate required, bad certificate: TLS 1.3 and 1.2 differ) or, when the alert is lost to the close, EOF.
     if isinstance(reason, ssl.SSLEOFError) or "EOF occurred in violation of protocol" in text \
-            or "CERTIFICATE_REQUIRED" in text.upper():
-        return f"{text}; the server ended the TLS handshake: it may require a client certificate (cert_file, key_file)"
+            or any(alert in text.upper() for alert in _CLIENT_CERT_ALERTS):
+        return (f"{text}; the server ended the TLS handshake: it may require a client certificate (cert_file, "
+                "key_file), or not accept the one given")
     return text
+
+
+_CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
+                       "ALERT_UNKNOWN_CA", "ALERT_HANDSHAKE_FAILURE")

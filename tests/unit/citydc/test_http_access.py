@@ -127,6 +127,12 @@ def test_access_errors_name_the_setting_and_never_the_password(pki, monkeypatch,
 def test_explain_says_what_a_tls_failure_usually_means() -> None:
     assert "set ca_file" in explain(ssl.SSLCertVerificationError("[SSL: CERTIFICATE_VERIFY_FAILED] x"))
     assert "client certificate" in explain(ssl.SSLEOFError("EOF occurred in violation of protocol (_ssl.c:2427)"))
+    # the alert as TLS 1.2 and TLS 1.3 servers send it, whichever the client reads first (seen in CI)
+    for alert in ("[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate (_ssl.c:2580)",
+                  "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"):
+        assert "may require a client certificate" in explain(ssl.SSLError(1, alert)), alert
+    # an SSLError caught as the OSError it is: its .reason is OpenSSL's bare reason code
+    assert "may require a client certificate" in explain("SSLV3_ALERT_BAD_CERTIFICATE")
     assert explain(ConnectionRefusedError(111, "Connection refused")) == "[Errno 111] Connection refused"
 
 

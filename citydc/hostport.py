@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple
 
-__all__ = ["HostPort", "format_host_port", "parse_host_port"]
+__all__ = ["HostPort", "format_host_port", "is_loopback", "parse_host_port"]
 
 
 class HostPort(NamedTuple):
@@ -67,3 +67,13 @@ def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
 def format_host_port(host: str, port: int) -> str:
     """Given a host and a port, return ``host:port``, bracketing an IPv6 host (``[::1]:161``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Given a host name or address (IPv6 with or without brackets), return whether it is this machine's loopback."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -38,7 +38,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import os
 import re
@@ -58,6 +57,8 @@ import bcrypt
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from citydc.hostport import is_loopback
 
 __all__ = ["BAD_LENGTH", "HANDSHAKE_SECONDS", "LENGTH_REQUIRED", "PEER_GONE", "READ_TIMEOUT_SECONDS", "TOO_LARGE",
            "Web", "WebConfig", "WebConfigError", "content_length", "load", "metrics_server", "printable", "read_body",
@@ -432,15 +433,6 @@ class Web:
         return tls
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def protect(handler: type[BaseHTTPRequestHandler], web: Web) -> type[BaseHTTPRequestHandler]:
     """Given a request handler class, return a subclass that refuses, with 401, every request
     (any method) without valid basic auth credentials, and adds the configured headers."""
@@ -495,7 +487,7 @@ def secure(server: socketserver.TCPServer, web: Web) -> None:
     server listens on a non-loopback address without TLS."""
     host = str(server.server_address[0])
     cfg = web.config
-    if not _is_loopback(host):
+    if not is_loopback(host):
         if not web.tls:
             log.warning("listening on %s without TLS: scrapes (and any basic auth passwords) cross the network in "
                         "clear; give a web config file with tls_server_config (--web.config.file)", host)

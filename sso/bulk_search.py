@@ -73,13 +73,9 @@ def no_such_object(src: LdapSource, base: str, matched: str = "") -> str:
     """Given the source, the base of a search the server answered noSuchObject (32) and the matched DN it gave
     (the nearest entry that exists), return the message."""
     nearest = f" (the nearest entry that exists: {matched})" if matched else ""
-    if _norm_dn(base) == _norm_dn(src.base_dn):
+    if files.dn_key(base) == files.dn_key(src.base_dn):
         return f"no such object: base_dn {base} does not exist{nearest}"
     return f"no such object: {base} (under base_dn {src.base_dn}) does not exist: removed during the read?"
-
-
-def _norm_dn(dn: str) -> str:
-    return ",".join(part.strip() for part in dn.lower().split(","))
 
 
 def ldapsearch_argv(src: LdapSource, password_file: Path, base: str, flt: str, attrs: Sequence[str],

@@ -74,9 +74,11 @@ def _access(settings, where: str, url: str):
 
 
 URL_OPTIONS = (
-    click.option("--prometheus-url", default=None, help="Prometheus to query (default: alerting.prometheus_url)."),
+    click.option("--prometheus-url", default=None,
+                 help="Prometheus to query (default: alerting.prometheus_url), reached with alerting.prometheus_http."),
     click.option("--alertmanager-url", default=None,
-                 help="Alertmanager to read alerts from (default: alerting.alertmanager_url)."),
+                 help="Alertmanager to read alerts from (default: alerting.alertmanager_url), reached with "
+                      "alerting.alertmanager_http."),
 )
 
 

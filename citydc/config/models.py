@@ -31,7 +31,7 @@ from pydantic import (
 
 from citydc.config.paths import ConfigPath, ExistingFile, Program, base_dir_of, resolve_text
 from citydc.config.units import parse_bit_rate
-from citydc.hostport import parse_host_port
+from citydc.hostport import is_loopback, parse_host_port
 from citydc.secrets import SecretRef
 
 SiteId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", description="site id, e.g. siwei or fengshan")]
@@ -884,7 +884,7 @@ class HttpClientSettings(Model):
             return
         if self.tls_settings:
             raise ValueError("ca_file/cert_file are for an https:// URL; this one is http://")
-        if self.username is not None and not _loopback(parts.hostname or ""):
+        if self.username is not None and not is_loopback(parts.hostname or ""):
             raise ValueError("a password over http:// would cross the network in clear: use https://")
 
 
@@ -898,15 +898,6 @@ def _fits_url(value: HttpClientSettings, info: ValidationInfo) -> HttpClientSett
     except ValueError as exc:
         raise ValueError(f"{exc} ({url_field})") from None
     return value
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Alerting(Model):

@@ -16,7 +16,11 @@ level uses the same group name and file, so a level-2 rule reads level-1 samples
 minute before). The TSDB is kept in the service directory between starts. Building it is the lab's
 longest set-up: 316 s in CI's run of 2026-12-06 with one promtool at a time; two at a time (``WORKERS``)
 cut a level-1 rule backfill of four days from 37-44 s to 27-31 s here (loaded 2-core machine), and the
-day imports from 108 s to about 70 s. It needs the checkout's ``alerts/`` (a wheel does not ship it).
+day imports from 108 s to about 70 s (181 s for the whole build in a lab test run of 2026-12-07 beside other
+work). So the built blocks are also kept in the download cache (``prometheus-report-tsdb/``, keyed by the
+stamp: month, generator version, build and rules), like Elasticsearch's zip: a new lab directory on the same
+machine copies them (22 MB) instead of building again; only a new month, generator or rule builds. It needs
+the checkout's ``alerts/`` (a wheel does not ship it).
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ from citydc import execute
 from citydc.lab import ports, processes, report_history
 from citydc.lab.base import LabContext, LabError, Service, need_binaries, wait_until
 
-__all__ = ["ALERTS", "PrometheusReport", "rule_levels"]
+__all__ = ["ALERTS", "PrometheusReport", "keep_blocks", "restore_blocks", "rule_levels"]
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 ALERTS = Path(__file__).resolve().parent.parent / "alerts"
 STAMP = "citydc-history.json"
+CACHE = "prometheus-report-tsdb"
 BUILD = 3  # bump when the way the TSDB is built changes: the lab rebuilds it
 WORKERS = 2  # promtool runs at a time while building
 RULE_FILE = "backfill.rules.yml"
@@ -74,6 +79,50 @@ def rule_levels(rule_files: list[Path]) -> list[list[dict]]:
     if len(level) != len(rules):
         raise LabError("recording rules in alerts/ depend on each other in a cycle")
     return [[r for i, r in enumerate(rules) if level[i] == n] for n in range(1, max(level.values(), default=0) + 1)]
+
+
+def _cache_key(stamp: dict) -> str:
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_block(path: Path) -> bool:
+    return path.is_dir() and (path / "meta.json").is_file()
+
+
+def keep_blocks(data: Path, cache: Path, stamp: dict) -> None:
+    """Given a built TSDB directory, the cache directory and the build's stamp, copy its blocks and stamp
+    into the cache under the stamp's key, replacing every other key (one month is kept). The copy is made
+    under a temporary name and renamed, so a copy cut short is never taken for a whole one."""
+    key = _cache_key(stamp)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+    for block in data.iterdir():
+        if _is_block(block):
+            shutil.copytree(block, tmp / block.name)
+    (tmp / STAMP).write_text(json.dumps(stamp))
+    tmp.chmod(0o755)
+    shutil.rmtree(cache / key, ignore_errors=True)
+    tmp.rename(cache / key)
+    for old in cache.iterdir():
+        if old.name != key:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_blocks(cache: Path, data: Path, stamp: dict) -> bool:
+    """Given the cache directory, a TSDB directory and the wanted stamp, replace the TSDB with the cached
+    blocks of that stamp and return True, or return False (TSDB untouched) when the cache has none."""
+    src = cache / _cache_key(stamp)
+    try:
+        if json.loads((src / STAMP).read_text()) != stamp:
+            return False
+    except (OSError, ValueError):
+        return False
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    for block in src.iterdir():
+        if _is_block(block):
+            shutil.copytree(block, data / block.name)
+    (data / STAMP).write_text(json.dumps(stamp))  # last: a restore cut short is rebuilt next start
+    return True
 
 
 def _argv(d: Path) -> list[str]:
@@ -118,7 +167,11 @@ class PrometheusReport(Service):
         except (OSError, ValueError):
             have = None
         if have != want:
-            self._build(ctx, d, want)
+            if restore_blocks(ctx.cache_dir(CACHE), d / "data", want):
+                ctx.log(f"{self.name}: {want['month']} copied from the cache ({ctx.cache / CACHE})")
+            else:
+                self._build(ctx, d, want)
+                keep_blocks(d / "data", ctx.cache_dir(CACHE), want)
         return processes.spawn(_argv(d), log_path=self.log_path(ctx))
 
     def _build(self, ctx: LabContext, d: Path, stamp: dict) -> None:

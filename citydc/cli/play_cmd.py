@@ -30,6 +30,9 @@ from citydc.cli.output import (
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SITE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Variable names that hold a secret (keepalived_auth_pass, ansible_become_pass, admin_password, a passphrase, an API
+# token, a private key's contents): refused with -e, whose values the run's command artifact records.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:pass|password|passwd|passphrase|secret|token|private_key)$", re.IGNORECASE)
 
 
 def default_playbooks_dir() -> Path:
@@ -52,12 +55,17 @@ def resolve_inventory(playbooks_dir: Path, name: str) -> Path:
 
 
 def parse_extra_vars(items: tuple[str, ...]) -> dict[str, str]:
-    """Given -e NAME=VALUE items, return them as a dict. Raise click.BadParameter naming the bad item."""
+    """Given -e NAME=VALUE items, return them as a dict. Raise click.BadParameter naming the bad item, or only the
+    name of one that looks secret (``_SECRET_NAME``: its value would be recorded in the run's artifacts)."""
     out_vars: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not _NAME.match(name):
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="-e/--extra-var")
+        if _SECRET_NAME.search(name):
+            raise click.BadParameter(
+                f"{name} looks like a secret: a -e value is recorded in the run's artifacts; give it as "
+                f"--secret-var {name}=env:VAR or {name}=file:PATH", param_hint="-e/--extra-var")
         out_vars[name] = value
     return out_vars
 
@@ -80,6 +88,21 @@ def parse_secret_vars(items: tuple[str, ...]) -> dict[str, str]:
         except (ValueError, SecretUnavailable) as exc:
             raise click.BadParameter(f"{name}: {exc}", param_hint="--secret-var") from None
     return values
+
+
+def check_secrets(secrets: dict[str, str], *, playbooks_dir: Path | None, inventory: Path | None,
+                  names: tuple[str, ...] = (), where: str = "--secret-var") -> None:
+    """Given the secret extra-vars, the playbooks directory, the inventory and other host names of the run, raise
+    click.BadParameter (exit 2) naming the first refused one and why (``runner.secret_problem``: too short, or part
+    of a name or file text that masking it would change and point at). Never quotes a value."""
+    if not secrets:
+        return
+    from citydc.play.runner import secret_problem
+
+    for name, value in secrets.items():
+        problem = secret_problem(value, playbooks_dir=playbooks_dir, inventory=inventory, names=names)
+        if problem:
+            raise click.BadParameter(f"{name}: {problem}", param_hint=where)
 
 
 def _playbook(playbooks_dir: Path, name: str) -> str:
@@ -131,8 +154,17 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
         print_json({"playbooks_dir": str(directory), "inventories": inventories,
                     "playbooks": [{"name": n, "summary": s} for n, s in books]})
         return
-    print_table(output.out, [Column("playbook"), Column("what it does", text=True)], books,
-                title=f"playbooks in {directory} (inventories: {', '.join(inventories)})")
+    title = f"playbooks in {directory} (inventories: {', '.join(inventories)})"
+    if not output.out.is_terminal:
+        # piped (less, grep) or mailed: one whole line per playbook, nothing cut to a terminal's width
+        from rich.text import Text
+
+        width = max((len(n) for n, _ in books), default=0)
+        output.out.print(Text(title))
+        for book, summary in books:
+            output.out.print(Text(f"{book:<{width}}  {summary}"))
+        return
+    print_table(output.out, [Column("playbook"), Column("what it does", text=True)], books, title=title)
 
 
 @play_group.command("run", epilog=examples(
@@ -143,12 +175,18 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
 @click.option("--site", default=None, help="Only the hosts of this site (inventory group siwei or fengshan).")
 @click.option("--limit", default=None, help="Only these hosts (an Ansible host pattern).")
 @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
-@click.option("--diff", is_flag=True, help="Show the differences of changed files and settings.")
+@click.option("--diff", is_flag=True,
+              help="Show the differences of changed files and settings under the table (--json: each changed "
+                   "task's diff), masked, at most 8000 characters per task.")
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
-              help="An extra variable (recorded by name in the events, by value in the run's artifacts).")
+              help="An extra variable (recorded by name in the events, by value in the run's artifacts); a name "
+                   "that looks secret (*_pass, *_password, *_passphrase, *_secret, *_token) is refused: use "
+                   "--secret-var.")
 @click.option("--secret-var", "secret_vars", multiple=True, metavar="NAME=env:VAR|file:PATH",
               help="A secret extra variable read from the environment or a file: it never reaches events, "
-                   "logs, argv or the artifact directory (tasks using it should set no_log).")
+                   "logs, argv or the artifact directory (tasks using it should set no_log). Refused when shorter "
+                   "than 6 characters or part of a host, group, task or file name of the run (masking it there "
+                   "would show it).")
 @click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
               help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
 @_playbooks_option
@@ -181,6 +219,7 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
     both = sorted(set(plain) & set(secrets))
     if both:
         raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
+    check_secrets(secrets, playbooks_dir=directory, inventory=inv)
     result, req, facts = _execute(ctx, directory, name, inv, site=site, limit=limit, check=check, diff=diff,
                                   plain=plain, secrets=secrets, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
                                   timeout=timeout, live=not as_json)
@@ -188,7 +227,7 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
         print_json({"run_id": req.run_id, "playbook": name, "inventory": facts.inventory, "limit": facts.limit,
                     "check_mode": check, "revision": facts.revision, **result.to_json()})
     else:
-        _report(name, result)
+        _report(name, result, diffs=diff)
     # the events are fsynced and the output written: skip the interpreter's teardown (about 0.1 s after a run)
     exit_now(_exit_code(result, failed=not result.ok))
 
@@ -209,7 +248,7 @@ DRIFT_PLAYBOOK = "lb-drift.yml"
 @click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
               help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
-              help="An extra variable for the drift run.")
+              help="An extra variable for the drift run (a name that looks secret is refused: use --secret-var).")
 @click.option("--secret-var", "secret_vars", multiple=True, metavar="NAME=env:VAR|file:PATH",
               help="A secret variable (e.g. ansible_ssh_private_key_passphrase) read from the environment or a "
                    "file: it never reaches events, logs, argv or the artifact directory.")
@@ -245,6 +284,7 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], s
     both = sorted(set(plain) & set(secrets))
     if both:
         raise click.BadParameter(f"{', '.join(both)} given both as -e and as --secret-var", param_hint="--secret-var")
+    check_secrets(secrets, playbooks_dir=directory, inventory=inv)
     report: dict[str, Any] = {}
 
     def compare(facts: Any, result: Any) -> list[dict[str, Any]]:
@@ -325,6 +365,7 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
             loaded = load_config(ctx)
         _check_site(site, loaded)
         config_vars, config_secrets = _alertmanager_vars(loaded.config.alerting, {*plain, *secrets})
+        _check_secret_names(loaded, secrets, config_secrets, directory, inv)
         spool = loaded.resolve(loaded.config.security_log.spool_dir)
         artifacts = req.artifacts_dir or (spool.parent / "play-artifacts").absolute()
         facts = events.RunFacts(run_id=req.run_id, user=_user(), playbook=name,
@@ -415,6 +456,23 @@ def _check_site(site: str | None, loaded: Any) -> None:
         fail(f"--site: no site {site!r} in {loaded.path} (sites: {', '.join(known)})", EXIT_CONFIG)
 
 
+def _check_secret_names(loaded: Any, secrets: dict[str, str], config_secrets: dict[str, str], directory: Path,
+                        inv: Path) -> None:
+    """Given the loaded config, the --secret-var values (checked against the files already) and the config's own
+    secrets, end with a usage error (exit 2) when one is refused (``check_secrets``): the --secret-var ones against
+    the config's site ids and device names (the production inventory's hosts and groups), the config's against
+    those and the files too. The run was started: it is cancelled, having run nothing."""
+    names = (*(s.id for s in loaded.config.sites), *(d.name for d in loaded.config.devices))
+    try:
+        check_secrets(secrets, playbooks_dir=None, inventory=None, names=names)
+    except click.BadParameter as exc:
+        fail(f"--secret-var {exc.message}", EXIT_CONFIG)
+    try:
+        check_secrets(config_secrets, playbooks_dir=directory, inventory=inv, names=names)
+    except click.BadParameter as exc:
+        fail(f"alerting.alertmanager_http.password ({exc.message}) in {loaded.path}", EXIT_CONFIG)
+
+
 def _null():
     from contextlib import nullcontext
 
@@ -438,7 +496,20 @@ def vm_drift_lines(stats_data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _report(name: str, result: Any) -> None:
+def _print_diffs(result: Any) -> None:
+    """Print the diff of each changed task that has one (``runner.diff_text``: masked, bounded), under the table."""
+    from rich.text import Text
+
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for task in result.changed_tasks:
+        if not task.get("diff"):
+            continue
+        output.out.print(Text(f"diff {task['host']}: {task['task']}", style="bold"))
+        for line in task["diff"].split("\n"):
+            output.out.print(Text(line, style=styles.get(line[:1], "")))
+
+
+def _report(name: str, result: Any, *, diffs: bool = False) -> None:
     from rich.markup import escape
 
     from citydc.cli.table import Column, print_table, status_style
@@ -455,6 +526,8 @@ def _report(name: str, result: Any) -> None:
     # ansible-runner's "successful" is not the verdict when the run failed anyway (no host matched)
     status = "failed" if not result.ok and result.status == "successful" else result.status
     print_table(output.out, columns, rows, title=f"{name}: {status} in {result.duration_seconds:.1f} s")
+    if diffs:
+        _print_diffs(result)
     for f in result.failures:
         err.print(f"[red]failed[/] {escape(f['host'])}: {escape(f['task'])}: {escape(f['message'])}")
     if not result.ok and not result.failures:

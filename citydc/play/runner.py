@@ -61,8 +61,10 @@ key never touches the disk in clear, the passphrase never reaches argv, events o
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import html
+import importlib
 import json
 import os
 import re
@@ -87,9 +89,9 @@ from citydc import execute
 from citydc.play.stop import stop_tree
 from citydc.stand_ins import modules_replaced
 
-__all__ = ["COUNTS", "ENV_ALLOW", "RUN_DIR", "PlayRequest", "PlayResult", "PlaybookRun", "Tracker", "git_revision",
-           "limit_pattern", "list_playbooks", "mask_event", "rotate_runs", "run_playbook", "runner_kwargs",
-           "secret_forms", "start_playbook"]
+__all__ = ["AT_FORK_MODULES", "COUNTS", "ENV_ALLOW", "MIN_SECRET_CHARS", "RUN_DIR", "PlayRequest", "PlayResult",
+           "PlaybookRun", "Tracker", "diff_text", "git_revision", "limit_pattern", "list_playbooks", "mask_event",
+           "rotate_runs", "run_playbook", "runner_kwargs", "secret_forms", "secret_problem", "start_playbook"]
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # Environment names the ansible-playbook child keeps (prefixes end with "_").
@@ -110,6 +112,23 @@ _WARNING_START = ("[WARNING]", "[DEPRECATION WARNING]")
 # The name of a run's artifact directory (PlayRequest.run_id): the only entries rotation ever removes.
 RUN_DIR = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 NO_HOST_MATCHED = "no host matched: no play of the run had a host to run on (check the inventory, --site and --limit)"
+# A failed task's message as kept (failures, the end event's error); a validator's reason lines (``validate:``)
+MAX_FAILURE_CHARS = 800
+MAX_REASON_LINES = 3
+# A changed task's diff as kept for --diff (the whole of it stays in the run's job_events), and all of a run's
+MAX_DIFF_CHARS = 8000
+MAX_DIFFS_CHARS = 400_000
+# Modules that register at-fork hooks holding a lock from "before" to "after_in_parent" (concurrent.futures.thread:
+# its _global_shutdown_lock; logging: its module lock): imported before the runner's thread forks ansible-playbook.
+# Imported later, by another thread while that fork runs, only the "after" half runs and releases a lock the
+# importing thread holds ("RuntimeError: release unlocked lock" in ThreadPoolExecutor.submit).
+AT_FORK_MODULES = ("concurrent.futures.thread", "logging")
+# A secret value is masked wherever it occurs: one this short, or one that is part of a host, group, task or file
+# name, would be masked out of those names too, and the "***" in them would show what it is (secret_problem).
+MIN_SECRET_CHARS = 6
+_SECRET_SCANNED = (".yml", ".yaml", ".j2", ".py", ".json")  # playbooks' files whose text can reach a run's output
+_MAX_SCANNED_BYTES = 1 << 20
+_MAX_SCANNED_FILES = 5000
 
 
 @dataclass(frozen=True)
@@ -225,6 +244,60 @@ def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
             forms |= _forms(secret)
     forms.discard("")
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _scanned_texts(playbooks_dir: Path | None, inventory: Path | None) -> Iterator[tuple[Path, str]]:
+    """Given the playbooks directory and the inventory (a file or a directory), yield (path, text) of the files
+    whose words can reach a run's output: the playbooks, roles, templates and modules (``_SECRET_SCANNED``), and
+    every file of the inventory (an INI inventory has no suffix). Hidden directories, files over 1 MiB and
+    unreadable ones are skipped; at most ``_MAX_SCANNED_FILES`` are read."""
+    roots: list[tuple[Path, bool]] = []
+    if playbooks_dir is not None:
+        roots.append((playbooks_dir, True))
+    if inventory is not None:
+        roots.append((inventory, False))
+    seen: set[Path] = set()
+    for root, by_suffix in roots:
+        paths = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in paths:
+            rel = path.relative_to(root).parts if path != root else ()
+            if path in seen or any(part.startswith(".") or part == "__pycache__" for part in rel):
+                continue
+            if by_suffix and (path.suffix not in _SECRET_SCANNED or "inventories" in rel[:1]):
+                continue  # the inventories: only the one of this run, below
+            seen.add(path)
+            if len(seen) > _MAX_SCANNED_FILES:
+                return
+            try:
+                if not path.is_file() or path.stat().st_size > _MAX_SCANNED_BYTES:
+                    continue
+                yield path, path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+
+
+def secret_problem(value: str, *, playbooks_dir: Path | None = None, inventory: Path | None = None,
+                   names: Iterable[str] = ()) -> str | None:
+    """Given a secret value, the playbooks directory, the inventory and other names the run's hosts may carry (the
+    config's sites and devices), return why it is refused, or None.
+
+    Refused: a value shorter than ``MIN_SECRET_CHARS``, and one that occurs (in any form it is masked in) in those
+    names or in the text of the inventory, a playbook, a role, a template or a module. Masking it there would change
+    a host, group, task or file name into one with ``***`` in it, in the output, the events and the artifacts,
+    and whoever reads them could tell what the secret is. The reason never quotes the value."""
+    if len(value) < MIN_SECRET_CHARS:
+        return (f"its value is shorter than {MIN_SECRET_CHARS} characters: masked wherever it occurs, it would also "
+                "be masked out of names and numbers that hold the same characters, which shows what it is")
+    forms = secret_forms([value])
+    for name in names:
+        if any(form in name for form in forms):
+            return ("its value is part of a site id or device name (a host or group name of the run): masking it "
+                    "there would show what it is; choose another")
+    for path, text in _scanned_texts(playbooks_dir, inventory):
+        if any(form in text for form in forms):
+            return (f"its value occurs in {path} (a host, group, task or file name there would be masked too, "
+                    "and the *** would show what it is); choose another")
+    return None
 
 
 class _Masker:
@@ -438,6 +511,7 @@ class Tracker:
         self.messages: list[str] = []  # Ansible's error blocks and warnings, plain text
         self.errors: list[str] = []  # the first line of each error block ("[ERROR]: " cut)
         self.plays_without_hosts: list[str] = []  # plays whose host pattern matched no host
+        self._diff_chars = 0  # of the diffs kept in self.changed (MAX_DIFFS_CHARS)
         self._in_error = False
         self.lock = threading.Lock()
 
@@ -499,15 +573,23 @@ class Tracker:
             self._count(host, "ok")  # as Ansible's recap: ok includes the changed ones
             if res.get("changed"):
                 self._count(host, "changed")
-                self.changed.append({"uuid": event.get("uuid", ""), "host": host, "task": data.get("task", ""),
-                                     "module": data.get("resolved_action") or data.get("task_action", ""),
-                                     "play": data.get("play", "")})
+                task = {"uuid": event.get("uuid", ""), "host": host, "task": data.get("task", ""),
+                        "module": data.get("resolved_action") or data.get("task_action", ""),
+                        "play": data.get("play", "")}
+                text = diff_text(res.get("diff")) if res.get("diff") else ""
+                if text and self._diff_chars < MAX_DIFFS_CHARS:
+                    self._diff_chars += len(text)
+                    task["diff"] = text
+                elif text:
+                    task["diff"] = "(not kept: the run's diffs are too long; the whole of each is in its job_events)"
+                self.changed.append(task)
         elif kind == "runner_on_failed":
             if data.get("ignore_errors"):
                 self._count(host, "ok")
                 return
             self._count(host, "failed")
-            self.failures.append({"host": host, "task": data.get("task", ""), "message": _failure_text(res)[:500]})
+            self.failures.append({"host": host, "task": data.get("task", ""),
+                                  "message": _failure_text(res)[:MAX_FAILURE_CHARS]})
         elif kind == "runner_on_unreachable":
             self._count(host, "unreachable")
             self.failures.append({"host": host, "task": data.get("task", ""),
@@ -526,10 +608,28 @@ class Tracker:
         self.stats_data = data.get("artifact_data") or {}
 
 
+def _validation_reason(res: dict) -> str:
+    """Given a failed result of a task with ``validate:`` (ansible.builtin.template/copy: "failed to validate"),
+    return the validator's reason: its ``[ALERT]`` lines (HAProxy), else its last lines (keepalived --config-test),
+    from stderr, else stdout; at most ``MAX_REASON_LINES``, as plain one-line text joined by " | "."""
+    for stream in ("stderr", "stdout"):
+        lines = [" ".join(plain_text(line).split()) for line in str(res.get(stream) or "").splitlines()]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        alerts = [line for line in lines if line.startswith("[ALERT]")]
+        return " | ".join(alerts[:MAX_REASON_LINES] if alerts else lines[-MAX_REASON_LINES:])
+    return ""
+
+
 def _failure_text(res: dict) -> str:
     """Given a failed result, return its message; for a loop task (Ansible's "One or more items failed"), the first
-    failed item's label and message, the reason the loop failed."""
+    failed item's label and message, the reason the loop failed; for a file that failed its ``validate:`` command,
+    the validator's reason (``_validation_reason``)."""
     msg = str(res.get("msg", ""))
+    if msg == "failed to validate":
+        reason = _validation_reason(res)
+        return f"{msg}: {reason}" if reason else msg
     items = res.get("results")
     if isinstance(items, list):
         for item in items:
@@ -539,6 +639,44 @@ def _failure_text(res: dict) -> str:
                     label = label.get("name", "")
                 return f"{msg} (first: {label}: {item.get('msg', '')})" if label else f"{msg} ({item.get('msg', '')})"
     return msg
+
+
+def _diff_side(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=4, sort_keys=True, default=str) + "\n"
+
+
+def diff_text(diff: Any) -> str:
+    """Given a task result's ``diff`` (a dict or a list of dicts, as Ansible's own callbacks read it), return it as
+    text: a unified diff of before and after (non-text values as indented JSON), a module's ``prepared`` text as it
+    is, or why there is none (binary, too large); as plain text, cut after ``MAX_DIFF_CHARS`` characters."""
+    parts: list[str] = []
+    for d in diff if isinstance(diff, list) else [diff]:
+        if not isinstance(d, dict):
+            continue
+        if d.get("dst_binary") or d.get("src_binary"):
+            parts.append("(binary file: no diff)\n")
+        elif "dst_larger" in d or "src_larger" in d:
+            parts.append(f"(no diff: the file is larger than {d.get('dst_larger') or d.get('src_larger')} bytes)\n")
+        if "before" in d and "after" in d:
+            before, after = _diff_side(d["before"]), _diff_side(d["after"])
+            head_a = f"before: {d['before_header']}" if d.get("before_header") else "before"
+            head_b = f"after: {d['after_header']}" if d.get("after_header") else "after"
+            lines = list(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                              fromfile=head_a, tofile=head_b, n=3))
+            parts.append("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                                 for line in lines))
+        if d.get("prepared"):
+            prepared = str(d["prepared"])
+            parts.append(prepared if prepared.endswith("\n") else prepared + "\n")
+    text = "\n".join(plain_text(line) for line in "".join(parts).rstrip("\n").split("\n"))
+    if len(text) > MAX_DIFF_CHARS:
+        cut = text.rfind("\n", 0, MAX_DIFF_CHARS)
+        cut = cut if cut > 0 else MAX_DIFF_CHARS
+        text = (f"{text[:cut]}\n... ({len(text) - cut} more characters: the whole diff is in the run's artifacts, "
+                "job_events)")
+    return text
 
 
 def plain_text(text: str) -> str:
@@ -662,6 +800,8 @@ class PlaybookRun:
             self._runner = init_runner(**kwargs, event_handler=self.tracker.handle, cancel_callback=self._cancelled)
         self._patches.enter_context(_no_delay_after_close())
         self._patches.enter_context(_stopping_the_whole_run(self._stopped))
+        for name in AT_FORK_MODULES:  # their at-fork hooks registered whole before the fork, not during it
+            importlib.import_module(name)
         self._thread = threading.Thread(target=self._run, name="citydc-play-runner", daemon=True)
         self._thread.start()
 
@@ -809,8 +949,10 @@ class PlaybookRun:
                 # ansible-playbook exits 0 when every play matched no host (an empty group): it did nothing
                 outcome, meaning = execute.Outcome.FAILURE, NO_HOST_MATCHED
         assert self.artifacts_dir is not None
+        # a module may return a diff outside diff mode: shown only when the run was asked for them (--diff)
+        changed = [t if self.req.diff else {k: v for k, v in t.items() if k != "diff"} for t in tracker.changed]
         return PlayResult(status=status, rc=rc, outcome=outcome, meaning=meaning, duration_seconds=duration,
-                          hosts=hosts, changed_tasks=list(tracker.changed), stats_data=tracker.stats_data,
+                          hosts=hosts, changed_tasks=changed, stats_data=tracker.stats_data,
                           artifact_dir=self.artifacts_dir / self.req.run_id, failures=list(tracker.failures),
                           messages=list(tracker.messages), warnings=list(self.warnings))
 

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from typing import NoReturn
 
@@ -39,6 +39,7 @@ from citydc.seclog.emit import spool_for
 from citydc.seclog.query import ALLOWED_VALUES, MAX_LIMIT, SAVED, QueryError, build_query, parse_time, stale_backups
 from citydc.seclog.spool import Spool, SpoolBusy
 from citydc.seclog.store import DeliveryError, Query, Store
+from citydc.seclog.store_es_template import MAPPINGS
 
 __all__ = ["log_group"]
 
@@ -60,17 +61,20 @@ def _get(doc: dict, path: str) -> str:
 
 
 @contextmanager
-def _store(loaded: LoadedConfig) -> Iterator[Store]:
+def _store(loaded: LoadedConfig, *, readonly: bool = True,
+           stop: Callable[..., NoReturn] = fail) -> Iterator[Store]:
     # A store this user cannot create, read or write (StoreUnusable, which names the config field) is a
-    # setup error, exit 2; a store that failed (down, rejected a batch) is a failed job, exit 1.
+    # setup error, exit 2; a store that failed (down, rejected a batch) is a failed job, exit 1. Only
+    # `log ship` (readonly=False) creates or upgrades a store: a question never alters one, and a store that
+    # is not there (a wrong path) or is no citydc store is that setup error, not an empty answer.
     try:
-        store = open_store(loaded)
+        store = open_store(loaded, readonly=readonly)
     except DeliveryError as exc:
-        fail(f"cannot open the security log store: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
+        stop(f"cannot open the security log store: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
     try:
         yield store
     except DeliveryError as exc:
-        fail(f"security log store failed: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
+        stop(f"security log store failed: {exc}", EXIT_CONFIG if getattr(exc, "field", None) else EXIT_FAILED)
     finally:
         store.close()
 
@@ -116,7 +120,7 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
     spool = spool_for(loaded)
     registry = CollectorRegistry()
     metrics = SeclogMetrics(registry, site=site)
-    with _store(loaded) as store:
+    with _store(loaded, readonly=False) as store:
         shipper = Shipper(spool, store, batch_size=batch_size, metrics=metrics)
         try:
             with spool.shipping():
@@ -152,7 +156,10 @@ def ship(ctx: click.Context, follow: bool, batch_size: int, poll: float, textfil
     err.print(f"delivered {result.delivered} event(s), {result.stored} new; backlog {backlog_events} event(s), "
               f"{backlog_bytes} bytes")
     if result.error is not None:
-        fail(f"delivery failed ({result.error.reason}): {result.error}", EXIT_FAILED, _delivery_hint(result.error))
+        # A store this user cannot write (StoreUnusable names the config field) does not heal by waiting: setup.
+        setup = getattr(result.error, "field", None) is not None
+        fail(f"delivery failed ({result.error.reason}): {result.error}", EXIT_CONFIG if setup else EXIT_FAILED,
+             _delivery_hint(result.error))
     if result.corrupt:  # damaged audit data is a finding, even though every good line was delivered
         fail(f"skipped {len(result.corrupt)} corrupted spool line(s), listed above; every other line was delivered",
              EXIT_FAILED, "a line that held an event shows in `citydc log verify` as removed")
@@ -164,6 +171,11 @@ EVENT_REFUSED = frozenset({"bad_event", "invalid_event", "rejected"})
 
 def _delivery_hint(error: DeliveryError) -> str:
     """Given why delivery gave up, return what to do next."""
+    field = getattr(error, "field", None)
+    if field is not None:
+        return (f"the user running `citydc log ship` must be able to create and write the file {field} names and "
+                "its directory (and its -wal and -shm files); fix the permissions or the path, then ship again. "
+                "The events stay in the spool")
     if error.reason in EVENT_REFUSED:
         return ("the store refused an event of the batch (named above), so shipping again will not help; the "
                 "events stay in the spool (docs/security-log.md, \"Shipping\")")
@@ -245,9 +257,10 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int | None, oldest_
 
     A word matches a whole word of the message, ignoring case and accents (jose finds José), never part
     of one: a run of Chinese characters without spaces is one word, so 四維 does not find 四維分局. Text
-    with dots or other punctuation is its separate words, each found anywhere in the message, not side
-    by side: 10.0.0.1 also finds "from 10.1.0.0" (filter addresses with --source-ip). Text without a
-    letter or digit is refused (exit 2).
+    with dots, _ or other punctuation is its separate words, each found anywhere in the message, not side
+    by side: 10.0.0.1 also finds "from 10.1.0.0" (filter addresses with --source-ip). Full-width forms
+    (ＡＤＭＩＮ) and ß are other words than admin and ss. Text without a letter or digit is refused
+    (exit 2), and so is an empty filter value (--user "").
 
     The table shows times in the config's timezone (--utc for UTC); JSON, CSV and NDJSON keep the
     stored UTC ISO 8601 times.
@@ -317,7 +330,12 @@ def _range_note(query: Query) -> str:
 @click.pass_context
 def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, wide: bool, utc: bool,
           **filters: str | None) -> None:
-    """Count events per value of one or more fields over the range."""
+    """Count events per value of one or more fields over the range.
+
+    A list field (event.category) counts each element, a boolean is true or false, a missing value is "".
+    A field holding an object is refused (name one of its fields), and so is a field no counted event has,
+    unless it is one citydc writes (then it is the one group "").
+    """
     loaded = load_config(ctx)
     show_times(loaded, utc)
     query = _query_or_exit(**filters)
@@ -327,11 +345,26 @@ def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, wide: bool, ut
         except ValueError as exc:
             fail(f"--by: {exc}", EXIT_CONFIG)
     for field in _absent(rows, by):  # a misspelt field would count every event under one empty value
+        if field in KNOWN_FIELDS:  # a field citydc writes, absent in a quiet range: that is an answer, not a typo
+            continue
         fail(f"--by {field}: none of the {sum(n for _, n in rows)} event(s) in the range has this field; check "
              "its spelling (ECS names such as user.name, event.outcome, labels.site)", EXIT_CONFIG)
     _print_counts(rows, by, as_json, wide)
     if not as_json and (note := _range_note(query)):
         err.print(f"{sum(n for _, n in rows)} event(s){note}")
+
+
+def _leaf_fields(properties: dict, prefix: str = "") -> Iterator[str]:
+    for name, spec in properties.items():
+        if "properties" in spec:
+            yield from _leaf_fields(spec["properties"], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+# The ECS fields citydc writes (the Elasticsearch mapping's, which both stores hold): counting by one of them
+# that no event of the range has is a group of "" (missing), not a misspelling; any other such field is refused.
+KNOWN_FIELDS = frozenset(f for f in _leaf_fields(MAPPINGS["properties"]) if not f.startswith("citydc_index."))
 
 
 def _absent(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str]) -> list[str]:
@@ -360,21 +393,26 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
 def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> None:
     """Walk the hash chains in the store; report OK or the first changed, removed or inserted event.
 
+    With --since, each chain is walked from its first event at or after that time to its end, anchored at
+    the stored event before it, and every head the shipper delivered is looked up. With --json the answer
+    is always one JSON object, also when nothing could be verified.
+
     A chain is a writer's (one spool's) in one incarnation of its spool: a spool re-created from
     scratch starts a new chain, reported as information with where the previous one ended, as is
     an event re-emitted after the store had it. Exit 0 when every chain is intact, 1 otherwise.
     """
     loaded = load_config(ctx)
     show_times(loaded, utc)
+    stop = _json_failure if as_json else fail  # with --json, every failure is a JSON answer too
     try:
         start = parse_time(timefmt.local_option(since), "--since") if since else None
     except QueryError as exc:
-        fail(str(exc), EXIT_CONFIG)
+        stop(str(exc), EXIT_CONFIG)
     spool_dir = loaded.resolve(loaded.config.security_log.spool_dir)
 
     def unreadable(exc: OSError) -> NoReturn:
         # A spool this user may not read is a setup error (docs/operations.md §5), not a broken chain.
-        fail(f"cannot read the security log spool: {exc.filename or spool_dir}: {exc.strerror or exc} "
+        stop(f"cannot read the security log spool: {exc.filename or spool_dir}: {exc.strerror or exc} "
              "(security_log.spool_dir)", EXIT_CONFIG)
 
     # On a host without the spool (an auditor's), the store's chains are still walked, but a store
@@ -388,7 +426,7 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
     except OSError as exc:
         unreadable(exc)
     except SpoolDamaged as exc:
-        _damaged(exc)
+        _damaged(exc, stop)
 
     def emitted() -> dict[str, ChainHead]:
         try:
@@ -396,12 +434,12 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
         except OSError as exc:  # replaced during the walk by a writer without files.group's group
             unreadable(exc)
         except SpoolDamaged as exc:
-            _damaged(exc)
+            _damaged(exc, stop)
 
     if spool is None and not as_json:
         err.print(f"[yellow]warning:[/] no spool at {escape(str(spool_dir))} on this host: the chains are checked, "
                   "but not against the heads the shipper delivered (a lost tail would go unnoticed)")
-    with _store(loaded) as store, progress(SpinnerColumn(), TextColumn("verifying the hash chains: "
+    with _store(loaded, stop=stop) as store, progress(SpinnerColumn(), TextColumn("verifying the hash chains: "
                                                                       "{task.completed:,} event(s)"),
                                            TimeElapsedColumn(), enabled=not as_json) as bar:
         walked = 0
@@ -415,16 +453,25 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
                     bar.update(task, completed=walked)
                 yield doc
 
+        # A --since walk is anchored at the event before each chain's first one, and checks the delivered heads it
+        # does not pass, by point lookups (a few indexed reads, not a walk of the rest of the store).
+        lookup = getattr(store, "chain_at", None) if start is not None else None
         with closing(store.chain(start)) as chain:  # ended before the store closes, even on Ctrl-C
             report = verify_report(counted(chain), partial=start is not None, delivered=delivered,
-                                   emitted=emitted if spool else None)
+                                   emitted=emitted if spool else None, lookup=lookup)
         index_problem = store.search_index_problem()
     findings = report.findings
     if index_problem is not None:
         findings.append(Finding("search-index", None, None, None, index_problem))
     if as_json:
-        print_json({"ok": not findings, "events": walked, "spool_checked": spool is not None,
-                    "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]})
+        answer = {"ok": not findings, "events": walked, "spool_checked": spool is not None,
+                  "findings": [f.to_json() for f in findings], "notices": [n.to_json() for n in report.notices]}
+        if start is not None:
+            answer["since"] = start.isoformat()
+            answer["walked_from"] = [{"writer": w, "incarnation": inc, "seq": seq}
+                                     for (w, inc), seq in sorted(report.firsts.items(), key=lambda kv: (kv[0][0],
+                                                                                                     kv[0][1] or ""))]
+        print_json(answer)
         if findings:
             sys.exit(EXIT_FAILED)
         return
@@ -436,16 +483,36 @@ def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> N
         for f in findings:
             err.print(f"[bold red]{escape(visible(f.format()))}[/]", soft_wrap=True)
         err.print(f"[bold red]BROKEN[/]: {len(findings)} finding(s) in {walked} event(s)"
-                  f"{f' since {timefmt.show(start)}' if start else ''}")
+                  f"{_walked_note(start, report.firsts)}", soft_wrap=True)
     else:
-        out.print(f"OK: {walked} event(s){f' since {timefmt.show(start)}' if start else ''}, every chain intact")
+        out.print(f"OK: {walked} event(s){_walked_note(start, report.firsts)}, every chain intact", soft_wrap=True)
     if findings:
         sys.exit(EXIT_FAILED)
 
 
-def _damaged(exc: SpoolDamaged) -> NoReturn:
+def _walked_note(start, firsts: dict[tuple[str, str | None], int]) -> str:
+    """Given verify's --since time (or None) and the first seq walked of each chain, return what a --since walk
+    covered: every chain from its first event at or after the time, which may hold older events after it."""
+    if start is None:
+        return ""
+    note = f", each chain walked from its first event at or after {timefmt.show(start)}"
+    if len(firsts) == 1:
+        return note + f" (seq {next(iter(firsts.values()))} on)"
+    if 1 < len(firsts) <= 3:
+        return note + " (" + ", ".join(f"{escape(visible(w))} from seq {seq}" for (w, _), seq in sorted(
+            firsts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))) + ")"
+    return note + (f" ({len(firsts)} chains)" if firsts else " (no event of any chain is that recent)")
+
+
+def _json_failure(message: str, code: int = EXIT_FAILED, hint: str | None = None) -> NoReturn:
+    """``fail`` for verify --json: the answer is a JSON object even when nothing could be verified."""
+    print_json({"ok": False, "error": message, "events": 0, "spool_checked": None, "findings": [], "notices": []})
+    fail(message, code, hint)
+
+
+def _damaged(exc: SpoolDamaged, stop: Callable[..., NoReturn] = fail) -> NoReturn:
     """Given a damaged spool state file met by verify, stop with what it means for the verification."""
-    fail(f"cannot verify: {exc.path} is damaged ({exc.problem}); without it the store's chains cannot be "
+    stop(f"cannot verify: {exc.path} is damaged ({exc.problem}); without it the store's chains cannot be "
          "checked against what the spool wrote and delivered, so nothing was walked", EXIT_FAILED,
          "the spool's operator restores it (docs/security-log.md, \"Damaged spool files\"); then verify again")
 
@@ -454,15 +521,40 @@ SAVED_COLUMNS = (Column("name"), Column("question", text=True))
 STALE_COLUMNS = (Column("job"), Column("last success"))
 
 
-@log_group.command("saved", epilog=examples("citydc log saved", "citydc log saved stale-backups"))
+def _narrowed(query: Query, narrow: Query) -> Query:
+    """Given a saved question's Query and the one of ``saved``'s --since/--until/--site/--limit, return the
+    question with those put in (a given --since replaces the question's own look-back)."""
+    import dataclasses
+
+    since = narrow.since if narrow.since is not None else query.since
+    until = narrow.until if narrow.until is not None else query.until
+    if since is not None and until is not None and since >= until:
+        fail(f"--since ({timefmt.show(since)}) must be before --until ({timefmt.show(until)})", EXIT_CONFIG)
+    return dataclasses.replace(query, since=since, until=until, filters={**query.filters, **narrow.filters},
+                               limit=narrow.limit if narrow.limit is not None else query.limit)
+
+
+@log_group.command("saved", epilog=examples("citydc log saved", "citydc log saved stale-backups",
+                                              "citydc log saved failed-logins --since 7d --site siwei"))
 @click.argument("name", required=False)
+@click.option("--since", default=None, help=timefmt.time_help("Start (inclusive), instead of the question's own"))
+@click.option("--until", default=None, help=timefmt.time_help("End (exclusive)"))
+@click.option("--site", default=None, help="Only events whose site equals this.")
+@click.option("--limit", type=int, default=None, help="At most this many events (questions that list events).")
 @click.option("--json", "as_json", is_flag=True,
               help="The answer as JSON (its events or counted rows); without NAME, the questions.")
 @wide_option
-@timefmt.utc_show_option
+@timefmt.utc_option
 @click.pass_context
-def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: bool) -> None:
-    """List the saved auditor questions, or run one by NAME."""
+def saved(ctx: click.Context, name: str | None, since: str | None, until: str | None, site: str | None,
+          limit: int | None, as_json: bool, wide: bool, utc: bool) -> None:
+    """List the saved auditor questions, or run one by NAME.
+
+    --since/--until/--site narrow a question (failed-logins looks back 24 hours unless --since says
+    otherwise); --limit caps a question that lists events. stale-backups takes none of them: its window
+    (26 hours) is what it asks about.
+    """
+    narrowing = {"--since": since, "--until": until, "--site": site, "--limit": limit}
     if name is None:
         if as_json:
             print_json([{"name": q.name, "description": q.description} for q in SAVED.values()])
@@ -472,9 +564,16 @@ def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: 
         return
     if name not in SAVED:
         fail(f"unknown saved question {name!r} (known: {', '.join(SAVED)})", EXIT_CONFIG)
+    question = SAVED[name]
+    given = [option for option, value in narrowing.items() if value is not None]
+    if name == "stale-backups" and given:
+        fail(f"{', '.join(given)}: stale-backups asks about the last 26 hours of every job; it takes no narrowing",
+             EXIT_CONFIG)
+    if question.by and limit is not None:
+        fail(f"--limit: {name} counts events; --limit caps only questions that list them", EXIT_CONFIG)
     loaded = load_config(ctx)
     show_times(loaded, utc)
-    question = SAVED[name]
+    narrow = _query_or_exit(since=since, until=until, site=site, limit=limit) if given else None
     with _store(loaded) as store:
         if name == "stale-backups":
             rows = stale_backups(store, [job.name for job in loaded.config.backup.jobs])
@@ -488,6 +587,8 @@ def saved(ctx: click.Context, name: str | None, as_json: bool, wide: bool, utc: 
         from datetime import UTC, datetime
 
         query = question.make(datetime.now(UTC))
+        if narrow is not None:
+            query = _narrowed(query, narrow)
         if question.by:
             _print_counts(store.stats(query, list(question.by)), question.by, as_json, wide)
             return

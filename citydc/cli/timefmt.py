@@ -6,7 +6,6 @@ person reads goes through here. ``--utc`` shows the same instants in UTC.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -17,9 +16,6 @@ __all__ = ["DEFAULT_ZONE", "display_zone", "local_option", "set_zone", "show", "
 
 DEFAULT_ZONE = "Asia/Taipei"
 _zone: tzinfo = ZoneInfo(DEFAULT_ZONE)
-# A date, or date and time, without a zone, in ISO 8601's extended (2026-03-01 22:00) or basic (20260301T2200) form.
-_NAIVE_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
-                        r"|\d{8}([T ]\d{4}(\d{2}(\.\d+)?)?)?)$")
 
 
 def set_zone(name: str | None, utc: bool = False) -> None:
@@ -66,12 +62,17 @@ def local_option(text: str | None, option: str = "--since") -> str | None:
     """
     from citydc.seclog.query import out_of_range, within_range
 
-    if text is None or not _NAIVE_ISO.match(text.strip()):
+    if text is None:
         return text
     try:
-        local = datetime.fromisoformat(text.strip()).replace(tzinfo=_zone)
-    except ValueError:  # the shape of a time, not a real one (month 13, 30 February): the parser says so
+        # Any zone-less form Python's ISO 8601 parser reads (2026-12-02T00, 2026-W49-3, 20261202T0800), not only
+        # the common shapes: each is read in the display zone, as the docs say.
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:  # a relative time, or not a time (month 13, 30 February): the parser says which
         return text
+    if value.tzinfo is not None:
+        return text
+    local = value.replace(tzinfo=_zone)
     if not within_range(local):  # said here, with what was typed: not the offset-laden text made of it
         raise out_of_range(text.strip(), option)
     return local.isoformat()

@@ -20,8 +20,13 @@ __all__ = ["DeliveryError", "EventInvalid", "Query", "SpoolDamaged", "Store", "e
            "open_store", "validate_event"]
 
 
-def open_store(loaded: LoadedConfig) -> Store:
-    """Given the loaded config, return its security-log store (SQLite, or Elasticsearch imported lazily)."""
+def open_store(loaded: LoadedConfig, *, readonly: bool = False) -> Store:
+    """Given the loaded config, return its security-log store (SQLite, or Elasticsearch imported lazily).
+
+    ``readonly`` (the reading commands: search, stats, saved, verify): a SQLite store is never created or
+    altered; a missing one, or a file that is no citydc store, raises StoreUnusable naming the path and the
+    config field. Only a writer (``log ship``, the demo) creates or upgrades the store.
+    """
     sink = loaded.config.security_log.sink
     if sink.kind == "elasticsearch":
         from citydc.seclog.store_es import ElasticsearchStore  # the ES client is only loaded when used
@@ -29,4 +34,4 @@ def open_store(loaded: LoadedConfig) -> Store:
         return ElasticsearchStore.from_config(sink, loaded.base_dir)
     from citydc.seclog.store_sqlite import SqliteStore
 
-    return SqliteStore.from_config(sink, loaded.base_dir)
+    return SqliteStore.from_config(sink, loaded.base_dir, create=not readonly)

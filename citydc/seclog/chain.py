@@ -27,7 +27,7 @@ import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +107,12 @@ class Notice:
 
 @dataclass
 class Report:
-    """What a walk found: ``findings`` (breaks, exit 1) and ``notices`` (information, exit 0)."""
+    """What a walk found: ``findings`` (breaks, exit 1) and ``notices`` (information, exit 0); ``firsts`` is the
+    first seq walked of each (writer, incarnation) chain (a --since walk says where it started)."""
 
     findings: list[Finding]
     notices: list[Notice]
+    firsts: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
 
 def default_writer(spool_dir: Path, recorded: Iterable[str] = ()) -> str:
@@ -401,9 +403,16 @@ def write_head(spool_dir: Path, data: Mapping[str, Any], *, sync_dir: bool = Tru
 class AlreadyStored(dict):
     """A chain position the store keeps for the chain only: its event was re-emitted (the spool's id
     memory had expired, or another spool sent it) and the store already held that event.id, so searches
-    show the event once while the walk still sees every link."""
+    show the event once while the walk still sees every link. ``sealed`` as in ``Sealed``, when the store set it."""
 
-    __slots__ = ()
+    __slots__ = ("sealed",)
+
+
+class Sealed(dict):
+    """A stored document the store found to be byte for byte the line ``seal`` makes of it: ``sealed`` is the
+    (prev, writer, seq, incarnation, hash) it was sealed with, so the walk need not encode and hash it again."""
+
+    __slots__ = ("sealed",)
 
 
 def _chain_fields(doc: Mapping) -> tuple[str, str | None, int, str, str] | None:
@@ -429,19 +438,25 @@ class _Chain:
     timestamp: str | None
 
 
+# The store's point lookup of one chain position: (writer, incarnation, seq) -> the stored event there, or None.
+Lookup = Callable[[str, "str | None", int], "Mapping | None"]
+
+
 def verify(events: Iterable[Mapping], *, partial: bool = False,
            delivered: Mapping[str, ChainHead] | None = None,
-           emitted: Callable[[], Mapping[str, ChainHead]] | None = None) -> list[Finding]:
+           emitted: Callable[[], Mapping[str, ChainHead]] | None = None,
+           lookup: Lookup | None = None) -> list[Finding]:
     """Given events ordered by (writer, seq), return the first break of each chain ([] when intact).
 
     See ``verify_report``, which also returns the notices.
     """
-    return verify_report(events, partial=partial, delivered=delivered, emitted=emitted).findings
+    return verify_report(events, partial=partial, delivered=delivered, emitted=emitted, lookup=lookup).findings
 
 
 def verify_report(events: Iterable[Mapping], *, partial: bool = False,
                   delivered: Mapping[str, ChainHead] | None = None,
-                  emitted: Callable[[], Mapping[str, ChainHead]] | None = None) -> Report:
+                  emitted: Callable[[], Mapping[str, ChainHead]] | None = None,
+                  lookup: Lookup | None = None) -> Report:
     """Given events ordered by seq within each (writer, incarnation) chain, return the first break of each
     chain and the notices (a writer's new incarnation, a re-emitted event the store held already).
 
@@ -449,13 +464,18 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
     ending before one lost its tail. ``emitted`` returns the spool's chain heads (read after the
     walk): a store going beyond one holds an inserted event, and so does a chain of an incarnation
     newer than the spool's own. With ``partial`` (a walk that starts at --since), a chain's first
-    event is trusted as a start instead of having to be seq 1.
+    event need not be seq 1: given ``lookup`` (the store's point lookup of a chain position), it is
+    anchored at the stored event just before it, which must exist and whose hash must be its ``prev``
+    (events deleted from the start of the window are ``removed``), and every delivered head the walk
+    did not reach is looked up (a window whose events were all deleted is ``removed`` too). Without
+    ``lookup`` a partial walk trusts each chain's first event as its start.
     """
     findings: list[Finding] = []
     notices: list[Notice] = []
     state: dict[tuple[str, str | None], _Chain] = {}
     firsts: dict[tuple[str, str | None], int] = {}
     broken: set[tuple[str, str | None]] = set()
+    walked_from: dict[tuple[str, str | None], int] = {}  # each chain's first event walked, even a broken one
     # The walk keeps only each chain's last state: the hash at each delivered head's seq is noted in passing.
     delivered_seqs = {(writer, head.incarnation): head.seq for writer, head in (delivered or {}).items()}
     at_delivered: dict[tuple[str, str | None], str] = {}
@@ -472,7 +492,18 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
         key = (writer, incarnation)
         if key in broken:
             continue
-        finding = _check_one(doc, writer, incarnation, seq, prev, stored_hash, state.get(key), partial, event_id)
+        walked_from.setdefault(key, seq)
+        last = state.get(key)
+        if last is None and partial and lookup is not None and seq > 1:
+            anchored = _anchor(lookup, writer, incarnation, seq)
+            if isinstance(anchored, Finding):
+                findings.append(anchored)
+                broken.add(key)
+                continue
+            last = anchored
+            if delivered_seqs.get(key) == last.seq:
+                at_delivered[key] = last.hash
+        finding = _check_one(doc, writer, incarnation, seq, prev, stored_hash, last, partial, event_id)
         if finding is not None:
             findings.append(finding)
             broken.add(key)
@@ -489,8 +520,15 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
     for writer, head in (delivered or {}).items():
         key = (writer, head.incarnation)
         last = state.get(key)
-        if key in broken or (last is None and partial):
-            continue  # a --since walk may legitimately hold nothing of this writer
+        if key in broken:
+            continue
+        if partial and key not in at_delivered and (last is None or last.seq >= head.seq):
+            # The walk did not pass the delivered head (a --since window may hold nothing of this writer, or
+            # start after the head): the store must still hold it, with the hash the shipper recorded.
+            if lookup is not None and (finding := _delivered_head_problem(lookup, writer, head)) is not None:
+                findings.append(finding)
+                broken.add(key)
+            continue
         if last is None or last.seq < head.seq:
             have = f"the store ends at seq {last.seq}" if last else "the store has none of its events"
             findings.append(Finding("removed", writer, (last.seq + 1) if last else 1, None,
@@ -511,7 +549,15 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
                                         f"({head.incarnation})", inc))
                 broken.add((w, inc))
         last = state.get(key)
-        if key in broken or last is None:
+        if key in broken:
+            continue
+        if last is None:
+            if partial and lookup is not None and head.seq >= 0:
+                beyond = _lookup(lookup, writer, head.incarnation, head.seq + 1)
+                if beyond is not None:  # the window held nothing of this writer, but its chain goes on past the head
+                    findings.append(Finding("inserted", writer, head.seq + 1, _event_id(beyond),
+                                            f"the store goes beyond the chain head (seq {head.seq})",
+                                            head.incarnation))
             continue
         if last.seq > head.seq:
             findings.append(Finding("inserted", writer, last.seq, last.event_id,
@@ -520,7 +566,64 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
             findings.append(Finding("changed", writer, last.seq, last.event_id, _REHASHED.format(
                 seq=last.seq, head="the chain head (chain-head.json)"), head.incarnation))
     notices[:0] = _incarnation_notices(state, firsts, partial)
-    return Report(findings, notices)
+    return Report(findings, notices, walked_from)
+
+
+def _event_id(doc: Mapping) -> str | None:
+    event = doc.get("event")
+    value = event.get("id") if isinstance(event, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _lookup(lookup: Lookup, writer: str, incarnation: str | None, seq: int) -> Mapping | None:
+    """Given the store's lookup and a chain position, return the stored event there (its chain fields intact),
+    or None."""
+    doc = lookup(writer, incarnation, seq)
+    if doc is None:
+        return None
+    fields = _chain_fields(doc)
+    if fields is None or fields[:3] != (writer, incarnation, seq):
+        # No longer a chained event at all (the store's damaged row): it is there, but changed.
+        return {"event": {"id": _event_id(doc), "hash": ""},
+                "citydc": {"chain": {"writer": writer, "seq": seq, "prev": "",
+                                     **({"incarnation": incarnation} if incarnation is not None else {})}}}
+    return doc
+
+
+def _anchor(lookup: Lookup, writer: str, incarnation: str | None, seq: int) -> _Chain | Finding:
+    """Given a partial walk's first event of a chain (seq > 1), return the chain state at the stored event just
+    before it (its own hash checked), or the finding when that event is missing or changed."""
+    doc = _lookup(lookup, writer, incarnation, seq - 1)
+    if doc is None:
+        return Finding("removed", writer, seq - 1, None,
+                       f"seq {seq - 1} missing (the event before seq {seq}, where this walk starts)", incarnation)
+    _, _, _, prev, stored_hash = _chain_fields(doc)
+    event_id = _event_id(doc)
+    finding = _check_one(doc, writer, incarnation, seq - 1, prev, stored_hash, None, True, event_id)
+    if finding is not None:
+        return finding
+    timestamp = doc.get("@timestamp")
+    return _Chain(seq - 1, stored_hash, event_id, timestamp if isinstance(timestamp, str) else None)
+
+
+def _delivered_head_problem(lookup: Lookup, writer: str, head: ChainHead) -> Finding | None:
+    """Given the store's lookup and a head the shipper delivered, return the finding when the store lacks it,
+    holds another hash there, or its content no longer matches its hash; None when it is intact."""
+    if head.seq < 1:
+        return None
+    doc = _lookup(lookup, writer, head.incarnation, head.seq)
+    if doc is None:
+        return Finding("removed", writer, head.seq, None,
+                       f"seq {head.seq} was delivered (ack.json), but the store does not hold it", head.incarnation)
+    _, _, _, prev, stored_hash = _chain_fields(doc)
+    finding = _check_one(doc, writer, head.incarnation, head.seq, prev, stored_hash, None, True, _event_id(doc))
+    if finding is not None:
+        return finding
+    if stored_hash != head.hash:
+        return Finding("changed", writer, head.seq, None, _REHASHED.format(
+            seq=head.seq, head=f"the hash the shipper recorded when it delivered seq {head.seq} (ack.json)"),
+            head.incarnation)
+    return None
 
 
 # Every link checked out, so the events up to that seq were rewritten and hashed again as a chain: which
@@ -569,10 +672,13 @@ def _check_one(doc: Mapping, writer: str, incarnation: str | None, seq: int, pre
         missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
         return Finding("removed", writer, expected_seq, None, f"{missing} missing (next present is seq {seq})",
                        incarnation)
-    if chain_hash(prev, writer, seq, doc, incarnation) != stored_hash:
-        differ = doc.get("store_columns_differ")
+    sealed = getattr(doc, "sealed", None)
+    computed = (sealed[4] if sealed is not None and sealed[:4] == (prev, writer, seq, incarnation)
+                else chain_hash(prev, writer, seq, doc, incarnation))
+    if computed != stored_hash:
+        differ, problem = doc.get("store_columns_differ"), doc.get("store_document_problem")
         reason = (f"the store's indexed columns ({', '.join(differ)}) differ from the stored document" if differ
-                  else "content does not match event.hash")
+                  else problem if isinstance(problem, str) else "content does not match event.hash")
         return Finding("changed", writer, seq, event_id, reason, incarnation)
     if prev != expected_prev:
         if last is None:

@@ -88,17 +88,22 @@ def build_query(*, since: str | None = None, until: str | None = None, text: str
     Raise QueryError naming the option if a value is wrong; ``show`` writes the times in its message
     (the CLI's: the display zone, to the second).
     """
-    filters: dict[str, str] = {}
+    filters: dict[str, str | tuple[str, ...]] = {}
     for option, value in options.items():
         if option not in FILTER_FIELDS:
             raise QueryError(f"unknown filter --{option.replace('_', '-')}")
-        if value is None or value == "":
+        if value is None:
             continue
+        if value == "":  # an unset shell variable ("--user $SUSPECT"): never the whole log instead of one user's
+            raise QueryError(f"--{option.replace('_', '-')}: empty value; give the value to match")
         if option == "source_ip":
             try:
-                value = str(ipaddress.ip_address(value))
+                value = canonical_ip(value)
             except ValueError:
                 raise QueryError(f"--source-ip: expected an IPv4 or IPv6 address, got {value!r}") from None
+            if ipaddress.ip_address(value).version == 4:  # and the form events keep from a dual-stack log
+                filters[FILTER_FIELDS[option]] = (value, str(ipaddress.IPv6Address(f"::ffff:{value}")))
+                continue
         if option in ALLOWED_VALUES:
             value = _one_of(option, value, ALLOWED_VALUES[option])
         filters[FILTER_FIELDS[option]] = value
@@ -113,6 +118,15 @@ def build_query(*, since: str | None = None, until: str | None = None, text: str
                          "(punctuation and * are not searched)")
     return Query(since=start, until=end, filters=filters, text=text or None, limit=limit,
                  newest_first=not oldest_first)
+
+
+def canonical_ip(value: str) -> str:
+    """Given an address, return its canonical text, an IPv4-mapped IPv6 address as its IPv4 address (events keep
+    the mapped form as ``::ffff:a0a:106``; build_query matches both). Raise ValueError if it is no address."""
+    address = ipaddress.ip_address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _one_of(option: str, value: str, allowed: frozenset[str]) -> str:

@@ -38,7 +38,7 @@ from citydc.seclog.chain import AlreadyStored
 from citydc.seclog.event import EventInvalid
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine
-from citydc.seclog.store import DeliveryError, Query, storable_timestamp
+from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query, storable_timestamp
 from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
 from citydc.seclog.store_es_template import MAPPINGS, index_for, template_body, template_name, template_version
 from citydc.secrets import SecretUnavailable
@@ -524,6 +524,11 @@ class ElasticsearchStore:
         (ties by values ascending). A missing value is "" (as in the SQLite store)."""
         sources = composite_sources(by)
         self._before_read()
+        for name in by:
+            if self._holds_objects(query, name):
+                # As the SQLite store: an object cannot be counted (its terms aggregation would count nothing).
+                raise ValueError(f"{name} holds an object (or a list of them) in the counted events, which cannot "
+                                 f"be counted: name one of its fields ({name}.NAME)")
         counts: list[tuple[tuple[str, ...], int]] = []
         after: dict | None = None
         while True:
@@ -546,6 +551,22 @@ class ElasticsearchStore:
             merged[key] = merged.get(key, 0) + n
         counts = sorted(merged.items(), key=lambda kc: (-kc[1], kc[0]))
         return counts
+
+    def _holds_objects(self, query: Query, name: str) -> bool:
+        """Given a Query and a --by field, return whether any matching event has fields under it (an object)."""
+        if name in FILTER_FIELDS.values():
+            return False  # keyword fields of every event
+        try:
+            resp = self._call("counting", lambda: self.client.search(
+                index=self.prefix, size=0, terminate_after=1, track_total_hits=1, ignore_unavailable=True,
+                allow_no_indices=True,
+                query={"bool": {"filter": [bool_query(query), {"exists": {"field": f"{name}.*"}}]}}))
+        except ElasticsearchStoreError as exc:
+            if exc.retriable:
+                raise
+            return False  # a cluster that cannot tell: counted as before, never refused on a guess
+        total = resp.get("hits", {}).get("total", 0)
+        return (total.get("value", 0) if isinstance(total, dict) else total) > 0
 
     def chain(self, since: datetime | None = None) -> Iterator[dict]:
         """Yield stored events ordered by (writer, seq); with ``since``, each writer from its first event
@@ -584,6 +605,21 @@ class ElasticsearchStore:
             after = agg.get("after_key")
             if not agg.get("buckets") or after is None:
                 return starts
+
+    def chain_at(self, writer: str, incarnation: str | None, seq: int) -> dict | None:
+        """Given a chain position, return the event stored there (or re-emitted there), or None: one search, for
+        ``verify --since`` (a partial walk's anchor, a delivered head), as the SQLite store's ``chain_at``."""
+        self._before_read()
+        query = {"bool": {"filter": [{"term": {"citydc.chain.writer": writer}},
+                                     {"term": {"citydc.chain.seq": seq}}]}}
+        kept = self.reemitted_index
+        for hit in self._hits("reading the chain", query, chain_sort(), 100, index=f"{self.prefix},{kept}",
+                              whole=True):
+            doc = hit["_source"]
+            chain = doc.get("citydc", {}).get("chain", {}) if isinstance(doc.get("citydc"), dict) else {}
+            if isinstance(chain, dict) and chain.get("incarnation") == incarnation:
+                return AlreadyStored(doc) if hit["_index"] == kept else doc
+        return None
 
     def search_index_problem(self) -> None:
         """Return None: an event's search words are part of its document (``citydc_index.words``), indexed with

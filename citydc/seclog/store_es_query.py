@@ -11,7 +11,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from citydc.seclog.store import Query
 
@@ -60,9 +60,8 @@ def message_words(message: str) -> list[str]:
 def text_terms(text: str) -> list[str] | None:
     """Given free text, return the words every matching message must contain; None if nothing can match.
 
-    Mirrors the SQLite store: each \\w+ word is one FTS5 phrase; a word without token characters
-    (such as ``_``) matches nothing. A word that splits into several tokens (``foo_bar``) requires
-    each of them, without FTS5's adjacency.
+    Mirrors the SQLite store: every run of letters and digits is one word (``foo_bar`` is foo and bar,
+    each anywhere in the message); a word without token characters (such as ``_``) matches nothing.
     """
     terms: list[str] = []
     words = _QUERY_WORD.findall(text)
@@ -93,8 +92,11 @@ def bool_query(query: Query, *, since: datetime | None = None) -> dict:
     start = query.since if since is None else since
     if start is not None:
         time_range["gte"] = es_time(start)
-    if query.until is not None:
-        time_range["lt"] = es_time(query.until)
+    if query.until is not None:  # rounded up, as the SQLite store does: an end inside a millisecond keeps its start
+        until = query.until
+        if until.microsecond % 1000:
+            until = until + timedelta(microseconds=1000 - until.microsecond % 1000)
+        time_range["lt"] = es_time(until)
     if time_range:
         clauses.append({"range": {"@timestamp": time_range}})
     for field_name, value in sorted(query.filters.items()):

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import orjson
 
 from citydc import files
-from citydc.seclog.chain import AlreadyStored
+from citydc.seclog.chain import AlreadyStored, Sealed, seal
 from citydc.seclog.event import parse_timestamp
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool import SpooledEvent, gc_paused
@@ -54,7 +54,9 @@ COLUMNS: dict[str, str] = {
 assert set(COLUMNS) == set(FILTER_FIELDS.values())
 
 _FIELD = re.compile(r"^[A-Za-z0-9_@]+(\.[A-Za-z0-9_@]+)*$")
-_WORD = re.compile(r"\w+", re.UNICODE)
+# A word of free text as FTS5's unicode61 tokenizer makes one: letters and digits (``_`` separates, as in
+# store_es_query._TOKEN), so a_b is the two words a and b, each found anywhere (not the phrase "a b").
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -120,10 +122,7 @@ def _row(doc: dict) -> tuple:
     event, chain = doc["event"], _sub(_sub(doc, "citydc"), "chain")
     raw = getattr(doc, "raw", None)  # read from the spool: keep its line instead of encoding again
     if raw is None:
-        try:
-            raw = orjson.dumps(doc).decode("utf-8")
-        except (orjson.JSONEncodeError, TypeError):
-            raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        raw = _line_of(doc, chain)
     # Spelled out rather than walking COLUMNS' paths: this runs for every stored event.
     # A line the shipper read was checked as it was parsed (spool._parse_line): not twice per event.
     when = parse_timestamp(doc["@timestamp"]) if type(doc) is SpooledEvent else storable_timestamp(doc)
@@ -131,6 +130,22 @@ def _row(doc: dict) -> tuple:
             event.get("action"), event.get("outcome"), event.get("dataset"), _sub(doc, "labels").get("site"),
             _sub(doc, "source").get("ip"), event.get("kind"), _sub(doc, "host").get("name"),
             chain.get("writer"), chain.get("seq"), doc["message"], raw)
+
+
+def _line_of(doc: dict, chain: dict) -> str:
+    """Given a chained event handed to ``put`` as a dict (not read from the spool) and its chain fields, return
+    its spool line: the exact bytes ``chain.seal`` makes, which verify compares the stored document with. An
+    event whose line cannot be rebuilt (no chain fields, a hash that is not its own) is kept as it is encoded."""
+    try:
+        line = seal(doc, chain["writer"], chain["seq"], chain["prev"], chain.get("incarnation"))[1]
+        if orjson.loads(line)["event"]["hash"] == doc["event"]["hash"]:
+            return line.decode("utf-8")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    try:
+        return orjson.dumps(doc).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def _row_of(i: int, doc: dict) -> tuple:
@@ -180,8 +195,24 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000) if when.tzinfo else _naive(when)
 
 
+def _ms_up(when: datetime) -> int:
+    """Given an aware datetime, return it in epoch milliseconds rounded up: an exclusive end inside a millisecond
+    (00:00:00.0005) keeps the event at the start of that millisecond, which lies before it."""
+    ms = _ms(when)
+    return ms + 1 if when.microsecond % 1000 else ms
+
+
 def _naive(when: datetime) -> int:
     raise ValueError(f"expected a timezone-aware datetime, got {when.isoformat()}")
+
+
+# What a counted value that is an object becomes in stats (a control character: no stored string is this).
+_OBJECT_MARK = "\x00object"
+
+
+def _text(value: object) -> str:
+    """Given a counted value as SQLite returns it, return it as text (a float as Python writes it, as ES keys)."""
+    return str(value)
 
 
 def _json_path(field: str) -> str:
@@ -204,18 +235,84 @@ def _checked(row: tuple) -> dict:
     """
     event_id, writer, seq, ts_ms, *values, message, raw = row
     try:
-        doc = json.loads(raw)
+        doc = _document(raw)
         derived = (doc["event"]["id"], _ms(parse_timestamp(doc["@timestamp"])),
                    *(_get(doc, f) for f in COLUMNS), doc["message"])
         chain = doc["citydc"]["chain"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         # No longer a document at all: keep its place in the chain so it is reported as changed.
-        return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
+        return _unreadable(event_id, writer, seq)
     stored = (event_id, ts_ms, *values, message)
     if derived != stored or (chain.get("writer"), chain.get("seq")) != (writer, seq):
         doc["store_columns_differ"] = [f for f, a, b in zip(("event.id", "@timestamp", *COLUMNS, "message"),
                                                            derived, stored, strict=True) if a != b] or ["chain"]
+    else:
+        doc = _line_checked(doc, chain, raw)
     return doc
+
+
+class _DuplicateKey(ValueError):
+    """A stored document with a key given twice in one object."""
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise _DuplicateKey("a key given twice")
+    return doc
+
+
+def _document(raw: str) -> dict:
+    """Given a stored document's text, return it parsed; raise ValueError if it is not one JSON object."""
+    doc = json.loads(raw)  # not orjson: it reads an integer over 64 bits as a float, which no longer hashes
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc
+
+
+# Why a stored document is reported as changed although its values may hash as recorded (chain._check_one's reason).
+NOT_THE_LINE = "store_document_problem"
+NOT_THE_LINE_REASON = ("the stored document is not byte for byte the line that was hashed (other escapes, spacing or "
+                       "key order): the store holds text the chain did not cover")
+DUPLICATE_KEY = ("the stored document gives a key twice in one object: searches and stats read one value, the hash "
+                 "covers another")
+
+
+def _line_checked(doc: dict, chain: dict, raw: str) -> dict:
+    """Given a parsed stored document, its chain fields and its text, return the document: as ``Sealed`` when
+    the text is byte for byte the line the chain hashed (``chain.seal``: verify then uses the hash this gave);
+    marked with ``NOT_THE_LINE`` when it is
+    other text holding values that hash as recorded (escapes, spacing, key order, a key given twice: Python
+    keeps the last value, SQLite's json_extract the first, so what verify hashes and what stats and filters read
+    would differ); as it is when its hash is not its own (the hash check reports it)."""
+    try:
+        position = (chain["prev"], chain["writer"], chain["seq"], chain.get("incarnation"))
+        sealed_doc, line = seal(doc, position[1], position[2], position[0], position[3])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return doc  # not shaped as a chained event: the hash check reports it
+    digest = sealed_doc["event"]["hash"]
+    try:
+        same = line == raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escaped in the text
+        same = False
+    if same:
+        out = Sealed(doc)
+        out.sealed = (*position, digest)
+        return out
+    hsh = doc.get("event", {}).get("hash") if isinstance(doc.get("event"), dict) else None
+    if isinstance(hsh, str) and digest == hsh:
+        try:
+            json.loads(raw, object_pairs_hook=_no_duplicates)
+            doc[NOT_THE_LINE] = NOT_THE_LINE_REASON
+        except _DuplicateKey:
+            doc[NOT_THE_LINE] = DUPLICATE_KEY
+    return doc
+
+
+def _unreadable(event_id: str, writer: str | None, seq: int | None) -> dict:
+    """Given a row whose document cannot be read, return a stand-in at its chain place that verify reports as
+    changed."""
+    return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
 
 
 def _reemitted(row: list) -> dict:
@@ -223,37 +320,65 @@ def _reemitted(row: list) -> dict:
     columns disagree with it comes back altered (as in ``_checked``), so its hash no longer matches."""
     event_id, writer, seq, raw = row[0], row[1], row[2], row[-1]
     try:
-        doc = AlreadyStored(json.loads(raw))
+        doc = _document(raw)
         chain = doc["citydc"]["chain"]
         if (doc["event"]["id"], chain.get("writer"), chain.get("seq")) != (event_id, writer, seq):
             doc["store_columns_differ"] = ["chain"]
-        return doc
-    except (ValueError, KeyError, TypeError):
-        return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
+        else:
+            checked = _line_checked(doc, chain, raw)
+            if isinstance(checked, Sealed):
+                out = AlreadyStored(checked)
+                out.sealed = checked.sealed
+                return out
+        return AlreadyStored(doc)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _unreadable(event_id, writer, seq)
 
 
 class SqliteStore:
     """The embedded store. Implements citydc.seclog.store.Store."""
 
-    def __init__(self, path: str | Path, *, field: str = "security_log.sink.path"):
+    def __init__(self, path: str | Path, *, field: str = "security_log.sink.path", create: bool = True):
         """Given the database file (and the config field it comes from, for messages), open it: read-only
         if it exists, so an auditor with read access only can search and verify; read-write (created,
         with its tables) if it does not exist yet or lacks tables. ``put`` opens it read-write when it
-        first writes. Raise DeliveryError naming the path and the field if it cannot be opened."""
+        first writes. Raise DeliveryError naming the path and the field if it cannot be opened.
+
+        With ``create`` False (the reading commands: search, stats, saved, verify) nothing is ever created or
+        altered: a missing file, or one that is no citydc store (no ``events`` table), raises StoreUnusable
+        naming the path and the field, and a store from before the ``reemitted`` table is read as if that
+        table were empty. A file holding other tables but no ``events`` is refused either way.
+        """
         self.path = Path(path)
         self.field = field
         self.writable = False
+        self.create = create
         self._connections: list[sqlite3.Connection] = []
         self._unchanged: tuple[int, int, int] | None = None  # the file as read with immutable=1 (see _open_reader)
-        self.conn = self._open_reader() if self._exists() else None
-        if self.conn is None or not self._has_tables():
+        exists = self._exists()
+        if not exists and not create:
+            raise StoreUnusable(f"no security-log store at {self.path} (nothing was shipped there yet, or the path "
+                                f"is wrong) ({self.field})", self.field)
+        self.conn = self._open_reader() if exists else None
+        tables = self._tables() if self.conn is not None else set()
+        if tables and "events" not in tables:  # somebody else's database: never add our tables to it
+            self._close_connections()
+            raise StoreUnusable(f"not a citydc security-log store: {self.path} (it has no events table) "
+                                f"({self.field})", self.field)
+        if not create and "events" not in tables:
+            self._close_connections()
+            raise StoreUnusable(f"not a citydc security-log store: {self.path} (an empty database) ({self.field})",
+                                self.field)
+        self._has_reemitted = "reemitted" in tables
+        if create and not {"events", "events_fts", "reemitted"} <= tables:
             self._open_writer()
 
     @classmethod
-    def from_config(cls, sink, base_dir: Path) -> SqliteStore:
-        """Given a SqliteSink and the config file's directory, return the store."""
+    def from_config(cls, sink, base_dir: Path, *, create: bool = True) -> SqliteStore:
+        """Given a SqliteSink and the config file's directory (and whether to create the store if missing: not for
+        the reading commands), return the store."""
         path = sink.path if sink.path.is_absolute() else base_dir / sink.path
-        return cls(path)
+        return cls(path, create=create)
 
     # -- opening: read-only for readers, read-write on the first write ----------------------------------
 
@@ -313,12 +438,12 @@ class SqliteStore:
         self._unchanged = stamp
         return conn
 
-    def _has_tables(self) -> bool:
+    def _tables(self) -> set[str]:
         try:
-            names = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:  # not a database at all, for one
+            self._close_connections()
             raise self._unusable(f"cannot read {self.path}", exc) from None
-        return {"events", "events_fts", "reemitted"} <= names
 
     def _open_writer(self) -> None:
         """Open the database read-write, creating it and its tables if needed; reads use it from then on.
@@ -352,7 +477,7 @@ class SqliteStore:
             conn.executescript(REEMITTED_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(f"cannot write {self.path}", exc) from None
-        self.conn, self.writable, self._unchanged = conn, True, None
+        self.conn, self.writable, self._unchanged, self._has_reemitted = conn, True, None, True
 
     def _stamp(self) -> tuple[int, int, int]:
         st = os.stat(self.path)
@@ -404,6 +529,8 @@ class SqliteStore:
             with gc_paused():
                 rows = [_row_of(i, doc) for i, doc in enumerate(events)]
         if not self.writable:
+            if not self.create:
+                raise StoreUnusable(f"{self.path} was opened for reading only ({self.field})", self.field)
             self._open_writer()  # opened read-only: only a command that stores events needs write access
         per = max(1, min(ROWS_PER_INSERT, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH))
         try:
@@ -457,7 +584,7 @@ class SqliteStore:
             params.append(_ms(query.since))
         if query.until is not None:
             clauses.append("ts_ms < ?")
-            params.append(_ms(query.until))
+            params.append(_ms_up(query.until))
         for field, value in sorted(query.filters.items()):
             values = tuple(value) if isinstance(value, tuple | list) else (value,)
             test = "= ?" if len(values) == 1 else f"IN ({','.join('?' * len(values))})"
@@ -475,7 +602,7 @@ class SqliteStore:
             if match is None:
                 clauses.append("0")
             else:
-                clauses.append("rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+                clauses.append("events.rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
                 params.append(match)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -500,29 +627,38 @@ class SqliteStore:
         if not by:
             raise ValueError("stats needs at least one field to group by")
         where, params = self._where(query)
-        exprs, extra = [], []
-        for field in by:
+        exprs, joins, expr_params, join_params = [], [], [], []
+        for i, field in enumerate(by):
             if field in COLUMNS:
-                exprs.append(f"COALESCE({COLUMNS[field]}, '')")
-            else:
-                exprs.append("COALESCE(json_extract(doc, ?), '')")
-                extra.append(_json_path(field))
+                exprs.append(f"COALESCE(events.{COLUMNS[field]}, '')")
+                continue
+            # As Elasticsearch's terms aggregation: a list counts each element, a boolean is true/false, and
+            # a missing or null value is "". An object cannot be counted: it is marked, and refused below.
+            path = _json_path(field)
+            joins.append(f" LEFT JOIN json_each(events.doc, ?) AS j{i}")
+            join_params.append(path)
+            exprs.append(f"CASE WHEN json_type(events.doc, ?) = 'object' THEN char(0) || 'object' "
+                         f"WHEN j{i}.type IN ('true', 'false') THEN j{i}.type "
+                         f"WHEN j{i}.type IN ('object', 'array') THEN char(0) || 'object' "
+                         f"ELSE COALESCE(j{i}.value, '') END")
+            expr_params.append(path)
         cols = ", ".join(f"{e} AS g{i}" for i, e in enumerate(exprs))
         groups = ", ".join(f"g{i}" for i in range(len(exprs)))
-        sql = (f"SELECT {cols}, COUNT(*) AS n FROM events{where} "  # noqa: S608
+        sql = (f"SELECT {cols}, COUNT(*) AS n FROM events{''.join(joins)}{where} "  # noqa: S608
                f"GROUP BY {groups} ORDER BY n DESC, {groups}")
-        rows = self.conn.execute(sql, extra + params).fetchall()
+        rows = self.conn.execute(sql, expr_params + join_params + params).fetchall()
         self._check_unchanged()
-        return [(tuple(str(v) for v in row[:-1]), row[-1]) for row in rows]
+        for i, field in enumerate(by):
+            if any(row[i] == _OBJECT_MARK for row in rows):
+                raise ValueError(f"{field} holds an object (or a list of them) in the counted events, which cannot be "
+                                 f"counted: name one of its fields ({field}.NAME)")
+        return [(tuple(_text(v) for v in row[:-1]), row[-1]) for row in rows]
 
     def chain(self, since: datetime | None = None) -> Iterator[dict]:
         """Yield stored events and re-emitted chain positions ordered by (writer, seq); with ``since``, each
         writer from its first event then on. A re-emitted position comes as ``chain.AlreadyStored``."""
         params: list = []
-        cols = "id, writer, seq, ts_ms, " + ", ".join(COLUMNS.values()) + ", message, doc"
-        nulls = ", ".join("NULL" for _ in COLUMNS)
-        rows = (f"SELECT 0 AS kept, {cols} FROM events UNION ALL "  # noqa: S608
-                f"SELECT 1, id, writer, seq, ts_ms, {nulls}, NULL, doc FROM reemitted")
+        rows = self._positions()
         sql = f"SELECT * FROM ({rows}) ORDER BY writer, seq, id"  # noqa: S608
         if since is not None:
             # Each writer's first position at or after ``since``, found once per writer and joined: a
@@ -539,6 +675,37 @@ class SqliteStore:
             self._check_unchanged()
         finally:
             cursor.close()
+
+    def _positions(self, where: str = "") -> str:
+        """Return the SELECT of every chain position (events, then re-emitted ones), each restricted by ``where``
+        (an SQL condition on writer and seq, placeholders only); a store from before the ``reemitted`` table
+        reads as if it were empty."""
+        cols = "id, writer, seq, ts_ms, " + ", ".join(COLUMNS.values()) + ", message, doc"
+        cond = f" WHERE {where}" if where else ""
+        rows = f"SELECT 0 AS kept, {cols} FROM events{cond}"  # noqa: S608
+        if self._has_reemitted:
+            nulls = ", ".join("NULL" for _ in COLUMNS)
+            rows += f" UNION ALL SELECT 1, id, writer, seq, ts_ms, {nulls}, NULL, doc FROM reemitted{cond}"  # noqa: S608
+        return rows
+
+    def chain_at(self, writer: str, incarnation: str | None, seq: int) -> dict | None:
+        """Given a chain position, return the event stored there (checked as ``chain()`` checks it), or None: one
+        indexed lookup, for ``verify --since`` (a partial walk's anchor, a delivered head)."""
+        sql = f"SELECT * FROM ({self._positions('writer = ? AND seq = ?')}) ORDER BY kept, id"  # noqa: S608
+        params = [writer, seq, writer, seq] if self._has_reemitted else [writer, seq]
+        try:
+            rows = self.conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise DeliveryError(f"{self.path}: {exc}", "sqlite_error") from None
+        self._check_unchanged()
+        unreadable = None
+        for kept, *row in rows:
+            doc = _checked(tuple(row)) if not kept else _reemitted(row)
+            if doc["event"].get("hash") == "" and set(doc["citydc"]["chain"]) == {"writer", "seq", "prev"}:
+                unreadable = unreadable or doc  # which incarnation it was cannot be told: changed, if nothing else
+            elif doc.get("citydc", {}).get("chain", {}).get("incarnation") == incarnation:
+                return doc
+        return unreadable
 
     def search_index_problem(self) -> str | None:
         """Return how the full-text index (events_fts) disagrees with ``events``, or None when it does not.

@@ -232,6 +232,9 @@ def test_cli_errors_are_usage_errors(cfg):
     assert "--since: expected a relative time" in citydc(cfg, "log", "search", "--since", "soon", check=2).stderr
     assert "unknown saved question" in citydc(cfg, "log", "saved", "nope", check=2).stderr
     assert "stale-backups" in citydc(cfg, "log", "saved").stdout
+    # Nothing was shipped yet: no store at the configured path, which a reading command never creates.
+    assert "no security-log store at" in citydc(cfg, "log", "saved", "stale-backups", check=2).stderr
+    citydc(cfg, "log", "ship")
     stale = json.loads(citydc(cfg, "log", "saved", "stale-backups", "--json", check=1).stdout)
     assert stale == [{"job": "ldap-siwei", "last_success": None}]
 

@@ -65,7 +65,7 @@ def test_role_renders_from_inventory_validates_and_is_idempotent(ka):
     conf = ka["root"] / "keepalived-fengshan-2" / "keepalived.conf"
     text = conf.read_text()
     for line in ("virtual_router_id 83", "priority 100", "unicast_src_ip 10.99.83.2", "10.99.83.1",
-                 "10.99.83.100/24 dev eth0", f"auth_pass {PASSWORD}"):
+                 "10.99.83.100/24 dev eth0", f'auth_pass "{PASSWORD}"'):
         assert line in text, line
     assert conf.stat().st_mode & 0o077 == 0
     rc, out, text = play(ka)

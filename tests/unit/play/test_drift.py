@@ -114,3 +114,35 @@ def test_drift_event_is_valid_ecs_and_fails_on_drift():
     ok = events.drift_report(facts, in_sync=True, hosts={"lb-siwei-1": "siwei"}, drift=[])
     validate_event(ok)
     assert ok["event"]["outcome"] == "success"
+
+
+def _state(**weights_admin) -> dict:
+    return {name: {"weight": w, "admin_state": a} for name, (w, a) in weights_admin.items()}
+
+
+SITES = {"app-siwei-1": "siwei", "app-siwei-2": "siwei", "app-fengshan-1": "fengshan", "app-fengshan-2": "fengshan"}
+
+
+def test_runtime_weights_are_compared_per_kind_of_server_as_a_multiset():
+    """A pool half failed over (one of the other site's servers at full weight on one load balancer) differs from
+    one that is not; a set of distinct weights ("0 100" on both) hid it. MAINT and DRAIN are counted."""
+    normal = _state(**{"app-siwei-1": (100, 0), "app-siwei-2": (100, 0), "app-fengshan-1": (0, 0),
+                       "app-fengshan-2": (0, 0)})
+    half = dict(normal, **_state(**{"app-fengshan-1": (100, 0)}))
+    siwei = hc.runtime_pool_settings("be_app", half, "siwei", SITES)
+    assert siwei["runtime.backend be_app.weights own site"] == "100 100"
+    assert siwei["runtime.backend be_app.weights other site"] == "0 100"
+    fengshan_normal = _state(**{"app-siwei-1": (0, 0), "app-siwei-2": (0, 0), "app-fengshan-1": (100, 0),
+                                "app-fengshan-2": (100, 0)})
+    fengshan = hc.runtime_pool_settings("be_app", fengshan_normal, "fengshan", SITES)
+    found = drift.compare(hosts(**{"lb-siwei-1": siwei, "lb-fengshan-1": fengshan}))
+    assert [d.setting for d in found] == ["runtime.backend be_app.weights other site"]
+    same = drift.compare(hosts(**{"lb-siwei-1": hc.runtime_pool_settings("be_app", normal, "siwei", SITES),
+                                  "lb-fengshan-1": fengshan}))
+    assert same == []
+    assert hc.runtime_pool_settings("be_app", half)["runtime.backend be_app.weights"] == "0 100 100 100"
+    maint = dict(normal, **_state(**{"app-siwei-1": (100, 1), "app-siwei-2": (100, 8)}))
+    counts = hc.runtime_pool_settings("be_app", maint, "siwei", SITES)
+    assert counts["runtime.backend be_app.servers in maint"] == "1"
+    assert counts["runtime.backend be_app.servers in drain"] == "1"
+    assert hc.runtime_pool_settings("be_app", normal, "siwei", SITES)["runtime.backend be_app.servers in maint"] == "0"

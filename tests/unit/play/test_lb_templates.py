@@ -32,11 +32,17 @@ def keepalived(**over: object) -> str:
 def test_keepalived_conf_from_inventory_values():
     text = keepalived()
     for line in ("vrrp_instance lb_siwei {", "    virtual_router_id 82", "    priority 150",
-                 "    unicast_src_ip 10.99.82.1", "        10.99.82.2", "        auth_pass pw",
+                 "    unicast_src_ip 10.99.82.1", "        10.99.82.2", "        auth_pass \"pw\"",
                  "        10.99.82.100/24 dev eth0"):
         assert line + "\n" in text, line
     assert "nopreempt" not in text
     assert "    nopreempt\n" in keepalived(keepalived_preempt=False)
+
+
+def test_keepalived_auth_pass_is_quoted_so_comment_and_brace_characters_are_kept():
+    """keepalived reads an unquoted `#` or `!` as a comment and `}` as the end of a block: quoted, the whole
+    password reaches it (the role refuses `"`, `\\`, spaces and non-ASCII)."""
+    assert '        auth_pass "ab#c!d}"\n' in keepalived(keepalived_auth_pass="ab#c!d}")
 
 
 def test_haproxy_pool_has_both_sites_remote_ones_at_the_remote_weight():

@@ -77,3 +77,32 @@ def backends(settings):
         if kind in ("backend", "listen") and name:
             names.add(name)
     return sorted(names)
+
+
+# srv_admin_state bits (HAProxy 2.6 include/haproxy/server-t.h), as in haproxy_runtime (which imports socket).
+ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
+ADMIN_DRAIN = 0x08 | 0x10
+
+
+def runtime_pool_settings(backend, state, site="", server_sites=None):
+    """Given a backend's ``show servers state`` ({server: {weight, admin_state}}), this load balancer's site
+    and {server: site}, return its comparable runtime settings: the runtime weights as a sorted multiset
+    (``0 0 100 100``: a set would hide a pool half failed over), per kind of server when the sites are known
+    (``weights own site``: this site's servers, ``weights other site``: the others'), and the number of
+    servers in maintenance and in drain."""
+    server_sites = server_sites or {}
+    kinds = {}
+    for name, s in state.items():
+        if site and server_sites:
+            owner = server_sites.get(name)
+            kind = "weights own site" if owner == site else "weights other site" if owner else "weights unknown site"
+        else:
+            kind = "weights"
+        kinds.setdefault(kind, []).append(s["weight"])
+    out = {"runtime.backend %s.%s" % (backend, kind): " ".join(str(w) for w in sorted(ws))
+           for kind, ws in kinds.items()}
+    out["runtime.backend %s.servers in maint" % backend] = str(
+        sum(1 for s in state.values() if s["admin_state"] & ADMIN_MAINT))
+    out["runtime.backend %s.servers in drain" % backend] = str(
+        sum(1 for s in state.values() if s["admin_state"] & ADMIN_DRAIN and not s["admin_state"] & ADMIN_MAINT))
+    return out

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import time
 
@@ -37,7 +39,8 @@ def command(sock, cmd, timeout=5.0):
 
 
 def servers_state(sock, backend):
-    """Given the socket and a backend, return {server: {op_state, admin_state, weight, addr, port}}."""
+    """Given the socket and a backend, return {server: {op_state, admin_state, weight, iweight, addr, port}}
+    (weight: the runtime weight; iweight: the configured one)."""
     text = command(sock, "show servers state %s" % backend)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or lines[0].startswith(("Can't find backend", "Unknown")):
@@ -55,6 +58,7 @@ def servers_state(sock, backend):
             "op_state": int(row["srv_op_state"]),
             "admin_state": int(row["srv_admin_state"]),
             "weight": int(row["srv_uweight"]),
+            "iweight": int(row["srv_iweight"]) if row.get("srv_iweight", "-").isdigit() else None,
             "addr": row["srv_addr"],
             "port": int(row["srv_port"]) if row.get("srv_port", "-").isdigit() else None,
         }
@@ -89,9 +93,48 @@ def server_view(sock, backend):
         admin = s["admin_state"]
         mode = "maint" if admin & ADMIN_MAINT else "drain" if admin & ADMIN_DRAIN else "ready"
         out.append({"name": name, "admin": mode, "up": s["op_state"] == OP_RUNNING, "weight": s["weight"],
+                    "iweight": s["iweight"],
                     "sessions": st.get(name, {}).get("scur", 0), "status": st.get(name, {}).get("status", ""),
                     "addr": s["addr"], "port": s["port"]})
     return out
+
+
+def save_server_state(sock, path):
+    """Write ``show servers state`` (every backend) to the server-state-file ``path``, atomically (mode 0600).
+
+    HAProxy applies that file at every start (``load-server-state-from-file global``), a cold restart too: so it
+    is written after each runtime change, not only before a reload, else a restart brings back stale states."""
+    state = command(sock, "show servers state")
+    if not state.lstrip().startswith("1"):  # the format version line; anything else is an error message
+        raise RuntimeError_("show servers state: unexpected answer %r" % state[:200])
+    tmp = "%s.tmp" % path
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(state)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RuntimeError_("server-state-file %s: %s" % (path, exc)) from None
+
+
+def parse_proc(text):
+    """Given the master CLI's ``show proc``, return {reloads, failed, workers: [pid, ...]} (failed: None when
+    this HAProxy does not count failed reloads)."""
+    m = re.search(r"^(\d+)\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?", text, re.M)
+    if not m:
+        raise RuntimeError_("master CLI show proc: unexpected answer %r" % text[:300])
+    workers = []
+    section = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            section = line.strip("# ").strip()
+            continue
+        words = line.split()
+        if section == "workers" and len(words) >= 2 and words[0].isdigit() and words[1] == "worker":
+            workers.append(int(words[0]))
+    return {"master": int(m.group(1)), "reloads": int(m.group(2)),
+            "failed": int(m.group(3)) if m.group(3) is not None else None, "workers": workers}
 
 
 def wait_for(check, timeout, interval=0.2):

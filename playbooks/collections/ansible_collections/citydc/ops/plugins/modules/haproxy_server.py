@@ -10,6 +10,9 @@ short_description: Drain, maintain, enable or weight one HAProxy backend server 
 description:
   - Reads the server's state with C(show servers state) and changes it with C(set server) on the admin
     socket only when it differs, so a second run reports no change. Supports check mode.
+  - With O(state_file), writes C(show servers state) to the C(server-state-file) after a change, so the file
+    always holds the runtime states (HAProxy applies it at every start (C(load-server-state-from-file)), and a
+    file older than the last change would bring back stale MAINT/DRAIN states or weights after a restart).
   - With O(wait), a drain or maintenance waits (bounded by O(wait_timeout)) until the server holds no
     session, and C(ready) waits until the health check reports it UP; a timeout is a failure.
 options:
@@ -18,6 +21,9 @@ options:
   server: {description: Server name in that backend., type: str, required: true}
   state: {description: Wanted administrative state., type: str, choices: [ready, drain, maint]}
   weight: {description: Wanted weight (0-256)., type: int}
+  state_file:
+    description: The C(server-state-file) of the global section, written after a change; empty to leave it.
+    type: path
   wait: {description: Wait until the new state took effect (sessions ended / server UP)., type: bool, default: false}
   wait_timeout: {description: Seconds to wait at most., type: float, default: 30}
 author: [citydc operations]
@@ -32,6 +38,7 @@ EXAMPLES = r"""
     state: drain
     wait: true
     wait_timeout: 60
+    state_file: /var/lib/haproxy/server-state
 """
 
 RETURN = r"""
@@ -43,6 +50,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.citydc.ops.plugins.module_utils.haproxy_runtime import (
     RuntimeError_,
     command,
+    save_server_state,
     server_view,
     wait_for,
 )
@@ -63,6 +71,7 @@ def main():
             server=dict(type="str", required=True),
             state=dict(type="str", choices=["ready", "drain", "maint"]),
             weight=dict(type="int"),
+            state_file=dict(type="path"),
             wait=dict(type="bool", default=False),
             wait_timeout=dict(type="float", default=30.0),
         ),
@@ -90,7 +99,11 @@ def main():
         for cmd in commands:
             answer = command(sock, cmd).strip()
             if answer:  # HAProxy answers nothing on success
+                if p["state_file"]:
+                    save_server_state(sock, p["state_file"])
                 module.fail_json(msg="%s: %s" % (cmd, answer), before=before)
+        if p["state_file"]:
+            save_server_state(sock, p["state_file"])
         if p["wait"]:
             if p["state"] in ("drain", "maint"):
                 done = wait_for(lambda: _find(sock, backend, server)["sessions"] == 0, p["wait_timeout"])

@@ -26,16 +26,21 @@ lint: setup
 lint-playbooks: setup
 	cd playbooks && PATH="$(abspath $(VENV))/bin:$$PATH" $(abspath $(PY)) -m ansiblelint --offline
 
-# Every tier: unit tests and lab tests against the real services. pytest exit code 5 means
-# nothing was collected: in this project that is a broken suite, so it fails loudly.
+# Every tier: unit tests (one worker per core: pytest-xdist; they share no service), then the lab tests
+# against the real services (one process: they share the lab); the lab tier runs even when the unit tier
+# failed, so one CI run shows both. pytest exit code 5 means nothing was collected: in this project that is a
+# broken suite, so it fails loudly.
 test: lint
-	$(PY) -m pytest -q --durations=15; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; \
-	  exit $$rc
+	$(PY) -m pytest -q -m "not lab" -n auto --durations=15; unit=$$?; \
+	  $(PY) -m pytest -q -m lab --durations=15; lab=$$?; \
+	  for rc in $$unit $$lab; do \
+	    if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; done; \
+	  if [ $$unit -ne 0 ]; then echo "the unit tier failed (pytest exit $$unit): see above" >&2; exit $$unit; fi; \
+	  exit $$lab
 	$(MAKE) --no-print-directory wheel-check
 
 test-unit: setup
-	$(PY) -m pytest -q -m "not lab"
+	$(PY) -m pytest -q -m "not lab" -n auto
 
 test-lab: setup
 	$(PY) -m pytest -q -m lab

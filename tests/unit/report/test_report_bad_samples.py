@@ -149,7 +149,10 @@ def test_link_device_must_be_a_device_of_the_config(tmp_path: Path) -> None:
 
 
 def test_utc_help_mentions_no_option_the_command_lacks() -> None:
-    for args in (["report", "bandwidth"], ["backup", "status"], ["audit", "auth"], ["log", "saved"]):
+    for args in (["report", "bandwidth"], ["backup", "status"], ["audit", "auth"]):
         res = CliRunner().invoke(cli, [*args, "--help"], terminal_width=200)
         assert res.exit_code == 0 and "--utc" in res.output
         assert "--since" not in res.output, args  # none of these has --since/--until: its help must not say so
+    # log saved has them (narrowing a question): its help says so, and that they take the display zone
+    res = CliRunner().invoke(cli, ["log", "saved", "--help"], terminal_width=200)
+    assert res.exit_code == 0 and "--utc" in res.output and "--since" in res.output

@@ -44,6 +44,7 @@ class FakeHaproxy:
         self.servers = {n: {"uw": w, "iw": w, "admin": 0} for n, w in servers.items()}
         self.pid, self.master_pid, self.reloads, self.failed = 2001, 2000, 0, 0
         self.reload_mode = "ok"
+        self.down: set[str] = set()  # servers whose health check fails (operational state stopped)
         self._servers_up = []
         for path, handle in ((self.admin, self._admin), (self.master, self._master)):
             srv = socketserver.ThreadingUnixStreamServer(str(path), self._handler(handle))
@@ -60,7 +61,8 @@ class FakeHaproxy:
         return H
 
     def state_text(self) -> str:
-        rows = [f"3 be_app {i} {n} 127.0.0.1 2 {s['admin']} {s['uw']} {s['iw']} 5 15 3 4 6 0 0 0 - 80 -"
+        rows = [f"3 be_app {i} {n} 127.0.0.1 {0 if n in self.down else 2} {s['admin']} {s['uw']} {s['iw']} 5 15 3 4 6 "
+                "0 0 0 - 80 -"
                 for i, (n, s) in enumerate(self.servers.items(), 1)]
         return "1\n" + HEADER + "\n" + "\n".join(rows) + "\n\n"
 
@@ -69,7 +71,7 @@ class FakeHaproxy:
             return self.state_text()
         if cmd == "show stat":
             return "# pxname,svname,scur,status,check_status\n" + "".join(
-                f"be_app,{n},0,{'MAINT' if s['admin'] & 1 else 'UP'},L7OK\n" for n, s in self.servers.items())
+                f"be_app,{n},0,{'MAINT' if s['admin'] & 1 else 'DOWN' if n in self.down else 'UP'},L7OK\n" for n, s in self.servers.items())
         if cmd == "show info":
             return f"Name: HAProxy\nVersion: 2.6.12\nPid: {self.pid}\n"
         m = re.fullmatch(r"set server be_app/(\S+) (state|weight) (\S+)", cmd)
@@ -332,6 +334,31 @@ def test_failover_covers_every_load_balancer_and_writes_the_state_file(site):
                    "-e", "failover_partial=true")
     assert rc == 0 and lbs["siwei"].servers["app-fengshan-1"]["uw"] == 100, out[-3000:]
     assert (lbs["siwei"].dir / "server-state").read_text() == lbs["siwei"].state_text()
+
+
+def test_a_degraded_failover_shifts_to_the_servers_that_are_up_only_when_asked(site):
+    """Finding 17: with one server of the target site down, the failover is refused, saying which and how to
+    shift anyway; -e failover_degraded=true shifts (the down server gets its weight too); none up is refused."""
+    play, lbs = site["play"], site["lb"]
+    for ha in lbs.values():
+        ha.down.add("app-fengshan-2")
+    rc, out = play("lb-failover.yml", "-e", "failover_from=siwei")
+    assert rc != 0 and "not UP and ready: app-fengshan-2" in out and "failover_degraded=true" in out, out[-3000:]
+    assert lbs["siwei"].servers["app-fengshan-1"]["uw"] == 0  # nothing shifted
+    rc, out = play("lb-failover.yml", "-e", "failover_from=siwei", "-e", "failover_degraded=true")
+    assert rc == 0 and "degraded failover on lb-siwei-1" in out, out[-3000:]
+    siwei = lbs["siwei"].servers
+    assert (siwei["app-fengshan-1"]["uw"], siwei["app-fengshan-2"]["uw"], siwei["app-siwei-1"]["uw"]) == (100, 100, 0)
+    # Fengshan's own pool still lacks app-fengshan-2: the failback is degraded there too
+    rc, out = play("lb-failover.yml", "-e", "failback=true")
+    assert rc != 0 and "not UP and ready: app-fengshan-2" in out, out[-3000:]
+    assert play("lb-failover.yml", "-e", "failback=true", "-e", "failover_degraded=true")[0] == 0
+    assert siwei["app-siwei-1"]["uw"] == 100 and siwei["app-fengshan-1"]["uw"] == 0
+    for ha in lbs.values():
+        ha.down.add("app-fengshan-1")
+    rc, out = play("lb-failover.yml", "-e", "failover_from=siwei", "-e", "failover_degraded=true")
+    assert rc != 0 and "none of app-fengshan-1, app-fengshan-2 is UP and ready" in out, out[-3000:]
+    assert lbs["siwei"].servers["app-siwei-1"]["uw"] == 100
 
 
 def test_drift_runtime_false_is_honoured(site):

@@ -146,3 +146,68 @@ def test_runtime_weights_are_compared_per_kind_of_server_as_a_multiset():
     assert counts["runtime.backend be_app.servers in maint"] == "1"
     assert counts["runtime.backend be_app.servers in drain"] == "1"
     assert hc.runtime_pool_settings("be_app", normal, "siwei", SITES)["runtime.backend be_app.servers in maint"] == "0"
+
+
+_kspec = importlib.util.spec_from_file_location("keepalived_config", MODULE_UTILS.parent / "keepalived_config.py")
+kc = importlib.util.module_from_spec(_kspec)
+_kspec.loader.exec_module(kc)
+
+KEEPALIVED = """# keepalived of {site} (lb-{site}-1)
+global_defs {{
+    router_id lb-{site}-1
+    enable_script_security
+}}
+
+vrrp_instance lb_{site} {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {rid}
+    priority {prio}
+    advert_int {advert}
+{preempt}    unicast_src_ip 10.99.{rid}.1
+    unicast_peer {{
+        10.99.{rid}.2
+    }}
+    authentication {{
+        auth_type PASS
+        auth_pass "{password}"   ! a comment
+    }}
+    virtual_ipaddress {{
+        10.99.{rid}.100/24 dev eth0
+    }}
+}}
+"""
+
+
+def keepalived_conf(site: str, rid: int, prio: int = 150, advert: int = 1, preempt: bool = True,
+                    password: str = "s3cr#t!x") -> str:
+    return KEEPALIVED.format(site=site, rid=rid, prio=prio, advert=advert, password=password,
+                             preempt="" if preempt else "    nopreempt\n")
+
+
+def test_keepalived_settings_leave_out_what_is_per_node_or_site_and_never_the_password():
+    siwei = kc.parse_keepalived(keepalived_conf("siwei", 82, prio=150, password="s3cr#t!x"), "siwei")
+    fengshan = kc.parse_keepalived(keepalived_conf("fengshan", 83, prio=100, password="other#pw"), "fengshan")
+    assert siwei == fengshan  # router ids, priorities, addresses and passwords differ by nature: no drift
+    assert siwei == {
+        "keepalived.global_defs.enable_script_security": "yes",
+        "keepalived.vrrp_instance lb_<site>.state": "BACKUP",
+        "keepalived.vrrp_instance lb_<site>.interface": "eth0",
+        "keepalived.vrrp_instance lb_<site>.advert_int": "1",
+        "keepalived.vrrp_instance lb_<site>.authentication.auth_type": "PASS",
+        "keepalived.vrrp_instance lb_<site>.authentication.auth_pass": "set",
+        "keepalived.vrrp_instance lb_<site>.unicast_peer": "1 peer(s)",
+        "keepalived.vrrp_instance lb_<site>.virtual_ipaddress": "/24 dev eth0",
+    }
+    assert "s3cr" not in repr(siwei) and "other" not in repr(fengshan)
+
+
+def test_keepalived_drift_is_found_by_the_same_comparison():
+    hosts = {"lb-siwei-1": {"site": "siwei", "settings": kc.parse_keepalived(keepalived_conf("siwei", 82), "siwei")},
+             "lb-fengshan-1": {"site": "fengshan", "settings": kc.parse_keepalived(
+                 keepalived_conf("fengshan", 83, advert=3, preempt=False), "fengshan")}}
+    found = {d.setting: d.values for d in drift.compare(hosts)}
+    assert found == {
+        "keepalived.vrrp_instance lb_<site>.advert_int": {"lb-siwei-1": "1", "lb-fengshan-1": "3"},
+        "keepalived.vrrp_instance lb_<site>.nopreempt": {"lb-siwei-1": None, "lb-fengshan-1": "yes"},
+    }

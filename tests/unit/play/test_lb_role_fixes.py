@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from citydc.play import drift
+
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 COLLECTIONS = PLAYBOOKS / "collections"
 MODULES = COLLECTIONS / "ansible_collections" / "citydc" / "ops" / "plugins" / "modules"
@@ -235,9 +237,9 @@ def site(sockdir):
     for n, s in SERVERS.items():
         (inv / "host_vars" / f"{n}.yml").write_text(json.dumps({"site": s}))
 
-    def play(book: str, *args: str) -> tuple[int, str]:
+    def play(book: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-               "ANSIBLE_LOCAL_TEMP": str(sockdir / "at"), "ANSIBLE_HOME": str(sockdir / "ah")}
+               "ANSIBLE_LOCAL_TEMP": str(sockdir / "at"), "ANSIBLE_HOME": str(sockdir / "ah"), **(env or {})}
         proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), book, *args], cwd=PLAYBOOKS, env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         return proc.returncode, proc.stdout + proc.stderr
@@ -370,6 +372,38 @@ def test_drift_runtime_false_is_honoured(site):
     assert rc == 0, out[-3000:]
     rc, out = play("lb-drift.yml", "--check")
     assert rc != 0 and "admin.sock" in out
+
+
+def test_drift_compares_the_keepalived_settings_of_the_load_balancers_that_are_vrrp_nodes(site):
+    """docs/playbooks.md: lb-drift.yml reads keepalived.conf on each load balancer of group keepalived (as
+    lb-keepalived.yml wrote it) beside HAProxy's settings; a setting one site changed is drift, the password is
+    compared only as set."""
+    play, inv = site["play"], site["inv"]
+    assert play("lb-deploy.yml")[0] == 0
+    hosts = json.loads((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["keepalived"]["hosts"]["lb-fengshan-1"] = None
+    (inv / "host_vars" / "lb-fengshan-2.yml").write_text(json.dumps({"keepalived_address": "10.99.83.2"}))
+    hosts["all"]["children"]["fengshan"]["hosts"]["lb-fengshan-2"] = None
+    hosts["all"]["children"]["keepalived"]["hosts"]["lb-fengshan-2"] = None
+    (inv / "hosts.yml").write_text(json.dumps(hosts))
+    vars_file = site["dir"] / "secret.json"
+    vars_file.write_text(json.dumps({"keepalived_auth_pass": "vrrp#pw1"}))
+    assert play("lb-keepalived.yml", "--limit", "lb-siwei-1", "-e", f"@{vars_file}")[0] == 0
+    assert play("lb-keepalived.yml", "--limit", "lb-fengshan-1", "-e", f"@{vars_file}",
+                "-e", "keepalived_advert_int=3")[0] == 0
+
+    rc, out = play("lb-drift.yml", "--check", env={"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+                                                   "ANSIBLE_SHOW_CUSTOM_STATS": "1"})
+    assert rc == 0, out[-3000:]
+    stats = json.loads(out[out.index("{"):])["global_custom_stats"]
+    found = {d.setting: d.values for d in drift.compare(drift.hosts_from_stats(stats))}
+    assert found["keepalived.vrrp_instance lb_<site>.advert_int"] == {"lb-siwei-1": "3", "lb-fengshan-1": "1"} or \
+        found["keepalived.vrrp_instance lb_<site>.advert_int"] == {"lb-siwei-1": "1", "lb-fengshan-1": "3"}
+    assert [k for k in found if k.startswith("keepalived.")] == ["keepalived.vrrp_instance lb_<site>.advert_int"]
+    settings = stats["lb_settings"]["lb-siwei-1"]["settings"]
+    assert settings["keepalived.vrrp_instance lb_<site>.authentication.auth_pass"] == "set"
+    assert "vrrp#pw1" not in out
+    assert settings["backend be_app.balance"] == "roundrobin"  # HAProxy's settings come along as before
 
 
 def keepalived_play(site, password: str, *args: str) -> tuple[int, str]:

@@ -180,7 +180,7 @@ vrrp_instance lb_{site} {{
 
 
 def keepalived_conf(site: str, rid: int, prio: int = 150, advert: int = 1, preempt: bool = True,
-                    password: str = "s3cr#t!x") -> str:
+                    password: str = "s3cr#t!x") -> str:  # noqa: S107 - a test value in a test config
     return KEEPALIVED.format(site=site, rid=rid, prio=prio, advert=advert, password=password,
                              preempt="" if preempt else "    nopreempt\n")
 

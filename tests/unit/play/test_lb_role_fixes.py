@@ -73,7 +73,8 @@ class FakeHaproxy:
             return self.state_text()
         if cmd == "show stat":
             return "# pxname,svname,scur,status,check_status\n" + "".join(
-                f"be_app,{n},0,{'MAINT' if s['admin'] & 1 else 'DOWN' if n in self.down else 'UP'},L7OK\n" for n, s in self.servers.items())
+                f"be_app,{n},0,{'MAINT' if s['admin'] & 1 else 'DOWN' if n in self.down else 'UP'},L7OK\n"
+                for n, s in self.servers.items())
         if cmd == "show info":
             return f"Name: HAProxy\nVersion: 2.6.12\nPid: {self.pid}\n"
         m = re.fullmatch(r"set server be_app/(\S+) (state|weight) (\S+)", cmd)

@@ -215,11 +215,13 @@ def audit_group() -> None:
     Keycloak (realm posture, clients, administrators, leavers)."""
 
 
-@audit_group.command("ldap", epilog=examples("citydc audit ldap", "citydc audit ldap --html audit.html --fail-on high"))
+@audit_group.command("ldap", epilog=examples("citydc audit ldap",
+                                             "citydc audit ldap --html audit-{source}.html --fail-on high"))
 @click.option("--source", "source_name", help="Only this ldap source (default: every one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write the findings as CSV ({source} in the name for several).")
-@click.option("--html", "html_path", metavar="FILE", help="Write the self-contained HTML report.")
+@click.option("--html", "html_path", metavar="FILE",
+              help="Write the self-contained HTML report ({source} in the name for several).")
 @click.option("--fail-on", type=SEVERITY_CHOICE, default="high", show_default=True,
               help="Exit 1 when an active finding has this severity or worse (none: never).")
 @click.option("--no-events", is_flag=True, help="Do not write findings to the security log.")
@@ -319,7 +321,7 @@ def _ldap(ctx: click.Context, source_name: str | None, as_json: bool, csv_path: 
     exit_now(EXIT_FAILED if failed else EXIT_OK)
 
 
-@audit_group.command("diff", epilog=examples("citydc audit diff", "citydc audit diff --source city-ldap --json"))
+@audit_group.command("diff", epilog=examples("citydc audit diff", "citydc audit diff --source city-directory --json"))
 @click.argument("runs_given", nargs=-1, type=click.Path(dir_okay=False, exists=True), metavar="[OLD NEW]")
 @click.option("--source", "source_name", help="ldap or keycloak source whose last two runs are compared.")
 @click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
@@ -329,7 +331,8 @@ def diff_cmd(ctx: click.Context, runs_given: Sequence[str], source_name: str | N
              wide: bool) -> None:
     """Compare two audit runs (default: the source's last two): findings that appeared, were resolved, were
     newly accepted, came back when their acceptance ended, or gained accounts, and the posture score change.
-    Exit 1 when findings appeared, came back or grew, or the score dropped."""
+    Exit 1 when findings appeared, came back or grew, or the score dropped, and when the source has fewer than
+    two saved runs (the first night)."""
     from citydc.sso import runs
 
     if runs_given and len(runs_given) != 2:
@@ -583,11 +586,13 @@ def _keycloak_sources(loaded: LoadedConfig, name: str | None) -> list[Any]:
     fail(f"unknown keycloak source {name!r} (known: {', '.join(s.name for s in sources)})", EXIT_CONFIG)
 
 
-@audit_group.command("sso", epilog=examples("citydc audit sso", "citydc audit sso --html sso.html --fail-on high"))
+@audit_group.command("sso", epilog=examples("citydc audit sso",
+                                            "citydc audit sso --html sso-{source}.html --fail-on high"))
 @click.option("--source", "source_name", help="Only this keycloak source (default: every one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write the findings as CSV ({source} in the name for several).")
-@click.option("--html", "html_path", metavar="FILE", help="Write the self-contained HTML report.")
+@click.option("--html", "html_path", metavar="FILE",
+              help="Write the self-contained HTML report ({source} in the name for several).")
 @click.option("--fail-on", type=SEVERITY_CHOICE, default="high", show_default=True,
               help="Exit 1 when an active finding has this severity or worse (none: never).")
 @click.option("--no-events", is_flag=True, help="Do not write findings to the security log.")

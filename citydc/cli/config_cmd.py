@@ -94,7 +94,9 @@ def _without_url_passwords(value):
               help="Exit 1 if the committed citydc/config/sample.yaml differs from what the models generate.")
 def sample_cmd(check_only: bool) -> None:
     """Print the reference citydc.yaml of a two-site data centre: every section and option, with its
-    default and a comment, generated from the models. The lab's own config: `citydc lab config`."""
+    default and a comment, generated from the models. It names files that must exist before `config check`
+    passes (ssh_config, tls/city-ca.pem, secrets/backup_ed25519; its header says which fields): install
+    them or edit those fields. The lab's own config: `citydc lab config`."""
     text = sample.reference_text()
     if check_only:
         same = sample.SAMPLE_PATH.read_text(encoding="utf-8") == text

@@ -100,7 +100,8 @@ def log_group() -> None:
 @log_group.command("ship", epilog=examples("citydc log ship", "citydc log ship --follow --textfile "
                                                             "/var/lib/node_exporter/citydc_seclog.prom"))
 @click.option("--follow", is_flag=True, help="Keep shipping new events until interrupted (SIGINT/SIGTERM).")
-@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Events read from the spool and delivered per store request (a round's first: at most 1,000).")
 @click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
               help="Seconds between looks at the spool with --follow.")
 @click.option("--textfile", type=click.Path(dir_okay=False), default=None,

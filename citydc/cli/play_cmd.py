@@ -133,7 +133,8 @@ def play_group() -> None:
 
 _playbooks_option = click.option(
     "--playbooks", "playbooks_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-    help="The playbooks directory (default: $CITYDC_PLAYBOOKS, or playbooks/ of this checkout).")
+    help="The playbooks directory (default: $CITYDC_PLAYBOOKS, or playbooks/ of the checkout citydc runs from; "
+         "the wheel has none: docs/playbooks.md).")
 
 
 @play_group.command("list", epilog=examples("citydc play list", "citydc play list --json"))
@@ -188,7 +189,7 @@ def list_cmd(playbooks_dir: Path | None, as_json: bool) -> None:
                    "than 6 characters or part of a host, group, task or file name of the run (masking it there "
                    "would show it).")
 @click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
-              help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
+              help="Inventory: a name under inventories/ of the playbooks directory, or a path ($CITYDC_INVENTORY).")
 @_playbooks_option
 @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where each run's artifact directory is kept (default: play-artifacts next to the spool).")
@@ -246,7 +247,7 @@ DRIFT_PLAYBOOK = "lb-drift.yml"
 
 @play_group.command("drift", epilog=examples("citydc play drift", "citydc play drift --inventory lab --json"))
 @click.option("-i", "--inventory", envvar="CITYDC_INVENTORY", default="production", show_default=True,
-              help="Inventory: a name under playbooks/inventories ($CITYDC_INVENTORY) or a path.")
+              help="Inventory: a name under inventories/ of the playbooks directory, or a path ($CITYDC_INVENTORY).")
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="NAME=VALUE",
               help="An extra variable for the drift run (a name that looks secret is refused: use --secret-var).")
 @click.option("--secret-var", "secret_vars", multiple=True, metavar="NAME=env:VAR|file:PATH",

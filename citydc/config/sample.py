@@ -65,10 +65,15 @@ REFERENCE_HEADER = """\
 # Secrets are references only: env:NAME (environment) or file:PATH (first line of the file).
 # Relative paths (file: secrets included) are relative to this file's directory, so below
 # /etc/citydc/citydc.yaml, `ssh_config` means /etc/citydc/ssh_config. The files named by
-# ssh_config and ca_file must exist when the config is loaded; directories are created.
+# ssh_config, ca_file, cert_file and key_file must exist when the config is loaded (every command
+# loads it); directories are created. This sample names three such files, relative to this file:
+# ssh_config, tls/city-ca.pem and secrets/backup_ed25519. Until they exist, `citydc config check`
+# reports each field that names them (backup.jobs[].offsite_repo.ssh_config, ldap[].ca_file,
+# sso[].ca_file, device_logins.linux-hosts.key_file): put your files there, or edit those fields.
 """
 
-# Files the reference names that must exist at load (relative to the config file's directory).
+# Files the reference names that must exist at load (relative to the config file's directory); the header names
+# them too.
 REFERENCE_FILES = ("ssh_config", "tls/city-ca.pem", "secrets/backup_ed25519")
 
 

@@ -8,6 +8,7 @@ snapshot of the job the destination lacks).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,14 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from citydc import execute
+from citydc import atomicfile, execute
 from citydc.backup import events, locks, restic, state
 from citydc.backup.restic import Outcome, RepoAccess, Restic, Status
 from citydc.config.models import BackupJob
+from citydc.secrets import SecretUnavailable
 
 __all__ = ["JobRunner", "StepResult", "worst"]
 
 REPOS = ("local", "offsite")
+# A time this far ahead of this host's clock is still "now" (clocks of two sites drift a little); further
+# ahead is clock skew: a snapshot or success in the future must not count as fresh nor as the latest.
+SKEW_TOLERANCE_SECONDS = 300.0
 
 
 @dataclass
@@ -100,6 +105,54 @@ def latest_snapshot(snaps: Sequence[restic.Snapshot]) -> tuple[restic.Snapshot, 
     return snap, taken
 
 
+def covers_sources(snap: restic.Snapshot, sources: Sequence[Path | str]) -> list[str]:
+    """Given a snapshot and the job's sources, return the sources the snapshot does not hold (a run that
+    missed a source still makes a snapshot of the others; it is no snapshot of a successful run)."""
+    paths = {os.path.normpath(p) for p in snap.paths}
+    return [str(s) for s in sources if os.path.normpath(os.path.abspath(str(s))) not in paths]
+
+
+def drill_candidate(snaps: Sequence[restic.Snapshot], sources: Sequence[Path | str],
+                    now: float) -> tuple[restic.Snapshot | None, datetime | None, list[str], str]:
+    """Given the job's snapshots, its sources and the time now, return (snapshot, its time, notes, why none):
+    the newest snapshot that holds every source and is not dated in the future (clock skew). ``notes`` name
+    the newer snapshots passed over (future-dated ones); ``why none`` says why there is no candidate.
+    Raise ValueError naming a time that is not RFC 3339."""
+    timed = sorted(((locks.parse_time(s.time), s) for s in snaps), key=lambda pair: pair[0], reverse=True)
+    future = [(t, s) for t, s in timed if t.timestamp() > now + SKEW_TOLERANCE_SECONDS]
+    notes = [f"clock skew: snapshot {s.short_id} is dated {t.isoformat()}, "
+             f"{(t.timestamp() - now) / 3600:.1f} h in the future; not drilled (forget it or fix the clock "
+             f"that made it)" for t, s in future]
+    incomplete = 0
+    for taken, snap in timed:
+        if taken.timestamp() > now + SKEW_TOLERANCE_SECONDS:
+            continue
+        if covers_sources(snap, sources):
+            incomplete += 1
+            continue
+        return snap, taken, notes, ""
+    why = (f"no snapshot holds every source of the job ({incomplete} snapshot(s) of runs that missed a source)"
+           if incomplete else "every snapshot of the job is dated in the future (clock skew)")
+    return None, None, notes, why
+
+
+EVIDENCE_FIELDS = ("snapshot_time", "mode", "files_in_snapshot", "files_expected", "verified_files", "verified_bytes",
+                   "matched_source_files", "restic_verified_files", "unverifiable_names", "unverifiable", "smoke",
+                   "clock_skew")
+
+
+def sweep_scratch(root: Path, prefix: str) -> list[Path]:
+    """Remove the scratch directories ``<prefix><pid>-*`` under ``root`` whose drill process is gone (a
+    SIGKILLed drill leaves its restored copy of the data behind); return the removed ones."""
+    removed = []
+    for path in root.glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not locks.pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def nothing_verified(snapshot: str, details: dict[str, Any]) -> str:
     """Given a drill that verified no file, return why, for the partial result."""
     if details.get("unverifiable_names"):
@@ -110,9 +163,12 @@ def nothing_verified(snapshot: str, details: dict[str, Any]) -> str:
 
 def freshness(last_success: float | None, now: float, max_age_seconds: float) -> str:
     """Given a repository's last success (the off-site one's: its newest snapshot's time), return
-    ``fresh``, ``stale`` (older than the job's max age) or ``never``."""
+    ``fresh``, ``stale`` (older than the job's max age), ``never``, or ``skew`` (in the future by more
+    than SKEW_TOLERANCE_SECONDS: a clock was wrong, and the time proves nothing about freshness)."""
     if last_success is None:
         return "never"
+    if last_success > now + SKEW_TOLERANCE_SECONDS:
+        return "skew"
     return "stale" if now - last_success > max_age_seconds else "fresh"
 
 
@@ -121,6 +177,9 @@ def stale_reason(fresh: str, kind: str, last_success: float | None, now: float, 
     what = "successful backup" if kind == "local" else "snapshot copied off-site"
     if fresh == "never":
         return f"never: no {what} yet"
+    if fresh == "skew" and last_success is not None:
+        return (f"clock skew: newest {what} is {(last_success - now) / 3600:.1f} h in the future; "
+                f"it does not count as fresh (fix the clock, forget the future-dated snapshot)")
     if fresh == "stale" and last_success is not None:
         return f"stale: newest {what} is {(now - last_success) / 3600:.1f} h old (max_age_hours {max_age_hours:g})"
     return ""
@@ -185,7 +244,29 @@ class JobRunner:
         repo = self.repo(kind)
         if repo is None:
             raise ValueError(f"job {self.job.name} has no {kind} repository")
-        return restic.repo_access(repo, ssh=self.ssh, name=kind)
+        return dataclasses.replace(restic.repo_access(repo, ssh=self.ssh, name=kind), scrub=self._password_vars())
+
+    def _password_vars(self) -> tuple[str, ...]:
+        """Return the environment variables the job's ``env:`` password references name."""
+        return tuple(r.password.target for r in (self.job.local_repo, self.job.offsite_repo)
+                     if r is not None and r.password.scheme == "env")
+
+    def _child_secrets(self) -> tuple[str, ...]:
+        """Return the job's repository passwords (and REST URL passwords) that resolve: masked in what a
+        pre-command or smoke command prints, which citydc records."""
+        out: tuple[str, ...] = ()
+        for kind in self.repos():
+            try:
+                out += self.access(kind).secrets
+            except SecretUnavailable:
+                continue
+        return out
+
+    def _child_run(self, tool: str, argv: Sequence[str], timeout: float) -> execute.Result:
+        """Run a pre-command or smoke command: the job's password variables set empty in its environment
+        (it has no use for them), its output masked of every repository password."""
+        return execute.run(tool, argv, env={name: "" for name in self._password_vars()},
+                           secrets=self._child_secrets(), timeout=timeout)
 
     def _emit(self, evs: list[dict]) -> None:
         self.emitted.extend(evs)
@@ -215,6 +296,8 @@ class JobRunner:
                          exit_code=result.exit_code, error=result.error, snapshot_id=result.snapshot_id)
             if result.ok:
                 entry["last_success"] = self._fresh_as_of(result, started_wall, entry.get("last_success"))
+            if result.step == "copy":
+                entry["clock_skew"] = result.details.get("clock_skew") or None
             if result.step == "backup":
                 entry["bytes_added"] = result.details.get("bytes_added")
                 if result.snapshot_id and result.details.get("bytes_processed") is not None:
@@ -230,6 +313,12 @@ class JobRunner:
             if "snapshots" in result.details:
                 st["repos"].setdefault(result.repo, {}).update(snapshots=result.details["snapshots"],
                                                                snapshots_time=time.time())
+            added = (1 if result.step == "backup" and result.snapshot_id else
+                     len(result.details.get("snapshots_copied") or []) if result.step == "copy" else 0)
+            info = st["repos"].get(result.repo, {})
+            if added and info.get("snapshots") is not None:
+                # A count (prune, status) plus the snapshots made or copied since: no extra restic start.
+                info.update(snapshots=info["snapshots"] + added, snapshots_time=time.time())
             if merge is not None:
                 merge(st)
 
@@ -333,7 +422,12 @@ class JobRunner:
     # -- run ---------------------------------------------------------------------------------------
 
     def run(self) -> list[StepResult]:
-        """Back up to the local repository, then copy the job's snapshots off-site."""
+        """Back up to the local repository, then copy the job's snapshots off-site. Raise state.JobBusy
+        if another run of the job is in progress (it would copy the same new snapshots off-site again)."""
+        with state.run_locked(self.state_dir, self.job.name):
+            return self._run()
+
+    def _run(self) -> list[StepResult]:
         results = [self._backup()]
         if self.job.offsite_repo is not None:
             # The copy reads the local repository: when the backup could not even open it, the copy
@@ -352,8 +446,8 @@ class JobRunner:
     def _pre_commands(self) -> str:
         for argv in self.job.pre_commands:
             try:
-                res = execute.run("pre-command", argv, timeout=3600)
-            except execute.ToolFailed as exc:
+                res = self._child_run("pre-command", argv, timeout=3600)
+            except (execute.ToolFailed, execute.SecretInArgv) as exc:
                 return str(exc)
             if not res.ok:
                 return f"pre-command {argv[0]} exited {res.rc}: {res.masked_stderr().strip()[-300:]}"
@@ -409,14 +503,15 @@ class JobRunner:
         details: dict[str, Any] = {"snapshots_copied": copied, "snapshots_already_there": len(skipped),
                                    "locks_kept": kept}
         if res.ok:
-            # Every snapshot of the job in the local repository was either copied or already there.
-            details["snapshots"] = len(copied) + len(skipped)
+            # Every snapshot of the job in the local repository was either copied or already there. (Not the
+            # off-site count, which may hold more: _finish adds the copied ones to the recorded count.)
+            went_through = len(copied) + len(skipped)
             if not copied:  # rare (a backup made no snapshot), so its two key derivations are affordable
                 repo_id = self._repository_id(src)
                 if repo_id is not None and repo_id == self._repository_id(dst):
                     return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc,
                                                    self._same_repository_error(repo_id), details=details), wall)
-            details["newest_snapshot_time"] = self._newest_offsite(res.stdout, details["snapshots"], dst)
+            details["newest_snapshot_time"] = self._newest_offsite(res.stdout, went_through, dst, details)
             return self._finish(StepResult("copy", "offsite", "success", time.monotonic() - started, res.rc,
                                            snapshot_id=copied[-1] if copied else None, details=details), wall)
         error = f"{res.meaning}: {self._copy_blame(src, restic.classify_failure(res.masked_stderr()))}"
@@ -428,10 +523,14 @@ class JobRunner:
                 f"nothing leaves the site; point job {self.job.name}'s offsite_repo.url at a repository on the "
                 f"other site")
 
-    def _newest_offsite(self, copy_output: str, snapshots: int, dst: RepoAccess) -> float | None:
+    def _newest_offsite(self, copy_output: str, snapshots: int, dst: RepoAccess,
+                        details: dict[str, Any]) -> float | None:
         """Given a successful copy's output, return the time (epoch seconds) of the newest job snapshot now in
         the off-site repository: the newest source snapshot the copy went through (each was copied or already
-        there). Should restic's output no longer give the times, the off-site repository is asked."""
+        there). Should restic's output no longer give the times, the off-site repository is asked.
+
+        A snapshot dated in the future (a clock was ahead) is left out, and ``details["clock_skew"]`` says so:
+        it would keep the off-site repository "fresh" until that date whether copies arrive or not."""
         times = restic.parse_copy_times(copy_output)
         if not times and snapshots:
             try:
@@ -439,6 +538,14 @@ class JobRunner:
                 times = [locks.parse_time(s.time) for s in listed]
             except (execute.ToolFailed, ValueError, restic.ResticError):
                 return None  # last_success stays as it was: an alert rather than a false freshness
+        now = time.time()
+        future = [t for t in times if t.timestamp() > now + SKEW_TOLERANCE_SECONDS]
+        if future:
+            newest = max(future)
+            details["clock_skew"] = (f"clock skew: {len(future)} snapshot(s) dated in the future, the newest "
+                                     f"{newest.isoformat()} ({(newest.timestamp() - now) / 3600:.1f} h ahead); "
+                                     f"not counted as the newest off-site")
+        times = [t for t in times if t not in future]
         return max(times).timestamp() if times else None
 
     def _copy_blame(self, src: RepoAccess, reason: str) -> str:
@@ -481,8 +588,9 @@ class JobRunner:
             details.update(cycle=new, cycle_read=len(new["read"]))
 
         error = "" if report.clean else (restic.classify_failure(res.masked_stderr()) or "check failed")
-        if error and report.errors and report.errors[0] not in error:
-            error = f"{error}: {report.errors[0]}"  # the first damaged pack or blob, restic's own words
+        first = report.errors[0].removeprefix("Fatal: ").strip() if report.errors else ""
+        if error and first and first not in error:
+            error = f"{error}: {first}"  # the first damaged pack or blob, restic's own words
         return self._finish(StepResult("check", kind, "success" if report.clean else "failure",
                                        time.monotonic() - started, res.rc, error, details=details), wall, merge)
 
@@ -490,7 +598,20 @@ class JobRunner:
 
     def prune(self, only: str | None = None) -> list[StepResult]:
         """Forget the job's snapshots outside the retention policy and prune unreferenced data."""
-        return [self._prune(kind) for kind in self.repos(only)]
+        results: list[StepResult] = []
+        for kind in self.repos(only):
+            if kind == "offsite" and results and results[0].repo == "local" and not results[0].ok:
+                # The next run's copy would bring back every snapshot this prune forgets off-site and the
+                # local one kept: the off-site repository is pruned only after the local one was.
+                wall = time.time()
+                started = self._start("prune", kind)
+                results.append(self._finish(StepResult(
+                    "prune", kind, "failure", time.monotonic() - started, None,
+                    "not pruned: the local prune failed (the next copy would bring back what an off-site prune "
+                    "forgets)"), wall))
+                continue
+            results.append(self._prune(kind))
+        return results
 
     def _prune(self, kind: str) -> StepResult:
         wall = time.time()
@@ -535,54 +656,88 @@ class JobRunner:
             return self._finish(StepResult("drill", kind, "failure", time.monotonic() - started, rc, error,
                                            snapshot_id=details.get("snapshot"), details=details), wall)
 
-        snaps_res = self.restic.run(restic.snapshots_argv(self.restic.binary, access,
-                                                          tags=[restic.job_tag(self.job.name)]), access)
+        try:
+            snaps_res = self.restic.run(restic.snapshots_argv(self.restic.binary, access,
+                                                              tags=[restic.job_tag(self.job.name)]), access)
+        except (OSError, execute.ToolFailed) as exc:
+            return fail(f"drill could not run: {exc}")
         if not snaps_res.ok:
             return fail(f"cannot list snapshots: {restic.classify_failure(snaps_res.masked_stderr())}", snaps_res.rc)
         snaps = restic.parse_snapshots(snaps_res.stdout)
         if not snaps:
             return fail("no snapshot of this job in the repository")
         try:
-            snap, taken = latest_snapshot(snaps)
+            snap, taken, notes, why = drill_candidate(snaps, self.job.sources, wall)
         except ValueError as exc:
             return fail(f"cannot tell the latest snapshot: {exc}")
+        if notes:
+            details["clock_skew"] = notes
+        if snap is None or taken is None:
+            return fail(f"no snapshot to drill: {why}")
         details.update(snapshot=snap.short_id, snapshot_time=taken.isoformat())
-        ls = self.restic.run(restic.ls_argv(self.restic.binary, access, snap.id), access)
-        if not ls.ok:
-            return fail(f"cannot list snapshot {snap.short_id}: {restic.classify_failure(ls.masked_stderr())}", ls.rc)
-        files = [n for n in restic.parse_ls(ls.stdout) if n.type == "file"]
-        sample = self.job.drill_sample_files
-        chosen = self.rng.sample(files, sample) if 0 < sample < len(files) else files
-        details.update(mode="sample" if len(chosen) < len(files) else "full", files_in_snapshot=len(files),
-                       files_expected=len(chosen))
         root = scratch_root or self.state_dir / "drill"
-        root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{self.job.name}-{kind}-", dir=root))
+        scratch: Path | None = None
         try:
-            includes = [n.path for n in chosen] if details["mode"] == "sample" else []
-            res = self.restic.run(restic.restore_argv(self.restic.binary, access, snap.id, scratch, includes), access)
-            report = restic.parse_restore(res.stdout, res.masked_stderr())
-            details["restic_verified_files"] = report.verified_files
+            ls = self.restic.run(restic.ls_argv(self.restic.binary, access, snap.id), access)
+            if not ls.ok:
+                return fail(f"cannot list snapshot {snap.short_id}: {restic.classify_failure(ls.masked_stderr())}",
+                            ls.rc)
+            files = [n for n in restic.parse_ls(ls.stdout) if n.type == "file"]
+            sample = self.job.drill_sample_files
+            chosen = self.rng.sample(files, sample) if 0 < sample < len(files) else files
+            details.update(mode="sample" if len(chosen) < len(files) else "full", files_in_snapshot=len(files),
+                           files_expected=len(chosen))
+            root.mkdir(parents=True, exist_ok=True)
+            sweep_scratch(root, f"{self.job.name}-{kind}-")
+            scratch = Path(tempfile.mkdtemp(prefix=f"{self.job.name}-{kind}-{os.getpid()}-", dir=root))
+            # A sample goes in batches of --include arguments (restic 0.14 has no --include-file), each far
+            # below ARG_MAX, into the same scratch directory.
+            batches = restic.include_batches([n.path for n in chosen]) if details["mode"] == "sample" else [[]]
+            res = None
+            errors: list[str] = []
+            restic_verified = 0
+            for batch in batches:
+                res = self.restic.run(restic.restore_argv(self.restic.binary, access, snap.id, scratch, batch),
+                                      access)
+                report = restic.parse_restore(res.stdout, res.masked_stderr())
+                errors += report.errors
+                restic_verified += report.verified_files or 0
+                if not res.ok:
+                    break
+            assert res is not None
+            details["restic_verified_files"] = restic_verified
+            if len(batches) > 1:
+                details["restore_batches"] = len(batches)
             failures, manifest = self._verify(chosen, scratch, details)
             details["failed_files"] = len(failures) if res.ok else max(len(failures), 1)
             details["failures"] = failures[:20]
             if not res.ok:
-                return fail(f"restore failed: {restore_reason(report.errors, res.meaning)}", res.rc)
+                return fail(f"restore failed: {restore_reason(errors, res.meaning)}", res.rc)
             if failures:
                 return fail(f"{len(failures)} file(s) failed verification, first: {failures[0]}", res.rc)
             smoke_error = self._smoke(scratch)
             if smoke_error:
                 return fail(smoke_error, res.rc)
+            details["smoke"] = "passed" if self.job.drill_smoke_command else "none configured"
             if not details["verified_files"]:
                 # "drill success" reads as "we restored data": with no file verified it cannot say that.
                 return self._finish(StepResult("drill", kind, "partial", time.monotonic() - started, res.rc,
                                                nothing_verified(snap.short_id, details), snap.short_id, details),
                                     wall)
-            self._save_evidence(kind, snap.id, manifest)
+            self._save_evidence(kind, snap.id, manifest, wall, details)
+            if notes:  # restored and verified, but a future-dated snapshot is in the way: an operator must look
+                return self._finish(StepResult("drill", kind, "partial", time.monotonic() - started, res.rc,
+                                               f"snapshot {snap.short_id} verified, but {notes[0]}",
+                                               snap.short_id, details), wall)
             return self._finish(StepResult("drill", kind, "success", time.monotonic() - started, res.rc,
                                            snapshot_id=snap.short_id, details=details), wall)
+        except (OSError, execute.ToolFailed, restic.ResticError) as exc:
+            # restic could not be started (argv too long, no space for the scratch directory) or timed out:
+            # a drill that could not run is a failed drill, recorded like any other (state, event, metric).
+            return fail(f"drill could not run: {exc}")
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def _verify(self, chosen: Sequence[restic.Node], scratch: Path,
                 details: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
@@ -614,9 +769,13 @@ class JobRunner:
                 st = os.stat(source)
             except OSError:
                 st = None
-            if st is not None and st.st_size == node.size and st.st_mtime_ns == mtime_ns(node.mtime):
+            # Unchanged: the size, mtime and ctime the snapshot recorded (a rewrite that kept size and mtime,
+            # as cp -p, rsync -t or tar leave it, still moves the ctime, which restic itself looks at too).
+            if st is not None and st.st_size == node.size and st.st_mtime_ns == mtime_ns(node.mtime) and \
+                    (not node.ctime or st.st_ctime_ns == mtime_ns(node.ctime)):
                 if sha256_file(source) != digest:
-                    failures.append(f"{node.path}: SHA-256 differs from the unchanged source file")
+                    failures.append(f"{node.path}: SHA-256 differs from the source file (same size, mtime and "
+                                    f"ctime as in the snapshot)")
                     continue
                 matched_source += 1
             details["verified_files"] += 1
@@ -632,18 +791,24 @@ class JobRunner:
             return ""
         argv = [a.replace("{restore_dir}", str(scratch)) for a in self.job.drill_smoke_command]
         try:
-            res = execute.run("drill-smoke", argv, timeout=1800)
-        except execute.ToolFailed as exc:
+            res = self._child_run("drill-smoke", argv, timeout=1800)
+        except (execute.ToolFailed, execute.SecretInArgv) as exc:
             return f"smoke command: {exc}"
         return "" if res.ok else f"smoke command exited {res.rc}: {res.masked_stderr().strip()[-300:]}"
 
-    def _save_evidence(self, kind: str, snapshot: str, manifest: dict[str, str]) -> None:
+    def _save_evidence(self, kind: str, snapshot: str, manifest: dict[str, str], wall: float,
+                       details: dict[str, Any]) -> None:
+        """Write the drill's evidence, one self-contained record (atomically): when, where, which snapshot,
+        full or sample, the counts, and the SHA-256 of every verified file."""
         directory = self.state_dir / "evidence"
         directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.fromtimestamp(wall, UTC).strftime("%Y%m%dT%H%M%SZ")
         path = directory / f"{self.job.name}-{kind}-{stamp}.json"
-        path.write_text(json.dumps({"job": self.job.name, "repo": kind, "snapshot": snapshot, "run_id": self.run_id,
-                                    "sha256": manifest}, indent=1, sort_keys=True))
+        record = {"job": self.job.name, "repo": kind, "repository": events.redact_url(self.repo(kind).url),
+                  "snapshot": snapshot, "run_id": self.run_id, "host": self.host,
+                  "time": datetime.fromtimestamp(wall, UTC).isoformat(), "sha256": manifest,
+                  **{k: details.get(k) for k in EVIDENCE_FIELDS if details.get(k) is not None}}
+        atomicfile.write(path, json.dumps(record, indent=1, sort_keys=True))
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -688,13 +853,17 @@ class JobRunner:
             check = st["steps"].get(state.step_key(kind, "check"))
             drill = st["drill"].get(kind)
             fresh = freshness(last_success, now, self.job.max_age_hours * 3600)
+            skew_note = entry.get("clock_skew") or ""
             # One line a person reads first: what failed and why (live scan, freshness, last step, drill, check).
             reasons = [r for r in (f"status scan: {errors[kind]}" if errors.get(kind) else "",
                                    stale_reason(fresh, kind, last_success, now, self.job.max_age_hours),
-                                   reason(entry, step), reason(drill, "drill"), reason(check, "check")) if r]
+                                   skew_note if fresh != "skew" else "", reason(entry, step),
+                                   reason(drill, "drill"), reason(check, "check")) if r]
             rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),
                          "last_attempt": entry.get("last_attempt"), "last_success": last_success,
-                         "age_seconds": None if last_success is None else round(now - last_success, 1),
+                         # never negative: a time in the future is clock skew (freshness "skew"), not an age
+                         "age_seconds": None if last_success is None or fresh == "skew"
+                         else round(max(0.0, now - last_success), 1),
                          "freshness": fresh, "max_age_seconds": self.job.max_age_hours * 3600,
                          "snapshots": repo_info.get("snapshots"), "size_bytes": repo_info.get("size_bytes"),
                          "size_time": repo_info.get("size_time"),

@@ -10,6 +10,7 @@ RESTIC_FROM_* pair for copy), never argv.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -68,6 +69,9 @@ class RepoAccess:
     # The URL holds a password (rest:https://user:password@host/): it goes to restic in the environment
     # (RESTIC_REPOSITORY / RESTIC_FROM_REPOSITORY), never in argv, where every user of the host could read it.
     url_in_env: bool = False
+    # Environment variables named by the job's ``env:`` password references: restic gets the password as
+    # RESTIC_PASSWORD[_FILE], so these are set empty in its environment (and in ssh's, which it starts).
+    scrub: tuple[str, ...] = field(default=(), repr=False)
 
     def label(self) -> str:
         """Return how messages name this repository: ``the local repository`` (or just ``the repository``)."""
@@ -198,7 +202,10 @@ def check_argv(binary: str, access: RepoAccess, subset: tuple[int, int] | None =
 def forget_argv(binary: str, access: RepoAccess, retention: Retention, *, tags: Sequence[str] = (),
                 prune: bool = True) -> tuple[str, ...]:
     """Return ``restic forget --json`` with the retention policy (and ``--prune``), limited to ``tags``."""
-    out = [*base_argv(binary, access, json_output=True), "forget",
+    # Grouped by host and the job's tags, not restic's default host+paths: a snapshot of changed sources or of
+    # a run that missed a source is in the job's group and ages out with it. The host stays in the grouping: two
+    # hosts running a job of the same name into one repository must not age out each other's snapshots.
+    out = [*base_argv(binary, access, json_output=True), "forget", "--group-by", "host,tags",
            "--keep-daily", str(retention.keep_daily), "--keep-weekly", str(retention.keep_weekly),
            "--keep-monthly", str(retention.keep_monthly)]
     if tags:
@@ -234,6 +241,24 @@ def restore_argv(binary: str, access: RepoAccess, snapshot: str, target: Path,
     for path in includes:
         out += ["--include", literal_pattern(path)]
     return tuple(out)
+
+
+ARG_BUDGET = 128 * 1024  # bytes of --include arguments per restore: far below ARG_MAX (2 MiB on Linux)
+
+
+def include_batches(paths: Sequence[str], budget: int = ARG_BUDGET) -> list[list[str]]:
+    """Given the paths of a sample, return them in batches whose ``--include`` arguments stay within
+    ``budget`` bytes each (at least one path per batch), so no restore's argv reaches ARG_MAX."""
+    batches: list[list[str]] = []
+    size = 0
+    for path in paths:
+        cost = len(os.fsencode(literal_pattern(path))) + len("--include") + 2
+        if not batches or (size + cost > budget and batches[-1]):
+            batches.append([])
+            size = 0
+        batches[-1].append(path)
+        size += cost
+    return batches
 
 
 def literal_pattern(path: str) -> str:
@@ -531,6 +556,7 @@ class Node:
     type: str
     size: int
     mtime: str
+    ctime: str = ""
 
 
 def parse_ls(text: str) -> list[Node]:
@@ -545,7 +571,7 @@ def parse_ls(text: str) -> list[Node]:
             raise ResticError(f"ls: line {n}: expected JSON, got {line[:120]!r}") from None
         if data.get("struct_type") == "node":
             nodes.append(Node(str(data["path"]), str(data.get("type", "")), int(data.get("size") or 0),
-                              str(data.get("mtime", ""))))
+                              str(data.get("mtime", "")), str(data.get("ctime", ""))))
     return nodes
 
 
@@ -693,6 +719,9 @@ class Restic:
         # not override this repository's password file.
         if "RESTIC_PASSWORD_FILE" in env:
             env.setdefault("RESTIC_PASSWORD", "")
+        for a in accesses:
+            for name in a.scrub:
+                env.setdefault(name, "")
         return {**env, **(extra or {})}
 
     def run(self, argv: Sequence[str], access: RepoAccess, *, source: RepoAccess | None = None,

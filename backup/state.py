@@ -24,8 +24,22 @@ from typing import Any
 
 from citydc import atomicfile
 
-__all__ = ["LOCK_TIMEOUT_SECONDS", "StateDamaged", "StateLocked", "advance_check_cycle", "load", "load_all", "locked",
-           "metrics_locked", "next_check_subset", "save", "step_key", "update"]
+__all__ = [
+    "LOCK_TIMEOUT_SECONDS",
+    "JobBusy",
+    "StateDamaged",
+    "StateLocked",
+    "advance_check_cycle",
+    "load",
+    "load_all",
+    "locked",
+    "metrics_locked",
+    "next_check_subset",
+    "run_locked",
+    "save",
+    "step_key",
+    "update",
+]
 
 LOCK_TIMEOUT_SECONDS = 30.0  # the lock is held only around a load and a save: waiting this long means a hang
 
@@ -52,6 +66,10 @@ class StateDamaged(ValueError):
 
 class StateLocked(RuntimeError):
     """Another process held a job's state lock longer than the bounded wait; names the job and the holder."""
+
+
+class JobBusy(RuntimeError):
+    """Another ``backup run`` of the same job is in progress; names the job and the holder's PID."""
 
 
 def step_key(repo: str, step: str) -> str:
@@ -146,6 +164,28 @@ def locked(state_dir: Path, job: str, timeout: float = LOCK_TIMEOUT_SECONDS, pol
     holder dies, so a killed command never leaves it behind.
     """
     return _flock(_lock_path(state_dir, job), f"backup job {job}: state lock", timeout, poll)
+
+
+@contextmanager
+def run_locked(state_dir: Path, job: str) -> Iterator[None]:
+    """Hold the job's run lock (``flock`` on ``<job>.run.lock``) for a whole ``backup run``, or raise
+    JobBusy at once naming the PID of the run holding it. Two runs of one job at once would each copy
+    every new snapshot off-site (restic's copy decides what is missing when it starts): the second one is
+    refused instead. The kernel drops the lock when its holder dies."""
+    path = state_dir / f"{job}.run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise JobBusy(f"job {job}: a run is already in progress (pid {holder}); this run did nothing") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def metrics_locked(state_dir: Path, timeout: float = LOCK_TIMEOUT_SECONDS, poll: float = 0.02):

@@ -241,6 +241,8 @@ def _act(ctx: click.Context, name: str, as_json: bool, action: Callable[[JobRunn
             fail(f"job {name}: {exc}", EXIT_CONFIG)
         except OSError as exc:
             fail(f"job {name}: {_os_error(loaded, name, exc)}", _exit_code(exc))
+        except state.JobBusy as exc:
+            fail(str(exc), EXIT_FAILED, hint="wait for it to end (ps -p PID) and run again if needed")
         except state.StateLocked as exc:
             fail(str(exc), EXIT_FAILED, hint="the lock is held only while a command records a result; "
                                              "a long wait means that command hangs (look at it with ps -p PID)")
@@ -294,7 +296,9 @@ def init_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
 @wide_option
 @click.pass_context
 def run_cmd(ctx: click.Context, job: str, as_json: bool, wide: bool) -> None:
-    """Back JOB up to its local repository, then copy its snapshots to the off-site repository."""
+    """Back JOB up to its local repository, then copy its snapshots to the off-site repository.
+
+    A second run of JOB while one is going is refused (exit 1, naming the running one's PID)."""
     _act(ctx, job, as_json, lambda r: r.run(), wide)
 
 
@@ -317,7 +321,8 @@ def check_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
 @wide_option
 @click.pass_context
 def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wide: bool) -> None:
-    """Forget JOB's snapshots outside its retention policy and prune unreferenced data."""
+    """Forget JOB's snapshots outside its retention policy (grouped by host and the job's tags) and prune unreferenced
+    data. Without --repo, the off-site repository is pruned only after the local prune succeeded."""
     _act(ctx, job, as_json, lambda r: r.prune(repo), wide)
 
 
@@ -329,7 +334,11 @@ def prune_cmd(ctx: click.Context, job: str, repo: str | None, as_json: bool, wid
 @wide_option
 @click.pass_context
 def drill_cmd(ctx: click.Context, job: str, repo: str, as_json: bool, wide: bool) -> None:
-    """Restore JOB's latest snapshot (or a random sample) into scratch space and verify every file."""
+    """Restore JOB's latest snapshot of a successful run (or a random sample of its files) into scratch
+    space and verify the content of every regular file.
+
+    Snapshots lacking one of the job's sources, or dated in the future (clock skew, which makes the
+    drill partial), are passed over."""
     if repo == "offsite" and _job(load_config(ctx), job).offsite_repo is None:
         fail(f"job {job} has no offsite_repo to drill", EXIT_CONFIG)
     _act(ctx, job, as_json, lambda r: [r.drill(repo)], wide)
@@ -340,7 +349,7 @@ def _status_style(value: str) -> str | None:
     return "bold red" if value in NOT_FRESH else status_style(value)
 
 
-NOT_FRESH = ("stale", "never")
+NOT_FRESH = ("stale", "never", "skew")
 STATUS_COLUMNS = (Column("job"), Column("repo"), Column("last", style=_status_style), Column("last success"),
                   Column("age", right=True, drop=2), Column("snapshots", right=True, drop=4),
                   Column("repo size", right=True, drop=3), Column("last snapshot", right=True, drop=5),
@@ -417,9 +426,10 @@ def status_cmd(ctx: click.Context, jobs: tuple[str, ...], offline: bool, as_json
     of the last failure (backup, copy, drill or check).
 
     A repository whose newest successful backup (off-site: the newest snapshot copied there) is older
-    than the job's max_age_hours (default 26) is "stale", one with none is "never".
+    than the job's max_age_hours (default 26) is "stale", one with none is "never", one whose last
+    success lies in the future is "skew" (a clock was ahead).
 
-    Exit 1 if any of them failed, was partial, stale or never backed up."""
+    Exit 1 if any of them failed, was partial, stale, skewed or never backed up."""
     loaded = load_config(ctx)
     show_times(loaded, utc)
     names = list(jobs) or [j.name for j in loaded.config.backup.jobs]

@@ -402,7 +402,9 @@ class BackupJob(Model):
     retention: Retention = Field(default_factory=Retention, description="what restic forget keeps")
     tags: list[str] = Field(default=[], description="restic tags added to each snapshot")
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
-    check_read_data_days: int = Field(default=30, ge=1, description="every pack is read within this many days")
+    check_read_data_days: int = Field(
+        default=30, ge=1, le=256,
+        description="every pack is read within this many days (at most 256: restic's --read-data-subset limit)")
     max_age_hours: float = Field(
         default=BACKUP_MAX_AGE_HOURS, gt=0,
         description="backup status: a repository is STALE (exit 1) when its newest success (off-site: its newest "

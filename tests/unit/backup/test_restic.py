@@ -61,8 +61,8 @@ def test_check_argv_subset_and_bounds():
 def test_forget_restore_and_lock_argv():
     assert restic.forget_argv("restic", LOCAL, Retention(keep_daily=1, keep_weekly=2, keep_monthly=3),
                               tags=["citydc.job=x"]) == (
-        "restic", "-r", "/srv/restic/siwei", "--json", "forget", "--keep-daily", "1", "--keep-weekly", "2",
-        "--keep-monthly", "3", "--tag", "citydc.job=x", "--prune")
+        "restic", "-r", "/srv/restic/siwei", "--json", "forget", "--group-by", "host,tags", "--keep-daily", "1",
+        "--keep-weekly", "2", "--keep-monthly", "3", "--tag", "citydc.job=x", "--prune")
     assert restic.restore_argv("restic", LOCAL, "abc", Path("/s"), ["/d/f"]) == (
         "restic", "-r", "/srv/restic/siwei", "restore", "abc", "--target", "/s", "--verify", "--include", "/d/f")
     assert restic.cat_lock_argv("restic", LOCAL, "ff") == ("restic", "-r", "/srv/restic/siwei", "--no-lock",

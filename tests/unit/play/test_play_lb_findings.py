@@ -27,6 +27,7 @@ from citydc.play.runner import (
     diff_text,
     secret_problem,
 )
+from tests.unit.play.test_play_early import write_config
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 CITYDC = str(Path(sys.executable).with_name("citydc"))
@@ -71,15 +72,6 @@ def books(tmp_path: Path) -> Path:
         f"lb-qwertz-1 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
         "[siwei]\nlb-qwertz-1\n")
     return directory
-
-
-def write_config(tmp_path: Path, **extra) -> Path:
-    config = tmp_path / "citydc.yaml"
-    config.write_text(json.dumps({
-        "sites": [{"id": "siwei", "name": "Siwei"}],
-        "security_log": {"spool_dir": str(tmp_path / "spool"), "sink": {"kind": "sqlite", "path": "log.db"}},
-        **extra}))
-    return config
 
 
 def cli(config: Path, books: Path, tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -210,11 +210,6 @@ def _naive(when: datetime) -> int:
 _OBJECT_MARK = "\x00object"
 
 
-def _text(value: object) -> str:
-    """Given a counted value as SQLite returns it, return it as text (a float as Python writes it, as ES keys)."""
-    return str(value)
-
-
 def _json_path(field: str) -> str:
     if not _FIELD.match(field):
         raise ValueError(f"not an ECS field name: {field!r}")
@@ -652,7 +647,7 @@ class SqliteStore:
             if any(row[i] == _OBJECT_MARK for row in rows):
                 raise ValueError(f"{field} holds an object (or a list of them) in the counted events, which cannot be "
                                  f"counted: name one of its fields ({field}.NAME)")
-        return [(tuple(_text(v) for v in row[:-1]), row[-1]) for row in rows]
+        return [(tuple(str(v) for v in row[:-1]), row[-1]) for row in rows]  # a float as Python writes it, as ES keys
 
     def chain(self, since: datetime | None = None) -> Iterator[dict]:
         """Yield stored events and re-emitted chain positions ordered by (writer, seq); with ``since``, each

@@ -1,5 +1,6 @@
-"""Cross-site drift end to end: ``citydc play drift`` (lb-drift.yml in check mode, citydc.ops.haproxy_settings)
-against the lab's two HAProxies, a difference planted in one site's live config, and the security log.
+"""Cross-site drift end to end: ``citydc play drift`` (lb-drift.yml in check mode, citydc.ops.haproxy_settings and
+citydc.ops.keepalived_settings) against the lab's two HAProxies and its keepalived nodes, a difference planted in
+one site's live config, and the security log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from citydc.lab import ports
 from citydc.lab.haproxy import runtime_command
+from citydc.lab.keepalived import SERVICES as KEEPALIVED_NODES
 
 pytestmark = pytest.mark.lab
 
@@ -50,9 +53,21 @@ def deploy(lab: dict, *args: str) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
-def drift(lab: dict) -> tuple[int, dict]:
-    proc = citydc(lab, "play", "drift", "--json")
+def drift(lab: dict, *args: str) -> tuple[int, dict]:
+    proc = citydc(lab, "play", "drift", "--json", *args)
     return proc.returncode, json.loads(proc.stdout)
+
+
+VRRP_PASSWORD = ports.LAB_ENV["CITYDC_VRRP_PASSWORD"]
+
+
+def keepalived(lab: dict, *args: str) -> None:
+    """Run lb-keepalived.yml (the VRRP password by reference, as an operator would)."""
+    proc = subprocess.run([CITYDC, "-c", str(lab["config"]), "play", "run", "lb-keepalived.yml", "--json",
+                           "--secret-var", "keepalived_auth_pass=env:CITYDC_VRRP_PASSWORD", *args],
+                          env={**lab["env"], "CITYDC_VRRP_PASSWORD": VRRP_PASSWORD}, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def test_identical_sites_report_no_drift(lab):
@@ -96,3 +111,34 @@ def test_a_timeout_changed_on_one_site_is_reported_exactly(lab):
 
 def test_drift_usage_error_exits_2(lab):
     assert citydc(lab, "play", "drift", "--inventory", "no-such-inventory").returncode == 2
+
+
+def test_keepalived_settings_of_the_live_vrrp_nodes_are_compared(lab, lab_up):
+    """The lab's keepalived nodes (network namespaces, keepalived running the role's config): the drift run reads
+    each load balancer's keepalived.conf; an advertisement interval changed on Fengshan's pair is reported as the
+    one drifting setting, and the VRRP password never leaves the nodes."""
+    lab_up(*(node.name for node in KEEPALIVED_NODES))
+    keepalived(lab)  # the role's config on the four nodes (an earlier module may have left it already)
+    rc, report = drift(lab)
+    assert rc == 0 and report["drift"] == [], report
+    rc, haproxy_only = drift(lab, "-e", "lb_drift_keepalived=false")
+    assert rc == 0, haproxy_only
+    # keepalived's settings were read and agreed (the global_defs, the instance's state, interface, timers...)
+    assert report["settings_compared"] >= haproxy_only["settings_compared"] + 5, (report, haproxy_only)
+
+    keepalived(lab, "--site", "fengshan", "-e", "keepalived_advert_int=2")
+    try:
+        proc = citydc(lab, "play", "drift", "--json")
+        rc, changed = proc.returncode, json.loads(proc.stdout)
+    finally:
+        keepalived(lab, "--site", "fengshan")  # back to the inventory's config
+    assert rc == 1, changed
+    assert changed["drift"] == [{"setting": "keepalived.vrrp_instance lb_<site>.advert_int",
+                                 "values": {"lb-fengshan-1": "2", "lb-siwei-1": "1"},
+                                 "sites": {"fengshan": ["2"], "siwei": ["1"]}, "cross_site": True}]
+    assert VRRP_PASSWORD not in proc.stdout + proc.stderr
+    conf = lab["env"]["CITYDC_LAB_DIR"] + "/keepalived-fengshan-1/keepalived.conf"
+    assert "advert_int 1" in Path(conf).read_text()  # restored on the node itself
+
+    rc, report = drift(lab)
+    assert rc == 0 and report["drift"] == [], report

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -212,6 +213,51 @@ def test_broken_config_is_refused_and_haproxy_keeps_serving(lab):
     time.sleep(2)
     load.stop()
     assert load.ok >= 500 and (load.failed, load.errors) == (0, 0)
+
+
+def metrics_answer(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ports.HOST}:{port}/metrics", timeout=5) as resp:
+            return resp.status == 200 and b"haproxy_" in resp.read()
+    except OSError:
+        return False
+
+
+def test_a_reload_haproxy_refuses_fails_the_run_and_the_next_run_retries_it(lab):
+    """A config that passes ``haproxy -c`` but cannot be loaded (the stats frontend on a port another process
+    holds: only binding shows it) is written, the reload fails: the run fails with HAProxy's own reason, the old
+    worker keeps serving, and the reload-pending marker makes the next run reload once the port is free."""
+    cfg = lab["root"] / "haproxy-siwei" / "haproxy.cfg"
+    marker = cfg.with_name(cfg.name + ".reload-pending")
+    holder = socket.socket()  # no SO_REUSEPORT: HAProxy's bind on this port must fail
+    holder.bind((ports.HOST, 0))
+    holder.listen()
+    busy = holder.getsockname()[1]
+    moved = ("-e", f"lb_stats_bind={ports.HOST}:{busy}")
+    try:
+        rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1", *moved)
+        assert rc == 1, result
+        assert result["hosts"]["lb-siwei-1"]["failed"] == 1, result["hosts"]
+        reason = " ".join(f["message"] for f in result["failures"])
+        assert "refused the reload" in reason and str(busy) in reason, reason  # HAProxy's ALERT names the bind
+        assert f"{ports.HOST}:{busy}" in cfg.read_text() and marker.exists()
+        # the old worker still serves the old config: traffic and the stats frontend where it was
+        load = Load(ports.HOST, ports.HAPROXY_SIWEI, threads=2, max_requests=300).start()
+        time.sleep(1)
+        load.stop()
+        assert load.ok >= 300 and (load.failed, load.errors) == (0, 0)
+        assert metrics_answer(ports.HAPROXY_SIWEI_STATS)
+    finally:
+        holder.close()
+    try:
+        rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1", *moved)  # the same config: only the retry
+        assert rc == 0, result
+        assert not marker.exists()
+        assert metrics_answer(busy) and not metrics_answer(ports.HAPROXY_SIWEI_STATS)  # the reload took this time
+    finally:
+        rc, result = play(lab, "lb-deploy.yml", "--limit", "lb-siwei-1")  # back to the inventory's config
+    assert rc == 0 and not marker.exists(), result
+    assert metrics_answer(ports.HAPROXY_SIWEI_STATS)
 
 
 def test_deploy_is_idempotent_and_check_mode_changes_nothing(lab):

@@ -185,6 +185,35 @@ def stale_reason(fresh: str, kind: str, last_success: float | None, now: float, 
     return ""
 
 
+# What a drill leaves free on its scratch filesystem at least: the larger of these (other services on the backup
+# host, restic's own temporary files).
+DRILL_FREE_BYTES = 256 * 1024 * 1024
+DRILL_FREE_FRACTION = 0.05
+
+
+def space_shortfall(root: Path, need: int) -> str:
+    """Given the drill's scratch directory and the bytes it restores, return why the filesystem cannot take them
+    and keep DRILL_FREE_BYTES / DRILL_FREE_FRACTION free, or "" when it can. A drill that fills the disk would
+    fail anyway, after taking the space every other service on the host needs."""
+    usage = shutil.disk_usage(root)
+    keep = max(DRILL_FREE_BYTES, int(usage.total * DRILL_FREE_FRACTION))
+    if need + keep <= usage.free:
+        return ""
+    return (f"not enough space to drill: the restore needs {human_bytes(need)} in {root}, which has "
+            f"{human_bytes(usage.free)} free, and {human_bytes(keep)} must stay free; free space there or drill a "
+            f"sample (drill_sample_files)")
+
+
+def human_bytes(n: int) -> str:
+    """Given a byte count, return it for people (binary units: 1.5 GiB)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
 class RestoredNames:
     """Finds a restored file by its path in ``ls --json``, where each byte of a name that is not UTF-8 is
     U+FFFD: such paths are looked up among the restored files' real names (bytes) written the same way."""
@@ -689,6 +718,9 @@ class JobRunner:
                            files_expected=len(chosen))
             root.mkdir(parents=True, exist_ok=True)
             sweep_scratch(root, f"{self.job.name}-{kind}-")
+            short = space_shortfall(root, sum(n.size for n in chosen))
+            if short:
+                return fail(short)
             scratch = Path(tempfile.mkdtemp(prefix=f"{self.job.name}-{kind}-{os.getpid()}-", dir=root))
             # A sample goes in batches of --include arguments (restic 0.14 has no --include-file), each far
             # below ARG_MAX, into the same scratch directory.

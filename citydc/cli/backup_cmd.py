@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from citydc import execute
 from citydc.backup import locks, metrics, restic, state
-from citydc.backup.jobs import JobRunner, StepResult, worst
+from citydc.backup.jobs import JobRunner, StepResult, human_bytes, worst
 from citydc.cli import timefmt
 from citydc.cli.backup_configs_cmd import configs_group
 from citydc.cli.output import (
@@ -144,14 +144,7 @@ def _write_metrics(loaded: LoadedConfig) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
+    return "-" if n is None else human_bytes(n)
 
 
 _STYLE = {"success": "green", "partial": "yellow", "failure": "bold red"}

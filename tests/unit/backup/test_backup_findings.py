@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -266,3 +268,33 @@ def test_drill_evidence_is_self_contained_and_a_rewrite_keeping_size_and_mtime_i
     assert {"time", "host", "snapshot_time", "files_in_snapshot", "files_expected", "verified_files",
             "matched_source_files", "repository", "smoke"} <= set(evidence)
     assert evidence["verified_files"] == 2 and set(evidence["sha256"]) == {str(plain), str(job.src / "b.txt")}
+
+
+# -- a full drill that the scratch filesystem cannot hold ---------------------------------------------------------
+
+
+def test_a_drill_the_scratch_filesystem_cannot_hold_is_refused_before_restoring(restic_job, monkeypatch):
+    job = restic_job()
+    job.settings["offsite_repo"] = None
+    (job.src / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    assert job.runner().run()[0].ok
+    real = shutil.disk_usage
+    total = 1024 * 1024 * 1024
+    # The scratch filesystem as statvfs would give it: 1 GiB with 256 MiB + 2 MiB free (the snapshot needs 3 MiB).
+    monkeypatch.setattr(jobs.shutil, "disk_usage", lambda path: SimpleNamespace(
+        total=total, used=total - 258 * 1024 * 1024, free=258 * 1024 * 1024))
+    restores = []
+    runner = job.runner()
+    original = runner.restic.run
+    runner.restic.run = lambda argv, *a, **kw: (restores.append(argv) if "restore" in argv else None) or original(
+        argv, *a, **kw)
+    drill = runner.drill()
+    assert drill.status == "failure"
+    assert drill.error.startswith("not enough space to drill: the restore needs 3.0 MiB in ")
+    assert "which has 258.0 MiB free, and 256.0 MiB must stay free" in drill.error
+    assert restores == []  # refused before restic restored anything
+    assert not any((job.root / "state" / "drill").iterdir())
+    entry = state.load(job.root / "state", "j1")["steps"]["local/drill"]
+    assert entry["status"] == "failure" and entry["error"] == drill.error  # recorded like any failed drill
+    monkeypatch.setattr(jobs.shutil, "disk_usage", real)
+    assert job.runner().drill().status == "success"  # with room, the same drill restores and verifies

@@ -392,11 +392,16 @@ class JobRunner:
 
     def _locked(self, kind: str, access: RepoAccess, stderr: str) -> bool:
         """Given a failed step's stderr, clear stale locks if a lock was in the way; return True if any went."""
+        return self._lock_holders(kind, access, stderr)[0]
+
+    def _lock_holders(self, kind: str, access: RepoAccess, stderr: str) -> tuple[bool, list[str]]:
+        """Given a failed step's stderr, clear stale locks if a lock was in the way; return whether any went and
+        a line per lock kept (a live process's, or one too young to tell)."""
         if "repository is already locked" not in stderr and "repository locked" not in stderr:
-            return False
+            return False, []
         before = len(self.emitted)
-        self._clear_locks(kind, access, force=True)
-        return len(self.emitted) > before
+        kept = self._clear_locks(kind, access, force=True)
+        return len(self.emitted) > before, kept
 
     def _job_snapshots(self, access: RepoAccess) -> list[restic.Snapshot] | None:
         """Return the job's snapshots in a repository, or None if restic could not list them."""
@@ -521,9 +526,21 @@ class JobRunner:
         kept = self._clear_locks("offsite", dst)
         argv = restic.copy_argv(self.restic.binary, dst, src, tags=[restic.job_tag(self.job.name)],
                                 limit_upload_kib=self.job.offsite_limit_kib)
+        holders: dict[str, list[str]] = {}
         try:
             res = self.restic.run(argv, dst, source=src)
-            if not res.ok and self._locked("offsite", dst, res.stderr):
+            for attempt in range(2):
+                # copy locks the source (local) and the destination: restic's words do not say which one is
+                # locked, so both are looked at; stale locks go and the copy is tried once more.
+                if res.ok:
+                    break
+                gone = False
+                for kind, access in (("local", src), ("offsite", dst)):
+                    removed, notes = self._lock_holders(kind, access, res.stderr)
+                    gone |= removed
+                    holders[kind] = notes
+                if not gone or attempt:
+                    break
                 res = self.restic.run(argv, dst, source=src)
         except execute.ToolFailed as exc:
             return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, None,
@@ -544,6 +561,10 @@ class JobRunner:
             return self._finish(StepResult("copy", "offsite", "success", time.monotonic() - started, res.rc,
                                            snapshot_id=copied[-1] if copied else None, details=details), wall)
         error = f"{res.meaning}: {self._copy_blame(src, restic.classify_failure(res.masked_stderr()))}"
+        held = [f"the {kind} repository holds {note}" for kind, notes in holders.items() for note in notes]
+        if held:
+            details["locks_kept"] = kept + held
+            error += ": " + "; ".join(held)
         return self._finish(StepResult("copy", "offsite", "failure", time.monotonic() - started, res.rc, error,
                                        details=details), wall)
 

@@ -32,16 +32,22 @@ def snmp(ctx: click.Context, listen: str | None, web_config_file: Path | None) -
     """Serve the SNMP exporter: GET /snmp?target=HOST[:PORT]&module=if_mib&auth=PROFILE, and /metrics.
 
     Prometheus schedules the polls (see `citydc collect snmp-targets`); a dead device gives
-    citydc_snmp_up 0 for that scrape only. Stop with Ctrl-C or SIGTERM. Counter wrap carries are
-    saved in snmp.state_dir and continue after a restart when the device did not reboot meanwhile.
+    citydc_snmp_up 0 for that scrape only, and its reason's message (e.g. the OID an agent answered
+    genErr for) is logged at info level: `citydc -v collect snmp`. Stop with Ctrl-C or SIGTERM. Counter
+    wrap carries are saved in snmp.state_dir and continue after a restart when the device did not
+    reboot meanwhile.
     """
     loaded = load_config(ctx)
     cfg = loaded.config
     try:
         build_modules(cfg.snmp.modules)
-        host, port = parse_address(listen or cfg.snmp.listen, default_port=9116)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
+    try:
+        host, port = parse_address(listen or cfg.snmp.listen, default_port=SNMP_EXPORTER_PORT)
+    except ValueError as exc:
+        # Name where the bad address came from: the option, or the config when the option is absent.
+        fail(f"{'--listen' if listen else 'snmp.listen'}: {exc}", EXIT_CONFIG)
     try:
         web_cfg = web.Web(web_config_file)
     except web.WebConfigError as exc:
@@ -77,12 +83,15 @@ def state_file_name(host: str, port: int) -> str:
               help="Write the file_sd JSON here (atomically); default: print it.")
 @click.option("--exporter", "exporter_address", default=None,
               help="HOST:PORT Prometheus reaches the exporter on (default: snmp.listen).")
-@click.option("--scrape-interval", default="30s", show_default=True)
-@click.option("--scrape-timeout", default="20s", show_default=True)
+@click.option("--scrape-interval", default="30s", show_default=True,
+              help="scrape_interval of the printed scrape config (a Prometheus duration).")
+@click.option("--scrape-timeout", default="20s", show_default=True,
+              help="scrape_timeout of the printed scrape config, at most the interval; the exporter's own poll "
+                   "budget is the lower of it (minus 0.5 s) and snmp.scrape_timeout_seconds.")
 @click.pass_context
 def snmp_targets(ctx: click.Context, output: Path | None, exporter_address: str | None, scrape_interval: str,
                  scrape_timeout: str) -> None:
-    """Write Prometheus file_sd targets for every SNMP device in citydc.yaml and print the scrape config."""
+    """Write Prometheus file_sd targets for every device of citydc.yaml with an snmp_auth; print the scrape config."""
     cfg = load_config(ctx).config
     # What Prometheus would refuse is refused here, before a file is written (exit 2).
     problem = check_scrape_settings(scrape_interval, scrape_timeout)

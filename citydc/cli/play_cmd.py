@@ -266,11 +266,11 @@ def drift_cmd(ctx: click.Context, inventory: str, extra_vars: tuple[str, ...], s
               artifacts_dir: Path | None, keep_runs: int, timeout: int | None, as_json: bool) -> None:
     """Report where the load balancers of Siwei and Fengshan differ, per host and setting.
 
-    Runs lb-drift.yml in check and diff mode against both sites (it reads each HAProxy's config file and
-    runtime API, and keepalived.conf on the load balancers that are VRRP nodes; it changes nothing), compares the settings that are not per site by nature (paths, bind
-    addresses and server addresses are left out) and lists each one that differs. Exit 0 when the sites
-    agree, 1 when a setting drifts or the run fails, 2 for usage errors. The run is in the security log
-    (playbook-run) with a playbook-drift event.
+    Runs lb-drift.yml in check and diff mode against both sites (it reads each HAProxy's config file and runtime
+    API, and keepalived.conf on the load balancers that are VRRP nodes; it changes nothing), compares the
+    settings that are not per site by nature (paths, bind addresses and server addresses are left out) and lists
+    each one that differs. Exit 0 when the sites agree, 1 when a setting drifts or the run fails, 2 for usage
+    errors. The run is in the security log (playbook-run) with a playbook-drift event.
     """
     from citydc.play import drift as driftmod
     from citydc.play import events

@@ -185,7 +185,8 @@ class SnmpInterfaceFilter(Model):
     """Which interfaces a module exports; decided on the cached static columns, before the counters are walked."""
 
     alias_required: bool = Field(default=False, description="only interfaces with a non-empty ifAlias")
-    name_pattern: str | None = Field(default=None, description="regular expression ifName must match, e.g. ^Te")
+    name_pattern: str | None = Field(default=None, description="regular expression the exported ifName label must "
+                                     "match (ifName, else ifDescr, else the ifIndex), e.g. ^Te")
     if_types: list[int] = Field(default=[], description="only these ifType values (empty = all)")
 
     @field_validator("name_pattern")

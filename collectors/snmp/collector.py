@@ -17,8 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from citydc.collectors.snmp.counters import TICKS_PER_SECOND, TargetCounters
-from citydc.collectors.snmp.modules import COLUMNS, FALLBACK_OF, FAMILIES, IF_NUMBER, SYS_UPTIME, Module
-from citydc.collectors.snmp.poller import PollError, Session, WalkResult, get_columns, to_python, walk_columns
+from citydc.collectors.snmp.modules import (
+    COLUMNS,
+    FALLBACK_OF,
+    FAMILIES,
+    IF_NUMBER,
+    SYS_UPTIME,
+    Family,
+    Module,
+    interface_name,
+    label_text,
+)
+from citydc.collectors.snmp.poller import (
+    PARTIAL_REASONS,
+    PollError,
+    Session,
+    WalkResult,
+    get_columns,
+    to_python,
+    walk_columns,
+)
 
 __all__ = ["InterfaceRow", "Resume", "ScrapeResult", "TargetState", "poll_target"]
 
@@ -80,13 +98,6 @@ class ScrapeResult:
     def interfaces(self) -> int:
         """The number of interfaces this poll exported."""
         return len(self.rows)
-
-
-def text(value: object) -> str:
-    """Given an SNMP string value, return text; invalid UTF-8 is repaired, never fatal."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace").replace("\x00", "")
-    return "" if value is None else str(value)
 
 
 def _merge(into: WalkResult, other: WalkResult) -> None:
@@ -204,12 +215,24 @@ async def _fallbacks(session: Session, module: Module, state: TargetState, data:
         fallback = FALLBACK_OF.get(column)
         if fallback and fallback not in data.columns and fallback not in module.columns:
             cells = data.columns.get(column, {})
-            if any(i not in cells for i in indexes):
+            # Only interfaces that never answered the 64-bit column need the 32-bit one (_counter_column):
+            # a 64-bit cell missing from a partial walk must not add the fallback walk to every poll.
+            if any(i not in cells and not state.counters.has_value(column, i) for i in indexes):
                 needed[fallback] = COLUMNS[fallback].oid
     if needed and data.varbinds and (data.errors["budget_exhausted"] or time.monotonic() > deadline):
         data.errors["budget_exhausted"] = max(data.errors["budget_exhausted"], 1)  # what was read is exported
     elif needed:
-        _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline, known_indexes=indexes))
+        try:
+            _merge(data, await walk_columns(session, needed, module.max_repetitions, deadline, known_indexes=indexes))
+        except PollError as exc:
+            if not data.varbinds or exc.reason not in PARTIAL_REASONS:
+                raise
+            # The device answered the main walk: export what it read, as a walk does when a later request
+            # of its own fails; the fallback columns are tried again at the next poll.
+            data.requests += exc.requests
+            data.varbinds += exc.varbinds
+            data.errors[exc.reason] += 1
+            return
         state.fallbacks |= set(needed)
 
 
@@ -230,7 +253,7 @@ def poll_rows(module: Module, state: TargetState, data: WalkResult, indexes: lis
         state.static_at = float("-inf")  # interfaces may have been renumbered: re-read names next time
     elapsed = None if state.last_poll_at is None else max(now - state.last_poll_at, 0.001)
     cols = data.columns
-    names, aliases, descrs = cols.get("ifName", {}), cols.get("ifAlias", {}), cols.get("ifDescr", {})
+    aliases = cols.get("ifAlias", {})
     discontinuity = cols.get("ifCounterDiscontinuityTime", {})
     statuses = [c for c in ("ifOperStatus", "ifAdminStatus") if c in module.columns]
     rows: list[InterfaceRow] = []
@@ -240,7 +263,7 @@ def poll_rows(module: Module, state: TargetState, data: WalkResult, indexes: lis
         speed = _speed(cols, i)
         values: dict[str, int] = {}
         for fam in FAMILIES:
-            column = next((c for c in (fam.column, fam.fallback) if c and i in cols.get(c, {})), None)
+            column = _counter_column(fam, cols, i, counters)
             if column is None:
                 if fam.column in module.columns or (fam.fallback and fam.fallback in module.columns):
                     errors["hole"] += 1
@@ -259,10 +282,26 @@ def poll_rows(module: Module, state: TargetState, data: WalkResult, indexes: lis
             status[column] = _int(cols.get(column, {}).get(i))
             if status[column] is None:
                 errors["hole"] += 1
-        rows.append(InterfaceRow(i, text(names.get(i)) or text(descrs.get(i)) or str(i), text(aliases.get(i)), values,
+        rows.append(InterfaceRow(i, interface_name(cols, i), label_text(aliases.get(i)), values,
                                  status.get("ifOperStatus"), status.get("ifAdminStatus"), speed))
     state.last_poll_at = now
     return rows, errors, rebooted, None if uptime is None else uptime / TICKS_PER_SECOND
+
+
+def _counter_column(fam: Family, cols: dict[str, dict[int, object]], i: int, counters: TargetCounters) -> str | None:
+    """Given a counter family, the cells read, an ifIndex and the target's counters, return the column whose
+    value this poll exports for that interface, or None (a hole).
+
+    The 32-bit fallback only stands in for a 64-bit column the interface has never answered: when a
+    partial walk (a lost request, the budget spent) misses the 64-bit cell of an interface that has one,
+    its 32-bit value in its place would drop the exported counter (a reset to Prometheus) and the next
+    full poll would jump back up, a false spike of the whole 64-bit count.
+    """
+    if i in cols.get(fam.column, {}):
+        return fam.column
+    if fam.fallback and i in cols.get(fam.fallback, {}) and not counters.has_value(fam.column, i):
+        return fam.fallback
+    return None
 
 
 def _speed(cols: dict[str, dict[int, object]], i: int) -> float | None:

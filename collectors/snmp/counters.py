@@ -57,18 +57,27 @@ class TargetCounters:
     def observe_uptime(self, ticks: int | None, now: float) -> bool:
         """Given sysUpTime (ticks) read at ``now``, return True if the device rebooted since last time.
 
-        A decrease is a reboot unless the expected uptime crossed 2^32 ticks (sysUpTime's own wrap).
+        A decrease is a reboot unless the expected uptime crossed 2^32 ticks (sysUpTime's own wrap); so is
+        an uptime shorter than the time since the last poll (the device booted after that poll).
         """
         if ticks is None:
             return False
         previous, previous_at = self.uptime_ticks, self.uptime_seen_at
         self.uptime_ticks, self.uptime_seen_at = ticks, now
-        if previous is None or previous_at is None or ticks >= previous:
-            return False
-        expected = previous + (now - previous_at) * TICKS_PER_SECOND
-        slack = 10 * TICKS_PER_SECOND + (now - previous_at) * TICKS_PER_SECOND * 0.05
-        if expected >= UPTIME_MODULUS and abs((expected - UPTIME_MODULUS) - ticks) <= slack:
-            return False
+        if previous is None or previous_at is None or ticks == previous:
+            return False  # an agent whose sysUpTime stands still (some answer 0 forever) tells nothing
+        elapsed_ticks = (now - previous_at) * TICKS_PER_SECOND
+        slack = 10 * TICKS_PER_SECOND + elapsed_ticks * 0.05
+        if ticks > previous:
+            # An uptime shorter than the time since the last poll means the device booted after it, even
+            # though the uptime is above the last one (a crash loop, polls missed while it was down):
+            # its counters restarted too, and a 32-bit one lower than before must not pass for a wrap.
+            if ticks + slack >= elapsed_ticks:
+                return False
+        else:
+            expected = previous + elapsed_ticks
+            if expected >= UPTIME_MODULUS and abs((expected - UPTIME_MODULUS) - ticks) <= slack:
+                return False
         self.resets["reboot"] += 1
         self._slots.clear()  # every counter restarted: drop every carry
         self._discontinuity.clear()
@@ -134,6 +143,11 @@ class TargetCounters:
         self.resets["discontinuity"] += 1
         self._slots.pop(if_index, None)
         return True
+
+    def has_value(self, column: str, if_index: int) -> bool:
+        """Given a column and an ifIndex, return True if a value of that counter is kept (seen since the
+        interface's last reset)."""
+        return column in self._slots.get(if_index, {})
 
     def update(self, column: str, if_index: int, raw: int, bits: int, max_delta: float | None = None) -> int:
         """Given a counter's raw value, return the value to export (raw plus carried wraps).

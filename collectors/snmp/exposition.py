@@ -125,8 +125,9 @@ class _ResultCollector:
             yield wraps
             resets = CounterMetricFamily(
                 "citydc_snmp_counter_resets",
-                "Counter resets seen: reboot (sysUpTime went back), discontinuity (ifCounterDiscontinuityTime "
-                "changed), backwards (decrease that cannot be a wrap).", labels=[*base, "reason"])
+                "Counter resets seen: reboot (sysUpTime went back, or is shorter than the time since the last "
+                "poll), discontinuity (ifCounterDiscontinuityTime changed), backwards (decrease that cannot be a "
+                "wrap).", labels=[*base, "reason"])
             for reason in ("reboot", "discontinuity", "backwards"):
                 resets.add_metric([*vals, reason], c.resets[reason])
             yield resets

@@ -14,7 +14,8 @@ from typing import Literal
 
 from citydc.config.models import SnmpInterfaceFilter, SnmpModule
 
-__all__ = ["BUILTIN_MODULES", "COLUMNS", "FAMILIES", "SYS_UPTIME", "Column", "Family", "Module", "build_modules"]
+__all__ = ["BUILTIN_MODULES", "COLUMNS", "FAMILIES", "SYS_UPTIME", "Column", "Family", "Module", "build_modules",
+           "interface_name", "label_text"]
 
 IF_TABLE = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 IFX_TABLE = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
@@ -89,6 +90,21 @@ FALLBACK_OF: dict[str, str] = {f.column: f.fallback for f in FAMILIES if f.fallb
 LABEL_COLUMNS = ("ifName", "ifAlias")  # always walked: every interface metric carries them
 
 
+def label_text(value: object) -> str:
+    """Given an SNMP string value, return it as label text: invalid UTF-8 repaired, NUL bytes dropped, never fatal."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").replace("\x00", "")
+    return "" if value is None else str(value)
+
+
+def interface_name(columns: Mapping[str, Mapping[int, object]], index: int) -> str:
+    """Given the columns read and an ifIndex, return the interface's ifName label: ifName, else ifDescr,
+    else the ifIndex. The interface filter matches this same text, so a pattern written from the
+    labels Prometheus shows selects those interfaces."""
+    return (label_text(columns.get("ifName", {}).get(index)) or label_text(columns.get("ifDescr", {}).get(index))
+            or str(index))
+
+
 @dataclass(frozen=True)
 class Module:
     """A module ready to poll: its columns split into static and dynamic, and its interface filter."""
@@ -115,11 +131,11 @@ class Module:
     def keep(self, static: Mapping[str, Mapping[int, object]], index: int) -> bool:
         """Given the static columns and an ifIndex, return True if the filter keeps that interface."""
         f = self.filter
-        if f.alias_required and not static.get("ifAlias", {}).get(index):
+        # The texts exported as labels, not the raw bytes: an alias of NUL bytes is exported empty, and
+        # a name padded with NULs, or taken from ifDescr, is exported as the pattern's author sees it.
+        if f.alias_required and not label_text(static.get("ifAlias", {}).get(index)):
             return False
-        name = static.get("ifName", {}).get(index, b"")
-        name = name.decode("utf-8", errors="replace") if isinstance(name, bytes) else str(name)
-        if f.name_pattern and not re.search(f.name_pattern, name):
+        if f.name_pattern and not re.search(f.name_pattern, interface_name(static, index)):
             return False
         return not (f.if_types and static.get("ifType", {}).get(index) not in f.if_types)
 

@@ -49,8 +49,8 @@ from pysnmp.proto import rfc1905
 from citydc.collectors.snmp import ber
 from citydc.config.models import SnmpV2c, SnmpV3
 
-__all__ = ["MAX_REQUESTS", "MAX_ROWS", "PollError", "Session", "WalkResult", "auth_data", "parse_address",
-           "rows_to_ask", "to_python"]
+__all__ = ["MAX_REQUESTS", "MAX_ROWS", "PARTIAL_REASONS", "PollError", "Session", "WalkResult", "auth_data",
+           "error_status_message", "parse_address", "rows_to_ask", "to_python"]
 
 AUTH_PROTOCOLS = {"MD5": usmHMACMD5AuthProtocol, "SHA": usmHMACSHAAuthProtocol,
                   "SHA224": usmHMAC128SHA224AuthProtocol, "SHA256": usmHMAC192SHA256AuthProtocol,
@@ -66,6 +66,8 @@ MAX_REQUESTS = 2000  # per walk: a misbehaving agent cannot keep a poll busy for
 # column) or a chassis with more interfaces than one scrape can export stops here with the
 # reason ``too_many_rows``, and the rows read so far are exported.
 MAX_ROWS = 10_000
+# Failures of a request after the device already answered others: what was read is kept, flagged.
+PARTIAL_REASONS = ("timeout", "decode", "truncated")
 _END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance, ber.SnmpException)
 
 
@@ -84,6 +86,14 @@ class PollError(Exception):
         """Given the requests sent and varbinds received before this error, record them; return self."""
         self.requests, self.varbinds = requests, varbinds
         return self
+
+
+def error_status_message(name: str, index: int, oids: Sequence[tuple[int, ...]]) -> str:
+    """Given an answer's error-status name, its error-index and the OIDs the request asked for, return the
+    error's message, naming the OID asked for at that index (RFC 3416: the index is into the request), so
+    the engineer sees which column to leave out of the module."""
+    where = f" (asked for {'.'.join(map(str, oids[index - 1]))})" if 0 < index <= len(oids) else ""
+    return f"agent answered {name} at varbind {index}{where}"
 
 
 def parse_address(address: str, default_port: int = 161) -> tuple[str, int]:
@@ -165,7 +175,7 @@ class Session:
     def close(self) -> None:
         """Nothing to release: the transport belongs to the shared SnmpEngine."""
 
-    async def _request(self, coro) -> list[tuple[tuple[int, ...], object]]:
+    async def _request(self, coro, oids: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], object]]:
         try:
             ind, status, index, var_binds = await coro
         except asyncio.CancelledError:
@@ -180,21 +190,22 @@ class Session:
                 raise PollError("auth", f"SNMPv3 authentication failed: {ind}")
             raise PollError("snmp_error", f"SNMP error: {ind}")
         if int(status):
-            raise PollError("error_status", f"agent answered {status.prettyPrint()} at varbind {int(index)}")
+            raise PollError("error_status", error_status_message(status.prettyPrint(), int(index), oids))
         return [(tuple(oid), value) for oid, value in var_binds]
 
     async def get_bulk(self, scalars: Sequence[tuple[int, ...]], columns: Sequence[tuple[int, ...]],
                        max_repetitions: int) -> list[tuple[tuple[int, ...], object]]:
         """Given non-repeater OIDs and repeated OIDs, return the GETBULK response varbinds in order."""
-        var_binds = [ObjectType(ObjectIdentity(o)) for o in (*scalars, *columns)]
+        oids = (*scalars, *columns)
+        var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
         return await self._request(bulk_cmd(self.engine, self.auth, self.transport, self.context,
-                                            len(scalars), max_repetitions, *var_binds, lookupMib=False))
+                                            len(scalars), max_repetitions, *var_binds, lookupMib=False), oids)
 
     async def get(self, oids: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], object]]:
         """Given OIDs, return the GET response varbinds."""
         var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
         return await self._request(get_cmd(self.engine, self.auth, self.transport, self.context, *var_binds,
-                                           lookupMib=False))
+                                           lookupMib=False), oids)
 
 
 def rows_to_ask(left: int, max_repetitions: int) -> int:
@@ -254,7 +265,7 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
             if exc.reason == "error_status" and "tooBig" in str(exc) and reps > 1:
                 max_repetitions = max(1, reps // 2)  # the agent cannot fit the answer: ask for fewer rows
                 continue
-            if first or exc.reason not in ("timeout", "decode", "truncated"):
+            if first or exc.reason not in PARTIAL_REASONS:
                 raise exc.after(result.requests, result.varbinds) from None
             # Later requests failing after data arrived: keep what was read, mark it partial.
             result.errors[exc.reason] += 1
@@ -286,12 +297,17 @@ async def walk_columns(session: Session, columns: Mapping[str, tuple[int, ...]],
                 closed.add(name)
                 continue
             position[name] = oid
+            if len(oid) != len(col) + 1:
+                # IF-MIB rows are indexed by one ifIndex; a longer index (a broken agent) is skipped, not
+                # mixed into the ifIndexes, where it would fail the whole poll. The walk goes on past it.
+                result.errors["bad_index"] += 1
+                continue
             converted = to_python(value)
             if converted is None:
                 result.errors["no_such"] += 1
                 continue
             cells = result.columns[name]
-            cells[oid[len(col)] if len(oid) == len(col) + 1 else oid[len(col):]] = converted
+            cells[oid[len(col)]] = converted
             if len(cells) >= MAX_ROWS:
                 result.errors["too_many_rows"] += 1
                 closed.add(name)

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Sequence
 
 from citydc.collectors.snmp import ber
-from citydc.collectors.snmp.poller import PollError
+from citydc.collectors.snmp.poller import PollError, error_status_message
 
 __all__ = ["PATH", "V2cSession"]
 
@@ -100,7 +100,8 @@ class V2cSession:
         self._next_id = self._next_id % ber.INT32_MAX + 1
         return self._next_id
 
-    async def _exchange(self, request_id: int, packet: bytes) -> list[tuple[tuple[int, ...], object]]:
+    async def _exchange(self, request_id: int, packet: bytes, oids: Sequence[tuple[int, ...]]
+                        ) -> list[tuple[tuple[int, ...], object]]:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
         for _ in range(self.retries + 1):
@@ -116,8 +117,8 @@ class V2cSession:
                 timer.cancel()
                 protocol.waiter = None
             if response.error_status:
-                raise PollError("error_status", f"agent answered {response.error_name} at varbind "
-                                                f"{response.error_index}")
+                raise PollError("error_status", error_status_message(response.error_name, response.error_index,
+                                                                     oids))
             return response.varbinds
         raise PollError("timeout", "no SNMP response before timeout (down, filtered or wrong community)")
 
@@ -128,10 +129,11 @@ class V2cSession:
         Raise PollError (timeout, error_status, truncated, decode) if the agent gives no usable answer.
         """
         rid = self._request_id()
+        oids = (*scalars, *columns)
         return await self._exchange(rid, ber.encode_get_bulk(self._community, rid, len(scalars), max_repetitions,
-                                                             (*scalars, *columns)))
+                                                             oids), oids)
 
     async def get(self, oids: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], object]]:
         """Given OIDs, return the GET response varbinds. Raise PollError as get_bulk does."""
         rid = self._request_id()
-        return await self._exchange(rid, ber.encode_get(self._community, rid, oids))
+        return await self._exchange(rid, ber.encode_get(self._community, rid, oids), oids)

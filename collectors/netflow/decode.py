@@ -15,7 +15,7 @@ import numpy as np
 
 from citydc.collectors.netflow.records import COLUMNS, FlowBatch, Malformed
 
-__all__ = ["FIELD_COLUMNS", "MAX_FLOW_COUNTER", "SAMPLING_FIELDS", "Template", "batch_from_records",
+__all__ = ["FIELD_COLUMNS", "MAX_FLOW_COUNTER", "SAMPLING_FIELDS", "Template", "announced_rate", "batch_from_records",
            "compile_template", "implausible", "implausible_at", "may_be_implausible", "normalize", "uint_column"]
 
 VARIABLE = 65535
@@ -37,12 +37,15 @@ FIELD_COLUMNS = {
     4: "proto", 7: "sport", 11: "dport", 32: "icmp",  # 139 (ICMPv6) is not copied, as nfdump does not
     8: "src4", 12: "dst4", 27: "src6", 28: "dst6",
     10: "in_if", 14: "out_if",
-    34: "sampling", 50: "sampling", 305: "sampling",
+    34: "sampling", 50: "sampling", 305: "sampling", 306: "sampling_space",
 }
-# samplingInterval, samplerRandomInterval, samplingPacketInterval: "1 in N packets".
+# samplingInterval, samplerRandomInterval: "1 in N packets"; samplingPacketInterval alone is read the same way.
 SAMPLING_FIELDS = (34, 50, 305)
+# PSAMP systematic count-based sampling (RFC 5477 §8.2.1): samplingPacketInterval (305) packets are selected,
+# then samplingPacketSpace (306) are skipped, so the rate is 1 in (305 + 306) / 305. softflowd -s 10 sends 1 and 9.
+PSAMP_INTERVAL = 305
 _INT_COLUMNS = {"bytes", "packets", "bytes_total", "packets_total", "proto", "sport", "dport", "icmp",
-                "in_if", "out_if", "sampling"}
+                "in_if", "out_if", "sampling", "sampling_space"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,6 +235,28 @@ def normalize(template: Template, data: bytes | memoryview, start: int, end: int
             out += b"\0"  # the normalized record of a template without fixed fields is one byte
         count += 1
     return bytes(out), count
+
+
+def announced_rate(template: Template, arr: np.ndarray) -> int | None:
+    """Given options data records of a template with a sampling column, return the 1-in-N rate the
+    last record announces, or None when it announces none (an interval of 0).
+
+    samplingInterval and samplerRandomInterval are N itself; samplingPacketInterval with
+    samplingPacketSpace (PSAMP count-based) select 305 of every 305 + 306 packets: N is their
+    ratio, rounded (1 and 9 are 1 in 10). samplingPacketInterval without a space is read as N."""
+    n = len(arr)
+    if n == 0:
+        return None
+    rate = int(uint_column(arr, "sampling", n)[-1])
+    if rate and "sampling_space" in template.columns and _sampling_element(template) == PSAMP_INTERVAL:
+        rate = max(1, round((rate + int(uint_column(arr, "sampling_space", n)[-1])) / rate))
+    return rate or None
+
+
+def _sampling_element(template: Template) -> int | None:
+    # The element the sampling column is read from: the first sampling field (compile_template keeps the first).
+    return next((element for enterprise, element, _ in template.fields
+                 if enterprise == 0 and element in SAMPLING_FIELDS), None)
 
 
 def uint_column(arr: np.ndarray, name: str, n: int) -> np.ndarray:

@@ -23,13 +23,13 @@ from citydc.collectors.netflow import batch as batchmod
 from citydc.collectors.netflow import ipfix, receive, v5, v9
 from citydc.collectors.netflow.decode import (
     Template,
+    announced_rate,
     batch_from_records,
     compile_template,
     implausible,
     implausible_at,
     may_be_implausible,
     normalize,
-    uint_column,
 )
 from citydc.collectors.netflow.fastpath import DirectAggregates, Partial, walk
 from citydc.collectors.netflow.pending import PendingRecords
@@ -107,6 +107,7 @@ class Decoder:
         # whether a datagram's count is unknown (a held or unreadable data set)
         self._dg_records: np.ndarray | None = None
         self._dg_unknown: np.ndarray | None = None
+        self._dg_options: np.ndarray | None = None  # of those records, options data (IPFIX sequence conventions)
         self.templates = templates if templates is not None else TemplateCache()
         self.config_sampling = dict(sampling or {})
         self.labels = exporter_labels or ExporterLabels()
@@ -190,6 +191,7 @@ class Decoder:
         has_ipfix = bool(ipfix_rows.any())
         self._dg_records = np.zeros(len(batch), np.int64) if has_ipfix else None
         self._dg_unknown = np.zeros(len(batch), bool) if has_ipfix else None
+        self._dg_options = np.zeros(len(batch), np.int64) if has_ipfix else None
         try:
             self._feed_v5_batch(batch, heads, labels, site)
             if len(sets.dg):
@@ -207,12 +209,12 @@ class Decoder:
         # bad set (their IPFIX record count is then unknown, so the next one restarts the check).
         bad_set = heads.reason == _BAD_SET
         rows = np.flatnonzero((heads.vcode <= batchmod.IPFIX) & ((heads.reason == 0) | bad_set))
-        records, unknown = self._dg_records, self._dg_unknown
-        if records is not None and unknown is not None:
+        records, unknown, options = self._dg_records, self._dg_unknown, self._dg_options
+        if records is not None and unknown is not None and options is not None:
             records[unknown | bad_set] = -1
-            records = records[rows]
-        self._dg_records = self._dg_unknown = None
-        self.sequences.observe(batch, rows, heads.vcode[rows], records, labels, site)
+            records, options = records[rows], options[rows]
+        self._dg_records = self._dg_unknown = self._dg_options = None
+        self.sequences.observe(batch, rows, heads.vcode[rows], records, labels, site, options)
 
     def _v5_in_c(self, batch: receive.Received, label: str, site: str) -> bool:
         # The compiled path's whole-batch shortcut: one exporter's well-formed v5 datagrams of one
@@ -397,12 +399,21 @@ class Decoder:
         dg = sets.dg[rows]
         exp = batch.exporter_index[dg]
         keys = np.stack([exp, version[rows], heads.domain[dg], sets.set_id[rows]])
+        flows = []
         for (e, ver, domain, set_id), sel in batchmod.groups(*keys):
-            exporter, label = batch.exporters[e], labels[e]
-            key = (site, exporter, ver, domain, set_id)
+            key = (site, batch.exporters[e], ver, domain, set_id)
             template = self.templates.get(key, now)
+            if template is not None and template.is_options:
+                self._sets_one_by_one(template, key, site, labels[e], batch.buf, sets.start[rows[sel]],
+                                      sets.stop[rows[sel]], now, dg[sel])
+            else:
+                flows.append((e, key, template, sel))
+        # Flow data after every options data set of the batch: the sampling rate those announce applies to
+        # the whole batch, whatever the order of the template ids (the groups come sorted by set id).
+        for e, key, template, sel in flows:
+            exporter, label, ver = batch.exporters[e], labels[e], key[2]
             starts, stops = sets.start[rows[sel]], sets.stop[rows[sel]]
-            if template is None or template.record_len is None or template.is_options:
+            if template is None or template.record_len is None:  # held, or variable-length fields
                 self._sets_one_by_one(template, key, site, label, batch.buf, starts, stops, now, dg[sel])
                 continue
             counts = (stops - starts) // template.record_len  # the remainder is padding
@@ -434,6 +445,8 @@ class Decoder:
             if records is not None and unknown is not None:
                 if count >= 0:
                     records[dg] += count
+                    if template is not None and template.is_options and self._dg_options is not None:
+                        self._dg_options[dg] += count
                 else:
                     unknown[dg] = True
 
@@ -473,9 +486,8 @@ class Decoder:
         # Options data announcing a sampling interval sets the rate of the whole observation
         # domain (softflowd, Cisco "sampler" options); other options data is not needed here.
         if "sampling" in template.columns:
-            arr = np.frombuffer(body, dtype=template.dtype)
-            rate = int(uint_column(arr, "sampling", len(arr))[-1])
-            if rate >= 1:
+            rate = announced_rate(template, np.frombuffer(body, dtype=template.dtype))
+            if rate is not None:
                 self.announced_sampling[key[:4]] = rate
 
     # _append and _gather leave out the records whose scaled counters are implausible (counted

@@ -105,8 +105,9 @@ class NetflowMetrics(Collector):
             for (site, exporter, version), value in sorted(dict(counter).items()):
                 fam.add_metric([site, exporter, _VERSIONS[version]], value)
             yield fam
-        fam = CounterMetricFamily("citydc_netflow_decode_errors", "Datagrams or sets dropped as malformed, by reason.",
-                                  labels=["site", "exporter", "reason"])
+        fam = CounterMetricFamily("citydc_netflow_decode_errors",
+                                  "Datagrams, sets (reserved_set) or records (implausible_counter) dropped as "
+                                  "malformed, by reason.", labels=["site", "exporter", "reason"])
         for key, value in sorted(dict(stats.errors).items()):
             fam.add_metric(list(key), value)
         yield fam

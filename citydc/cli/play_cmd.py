@@ -482,7 +482,8 @@ def _null():
 
 def vm_drift_lines(stats_data: dict[str, Any]) -> list[str]:
     """Given a run's stats_data, return the VM drift report of vm-deploy.yml (``vm_drift``) as lines: per hypervisor,
-    in sync, or its missing, undeclared and differing VMs (field: declared -> actual)."""
+    in sync, or its missing, undeclared and differing VMs (field: declared -> actual), those it would define again
+    but another hypervisor runs (moved), and the domains it has that another hypervisor owns (foreign)."""
     lines = []
     for hypervisor, d in sorted((stats_data.get("vm_drift") or {}).items()):
         parts = []
@@ -493,6 +494,12 @@ def vm_drift_lines(stats_data: dict[str, Any]) -> list[str]:
             parts.append(f"{vm} differs: {changes} (declared -> actual)")
         if d.get("undeclared"):
             parts.append(f"undeclared (not removed) {', '.join(d['undeclared'])}")
+        if d.get("moved"):
+            parts.append("runs on another hypervisor, not defined again: "
+                         + ", ".join(f"{vm} on {hv}" for vm, hv in sorted(d["moved"].items())))
+        if d.get("foreign"):
+            parts.append("owned by another hypervisor: "
+                         + ", ".join(f"{vm} ({owner})" for vm, owner in sorted(d["foreign"].items())))
         lines.append(f"vm drift {hypervisor}: " + ("; ".join(parts) if parts else "in sync"))
     return lines
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,59 @@ def test_vm_removed_or_changed_by_hand_is_reported_and_repaired(lab):
     assert spec(conn, "siwei-web01")["vcpu"] == 2 and spec(conn, "siwei-web01")["memory_mib"] == 2048
     rc, after = play(lab)
     assert rc == 0 and sum(c["changed"] for c in after["hosts"].values()) == 0, after["hosts"]
+
+
+FOREIGN_NODE = """<node>
+  <cpu><mhz>2000</mhz><model>x86_64</model><active>2</active><nodes>1</nodes><sockets>1</sockets><cores>2</cores>
+    <threads>1</threads></cpu>
+  <memory>8192000</memory>
+  <domain type='test'>
+    <name>siwei-db01</name>
+    <metadata>
+      <citydc:vm xmlns:citydc="https://citydc.example/xmlns/vm" site="siwei" hypervisor="hv-siwei-1" disk_gib="100"/>
+    </metadata>
+    <memory unit='MiB'>4096</memory>
+    <vcpu>4</vcpu>
+    <os><type arch='x86_64'>hvm</type></os>
+    <devices><interface type='network'><source network='default'/></interface></devices>
+  </domain>
+  <network><name>default</name><bridge name='virbr9'/><forward/><ip address='192.168.99.1' netmask='255.255.255.0'/>
+  </network>
+</node>
+"""
+
+
+def test_a_vm_moved_to_another_hypervisor_is_not_defined_again_on_its_owner(lab, tmp_path):
+    """siwei-db01 migrated to hv-fengshan-1 (its definition, metadata included, went with it): hv-siwei-1 misses it,
+    and defining it there again would run it twice on one disk. hv-fengshan-1 here is a test-driver node of its own
+    (test:///node.xml) holding that domain; hv-siwei-1 stays on the lab's libvirtd."""
+    assert play(lab)[0] == 0
+    conn = lab["conn"]
+    gone = conn.lookupByName("siwei-db01")
+    gone.destroy()
+    gone.undefine()
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory)
+    node = tmp_path / "fengshan-node.xml"
+    node.write_text(FOREIGN_NODE)
+    with (inventory / "host_vars" / "hv-fengshan-1.yml").open("a") as fh:
+        fh.write(f"libvirt_uri: test://{node}\n")
+    try:
+        rc, moved = play(lab, "--inventory", str(inventory))
+        assert rc == 1, moved
+        drift = moved["stats_data"]["vm_drift"]
+        assert drift["hv-siwei-1"]["missing"] == ["siwei-db01"]
+        assert drift["hv-siwei-1"]["moved"] == {"siwei-db01": "hv-fengshan-1"}
+        assert drift["hv-fengshan-1"]["foreign"] == {"siwei-db01": "hv-siwei-1"}
+        failures = {f["host"]: f["message"] for f in moved["failures"]}
+        assert "siwei-db01 on hv-fengshan-1" in failures["hv-siwei-1"]
+        assert "not defined again" in failures["hv-siwei-1"]
+        # and the other way round: hv-fengshan-1's node lacks fengshan-web01, which the lab's libvirtd (hv-siwei-1's
+        # here) holds, owned by hv-fengshan-1
+        assert "fengshan-web01 on hv-siwei-1" in failures["hv-fengshan-1"]
+        assert "siwei-db01" not in [d.name() for d in conn.listAllDomains(0)]  # not defined again on its owner
+        assert moved["hosts"]["hv-siwei-1"]["changed"] == 0
+    finally:
+        rc, back = play(lab)  # the lab inventory: siwei-db01 missing on hv-siwei-1 and nowhere else, so defined
+    assert rc == 0, back
+    assert spec(conn, "siwei-db01") == {"vcpu": 4, "memory_mib": 4096, "network": "default", "running": True}

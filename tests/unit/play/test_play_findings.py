@@ -383,3 +383,17 @@ def test_the_vm_drift_is_shown_without_json():
         "vm drift hv-siwei-1: missing siwei-db01; siwei-web01 differs: vcpu 2 -> 1 (declared -> actual); "
         "undeclared (not removed) test"]
     assert vm_drift_lines({}) == []
+
+
+def test_the_vm_drift_shows_a_vm_moved_to_another_hypervisor_and_the_domains_it_owns():
+    from citydc.cli.play_cmd import vm_drift_lines
+
+    stats = {"vm_drift": {
+        "hv-siwei-1": {"missing": ["siwei-db01"], "undeclared": [], "differing": {}, "foreign": {},
+                       "moved": {"siwei-db01": "hv-fengshan-1"}},
+        "hv-fengshan-1": {"missing": [], "undeclared": [], "differing": {}, "foreign": {"siwei-db01": "hv-siwei-1"},
+                          "moved": {}}}}
+    assert vm_drift_lines(stats) == [
+        "vm drift hv-fengshan-1: owned by another hypervisor: siwei-db01 (hv-siwei-1)",
+        "vm drift hv-siwei-1: missing siwei-db01; runs on another hypervisor, not defined again: "
+        "siwei-db01 on hv-fengshan-1"]

@@ -10,8 +10,10 @@ short_description: Compare the VMs declared for a hypervisor with the domains it
 description:
   - Reads every domain's inactive XML (its persistent definition) and its state. A domain belongs to a
     hypervisor of the inventory through its C(<metadata>) element (C(citydc:vm hypervisor=...)), which the
-    hypervisor role writes; domains of another inventory host are ignored (the lab's two hypervisors share one
-    libvirtd), and domains without that element are reported as undeclared.
+    hypervisor role writes; domains of another inventory host are not this one's to declare (the lab's two
+    hypervisors share one libvirtd) and are reported apart as C(foreign) with their owner (a VM migrated here
+    from its owner keeps that element: the hypervisor role refuses to define it again on its owner), and
+    domains without that element are reported as undeclared.
   - Reports declared VMs that are missing, domains that are not declared, and per VM the fields that differ
     (vcpu, memory_mib, network, disk_gib, site, state). vcpu and memory_mib are what the VM boots with (the
     C(current) attribute of C(<vcpu>), C(<currentMemory>)); vcpu_max and memory_max_mib are reported when the
@@ -42,6 +44,8 @@ EXAMPLES = r"""
 RETURN = r"""
 missing: {description: Declared VMs that do not exist., returned: always, type: list, elements: str}
 undeclared: {description: Domains nobody declared., returned: always, type: list, elements: str}
+foreign: {description: "Domains owned by another hypervisor of the inventory (their metadata): {name: owner}.",
+          returned: always, type: dict}
 differing: {description: "Per VM, per field: {declared, actual}.", returned: always, type: dict}
 redefine: {description: Differing VMs whose definition changes (not only their state)., returned: always, type: list,
            elements: str}
@@ -159,7 +163,7 @@ def main():
     except libvirt.libvirtError as exc:
         module.fail_json(msg="libvirt %s: %s" % (p["uri"], exc.get_error_message()))
     try:
-        actual, undeclared = {}, []
+        actual, undeclared, foreign = {}, [], {}
         for dom in conn.listAllDomains(0):
             spec, owner = actual_spec(dom)
             name = dom.name()
@@ -167,13 +171,15 @@ def main():
                 actual[name] = spec
             elif owner is None or owner == p["hypervisor"]:
                 undeclared.append(name)
+            else:
+                foreign[name] = owner
     finally:
         conn.close()
     missing = sorted(n for n in declared if n not in actual)
     differing = differences(declared, actual)
     redefine = to_redefine(differing)
-    module.exit_json(changed=False, missing=missing, undeclared=sorted(undeclared), differing=differing,
-                     redefine=redefine, in_sync=not missing and not differing, actual=actual)
+    module.exit_json(changed=False, missing=missing, undeclared=sorted(undeclared), foreign=foreign,
+                     differing=differing, redefine=redefine, in_sync=not missing and not differing, actual=actual)
 
 
 if __name__ == "__main__":

@@ -82,10 +82,25 @@ def interface_samples(rows: Iterable[InterfaceRow], site: str, device: str) -> l
 
 def render(result: ScrapeResult, site: str, device: str, counters: TargetCounters | None) -> bytes:
     """Given a poll's result, the device's site and name and its counter state (None: not polled yet),
-    return the ``/snmp`` answer: the poll's own families (client_python), then the interface samples."""
+    return the ``/snmp`` answer: a comment saying why a failed poll failed, the poll's own families
+    (client_python), then the interface samples."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ResultCollector(result, site, device, counters))
-    return generate_latest(registry) + samples_text(interface_samples(result.rows, site, device))
+    return (failure_comment(result) + generate_latest(registry)
+            + samples_text(interface_samples(result.rows, site, device)))
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def failure_comment(result: ScrapeResult) -> bytes:
+    """Given a poll's result, return a ``#`` comment line with the failed poll's reason and message ("" when it
+    did not fail): the engineer who curls ``/snmp`` sees why (e.g. the OID an agent answered genErr for) without
+    the exporter's log; Prometheus' text parser skips comments."""
+    if result.up or not result.message:
+        return b""
+    text = _UNPRINTABLE.sub("?", f"{result.reason}: {result.message}")[:500]
+    return f"# citydc_snmp poll failed: {text}\n".encode()
 
 
 class _ResultCollector:

@@ -132,3 +132,37 @@ def test_the_polling_path_is_counted_on_metrics(monkeypatch, v2c_path, auth, exp
                                              {"site": "siwei", "path": other}) is None
     finally:
         exp.stop()
+
+
+def test_a_failed_poll_says_why_in_a_comment_of_its_answer(monkeypatch):
+    """curl of /snmp for a dead device shows the reason and its message, not only reason="timeout"; Prometheus'
+    parser skips the comment and reads the same samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("CITYDC_TEST_COMMUNITY", "unit-community")
+    exp = Exporter(config())
+    exp.start()
+    server = serve(exp, "127.0.0.1", 0)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/snmp?target=127.0.0.1:1"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body = resp.read().decode()
+    finally:
+        server.shutdown()
+        exp.stop()
+    first = body.splitlines()[0]
+    assert first.startswith("# citydc_snmp poll failed: timeout: no SNMP response"), first
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    assert families["citydc_snmp_up"].samples[0].value == 0
+    assert "unit-community" not in body
+
+
+def test_the_failure_comment_is_one_printable_line_and_absent_when_the_poll_worked():
+    from citydc.collectors.snmp.exposition import failure_comment
+
+    line = failure_comment(ScrapeResult(False, "error_status", "agent said \x1b[31mno\nsuch\x00 é" + "x" * 900))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and len(line) < 600
+    assert line.startswith(b"# citydc_snmp poll failed: error_status: agent said ?[31mno?such? ?")
+    assert failure_comment(ScrapeResult(True, message="partial")) == b""
+    assert failure_comment(ScrapeResult(False, "timeout", "")) == b""

@@ -109,6 +109,9 @@ class UserNames:
         # Realms listed without their id: an audit client with only view-users of master sees master so.
         self.unnamed: list[str] = []
         self.cache: dict[tuple[str, str], str | None] = {}
+        # Per realm, e-mail logins whose account turned out to have that very address as its username: a realm
+        # with e-mail addresses as usernames would otherwise cost one look-up per user (_account_of).
+        self.typed_is_account: dict[str, int] = {}
 
     def realm_of(self, realm_id: str) -> str | None:
         if self.realm_names is None:
@@ -212,6 +215,8 @@ def _user_event(obj: Mapping[str, Any], t: int, eid: str, where: str, names: Use
     kc_type = kc_type or "UNKNOWN"
     ip = _ip(raw_ip)
     extra: dict[str, Any] = {k: v for k, v in details.items() if k in _DETAIL_KEY_SET and isinstance(v, str)}
+    if username and user_id and names is not None and "@" in username:
+        username = _account_of(username, user_id, names, build.realm, extra)
     if user_id:
         extra["user_id"] = user_id
     if sid:
@@ -225,6 +230,24 @@ def _user_event(obj: Mapping[str, Any], t: int, eid: str, where: str, names: Use
     if username and kc_type in LOGIN_TYPES:
         attempt = Attempt(datetime_of_ms(t), username, ip, success, "keycloak")
     return event, attempt
+
+
+def _account_of(typed: str, user_id: str, names: UserNames, realm: str, extra: dict[str, Any]) -> str:
+    """Given the name a user typed (an e-mail address: Keycloak lets users log in with it by default), the user's
+    id, the name look-up and the event's details, return the account's username (the typed name goes into the
+    details as ``login_name``). Else failures by e-mail and by username would be two accounts to the detector
+    (Keycloak 26.5.6 records ``details.username`` as typed, ``plain@city.example`` for the user ``plain``)."""
+    seen_same = names.typed_is_account.get(realm, 0)
+    if seen_same >= SAME_ACCOUNT_LOOKUPS:
+        return typed  # this realm's usernames are the e-mail addresses: no more look-ups
+    account = names.name(realm, user_id)
+    if not account or account.lower() == typed.lower():
+        if account and seen_same >= 0:
+            names.typed_is_account[realm] = seen_same + 1
+        return typed
+    names.typed_is_account[realm] = -1  # e-mail logins to accounts named otherwise: always look them up
+    extra["login_name"] = typed[:200]
+    return account
 
 
 def _checked_user_fields(obj: Mapping[str, Any], where: str, realm: str, names: UserNames | None) -> tuple:
@@ -293,6 +316,10 @@ def _role_names(representation: Any) -> list[str]:
         return []
     return [r["name"][:100] for r in reps if isinstance(r, dict) and isinstance(r.get("name"), str)][:50]
 
+
+# E-mail logins looked up in a realm before it is taken for one whose usernames are e-mail addresses (every look-up
+# gave back the typed address), unless one of them named another account.
+SAME_ACCOUNT_LOOKUPS = 20
 
 AHEAD = 2  # pages fetched and waiting at most, besides the one being mapped
 

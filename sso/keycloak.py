@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import orjson
 
@@ -120,12 +120,20 @@ class Keycloak:
             raise KeycloakError(f"{self.base_url}: cannot get a token: {_why(exc)}") from None
         if resp.status_code != 200:
             raise KeycloakError(f"{self.base_url}: token request of client {self.client_id} in realm "
-                                f"{self.auth_realm} refused (HTTP {resp.status_code}: {_error_of(resp)})")
+                                f"{self.auth_realm} refused (HTTP {resp.status_code}: {_error_of(resp, self._hide)})")
         body = need_map(_json(resp, "token"), "token")
         self._token = field(body, "access_token", str, "token")
         lifetime = field(body, "expires_in", int, "token", 60)
         self._expires = time.monotonic() + max(5, lifetime - 10)
         return self._token
+
+    def _hide(self, text: str) -> str:
+        """Given an error text of the server, return it without the client secret or the access token: a proxy or
+        a wrong base_url can answer with an error page that echoes the request (the form holds the secret)."""
+        for credential in {self._secret, quote_plus(self._secret), quote(self._secret, safe=""), self._token or ""}:
+            if len(credential) >= 4:
+                text = text.replace(credential, "***")
+        return text
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request and return its answer, read whole but at most MAX_ANSWER_BYTES (decoded), within
@@ -177,7 +185,7 @@ class Keycloak:
                 raise KeycloakError(f"GET {url}: forbidden: the audit client lacks a role (needs view-realm, "
                                     "view-users, view-clients, view-events)")
             if resp.status_code != 200:
-                raise KeycloakError(f"GET {url}: HTTP {resp.status_code}: {_error_of(resp)}")
+                raise KeycloakError(f"GET {url}: HTTP {resp.status_code}: {_error_of(resp, self._hide)}")
             return _json(resp, f"GET {url}")
         raise KeycloakError(f"GET {url}: token refused twice")  # pragma: no cover - loop returns or raises
 
@@ -263,14 +271,16 @@ def _json(resp: httpx.Response, what: str) -> Any:
         raise ApiShapeError(f"{what}: the answer is not JSON ({resp.headers.get('content-type', '?')})") from None
 
 
-def _error_of(resp: httpx.Response) -> str:
+def _error_of(resp: httpx.Response, hide: Callable[[str], str]) -> str:
+    """Given an error answer and what hides the credentials in a text, return its first 200 characters of
+    explanation (hidden before they are cut: a cut must not leave half a secret)."""
     try:
         body = resp.json()
     except ValueError:
-        return resp.text[:200].strip() or resp.reason_phrase
+        return hide(resp.text)[:200].strip() or resp.reason_phrase
     if isinstance(body, Mapping):
-        return str(body.get("error_description") or body.get("error") or body.get("errorMessage") or "")[:200]
-    return str(body)[:200]
+        return hide(str(body.get("error_description") or body.get("error") or body.get("errorMessage") or ""))[:200]
+    return hide(str(body))[:200]
 
 
 def _why(exc: httpx.HTTPError) -> str:

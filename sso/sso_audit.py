@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from citydc.config.models import KeycloakSource, LdapSource
@@ -102,34 +103,48 @@ def jml_cases(users: list[Mapping[str, Any]], directory: DirectoryView, realm: s
     return out
 
 
-def _admins(kc: Keycloak, realm: str, clients: list[Mapping[str, Any]], roles: list[str]) -> list[AdminUser]:
-    """Return the users holding an admin role directly (realm role, or realm-management client role)."""
+SERVICE_ACCOUNT_PREFIX = "service-account-"  # Keycloak names a client's service-account user so (lowercase)
+
+
+def _service_accounts(clients: list[Client]) -> set[str]:
+    """Given a realm's clients, return the usernames of their service accounts."""
+    return {(SERVICE_ACCOUNT_PREFIX + c.client_id).lower() for c in clients if c.service_account}
+
+
+def _admins(kc: Keycloak, realm: str, clients: list[Mapping[str, Any]], roles: list[str], *,
+            service_accounts: set[str], page: int = 500) -> list[AdminUser]:
+    """Return the users who can log in and hold an admin role directly (realm role, or realm-management client
+    role). A disabled user cannot log in, and a service account logs in with its client's secret, never a
+    password and a second factor: neither is an administrator without OTP."""
     held: dict[str, tuple[list[str], bool]] = {}
+    r = quote(realm, safe="")
 
     def add(users: Any, role: str) -> None:
         for j, u in enumerate(users):
             where = f"realm {realm} role {role} users[{j}]"
             name = field(u, "username", str, where)
             otp = field(u, "totp", bool, where, False)
+            if not field(u, "enabled", bool, where, True) or name.lower() in service_accounts:
+                continue
             entry = held.setdefault(name, ([], otp))
             entry[0].append(role)
 
-    realm_roles = {field(need_map(r, f"realm {realm} roles"), "name", str, f"realm {realm} roles")
-                   for r in need_list(kc.get(f"{realm}/roles"), f"realm {realm} roles")}
+    realm_roles = {field(need_map(x, f"realm {realm} roles"), "name", str, f"realm {realm} roles")
+                   for x in need_list(kc.get(f"{r}/roles"), f"realm {realm} roles")}
     for role in roles:
         if role in realm_roles:
-            add(kc.paged(f"{realm}/roles/{role}/users", {"briefRepresentation": "false"}, 500,
+            add(kc.paged(f"{r}/roles/{quote(role, safe='')}/users", {"briefRepresentation": "false"}, page,
                          f"realm {realm} role {role} users"), role)
     mgmt = next((c for c in clients if c.get("clientId") == "realm-management"), None)
     if mgmt is not None:
-        cid = field(mgmt, "id", str, f"realm {realm} client realm-management")
-        names = {field(need_map(r, "client roles"), "name", str, f"realm {realm} realm-management roles")
-                 for r in need_list(kc.get(f"{realm}/clients/{cid}/roles"), f"realm {realm} realm-management roles")}
+        cid = quote(field(mgmt, "id", str, f"realm {realm} client realm-management"), safe="")
+        names = {field(need_map(x, "client roles"), "name", str, f"realm {realm} realm-management roles")
+                 for x in need_list(kc.get(f"{r}/clients/{cid}/roles"), f"realm {realm} realm-management roles")}
         for role in roles:
             if role in names:
-                add(kc.paged(f"{realm}/clients/{cid}/roles/{role}/users", {"briefRepresentation": "false"}, 500,
-                             f"realm {realm} realm-management role {role} users"), f"realm-management/{role}")
-    return [AdminUser(n, tuple(r), otp) for n, (r, otp) in sorted(held.items())]
+                add(kc.paged(f"{r}/clients/{cid}/roles/{quote(role, safe='')}/users", {"briefRepresentation": "false"},
+                             page, f"realm {realm} realm-management role {role} users"), f"realm-management/{role}")
+    return [AdminUser(n, tuple(roles_), otp) for n, (roles_, otp) in sorted(held.items())]
 
 
 def read_realm(kc: Keycloak, realm: str, src: KeycloakSource, directory: DirectoryView | None) -> RealmData:
@@ -141,7 +156,8 @@ def read_realm(kc: Keycloak, realm: str, src: KeycloakSource, directory: Directo
         fed = LdapFederation.from_api(comp, f"realm {realm} components[{i}]")
         if fed is not None:
             data.ldap.append(fed)
-    data.admins = _admins(kc, realm, raw_clients, src.rules.admin_roles)
+    data.admins = _admins(kc, realm, raw_clients, src.rules.admin_roles,
+                          service_accounts=_service_accounts(data.clients), page=src.page_size)
     users = list(kc.users(realm, src.page_size))
     data.users = len(users)
     if directory is not None:

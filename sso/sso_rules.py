@@ -13,7 +13,6 @@ Subjects: ``<realm>`` (realm settings), ``<realm>/client:<clientId>``, ``<realm>
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,12 @@ class RealmSettings:
     access_token_lifespan: int
     sso_idle: int
     sso_max: int
+    # The event types saved when events are on; empty: Keycloak's default set (logins included).
+    enabled_event_types: tuple[str, ...] = ()
+    # "Remember me" sessions: when on, their own idle / max (0: the SSO session's) apply to them.
+    remember_me: bool = False
+    remember_idle: int = 0
+    remember_max: int = 0
 
     @classmethod
     def from_api(cls, rep: Mapping[str, Any]) -> RealmSettings:
@@ -51,7 +56,40 @@ class RealmSettings:
                    get(rep, "adminEventsEnabled", bool, w, False),
                    get(rep, "adminEventsDetailsEnabled", bool, w, False),
                    get(rep, "accessTokenLifespan", int, w, 300), get(rep, "ssoSessionIdleTimeout", int, w, 1800),
-                   get(rep, "ssoSessionMaxLifespan", int, w, 36000))
+                   get(rep, "ssoSessionMaxLifespan", int, w, 36000), _strings(rep, "enabledEventTypes", w),
+                   get(rep, "rememberMe", bool, w, False), get(rep, "ssoSessionIdleTimeoutRememberMe", int, w, 0),
+                   get(rep, "ssoSessionMaxLifespanRememberMe", int, w, 0))
+
+    def remembered(self) -> tuple[int, int] | None:
+        """Return the (idle, max) of "remember me" sessions, as Keycloak applies them (None when it is off)."""
+        if not self.remember_me:
+            return None
+        return self.remember_idle or self.sso_idle, self.remember_max or self.sso_max
+
+
+LIFESPAN_ATTRIBUTE = "access.token.lifespan"  # a client's attribute: its own access token lifespan (seconds)
+
+
+def _lifespan(attributes: Mapping[str, Any], where: str) -> int | None:
+    """Given a client's attributes, return its own access token lifespan (None: empty or unset, the realm's)."""
+    value = attributes.get(LIFESPAN_ATTRIBUTE)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiShapeError(f"{where}.attributes.{LIFESPAN_ATTRIBUTE}: expected str, got {type(value).__name__}")
+    try:
+        return int(value)
+    except ValueError:  # empty: the realm's; anything else makes Keycloak fail the token request itself
+        return None
+
+
+def _strings(rep: Mapping[str, Any], name: str, where: str) -> tuple[str, ...]:
+    """Given an object of an answer, return its list of strings ``name`` (empty when missing)."""
+    values = get(rep, name, list, where, [])
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ApiShapeError(f"{where}.{name}[{i}]: expected str, got {type(v).__name__}")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -63,18 +101,32 @@ class Client:
     direct_grants: bool
     standard_flow: bool
     redirect_uris: tuple[str, ...]
+    root_url: str = ""
+    service_account: bool = False
+    access_token_lifespan: int | None = None  # the client's own, over the realm's (None: the realm's)
 
     @classmethod
     def from_api(cls, rep: Mapping[str, Any], where: str) -> Client:
         cid = get(rep, "clientId", str, where)
         w = f"{where} ({cid})"
-        uris = get(rep, "redirectUris", list, w, [])
-        for i, u in enumerate(uris):
-            if not isinstance(u, str):
-                raise ApiShapeError(f"{w}.redirectUris[{i}]: expected str, got {type(u).__name__}")
         return cls(cid, get(rep, "enabled", bool, w, True), get(rep, "publicClient", bool, w, False),
                    get(rep, "bearerOnly", bool, w, False), get(rep, "directAccessGrantsEnabled", bool, w, False),
-                   get(rep, "standardFlowEnabled", bool, w, True), tuple(uris))
+                   get(rep, "standardFlowEnabled", bool, w, True), _strings(rep, "redirectUris", w),
+                   get(rep, "rootUrl", str, w, ""), get(rep, "serviceAccountsEnabled", bool, w, False),
+                   _lifespan(get(rep, "attributes", Mapping, w, {}), w))
+
+    def resolved(self, uri: str) -> str:
+        """Given one of the client's redirect URIs, return it as Keycloak matches it: a path (``/…``) is appended
+        to the client's Root URL when that is set and not one of Keycloak's own (``${authBaseUrl}``); without a
+        Root URL it stays a path on Keycloak's own origin."""
+        if uri.startswith("/") and self.root_url and not self.root_url.startswith("${"):
+            return self.root_url + uri
+        return uri
+
+    def shown(self, uri: str) -> str:
+        """Given a redirect URI, return it for a finding's message: a path with the Root URL it resolves against."""
+        full = self.resolved(uri)
+        return uri if full == uri else f"{uri} (Root URL {self.root_url})"
 
 
 @dataclass(frozen=True)
@@ -83,6 +135,13 @@ class LdapFederation:
     url: str
     start_tls: bool
     enabled: bool
+
+    def plain_urls(self) -> list[str]:
+        """Return the connection URLs in clear: ``ldap://`` without StartTLS. Keycloak takes several URLs separated
+        by spaces (failover), so a fallback in clear behind an ``ldaps://`` one counts too."""
+        if self.start_tls:
+            return []
+        return [u for u in self.url.split() if u.lower().startswith("ldap://")]
 
     @classmethod
     def from_api(cls, rep: Mapping[str, Any], where: str) -> LdapFederation | None:
@@ -176,13 +235,24 @@ def _brute_force(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Findi
         yield r.found(d.settings.name, "brute-force detection is off", bruteForceProtected=False)
 
 
-_LENGTH = re.compile(r"(?:^|\s|and\s)length\((\d+)\)")
+# Keycloak's `length` policy without a value (LengthPasswordPolicyProviderFactory's default).
+DEFAULT_LENGTH = 8
 
 
 def password_min_length(policy: str) -> int:
-    """Given a realm's passwordPolicy string, return its minimum length (0 when it sets none)."""
-    m = _LENGTH.search(policy)
-    return int(m.group(1)) if m else 0
+    """Given a realm's passwordPolicy string, return its minimum length (0 when it sets none).
+
+    Read as Keycloak reads it (PasswordPolicy.parse): policies joined by `` and ``, each ``name`` or
+    ``name(value)``, the last of a name holding; ``length`` alone is 8. A ``length(20)`` inside another
+    policy's value (``regexPattern(… length(20) …)``) sets no length."""
+    found = 0
+    for part in policy.split(" and "):
+        name, paren, value = part.strip().partition("(")
+        if name.strip() != "length":
+            continue
+        value = value[:-1] if paren else ""
+        found = DEFAULT_LENGTH if not paren else int(value) if value.isdigit() else 0
+    return found
 
 
 @sso_rule("SSO-PWD-001", "medium", "realm", "Weak password policy",
@@ -198,14 +268,22 @@ def _password_policy(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[F
                       passwordPolicy=d.settings.password_policy, min_length=n)
 
 
+LOGIN_EVENT_TYPES = frozenset({"LOGIN", "LOGIN_ERROR"})
+
+
 @sso_rule("SSO-EVT-001", "high", "realm", "Login events not saved",
           "The realm does not store its login events: failed and successful logins leave no trace an "
           "investigation or `citydc audit auth` can read (Keycloak's default).",
           "Realm settings → Events → User events settings: Save events on, with an expiration of at least "
           "the configured days.")
 def _events_saved(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
-    if not d.settings.events_enabled:
-        yield r.found(d.settings.name, "login events are not saved", eventsEnabled=False)
+    st = d.settings
+    if not st.events_enabled:
+        yield r.found(st.name, "login events are not saved", eventsEnabled=False)
+    elif st.enabled_event_types and (left_out := sorted(LOGIN_EVENT_TYPES - set(st.enabled_event_types))):
+        # Saved events restricted to a list of types that leaves logins out: on, yet nothing to audit.
+        yield r.found(st.name, f"login events are not saved: {', '.join(left_out)} not among the saved event types",
+                      enabledEventTypes=list(st.enabled_event_types))
 
 
 @sso_rule("SSO-EVT-002", "medium", "realm", "Login events expire too soon",
@@ -215,7 +293,8 @@ def _events_saved(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Find
           "policy requires.")
 def _events_expiry(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     exp = d.settings.events_expiration
-    if d.settings.events_enabled and exp and exp < s.min_event_expiration_days * 86400:
+    # None, 0 or a negative expiration (Keycloak takes -5): events are kept until deleted.
+    if d.settings.events_enabled and exp is not None and 0 < exp < s.min_event_expiration_days * 86400:
         yield r.found(d.settings.name, f"login events expire after {exp // 86400} days {exp % 86400 // 3600} h "
                                        f"(required {s.min_event_expiration_days} days)", eventsExpiration=exp)
 
@@ -241,25 +320,52 @@ def _admin_details(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Fin
 
 @sso_rule("SSO-TOK-001", "medium", "realm", "Access tokens live too long",
           "A stolen access token stays valid for its whole lifespan; long lifespans also delay the effect "
-          "of disabling an account.",
-          "Realm settings → Tokens: Access Token Lifespan of a few minutes (5-15).")
+          "of disabling an account. A client's own Access Token Lifespan (advanced settings) overrides the "
+          "realm's.",
+          "Realm settings → Tokens: Access Token Lifespan of a few minutes (5-15); Clients → the client → "
+          "Advanced → Access Token Lifespan: empty (the realm's) or as short.")
 def _token(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     t = d.settings.access_token_lifespan
-    if t > s.max_access_token_seconds:
-        yield r.found(d.settings.name, f"access token lifespan {t} s (limit {s.max_access_token_seconds} s)",
-                      accessTokenLifespan=t)
+    if _token_too_long(t, s):
+        yield r.found(d.settings.name, f"access token lifespan {_lifespan_text(t)} "
+                                       f"(limit {s.max_access_token_seconds} s)", accessTokenLifespan=t)
+    for c in _web(d, s):
+        if (own := c.access_token_lifespan) is not None and _token_too_long(own, s):
+            yield r.found(f"{d.settings.name}/client:{c.client_id}",
+                          f"access token lifespan {_lifespan_text(own)} set on the client "
+                          f"(limit {s.max_access_token_seconds} s)", **{LIFESPAN_ATTRIBUTE: own})
+
+
+def _token_too_long(lifespan: int, s: SsoRuleSettings) -> bool:
+    # A negative lifespan (-1) is no lifespan: Keycloak 26.5.6 then issued tokens lasting the SSO session (43200 s).
+    return lifespan < 0 or lifespan > s.max_access_token_seconds
+
+
+def _lifespan_text(lifespan: int) -> str:
+    return f"{lifespan} s" if lifespan >= 0 else f"{lifespan} (none: tokens last as long as the SSO session)"
 
 
 @sso_rule("SSO-TOK-002", "medium", "realm", "SSO sessions live too long",
-          "The SSO session idle timeout or maximum lifespan is longer than the configured limit: an "
-          "unattended browser stays logged in to every application.",
-          "Realm settings → Sessions: SSO Session Idle 30-60 min, SSO Session Max within a working day.")
+          "The SSO session idle timeout or maximum lifespan (or, with Remember me on, the remembered sessions' "
+          "own) is longer than the configured limit: an unattended browser stays logged in to every application.",
+          "Realm settings → Sessions: SSO Session Idle 30-60 min, SSO Session Max within a working day, and the "
+          "Remember Me idle / max as short (or Remember me off).")
 def _session(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     st = d.settings
-    if st.sso_idle > s.max_sso_session_idle_seconds or st.sso_max > s.max_sso_session_max_seconds:
-        yield r.found(st.name, f"SSO session idle {st.sso_idle} s, max {st.sso_max} s (limits "
-                               f"{s.max_sso_session_idle_seconds} s, {s.max_sso_session_max_seconds} s)",
-                      ssoSessionIdleTimeout=st.sso_idle, ssoSessionMaxLifespan=st.sso_max)
+
+    def too_long(idle: int, most: int) -> bool:
+        return idle > s.max_sso_session_idle_seconds or most > s.max_sso_session_max_seconds
+
+    limits = f"(limits {s.max_sso_session_idle_seconds} s, {s.max_sso_session_max_seconds} s)"
+    remembered = st.remembered()
+    if too_long(st.sso_idle, st.sso_max) or (remembered and too_long(*remembered)):
+        what = f"SSO session idle {st.sso_idle} s, max {st.sso_max} s"
+        evidence: dict[str, Any] = {"ssoSessionIdleTimeout": st.sso_idle, "ssoSessionMaxLifespan": st.sso_max}
+        if remembered and too_long(*remembered):
+            what += f"; remember-me sessions idle {remembered[0]} s, max {remembered[1]} s"
+            evidence.update(rememberMe=True, ssoSessionIdleTimeoutRememberMe=st.remember_idle,
+                            ssoSessionMaxLifespanRememberMe=st.remember_max)
+        yield r.found(st.name, f"{what} {limits}", **evidence)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -268,18 +374,22 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def wildcard_redirect(uri: str) -> bool:
-    """Given a redirect URI, return True when it is ``*`` or has a wildcard before its path.
+    """Given a redirect URI, return True when it lets Keycloak send a code or token to a site of anyone's choice:
+    ``*``, or a ``*`` at the end before the path starts (``https://app.example*`` also matches
+    ``https://app.example.evil.com``).
 
-    A trailing ``/*`` on a fixed https origin is Keycloak's documented prefix match (its own consoles
-    use it) and is not reported; ``*`` alone, or ``*`` in the scheme, host or port, lets a token go
-    to any site.
+    Keycloak (RedirectUtils) honours a ``*`` only at the end of a URI without a query, as a prefix match; any
+    other ``*`` is a literal character (on 26.5.6, ``https://*.partner.example/cb`` refused
+    ``https://evil.partner.example/cb``), so it lets nothing through. A trailing ``/*`` on a fixed origin is
+    the documented prefix match (its own consoles use it) and is not reported.
     """
-    if uri.strip() in ("*", "/*"):
+    uri = uri.strip()
+    if uri in ("*", "/*"):
         return True
-    if "://" not in uri:
-        return False  # a path relative to the client's root URL (Keycloak's consoles use /…/*)
-    scheme, rest = uri.split("://", 1)
-    return "*" in scheme or "*" in rest.split("/", 1)[0]
+    if "://" not in uri or not uri.endswith("*") or "?" in uri:
+        return False  # a path relative to Keycloak's origin (its consoles use /…/*), or no wildcard to Keycloak
+    rest = uri[:-1].split("://", 1)[1]
+    return "/" not in rest  # the prefix stops before the path: any host (or port) starting so matches
 
 
 def _http_redirect(uri: str) -> bool:
@@ -297,12 +407,13 @@ def _web(d: RealmData, s: SsoRuleSettings) -> list[Client]:
 
 
 @sso_rule("SSO-CLI-001", "high", "client", "Wildcard redirect URI",
-          "A client accepts a redirect URI that is `*` or has a wildcard in its scheme or host: an attacker "
-          "can have authorization codes or tokens sent to a site of their choice.",
+          "A client accepts a redirect URI that is `*` or ends in a wildcard before its path (Keycloak's prefix "
+          "match: `https://app.example*` also matches `https://app.example.evil.com`): an attacker can have "
+          "authorization codes or tokens sent to a site of their choice.",
           "Clients → the client → Valid redirect URIs: list the application's exact callback URLs.")
 def _wildcard(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     for c in _web(d, s):
-        bad = [u for u in c.redirect_uris if wildcard_redirect(u)]
+        bad = [c.shown(u) for u in c.redirect_uris if wildcard_redirect(c.resolved(u))]
         if bad:
             yield r.found(f"{d.settings.name}/client:{c.client_id}", f"wildcard redirect URI {', '.join(bad)}",
                           redirectUris=bad)
@@ -314,7 +425,7 @@ def _wildcard(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]
           "Clients → the client → Valid redirect URIs: https:// only (http only to 127.0.0.1 for native apps).")
 def _http(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     for c in _web(d, s):
-        bad = [u for u in c.redirect_uris if _http_redirect(u)]
+        bad = [c.shown(u) for u in c.redirect_uris if _http_redirect(c.resolved(u))]
         if bad:
             yield r.found(f"{d.settings.name}/client:{c.client_id}", f"http redirect URI {', '.join(bad)}",
                           redirectUris=bad)
@@ -368,5 +479,6 @@ def _jml(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
           "Keycloak's truststore.")
 def _ldap_tls(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     for f in d.ldap:
-        if f.enabled and f.url.lower().startswith("ldap://") and not f.start_tls:
-            yield r.found(f"{d.settings.name}/ldap:{f.name}", f"{f.url} without StartTLS", connectionUrl=f.url)
+        if f.enabled and (plain := f.plain_urls()):
+            yield r.found(f"{d.settings.name}/ldap:{f.name}", f"{' '.join(plain)} without StartTLS",
+                          connectionUrl=f.url)

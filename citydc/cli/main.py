@@ -23,7 +23,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("citydc.cli.collect_cmd:collect_group", "SNMP and NetFlow/IPFIX collectors for Prometheus."),
     "backup": ("citydc.cli.backup_cmd:backup_group", "restic jobs: off-site copy, checks, prune, restore drills."),
     "log": ("citydc.cli.log_cmd:log_group", "The security log: ship, search, stats, verify, saved questions."),
-    "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP directory audit, authentication-log audit, run diffs."),
+    "audit": ("citydc.cli.audit_cmd:audit_group", "LDAP and Keycloak audits, authentication-log audit, run diffs."),
     "alerts": ("citydc.cli.alerts_cmd:alerts_group", "Alertmanager config and the notification webhook."),
     "noc": ("citydc.cli.noc_cmd:noc_group", "The NOC wall page: alerts, site status, link utilisation."),
     "report": ("citydc.cli.report_cmd:report_group", "Monthly 95th-percentile bandwidth report from Prometheus."),

@@ -109,7 +109,8 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
     the sample at T is the rate over the 5 minutes before T. With a committed rate in report:, the
     overage is how far the 95th percentile is above it. Exit 0 with a report; 1 when Prometheus fails,
     holds no samples of a direction, or answers a sample that is not a rate (NaN, infinite, negative:
-    never billed); 2 for a usage or config error.
+    never billed); 2 for a usage or config error. Warnings (samples missing, an agency's site or a site's
+    uplink not scraped, Prometheus's own warnings) go to stderr in every format and into the JSON.
     """
     from citydc.report.bandwidth import BadSample, NoData, build_report, parse_month
     from citydc.report.promapi import PrometheusClient, PrometheusError
@@ -156,6 +157,9 @@ def bandwidth(ctx: click.Context, link: str | None, agency: str | None, site: st
         _table(report, wide)
         if png:
             err.print(f"chart written to {escape(png)}")
+    # On stderr in every format: a script billing from --csv or --json must hear of a month half missing too.
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _csv(report) -> None:
@@ -186,7 +190,3 @@ def _table(report, wide: bool) -> None:
         out.print(f"billable (higher 95th percentile): {format_bit_rate(report.billable_p95_bps)}; "
                   f"committed {format_bit_rate(report.subject.committed_bps)}; "
                   f"overage {format_bit_rate(report.billable_overage_bps)}")
-    missing = [r for r in report.rows if r.samples < r.expected]
-    for r in missing:
-        err.print(f"[yellow]warning:[/] {r.direction}: {r.expected - r.samples} of {r.expected} 5-minute samples "
-                  "missing from Prometheus; the figures cover the samples present")

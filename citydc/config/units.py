@@ -34,10 +34,18 @@ def parse_bit_rate(text: str) -> float:
 
 
 def format_bit_rate(bps: float | None, missing: str = "-") -> str:
-    """Given bits per second, return ``123.4 Mbit/s`` (three significant figures at least); ``missing`` for None."""
+    """Given bits per second, return ``123.4 Mbit/s``, ``1.05 Gbit/s`` (three significant figures at least: a
+    1.049 Gbit/s 95th percentile must not read as the 1.0 Gbit/s it exceeds); ``missing`` for None. The unit is
+    chosen after rounding: 999.96 Mbit/s is ``1.00 Gbit/s``, not ``1000.0 Mbit/s``."""
     if bps is None:
         return missing
-    for unit, scale in _SHOWN:
-        if abs(bps) >= scale:
-            return f"{bps / scale:.1f} {unit}"
-    return f"{bps:.0f} bit/s"
+    larger = None
+    for unit, scale in (*_SHOWN, ("bit/s", 1.0)):
+        if abs(bps) >= scale or unit == "bit/s":
+            value = bps / scale
+            decimals = 0 if unit == "bit/s" else 2 if abs(round(value, 2)) < 10 else 1
+            if larger is not None and abs(round(value, decimals)) >= 1000:
+                value, unit, decimals = bps / larger[1], larger[0], 2  # rounding reached the next unit
+            return f"{value:.{decimals}f} {unit}"
+        larger = (unit, scale)
+    return f"{bps:.0f} bit/s"  # pragma: no cover - the loop always returns at bit/s

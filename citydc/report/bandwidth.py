@@ -9,6 +9,9 @@ is the average rate over the 5 minutes before it, so the samples cover the month
 - an agency: ``agency:citydc_netflow_agency_bits:rate5m`` summed over the sites (in = to its prefixes);
 - a site: ``site_uplink:citydc_snmp_if_bits:sum_rate5m`` (its uplinks: ifAlias says "uplink").
 
+A link is its device and ifName: series of it whose other labels changed in the month (ifAlias edited,
+ifIndex renumbered) are joined; series sharing many samples (scraped twice) fail the report (``NoData``).
+
 The 95th percentile is the nearest-rank one: sort the N samples, take the ceil(0.95 N)-th. With a
 committed rate, the overage of a direction is how far its 95th percentile is above it (else 0);
 ``billable`` is the higher of the two directions' 95th percentiles, as carriers bill.
@@ -126,6 +129,43 @@ def subject_query(subject: Subject) -> str:
     return f"sum by (direction) (site_uplink:citydc_snmp_if_bits:sum_rate5m{{site={_quote(subject.name)}}})"
 
 
+def parts_query(subject: Subject) -> tuple[str, str] | None:
+    """Given an agency or a site, return the PromQL counting the series its sum adds up by direction (its sites'
+    collectors, its uplinks) and what they are; None for a link, which is one interface."""
+    # Distinct sites or interfaces, not series: a label change mid-month (ifAlias edited) is one interface.
+    if subject.kind == "agency":
+        return ("count by (direction) (count by (direction, site) "
+                f"(agency:citydc_netflow_agency_bits:rate5m{{agency={_quote(subject.name)}}}))", "sites")
+    if subject.kind == "site":
+        # The selector of site_uplink:citydc_snmp_if_bits:sum_rate5m in alerts/snmp.rules.yml, which sums
+        # the uplinks away: counting them needs the level it reads.
+        return ("count by (direction) (count by (direction, device, ifName) "
+                f'(link:citydc_snmp_if_bits:rate5m{{site={_quote(subject.name)},ifAlias=~"(?i).*uplink.*"}}))',
+                "uplinks")
+    return None
+
+
+def _fewer_parts_warnings(client: PrometheusClient, subject: Subject, first: float, last: float,
+                          grid: set[float]) -> list[str]:
+    """Given an agency or a site, return a warning per direction with samples summing fewer sites or uplinks than
+    the month's most: a site's collector or an uplink's device was not scraped, so the sum is low, yet present."""
+    query = parts_query(subject)
+    if query is None:
+        return []
+    expr, parts = query
+    warnings = []
+    for s in client.query_range(expr, first, last, STEP_SECONDS):
+        counts = [v for t, v in s.points if t in grid]
+        most = max(counts, default=0)
+        fewer = [c for c in counts if c < most]
+        if fewer:
+            warnings.append(f"{s.labels.get('direction', '?')}: {len(fewer)} of {len(counts)} 5-minute samples "
+                            f"sum fewer {parts} (down to {min(fewer):.0f}) than the month's most ({most:.0f}): "
+                            f"a collector or device was not scraped then, or {parts} were added or removed in "
+                            f"the month; those samples are low (query: {expr})")
+    return warnings
+
+
 @dataclass(frozen=True)
 class DirectionStats:
     direction: str
@@ -154,6 +194,8 @@ class BandwidthReport:
     prometheus_url: str
     rows: list[DirectionStats]
     points: dict[str, list[tuple[float, float]]] = field(repr=False)
+    # What may make the figures incomplete (missing samples, Prometheus's own warnings): shown in every format.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def billable_p95_bps(self) -> float | None:
@@ -176,7 +218,8 @@ class BandwidthReport:
                 "step_seconds": STEP_SECONDS, "percentile": 95, "method": "nearest-rank",
                 "prometheus_url": self.prometheus_url, "query": self.query,
                 "directions": [r.to_json() for r in self.rows],
-                "billable_p95_bps": self.billable_p95_bps, "billable_overage_bps": self.billable_overage_bps}
+                "billable_p95_bps": self.billable_p95_bps, "billable_overage_bps": self.billable_overage_bps,
+                "warnings": self.warnings}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -185,20 +228,47 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _by_direction(series: list[Series], subject: Subject, url: str) -> dict[str, Series]:
-    """Given the answer, return the one series of each direction (an empty one when there is none)."""
-    found: dict[str, list[Series]] = {}
+# A label change of the interface (ifAlias edited, ifIndex renumbered, exporter moved: instance) ends one
+# series and starts another; the old one still has a 5-minute rate for up to 5 minutes, so the two share at
+# most this many samples, where each holds its part of the traffic. Two series sharing more are the interface
+# scraped twice, whose sum would bill it twice.
+MAX_SHARED_SAMPLES = 2
+
+
+def _by_direction(series: list[Series]) -> dict[str, list[Series]]:
+    """Given the answer, return its series by direction (an empty list when a direction has none)."""
+    found: dict[str, list[Series]] = {d: [] for d in DIRECTIONS}
     for s in series:
         found.setdefault(s.labels.get("direction", ""), []).append(s)
-    out: dict[str, Series] = {}
-    for direction in DIRECTIONS:
-        group = found.get(direction, [])
-        if len(group) > 1:
-            where = "; ".join(", ".join(f"{k}={v}" for k, v in sorted(s.labels.items())) for s in group[:3])
-            raise NoData(f"{subject.title}: {len(group)} series for direction {direction} in {url} ({where}); "
-                         "the interface is scraped twice or the name is ambiguous")
-        out[direction] = group[0] if group else Series({"direction": direction}, [])
-    return out
+    return found
+
+
+def _labels_text(series: Series) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(series.labels.items()))
+
+
+def _merge(group: list[Series], direction: str, subject: Subject, url: str) -> list[tuple[float, float]]:
+    """Given the series of one direction (points already on the month's grid), return one (time, bit/s) list.
+
+    Series that follow each other (a label change mid-month) are joined, summing a shared sample (each is its
+    part of the 5 minutes); series sharing more than MAX_SHARED_SAMPLES samples are ambiguous: raise NoData.
+    """
+    for i, first in enumerate(group):
+        times = {t for t, _ in first.points}
+        for second in group[i + 1:]:
+            shared = sum(1 for t, _ in second.points if t in times)
+            if shared > MAX_SHARED_SAMPLES:
+                raise NoData(f"{subject.title}: 2 series for direction {direction} in {url} share {shared} "
+                             f"5-minute samples ({_labels_text(first)}; {_labels_text(second)}); the interface is "
+                             "scraped twice or the name is ambiguous")
+    total: dict[float, float] = {}
+    for s in group:
+        for t, v in s.points:
+            total[t] = total.get(t, 0.0) + v
+    joined = sorted(total.items())
+    if len(group) > 1:  # two huge finite parts could add up to an infinity, which is never billed
+        _check_rates(Series({"direction": direction, "joined_series": str(len(group))}, joined), joined, subject, url)
+    return joined
 
 
 def _prom_number(value: float) -> str:
@@ -239,10 +309,14 @@ def build_report(client: PrometheusClient, subject: Subject, month: Month, now: 
         raise NoData(f"{month.label} ({month.zone}) has no whole 5 minutes before now")
     expected = int((last - first) // STEP_SECONDS) + 1
     expr = subject_query(subject)
-    series = _by_direction(client.query_range(expr, first, last, STEP_SECONDS), subject, client.base_url)
     # Only the sample times of the month (a server may not align to them; then nothing counts twice).
     grid = {first + k * STEP_SECONDS for k in range(expected)}
-    points = {d: [(t, v) for t, v in s.points if t in grid] for d, s in series.items()}
+    series = _by_direction([Series(s.labels, [(t, v) for t, v in s.points if t in grid])
+                            for s in client.query_range(expr, first, last, STEP_SECONDS)])
+    for direction in DIRECTIONS:
+        for s in series[direction]:
+            _check_rates(s, s.points, subject, client.base_url)
+    points = {d: _merge(series[d], d, subject, client.base_url) for d in DIRECTIONS}
     if not any(points.values()):
         raise NoData(f"no samples of {subject.title} in {month.label} ({month.zone}) in {client.base_url} "
                      f"(query: {expr}); check the name and that Prometheus loads alerts/*.rules.yml")
@@ -252,7 +326,6 @@ def build_report(client: PrometheusClient, subject: Subject, month: Month, now: 
             raise NoData(f"no samples of {subject.title} direction {direction} in {month.label} ({month.zone}) in "
                          f"{client.base_url}, {len(points[other])} of direction {other} (query: {expr}); the "
                          "billable rate is the higher of both directions: check the exporter or collector")
-        _check_rates(series[direction], points[direction], subject, client.base_url)
     rows = []
     for direction in DIRECTIONS:
         values = [v for _, v in points[direction]]
@@ -261,4 +334,12 @@ def build_report(client: PrometheusClient, subject: Subject, month: Month, now: 
         overage = None if subject.committed_bps is None else max(0.0, p95 - subject.committed_bps)
         rows.append(DirectionStats(direction, len(values), expected, p95, _mean(values), peak, peak_t,
                                    subject.committed_bps, overage))
-    return BandwidthReport(subject, month, first, last, expr, client.base_url, rows, points)
+    warnings = _missing_warnings(rows) + _fewer_parts_warnings(client, subject, first, last, grid)
+    # Last: the warnings of every answer above.
+    warnings += [f"Prometheus {client.base_url} warned: {w}" for w in client.warnings]
+    return BandwidthReport(subject, month, first, last, expr, client.base_url, rows, points, warnings)
+
+
+def _missing_warnings(rows: list[DirectionStats]) -> list[str]:
+    return [f"{r.direction}: {r.expected - r.samples} of {r.expected} 5-minute samples missing from Prometheus; "
+            "the figures cover the samples present" for r in rows if r.samples < r.expected]

@@ -7,15 +7,17 @@ it is imported only when a chart is asked for, so the rest of citydc does not ne
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from citydc.config.units import format_bit_rate
-from citydc.report.bandwidth import BandwidthReport
+from citydc.report.bandwidth import STEP_SECONDS, BandwidthReport
 
-__all__ = ["ChartUnavailable", "write_png"]
+__all__ = ["ChartUnavailable", "with_gaps", "write_png"]
 
 COLOURS = {"in": "#1f77b4", "out": "#2ca02c"}
 
@@ -50,9 +52,10 @@ def write_png(report: BandwidthReport, path: Path, width_px: int = 1600, height_
             pts = report.points.get(row.direction, [])
             if not pts:
                 continue
-            times = [datetime.fromtimestamp(t, UTC).astimezone(zone) for t, _ in pts]
+            shown = with_gaps(pts)
+            times = [datetime.fromtimestamp(t, UTC).astimezone(zone) for t, _ in shown]
             colour = COLOURS.get(row.direction, "black")
-            ax.plot(times, [v / scale for _, v in pts], linewidth=0.7, color=colour,
+            ax.plot(times, [v / scale for _, v in shown], linewidth=0.7, color=colour,
                     label=f"{row.direction} (5-minute samples)")
             if row.p95_bps is not None:
                 ax.axhline(row.p95_bps / scale, color=colour, linestyle="--", linewidth=1.2,
@@ -78,6 +81,18 @@ def write_png(report: BandwidthReport, path: Path, width_px: int = 1600, height_
     finally:
         plt.close(fig)
     return path
+
+
+def with_gaps(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Given a direction's (time, bit/s) samples in time order, return them with a NaN after each sample whose
+    next one is more than a step later: matplotlib breaks the line there, so a device down for days shows
+    as a gap, not as a straight line of traffic nobody measured."""
+    shown: list[tuple[float, float]] = []
+    for (t, v), (t_next, _) in itertools.pairwise(points):
+        shown.append((t, v))
+        if t_next - t > STEP_SECONDS:
+            shown.append((t + STEP_SECONDS, math.nan))
+    return shown + points[-1:]
 
 
 def _scale(peak: float) -> tuple[float, str]:

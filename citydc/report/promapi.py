@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ __all__ = ["PrometheusAnswerInvalid", "PrometheusClient", "PrometheusError", "Pr
            "PrometheusUnreachable", "Series"]
 
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+READ_CHUNK_BYTES = 64 * 1024
 
 
 class PrometheusError(RuntimeError):
@@ -68,6 +70,9 @@ class PrometheusClient:
         self._open = opener
         self._context = context
         self._headers = dict(headers or {})
+        # Warnings of successful answers (a partial answer of a federated or remote store, a lookback
+        # beyond retention): the figures may miss data, so the caller shows them.
+        self.warnings: list[str] = []
 
     def _post(self, path: str, params: dict[str, str]) -> Any:
         url = f"{self.base_url}{path}"
@@ -76,11 +81,15 @@ class PrometheusClient:
                                          headers={"Content-Type": "application/x-www-form-urlencoded",
                                                   **self._headers})
         try:
+            deadline = time.monotonic() + self.timeout
             with self._open(request, timeout=self.timeout, context=self._context) as resp:
-                body = resp.read(MAX_ANSWER_BYTES + 1)
+                body = self._read(resp, deadline)
         except urllib.error.HTTPError as exc:
             # Prometheus answers 400/422/503 with a JSON error body: say its words.
-            body = exc.read(MAX_ANSWER_BYTES + 1)
+            try:
+                body = self._read(exc, deadline)
+            except (PrometheusError, OSError):
+                body = b""
             message = _error_text(body) or f"HTTP {exc.code} {exc.reason}"
             raise PrometheusQueryError(f"{self.base_url}: {message}") from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
@@ -95,7 +104,30 @@ class PrometheusClient:
         if not isinstance(doc, dict) or doc.get("status") != "success":
             message = _error_text(body) or "status is not success"
             raise PrometheusQueryError(f"{self.base_url}: {message}")
+        self.warnings.extend(_warnings(doc))
         return doc.get("data")
+
+    def _read(self, resp: Any, deadline: float) -> bytes:
+        """Read an answer in chunks up to MAX_ANSWER_BYTES + 1. The timeout bounds each socket read, the
+        deadline the whole answer: a server trickling a byte a second would otherwise hold the report for ever.
+        Raise PrometheusUnreachable past the deadline or when the answer is shorter than its Content-Length."""
+        chunks: list[bytes] = []
+        size = 0
+        # read1 returns what has come; read(n) waits for all n bytes (or the end), which a trickle never sends.
+        read = resp.read1 if hasattr(resp, "read1") else resp.read
+        while size <= MAX_ANSWER_BYTES:
+            if time.monotonic() > deadline:
+                raise PrometheusUnreachable(f"{self.base_url}: the answer took longer than {self.timeout:g} s "
+                                            "(report.timeout_seconds)")
+            chunk = read(min(READ_CHUNK_BYTES, MAX_ANSWER_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        length = _content_length(resp)
+        if length is not None and size < length:
+            raise PrometheusUnreachable(f"{self.base_url}: the answer was cut off after {size} of its {length} bytes")
+        return b"".join(chunks)
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         """Given a PromQL expression, a time range (epoch seconds, both ends included) and a step,
@@ -122,8 +154,23 @@ class PrometheusClient:
         return out
 
 
+def _content_length(resp: Any) -> int | None:
+    headers = getattr(resp, "headers", None)
+    text = headers.get("Content-Length") if headers is not None else None
+    return int(text) if isinstance(text, str) and text.strip().isdigit() else None
+
+
 def _ts(value: float) -> str:
     return f"{value:.3f}"
+
+
+def _warnings(doc: dict) -> list[str]:
+    """Given a successful answer, return its warnings (and Prometheus 3's "infos"), each cut to 500 characters."""
+    notes: list[str] = []
+    for key in ("warnings", "infos"):
+        value = doc.get(key) or []
+        notes.extend(str(n)[:500] for n in (value if isinstance(value, list) else [value]))
+    return notes
 
 
 def _error_text(body: bytes) -> str | None:

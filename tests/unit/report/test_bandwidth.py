@@ -91,10 +91,12 @@ def test_a_running_month_stops_at_now_and_no_samples_is_named() -> None:
 
 def test_two_series_for_one_direction_is_an_error() -> None:
     month = parse_month("2026-11", "UTC")
-    t = month.start + 300
+    # The interface scraped twice (two jobs) all month: summing would bill it twice.
+    grid = [month.start + 300 * (k + 1) for k in range(8640)]
     client = PrometheusClient("http://prom:9090", opener=FakeOpener(matrix(
-        [({"direction": "in", "job": "a"}, [(t, 1)]), ({"direction": "in", "job": "b"}, [(t, 1)])])))
-    with pytest.raises(NoData, match="2 series for direction in"):
+        [({"direction": "in", "job": "a"}, [(t, 1) for t in grid]),
+         ({"direction": "in", "job": "b"}, [(t, 1) for t in grid])])))
+    with pytest.raises(NoData, match=r"2 series for direction in .* share 8640 5-minute samples"):
         build_report(client, Subject("link", "x", "sw1", "Te1"), month, now=month.end)
 
 

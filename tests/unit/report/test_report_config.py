@@ -44,8 +44,12 @@ def test_bad_bit_rates_say_what_is_expected(text: str, words: str) -> None:
 
 def test_format_bit_rate() -> None:
     assert format_bit_rate(123_456_789) == "123.5 Mbit/s"
-    assert format_bit_rate(2.5e9) == "2.5 Gbit/s"
+    assert format_bit_rate(2.5e9) == "2.50 Gbit/s"
     assert format_bit_rate(999) == "999 bit/s"
+    # three significant figures: a 95th percentile just above a 1 Gbit/s commitment does not read as equal to it
+    assert format_bit_rate(1.049e9) == "1.05 Gbit/s"
+    assert format_bit_rate(999.96e6) == "1.00 Gbit/s"  # the unit chosen after rounding, not "1000.0 Mbit/s"
+    assert format_bit_rate(9.996e6) == "10.0 Mbit/s"
     assert format_bit_rate(None) == "-"
 
 

@@ -49,6 +49,23 @@ def docs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                              names=UserNames(kc))]
 
 
+def docs_and_lookups(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Given stored events, return their ECS documents and the user look-ups their mapping asked Keycloak for."""
+    kc = client(events)
+    asked: list[str] = []
+    original = kc.get
+
+    def get(path: str, params: Any = None) -> Any:
+        if "/users/" in path:
+            asked.append(path)
+        return original(path, params)
+
+    kc.get = get  # type: ignore[method-assign]
+    got = [item.doc for item in read_stream(kc, "city", "events", Cursor(), page=100, source="kc", site="siwei",
+                                            names=UserNames(kc))]
+    return got, asked
+
+
 def test_a_login_by_e_mail_is_named_by_the_accounts_username():
     by_mail, by_name, unknown = docs([failure(1, "plain@city.example", "id-plain"), failure(2, "PLAIN", "id-plain"),
                                       failure(3, "ghost@city.example", None)])
@@ -75,14 +92,8 @@ def test_a_realm_whose_usernames_are_e_mail_addresses_stops_costing_a_look_up_pe
 
     mail_users = {f"id-{i}": f"user{i}@city.example" for i in range(200)}
     USERS.update(mail_users)
-    asked: list[str] = []
     try:
-        kc = client([failure(i + 1, name, uid) for i, (uid, name) in enumerate(mail_users.items())])
-        original = kc.get
-        kc.get = lambda path, params=None: (asked.append(path) if "/users/" in path else None) or original(path,
-                                                                                                          params)
-        got = [item.doc for item in read_stream(kc, "city", "events", Cursor(), page=100, source="kc", site="siwei",
-                                                names=UserNames(kc))]
+        got, asked = docs_and_lookups([failure(i + 1, name, uid) for i, (uid, name) in enumerate(mail_users.items())])
     finally:
         for uid in mail_users:
             USERS.pop(uid)
@@ -95,13 +106,7 @@ def test_one_e_mail_login_to_an_account_named_otherwise_keeps_the_look_ups_on():
     try:
         events = [failure(1, "plain@city.example", "id-plain")]
         events += [failure(i + 2, f"user{i}@city.example", f"id-{i}") for i in range(30)]
-        kc = client(events)
-        asked: list[str] = []
-        original = kc.get
-        kc.get = lambda path, params=None: (asked.append(path) if "/users/" in path else None) or original(path,
-                                                                                                          params)
-        got = [item.doc for item in read_stream(kc, "city", "events", Cursor(), page=100, source="kc", site="siwei",
-                                                names=UserNames(kc))]
+        got, asked = docs_and_lookups(events)
     finally:
         for i in range(30):
             USERS.pop(f"id-{i}")

@@ -30,7 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from citydc import web
-from citydc.alert_ledger import Ledger, LedgerKey
+from citydc.alert_ledger import AFTER, Ledger, LedgerKey
 from citydc.seclog.event import format_timestamp, make_event
 
 __all__ = ["DATASET", "DENIED_PER_MINUTE", "PATH", "Payload", "PayloadInvalid", "Receiver", "denied_event",
@@ -151,9 +151,11 @@ def site_of(labels: Mapping[str, str], default: str = "all") -> str:
     return lowered if _SITE.match(lowered) else default
 
 
-def notification_event(payload: Payload, alert: WebhookAlert, *, now: datetime | None = None) -> dict:
-    """Given the webhook message and one of its alerts, return the ``alert-notification`` ECS event."""
-    key = key_of(payload.receiver, alert)
+def notification_event(payload: Payload, alert: WebhookAlert, *, now: datetime | None = None,
+                       key: LedgerKey | None = None) -> dict:
+    """Given the webhook message and one of its alerts (and its ledger key, when the ledger chose it: a
+    firing again after a recorded resolution), return the ``alert-notification`` ECS event."""
+    key = key or key_of(payload.receiver, alert)
     name = alert.labels.get("alertname", "(no alertname)")
     site = site_of(alert.labels)
     summary = alert.annotations.get("summary", "")
@@ -161,6 +163,8 @@ def notification_event(payload: Payload, alert: WebhookAlert, *, now: datetime |
                "labels": dict(alert.labels), "annotations": dict(alert.annotations),
                "starts_at": key[3], "ends_at": _time(alert.endsAt), "group_key": payload.groupKey,
                "generator_url": alert.generatorURL, "external_url": payload.externalURL}
+    if key[4].startswith(AFTER):  # fires again, same startsAt, after this recorded resolution
+        details["fires_again_after"] = key[4][len(AFTER):]
     if payload.truncatedAlerts:  # the group had more alerts than the receiver's max_alerts let through
         details["truncated_alerts"] = payload.truncatedAlerts
     return make_event(
@@ -242,16 +246,16 @@ class Receiver:
         """Given a valid message, record its new notifications; return (recorded, duplicates).
 
         Raise whatever ``emit`` raises (then nothing is marked in the ledger)."""
-        keys = [key_of(payload.receiver, a) for a in payload.alerts]
         now = datetime.fromtimestamp(self.clock(), UTC)
         with self.ledger.lock:
+            keys = [self.ledger.firing_key(key_of(payload.receiver, a)) for a in payload.alerts]
             new = set(self.ledger.unrecorded(keys))
             fresh: list[tuple[LedgerKey, Any]] = []
             for key, alert in zip(keys, payload.alerts, strict=True):
                 if key in new:
                     new.discard(key)
                     fresh.append((key, alert))
-            events = [notification_event(payload, alert, now=now) for _, alert in fresh]
+            events = [notification_event(payload, alert, now=now, key=key) for key, alert in fresh]
             if events:
                 self.emit(events)
                 stamp = format_timestamp(now)

@@ -140,7 +140,9 @@ def show(ctx: click.Context, prometheus_url: str | None, alertmanager_url: str |
     """Query Prometheus and Alertmanager once and print the site status matrix.
 
     Exit 0 only when every tier at every site is OK; 1 when one is WARNING, CRITICAL, STALE or NO DATA (a
-    check pointed at the wrong Prometheus, or one that lost its scrape configs, must not pass).
+    check pointed at the wrong Prometheus, or one that lost its scrape configs, must not pass). A tier
+    citydc reads no metric for (load balancers, virtualization) is NO DATA on the page without failing
+    the check, unless an alert makes it WARNING or CRITICAL.
     """
     from citydc.cli.output import out
     from citydc.cli.table import Column, print_table
@@ -148,7 +150,7 @@ def show(ctx: click.Context, prometheus_url: str | None, alertmanager_url: str |
     poller, _ = _poller(ctx, prometheus_url, alertmanager_url)
     poller.poll_once()
     view = poller.view()
-    not_ok = _not_ok(view)
+    not_ok, unmonitored = _not_ok(view)
     if as_json:
         print_json(view)
     else:
@@ -161,21 +163,35 @@ def show(ctx: click.Context, prometheus_url: str | None, alertmanager_url: str |
                 err.print(f"{name}: {src['error']}")
         for line in not_ok:
             err.print(line, markup=False, highlight=False)
+        if unmonitored:
+            err.print(f"no metric read for: {', '.join(unmonitored)} (NO DATA unless an alert speaks for them; "
+                      "not counted against the exit status)", markup=False, highlight=False)
     sys.exit(1 if not_ok else 0)
 
 
-def _not_ok(view: dict) -> list[str]:
-    """Given the page's data, return one line per tier and site that is not OK (NO DATA included)."""
+def _not_ok(view: dict) -> tuple[list[str], list[str]]:
+    """Given the page's data, return one line per tier and site that is not OK (NO DATA included, but for
+    the tiers citydc reads no metric for), and the names of those tiers."""
+    from citydc.noc.queries import TIERS
+
     names = {site["id"]: site["name"] for site in view["sites"]}
     tiers = {tier["id"]: tier["en"] for tier in view["tiers"]}
+    no_metric = {t.id for t in TIERS if t.freshness is None}
+    alerts: dict[tuple[str, str], list[str]] = {}
+    for a in view["alerts"]:
+        for site_id in view["matrix"]:
+            if a["site"] in (site_id, "all", ""):
+                alerts.setdefault((site_id, a["tier"]), []).append(a["alertname"])
     lines = []
     for site_id, row in view["matrix"].items():
         for tier_id, cell in row.items():
-            if cell["status"] != "ok":
-                reason = f" ({cell['reason']})" if cell.get("reason") else ""
-                lines.append(f"not OK: {names.get(site_id, site_id)} {tiers.get(tier_id, tier_id)}: "
-                             f"{cell['status'].upper()}{reason}")
-    return lines
+            if cell["status"] == "ok" or (cell["status"] == "nodata" and tier_id in no_metric):
+                continue
+            why = cell.get("reason") or ", ".join(sorted(set(alerts.get((site_id, tier_id), []))))
+            reason = f" ({why})" if why else ""
+            lines.append(f"not OK: {names.get(site_id, site_id)} {tiers.get(tier_id, tier_id)}: "
+                         f"{cell['status'].upper()}{reason}")
+    return lines, [tiers[t] for t in tiers if t in no_metric]
 
 
 def _style(value: str) -> str | None:

@@ -18,14 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from citydc.httpaccess import explain
+from citydc.web import printable
 
-__all__ = ["Alertmanager", "AlertmanagerApi", "ApiError", "Prometheus", "PrometheusApi", "Sample", "Series"]
+__all__ = ["Alertmanager", "AlertmanagerApi", "ApiError", "ApiUnreachable", "Prometheus", "PrometheusApi", "Sample",
+           "Series"]
 
 MAX_BODY = 32 << 20  # bytes of one answer; a larger one is refused
 
 
 class ApiError(RuntimeError):
     """A query failed: unreachable, an HTTP error, or an answer of the wrong shape."""
+
+
+class ApiUnreachable(ApiError):
+    """The server did not answer at all (refused, timed out, TLS failed): its other queries would fail alike."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,15 @@ def _labels(obj: Any, what: str) -> dict[str, str]:
     return dict(obj)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would send the Authorization header (alerting.*_http's basic auth) on
+    to whatever host and scheme the answer names, and read that host's answer as Prometheus' or
+    Alertmanager's. Their query APIs never redirect; a 3xx is a proxy or login page in the way."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
 class _Http:
     def __init__(self, base_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -74,6 +89,7 @@ class _Http:
         self.headers = dict(headers or {})
         self.requests = 0  # how many requests this client sent (the benchmark and tests read it)
         self._lock = threading.Lock()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect)
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
@@ -81,16 +97,20 @@ class _Http:
         with self._lock:
             self.requests += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:  # noqa: S310
+            with self._opener.open(req, timeout=self.timeout) as resp:
                 body = resp.read(MAX_BODY + 1)
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                target = printable(str(exc.headers.get("Location") or "?"), 120)
+                raise ApiError(f"{self.base}: HTTP {exc.code} redirect to {target}, not followed (credentials "
+                               "would go with it): give the URL of the server itself") from None
             detail = ""
             with contextlib.suppress(ValueError, AttributeError, OSError):
                 detail = json.loads(exc.read(4096) or b"{}").get("error", "")
-            raise ApiError(f"{self.base}: HTTP {exc.code}{': ' + str(detail)[:200] if detail else ''}") from None
+            raise ApiError(f"{self.base}: HTTP {exc.code}{': ' + printable(str(detail)) if detail else ''}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = explain(getattr(exc, "reason", None) or exc)
-            raise ApiError(f"{self.base} unreachable: {reason}") from None
+            raise ApiUnreachable(f"{self.base} unreachable: {reason}") from None
         if len(body) > MAX_BODY:
             raise ApiError(f"{self.base}: answer over {MAX_BODY} bytes")
         try:
@@ -106,7 +126,7 @@ class Prometheus(_Http):
         body = self.get_json(path, params)
         if not isinstance(body, dict) or body.get("status") != "success":
             err = body.get("error") if isinstance(body, dict) else None
-            raise ApiError(f"Prometheus query failed: {str(err)[:200] if err else 'unexpected answer'}")
+            raise ApiError(f"Prometheus query failed: {printable(str(err)) if err else 'unexpected answer'}")
         data = body.get("data")
         if not isinstance(data, dict) or data.get("resultType") != kind or not isinstance(data.get("result"), list):
             raise ApiError(f"Prometheus answer: expected a {kind} result")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from citydc.noc import queries as q
-from citydc.noc.api import AlertmanagerApi, ApiError, PrometheusApi, finite
+from citydc.noc.api import AlertmanagerApi, ApiError, ApiUnreachable, PrometheusApi, finite
 
 __all__ = ["Poller", "Section", "Settings", "Snapshot"]
 
@@ -99,12 +99,20 @@ class Poller:
         fetchers: dict[str, Callable[[float], Any]] = {
             "alerts": self._alerts, "tiers": self._tiers, "links": self._links, "backups": self._backups,
             "audit": self._audit}
+        # Every section but the alerts reads Prometheus: once it did not answer at all, the others are not
+        # asked in this poll. A Prometheus that hangs would otherwise cost a query timeout per section, and
+        # the whole snapshot (the alerts read a moment before included) would wait for them and age.
+        prometheus_down: ApiUnreachable | None = None
         for name, fetch in fetchers.items():
             try:
+                if prometheus_down is not None and name != "alerts":
+                    raise prometheus_down
                 data = fetch(at)
             except ApiError as exc:
                 log.warning("NOC poll of %s failed: %s", name, exc)
                 sections[name] = Section(old.sections[name].data, old.sections[name].fetched_at, str(exc))
+                if isinstance(exc, ApiUnreachable) and name != "alerts":
+                    prometheus_down = exc
                 continue
             sections[name] = Section(data, at, None)
             if name == "tiers":
@@ -270,6 +278,9 @@ class Poller:
                 mine = [a for a in alerts if a["tier"] == tier.id and a["site"] in (site, "all", "")]
                 worst = min((a["severity"] for a in mine), key=rank.__getitem__, default=None)
                 newest = (tiers_sec.data or {}).get(tier.id, {}).get(site)
+                stopped = newest == q.STOPPED  # had metrics within the lookback, has none now
+                if stopped:
+                    newest = None
                 age = None if newest is None else round(max(0.0, now - newest), 1)
                 stale, reason = False, ""
                 if alerts_stale:
@@ -279,7 +290,7 @@ class Poller:
                     if tiers_stale:
                         stale, reason = True, f"Prometheus: {tiers_sec.error or 'not read recently'}"
                     elif newest is None:
-                        if (site, tier.id) in snap.seen:
+                        if stopped or (site, tier.id) in snap.seen:
                             stale, reason = True, "its metrics stopped"
                     elif now - newest > st.stale_after:
                         stale, reason = True, f"newest sample {age:.0f} s old"
@@ -291,7 +302,8 @@ class Poller:
                 elif worst == "warning":
                     status = "warning"
                 elif not has_data and not mine:
-                    status, reason = "nodata", "no metrics for this tier yet"
+                    status, reason = "nodata", ("no metrics for this tier yet" if tier.freshness is not None
+                                                else "citydc reads no metric for this tier: only its alerts show")
                 else:
                     status = "ok"
                 row[tier.id] = {"status": status, "stale": stale, "reason": reason, "alerts": len(mine),

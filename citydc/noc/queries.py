@@ -20,8 +20,11 @@ __all__ = [
     "LINK_BITS",
     "LINK_UTILISATION",
     "SEVERITIES",
+    "STOPPED",
     "TIERS",
+    "VANISHED_LOOKBACK",
     "Tier",
+    "freshness",
     "regex_literal",
     "tier_of",
 ]
@@ -56,16 +59,27 @@ class Tier:
         return re.compile(self.alerts)
 
 
+# How far back a tier's metrics count as "were there": a site whose metrics of a tier vanished within it
+# answers 0 instead of a time (freshness() below), so even the first poll of a server just started, and
+# every `citydc noc show`, tells metrics that stopped (STALE) from metrics that never were (NO DATA).
+VANISHED_LOOKBACK = "1h"
+STOPPED = 0.0  # the freshness value of a site whose metrics of the tier stopped within VANISHED_LOOKBACK
+
+
+def freshness(metric: str) -> str:
+    """Given a metric, return PromQL giving per site the time of its newest sample, or 0 (STOPPED) for a site
+    that had the metric within VANISHED_LOOKBACK but has no current sample."""
+    return (f"max by (site) (timestamp({metric})) "
+            f"or count by (site) (last_over_time({metric}[{VANISHED_LOOKBACK}])) * 0")
+
+
 TIERS: tuple[Tier, ...] = (
-    Tier("network", "Network", "網路", "max by (site) (timestamp(citydc_snmp_up))",
-         r"^(Uplink|Link|Interface|Snmp|Netflow)"),
+    Tier("network", "Network", "網路", freshness("citydc_snmp_up"), r"^(Uplink|Link|Interface|Snmp|Netflow)"),
     Tier("lb", "Load balancers", "負載平衡", None, r"^(LoadBalancer|Lb|Haproxy|Backend)"),
     Tier("virt", "Virtualization", "虛擬化", None, r"^(Virt|Libvirt|Hypervisor|Vm)"),
-    Tier("backup", "Backup", "備份", f"max by (site) (timestamp({BACKUP_ATTEMPT}))", r"^Backup"),
-    Tier("identity", "Identity", "身分識別", f"max by (site) (timestamp({LDAP_ATTEMPT}))",
-         r"^(Ldap|Auth|Sso|Audit|Identity)"),
-    Tier("seclog", "Security log", "資安日誌", "max by (site) (timestamp(citydc_seclog_spool_backlog_events))",
-         r"^Seclog"),
+    Tier("backup", "Backup", "備份", freshness(BACKUP_ATTEMPT), r"^Backup"),
+    Tier("identity", "Identity", "身分識別", freshness(LDAP_ATTEMPT), r"^(Ldap|Auth|Sso|Audit|Identity)"),
+    Tier("seclog", "Security log", "資安日誌", freshness("citydc_seclog_spool_backlog_events"), r"^Seclog"),
 )
 
 

@@ -252,3 +252,35 @@ def test_a_site_label_in_capitals_is_that_site_not_every_site():
     assert site_of({"site": "Siwei"}) == "siwei" and site_of({"site": " FENGSHAN "}) == "fengshan"
     assert site_of({"site": "fengshan"}) == "fengshan"
     assert site_of({"site": "四維"}) == "all" and site_of({}) == "all"  # not a site id: every site
+
+
+def test_firing_again_after_a_resolution_is_recorded_once(tmp_path):
+    """Alertmanager resolves an alert whose re-sends from Prometheus stop arriving (a Prometheus restart or pause
+    longer than its endsAt: seen with Prometheus 2.42 and Alertmanager 0.25) and, when they come again, notifies it
+    firing with the startsAt Prometheus kept. The history reads firing, resolved, firing, resolved, firing; the
+    re-sends and retries of each are recorded once, across a restart too."""
+    spool_dir = tmp_path / "spool"
+    receiver = Receiver(Ledger(tmp_path / "ledger.db"), lambda evs: emit(evs, spool_dir=spool_dir))
+
+    def send(status: str, ends_at: str, to: Receiver = receiver) -> tuple[int, int]:
+        doc = copy.deepcopy(PAYLOAD)
+        doc["status"] = status
+        doc["alerts"][0].update(status=status, endsAt=ends_at)
+        return to.receive(parse_payload(json.dumps(doc).encode()))
+
+    assert send("firing", "2026-12-05T01:04:00Z") == (1, 0)
+    assert send("resolved", "2026-12-05T01:06:44.851Z") == (1, 0)
+    assert send("firing", "2026-12-05T01:08:00Z") == (1, 0)  # the same startsAt, firing again
+    assert send("firing", "2026-12-05T01:09:00Z") == (0, 1)  # its re-send
+    assert send("resolved", "2026-12-05T01:06:44.851Z") == (0, 1)  # a late retry of the first resolution
+    assert send("resolved", "2026-12-05T01:17:32Z") == (1, 0)
+    assert send("resolved", "2026-12-05T01:17:32Z") == (0, 1)
+    assert send("firing", "2026-12-05T01:22:00Z") == (1, 0)
+    got = [(e["citydc"]["alerts"]["status"], e["citydc"]["alerts"].get("fires_again_after", ""))
+           for e in spooled(spool_dir)]
+    assert got == [("firing", ""), ("resolved", ""), ("firing", "2026-12-05T01:06:44.851000Z"), ("resolved", ""),
+                   ("firing", "2026-12-05T01:17:32Z")]
+    assert len({e["event"]["id"] for e in spooled(spool_dir)}) == 5
+    receiver.ledger.close()
+    again = Receiver(Ledger(tmp_path / "ledger.db"), lambda evs: emit(evs, spool_dir=spool_dir))
+    assert send("firing", "2026-12-05T01:23:00Z", again) == (0, 1)

@@ -36,6 +36,10 @@ RESUME_SLACK_RATIO = 0.001
 RESUME_OUTCOMES = ("restored", "stale", "reboot", "clock", "no_uptime")
 
 
+# A counter value below the last one by at most 1/GLITCH_DIVISOR of it is a glitch (counters.update).
+GLITCH_DIVISOR = 100
+
+
 @dataclass
 class _Slot:
     raw: int
@@ -53,6 +57,7 @@ class TargetCounters:
     # ifIndex -> column -> slot: a discontinuity of one interface drops its slots in one step
     _slots: dict[int, dict[str, _Slot]] = field(default_factory=dict)
     _discontinuity: dict[int, int] = field(default_factory=dict)
+    glitches: int = 0  # values a little below the last one, the last one exported again (update)
 
     def observe_uptime(self, ticks: int | None, now: float) -> bool:
         """Given sysUpTime (ticks) read at ``now``, return True if the device rebooted since last time.
@@ -162,6 +167,15 @@ class TargetCounters:
         if slot is None:
             row[column] = _Slot(raw)
             return raw
+        if raw < slot.raw and slot.raw - raw <= slot.raw // GLITCH_DIVISOR and not (
+                bits == 32 and max_delta is not None and max_delta >= (1 << 32) - (slot.raw - raw)):
+            # A little below the last value: a glitch of the agent (line cards summed at different moments),
+            # not a reset (a cleared counter starts again near 0) nor a wrap (which starts again far below,
+            # unless the line rate allows a 32-bit counter almost a whole turn in one poll: then a wrap).
+            # Exported as it was: exporting the lower value would make rate() take it for a reset and count
+            # the whole counter as new traffic, terabytes in one step. Kept below until the counter passes it.
+            self.glitches += 1
+            return slot.raw + slot.carry
         if raw < slot.raw:
             modulus = 1 << bits
             wrapped_delta = raw + modulus - slot.raw

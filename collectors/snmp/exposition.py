@@ -146,6 +146,12 @@ class _ResultCollector:
             for reason in ("reboot", "discontinuity", "backwards"):
                 resets.add_metric([*vals, reason], c.resets[reason])
             yield resets
+            glitches = CounterMetricFamily(
+                "citydc_snmp_counter_glitches",
+                "Counter values below the last one by at most 1 % of it: the last value exported again (not a "
+                "reset, which rate() would read as the whole counter of new traffic).", labels=base)
+            glitches.add_metric(vals, c.glitches)
+            yield glitches
         # The interface samples follow, written by samples_text (see render).
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -116,3 +116,39 @@ def test_a_discontinuity_drops_the_slots_of_columns_first_seen_after_an_earlier_
     assert c.observe_discontinuity(1, 200)
     assert c.update("ifHCOutOctets", 1, 6, 64) == 6  # its carry went with the reset
     assert c.update("ifHCOutOctets", 2, 6, 64) == 2**64 + 6  # the other interface's stays
+
+
+def test_a_value_a_little_below_the_last_is_a_glitch_exported_as_the_last():
+    """Agents summing line cards at different moments answer a few bytes less now and then: exported lower, the
+    series would read as a reset to Prometheus, and rate() would count the whole counter (here 1 TB) as traffic."""
+    c = TargetCounters()
+    c.update("ifHCInOctets", 1, 10**12, 64)
+    assert c.update("ifHCInOctets", 1, 10**12 - 5000, 64) == 10**12  # the last value, again
+    assert c.update("ifHCInOctets", 1, 10**12 - 10, 64) == 10**12  # still below it: still held
+    assert c.update("ifHCInOctets", 1, 10**12 + 700, 64) == 10**12 + 700  # past it: the device's value
+    assert c.glitches == 2 and not c.resets and c.wraps == 0
+    c.update("ifInOctets", 1, 3_000_000_000, 32)
+    assert c.update("ifInOctets", 1, 2_999_999_000, 32, max_delta=1_000_000) == 3_000_000_000
+    assert c.glitches == 3 and not c.resets and c.wraps == 0
+
+
+def test_a_drop_of_more_than_a_percent_is_still_a_reset_and_a_possible_whole_turn_a_wrap():
+    c = TargetCounters()
+    c.update("ifHCOutOctets", 1, 10**12, 64)
+    assert c.update("ifHCOutOctets", 1, 10**12 * 98 // 100, 64) == 10**12 * 98 // 100  # 2 % less: a reset
+    assert c.resets["backwards"] == 1 and c.glitches == 0
+    # a 32-bit counter on a link fast enough to turn it almost once between polls: a wrap, not a glitch
+    c.update("ifInOctets", 2, 4_290_000_000, 32)
+    assert c.update("ifInOctets", 2, 4_280_000_000, 32, max_delta=5_000_000_000) == 2**32 + 4_280_000_000
+    assert c.wraps == 1 and c.glitches == 0
+
+
+def test_glitches_are_exported_with_the_target():
+    from citydc.collectors.snmp.collector import ScrapeResult
+    from citydc.collectors.snmp.exposition import render
+
+    c = TargetCounters()
+    c.update("ifHCInOctets", 1, 10**9, 64)
+    c.update("ifHCInOctets", 1, 10**9 - 1, 64)
+    text = render(ScrapeResult(True), "siwei", "sw1", c).decode()
+    assert 'citydc_snmp_counter_glitches_total{device="sw1",site="siwei"} 1.0' in text

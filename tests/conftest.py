@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -63,3 +68,43 @@ def keycloak(lab_ctx: LabContext) -> dict[str, str]:
     (status,) = registry.up(lab_ctx, ["keycloak"])
     assert status.running, status
     return status.endpoints
+
+
+@contextmanager
+def _json_server(answer: Callable[[BaseHTTPRequestHandler], Any]) -> Iterator[str]:
+    """Given ``answer(request)`` (the request handler, its body read into ``request.body``) returning a JSON
+    document, bytes, or (status, either), serve it on 127.0.0.1 (GET and POST) and yield the server's URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            got = answer(self)
+            status, doc = got if isinstance(got, tuple) else (200, got)
+            data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="session")
+def json_server() -> Callable[[Callable[[BaseHTTPRequestHandler], Any]], Any]:
+    """A real HTTP server on 127.0.0.1 answering JSON (a stand-in for Prometheus' or Alertmanager's API in unit
+    tests): ``with json_server(answer) as url:``, see _json_server."""
+    return _json_server

@@ -5,9 +5,7 @@ without samples fails the report, and a month past datetime's range is a usage e
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -38,37 +36,19 @@ class FakePrometheus:
 
     def __init__(self) -> None:
         self.values: dict[str, list[str]] = {}
-        fake = self
+        self.url = ""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                result = [{"metric": {**LABELS, "direction": d},
-                           "values": [[t, v] for t, v in zip(GRID, vals, strict=True)]}
-                          for d, vals in fake.values.items()]
-                body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def answer(self, request: object) -> object:
+        result = [{"metric": {**LABELS, "direction": d}, "values": [[t, v] for t, v in zip(GRID, vals, strict=True)]}
+                  for d, vals in self.values.items()]
+        return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
 
 @pytest.fixture(scope="module")
-def prom() -> Iterator[FakePrometheus]:
+def prom(json_server) -> Iterator[FakePrometheus]:
     fake = FakePrometheus()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    thread.join()
+    with json_server(fake.answer) as fake.url:
+        yield fake
 
 
 def run(tmp_path: Path, url: str, *args: str) -> tuple[int, str, str]:

@@ -5,9 +5,7 @@ in every output format, and is in the JSON, so a script billing from --csv or --
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,28 +38,10 @@ def answer() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def url(json_server) -> Iterator[str]:
     body = answer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with json_server(lambda request: body) as u:
+        yield u
 
 
 def run(tmp_path: Path, url: str, *args: str) -> tuple[int, str, str]:

@@ -5,12 +5,9 @@ An alert of theirs still fails it, and a failing tier names its alerts. Against 
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -21,40 +18,24 @@ from citydc.cli.main import cli
 ALERTS: list[dict] = []
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
-        if url.path == "/api/v2/alerts":
-            doc: object = ALERTS
-        elif url.path == "/api/v1/query_range":
-            doc = {"status": "success", "data": {"resultType": "matrix", "result": []}}
-        else:
-            at = float(urllib.parse.parse_qs(url.query)["time"][0])
-            result = [{"metric": {"site": s}, "value": [at, str(at - 10)]} for s in ("siwei", "fengshan")] \
-                if "timestamp(" in query else []
-            doc = {"status": "success", "data": {"resultType": "vector", "result": result}}
-        body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def answer(request) -> object:
+    url = urllib.parse.urlsplit(request.path)
+    query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+    if url.path == "/api/v2/alerts":
+        return ALERTS
+    if url.path == "/api/v1/query_range":
+        return {"status": "success", "data": {"resultType": "matrix", "result": []}}
+    at = float(urllib.parse.parse_qs(url.query)["time"][0])
+    result = [{"metric": {"site": s}, "value": [at, str(at - 10)]} for s in ("siwei", "fengshan")] \
+        if "timestamp(" in query else []
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
 
 @pytest.fixture()
-def url() -> Iterator[str]:
+def url(json_server) -> Iterator[str]:
     ALERTS.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with json_server(answer) as u:
+        yield u
 
 
 def show(tmp_path, url: str):

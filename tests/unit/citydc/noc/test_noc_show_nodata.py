@@ -5,9 +5,7 @@ each tier is named. A credential in --prometheus-url is refused naming that opti
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -16,36 +14,17 @@ from click.testing import CliRunner
 from citydc.cli.main import cli
 
 
-class Handler(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if "/api/v2/alerts" in self.path:
-            doc: object = []
-        else:
-            kind = "matrix" if "query_range" in self.path else "vector"
-            doc = {"status": "success", "data": {"resultType": kind, "result": []}}
-        body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+def empty(request) -> object:
+    if "/api/v2/alerts" in request.path:
+        return []
+    kind = "matrix" if "query_range" in request.path else "vector"
+    return {"status": "success", "data": {"resultType": kind, "result": []}}
 
 
 @pytest.fixture()
-def empty_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def empty_url(json_server) -> Iterator[str]:
+    with json_server(empty) as u:
+        yield u
 
 
 def write(tmp_path) -> str:

@@ -43,7 +43,11 @@ def processes_with(text: str) -> list[int]:
 
 
 @pytest.fixture()
-def books(tmp_path: Path) -> Path:
+def books(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # A module stopped mid-task leaves its unpacked payload (ansible_*_payload_*) in its TMPDIR, as Ansible does
+    # whoever stops it: the test's own directory, not the machine's /tmp.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     directory = tmp_path / "books"
     (directory / "inventory").mkdir(parents=True)
     (directory / "slow.yml").write_text(SLOW)

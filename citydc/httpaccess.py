@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from citydc.secrets import SecretUnavailable
 if TYPE_CHECKING:
     from citydc.config.models import HttpClientSettings
 
-__all__ = ["HttpAccess", "HttpAccessError", "explain", "http_access"]
+__all__ = ["HttpAccess", "HttpAccessError", "NoRedirect", "explain", "http_access", "open_without_redirects"]
 
 
 class HttpAccessError(ValueError):
@@ -92,3 +93,19 @@ def explain(reason: object) -> str:
 
 _CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
                        "ALERT_UNKNOWN_CA", "ALERT_HANDSHAKE_FAILURE")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would send the Authorization header (the *_http settings' basic auth) on
+    to whatever host and scheme the answer names, and read that host's answer as Prometheus' or Alertmanager's.
+    Their APIs never redirect; a 3xx is a proxy or login page in the way (urllib then raises HTTPError)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        return None
+
+
+def open_without_redirects(request: urllib.request.Request, timeout: float, context: ssl.SSLContext | None = None):
+    """Given a request, its timeout and SSL context, open it as urllib.request.urlopen does, never following a
+    redirect (NoRedirect)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect)
+    return opener.open(request, timeout=timeout)

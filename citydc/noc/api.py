@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from citydc.httpaccess import explain
+from citydc.httpaccess import NoRedirect, explain
 from citydc.web import printable
 
 __all__ = ["Alertmanager", "AlertmanagerApi", "ApiError", "ApiUnreachable", "Prometheus", "PrometheusApi", "Sample",
@@ -71,15 +71,6 @@ def _labels(obj: Any, what: str) -> dict[str, str]:
     return dict(obj)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow a redirect: urllib would send the Authorization header (alerting.*_http's basic auth) on
-    to whatever host and scheme the answer names, and read that host's answer as Prometheus' or
-    Alertmanager's. Their query APIs never redirect; a 3xx is a proxy or login page in the way."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
 class _Http:
     def __init__(self, base_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -89,7 +80,7 @@ class _Http:
         self.headers = dict(headers or {})
         self.requests = 0  # how many requests this client sent (the benchmark and tests read it)
         self._lock = threading.Lock()
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect)
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect)
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from citydc.httpaccess import explain
+from citydc.httpaccess import explain, open_without_redirects
 
 __all__ = ["PrometheusAnswerInvalid", "PrometheusClient", "PrometheusError", "PrometheusQueryError",
            "PrometheusUnreachable", "Series"]
@@ -60,10 +60,11 @@ class PrometheusClient:
     """Given the server's base URL (``http://host:9090``), a timeout, and for a server with a web config its
     SSL context and headers (``citydc.httpaccess``: CA, client certificate, basic auth), query it.
 
-    ``opener`` is ``urllib.request.urlopen`` unless a test passes another.
+    ``opener`` is ``httpaccess.open_without_redirects`` (a redirect would carry the basic auth header to
+    another host) unless a test passes another.
     """
 
-    def __init__(self, base_url: str, timeout: float = 30.0, opener: Opener = urllib.request.urlopen, *,
+    def __init__(self, base_url: str, timeout: float = 30.0, opener: Opener = open_without_redirects, *,
                  context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout

@@ -101,8 +101,10 @@ class Elasticsearch(Service):
                 os.chown(p, uid, gid)
             ctx.root.chmod(0o755)
         ctx.log(f"elasticsearch runs on Java {java.version} from {java.home} ({java.source})")
+        # ES_TMPDIR is the server's; the launcher JVM writes its final-flags<N> directory (with a gc.log the
+        # launcher leaves behind) into its own java.io.tmpdir: /tmp, one more with every start.
         env = {"ES_JAVA_HOME": str(java.home), "ES_PATH_CONF": str(conf), "ES_TMPDIR": str(tmp),
-               "JAVA_HOME": str(java.home)}
+               "JAVA_HOME": str(java.home), "CLI_JAVA_OPTS": f"-Djava.io.tmpdir={tmp}"}
         return processes.spawn([str(self.home(ctx) / "bin" / "elasticsearch")], log_path=self.log_path(ctx),
                                env=env, cwd=d, user=user)
 

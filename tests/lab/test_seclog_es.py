@@ -581,3 +581,10 @@ def test_cli_a_spool_from_before_incarnations_keeps_verifying_on_elasticsearch(e
     es.indices.refresh(index=prefix)
     chains = [h["_source"]["citydc"]["chain"] for h in es.search(index=prefix, size=10)["hits"]["hits"]]
     assert sorted(c["seq"] for c in chains) == [1, 2, 3, 4, 5] and all("incarnation" not in c for c in chains)
+
+
+def test_the_launcher_leaves_its_temporary_files_in_the_lab(es, lab_ctx):
+    """Elasticsearch's launcher JVM writes a final-flags<N> directory into its java.io.tmpdir and leaves it
+    behind: it belongs in the lab's directory, not one more in the machine's /tmp with every start."""
+    tmp = lab_ctx.service_dir("elasticsearch") / "tmp"
+    assert list(tmp.glob("final-flags*")), f"no final-flags directory in {tmp}: the launcher wrote it elsewhere"

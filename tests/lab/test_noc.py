@@ -219,6 +219,17 @@ def test_data_endpoint_equals_independent_queries(noc_lab):
         assert row["lb"]["status"] == "nodata"
 
 
+def test_identity_rules_read_the_audit_metrics_node_exporter_serves(noc_lab):
+    """alerts/identity.rules.yml on the lab Prometheus over the audit metrics of lab/noc_data.py (written by the
+    real writer, served by node_exporter): Siwei's directory has a critical finding, Fengshan's none."""
+    def sites() -> set[str]:
+        return {r["metric"]["site"] for r in query('ALERTS{alertname="LdapAuditCriticalFindings"}')}
+    wait_until(lambda: sites(), 30, "LdapAuditCriticalFindings pending or firing")
+    assert sites() == {"siwei"}
+    (alert,) = query('ALERTS{alertname="LdapAuditCriticalFindings"}')
+    assert alert["metric"]["source"] == "ldap-siwei" and alert["metric"]["severity"] == "warning"
+
+
 def test_alert_appears_on_the_page_and_clears(noc_lab, tmp_path):
     now = time.time()
     alert = {"labels": {"alertname": "LinkUtilisationHigh", "severity": "warning", "site": "fengshan",

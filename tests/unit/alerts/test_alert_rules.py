@@ -27,10 +27,11 @@ ALWAYS_FIRING = {"Watchdog"}
 # The modules whose metric families are what Prometheus scrapes from citydc today.
 EXPORTING_MODULES = ("collectors/snmp/exposition.py", "collectors/netflow/metrics.py",
                      "collectors/netflow/snmp_feed.py", "backup/metrics.py", "citydc/seclog/metrics.py",
-                     "citydc/alert_webhook.py")
+                     "citydc/alert_webhook.py", "sso/metrics.py", "backup/configs.py")
 # Metrics of other exporters the rules read, each with where it comes from.
 EXTERNAL_METRICS = {
     "haproxy_server_status": "HAProxy's built-in prometheus-exporter (playbooks/roles/lb: the stats frontend)",
+    "up": "Prometheus' own scrape health of a target (the scrape jobs of docs/operations.md)",
 }
 _FAMILY = re.compile(r"\b(Counter|CounterMetricFamily|Gauge|GaugeMetricFamily|gauge)\(\s*\"(citydc_[a-z0-9_]+)\"")
 # Families named by an f-string over the units (netflow/metrics.py: interface, agency, protocol).
@@ -64,6 +65,7 @@ def metric_names(expr: str) -> set[str]:
     s = re.sub(r'"(\\.|[^"\\])*"', "", expr)
     s = re.sub(r"\{[^}]*\}", "", s)
     s = re.sub(r"\[[^\]]*\]", "", s)
+    s = re.sub(r"\boffset\s+-?\w+", " ", s)
     s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
     s = re.sub(r"\b\d+(\.\d+)?([eE][+-]?\d+)?\b", " ", s)
     tokens = re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", s)
@@ -90,6 +92,7 @@ def test_metric_name_parser() -> None:
     assert metric_names('time() - a_b{step=~"x|y"} > 26 * 3600 or (c unless d)') == {"a_b", "c", "d"}
     assert metric_names("sum by (site) (rate(x_total[5m])) / ignoring(direction) group_left() y:z:w > 1e9") == \
         {"x_total", "y:z:w"}
+    assert metric_names("a - a offset 1d <= -10") == {"a"}
 
 
 def test_exported_metrics_are_read_from_the_code() -> None:

@@ -67,8 +67,12 @@ class Keycloak(Service):
         self.marker(ctx).unlink(missing_ok=True)
         java = java_runtime(ctx)
         ctx.log(f"keycloak runs on Java {java.version} from {java.home} ({java.source})")
+        tmp = ctx.service_dir(self.name) / "tmp"
+        tmp.mkdir(exist_ok=True)
+        # Vert.x keeps its file cache under java.io.tmpdir: the lab's, not the machine's /tmp/vertx-cache.
         env = {"JAVA_HOME": str(java.home), "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
-               "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD, "JAVA_OPTS_KC_HEAP": "-Xms256m -Xmx768m"}
+               "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD, "JAVA_OPTS_KC_HEAP": "-Xms256m -Xmx768m",
+               "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={tmp}"}
         argv = [str(self.home(ctx) / "bin" / "kc.sh"), "start-dev", f"--http-host={ports.HOST}",
                 f"--http-port={ports.KEYCLOAK}", f"--http-management-port={ports.KEYCLOAK_MANAGEMENT}",
                 "--health-enabled=true", "--db=dev-mem", "--proxy-headers=xforwarded",

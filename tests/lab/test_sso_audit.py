@@ -110,3 +110,8 @@ def test_user_disabled_in_slapd_but_enabled_in_keycloak_is_a_leaver(keycloak, la
         subprocess.run(["ldapmodify", "-x", "-ZZ", "-H", f"ldap://{ports.HOST}:{ports.SLAPD}", "-D", ADMIN_DN,
                         "-w", ports.LAB_ENV["CITYDC_LDAP_ADMIN_PASSWORD"]], input=undo, text=True,
                        capture_output=True, env=env, timeout=30)
+
+
+def test_keycloak_keeps_its_temporary_files_in_the_lab(keycloak, lab_ctx):
+    """Vert.x (under Keycloak) creates its file cache in java.io.tmpdir at start: the lab's directory, not /tmp."""
+    assert (lab_ctx.service_dir("keycloak") / "tmp" / "vertx-cache").is_dir()

@@ -51,6 +51,8 @@ EXPECTED: set[tuple[str, str]] = {
     ("SSO-CLI-003", "partners/client:vendor-mobile"),
     ("SSO-MFA-001", "partners/user:partner-admin"),
     ("SSO-EVT-001", "legacy"),
+    ("SSO-BF-002", "legacy"),
+    ("SSO-BF-003", "legacy"),
     ("SSO-ADM-001", "legacy"),
     ("SSO-TOK-002", "legacy"),
     ("SSO-LDAP-001", "legacy/ldap:legacy-directory"),
@@ -115,6 +117,8 @@ def realm_reps() -> list[dict[str, Any]]:
                           _user("partner-clerk")]}
     legacy = {**_GOOD, "realm": "legacy", "displayName": "Legacy applications",
               "eventsEnabled": False,                              # SSO-EVT-001
+              "waitIncrementSeconds": 0,                           # SSO-BF-002 (temporary lockout of 0 s)
+              "failureFactor": 30,                                 # SSO-BF-003 (Keycloak's default)
               "adminEventsEnabled": False,                         # SSO-ADM-001
               "ssoSessionIdleTimeout": 86400, "ssoSessionMaxLifespan": 7 * DAY,  # SSO-TOK-002
               "clients": [_client("legacy-erp", secret="lab-erp-secret",  # noqa: S106

@@ -45,6 +45,11 @@ class RealmSettings:
     remember_me: bool = False
     remember_idle: int = 0
     remember_max: int = 0
+    # Brute-force detection's lockout (None: not in the answer, not judged; Keycloak 26.5 always sends them).
+    failure_factor: int | None = None
+    permanent_lockout: bool = False
+    wait_increment: int | None = None
+    max_failure_wait: int | None = None
 
     @classmethod
     def from_api(cls, rep: Mapping[str, Any]) -> RealmSettings:
@@ -58,7 +63,15 @@ class RealmSettings:
                    get(rep, "accessTokenLifespan", int, w, 300), get(rep, "ssoSessionIdleTimeout", int, w, 1800),
                    get(rep, "ssoSessionMaxLifespan", int, w, 36000), _strings(rep, "enabledEventTypes", w),
                    get(rep, "rememberMe", bool, w, False), get(rep, "ssoSessionIdleTimeoutRememberMe", int, w, 0),
-                   get(rep, "ssoSessionMaxLifespanRememberMe", int, w, 0))
+                   get(rep, "ssoSessionMaxLifespanRememberMe", int, w, 0), get(rep, "failureFactor", int, w, None),
+                   get(rep, "permanentLockout", bool, w, False), get(rep, "waitIncrementSeconds", int, w, None),
+                   get(rep, "maxFailureWaitSeconds", int, w, None))
+
+    def temporary_lockout_seconds(self) -> int | None:
+        """Return how long a temporary lockout lasts at most (None: permanent lockout, or not known)."""
+        if self.permanent_lockout or self.wait_increment is None or self.max_failure_wait is None:
+            return None
+        return min(self.wait_increment, self.max_failure_wait)
 
     def remembered(self) -> tuple[int, int] | None:
         """Return the (idle, max) of "remember me" sessions, as Keycloak applies them (None when it is off)."""
@@ -233,6 +246,35 @@ def check_realm(data: RealmData, settings: SsoRuleSettings) -> list[Finding]:
 def _brute_force(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
     if not d.settings.brute_force:
         yield r.found(d.settings.name, "brute-force detection is off", bruteForceProtected=False)
+
+
+# Measured on Keycloak 26.5.6 (failureFactor 3, six wrong passwords 1.2 s apart, then the right one): a
+# temporary lockout with waitIncrementSeconds 0, or maxFailureWaitSeconds 0, let the right password in (200)
+# where the defaults (60 s, 900 s) refused it; a permanent lockout refused it whatever the wait.
+@sso_rule("SSO-BF-002", "high", "realm", "Brute-force detection never locks",
+          "Brute-force detection is on, but its temporary lockout lasts 0 seconds (wait increment or maximum wait "
+          "of 0): Keycloak lets the next guess through at once, as if detection were off.",
+          "Realm settings → Security defenses → Brute force detection: set the wait increment and the maximum "
+          "wait above 0 (Keycloak's defaults: 1 minute and 15 minutes), or lock out permanently.")
+def _brute_force_no_lockout(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    wait = d.settings.temporary_lockout_seconds()
+    if d.settings.brute_force and wait is not None and wait <= 0:
+        yield r.found(d.settings.name, f"a lockout lasts {max(wait, 0)} s (wait increment "
+                      f"{d.settings.wait_increment} s, maximum wait {d.settings.max_failure_wait} s)",
+                      waitIncrementSeconds=d.settings.wait_increment,
+                      maxFailureWaitSeconds=d.settings.max_failure_wait)
+
+
+@sso_rule("SSO-BF-003", "medium", "realm", "Brute-force detection allows too many failures",
+          "Brute-force detection locks an account only after more failed logins than max_login_failures: many "
+          "guesses per account before any lockout (Keycloak's own default is 30; 1000000 is accepted too).",
+          "Realm settings → Security defenses → Brute force detection → Max login failures: at most "
+          "max_login_failures (e.g. 5 to 10).")
+def _brute_force_failures(d: RealmData, s: SsoRuleSettings, r: SsoRule) -> Iterable[Finding]:
+    factor = d.settings.failure_factor
+    if d.settings.brute_force and factor is not None and factor > s.max_login_failures:
+        yield r.found(d.settings.name, f"locks after {factor} failed logins (limit {s.max_login_failures})",
+                      failureFactor=factor)
 
 
 # Keycloak's `length` policy without a value (LengthPasswordPolicyProviderFactory's default).

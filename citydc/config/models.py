@@ -617,6 +617,8 @@ class SsoRuleSettings(Model):
     min_event_expiration_days: int = Field(
         default=90, ge=1, description="login/admin events kept fewer days than this are a finding")
     max_access_token_seconds: int = Field(default=900, ge=1, description="longer access tokens are a finding")
+    max_login_failures: int = Field(
+        default=10, ge=1, description="brute-force detection locking only after more failed logins is a finding")
     max_sso_session_idle_seconds: int = Field(default=3600, ge=1,
                                               description="a longer SSO session idle timeout is a finding")
     max_sso_session_max_seconds: int = Field(default=43200, ge=1,

@@ -14,7 +14,9 @@ from citydc.config.models import KeycloakSource
 from citydc.sso.sso_audit import run_sso_audit
 from citydc.sso.sso_rules import password_min_length
 
-GOOD_REALM = {"realm": "edge", "bruteForceProtected": True, "passwordPolicy": "length(12)", "eventsEnabled": True,
+GOOD_REALM = {"realm": "edge", "bruteForceProtected": True, "failureFactor": 10, "permanentLockout": False,
+              "waitIncrementSeconds": 60, "maxFailureWaitSeconds": 900, "passwordPolicy": "length(12)",
+              "eventsEnabled": True,
               "eventsExpiration": 90 * 86400, "adminEventsEnabled": True, "adminEventsDetailsEnabled": False,
               "accessTokenLifespan": 900, "ssoSessionIdleTimeout": 3600, "ssoSessionMaxLifespan": 43200,
               "enabledEventTypes": []}
@@ -165,3 +167,28 @@ def test_only_a_positive_event_expiration_can_be_too_short(expiration, finding):
     # Keycloak 26.5.6 takes eventsExpiration -5; its clean-up expires events only for an expiration above 0.
     found = findings(answers(realm={"eventsExpiration": expiration}))
     assert (("SSO-EVT-002", "edge") in found) is finding
+
+
+@pytest.mark.parametrize(("lockout", "message"), [
+    ({"waitIncrementSeconds": 0}, "a lockout lasts 0 s (wait increment 0 s, maximum wait 900 s)"),
+    ({"maxFailureWaitSeconds": 0}, "a lockout lasts 0 s (wait increment 60 s, maximum wait 0 s)"),
+    ({"waitIncrementSeconds": -5}, "a lockout lasts 0 s (wait increment -5 s, maximum wait 900 s)"),
+    ({"waitIncrementSeconds": 1}, None),
+    ({"waitIncrementSeconds": 0, "permanentLockout": True}, None),   # locked until an admin unlocks: it locks
+    ({"waitIncrementSeconds": 0, "bruteForceProtected": False}, None),  # SSO-BF-001's finding, not this one
+    ({"waitIncrementSeconds": None}, None),                            # not in the answer: not judged
+])
+def test_a_temporary_lockout_of_zero_seconds_never_locks(lockout, message):
+    # Keycloak 26.5.6 let the right password in after six failures (failureFactor 3) with either wait at 0.
+    assert findings(answers(realm=lockout)).get(("SSO-BF-002", "edge")) == message
+
+
+@pytest.mark.parametrize(("realm", "message"), [
+    ({"failureFactor": 11}, "locks after 11 failed logins (limit 10)"),
+    ({"failureFactor": 30}, "locks after 30 failed logins (limit 10)"),      # Keycloak's default
+    ({"failureFactor": 1000000}, "locks after 1000000 failed logins (limit 10)"),
+    ({"failureFactor": 10}, None), ({"failureFactor": None}, None),
+    ({"failureFactor": 1000000, "bruteForceProtected": False}, None),
+])
+def test_a_lockout_after_more_failures_than_the_limit_is_a_finding(realm, message):
+    assert findings(answers(realm=realm)).get(("SSO-BF-003", "edge")) == message

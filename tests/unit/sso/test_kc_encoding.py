@@ -200,6 +200,9 @@ def ref_map_admin_event(obj: Mapping[str, Any], *, realm: str, where: str, sourc
 class Names:
     """A stand-in for UserNames: some ids have a username, others none."""
 
+    def __init__(self) -> None:
+        self.typed_is_account: dict[str, int] = {}  # UserNames' count of e-mail logins that were the username
+
     def name(self, realm: str | None, user_id: str) -> str | None:
         return None if user_id.startswith("gone") else f"{realm}-{user_id[:6]}"
 

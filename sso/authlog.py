@@ -164,6 +164,11 @@ class StatsParser:
                 self.pending[key] = {"dn": b["dn"], "method": _METHODS.get(b["method"], b["method"])}
                 if len(self.pending) > MAX_CONNS:
                     self.pending.popitem(last=False)
+            elif (p := self.pending.get(key)) is not None and not p["dn"]:
+                # A SASL bind's BIND line has dn="" (method=163); the identity it authenticated as comes on the
+                # ``mech=`` line slapd writes before a successful RESULT. Without it, a SASL login of a privileged
+                # account outside working hours had no account to match.
+                p["dn"] = b["dn"]
             return []
         if b["oid"] is not None:
             if b["oid"] == STARTTLS_OID:

@@ -41,6 +41,9 @@ _LINE = {
     "pwdChangedTime": r"pwdChangedTime: ([0-9]{14})[^\n]++\n",
     "pwdLastSuccess": r"pwdLastSuccess: ([0-9]{14})[^\n]++\n",
     "createTimestamp": r"createTimestamp: [^\n]*+\n",
+    # the lastbind overlay's last bind: a clean entry's pwdLastSuccess is recent, and the last bind is the later
+    # of the two, so its value cannot make the entry stale
+    "authTimestamp": r"authTimestamp: [^\n]*+\n",
 }
 _KEPT = ("uid", "uidNumber", "mail", "userPassword", "pwdChangedTime", "pwdLastSuccess")
 _NAME = re.compile(r"([A-Za-z][A-Za-z0-9-]*)::? ")

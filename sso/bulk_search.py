@@ -22,8 +22,8 @@ from citydc.config.models import LdapSource
 from citydc.sso import files, ldif
 from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
 
-__all__ = ["NO_SUCH_OBJECT", "BulkSearch", "DirectoryError", "Prepared", "ldapsearch_argv", "ldapsearch_failure",
-           "no_such_object", "partition", "password_pipe", "prepare"]
+__all__ = ["NO_SUCH_OBJECT", "SIZE_LIMIT_EXCEEDED", "SIZE_LIMIT_HINT", "BulkSearch", "DirectoryError", "Prepared",
+           "ldapsearch_argv", "ldapsearch_failure", "no_such_object", "partition", "password_pipe", "prepare"]
 
 
 class DirectoryError(RuntimeError):
@@ -55,6 +55,11 @@ def password_pipe(password: str) -> tuple[int, Path]:
 
 # ldapsearch exits with the LDAP result code of a search the server refused (RFC 4511 4.1.9).
 NO_SUCH_OBJECT = 32
+SIZE_LIMIT_EXCEEDED = 4
+# What to do about it: slapd stops a paged search of more entries than its size limit (olcSizeLimit) unless the
+# audit account's limits lift the total of a paged search; "Size limit exceeded (4)" alone does not say that.
+SIZE_LIMIT_HINT = ("the directory has more entries than the audit account may read: give it "
+                   "olcLimits: dn.exact=\"<bind_dn>\" size=unlimited size.prtotal=unlimited on the database")
 
 
 def ldapsearch_failure(src: LdapSource, base: str, done: execute.Streamed | execute.Result,
@@ -66,7 +71,8 @@ def ldapsearch_failure(src: LdapSource, base: str, done: execute.Streamed | exec
         return no_such_object(src, base, next((ln.split(":", 1)[1].strip() for ln in stderr.splitlines()
                                                if ln.lower().startswith("matched dn:")), ""))
     meaning = f"exit code {done.rc}" if done.meaning.startswith("unknown exit code") else done.meaning
-    return f"{what} failed ({meaning}): {' '.join(stderr.split())[-400:]}"
+    hint = f" ({SIZE_LIMIT_HINT})" if done.rc == SIZE_LIMIT_EXCEEDED else ""
+    return f"{what} failed ({meaning}): {' '.join(stderr.split())[-400:]}{hint}"
 
 
 def no_such_object(src: LdapSource, base: str, matched: str = "") -> str:
@@ -136,6 +142,9 @@ class BulkSearch:
         self._env: dict[str, str] = {}
         self.block_size = block_size
         self.searches: list[tuple[str, str]] = []  # (base, scope) of each search, once planned
+        # Search references met (``# refldap://…`` comment lines of -LLL output): subtrees held by another server.
+        # ldapsearch does not follow them (nor should it: it would bind there), so their accounts are not read.
+        self.referrals: list[str] = []
 
     def __enter__(self) -> BulkSearch:
         return self.start()
@@ -254,6 +263,7 @@ class BulkSearch:
             if chunk is None:
                 running -= 1  # type: ignore[operator]
                 if rest[i].strip(b"\n"):
+                    self._references(rest[i])
                     yield rest[i].decode("utf-8", "replace") + "\n\n", line[i]
                 continue
             assert isinstance(chunk, bytes)
@@ -263,6 +273,7 @@ class BulkSearch:
                 rest[i] = data
                 continue
             done, rest[i] = data[:cut + 2], data[cut + 2:]
+            self._references(done)
             yield done.decode("utf-8", "replace"), line[i]
             line[i] += done.count(b"\n")
         for t in self._threads:
@@ -271,6 +282,13 @@ class BulkSearch:
             if done.rc != 0:
                 what = "ldapsearch" if len(self.searches) == 1 else f"ldapsearch (under {base})"
                 raise DirectoryError(ldapsearch_failure(self.src, base, done, what))
+
+    def _references(self, data: bytes) -> None:
+        """Given LDIF of whole entries, add its search references to ``referrals`` (one C search when it has none)."""
+        if b"# ref" in data:
+            for ln in data.split(b"\n"):
+                if ln.startswith(b"# ref"):
+                    self.referrals.append(ln[5:].lstrip(b": ").decode("utf-8", "replace"))
 
     def accounts(self) -> Iterator[Account]:
         """Yield every account (the careful way: each parsed and typed). Raise DirectoryError."""

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from citydc.config.models import AuthDetection
+from citydc.sso.model import PROBE_RDN
 from citydc.sso.rules import norm_dn
 
 __all__ = ["Attempt", "Detection", "Detector", "account_key"]
@@ -36,6 +37,7 @@ MAX_KEYS = 100_000
 # Over MAX_KEYS, the tables are cut to this many: one prune per 10,000 new keys, not one per attempt (each
 # prune walks the three tables).
 KEEP_KEYS = MAX_KEYS * 9 // 10
+_PROBE = PROBE_RDN.lower() + ","
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -71,10 +73,30 @@ def account_key(user: str) -> str:
     """Given a DN or a username, return the key one account has in every source."""
     if "=" not in user:
         return user.strip().lower()
+    if "\\" in user:
+        return _escaped_key(user)
     dn = norm_dn(user)
     first = dn.split(",", 1)[0]
     attr, _, value = first.partition("=")
     return value if attr == "uid" and value else dn
+
+
+def _escaped_key(user: str) -> str:
+    """``account_key`` of a DN with escapes. slapd logs the bind DN in its own spelling (``uid=lin\\2Cmei,…`` for
+    the entry ``uid=lin\\,mei,…``), the baseline names it as written, Keycloak by the bare uid ``lin,mei``:
+    escapes are decoded (``files.dn_key``) and the uid's escaped commas taken as commas. Split at every comma,
+    an escaped one cut the uid short: ``uid=lin\\,mei`` was the account ``lin\\``."""
+    from citydc.sso.files import dn_key  # only for the rare DN with an escape: files imports pydantic
+
+    key = dn_key(user)
+    first, i = [], 0
+    while i < len(key) and key[i] != ",":  # dn_key leaves ``\\,`` and ``\\\\`` escaped in values
+        if key[i] == "\\" and i + 1 < len(key):
+            i += 1
+        first.append(key[i])
+        i += 1
+    attr, _, value = "".join(first).partition("=")
+    return value if attr == "uid" and value else key
 
 
 class _SourceWindow:
@@ -183,7 +205,11 @@ class Detector:
         while q and q[0] < horizon:
             q.popleft()
         if not b.success:
-            if not user:
+            if not user or user.startswith(_PROBE):
+                # The LDAP audit's plain-bind probe fails by design, once per run: five runs within the window
+                # (a retry loop, several sources on one server) read as a brute force of the probe DN (seen in
+                # the audit's own runs on slapd 2.5). Its bind is still recorded as an event; a success is not
+                # skipped (the probe DN then exists, which it never should).
                 return out
             if q is None:
                 q = fail_user[user] = deque()

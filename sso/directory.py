@@ -30,6 +30,8 @@ from citydc.config.models import LdapSource
 from citydc.sso import ldif
 from citydc.sso.bulk_search import (
     NO_SUCH_OBJECT,
+    SIZE_LIMIT_EXCEEDED,
+    SIZE_LIMIT_HINT,
     BulkSearch,
     DirectoryError,
     ldapsearch_argv,
@@ -38,13 +40,12 @@ from citydc.sso.bulk_search import (
     partition,
     password_pipe,
 )
-from citydc.sso.model import ACCOUNT_ATTRIBUTES, Account
+from citydc.sso.model import ACCOUNT_ATTRIBUTES, PROBE_RDN, Account
 from citydc.sso.rules import ServerPosture
 
 __all__ = ["PROBE_RDN", "BulkSearch", "Directory", "DirectoryError", "ldapsearch_argv", "partition"]
 
-# The DN of the plain-bind probe: fixed, so the auth audit sees one account, never a spraying pattern.
-PROBE_RDN = "cn=citydc-plain-bind-probe"
+REFERRAL = 10  # LDAP result code: the entry is held by another server
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Directory:
         self.ldapsearch = ldapsearch
         self.conn: ldap3.Connection | None = None
         self.cert: dict | None = None
+        # Referrals met and not followed, in order: (search base, the URLs). The entries they name are on
+        # another server, not read by this audit (the run's notes say so).
+        self.referrals: list[tuple[str, list[str]]] = []
 
     # -- connection ------------------------------------------------------------------------
 
@@ -89,9 +93,12 @@ class Directory:
 
     def _open(self, *, tls: bool, user: str | None = None, password: str | None = None) -> ldap3.Connection:
         """Open a connection (TLS as the source says when ``tls``) and return it, not yet bound."""
+        # auto_referrals off: ldap3 follows a referral by binding to the host it names with this connection's DN
+        # and password, over plain LDAP when the referral says ldap:// and this connection is LDAPS (seen: the
+        # audit's password in clear at a listener named by a referral entry, looking up a privileged member).
         conn = ldap3.Connection(self._server(tls), user=user, password=password, auto_bind=ldap3.AUTO_BIND_NONE,
                                 read_only=True, receive_timeout=max(1, int(self.src.timeout_seconds)),
-                                raise_exceptions=False,
+                                raise_exceptions=False, auto_referrals=False,
                                 authentication=ldap3.SIMPLE if user else ldap3.ANONYMOUS)
         where = self.src.url
         try:
@@ -191,9 +198,16 @@ class Directory:
                                                              paged_size=self.src.page_size, generator=False)
         except LDAPException as exc:
             raise DirectoryError(f"{self.src.url}: search {flt} under {base} failed: {_safe(exc)}") from None
-        res = self.conn.result
+        res = self.conn.result or {}
+        if res.get("result") == REFERRAL:  # the base is held by another server: not followed, nothing here
+            self.referrals.append((base, list(res.get("referrals") or [])))
+            return []
         if res.get("result") not in (0, 32, None):
-            raise DirectoryError(f"{self.src.url}: search {flt} under {base}: {res.get('description')}")
+            hint = f" ({SIZE_LIMIT_HINT})" if res.get("result") == SIZE_LIMIT_EXCEEDED else ""
+            raise DirectoryError(f"{self.src.url}: search {flt} under {base}: {res.get('description')}{hint}")
+        refs = [u for e in entries or [] if e.get("type") == "searchResRef" for u in e.get("uri") or []]
+        if refs:
+            self.referrals.append((base, refs))
         return [(e["dn"], _decode(e.get("raw_attributes", {})))
                 for e in entries or [] if e.get("type") == "searchResEntry"]
 
@@ -220,15 +234,20 @@ class Directory:
             for e in gen:
                 if e.get("type") == "searchResEntry":
                     yield Account.from_attrs(e["dn"], _decode(e["raw_attributes"]))
+                elif e.get("type") == "searchResRef":
+                    self.referrals.append((self.src.base_dn, list(e.get("uri") or [])))
         except LDAPException as exc:
             raise DirectoryError(f"{self.src.url}: account search failed: {_safe(exc)}") from None
         # raise_exceptions is off: a refused or cut search (no such base, a size limit) ends the generator quietly
         res = self.conn.result or {}
         if res.get("result") == NO_SUCH_OBJECT:
             raise DirectoryError(no_such_object(self.src, self.src.base_dn, res.get("dn") or ""))
-        if res.get("result") not in (0, 10, None):  # 10: a referral, which ldap3 followed
+        if res.get("result") == REFERRAL:
+            self.referrals.append((self.src.base_dn, list(res.get("referrals") or [])))
+        elif res.get("result") not in (0, None):
+            hint = f" ({SIZE_LIMIT_HINT})" if res.get("result") == SIZE_LIMIT_EXCEEDED else ""
             raise DirectoryError(f"{self.src.url}: account search failed: {res.get('description')} "
-                                 f"({res.get('result')}) {_safe(res.get('message') or '')}".strip())
+                                 f"({res.get('result')}) {_safe(res.get('message') or '')}".strip() + hint)
 
     def _accounts_ldapsearch(self) -> Iterator[Account]:
         env = {"LDAPTLS_REQCERT": "demand"}

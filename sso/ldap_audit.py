@@ -43,7 +43,7 @@ from citydc.sso.rules import (
     strong_prefixes,
 )
 
-__all__ = ["AuditRun", "posture_score", "run_audit"]
+__all__ = ["AuditRun", "group_members", "posture_score", "resolve_members", "run_audit"]
 
 TZ = ZoneInfo("Asia/Taipei")
 # Score penalty of a rule that fired, by severity; more findings of one rule add log10(count).
@@ -171,24 +171,19 @@ def _run_audit(src: LdapSource, password: str, resolve: Callable[[Path], Path], 
                                    "pwdInHistory", "pwdMaxAge"]):
             ctx.policies[norm_dn(dn)] = Policy.from_attrs(dn, attrs)
         for group in src.privileged_groups:
-            entry = d.entry(group, ["member"])
-            if entry is None:
-                run.notes.append(f"privileged group {group} does not exist")
-                continue
-            ctx.groups[group] = entry.get("member", [])
+            members = group_members(d, src, group, ctx.members, run.notes, ctx.via.setdefault(group, {}))
+            if members is not None:
+                ctx.groups[group] = members
         rules = make_rules(ctx)
         screen = _screen(rules, ctx) if bulk is not None else None
         if screen is not None and bulk is not None:
             findings = _stream_screened(bulk, screen, rules, ctx, run, progress)
         else:
             findings = _stream(bulk.accounts() if bulk is not None else d.accounts(), rules, ctx, run, progress)
-        for norm, original in _unresolved(ctx):
-            entry = d.entry(original, ["pwdAccountLockedTime"])
-            # (ldap3 lists a requested attribute the entry lacks as [], not absent)
-            locked = ((entry or {}).get("pwdaccountlockedtime") or [None])[0]
-            ctx.members[norm] = MemberStatus(entry is not None, locked == "000001010000Z")
+        resolve_members(d, ctx)
         for r in rules:
             findings.extend(r.finish())
+        run.notes += referral_notes(d.referrals, bulk.referrals if bulk is not None else [])
     run.policies, run.groups = len(ctx.policies), len(ctx.groups)
     if baseline is None and src.privileged_groups:
         run.notes.append("no baseline_file: privileged membership changes (LDAP-PRIV-001/002) not checked")
@@ -204,6 +199,94 @@ def _run_audit(src: LdapSource, password: str, resolve: Callable[[Path], Path], 
     run.score = posture_score(run.findings)
     run.duration_seconds = time.monotonic() - started
     return run
+
+
+GROUP_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
+# Entries read to find nested groups, per privileged group: a bound whatever loops or fans out in the directory.
+MAX_NESTED_LOOKUPS = 1000
+
+
+def group_members(d: Any, src: LdapSource, group: str, statuses: dict[str, MemberStatus], notes: list[str],
+                  via: dict[str, str] | None = None) -> list[str] | None:
+    """Given the open directory, the source, a privileged group's DN, the member statuses and the run's notes,
+    return the group's member DNs, nested groups' members included (None when the group does not exist: a
+    note says so). ``via`` gets {member DN: the nested group it is a member of} for the members that are not
+    direct.
+
+    A group lists its members as ``member`` (groupOfNames), ``uniqueMember`` (groupOfUniqueNames, a DN with an
+    optional ``#'…'B`` uid suffix) or ``memberUid`` (posixGroup: a uid, which nss/sssd resolve to the accounts
+    with that uid). Read as ``member`` only, a posixGroup looked empty: every baseline member "removed"
+    (LDAP-PRIV-002) and its real members never checked. A memberUid no account has is a member that does not
+    exist (LDAP-PRIV-004, subject ``memberUid=VALUE in GROUP``): an account created with that uid gets the rights.
+    A member that is itself a group passes its members on (sssd and nss resolve nested groups, so they get the
+    rights): they are members too, each checked against the baseline (a baseline that approves a nested group
+    does not approve whoever is added to it later).
+    """
+    seen = len(d.referrals)
+    entry = d.entry(group, list(GROUP_ATTRIBUTES))
+    if entry is None:
+        if len(d.referrals) == seen:  # else held by another server: the referral notes name it
+            notes.append(f"privileged group {group} does not exist")
+        return None
+    members = _direct_members(d, src, entry, statuses)
+    known = {files.dn_key(group)} | {files.dn_key(m) for m in members}
+    todo = [m for m in members if not m.startswith("memberUid=")]
+    looked = 0
+    while todo and looked < MAX_NESTED_LOOKUPS:
+        outer = todo.pop(0)
+        looked += 1
+        sub = d.entry(outer, list(GROUP_ATTRIBUTES))
+        for m in _direct_members(d, src, sub, statuses) if sub else ():
+            if (k := files.dn_key(m)) not in known:
+                known.add(k)
+                members.append(m)
+                if via is not None:
+                    via[m] = outer
+                if not m.startswith("memberUid="):
+                    todo.append(m)
+    if todo:
+        notes.append(f"privileged group {group}: nested groups read up to {MAX_NESTED_LOOKUPS} entries; "
+                     f"{len(todo)} member(s) not looked into")
+    return members
+
+
+def _direct_members(d: Any, src: LdapSource, entry: dict[str, list[str]],
+                    statuses: dict[str, MemberStatus]) -> list[str]:
+    """Given a group's entry (``GROUP_ATTRIBUTES``), return its direct members' DNs (see ``group_members``)."""
+    members = list(entry.get("member", []))
+    members += [v.rsplit("#'", 1)[0] if v.endswith("'B") else v for v in entry.get("uniquemember", [])]
+    # An rfc2307bis group is a groupOfNames and a posixGroup at once: its accounts are often both member and
+    # memberUid values, maybe spelled otherwise (``uid=SW-Admin1`` as written, the entry's own DN from the search).
+    keys = {files.dn_key(m) for m in members}
+    for uid in entry.get("memberuid", []):
+        found = d.search(src.base_dn, f"(&{src.account_filter}(uid={_filter_value(uid)}))", ["1.1"])
+        if not found:
+            missing = f"memberUid={uid}"
+            statuses[norm_dn(missing)] = MemberStatus(False)
+            members.append(missing)
+        for dn, _ in found:
+            if (k := files.dn_key(dn)) not in keys:
+                keys.add(k)
+                members.append(dn)
+    return members
+
+
+def referral_notes(referrals: list[tuple[str, list[str]]], bulk: list[str]) -> list[str]:
+    """Given the referrals the small reads met ((search base, URLs)) and the bulk read's search references,
+    return the run's note (none without referrals): what another server holds was not audited. A referral is
+    never followed: ldap3 would bind to the server it names with the audit's DN and password."""
+    urls = list(dict.fromkeys([u for _, us in referrals for u in us] + list(bulk)))
+    if not urls and not referrals:
+        return []
+    shown = ", ".join(urls[:5]) + (f" and {len(urls) - 5} more" if len(urls) > 5 else "")
+    return [f"{len(urls) or 1} referral(s) to another server not followed; the entries there were not audited: "
+            f"{shown or '(no URL given)'}"]
+
+
+def _filter_value(value: str) -> str:
+    """Given an attribute value, return it escaped for an LDAP filter (RFC 4515): a memberUid is text from the
+    directory, and ``*`` or ``)`` in it must not change the search."""
+    return "".join(f"\\{ord(c):02x}" if c in "\\*()\0" else c for c in value)
 
 
 def _stream(accounts: Iterable[Account], rules: list[Rule], ctx: RuleContext, run: AuditRun,
@@ -290,6 +373,21 @@ def _stream_screened(search: BulkSearch, screen: bulk_mod.Screen, rules: list[Ru
             gc.enable()
     run.accounts = n
     return findings
+
+
+def resolve_members(d: Any, ctx: RuleContext) -> None:
+    """Given the open directory and the context, look up the privileged members the account read did not see
+    (not accounts, outside the account filter, spelled otherwise) and set their status in ``ctx.members``."""
+    for norm, original in _unresolved(ctx):
+        seen = len(d.referrals)
+        entry = d.entry(original, ["pwdAccountLockedTime"])
+        if entry is None and len(d.referrals) > seen:
+            # on another server (a referral, not followed): neither missing (LDAP-PRIV-004) nor known disabled
+            ctx.members[norm] = MemberStatus(True, False)
+            continue
+        # (ldap3 lists a requested attribute the entry lacks as [], not absent)
+        locked = ((entry or {}).get("pwdaccountlockedtime") or [None])[0]
+        ctx.members[norm] = MemberStatus(entry is not None, locked == "000001010000Z")
 
 
 def _unresolved(ctx: RuleContext) -> list[tuple[str, str]]:

@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ACCOUNT_ATTRIBUTES", "SEVERITIES", "Account", "Finding", "RuleInfo", "parse_gtime", "severity_rank"]
+__all__ = ["ACCOUNT_ATTRIBUTES", "PROBE_RDN", "SEVERITIES", "Account", "Finding", "RuleInfo", "later_gtime",
+           "parse_gtime", "severity_rank"]
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 # The only attributes the bulk read asks for: each one costs time on 100k accounts.
+# authTimestamp: the last bind as the lastbind overlay (contrib, OpenLDAP 2.4 and later) records it; slapd 2.5's
+# built-in olcLastBind records pwdLastSuccess. A directory may have either or both (a server moved from the
+# overlay to olcLastBind keeps the old values): the later of the two is the account's last bind.
 ACCOUNT_ATTRIBUTES = ("uid", "uidNumber", "mail", "userPassword", "pwdChangedTime", "pwdLastSuccess",
-                      "createTimestamp", "pwdAccountLockedTime", "pwdPolicySubentry")
+                      "createTimestamp", "pwdAccountLockedTime", "pwdPolicySubentry", "authTimestamp")
+# The DN of the audit's plain-bind probe (``<PROBE_RDN>,<base_dn>``, directory.py): a fixed account that does not
+# exist, whose failed binds are the audit's own (detect.py does not count them as guesses).
+PROBE_RDN = "cn=citydc-plain-bind-probe"
 # ppolicy's "locked until an administrator unlocks": the directory's disabled account.
 ADMIN_LOCK = "000001010000Z"
 
@@ -102,6 +109,19 @@ class Account:
             v = get(name)
             return v[0] if v else None
 
+        last = one("pwdlastsuccess")
+        auth = one("authtimestamp")
+        if auth is not None and auth != last:
+            last = later_gtime(last, auth)
         return cls(dn, get("uid", ()), get("uidnumber", ()), get("mail", ()), get("userpassword", ()),
-                   one("pwdchangedtime"), one("pwdlastsuccess"), one("createtimestamp"),
+                   one("pwdchangedtime"), last, one("createtimestamp"),
                    one("pwdaccountlockedtime"), one("pwdpolicysubentry"))
+
+
+def later_gtime(a: str | None, b: str | None) -> str | None:
+    """Given two GeneralizedTime values (or None), return the later one; a value that is not a UTC time loses
+    to one that is (and is kept when both are not, so the rules can show it)."""
+    ta, tb = parse_gtime(a), parse_gtime(b)
+    if ta is None or tb is None:
+        return a if tb is None and (ta is not None or b is None) else b
+    return a if (ta, a) >= (tb, b) else b

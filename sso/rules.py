@@ -10,7 +10,7 @@ meaning once published, because accepted risks and the security log refer to the
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +88,8 @@ class RuleContext:
     groups: dict[str, list[str]] = field(default_factory=dict)  # privileged group DN -> member DNs
     baseline: dict[str, list[str]] | None = None  # group DN -> approved member DNs (None: no baseline)
     members: dict[str, MemberStatus] = field(default_factory=dict)  # norm member DN -> status
+    # privileged group DN -> {member DN: the nested group it is a member of}, for members that are not direct
+    via: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Rule:
@@ -141,6 +143,12 @@ _STRONG_PREFIXES = ("{SSHA}", "{SSHA256}", "{SSHA384}", "{SSHA512}", "{ARGON2}",
                     *(f"{{CRYPT}}{c}" for c in _STRONG_CRYPT))
 
 
+# pw-sha2's unsalted schemes: {SHA} with a longer digest, no salt either, so as open to precomputed tables and as
+# cheap per guess (a GPU does billions a second). Weak whenever {SHA} is (the rule's "unsalted" schemes); before
+# 2026-12-08 a {SHA512} value passed as strong.
+_UNSALTED_SHA2 = ("SHA256", "SHA384", "SHA512")
+
+
 def strong_prefixes(weak_schemes: Sequence[str]) -> tuple[str, ...]:
     """Given the configured weak schemes, return the prefixes of values that are strong hashes."""
     return tuple(p for p in _STRONG_PREFIXES if p[1:].split("}")[0].rstrip("-") not in weak_schemes)
@@ -166,6 +174,8 @@ def password_problem(value: str, weak_schemes: Sequence[str]) -> tuple[str, str]
     scheme = value[1:value.index("}")].upper()
     if scheme == "CLEARTEXT":
         return "cleartext", scheme
+    if scheme in _UNSALTED_SHA2:
+        return ("weak", scheme) if "SHA" in weak_schemes else None
     if scheme == "CRYPT":
         rest = value[value.index("}") + 1:]
         if rest.startswith(_STRONG_CRYPT):
@@ -207,7 +217,8 @@ class CleartextPassword(Rule):
 
 
 @rule("LDAP-PWD-002", "high", "account", "Password stored with a weak hash",
-      "userPassword uses an unsalted or obsolete scheme ({MD5}, {SHA}, {SMD5}, DES or MD5 {CRYPT}) that "
+      "userPassword uses an unsalted or obsolete scheme ({MD5}, {SHA}, unsalted {SHA256}/{SHA384}/{SHA512}, "
+      "{SMD5}, DES or MD5 {CRYPT}) that "
       "off-the-shelf tools crack quickly once the hash leaks.",
       "Have the user change the password (or reset it) so it is stored with a strong scheme such as {SSHA512}, "
       "{ARGON2} or {CRYPT}$6$.")
@@ -225,7 +236,8 @@ class WeakHash(CleartextPassword):
 
 @rule("LDAP-ACC-001", "medium", "account", "Stale enabled account",
       "An enabled account has not bound for longer than the stale threshold (pwdLastSuccess kept by slapd's "
-      "lastbind), or has no recorded bind and both its creation and its last password change "
+      "lastbind, or the lastbind overlay's authTimestamp: the later of the two), or has no recorded bind and "
+      "both its creation and its last password change "
       "(pwdChangedTime: slapd deletes pwdLastSuccess when the password changes) are older than it. Unused "
       "accounts are the quietest way in.",
       "Confirm with the owner's unit; disable the account (pwdAccountLockedTime 000001010000Z) or delete it.")
@@ -395,7 +407,22 @@ def _in(member: str, group: str) -> str:
     return f"{member} in {group}"
 
 
+def _dn_key() -> Callable[[str], str]:
+    """Return ``files.dn_key``: the baseline (written by people) and the group's member values (as slapd returns
+    them: ``uid=lin\\2Cmei`` for the entry ``uid=lin\\,mei``) name one entry in different spellings: escapes,
+    case, spaces. ``norm_dn`` (lowercase, spaces) is the hot path's key and does not decode escapes."""
+    from citydc.sso.files import dn_key  # files imports this module's fold(): imported when the rule runs
+
+    return dn_key
+
+
 class _GroupRule(Rule):
+    def through(self, group: str, member: str) -> tuple[str, dict[str, str]]:
+        """Given a group and one of its members, return the message's " (through NESTED)" and the evidence's
+        ``via`` for a member of a nested group ("" and {} for a direct member)."""
+        nested = self.ctx.via.get(group, {}).get(member)
+        return (f" (through {nested})", {"via": nested}) if nested else ("", {})
+
     def pairs(self) -> Iterator[tuple[str, str, str]]:
         """Yield (group DN, member DN, norm member DN) for every member of every privileged group."""
         for group, members in self.ctx.groups.items():
@@ -411,11 +438,13 @@ class PrivilegedAdded(_GroupRule):
     def finish(self) -> Iterable[Finding]:
         if self.ctx.baseline is None:
             return
-        base = {norm_dn(g): {norm_dn(m) for m in ms} for g, ms in self.ctx.baseline.items()}
-        for group, member, norm in self.pairs():
-            if norm not in base.get(norm_dn(group), set()):
-                yield self.found(_in(member, group), f"{member} is in {group} but not in the baseline",
-                                 group=group, member=member)
+        key = _dn_key()
+        base = {key(g): {key(m) for m in ms} for g, ms in self.ctx.baseline.items()}
+        for group, member, _ in self.pairs():
+            if key(member) not in base.get(key(group), set()):
+                how, ev = self.through(group, member)
+                yield self.found(_in(member, group), f"{member} is in {group}{how} but not in the baseline",
+                                 group=group, member=member, **ev)
 
 
 @rule("LDAP-PRIV-002", "medium", "group", "Approved privileged member removed",
@@ -426,13 +455,14 @@ class PrivilegedRemoved(_GroupRule):
     def finish(self) -> Iterable[Finding]:
         if self.ctx.baseline is None:
             return
-        current = {norm_dn(g): {norm_dn(m) for m in ms} for g, ms in self.ctx.groups.items()}
+        key = _dn_key()
+        current = {key(g): {key(m) for m in ms} for g, ms in self.ctx.groups.items()}
         for group, members in self.ctx.baseline.items():
-            now = current.get(norm_dn(group))
+            now = current.get(key(group))
             if now is None:
                 continue  # the group itself is missing: reported in the run's notes
             for m in members:
-                if norm_dn(m) not in now:
+                if key(m) not in now:
                     yield self.found(_in(m, group), f"{m} is in the baseline of {group} but not in the group",
                                      group=group, member=m)
 
@@ -446,8 +476,9 @@ class PrivilegedDisabled(_GroupRule):
         for group, member, norm in self.pairs():
             st = self.ctx.members.get(norm)
             if st is not None and st.exists and st.disabled:
-                yield self.found(_in(member, group), f"disabled account {member} is in {group}",
-                                 group=group, member=member)
+                how, ev = self.through(group, member)
+                yield self.found(_in(member, group), f"disabled account {member} is in {group}{how}",
+                                 group=group, member=member, **ev)
 
 
 @rule("LDAP-PRIV-004", "medium", "group", "Missing account in a privileged group",
@@ -459,8 +490,9 @@ class PrivilegedMissing(_GroupRule):
         for group, member, norm in self.pairs():
             st = self.ctx.members.get(norm)
             if st is not None and not st.exists:
-                yield self.found(_in(member, group), f"{member} in {group} does not exist",
-                                 group=group, member=member)
+                how, ev = self.through(group, member)
+                yield self.found(_in(member, group), f"{member} in {group}{how} does not exist",
+                                 group=group, member=member, **ev)
 
 
 # -- duplicates ----------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ but not counted: the SSO login event stands for that attempt.
 
 The saved state (0600) holds the log position, the parser's open connections, the Keycloak cursors, the
 detector's windows and the bind read ahead of the merge but not processed, so the next run continues
-exactly where this one stopped.
+exactly where this one stopped. Position, parser and held binds belong to one log file (its path): a run
+over another file of the same directory (``citydc audit auth --log FILE``) keeps the configured log's aside
+and continues its own, so neither run reads the other's lines again.
 """
 
 from __future__ import annotations
@@ -93,6 +95,33 @@ def _load(path: Path) -> tuple[dict[str, Any], str | None]:
     return {}, f"state {path} damaged ({why}), set aside as {aside.name}: every source is read from its start"
 
 
+LOG_STATE = ("position", "parser", "carry")  # what of the state belongs to the log file read
+MAX_OTHER_LOGS = 16  # log files whose position is kept besides the one read (the newest ones)
+
+
+def _log_state(st: dict[str, Any], ldap: LdapFeed | None) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """Given the saved state and the run's directory feed, return (the log file's key, the other files' saved
+    log states, this file's saved log state). Without a "log" key (a state of before 2026-12-08, or no file
+    read yet) the saved position is taken as this file's: its inode and first line still tell another file
+    apart, which is then read from its start."""
+    others = st.get("other_logs") if isinstance(st.get("other_logs"), dict) else {}
+    saved = st.get("log") if isinstance(st.get("log"), str) else None
+    if ldap is None:
+        return saved, others, st
+    key = str(ldap.log.absolute())
+    if saved is None or saved == key:
+        return key, others, st
+    # The state's position is another file's (the configured stats_log while --log FILE is read, or the
+    # reverse): taken over, it made the next run of the configured log read it again from its first line and
+    # fire its old detections a second time.
+    others = {k: v for k, v in others.items() if k not in (key, saved)}
+    others[saved] = {k: st.get(k) for k in LOG_STATE}
+    while len(others) > MAX_OTHER_LOGS:
+        others.pop(next(iter(others)))
+    own = st.get("other_logs", {}).get(key) if isinstance(st.get("other_logs"), dict) else None
+    return key, others, own if isinstance(own, dict) else {}
+
+
 def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakFeed], settings: AuthDetection,
              state_path: Path, emit: Callable[[Sequence[dict]], Any], privileged: Iterable[str],
              from_start: bool = False, kc_logs: Sequence[KeycloakLogFeed] = ()) -> dict[str, Any]:
@@ -105,10 +134,11 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
     st, damaged = ({}, None) if from_start else _load(state_path)
     if damaged:
         warnings.append(damaged)
-    pos = LogPosition.from_json(st.get("position"))
-    parser = StatsParser.from_json(st.get("parser") or {})
+    log_key, other_logs, own = _log_state(st, ldap)
+    pos = LogPosition.from_json(own.get("position"))
+    parser = StatsParser.from_json(own.get("parser") or {})
     try:
-        carry = [_bind_from_json(b) for b in st.get("carry") or []]
+        carry = [_bind_from_json(b) for b in own.get("carry") or []]
     except (TypeError, ValueError, KeyError):
         carry = []
     detector = Detector(settings, privileged)
@@ -158,7 +188,8 @@ def run_auth(*, group: str, ldap: LdapFeed | None, keycloaks: Sequence[KeycloakF
         # orjson: the detector's windows hold an entry per account and address seen lately (thousands after a
         # spray), and the state is written every few seconds while a backlog is read.
         atomicfile.write(state_path, orjson.dumps(
-            {"position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed, "keycloak": kc_state,
+            {"log": log_key, "position": pos.to_json(), "parser": parser.to_json(), "carry": unprocessed,
+             "other_logs": other_logs, "keycloak": kc_state,
              "kc_logs": {r.source: r.saved_position() for r in readers}, "detector": detector.to_json()},
             option=orjson.OPT_NON_STR_KEYS), mode=0o600)
 

@@ -521,7 +521,7 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
                              f"line(s) longer than {MAX_LINE} bytes skipped, the first at byte offset {at[0]}")
         for w in report.get("warnings", []):
             output.err.print(f"[yellow]warning:[/] {escape(visible(w))}")
-        unread = False
+        unread = _warn_unknown_format(report)
         for name, c in (report.get("sso") or {}).items():
             unread = _warn_unread_lines(name, c) or unread
         for e in report.get("errors", []):  # each names its source (run_auth)
@@ -552,6 +552,19 @@ def _auth(ctx: click.Context, source_name: str | None, log_path: str | None, fro
                 print_table(output.out, DETECTION_COLUMNS, detection_rows(r["detections"]), wide=wide,
                             title=f"detections ({r['source']}), times {timefmt.zone_name()}")
     exit_now(EXIT_FAILED if detected else EXIT_OK)  # all written and synced: no teardown (as audit ldap)
+
+
+def _warn_unknown_format(report: dict[str, Any]) -> bool:
+    """Say so when the stats log's lines were read and none was in a format the parser knows (rsyslog's
+    traditional "Dec  8 10:00:00 host slapd[1]:" lines, say): "0 binds" read as a quiet directory, not as an
+    audit that read nothing. Return whether it was so (the run then exits 1, as for a log not read)."""
+    unknown = report.get("skipped_lines", 0) - len(report.get("long_lines") or [])
+    if report.get("log") is None or report.get("binds") or unknown <= 0:
+        return False
+    output.err.print(f"[yellow]warning:[/] {escape(visible(report['log']))}: {unknown} line(s) and no bind in a "
+                     "format citydc reads (slapd -d stats, or syslog lines with an RFC 3339 time such as rsyslog's "
+                     "RSYSLOG_FileFormat): nothing was audited; see docs/ldap-audit.md")
+    return True
 
 
 def _warn_unread_lines(name: str, counts: dict[str, Any]) -> bool:

@@ -34,3 +34,17 @@ def test_a_log_option_run_and_the_configured_log_keep_their_own_positions(tmp_pa
         f.write(f"{t} conn=200 fd=12 ACCEPT from IP=10.10.2.9:5555 (IP=0.0.0.0:389)\n"
                 f'{t} conn=200 op=0 BIND dn="uid=c,dc=x" method=128\n{t} conn=200 op=0 RESULT tag=97 err=49 text=\n')
     assert read(cfg)[0] == 1
+
+
+def test_a_log_in_a_format_not_read_is_said_and_fails_the_run(tmp_path):
+    log = tmp_path / "slapd.log"
+    log.write_text("Dec  8 10:00:00 ldap1 slapd[123]: conn=1000 fd=12 ACCEPT from IP=10.10.2.9:5555 (IP=0.0.0.0:389)\n"
+                   'Dec  8 10:00:00 ldap1 slapd[123]: conn=1000 op=0 BIND dn="uid=a,dc=x" method=128\n'
+                   "Dec  8 10:00:00 ldap1 slapd[123]: conn=1000 op=0 RESULT tag=97 err=49 text=\n")
+    cfg = write_config(tmp_path, ldap=[ldap_entry("dir1", 1, stats_log=str(log), state_dir=str(tmp_path / "st"))])
+    proc = citydc(cfg, "audit", "auth")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{log}: 3 line(s) and no bind in a format citydc reads" in proc.stderr.replace("\n", " ")
+    stats_log(log, "uid=a,dc=x", 1)  # the same bind in slapd -d stats form: read, no warning
+    proc = citydc(cfg, "audit", "auth", "--from-start")
+    assert proc.returncode == 0 and "no bind in a format" not in proc.stderr, proc.stderr

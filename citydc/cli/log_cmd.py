@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import click
@@ -178,8 +179,10 @@ def _delivery_hint(error: DeliveryError) -> str:
                 "its directory (and its -wal and -shm files); fix the permissions or the path, then ship again. "
                 "The events stay in the spool")
     if error.reason in EVENT_REFUSED:
-        return ("the store refused an event of the batch (named above), so shipping again will not help; the "
-                "events stay in the spool (docs/security-log.md, \"Shipping\")")
+        # Not only an event: Elasticsearch also refuses its index template this way (an index named like the alias).
+        return ("the store refused what it was sent (an event, named above, or the index template: the reason is "
+                "above), so shipping again will not help until that is fixed; the events stay in the spool "
+                "(docs/security-log.md, \"Shipping\")")
     return "the events stay in the spool; run `citydc log ship` again once the store is back"
 
 
@@ -335,7 +338,8 @@ def stats(ctx: click.Context, by: tuple[str, ...], as_json: bool, wide: bool, ut
 
     A list field (event.category) counts each element, a boolean is true or false, a missing value is "".
     A field holding an object is refused (name one of its fields), and so is a field no counted event has,
-    unless it is one citydc writes (then it is the one group "").
+    unless it is one citydc writes (then it is the one group ""). Ties are ordered by value, numbers before
+    text. On Elasticsearch, message and error.message (free text there) cannot be counted (exit 2).
     """
     loaded = load_config(ctx)
     show_times(loaded, utc)
@@ -392,7 +396,8 @@ def _print_counts(rows: list[tuple[tuple[str, ...], int]], by: Iterable[str], as
 @timefmt.utc_option
 @click.pass_context
 def verify(ctx: click.Context, since: str | None, as_json: bool, utc: bool) -> None:
-    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event.
+    """Walk the hash chains in the store; report OK or the first changed, removed or inserted event,
+    and events the free-text search cannot find (search-index).
 
     With --since, each chain is walked from its first event at or after that time to its end, anchored at
     the stored event before it, and every head the shipper delivered is looked up. With --json the answer
@@ -522,12 +527,16 @@ SAVED_COLUMNS = (Column("name"), Column("question", text=True))
 STALE_COLUMNS = (Column("job"), Column("last success"))
 
 
-def _narrowed(query: Query, narrow: Query) -> Query:
-    """Given a saved question's Query and the one of ``saved``'s --since/--until/--site/--limit, return the
-    question with those put in (a given --since replaces the question's own look-back)."""
+def _narrowed(query: Query, narrow: Query, now: datetime) -> Query:
+    """Given a saved question's Query made at ``now`` and the one of ``saved``'s --since/--until/--site/--limit,
+    return the question with those put in (a given --since replaces the question's own look-back; an --until
+    alone moves that look-back to end there: failed-logins --until T asks about the 24 hours before T, where it
+    asked about the 24 hours before now and refused any T more than a day ago, naming a --since never given)."""
     import dataclasses
 
     since = narrow.since if narrow.since is not None else query.since
+    if narrow.since is None and narrow.until is not None and query.since is not None and query.until is None:
+        since = narrow.until - (now - query.since)
     until = narrow.until if narrow.until is not None else query.until
     if since is not None and until is not None and since >= until:
         fail(f"--since ({timefmt.show(since)}) must be before --until ({timefmt.show(until)})", EXIT_CONFIG)
@@ -551,9 +560,9 @@ def saved(ctx: click.Context, name: str | None, since: str | None, until: str | 
           limit: int | None, as_json: bool, wide: bool, utc: bool) -> None:
     """List the saved auditor questions, or run one by NAME.
 
-    --since/--until/--site narrow a question (failed-logins looks back 24 hours unless --since says
-    otherwise); --limit caps a question that lists events. stale-backups takes none of them: its window
-    (26 hours) is what it asks about.
+    --since/--until/--site narrow a question (failed-logins looks back 24 hours, from --until if given,
+    unless --since says otherwise); --limit caps a question that lists events. stale-backups takes none of
+    them: its window (26 hours) is what it asks about.
     """
     narrowing = {"--since": since, "--until": until, "--site": site, "--limit": limit}
     if name is None:
@@ -585,11 +594,10 @@ def saved(ctx: click.Context, name: str | None, since: str | None, until: str | 
                                                  for row in rows],
                             title=f"{question.description} (times in {timefmt.zone_name()})", wide=wide)
             sys.exit(EXIT_FAILED if rows else 0)
-        from datetime import UTC, datetime
-
-        query = question.make(datetime.now(UTC))
+        now = datetime.now(UTC)
+        query = question.make(now)
         if narrow is not None:
-            query = _narrowed(query, narrow)
+            query = _narrowed(query, narrow, now)
         if question.by:
             _print_counts(store.stats(query, list(question.by)), question.by, as_json, wide)
             return

@@ -36,7 +36,7 @@ import orjson
 from citydc import atomicfile, files
 
 __all__ = ["GENESIS", "INCARNATION", "AlreadyStored", "ChainHead", "Finding", "Notice", "Report", "Sealer",
-           "SpoolDamaged", "canonical", "chain_hash", "chain_name", "default_writer", "link", "read_head",
+           "SpoolDamaged", "Unreadable", "canonical", "chain_hash", "chain_name", "default_writer", "link", "read_head",
            "read_state_file", "seal", "verify", "verify_report", "write_head"]
 
 GENESIS = "0" * 64
@@ -408,6 +408,14 @@ class AlreadyStored(dict):
     __slots__ = ("sealed",)
 
 
+class Unreadable(dict):
+    """A stand-in for a stored row whose document cannot be read as an event (text that is no JSON object): only
+    what the store's columns say is in it, ``event.id`` and the writer and seq of ``citydc.chain``. Which
+    incarnation it belonged to was in the lost document; the walk reports it as changed."""
+
+    __slots__ = ()
+
+
 class Sealed(dict):
     """A stored document the store found to be byte for byte the line ``seal`` makes of it: ``sealed`` is the
     (prev, writer, seq, incarnation, hash) it was sealed with, so the walk need not encode and hash it again."""
@@ -480,11 +488,30 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
     delivered_seqs = {(writer, head.incarnation): head.seq for writer, head in (delivered or {}).items()}
     at_delivered: dict[tuple[str, str | None], str] = {}
     for doc in events:
-        fields = _chain_fields(doc)
         event = doc.get("event")
         event_id = event.get("id") if isinstance(event, Mapping) else None
+        if isinstance(doc, Unreadable):
+            # Not a chain of its own (its incarnation is unknown): seq 1..n-1 of such a chain would read as removed
+            # and the row's own position as missing from its real chain, five removed events for one altered row.
+            key = _chain_of_unreadable(doc, state, broken)
+            if key not in broken:
+                findings.append(Finding("changed", key[0], _chain_fields_seq(doc), event_id,
+                                        "the stored document cannot be read (it is no JSON object of an event): "
+                                        "the store was altered", key[1]))
+                broken.add(key)
+            continue
+        fields = _chain_fields(doc)
         if fields is None:
-            if ("<none>", None) not in broken:
+            named = _named_chain(doc)
+            if named is not None:
+                # It names its chain, but a chain field is of another type (seq "abc", edited in the store): an
+                # altered event of that chain, not an inserted one "without chain fields".
+                if (named, "<malformed>") not in broken:
+                    findings.append(Finding("changed", named[0], None, event_id, "its chain fields are not of the "
+                                            "expected types (strings writer, prev and event.hash, an integer seq)",
+                                            named[1]))
+                    broken.add((named, "<malformed>"))
+            elif ("<none>", None) not in broken:
                 findings.append(Finding("inserted", "<none>", None, event_id, "event has no chain fields"))
                 broken.add(("<none>", None))
             continue
@@ -567,6 +594,35 @@ def verify_report(events: Iterable[Mapping], *, partial: bool = False,
                 seq=last.seq, head="the chain head (chain-head.json)"), head.incarnation))
     notices[:0] = _incarnation_notices(state, firsts, partial)
     return Report(findings, notices, walked_from)
+
+
+def _named_chain(doc: Mapping) -> tuple[str, str | None] | None:
+    """Given a stored event whose chain fields are not all of their types, return the (writer, incarnation) it
+    still names, or None when it names none (no ``citydc.chain``, or no writer string there)."""
+    citydc = doc.get("citydc")
+    chain = citydc.get("chain") if isinstance(citydc, Mapping) else None
+    if not isinstance(chain, Mapping) or not isinstance(chain.get("writer"), str):
+        return None
+    incarnation = chain.get("incarnation")
+    return chain["writer"], incarnation if isinstance(incarnation, str) else None
+
+
+def _chain_fields_seq(doc: Mapping) -> int | None:
+    seq = doc.get("citydc", {}).get("chain", {}).get("seq")
+    return seq if isinstance(seq, int) else None
+
+
+def _chain_of_unreadable(doc: Mapping, state: Mapping[tuple[str, str | None], _Chain],
+                         broken: set[tuple[str, str | None]]) -> tuple[str, str | None]:
+    """Given an Unreadable stand-in and the walk's chains so far, return the chain it breaks: the one chain of its
+    writer that expects its seq next, or (writer, None) when no single chain does (then that chain's next event
+    also shows the gap)."""
+    chain = doc.get("citydc", {}).get("chain", {})
+    writer, seq = chain.get("writer"), chain.get("seq")
+    writer = writer if isinstance(writer, str) else "<none>"
+    waiting = [key for key, last in state.items() if key[0] == writer and key not in broken and isinstance(seq, int)
+               and last.seq == seq - 1]
+    return waiting[0] if len(waiting) == 1 else (writer, None)
 
 
 def _event_id(doc: Mapping) -> str | None:

@@ -79,8 +79,10 @@ class Shipper:
                     self.metrics.errors.labels(self.metrics.site, exc.reason).inc()
                 log.warning("delivery failed (attempt %d, %s): %s", attempt, exc.reason, exc)
                 # A store this user cannot write (StoreUnusable: permissions, a read-only file) does not heal
-                # by waiting: a one-off run reports it at once; a following shipper keeps trying, slowly.
-                setup = getattr(exc, "field", None) is not None
+                # by waiting, nor does an error its store marks as not retriable (Elasticsearch: an event refused
+                # for good, rejected credentials, a certificate that does not verify): a one-off run reports it at
+                # once, instead of the same answer six times in 15 s; a following shipper keeps trying, slowly.
+                setup = getattr(exc, "field", None) is not None or getattr(exc, "retriable", True) is False
                 if (not forever and (setup or attempt >= self.max_attempts)) or (stop is not None and stop.is_set()):
                     raise
                 delay = self.backoff(attempt)

@@ -17,9 +17,11 @@ text passes through ``execute.mask`` with the secret values.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -35,11 +37,18 @@ from elasticsearch import ApiError, Elasticsearch
 from citydc.config.models import ElasticsearchSink
 from citydc.execute import mask
 from citydc.seclog.chain import AlreadyStored
-from citydc.seclog.event import EventInvalid
+from citydc.seclog.event import EventInvalid, format_timestamp_ms
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool_scan import SpooledLine
 from citydc.seclog.store import FILTER_FIELDS, DeliveryError, Query, storable_timestamp
-from citydc.seclog.store_es_query import bool_query, chain_sort, composite_sources, message_words, search_sort
+from citydc.seclog.store_es_query import (
+    WORDS_FIELD,
+    bool_query,
+    chain_sort,
+    composite_sources,
+    message_words,
+    search_sort,
+)
 from citydc.seclog.store_es_template import MAPPINGS, index_for, template_body, template_name, template_version
 from citydc.secrets import SecretUnavailable
 
@@ -50,6 +59,12 @@ T = TypeVar("T")
 
 # Bulk answers only what put() needs: per-item status and error (smaller responses to parse).
 _BULK_FILTER = ["errors", "items.*.status", "items.*.error.type", "items.*.error.reason"]
+# What an index answers (HTTP 400) when its dynamic mapping cannot take a document: a field of another shape than
+# the index fixed for it, or a field beyond index.mapping.total_fields.limit (both seen on 9.2.4; the second
+# name is the one of earlier versions). Any other refusal is the event's own fault: rejected, as before.
+_MAPPING_ERRORS = frozenset({"document_parsing_exception", "mapper_parsing_exception"})
+# The start of a bulk action line up to the end of its index name (group 1; group 2 the name): put_unmapped's.
+_UNMAPPED_HEAD = re.compile(rb'^(\{"create":\{"_index":"([^"]+))"')
 
 
 class PreparedBatch(list):
@@ -133,6 +148,8 @@ class ElasticsearchStore:
         self._index_heads: dict[str, bytes] = {}
         # Lines the cluster answered 409 to during the current put(): redeliveries or re-emissions.
         self._conflicts: list[tuple[str, bytes]] = []
+        # Lines its monthly index refused with HTTP 400 during the current put() (see _put_unmapped).
+        self._unmapped: list[tuple[str, bytes]] = []
 
     @property
     def reemitted_index(self) -> str:
@@ -165,7 +182,9 @@ class ElasticsearchStore:
             elif sink.password is not None and sink.username is not None:
                 password = sink.password.reveal()
                 kwargs["basic_auth"] = (sink.username, password)
-                secrets.append(password)
+                # And the form the Authorization header carries (base64 of user:password, as the client encodes
+                # it): a proxy that echoes the request's headers in its error body (seen: HTTP 403) leaked it.
+                secrets.extend((password, base64.b64encode(f"{sink.username}:{password}".encode()).decode("ascii")))
                 auth_hint = (f"check security_log.sink.username ({sink.username}) and the password that "
                              f"{sink.password.reference} holds")
             else:
@@ -268,7 +287,7 @@ class ElasticsearchStore:
         heads = None if prepared is not None else [self._head(i, ev) for i, ev in enumerate(events)]  # refuse a
         self.ensure_template()  # bad event before sending any
         started = time.monotonic()
-        self._conflicts = []
+        self._conflicts, self._unmapped = [], []
         new, pending, worst = self._send_pipelined(events, heads, prepared)
         attempt = 0
         while pending:
@@ -290,6 +309,8 @@ class ElasticsearchStore:
                 again += retry_these
                 worst = worst_now or worst
             pending = again
+        if self._unmapped:
+            new += self._put_unmapped(self._unmapped)
         if self._conflicts:
             self._keep_reemitted(self._conflicts)
         return new
@@ -311,16 +332,26 @@ class ElasticsearchStore:
             return
         self.refresh()  # the stored twin may have come in this very batch
         ids = sorted({event_id for event_id, _ in docs})
-        resp = self._call("looking up stored events", lambda: self.client.search(
-            index=self.prefix, query={"ids": {"values": ids}}, size=min(10_000, 4 * len(ids) + 10),
-            source=["event.hash"], ignore_unavailable=True, allow_no_indices=True))
-        stored = {hit["_source"]["event"]["hash"] for hit in resp["hits"]["hits"]}
+        # Every stored copy's hash, paged: one search of at most 10,000 hits (as until 2026-12-08) answered a
+        # redelivered batch of more than 10,000 events (log ship --batch-size, killed before its ack) for only
+        # some of them; the rest were kept as re-emitted, and verify then called them duplicate sequence numbers.
+        # Copies with the same id and hash may share a sort value and be skipped by search_after: harmless here.
+        stored: set[str] = set()
+        for i in range(0, len(ids), self.page_size):
+            for doc in self._hits("looking up stored events", {"ids": {"values": ids[i:i + self.page_size]}},
+                                  [{"event.id": "asc"}, {"event.hash": "asc"}], None, source=["event.hash"]):
+                event = doc.get("event")
+                if isinstance(event, dict) and isinstance(event.get("hash"), str):
+                    stored.add(event["hash"])
         keep = [(h, doc) for (_, doc), h in zip(docs, hashes, strict=True) if h not in stored]
         if not keep:
             return
+        # One index for every month and component: a field no mapping names is kept in _source only (dynamic
+        # false), or a component field that changed shape would be refused here at every attempt, and the batch
+        # with it. The chain walk reads only mapped fields (chain_sort).
         self._call("creating the re-emitted index", lambda: self.client.options(ignore_status=400).indices.create(
-            index=self.reemitted_index, mappings=MAPPINGS, settings={"number_of_shards": 1,
-                                                                     "auto_expand_replicas": "0-1"}))
+            index=self.reemitted_index, mappings={**MAPPINGS, "dynamic": False},
+            settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"}))
         head = b'{"create":{"_index":"%s","_id":' % self.reemitted_index.encode()
         body = b"".join(b"".join((head, orjson.dumps(h), b"}}\n", doc, b"\n")) for h, doc in keep)
         resp = self._call(f"keeping {len(keep)} re-emitted chain position(s)", lambda: self.client.bulk(
@@ -331,6 +362,31 @@ class ElasticsearchStore:
                 raise ElasticsearchStoreError(
                     f"Elasticsearch at {self.endpoint} refused a re-emitted chain position (HTTP {status}: "
                     f"{_item_error(item['create'])})", "server_error", retriable=True)
+
+    def _put_unmapped(self, lines: Sequence[tuple[str, bytes]]) -> int:
+        """Given lines their monthly index's mapping could not take (HTTP 400), store them in ``<index>.unmapped``;
+        return how many were new.
+
+        What such an index refuses is a field whose shape the index's dynamic mapping fixed otherwise (a
+        component's ``citydc.backup.job`` once a string, now an object), or one field too many: the same line
+        is refused again at every attempt, and every event spooled after it waits behind it for good. The
+        ``.unmapped`` index (``<prefix>-*``: the template's mappings and the read alias) maps no field of its
+        own (``dynamic: false``): the template's fields are searched as everywhere, any other field is kept
+        in ``_source`` only, so the event is stored byte for byte and its chain verifies. Raise
+        ElasticsearchStoreError (``rejected``) if that index refuses a line too.
+        """
+        moved = [(event_id, _UNMAPPED_HEAD.sub(rb'\1.unmapped"', line, count=1)) for event_id, line in lines]
+        for index in sorted({_UNMAPPED_HEAD.match(line).group(2) for _, line in moved}):  # type: ignore[union-attr]
+            name = index.decode()
+            self._call(f"creating {name}", lambda name=name: self.client.options(ignore_status=400).indices.create(
+                index=name, mappings={"dynamic": False}))  # 400: it exists already
+        new, again, worst = self._tally(moved, self._bulk(moved, True), fallback=True)
+        if again:
+            status, text = worst or (0, "")
+            raise ElasticsearchStoreError(f"Elasticsearch at {self.endpoint} refused {len(again)} event(s) with "
+                                          f"HTTP {status} ({text})", "overloaded" if status == 429 else
+                                          "server_error", retriable=True)
+        return new
 
     def _bulk(self, lines: Sequence[tuple[str, bytes]], last: bool) -> dict:
         body = b"".join(line for _, line in lines)
@@ -392,9 +448,11 @@ class ElasticsearchStore:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citydc-es-bulk")
         return self._executor
 
-    def _tally(self, lines: Sequence[tuple[str, bytes]], resp: dict,
+    def _tally(self, lines: Sequence[tuple[str, bytes]], resp: dict, *, fallback: bool = False,
                ) -> tuple[int, list[tuple[str, bytes]], tuple[int, str] | None]:
-        """Given sent lines and the bulk response, return (new, lines to retry, worst retriable status).
+        """Given sent lines and the bulk response, return (new, lines to retry, worst retriable status). A line
+        its monthly index's mapping could not take (HTTP 400, ``_MAPPING_ERRORS``) is kept for ``_put_unmapped``
+        (unless these are its lines).
 
         Raise ElasticsearchStoreError naming the event if one was refused for good (not 409/429/5xx).
         """
@@ -412,6 +470,11 @@ class ElasticsearchStore:
             elif _retriable_status(status):
                 again.append((event_id, line))
                 worst = (status, _item_error(result))
+            elif status == 400 and not fallback and (result.get("error") or {}).get("type") in _MAPPING_ERRORS:
+                log.warning("event %s: its monthly index refused it (%s); storing it in that index's .unmapped "
+                            "twin, where its fields outside the index template are kept but not searched",
+                            event_id, _item_error(result))
+                self._unmapped.append((event_id, line))
             else:
                 raise ElasticsearchStoreError(
                     f"Elasticsearch at {self.endpoint} refused event {event_id} (HTTP {status}: "
@@ -493,14 +556,16 @@ class ElasticsearchStore:
             self.refresh_before_read = False
 
     def _hits(self, doing: str, query: dict, sort: list[dict], limit: int | None, *, index: str | None = None,
-              whole: bool = False) -> Iterator[dict]:
+              whole: bool = False, source: list[str] | None = None) -> Iterator[dict]:
         """Yield the _source of every hit (the hit itself with ``whole``), page by page with search_after, up to
-        ``limit``, from ``index`` (default: the read alias)."""
+        ``limit``, from ``index`` (default: the read alias); only the ``source`` fields of it, if given."""
         after: list | None = None
         left = limit
         while left is None or left > 0:
             size = self.page_size if left is None else min(self.page_size, left)
-            extra = {"search_after": after} if after is not None else {}
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            if source is not None:
+                extra["source"] = source
             resp = self._call(doing, lambda size=size, extra=extra: self.client.search(
                 index=index or self.prefix, query=query, sort=sort, size=size, track_total_hits=False,
                 ignore_unavailable=True, allow_no_indices=True, **extra))
@@ -523,6 +588,10 @@ class ElasticsearchStore:
         """Given a Query and ECS fields, return (values, count) per combination, largest count first
         (ties by values ascending). A missing value is "" (as in the SQLite store)."""
         sources = composite_sources(by)
+        for name in by:
+            if name in _TEXT_FIELDS:  # Elasticsearch answers HTTP 400 (no fielddata): say why, as a usage error
+                raise ValueError(f"{name} is free text (a text field in Elasticsearch), which cannot be counted "
+                                 "there: search its words with `citydc log search WORDS`, or count by a keyword field")
         self._before_read()
         for name in by:
             if self._holds_objects(query, name):
@@ -540,17 +609,19 @@ class ElasticsearchStore:
                 ignore_unavailable=True, allow_no_indices=True, aggregations={"by": {"composite": composite}}))
             agg = resp.get("aggregations", {}).get("by", {})
             for bucket in agg.get("buckets", []):
-                key = tuple(_key_text(bucket["key"][f"f{i}"]) for i in range(len(by)))
+                key = tuple(_key_value(bucket["key"][f"f{i}"], name) for i, name in enumerate(by))
                 counts.append((key, bucket["doc_count"]))
             after = agg.get("after_key")
             if not agg.get("buckets") or after is None:
                 break
-        # Several buckets may fold into one key ("" for missing); merge them, then order as SQLite.
-        merged: dict[tuple[str, ...], int] = {}
+        # Several buckets may fold into one key ("" for missing); merge them, then order as SQLite: count
+        # descending, then the values ascending as SQLite compares them (numbers by value, before any text:
+        # 2 < 1002 < 10002 < "", not "" < "10002" < "1002" < "2" as their texts would sort).
+        merged: dict[tuple[str | int | float, ...], int] = {}
         for key, n in counts:
             merged[key] = merged.get(key, 0) + n
-        counts = sorted(merged.items(), key=lambda kc: (-kc[1], kc[0]))
-        return counts
+        ordered = sorted(merged.items(), key=lambda kc: (-kc[1], tuple(map(_sqlite_order, kc[0]))))
+        return [(tuple(map(str, key)), n) for key, n in ordered]
 
     def _holds_objects(self, query: Query, name: str) -> bool:
         """Given a Query and a --by field, return whether any matching event has fields under it (an object)."""
@@ -621,10 +692,33 @@ class ElasticsearchStore:
                 return AlreadyStored(doc) if hit["_index"] == kept else doc
         return None
 
-    def search_index_problem(self) -> None:
-        """Return None: an event's search words are part of its document (``citydc_index.words``), indexed with
-        it, so there is no separate index to fall out of step with the events (the SQLite store's can)."""
-        return None
+    def search_index_problem(self) -> str | None:
+        """Return how many stored events a free-text search cannot find because they lack their search words, or
+        None when none does (for ``verify``). There is no separate index to fall out of step with the events (the
+        SQLite store's can): the words are part of each document, indexed with it, but not of its ``_source``.
+
+        The words (``citydc_index.words``) are sent with each event and kept out of ``_source``, so a document
+        indexed again from its ``_source`` (``_reindex`` into a new mapping, an update, a document put back by
+        hand) has none: it still verifies, filters still find it, and free text silently does not (seen on a
+        real node: one event re-put from its own _source). Candidates are the events with a message and no
+        words; only those whose message has words (letters or digits) count.
+        """
+        self._before_read()
+        query = {"bool": {"filter": [{"exists": {"field": "message"}}],
+                          "must_not": [{"exists": {"field": WORDS_FIELD}}]}}
+        missing, example = 0, None
+        for doc in self._hits("checking the search words", query, [{"event.id": "asc"}, {"event.hash": "asc"}], None,
+                              source=["message", "event.id"]):
+            if isinstance(doc.get("message"), str) and message_words(doc["message"]):
+                missing += 1
+                event = doc.get("event")
+                example = example or (event.get("id") if isinstance(event, dict) else None)
+        if not missing:
+            return None
+        return (f"{missing} event(s) lack their search words ({WORDS_FIELD}; e.g. event.id {example}): a free-text "
+                "search does not find them, filters do; they were indexed again from their _source (a _reindex, an "
+                "update), which the shipper's search words are not part of. The events themselves are checked by the "
+                "chain walk; move events between indices only with citydc, not with _reindex")
 
     def count(self) -> int:
         """Return how many events are stored."""
@@ -661,7 +755,16 @@ def _short(exc: Exception) -> str:
         info = exc.info if isinstance(exc.info, dict) else {}
         err = info.get("error")
         if isinstance(err, dict):
-            return f"{err.get('type', '')}: {str(err.get('reason', ''))[:300]}"
+            text = f"{err.get('type', '')}: {str(err.get('reason', ''))[:300]}"
+            # The cause says what to fix: "template after composition is invalid" alone hid "an index exists
+            # with the same name as the alias" (an index named like index_prefix, made by hand or by a shipper
+            # that ran before the template existed).
+            cause = err.get("caused_by")
+            while isinstance(cause, dict) and isinstance(cause.get("caused_by"), dict):
+                cause = cause["caused_by"]
+            if isinstance(cause, dict) and cause.get("reason"):
+                text += f" (caused by {cause.get('type', '')}: {str(cause['reason'])[:300]})"
+            return text
         return str(exc.message)[:300]
     # TransportError's str() is a generic "TLS error"; the first argument holds the cause.
     text = str(exc.args[0]) if exc.args else str(exc)
@@ -670,9 +773,33 @@ def _short(exc: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _key_text(value: Any) -> str:
+def _key_value(value: Any, field: str) -> str | int | float:
+    """Given a composite bucket's key value and its field, return the value the SQLite store counts under: a
+    string ("" for missing, true/false for a boolean, a date's @timestamp text) or a number."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if field in _DATE_FIELDS and isinstance(value, int):  # a date's key is its epoch milliseconds
+        return format_timestamp_ms(value)
+    if isinstance(value, int | float):
+        return value
     return str(value)
+
+
+def _sqlite_order(value: str | int | float) -> tuple[int, str | int | float]:
+    """Given a counted value, return its sort key as SQLite orders values: numbers before text."""
+    return (0, value) if isinstance(value, int | float) else (1, value)
+
+
+def _leaf_types(properties: dict, prefix: str = "") -> Iterator[tuple[str, str]]:
+    for name, spec in properties.items():
+        if "properties" in spec:
+            yield from _leaf_types(spec["properties"], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", spec.get("type", "")
+
+
+# Mapped date fields (date detection is off: no other field becomes a date) and text fields (not aggregatable).
+_DATE_FIELDS = frozenset(f for f, kind in _leaf_types(MAPPINGS["properties"]) if kind == "date")
+_TEXT_FIELDS = frozenset(f for f, kind in _leaf_types(MAPPINGS["properties"]) if kind == "text")

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import orjson
 
 from citydc import files
-from citydc.seclog.chain import AlreadyStored, Sealed, seal
+from citydc.seclog.chain import AlreadyStored, Sealed, Unreadable, seal
 from citydc.seclog.event import parse_timestamp
 from citydc.seclog.pacing import let_others_run
 from citydc.seclog.spool import SpooledEvent, gc_paused
@@ -307,7 +307,8 @@ def _line_checked(doc: dict, chain: dict, raw: str) -> dict:
 def _unreadable(event_id: str, writer: str | None, seq: int | None) -> dict:
     """Given a row whose document cannot be read, return a stand-in at its chain place that verify reports as
     changed."""
-    return {"event": {"id": event_id, "hash": ""}, "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}}
+    return Unreadable({"event": {"id": event_id, "hash": ""},
+                       "citydc": {"chain": {"writer": writer, "seq": seq, "prev": ""}}})
 
 
 def _reemitted(row: list) -> dict:
@@ -418,6 +419,11 @@ class SqliteStore:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return conn
         except sqlite3.DatabaseError as exc:
+            if (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                # Another process holds the file locked (for 30 s and more): a failed read, not a wrong path or
+                # permission, so exit 1 with "try again", not exit 2 naming security_log.sink.path.
+                raise DeliveryError(f"cannot read {self.path}: another process holds it locked ({exc}); run the "
+                                    "command again when it is done", "sqlite_busy") from None
             wal = Path(f"{self.path}-wal")
             # SQLite's error when it may not create the -shm file (3.40: SQLITE_READONLY; CANTOPEN in others)
             cannot_make_shm = (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_READONLY",
@@ -605,17 +611,40 @@ class SqliteStore:
         """Given a Query, yield the matching events ordered by (@timestamp, event.id), streamed."""
         where, params = self._where(query)
         direction = "DESC" if query.newest_first else "ASC"
-        sql = f"SELECT doc FROM events{where} ORDER BY ts_ms {direction}, id {direction}"  # noqa: S608
+        sql = f"SELECT id, doc FROM events{where} ORDER BY ts_ms {direction}, id {direction}"  # noqa: S608
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
         cursor = self.conn.cursor()
         try:
-            for (doc,) in cursor.execute(sql, params):
-                yield json.loads(doc)
+            try:
+                for event_id, raw in cursor.execute(sql, params):
+                    yield self._stored_document(event_id, raw)
+            except sqlite3.DatabaseError as exc:  # json_each of a filter met a document that is no JSON
+                raise self._read_error(exc) from None
             self._check_unchanged()
         finally:
             cursor.close()
+
+    def _stored_document(self, event_id: str, raw: str) -> dict:
+        """Given a row's id and document text, return the document. Raise DeliveryError naming the event when the
+        text is no JSON object (altered outside citydc): an auditor gets one line saying so, not a traceback,
+        and no answer silently short of that event."""
+        try:
+            doc = json.loads(raw)
+        except (TypeError, ValueError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise DeliveryError(f"{self.path}: the stored document of event {event_id} is not a JSON object: the "
+                                "store was altered outside citydc; `citydc log verify` reports it", "sqlite_error")
+        return doc
+
+    def _read_error(self, exc: sqlite3.DatabaseError) -> DeliveryError:
+        """Given SQLite's error while reading, return the DeliveryError that says what it means."""
+        if "malformed JSON" in str(exc):  # json_each/json_extract/json_type of a filter or --by field
+            return DeliveryError(f"{self.path}: a stored document is not JSON ({exc}): the store was altered "
+                                 "outside citydc; `citydc log verify` names the event", "sqlite_error")
+        return DeliveryError(f"{self.path}: {exc}", "sqlite_error")
 
     def stats(self, query: Query, by: Sequence[str]) -> list[tuple[tuple[str, ...], int]]:
         """Given a Query and ECS fields, return ((values...), count) per group, largest count first."""
@@ -641,7 +670,10 @@ class SqliteStore:
         groups = ", ".join(f"g{i}" for i in range(len(exprs)))
         sql = (f"SELECT {cols}, COUNT(*) AS n FROM events{''.join(joins)}{where} "  # noqa: S608
                f"GROUP BY {groups} ORDER BY n DESC, {groups}")
-        rows = self.conn.execute(sql, expr_params + join_params + params).fetchall()
+        try:
+            rows = self.conn.execute(sql, expr_params + join_params + params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._read_error(exc) from None
         self._check_unchanged()
         for i, field in enumerate(by):
             if any(row[i] == _OBJECT_MARK for row in rows):

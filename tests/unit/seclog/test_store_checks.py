@@ -162,10 +162,6 @@ def test_a_full_text_index_out_of_step_with_the_events_is_reported(tmp_path):
     assert problem is not None and "1 event(s) missing" in problem and "'rebuild'" in problem
 
 
-def test_the_elasticsearch_store_has_no_separate_index_to_check():
-    assert ElasticsearchStore(object(), endpoint="https://es.example:9200").search_index_problem() is None
-
-
 # -- finding 7: writer ids -------------------------------------------------------------------------------
 
 

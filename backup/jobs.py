@@ -172,6 +172,16 @@ def freshness(last_success: float | None, now: float, max_age_seconds: float) ->
     return "stale" if now - last_success > max_age_seconds else "fresh"
 
 
+def newest_snapshot_time(snaps: Sequence[restic.Snapshot], now: float) -> float | None:
+    """Given snapshots, return the time (epoch seconds) of the newest one not dated in the future (clock skew, see
+    SKEW_TOLERANCE_SECONDS), or None if there is none (or a time is not RFC 3339)."""
+    try:
+        times = [locks.parse_time(s.time).timestamp() for s in snaps]
+    except ValueError:
+        return None
+    return max((t for t in times if t <= now + SKEW_TOLERANCE_SECONDS), default=None)
+
+
 def stale_reason(fresh: str, kind: str, last_success: float | None, now: float, max_age_hours: float) -> str:
     """Given a freshness verdict, return its reason for the status row ('' when fresh)."""
     what = "successful backup" if kind == "local" else "snapshot copied off-site"
@@ -359,6 +369,19 @@ class JobRunner:
                                     error=result.error or None, snapshot_id=result.snapshot_id, extra=details)])
         return result
 
+    def _recorded_if_stopped(self, step: str, kind: str, body: Callable[[], StepResult]) -> StepResult:
+        """Run a step's body; when citydc is stopped meanwhile (Ctrl-C, or the SIGTERM of ``kill`` or a service
+        manager's stop timeout: KeyboardInterrupt), record the step as failed, then let the interrupt go on.
+        Otherwise the state, status and metrics keep showing the previous attempt's success as the last result,
+        and the step's start event has no end."""
+        wall, started = time.time(), time.monotonic()
+        try:
+            return body()
+        except KeyboardInterrupt:
+            self._finish(StepResult(step, kind, "failure", time.monotonic() - started, None,
+                                    "interrupted: citydc was stopped (SIGINT/SIGTERM) before the step ended"), wall)
+            raise
+
     @staticmethod
     def _fresh_as_of(result: StepResult, started_wall: float, before: float | None) -> float | None:
         """Given a successful step, return its new ``last_success``: when it started, but for the copy
@@ -409,10 +432,6 @@ class JobRunner:
                               access, timeout=600)
         return restic.parse_snapshots(res.stdout) if res.ok else None
 
-    def _snapshot_count(self, access: RepoAccess) -> int | None:
-        snaps = self._job_snapshots(access)
-        return None if snaps is None else len(snaps)
-
     def _repository_id(self, access: RepoAccess) -> str | None:
         """Return a repository's restic id (``cat config``: a key derivation), or None if it cannot be read."""
         try:
@@ -442,6 +461,14 @@ class JobRunner:
                                       details={"created": False, "repository_id": repo_id or None}))
                 local_id = repo_id if kind == "local" else local_id
                 continue
+            unopened = restic.classify_failure(probe.masked_stderr())
+            if unopened in ("wrong password", "repository unreachable"):
+                # A repository is there (its keys refused the password) or could not be reached: restic init would
+                # only say "config file already exists", which reads as if that file were the thing to remove.
+                out.append(StepResult("init", kind, "failure", time.monotonic() - started, probe.rc,
+                                      f"not created: cannot open the repository at this URL: {unopened}",
+                                      details={"created": False, "repository_id": None}))
+                continue
             chunker = self.access("local") if kind == "offsite" else None
             res = self.restic.run(restic.init_argv(self.restic.binary, access, chunker), access, source=chunker,
                                   timeout=600)
@@ -462,12 +489,13 @@ class JobRunner:
             return self._run()
 
     def _run(self) -> list[StepResult]:
-        results = [self._backup()]
+        results = [self._recorded_if_stopped("backup", "local", self._backup)]
         if self.job.offsite_repo is not None:
             # The copy reads the local repository: when the backup could not even open it, the copy
             # would fail the same way, and restic's copy does not say which repository it failed to open.
             unopened = restic.open_failure(results[0].error) if results[0].status == "failure" else None
-            results.append(self._copy_skipped(unopened) if unopened else self._copy())
+            results.append(self._copy_skipped(unopened) if unopened else
+                           self._recorded_if_stopped("copy", "offsite", self._copy))
         return results
 
     def _copy_skipped(self, reason: str) -> StepResult:
@@ -497,7 +525,10 @@ class JobRunner:
         access = self.access("local")
         kept = self._clear_locks("local", access)
         # Checked up front as well: restic 0.14 only warns about a missing source and exits 0.
-        missing_now = [str(s) for s in self.job.sources if not Path(s).exists()]
+        missing_now = [str(s) for s in self.job.sources if not Path(s).exists() and not Path(s).is_symlink()]
+        # restic stores a source that is a symbolic link as the link alone and exits 0 (it never follows it): the
+        # data it points to is not backed up, yet the backup, the drill (of the other sources) and status look fine.
+        linked = [f"{s} -> {os.readlink(s)}" for s in self.job.sources if Path(s).is_symlink()]
         argv = restic.backup_argv(self.restic.binary, access, self.job.sources, excludes=self.job.excludes,
                                   tags=restic.tagged(self.job.tags, self.job.name), host=self.host)
         out = self.restic.backup(argv, access, self.on_status)
@@ -506,6 +537,11 @@ class JobRunner:
         missing = sorted(set(out.missing_sources) | set(missing_now))
         if missing and out.outcome is not Outcome.FAILURE:
             out = restic.judge_backup(out.rc, out.summary, out.read_errors, missing, "")
+        if linked:
+            note = (f"source is a symbolic link, restic backs up the link only, not what it points to: "
+                    f"{', '.join(linked)} (list the link's target in sources)")
+            failed = out.outcome is Outcome.FAILURE and out.error
+            out = dataclasses.replace(out, outcome=Outcome.FAILURE, error=f"{out.error}; {note}" if failed else note)
         summary = out.summary
         details: dict[str, Any] = {
             "files_new": summary.files_new if summary else None,
@@ -514,6 +550,7 @@ class JobRunner:
             "bytes_processed": summary.total_bytes_processed if summary else None,
             "unreadable_files": [e.item for e in out.read_errors],
             "missing_sources": missing,
+            "linked_sources": linked,
             "locks_kept": kept,
         }
         return self._finish(StepResult("backup", "local", out.outcome.value, time.monotonic() - started, out.rc,
@@ -616,7 +653,7 @@ class JobRunner:
 
     def check(self, only: str | None = None) -> list[StepResult]:
         """Check structure and read the next data subset n/N of each repository (N = check_read_data_days)."""
-        return [self._check(kind) for kind in self.repos(only)]
+        return [self._recorded_if_stopped("check", kind, lambda k=kind: self._check(k)) for kind in self.repos(only)]
 
     def _check(self, kind: str) -> StepResult:
         wall = time.time()
@@ -660,7 +697,7 @@ class JobRunner:
                     "not pruned: the local prune failed (the next copy would bring back what an off-site prune "
                     "forgets)"), wall))
                 continue
-            results.append(self._prune(kind))
+            results.append(self._recorded_if_stopped("prune", kind, lambda k=kind: self._prune(k)))
         return results
 
     def _prune(self, kind: str) -> StepResult:
@@ -678,6 +715,11 @@ class JobRunner:
             if res.ok:
                 return self._finish(StepResult("prune", kind, "failure", time.monotonic() - started, res.rc,
                                                str(exc), details=details), wall)
+        groups = restic.parse_forget_groups(res.stdout)
+        if len(groups) > 1:
+            # Each group keeps its own keep_* (a host renamed, or the job's tags changed, starts a new group): a group
+            # that gets no new snapshot keeps its last ones for ever. Said on every prune, or nobody notices.
+            details["groups"] = groups
         if res.ok and self.job.retention.applies:
             # A forget that applied no policy lists no snapshot at all: its 0 is no count (the config
             # refuses such a policy; a hand-made job may still have one).
@@ -689,6 +731,11 @@ class JobRunner:
     # -- drill -------------------------------------------------------------------------------------
 
     def drill(self, kind: str = "local", scratch_root: Path | None = None) -> StepResult:
+        """Restore the job's latest snapshot of a successful run and verify it (``_drill``); a drill stopped by a
+        signal is recorded as failed."""
+        return self._recorded_if_stopped("drill", kind, lambda: self._drill(kind, scratch_root))
+
+    def _drill(self, kind: str = "local", scratch_root: Path | None = None) -> StepResult:
         """Restore the job's latest snapshot (or a random sample of its files) and verify every file.
 
         Verification: restic's ``restore --verify`` re-reads each restored file against the
@@ -875,16 +922,20 @@ class JobRunner:
         now = now or time.time()
         measured: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
+        # The job's snapshots each repository holds now, as listed for the count: the recorded last success says
+        # nothing about snapshots forgotten since, or a repository replaced by an empty one.
+        listed: dict[str, list[restic.Snapshot]] = {}
         if live:
             for kind in self.repos():
                 access = self.access(kind)
                 asked = time.time()
-                count = self._snapshot_count(access)
+                snaps = self._job_snapshots(access)
                 stats = self.restic.run(restic.stats_argv(self.restic.binary, access), access, timeout=600)
-                if count is None or not stats.ok:
+                if snaps is None or not stats.ok:
                     errors[kind] = restic.classify_failure(stats.masked_stderr())
                 else:
-                    measured[kind] = {"snapshots": count, "snapshots_time": asked, "size_time": time.time(),
+                    listed[kind] = snaps
+                    measured[kind] = {"snapshots": len(snaps), "snapshots_time": asked, "size_time": time.time(),
                                       "size_bytes": restic.parse_stats(stats.stdout).get("total_size")}
 
         def merge(st: dict[str, Any]) -> None:
@@ -905,11 +956,22 @@ class JobRunner:
             last_success = entry.get("last_success")
             check = st["steps"].get(state.step_key(kind, "check"))
             drill = st["drill"].get(kind)
+            gone = ""
+            if kind in listed and not listed[kind]:
+                # restic lists no snapshot of the job: whatever success was recorded, there is nothing to restore.
+                if last_success is not None:
+                    gone = (f"never: the repository holds no snapshot of the job (the last success recorded, "
+                            f"{datetime.fromtimestamp(last_success, UTC).isoformat()}, is gone: forgotten, or "
+                            f"the repository was replaced)")
+                last_success = None
+            elif kind == "offsite" and listed.get(kind):
+                # off-site freshness is the newest job snapshot there (as the copy records it), now as listed
+                last_success = newest_snapshot_time(listed[kind], now) or last_success
             fresh = freshness(last_success, now, self.job.max_age_hours * 3600)
             skew_note = entry.get("clock_skew") or ""
             # One line a person reads first: what failed and why (live scan, freshness, last step, drill, check).
             reasons = [r for r in (f"status scan: {errors[kind]}" if errors.get(kind) else "",
-                                   stale_reason(fresh, kind, last_success, now, self.job.max_age_hours),
+                                   gone or stale_reason(fresh, kind, last_success, now, self.job.max_age_hours),
                                    skew_note if fresh != "skew" else "", reason(entry, step),
                                    reason(drill, "drill"), reason(check, "check")) if r]
             rows.append({"job": self.job.name, "repo": kind, "step": step, "status": entry.get("status"),

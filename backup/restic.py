@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from citydc import execute
-from citydc.config.models import Repository, Retention
+from citydc.config.models import JOB_TAG_PREFIX, Repository, Retention
 from citydc.execute import Outcome
 from citydc.secrets import SecretUnavailable
 
@@ -446,6 +446,17 @@ def parse_forget(text: str) -> tuple[int, int]:
     return kept, removed
 
 
+def parse_forget_groups(text: str) -> list[str]:
+    """Given ``forget --json`` stdout, return one ``host [tags]`` per group restic applied the policy in (forget
+    counts days, weeks and months within each group). Not JSON: no groups."""
+    first = text.lstrip().split("\n", 1)[0] if text.strip() else "[]"
+    try:
+        groups = json.loads(first)
+    except ValueError:
+        return []
+    return [f"{g.get('host') or '?'} [{','.join(g.get('tags') or [])}]" for g in groups if isinstance(g, dict)]
+
+
 _COPIED = re.compile(r"^snapshot (?P<dst>[0-9a-f]{8,64}) saved$")
 _SKIPPED = re.compile(r"^skipping source snapshot (?P<src>[0-9a-f]{8,64}), was already copied to snapshot "
                       r"(?P<dst>[0-9a-f]{8,64})$")
@@ -622,7 +633,13 @@ def classify_failure(stderr: str) -> str:
         if marker in lowered:
             return reason
     fatal = [line for line in stderr.splitlines() if line.startswith("Fatal:")]
-    return fatal[-1][len("Fatal: "):].strip() if fatal else error_before_trace(stderr)
+    reason = fatal[-1][len("Fatal: "):].strip() if fatal else error_before_trace(stderr)
+    if "(SSH_FX_FAILURE)" in reason:
+        # OpenSSH's sftp-server answers a write to a full disk (or past a quota) with the generic SSH_FX_FAILURE,
+        # so restic's words alone do not point the operator at the server's free space.
+        reason += (" (the SFTP server refused a write without saying why: a full disk or an exceeded quota on the "
+                   "server is the usual cause; look at its free space)")
+    return reason
 
 
 def error_before_trace(stderr: str) -> str:
@@ -775,4 +792,4 @@ def tagged(tags: Iterable[str], job: str) -> tuple[str, ...]:
 
 
 def job_tag(job: str) -> str:
-    return f"citydc.job={job}"
+    return f"{JOB_TAG_PREFIX}{job}"  # citydc.config.models refuses configured tags with this prefix

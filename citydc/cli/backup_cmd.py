@@ -164,6 +164,10 @@ def step_detail(r: StepResult) -> str:
                 f"{d.get('snapshot')} of {d.get('snapshot_time')}{_unverifiable(d)}")
     if r.step == "check":
         return f"read subset {d.get('subset')}"
+    if r.step == "prune" and d.get("groups"):
+        return (f"{d['snapshots_removed']} forgotten, {d['snapshots_kept']} kept in {len(d['groups'])} retention "
+                f"groups (host [tags]: {'; '.join(d['groups'])}); a group without new snapshots keeps its last ones "
+                f"for ever: forget an old host's or old tags' snapshots by hand")
     if r.step == "copy":
         return (f"{len(d.get('snapshots_copied') or [])} snapshot(s) copied, newest off-site from "
                 f"{timefmt.show(d.get('newest_snapshot_time'), 'none')}")
@@ -198,6 +202,8 @@ def _report(job: str, results: Sequence[StepResult], runner: JobRunner, as_json:
                 err.print(f"[red]{r.step} ({r.repo}):[/] {escape(failure)}")
             for note in r.details.get("locks_kept") or []:
                 err.print(f"[dim]lock kept: {escape(note)}[/]")
+            if r.ok and r.details.get("groups"):  # the table may cut the detail to fit 80 columns
+                err.print(f"[yellow]{escape(r.step)} ({escape(r.repo)}):[/] {escape(step_detail(r))}")
         if overall != "success":
             first = next(r for r in results if r.status == overall)
             err.print(f"[{_STYLE[overall]}]job {escape(job)}: {overall.upper()}[/]: "

@@ -370,10 +370,55 @@ class Repository(Model):
 BACKUP_MAX_AGE_HOURS = 26
 
 
+# restic reads --keep-* as a Go int: a larger number loads here and then fails every prune.
+_KEEP_MAX = 2**63 - 1
+# The tag citydc gives each snapshot of a job (backup/restic.py job_tag): what tells the jobs sharing a
+# repository apart for forget, copy and the snapshot count.
+JOB_TAG_PREFIX = "citydc.job="
+
+
+def _restic_tag(tag: str) -> str:
+    # restic's --tag splits at commas: "x,citydc.job=j2" is two tags.
+    if any(part.strip().startswith(JOB_TAG_PREFIX) for part in tag.split(",")):
+        raise ValueError(f"the tag prefix {JOB_TAG_PREFIX!r} is reserved: citydc tags each snapshot "
+                         f"{JOB_TAG_PREFIX}<job name> itself, and a snapshot carrying another job's tag is forgotten "
+                         "by that job's retention policy in a repository they share")
+    return tag
+
+
+def _restic_pattern(pattern: str) -> str:
+    # restic's --exclude patterns are Go filepath.Match patterns: an unclosed or empty [class] or a trailing
+    # backslash is ErrBadPattern, and then every backup fails. (fnmatch would accept them.)
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 == len(pattern):
+                raise ValueError(f"{pattern!r}: ends with a backslash, which escapes nothing")
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1 + (pattern[i + 1:i + 2] == "^")
+            start = j
+            while j < len(pattern) and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            if j >= len(pattern):
+                raise ValueError(f"{pattern!r}: the [ at {i + 1} has no closing ]")
+            if j == start:
+                raise ValueError(f"{pattern!r}: the character class at {i + 1} is empty")
+            i = j
+        i += 1
+    return pattern
+
+
+ResticTag = Annotated[str, AfterValidator(_restic_tag)]
+ExcludePattern = Annotated[str, AfterValidator(_restic_pattern)]
+
+
 class Retention(Model):
-    keep_daily: int = Field(default=7, ge=0, description="daily snapshots kept")
-    keep_weekly: int = Field(default=4, ge=0, description="weekly snapshots kept")
-    keep_monthly: int = Field(default=12, ge=0, description="monthly snapshots kept")
+    keep_daily: int = Field(default=7, ge=0, le=_KEEP_MAX, description="daily snapshots kept")
+    keep_weekly: int = Field(default=4, ge=0, le=_KEEP_MAX, description="weekly snapshots kept")
+    keep_monthly: int = Field(default=12, ge=0, le=_KEEP_MAX, description="monthly snapshots kept")
 
     @model_validator(mode="after")
     def keeps_something(self) -> Retention:
@@ -394,14 +439,14 @@ class BackupJob(Model):
     name: Name = Field(description="job name, given on the command line (citydc backup run NAME)")
     site: SiteId
     sources: list[ConfigPath] = Field(min_length=1, description="files and directories backed up")
-    excludes: list[str] = Field(default=[], description="restic --exclude patterns")
+    excludes: list[ExcludePattern] = Field(default=[], description="restic --exclude patterns")
     pre_commands: list[Command] = Field(default=[],
                                           description="argv lists run before the backup, e.g. slapcat")
     local_repo: Repository = Field(description="the repository on the job's own site")
     offsite_repo: Repository | None = Field(
         default=None, description="the copy on the other site (restic copy after each backup)")
     retention: Retention = Field(default_factory=Retention, description="what restic forget keeps")
-    tags: list[str] = Field(default=[], description="restic tags added to each snapshot")
+    tags: list[ResticTag] = Field(default=[], description="restic tags added to each snapshot")
     offsite_limit_kib: int | None = Field(default=None, ge=1, description="upload limit for the off-site copy")
     check_read_data_days: int = Field(
         default=30, ge=1, le=256,

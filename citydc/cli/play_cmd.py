@@ -105,6 +105,14 @@ def check_secrets(secrets: dict[str, str], *, playbooks_dir: Path | None, invent
             raise click.BadParameter(f"{name}: {problem}", param_hint=where)
 
 
+def _check_limit(limit: str | None) -> None:
+    """Given --limit, raise click.BadParameter when it names no host: Ansible takes an empty pattern ("", " ", ",")
+    as no limit at all and runs on every host, so ``--limit "$HOSTS"`` with $HOSTS unset would touch them all."""
+    if limit is not None and not re.sub(r"[\s,:]", "", limit):
+        raise click.BadParameter(f"{limit!r} names no host (Ansible would run on every host); leave --limit out to "
+                                 "run on all hosts", param_hint="--limit")
+
+
 def _playbook(playbooks_dir: Path, name: str) -> str:
     path = (playbooks_dir / name).resolve()
     if path.parent != playbooks_dir.resolve() or not path.is_file():
@@ -213,6 +221,7 @@ def run_cmd(ctx: click.Context, playbook: str, site: str | None, limit: str | No
         fail(f"no playbooks directory at {directory}", EXIT_CONFIG, hint="set --playbooks or $CITYDC_PLAYBOOKS")
     if site is not None and not _SITE.match(site):
         raise click.BadParameter(f"expected a site id such as siwei or fengshan, got {site!r}", param_hint="--site")
+    _check_limit(limit)
     name = _playbook(directory, playbook)
     inv = resolve_inventory(directory, inventory)
     plain = parse_extra_vars(extra_vars)
@@ -345,7 +354,7 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
     ansible-playbook is started before the config is loaded and waits, before any play, until the start event is
     on disk (citydc.play.runner, "Early start"); a config that fails to load, or a start event that cannot be
     written, cancels it: it ran nothing, and nothing records it."""
-    from citydc.play.runner import PlayRequest, Tracker, git_revision, limit_pattern, start_playbook
+    from citydc.play.runner import RUN_LOCK, PlayRequest, Tracker, git_revision, limit_pattern, start_playbook
 
     req = PlayRequest(playbooks_dir=directory, playbook=name, inventory=inv,
                       artifacts_dir=artifacts_dir.absolute() if artifacts_dir is not None else None, site=site,
@@ -375,6 +384,9 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
                                 revision=revision.result(), host=socket.gethostname(),
                                 extra_vars=[*plain, *config_vars], secret_vars=[*secrets, *config_secrets],
                                 artifact_dir=str(artifacts / req.run_id))
+        if not check:  # held by the run until it ends; a dry run changes nothing and may overlap
+            run.hold(_take_run_lock(spool.parent / RUN_LOCK,
+                                    f"{name} by {facts.user}, run {req.run_id} (pid {os.getpid()})"))
         if run.interrupted:  # SIGINT/SIGTERM before the run was recorded: it never ran
             raise KeyboardInterrupt
         emit_configured(loaded, events.run_start(facts))  # on disk before anything runs
@@ -417,6 +429,20 @@ def _execute(ctx: click.Context, directory: Path, name: str, inv: Path, *, site:
         batch += more_events(facts, result)
     emit_configured(loaded, batch)
     return result, req, facts
+
+
+def _take_run_lock(path: Path, holder: str) -> int:
+    """Given the control node's run lock and who asks, take it and return its descriptor, or end (exit 1) naming the
+    run that holds it: the started ansible-playbook is cancelled, having run nothing, and nothing is recorded."""
+    from citydc.play.runner import RunLocked, take_run_lock
+
+    try:
+        return take_run_lock(path, holder)
+    except RunLocked as exc:
+        fail(f"another run that may change hosts is in progress on this machine: {exc}", EXIT_FAILED,
+             hint="wait for it to end; a --check run does not wait")
+    except OSError as exc:
+        fail(f"cannot take the run lock {path}: {exc.strerror or exc}", EXIT_FAILED)
 
 
 AM_VARS = ("alertmanager_url", "alertmanager_ca_file", "alertmanager_cert_file", "alertmanager_key_file",

@@ -89,9 +89,10 @@ from citydc import execute
 from citydc.play.stop import stop_tree
 from citydc.stand_ins import modules_replaced
 
-__all__ = ["AT_FORK_MODULES", "COUNTS", "ENV_ALLOW", "MIN_SECRET_CHARS", "RUN_DIR", "PlayRequest", "PlayResult",
-           "PlaybookRun", "Tracker", "diff_text", "git_revision", "limit_pattern", "list_playbooks", "mask_event",
-           "rotate_runs", "run_playbook", "runner_kwargs", "secret_forms", "secret_problem", "start_playbook"]
+__all__ = ["AT_FORK_MODULES", "COUNTS", "ENV_ALLOW", "MIN_SECRET_CHARS", "RUN_DIR", "RUN_LOCK", "PlayRequest",
+           "PlayResult", "PlaybookRun", "RunLocked", "Tracker", "diff_text", "git_revision", "limit_pattern",
+           "list_playbooks", "mask_event", "rotate_runs", "run_playbook", "runner_kwargs", "secret_forms",
+           "secret_problem", "start_playbook", "take_run_lock"]
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # Environment names the ansible-playbook child keeps (prefixes end with "_").
@@ -576,7 +577,7 @@ class Tracker:
                 task = {"uuid": event.get("uuid", ""), "host": host, "task": data.get("task", ""),
                         "module": data.get("resolved_action") or data.get("task_action", ""),
                         "play": data.get("play", "")}
-                text = diff_text(res.get("diff")) if res.get("diff") else ""
+                text = _result_diff(res)
                 if text and self._diff_chars < MAX_DIFFS_CHARS:
                     self._diff_chars += len(text)
                     task["diff"] = text
@@ -622,6 +623,12 @@ def _validation_reason(res: dict) -> str:
     return ""
 
 
+def _item_label(item: dict) -> Any:
+    """Given one item's result of a loop task, return its label (a dict's ``name``, e.g. a declared VM's)."""
+    label = item.get("_ansible_item_label", item.get(item.get("ansible_loop_var") or "item", ""))
+    return label.get("name", "") if isinstance(label, dict) else label
+
+
 def _failure_text(res: dict) -> str:
     """Given a failed result, return its message; for a loop task (Ansible's "One or more items failed"), the first
     failed item's label and message, the reason the loop failed; for a file that failed its ``validate:`` command,
@@ -634,9 +641,7 @@ def _failure_text(res: dict) -> str:
     if isinstance(items, list):
         for item in items:
             if isinstance(item, dict) and item.get("failed"):
-                label = item.get("_ansible_item_label", item.get(item.get("ansible_loop_var") or "item", ""))
-                if isinstance(label, dict):
-                    label = label.get("name", "")
+                label = _item_label(item)
                 return f"{msg} (first: {label}: {item.get('msg', '')})" if label else f"{msg} ({item.get('msg', '')})"
     return msg
 
@@ -671,12 +676,33 @@ def diff_text(diff: Any) -> str:
             prepared = str(d["prepared"])
             parts.append(prepared if prepared.endswith("\n") else prepared + "\n")
     text = "\n".join(plain_text(line) for line in "".join(parts).rstrip("\n").split("\n"))
-    if len(text) > MAX_DIFF_CHARS:
-        cut = text.rfind("\n", 0, MAX_DIFF_CHARS)
-        cut = cut if cut > 0 else MAX_DIFF_CHARS
-        text = (f"{text[:cut]}\n... ({len(text) - cut} more characters: the whole diff is in the run's artifacts, "
-                "job_events)")
-    return text
+    return _bounded(text)
+
+
+def _bounded(text: str) -> str:
+    """Given a diff's text, return it cut at a line end within ``MAX_DIFF_CHARS``, saying where the rest is."""
+    if len(text) <= MAX_DIFF_CHARS:
+        return text
+    cut = text.rfind("\n", 0, MAX_DIFF_CHARS)
+    cut = cut if cut > 0 else MAX_DIFF_CHARS
+    return (f"{text[:cut]}\n... ({len(text) - cut} more characters: the whole diff is in the run's artifacts, "
+            "job_events)")
+
+
+def _result_diff(res: dict) -> str:
+    """Given a changed task's result, return its diff as text (``diff_text``), or "". A loop task's result has no
+    ``diff`` of its own: each changed item carries one in ``results`` (vm-deploy's define of several VMs), shown
+    under the item's label as Ansible's own callback shows them; bounded as a whole as one diff is."""
+    if res.get("diff"):
+        return diff_text(res["diff"])
+    items = res.get("results")
+    if not isinstance(items, list):
+        return ""
+    parts = []
+    for item in items:
+        if isinstance(item, dict) and item.get("changed") and item.get("diff"):
+            parts.append(f"item {plain_text(str(_item_label(item)))}:\n{diff_text(item['diff'])}")
+    return _bounded("\n".join(parts))
 
 
 def plain_text(text: str) -> str:
@@ -705,6 +731,35 @@ def import_ansible_runner() -> Any:
 
     ansible_runner.plugins.clear()
     return ansible_runner
+
+
+RUN_LOCK = "play-run.lock"  # next to the security-log spool: one per citydc.yaml on this machine
+
+
+class RunLocked(Exception):
+    """Another run that may change hosts holds the control node's run lock; the message says which."""
+
+
+def take_run_lock(path: Path, holder: str) -> int:
+    """Given the lock file and who takes it (playbook, user, run id), take the run lock; return its descriptor, held
+    until it is closed or the process ends (a killed run releases it too). Raise RunLocked naming the run holding it.
+
+    Two runs that change hosts must not overlap: two lb-rolling.yml runs re-enabled a server the other one had in
+    maintenance, and one could drain the last serving server between the other's pool check and its drain. A
+    check-mode run (and ``play drift``) changes nothing and does not take it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        raise RunLocked(f"{held or 'another citydc play run'} (lock {path})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode(), 0)
+    return fd
 
 
 CANCEL_POLL = 0.2  # seconds between the runner's checks of its cancel flag while ansible-playbook is quiet
@@ -757,6 +812,7 @@ class PlaybookRun:
         self._finished = False
         self.warnings: list[str] = []  # the artifacts not kept or not rotated (the run itself is not failed)
         self.left_running: list[int] | None = None  # after a cancel or timeout: PIDs that would not stop
+        self._held: list[int] = []  # descriptors released when the run ends (the control node's run lock)
 
     @property
     def pipe(self) -> Path | None:
@@ -815,6 +871,10 @@ class PlaybookRun:
 
     def _stopped(self, left: list[int]) -> None:
         self.left_running = left
+
+    def hold(self, fd: int) -> None:
+        """Given a descriptor (``take_run_lock``'s), keep it open until the run ends (``wait`` or ``cancel``)."""
+        self._held.append(fd)
 
     def _close_keeper(self) -> None:
         with self._lock:
@@ -904,6 +964,9 @@ class PlaybookRun:
         finally:
             if self._private is not None:
                 shutil.rmtree(self._private, ignore_errors=True)
+            for fd in self._held:  # no task of the run is left: another run may start
+                os.close(fd)
+            self._held.clear()
 
     def _keep_artifacts(self) -> None:
         """Write what went through the pipe next to the run's artifacts; move a staged run into place, then keep

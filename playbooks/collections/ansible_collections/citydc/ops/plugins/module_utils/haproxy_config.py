@@ -29,6 +29,28 @@ def directive_key(words):
     return words[0], words[1:]
 
 
+# Words after which a directive holds a password: userlist "user NAME password HASH" / "insecure-password PASS".
+PASSWORD_WORDS = ("password", "insecure-password")
+SECRET = "(set)"  # what a password is compared as: the drift output, its event and the run's artifacts show it
+
+
+def redact(directive, rest):
+    """Given a directive and its words, return the words with each password replaced by ``SECRET``: ``stats auth
+    USER:PASS`` (the user is kept) and a userlist's ``user NAME password|insecure-password PASS``. The settings are
+    printed by ``citydc play drift``, recorded in its event and kept in the run's artifacts: a password (or its
+    crypt hash, open to an offline guess) must not be. As keepalived's VRRP password, one is compared only as set,
+    so a password changed on one site alone is not drift."""
+    words = list(rest)
+    if directive == "stats auth" and words:
+        user, sep, _ = words[0].partition(":")
+        words[0] = user + sep + SECRET if sep else SECRET
+    elif directive == "user":
+        for i, word in enumerate(words[:-1]):
+            if word in PASSWORD_WORDS:
+                words[i + 1] = SECRET
+    return words
+
+
 def parse_config(text, ignore=SITE_LOCAL):
     """Given haproxy.cfg text, return {``section.directive``: value} of its comparable settings."""
     values = {}
@@ -50,7 +72,7 @@ def parse_config(text, ignore=SITE_LOCAL):
         if directive == "server":
             servers.setdefault(section, []).append(" ".join(rest[2:]))  # name and address are per site
             continue
-        values.setdefault("%s.%s" % (section, directive), []).append(" ".join(rest))
+        values.setdefault("%s.%s" % (section, directive), []).append(" ".join(redact(directive, rest)))
     out = {key: "; ".join(vals) for key, vals in values.items()}
     for section, opts in servers.items():
         out["%s.servers" % section] = str(len(opts))

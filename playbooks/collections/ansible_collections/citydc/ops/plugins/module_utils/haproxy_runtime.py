@@ -19,6 +19,10 @@ class RuntimeError_(Exception):
     """The socket could not be reached or HAProxy refused a command."""
 
 
+class UnknownBackend(RuntimeError_):
+    """The running HAProxy has no such backend (e.g. one added to the file that was not reloaded yet)."""
+
+
 def command(sock, cmd, timeout=5.0):
     """Given the admin socket path and one command, return HAProxy's answer as text."""
     try:
@@ -43,7 +47,9 @@ def servers_state(sock, backend):
     (weight: the runtime weight; iweight: the configured one)."""
     text = command(sock, "show servers state %s" % backend)
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[0].startswith(("Can't find backend", "Unknown")):
+    if lines and lines[0].startswith("Can't find backend"):
+        raise UnknownBackend("backend %s: %s" % (backend, text.strip()))
+    if not lines or lines[0].startswith("Unknown"):
         raise RuntimeError_("backend %s: %s" % (backend, text.strip() or "no answer"))
     header = None
     out = {}

@@ -14,7 +14,9 @@ description:
     addresses). With I(socket), adds C(show info) values (version, threads, maxconn) and, from
     C(show servers state), each backend's runtime server weights as a sorted multiset per kind of server (this
     load balancer's own site's, the other sites', see O(site) and O(server_sites)), and how many servers are in
-    maintenance and in drain. Changes nothing; used by the lb_drift role to compare sites.
+    maintenance and in drain; C(runtime.backend NAME.running) says whether the running HAProxy has each backend of
+    the file (no: the file was changed and not reloaded). Passwords (C(stats auth), a userlist's users) are compared
+    only as set. Changes nothing; used by the lb_drift role to compare sites.
 options:
   config_path: {description: The HAProxy configuration file., type: path, required: true}
   socket: {description: HAProxy admin socket (runtime values are left out without it)., type: path}
@@ -53,7 +55,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.citydc.ops.plugins.module_utils.haproxy_config import (
     SITE_LOCAL, backends, parse_config, parse_info, runtime_pool_settings)
-from ansible_collections.citydc.ops.plugins.module_utils.haproxy_runtime import RuntimeError_, command, servers_state
+from ansible_collections.citydc.ops.plugins.module_utils.haproxy_runtime import (
+    RuntimeError_, UnknownBackend, command, servers_state)
 
 
 def main():
@@ -77,7 +80,16 @@ def main():
         try:
             settings.update(parse_info(command(sock, "show info")))
             for backend in backends(settings):
-                settings.update(runtime_pool_settings(backend, servers_state(sock, backend), module.params["site"],
+                # A backend of the file that the running HAProxy lacks (the file was changed, not reloaded) is a
+                # setting of its own; it failed the whole drift run ("Can't find backend"), which then compared
+                # nothing.
+                try:
+                    state = servers_state(sock, backend)
+                except UnknownBackend:
+                    settings["runtime.backend %s.running" % backend] = "no"
+                    continue
+                settings["runtime.backend %s.running" % backend] = "yes"
+                settings.update(runtime_pool_settings(backend, state, module.params["site"],
                                                       module.params["server_sites"]))
         except RuntimeError_ as exc:
             module.fail_json(msg=str(exc))

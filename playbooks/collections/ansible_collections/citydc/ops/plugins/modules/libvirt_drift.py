@@ -15,11 +15,13 @@ description:
     from its owner keeps that element: the hypervisor role refuses to define it again on its owner), and
     domains without that element are reported as undeclared.
   - Reports declared VMs that are missing, domains that are not declared, and per VM the fields that differ
-    (vcpu, memory_mib, network, disk_gib, site, state). vcpu and memory_mib are what the VM boots with (the
-    C(current) attribute of C(<vcpu>), C(<currentMemory>)); vcpu_max and memory_max_mib are reported when the
-    maximum (C(<vcpu>), C(<memory>)) differs from the declared value too. Changes nothing.
+    (vcpu, memory_mib, network, disk_gib, site, state, description when declared). vcpu and memory_mib are what
+    the VM boots with (the C(current) attribute of C(<vcpu>), C(<currentMemory>)); vcpu_max and memory_max_mib are
+    reported when the maximum (C(<vcpu>), C(<memory>)) differs from the declared value too. Changes nothing.
   - A declared state is C(running) (the default), C(shutoff) or its synonym C(shutdown); any other value fails
-    the module, so a playbook calling it first changes nothing.
+    the module, so a playbook calling it first changes nothing. So does a declared VM without one of name, vcpu,
+    memory_mib, disk_gib, network, site, with a key not among those (and state, description), with a number that is
+    not a whole number of at least 1 (C("2") is a string), or declared twice.
 options:
   uri: {description: libvirt connection URI., type: str, required: true}
   hypervisor: {description: Inventory name of the hypervisor., type: str, required: true}
@@ -63,14 +65,19 @@ except ImportError:
     libvirt = None
 
 NS = "https://citydc.example/xmlns/vm"
-FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "state")
+FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "state", "description")
+# What a declared VM may hold (anything else is refused: a misspelt key would be ignored), and of which kind.
+REQUIRED_KEYS = ("name", "vcpu", "memory_mib", "disk_gib", "network", "site")
+KNOWN_KEYS = (*REQUIRED_KEYS, "state", "description")
+INT_KEYS = ("vcpu", "memory_mib", "disk_gib")
+STR_KEYS = ("network", "site")
 # Compared beside the fields: the maximum a VM may grow to (hotplug, balloon), declared as the same vcpu/memory_mib.
 MAX_FIELDS = {"vcpu_max": "vcpu", "memory_max_mib": "memory_mib"}
 # Declared states, in the vocabulary the report uses (running, shutoff); shutdown is a synonym of shutoff
 # (community.libvirt.virt's word). Anything else is refused before any task changes anything.
 STATES = {"running": "running", "shutoff": "shutoff", "shutdown": "shutoff"}
 # Fields whose difference needs a new definition (and a snapshot before it); a state-only drift is a start/stop.
-REDEFINE_FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "vcpu_max", "memory_max_mib")
+REDEFINE_FIELDS = ("vcpu", "memory_mib", "disk_gib", "network", "site", "description", "vcpu_max", "memory_max_mib")
 _UNITS = {"b": 1, "bytes": 1, "KB": 1000, "k": 1024, "KiB": 1024, "MB": 1000 ** 2, "M": 1024 ** 2, "MiB": 1024 ** 2,
           "GB": 1000 ** 3, "G": 1024 ** 3, "GiB": 1024 ** 3, "TB": 1000 ** 4, "T": 1024 ** 4, "TiB": 1024 ** 4}
 
@@ -103,6 +110,7 @@ def spec_from_xml(xml, active):
         "state": "running" if active else "shutoff",
         "disk_gib": int(meta.get("disk_gib")) if meta is not None and meta.get("disk_gib", "").isdigit() else None,
         "site": meta.get("site") if meta is not None else None,
+        "description": root.findtext("description") or "",
     }
     return spec, (meta.get("hypervisor") if meta is not None else None)
 
@@ -112,12 +120,49 @@ def actual_spec(dom):
     return spec_from_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive())
 
 
+def _declared_error(i, vm):
+    """Given the i-th declared VM, return what is wrong with it (naming the VM and the field), or None.
+
+    Checked here, in the role's first task, so a bad entry changes nothing: a missing field failed only in the define
+    task (after the snapshots, with other VMs already defined), a misspelt one (``memory: 2048``) the same way, and
+    a number given as a string (``vcpu: "2"``) never equals the domain's 2, so every run snapshotted and redefined
+    the VM again. A name is written into the domain's XML and its disk path: no "/" and no control character."""
+    where = "declared[%d]" % i
+    name = vm.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return "%s: name is required (a non-empty string), got %r" % (where, name)
+    if name != name.strip() or "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "%s: name %r: no '/', no control character, no leading or trailing space" % (where, name)
+    where = "%s (%s)" % (where, name)
+    unknown = sorted(set(vm) - set(KNOWN_KEYS))
+    if unknown:
+        return "%s: unknown key %s (known: %s)" % (where, ", ".join(map(repr, unknown)), ", ".join(KNOWN_KEYS))
+    for key in REQUIRED_KEYS:
+        if key not in vm or vm[key] is None:
+            return "%s: %s is required" % (where, key)
+    for key in INT_KEYS:
+        value = vm[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return "%s: %s must be a whole number of at least 1, got %r (%s)" % (where, key, value,
+                                                                                type(value).__name__)
+    for key in STR_KEYS:
+        value = vm[key]
+        if not isinstance(value, str) or not value.strip():
+            return "%s: %s must be a non-empty string, got %r" % (where, key, value)
+    if "description" in vm and not isinstance(vm["description"], str):
+        return "%s: description must be a string, got %r" % (where, vm["description"])
+    return None
+
+
 def normalize_declared(declared):
     """Given the declared VMs, return ({name: vm with its state in the report's vocabulary}, error or None)."""
     out = {}
     for i, vm in enumerate(declared):
-        if not vm.get("name"):
-            return None, "declared[%d]: name is required" % i
+        error = _declared_error(i, vm)
+        if error:
+            return None, error + "; nothing was changed"
+        if vm["name"] in out:
+            return None, "declared[%d]: %s is declared twice; nothing was changed" % (i, vm["name"])
         state = vm.get("state", "running")
         if state not in STATES:
             return None, ("%s: state %r is not one of %s (shutdown is a synonym of shutoff); nothing was changed"

@@ -16,11 +16,9 @@ from citydc.seclog.store_sqlite import SqliteStore
 from tests.unit.seclog.test_store_sqlite import chained
 
 
-@pytest.fixture
-def altered(tmp_path):
-    """A store of 10 events, the one at seq 5 with its document overwritten by text that is no JSON."""
-    path = tmp_path / "log.db"
-    events = chained(10)
+def stored_with_garbage_at_seq_5(path, events) -> SqliteStore:
+    """Given a store's path and chained events, store them, overwrite the document at seq 5 with text that is no
+    JSON (as an edit outside citydc would), and return the store opened again for reading."""
     store = SqliteStore(path)
     store.put(events)
     store.close()
@@ -28,7 +26,14 @@ def altered(tmp_path):
     conn.execute("UPDATE events SET doc = 'garbage' WHERE seq = 5")
     conn.commit()
     conn.close()
-    reader = SqliteStore(path, create=False)
+    return SqliteStore(path, create=False)
+
+
+@pytest.fixture
+def altered(tmp_path):
+    """A store of 10 events, the one at seq 5 with its document overwritten by text that is no JSON."""
+    events = chained(10)
+    reader = stored_with_garbage_at_seq_5(tmp_path / "log.db", events)
     yield reader, events[4]["event"]["id"]
     reader.close()
 
@@ -68,15 +73,7 @@ def test_verify_reports_the_unreadable_document_as_one_changed_event_of_its_chai
                                        message=f"login {i}", site="siwei", id_key=f"u{i}") for i in range(8)):
         events.append(link(doc, "w:spool", i + 1, prev, incarnation))
         prev = events[-1]["event"]["hash"]
-    path = tmp_path / "log.db"
-    store = SqliteStore(path)
-    store.put(events)
-    store.close()
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE events SET doc = 'garbage' WHERE seq = 5")
-    conn.commit()
-    conn.close()
-    reader = SqliteStore(path, create=False)
+    reader = stored_with_garbage_at_seq_5(tmp_path / "log.db", events)
     try:
         report = verify_report(reader.chain())
     finally:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from citydc import atomicfile
+from citydc import atomicfile, runlock
 
 __all__ = [
     "LOCK_TIMEOUT_SECONDS",
@@ -172,17 +172,12 @@ def run_locked(state_dir: Path, job: str) -> Iterator[None]:
     JobBusy at once naming the PID of the run holding it. Two runs of one job at once would each copy
     every new snapshot off-site (restic's copy decides what is missing when it starts): the second one is
     refused instead. The kernel drops the lock when its holder dies."""
-    path = state_dir / f"{job}.run.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise JobBusy(f"job {job}: a run is already in progress (pid {holder}); this run did nothing") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        fd = runlock.take(state_dir / f"{job}.run.lock", str(os.getpid()))
+    except runlock.Held as exc:
+        raise JobBusy(f"job {job}: a run is already in progress (pid {exc.holder or 'unknown'}); this run did "
+                      "nothing") from None
+    try:
         yield
     finally:
         os.close(fd)

@@ -747,19 +747,12 @@ def take_run_lock(path: Path, holder: str) -> int:
     Two runs that change hosts must not overlap: two lb-rolling.yml runs re-enabled a server the other one had in
     maintenance, and one could drain the last serving server between the other's pool check and its drain. A
     check-mode run (and ``play drift``) changes nothing and does not take it."""
-    import fcntl
+    from citydc import runlock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        held = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
-        os.close(fd)
-        raise RunLocked(f"{held or 'another citydc play run'} (lock {path})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, holder.encode(), 0)
-    return fd
+        return runlock.take(path, holder)
+    except runlock.Held as exc:
+        raise RunLocked(f"{exc.holder or 'another citydc play run'} (lock {path})") from None
 
 
 CANCEL_POLL = 0.2  # seconds between the runner's checks of its cancel flag while ansible-playbook is quiet

@@ -104,21 +104,21 @@ def _log_state(st: dict[str, Any], ldap: LdapFeed | None) -> tuple[str | None, d
     log states, this file's saved log state). Without a "log" key (a state of before 2026-12-08, or no file
     read yet) the saved position is taken as this file's: its inode and first line still tell another file
     apart, which is then read from its start."""
-    others = st.get("other_logs") if isinstance(st.get("other_logs"), dict) else {}
+    saved_others = st.get("other_logs") if isinstance(st.get("other_logs"), dict) else {}
     saved = st.get("log") if isinstance(st.get("log"), str) else None
     if ldap is None:
-        return saved, others, st
+        return saved, saved_others, st
     key = str(ldap.log.absolute())
     if saved is None or saved == key:
-        return key, others, st
+        return key, saved_others, st
     # The state's position is another file's (the configured stats_log while --log FILE is read, or the
     # reverse): taken over, it made the next run of the configured log read it again from its first line and
     # fire its old detections a second time.
-    others = {k: v for k, v in others.items() if k not in (key, saved)}
+    others = {k: v for k, v in saved_others.items() if k not in (key, saved)}
     others[saved] = {k: st.get(k) for k in LOG_STATE}
     while len(others) > MAX_OTHER_LOGS:
         others.pop(next(iter(others)))
-    own = st.get("other_logs", {}).get(key) if isinstance(st.get("other_logs"), dict) else None
+    own = saved_others.get(key)
     return key, others, own if isinstance(own, dict) else {}
 
 

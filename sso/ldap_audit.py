@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ldap3.utils.conv import escape_filter_chars
+
 from citydc.config.models import LdapSource
 from citydc.sso import bulk as bulk_mod
 from citydc.sso import files, ldif
@@ -259,7 +261,8 @@ def _direct_members(d: Any, src: LdapSource, entry: dict[str, list[str]],
     # memberUid values, maybe spelled otherwise (``uid=SW-Admin1`` as written, the entry's own DN from the search).
     keys = {files.dn_key(m) for m in members}
     for uid in entry.get("memberuid", []):
-        found = d.search(src.base_dn, f"(&{src.account_filter}(uid={_filter_value(uid)}))", ["1.1"])
+        # escaped (RFC 4515): a memberUid is text from the directory, and a * or ) in it must not change the search
+        found = d.search(src.base_dn, f"(&{src.account_filter}(uid={escape_filter_chars(uid)}))", ["1.1"])
         if not found:
             missing = f"memberUid={uid}"
             statuses[norm_dn(missing)] = MemberStatus(False)
@@ -281,12 +284,6 @@ def referral_notes(referrals: list[tuple[str, list[str]]], bulk: list[str]) -> l
     shown = ", ".join(urls[:5]) + (f" and {len(urls) - 5} more" if len(urls) > 5 else "")
     return [f"{len(urls) or 1} referral(s) to another server not followed; the entries there were not audited: "
             f"{shown or '(no URL given)'}"]
-
-
-def _filter_value(value: str) -> str:
-    """Given an attribute value, return it escaped for an LDAP filter (RFC 4515): a memberUid is text from the
-    directory, and ``*`` or ``)`` in it must not change the search."""
-    return "".join(f"\\{ord(c):02x}" if c in "\\*()\0" else c for c in value)
 
 
 def _stream(accounts: Iterable[Account], rules: list[Rule], ctx: RuleContext, run: AuditRun,
